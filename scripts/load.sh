@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A short load run: verified-and-acknowledged webhooks per second through the ingress, next to
+# a plain idempotent acks=all producer's records per second against the same broker, on the same
+# machine, alternating rounds. Prints each round and the medians.
+#   scripts/load.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+seconds=${2:-10}
+connections=${3:-64}
+scripts/install.sh
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+broker_port=$(free_port)
+ingress_port=$(free_port)
+admin_port=$(free_port)
+broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
+daemon_pid=""
+cleanup() {
+    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+    kill "$broker_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --quiet --release --bin cartstream --example plain_producer
+bin="${CARGO_TARGET_DIR:-target}/release"
+body=tests/fixtures/providers/shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json
+cp "$body" "$work/body.json"
+"$bin/cartstream" sign --provider shopify --secret acme-shopify-dev-secret "$body" >"$work/signature.txt"
+
+export CARTSTREAM__KAFKA__BROKERS="127.0.0.1:$broker_port"
+export CARTSTREAM__KAFKA__TOPIC_PREFIX=load
+export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
+export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
+export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
+"$bin/cartstream" ingress --config config/example.toml &
+daemon_pid=$!
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null
+# The plain producer writes to the same topic (created by the daemon), with the same key and body.
+
+echo "body: $(wc -c <"$body") bytes; $connections concurrent requests / records in flight; ${seconds} s rounds"
+ingress=()
+plain=()
+for round in $(seq 1 "$rounds"); do
+    line=$(WRK_DATA="$work" wrk -t1 -c"$connections" -d"${seconds}s" --latency \
+        -s scripts/load/shopify.lua "http://127.0.0.1:$ingress_port/api/webhooks/shopify" | grep '^wrk:')
+    echo "round $round ingress: $line"
+    ingress+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) requests\/s.*/\1/')")
+    line=$("$bin/examples/plain_producer" "127.0.0.1:$broker_port" load.inbound.v1 "$body" "$connections" "$seconds")
+    echo "round $round $line"
+    plain+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) records\/s/\1/')")
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+mi=$(median "${ingress[@]}")
+mp=$(median "${plain[@]}")
+echo "median ingress: $mi verified-and-acknowledged requests/s"
+echo "median plain producer: $mp acknowledged records/s"
+awk -v a="$mi" -v b="$mp" 'BEGIN { printf "ingress / plain producer: %.2f\n", a / b }'

@@ -1,0 +1,198 @@
+//! The configuration tree and its layered loading.
+//!
+//! Layers, later ones winning: the documented defaults embedded from `config/default.toml`, the
+//! `--config` file, then `CARTSTREAM__SECTION__KEY` environment variables. Each module owns the
+//! type of its section; this module assembles them, and reports every problem at once —
+//! unreadable values, unknown keys and failed validations alike.
+
+mod problems;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use figment::error::Kind;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use problems::Problems;
+
+use crate::{admin, ingress, kafka, telemetry, tenants};
+
+/// The documented defaults; every key the daemon reads is in this file.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// The prefix of environment overrides: `CARTSTREAM__INGRESS__MAX_BODY_BYTES=2097152`.
+pub const ENV_PREFIX: &str = "CARTSTREAM__";
+
+/// The whole configuration of one process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ingress: ingress::Config,
+    pub admin: admin::Config,
+    pub kafka: kafka::Config,
+    pub tenants: tenants::Config,
+    pub telemetry: telemetry::Config,
+}
+
+const SECTIONS: &[&str] = &["ingress", "admin", "kafka", "tenants", "telemetry"];
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the `CARTSTREAM__…` entries of `env`, and
+    /// validates the result.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, Problems> {
+        let (config, problems) = Self::load_lenient(file, env);
+        problems.into_result(config)
+    }
+
+    /// Like [`Config::load`], but also returns the configuration when there are problems, with
+    /// documented defaults in place of the bad values (so `check-config` can go on to check the
+    /// tenant file the configuration names).
+    pub fn load_lenient(file: Option<&Path>, env: &HashMap<String, String>) -> (Config, Problems) {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return (
+                    Config::default(),
+                    Problems::one(format!("config file {}: not found", path.display())),
+                );
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let mut overrides: Vec<_> = env
+            .iter()
+            .filter_map(|(name, value)| {
+                let path = name.strip_prefix(ENV_PREFIX)?;
+                Some((path.to_ascii_lowercase().replace("__", "."), value))
+            })
+            .collect();
+        overrides.sort();
+        for (path, value) in overrides {
+            let value =
+                figment::value::Value::from_str(value).unwrap_or_else(|never| match never {});
+            figment = figment.merge((path, value));
+        }
+        Self::extract(&figment)
+    }
+
+    /// Extracts section by section so that a bad value in one section does not hide the
+    /// problems of the others.
+    fn extract(figment: &Figment) -> (Config, Problems) {
+        let mut problems = Problems::default();
+        match figment.extract::<HashMap<String, figment::value::Value>>() {
+            Ok(root) => {
+                for key in root.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+                    problems.push(format!(
+                        "unknown section `{key}`; known sections: {}",
+                        SECTIONS.join(", ")
+                    ));
+                }
+            }
+            Err(e) => {
+                for error in e {
+                    problems.push(error.to_string());
+                }
+            }
+        }
+        let config = Config {
+            ingress: section(figment, "ingress", &mut problems),
+            admin: section(figment, "admin", &mut problems),
+            kafka: section(figment, "kafka", &mut problems),
+            tenants: section(figment, "tenants", &mut problems),
+            telemetry: section(figment, "telemetry", &mut problems),
+        };
+        config.ingress.validate(&mut problems);
+        config.admin.validate(&mut problems);
+        config.kafka.validate(&mut problems);
+        config.telemetry.validate(&mut problems);
+        if config.admin.listen == config.ingress.listen && config.admin.listen.port() != 0 {
+            problems.push("admin.listen: must differ from ingress.listen".to_string());
+        }
+        (config, problems)
+    }
+}
+
+/// Extracts one section. On a bad value it records the problem, puts the documented default in
+/// its place (or drops an unknown key) and tries again, so every bad key of the section is
+/// reported, not only the first one serde meets.
+fn section<T: DeserializeOwned + Default>(
+    figment: &Figment,
+    name: &str,
+    problems: &mut Problems,
+) -> T {
+    let defaults = Figment::from(Toml::string(DEFAULT_TOML));
+    let mut dict = match figment.find_value(name) {
+        Ok(Value::Dict(_, dict)) => dict,
+        Ok(_) => {
+            problems.push(format!("{name}: must be a table"));
+            return T::default();
+        }
+        Err(_) => Dict::new(),
+    };
+    // Each round fixes at least one key, so the number of keys bounds the rounds.
+    for _ in 0..=count_keys(&dict) {
+        let errors = match Figment::from(Serialized::defaults(&dict)).extract::<T>() {
+            Ok(value) => return value,
+            Err(errors) => errors,
+        };
+        for error in errors {
+            let mut path = error.path.clone();
+            let unknown = if let Kind::UnknownField(field, _) = &error.kind {
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
+                true
+            } else {
+                false
+            };
+            problems.push(format!("{name}.{}: {}", path.join("."), error.kind));
+            let default = if unknown {
+                None
+            } else {
+                defaults
+                    .find_value(&format!("{name}.{}", path.join(".")))
+                    .ok()
+            };
+            if !repair(&mut dict, &path, default) {
+                return T::default();
+            }
+        }
+    }
+    T::default()
+}
+
+fn count_keys(dict: &Dict) -> usize {
+    dict.values()
+        .map(|value| match value {
+            Value::Dict(_, inner) => 1 + count_keys(inner),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Replaces the value at `path` with `default`, or removes it. `false` when nothing changed.
+fn repair(dict: &mut Dict, path: &[String], default: Option<Value>) -> bool {
+    match path {
+        [] => false,
+        [key] => match default {
+            Some(default) => dict.insert(key.clone(), default.clone()).as_ref() != Some(&default),
+            None => dict.remove(key).is_some(),
+        },
+        [key, rest @ ..] => match dict.get_mut(key) {
+            Some(Value::Dict(_, inner)) => repair(inner, rest, default),
+            _ => false,
+        },
+    }
+}
+
+/// Reads the process environment into the map [`Config::load`] takes.
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars().collect()
+}
+
+#[cfg(test)]
+mod tests;

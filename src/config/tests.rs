@@ -1,0 +1,96 @@
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn documented_defaults_equal_the_code_defaults() {
+    let loaded = Config::load(None, &HashMap::new()).unwrap();
+    assert_eq!(loaded, Config::default());
+}
+
+#[test]
+fn file_then_environment_override_the_defaults() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        file,
+        "[ingress]\nmax_body_bytes = 2048\nack_timeout = \"2s\"\n[kafka]\nbrokers = \"a:1\""
+    )
+    .unwrap();
+    let config = Config::load(
+        Some(file.path()),
+        &env(&[
+            ("CARTSTREAM__KAFKA__BROKERS", "b:2,c:3"),
+            ("CARTSTREAM__INGRESS__MAINTENANCE", "true"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.ingress.max_body_bytes, 2048);
+    assert_eq!(
+        config.ingress.ack_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert_eq!(config.kafka.brokers, "b:2,c:3");
+    assert!(config.ingress.maintenance);
+    assert_eq!(config.admin, admin::Config::default());
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        file,
+        r#"
+[ingress]
+max_body_bytes = "lots"
+ack_timeout = "soon"
+[kafka]
+partitions = 0
+topic_prefix = "bad prefix"
+[kafka.producer]
+acks = "1"
+[telemetry]
+log_format = "xml"
+[nonsense]
+x = 1
+"#
+    )
+    .unwrap();
+    let problems = Config::load(
+        Some(file.path()),
+        &env(&[("CARTSTREAM__ADMIN__LISTEN", "nowhere")]),
+    )
+    .unwrap_err();
+    let text = problems.to_string();
+    for expected in [
+        "max_body_bytes",
+        "ack_timeout",
+        "kafka.partitions",
+        "kafka.topic_prefix",
+        "\"acks\": set by the daemon",
+        "log_format",
+        "unknown section `nonsense`",
+        "listen",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_one_clear_problem() {
+    let problems = Config::load(
+        Some(std::path::Path::new("/nonexistent/cartstream.toml")),
+        &HashMap::new(),
+    )
+    .unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems.to_string().contains("not found"));
+}

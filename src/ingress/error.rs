@@ -1,0 +1,149 @@
+//! Ingress errors and the one function that maps them to HTTP answers (SPEC §2.2).
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use http_body_util::Full;
+use hyper::Response;
+
+use crate::{kafka, providers};
+
+/// Why a webhook was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("unknown provider")]
+    UnknownProvider,
+    #[error("maintenance mode: try again later")]
+    Maintenance,
+    #[error("overloaded: try again later")]
+    Overloaded,
+    #[error("body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("body not received within the read timeout")]
+    BodyTimeout,
+    #[error("cannot read the request body")]
+    BodyRead(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no tenant clue in the delivery; use /api/webhooks/{{provider}}/{{integration_key}}")]
+    MissingClue,
+    #[error(transparent)]
+    Provider(#[from] providers::Error),
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_seconds: u64 },
+    #[error("{}", kafka_message(.0))]
+    Kafka(#[source] kafka::Error),
+}
+
+fn kafka_message(error: &kafka::Error) -> &'static str {
+    match error {
+        kafka::Error::AckTimeout => "Kafka did not acknowledge in time: try again",
+        _ => "Kafka is unavailable: try again later",
+    }
+}
+
+/// Who is to blame, which decides how loudly it is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The request was wrong; retrying it unchanged will fail again.
+    Client,
+    /// We could not take it now; the platform's retry will succeed later.
+    Retryable,
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NotFound | Error::UnknownProvider => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Maintenance | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::BodyRead(_) | Error::MissingClue => StatusCode::BAD_REQUEST,
+            Error::Provider(providers::Error::Malformed(_)) => StatusCode::BAD_REQUEST,
+            Error::Provider(providers::Error::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Kafka(kafka::Error::AckTimeout) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        match self {
+            Error::Maintenance
+            | Error::Overloaded
+            | Error::BodyTimeout
+            | Error::RateLimited { .. }
+            | Error::Kafka(_) => Class::Retryable,
+            _ => Class::Client,
+        }
+    }
+
+    /// The answer: JSON `{"error": …}`, with `Retry-After` where a retry is expected.
+    pub fn into_response(self, retry_after_seconds: u64) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let retry_after = match &self {
+            Error::RateLimited {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(retry_after_seconds),
+            _ => None,
+        };
+        let body = serde_json::json!({ "error": self.to_string() }).to_string();
+        let mut response = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(seconds) = retry_after {
+            response = response.header(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response = response.header(header::ALLOW, "POST");
+        }
+        response
+            .body(Full::new(Bytes::from(body)))
+            .expect("response parts are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_spec() {
+        let cases = [
+            (Error::UnknownProvider, 404),
+            (Error::Maintenance, 503),
+            (Error::Overloaded, 503),
+            (Error::BodyTooLarge { limit: 1 }, 413),
+            (Error::MissingClue, 400),
+            (Error::Provider(providers::Error::Malformed("x")), 400),
+            (Error::Provider(providers::Error::Unauthorized("x")), 401),
+            (
+                Error::RateLimited {
+                    retry_after_seconds: 3,
+                },
+                429,
+            ),
+            (Error::Kafka(kafka::Error::AckTimeout), 504),
+            (Error::Kafka(kafka::Error::QueueFull), 503),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn retryable_answers_say_when_to_retry() {
+        let response = Error::Maintenance.into_response(7);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        let response = Error::RateLimited {
+            retry_after_seconds: 2,
+        }
+        .into_response(7);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let response = Error::Provider(providers::Error::Unauthorized("x")).into_response(7);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+}

@@ -1,0 +1,313 @@
+//! The webhook receiver: route, bound, read the body once, let the provider find the tenant clue,
+//! resolve the integration, verify with its keys only, and produce the untouched body to Kafka.
+//! A request is answered 200 only after the broker acknowledged its record.
+
+mod error;
+pub mod route;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{header, HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+pub use error::{Class, Error};
+pub use route::Route;
+
+use crate::clock::Clock;
+use crate::config::Problems;
+use crate::health::Health;
+use crate::kafka::{self, inbound};
+use crate::providers::{self, Keys, Provider};
+use crate::telemetry::metrics;
+use crate::tenants::Registry;
+
+/// The `[ingress]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    pub max_in_flight_requests: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub maintenance: bool,
+    pub retry_after_seconds: u64,
+    pub tenant_rate_limit_per_second: u32,
+    pub tenant_rate_limit_burst: u32,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(5),
+            max_in_flight_requests: 8192,
+            http2_max_concurrent_streams: 256,
+            maintenance: false,
+            retry_after_seconds: 5,
+            tenant_rate_limit_per_second: 0,
+            tenant_rate_limit_burst: 0,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self, problems: &mut Problems) {
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_in_flight_requests", self.max_in_flight_requests as u64),
+            (
+                "http2_max_concurrent_streams",
+                self.http2_max_concurrent_streams as u64,
+            ),
+            (
+                "header_read_timeout",
+                self.header_read_timeout.as_millis() as u64,
+            ),
+            (
+                "body_read_timeout",
+                self.body_read_timeout.as_millis() as u64,
+            ),
+            ("ack_timeout", self.ack_timeout.as_millis() as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                problems.push(format!("ingress.{key}: must be greater than zero"));
+            }
+        }
+        if self.max_in_flight_requests > Semaphore::MAX_PERMITS {
+            problems.push("ingress.max_in_flight_requests: too large");
+        }
+        if self.tenant_rate_limit_burst > 0 && self.tenant_rate_limit_per_second == 0 {
+            problems.push("ingress.tenant_rate_limit_burst: needs tenant_rate_limit_per_second");
+        }
+    }
+}
+
+/// The ingress request handler, shared by every connection.
+pub struct Ingress {
+    config: Config,
+    registry: Arc<Registry>,
+    producer: kafka::Producer,
+    clock: Clock,
+    health: Health,
+    permits: Arc<Semaphore>,
+    rate_limit: Option<DefaultKeyedRateLimiter<Arc<str>>>,
+}
+
+impl Ingress {
+    pub fn new(
+        config: Config,
+        registry: Arc<Registry>,
+        producer: kafka::Producer,
+        clock: Clock,
+        health: Health,
+    ) -> Arc<Self> {
+        let rate_limit = NonZeroU32::new(config.tenant_rate_limit_per_second).map(|rate| {
+            let burst = NonZeroU32::new(config.tenant_rate_limit_burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Arc::new(Ingress {
+            permits: Arc::new(Semaphore::new(config.max_in_flight_requests)),
+            config,
+            registry,
+            producer,
+            clock,
+            health,
+            rate_limit,
+        })
+    }
+
+    /// Answers one request. Never fails: every error becomes its HTTP answer here.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let (parts, body) = request.into_parts();
+        let (provider, key) = match route::parse(parts.uri.path()) {
+            Route::Healthz => return crate::admin::healthz(),
+            Route::Readyz => return crate::admin::readyz(&self.health).await,
+            Route::NotFound => return self.answer("unknown", Err(Error::NotFound), started),
+            Route::Webhook { provider, key } => (provider, key),
+        };
+        let Some(provider) = providers::find(provider) else {
+            return self.answer("unknown", Err(Error::UnknownProvider), started);
+        };
+        if parts.method != Method::POST {
+            return self.answer(provider.slug(), Err(Error::MethodNotAllowed), started);
+        }
+        let result = self.webhook(provider, key, &parts.headers, body).await;
+        self.answer(provider.slug(), result, started)
+    }
+
+    fn answer(
+        &self,
+        provider: &'static str,
+        result: Result<&'static [u8], Error>,
+        started: Instant,
+    ) -> Response<Full<Bytes>> {
+        let response = match result {
+            Ok(body) => Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from_static(body)))
+                .expect("static response parts are valid"),
+            Err(error) => {
+                match error.class() {
+                    Class::Retryable => tracing::warn!(
+                        provider,
+                        error = &error as &dyn std::error::Error,
+                        "webhook not accepted"
+                    ),
+                    Class::Client => tracing::debug!(
+                        provider,
+                        error = &error as &dyn std::error::Error,
+                        "webhook refused"
+                    ),
+                }
+                error.into_response(self.config.retry_after_seconds)
+            }
+        };
+        metrics::ingress_request(provider, response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    async fn webhook(
+        &self,
+        provider: &'static dyn Provider,
+        key: Option<&str>,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<&'static [u8], Error> {
+        if self.config.maintenance {
+            return Err(Error::Maintenance);
+        }
+        let _permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded)?;
+        let _in_flight = InFlight::enter();
+
+        let body = read_body(
+            body,
+            headers,
+            self.config.max_body_bytes,
+            self.config.body_read_timeout,
+        )
+        .await?;
+        let request = providers::Request::new(headers, &body);
+        let seen = provider.inspect(&request)?;
+        if seen.clue.is_none() && key.is_none() {
+            return Err(Error::MissingClue);
+        }
+        let integration = self
+            .registry
+            .resolve(provider.slug(), key, seen.clue.as_deref());
+        // Unknown tenants are verified against keys nobody has, so the answer (and its timing)
+        // is the one a wrong signature gets.
+        let keys = integration.map_or(Keys::unknown_tenant(), |i| &i.keys);
+        let verdict = provider.verify(&request, keys, self.clock.now());
+        if let Err(providers::Error::Unauthorized(_)) = verdict {
+            metrics::ingress_signature_failure(provider.slug());
+        }
+        verdict?;
+        let Some(integration) = integration else {
+            metrics::ingress_signature_failure(provider.slug());
+            return Err(providers::Error::Unauthorized("unauthorized").into());
+        };
+        let tenant = &integration.tenant.id;
+        if let Some(limiter) = &self.rate_limit {
+            if let Err(not_until) = limiter.check_key(tenant) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+                return Err(Error::RateLimited {
+                    retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+                });
+            }
+        }
+
+        let delivery_id = seen
+            .delivery_id
+            .unwrap_or_else(|| Cow::Owned(providers::body_hash_id(&body)));
+        let received_at = self.clock.now();
+        let metadata = inbound::Metadata {
+            provider: provider.slug(),
+            tenant,
+            event_type: seen.event_type.as_deref(),
+            delivery_id: &delivery_id,
+            received_at,
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        };
+        self.producer
+            .send_inbound(
+                tenant,
+                &body,
+                metadata.headers(),
+                crate::clock::unix_millis(received_at),
+            )
+            .await
+            .map_err(Error::Kafka)?;
+        metrics::ingress_body_size(provider.slug(), body.len());
+        Ok(provider.accepted_body())
+    }
+}
+
+/// Collects the body into one buffer, refusing it as soon as it is known to exceed `limit`.
+async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Error> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Error::BodyTooLarge { limit });
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Error::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
+        Ok(Err(e)) => Err(Error::BodyRead(e)),
+    }
+}
+
+/// Counts a request in the in-flight gauge for as long as it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::ingress_in_flight(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::ingress_in_flight(-1.0);
+    }
+}

@@ -1,0 +1,131 @@
+//! Everything that talks to Kafka: the topic names of the public contract (SPEC §5), the
+//! idempotent producer the ingress hands raw bodies to, and topic creation at start-up.
+
+pub mod admin;
+pub mod inbound;
+mod producer;
+
+use std::collections::BTreeMap;
+
+use rdkafka::error::KafkaError;
+use serde::{Deserialize, Serialize};
+
+pub use producer::Producer;
+
+use crate::config::Problems;
+
+/// The `[kafka]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub brokers: String,
+    pub topic_prefix: String,
+    pub create_topics: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// librdkafka producer properties passed through unchanged.
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            brokers: "127.0.0.1:9092".to_string(),
+            topic_prefix: "cartstream".to_string(),
+            create_topics: true,
+            partitions: 6,
+            replication_factor: 1,
+            producer: BTreeMap::from([
+                ("linger.ms".to_string(), "5".to_string()),
+                ("compression.type".to_string(), "none".to_string()),
+            ]),
+        }
+    }
+}
+
+/// Producer properties the daemon sets itself; the pass-through table cannot change them.
+pub const FORCED_PRODUCER_PROPERTIES: &[&str] =
+    &["bootstrap.servers", "enable.idempotence", "acks"];
+
+impl Config {
+    pub fn validate(&self, problems: &mut Problems) {
+        if self.brokers.trim().is_empty() {
+            problems.push("kafka.brokers: must name at least one broker");
+        }
+        let prefix_ok = !self.topic_prefix.is_empty()
+            && self
+                .topic_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !prefix_ok {
+            problems.push("kafka.topic_prefix: must be letters, digits, '.', '_' or '-'");
+        }
+        if self.partitions < 1 {
+            problems.push("kafka.partitions: must be at least 1");
+        }
+        if self.replication_factor < 1 {
+            problems.push("kafka.replication_factor: must be at least 1");
+        }
+        for key in self.producer.keys() {
+            if FORCED_PRODUCER_PROPERTIES.contains(&key.as_str()) {
+                problems.push(format!(
+                    "kafka.producer.\"{key}\": set by the daemon and cannot be overridden"
+                ));
+            }
+        }
+    }
+
+    /// The names of the topics this version reads or writes.
+    pub fn topics(&self) -> Topics {
+        Topics {
+            inbound: format!("{}.inbound.v1", self.topic_prefix),
+        }
+    }
+}
+
+/// Topic names, with the configured prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Raw verified deliveries: key tenant id, value the body byte for byte.
+    pub inbound: String,
+}
+
+impl Topics {
+    pub fn all(&self) -> Vec<&str> {
+        vec![self.inbound.as_str()]
+    }
+}
+
+/// Why a record was not acknowledged, or a Kafka operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The producer's local queue is full: the broker is slower than the inflow.
+    #[error("the producer queue is full")]
+    QueueFull,
+    /// The acknowledgement did not arrive within the ack timeout.
+    #[error("no acknowledgement from Kafka within the ack timeout")]
+    AckTimeout,
+    /// The broker refused the record or could not be reached.
+    #[error("Kafka did not accept the record")]
+    Delivery(#[source] KafkaError),
+    /// A client could not be created or an admin operation failed.
+    #[error("Kafka client error")]
+    Client(#[source] KafkaError),
+    /// An admin operation failed for one topic.
+    #[error("cannot create topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
+    /// An operation did not finish in time.
+    #[error("Kafka did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl Error {
+    /// Whether trying again later may succeed (the broker was slow or away), as opposed to a
+    /// configuration problem.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Error::Client(_) | Error::CreateTopic { .. })
+    }
+}

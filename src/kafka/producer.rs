@@ -1,0 +1,144 @@
+//! The idempotent (`acks=all`) producer the ingress hands verified bodies to.
+//!
+//! Each request enqueues its record and awaits its own acknowledgement; librdkafka batches the
+//! records of all concurrent requests, so many sends are in flight at once. A request is answered
+//! 200 only when its own record was acknowledged.
+//!
+//! Records wait in librdkafka up to `message.timeout.ms` (five minutes unless configured), much
+//! longer than a request waits for its ack: a request is answered 504 at the ack timeout, but its
+//! record is not given up during a short broker outage. Giving records up would make the
+//! idempotent producer bump its epoch, which some Kafka-compatible brokers do not support.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use tokio::time::Instant;
+
+use super::{Config, Error, Topics};
+use crate::telemetry::metrics;
+
+/// Room for Kafka headers and framing on top of the largest body.
+const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// librdkafka's own default for `message.timeout.ms`.
+const DEFAULT_MESSAGE_TIMEOUT_MS: &str = "300000";
+
+/// A cheap-to-clone handle on the producer.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    topics: Arc<Topics>,
+    ack_timeout: Duration,
+}
+
+impl Producer {
+    /// Builds the producer. `ack_timeout` bounds how long a request waits for its record's
+    /// acknowledgement; `max_body_bytes` sizes the largest record librdkafka accepts.
+    pub fn from_config(
+        config: &Config,
+        ack_timeout: Duration,
+        max_body_bytes: usize,
+    ) -> Result<Self, Error> {
+        let mut client = ClientConfig::new();
+        client.set("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS);
+        client.set("client.id", "cartstream");
+        for (key, value) in &config.producer {
+            client.set(key, value);
+        }
+        let max_message = (max_body_bytes + RECORD_OVERHEAD_BYTES).max(1_000_000);
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.max.bytes", max_message.to_string());
+        let inner: FutureProducer = client.create().map_err(Error::Client)?;
+        Ok(Producer {
+            inner,
+            topics: Arc::new(config.topics()),
+            ack_timeout,
+        })
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Produces one inbound record and waits for the broker's acknowledgement.
+    pub async fn send_inbound(
+        &self,
+        key: &str,
+        body: &[u8],
+        headers: OwnedHeaders,
+        timestamp_ms: i64,
+    ) -> Result<(), Error> {
+        let record = FutureRecord::to(&self.topics.inbound)
+            .key(key)
+            .payload(body)
+            .headers(headers)
+            .timestamp(timestamp_ms);
+        let started = Instant::now();
+        let delivery = match self.inner.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                metrics::kafka_produce_failure("queue_full");
+                return Err(Error::QueueFull);
+            }
+            Err((e, _)) => {
+                metrics::kafka_produce_failure("broker");
+                return Err(Error::Delivery(e));
+            }
+        };
+        let result = match tokio::time::timeout(self.ack_timeout, delivery).await {
+            Err(_) => Err(Error::AckTimeout),
+            // The producer was dropped before the record's fate was known.
+            Ok(Err(_canceled)) => Err(Error::Delivery(KafkaError::Canceled)),
+            Ok(Ok(Ok(_delivered))) => Ok(()),
+            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) => {
+                Err(Error::AckTimeout)
+            }
+            Ok(Ok(Err((e, _)))) => Err(Error::Delivery(e)),
+        };
+        match &result {
+            Ok(()) => metrics::kafka_ack(started.elapsed()),
+            Err(Error::AckTimeout) => metrics::kafka_produce_failure("timeout"),
+            Err(_) => metrics::kafka_produce_failure("broker"),
+        }
+        result
+    }
+
+    /// Records handed to librdkafka and not yet acknowledged or failed.
+    pub fn queue_len(&self) -> i32 {
+        self.inner.in_flight_count()
+    }
+
+    /// Waits until every queued record is acknowledged or failed, at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.flush(timeout))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+            .map_err(|e| match e {
+                KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut) => Error::Timeout(timeout),
+                e => Error::Delivery(e),
+            })
+    }
+
+    /// Whether a broker answers a metadata request within `timeout` (readiness).
+    pub async fn check(&self, timeout: Duration) -> Result<(), Error> {
+        let inner = self.inner.clone();
+        let topic = self.topics.inbound.clone();
+        tokio::task::spawn_blocking(move || {
+            inner
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(drop)
+                .map_err(Error::Client)
+        })
+        .await
+        .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+}

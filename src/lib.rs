@@ -1,0 +1,27 @@
+//! cartstream: a stream processor for commerce webhooks.
+//!
+//! One webhook's path through the crate:
+//!
+//! - [`ingress`] accepts `POST /api/webhooks/{provider}` (hyper, HTTP/1.1 and h2c), bounds
+//!   in-flight work and body size, and reads the body once into `Bytes`;
+//! - [`providers`] (pure: headers and bytes in, verdict out) finds the tenant clue, and after
+//!   [`tenants`] resolved the integration, verifies the signature with that integration's keys;
+//! - [`kafka`] produces the untouched body to `<prefix>.inbound.v1` with the metadata in headers,
+//!   and the ingress answers 200 only after the broker's acknowledgement.
+//!
+//! Around them: [`config`] (layered loading, every problem at once), [`telemetry`] (logs, and
+//! the only place metric names exist), [`admin`] (the operator port), [`health`], [`server`]
+//! (the accept loop both ports share), [`clock`] (the injectable wall clock) and [`app`]
+//! (wiring and ordered shutdown; nothing else imports it).
+
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod health;
+pub mod ingress;
+pub mod kafka;
+pub mod providers;
+pub mod server;
+pub mod telemetry;
+pub mod tenants;

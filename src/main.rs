@@ -1,0 +1,172 @@
+//! The `cartstream` command line: parse, load configuration (exit 64 when invalid), start
+//! telemetry, run the role, turn the outcome into an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use cartstream::clock::Clock;
+use cartstream::config::{self, Config, Problems};
+use cartstream::tenants::Registry;
+use cartstream::{app, providers, telemetry};
+
+/// Exit code for invalid configuration (EX_USAGE... EX_DATAERR family: sysexits' EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "cartstream",
+    version,
+    about = "Stream processor for commerce webhooks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive webhooks, verify them and produce them to Kafka.
+    Ingress {
+        /// Configuration file layered over the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and the tenant registry; print every problem found.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the signature header value a platform would send for a body (for testing).
+    Sign {
+        /// The provider whose scheme to use.
+        #[arg(long, value_enum)]
+        provider: SignProvider,
+        /// The secret as configured in tenants.toml.
+        #[arg(long, env = "CARTSTREAM_SIGN_SECRET")]
+        secret: String,
+        /// Standard Webhooks: the webhook-id header value.
+        #[arg(long, default_value = "msg_cartstream_sign")]
+        id: String,
+        /// Standard Webhooks: the webhook-timestamp header value (default: now).
+        #[arg(long)]
+        timestamp: Option<u64>,
+        /// The file holding the exact body bytes to send.
+        body_file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SignProvider {
+    Shopify,
+    Salla,
+    Standard,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ingress { config } => {
+            let (config, registry) = match load(config.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(problems) => return report(&problems),
+            };
+            telemetry::init_logs(&config.telemetry);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async {
+                let running = app::start_ingress(config, registry, Clock::System).await?;
+                app::run_until_signal(running).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "cartstream stopped with an error"
+                    );
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { config } => match load(config.as_deref()) {
+            Ok((config, registry)) => {
+                println!(
+                    "configuration ok: {} tenants, {} integrations, brokers {}",
+                    registry.tenants().len(),
+                    registry.integrations().len(),
+                    config.kafka.brokers
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => report(&problems),
+        },
+        Command::Sign {
+            provider,
+            secret,
+            id,
+            timestamp,
+            body_file,
+        } => match std::fs::read(&body_file) {
+            Ok(body) => sign(provider, &secret, &id, timestamp, &body),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", body_file.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Loads the configuration and the registry it names, collecting the problems of both.
+fn load(file: Option<&std::path::Path>) -> Result<(Config, Registry), Problems> {
+    let env = config::process_env();
+    let (config, mut problems) = Config::load_lenient(file, &env);
+    match Registry::load(&config.tenants.file, &env) {
+        Ok(registry) => problems.into_result((config, registry)),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
+}
+
+fn report(problems: &Problems) -> ExitCode {
+    eprintln!("invalid configuration ({} problems):", problems.len());
+    for problem in problems.iter() {
+        eprintln!("  - {problem}");
+    }
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn sign(
+    provider: SignProvider,
+    secret: &str,
+    id: &str,
+    timestamp: Option<u64>,
+    body: &[u8],
+) -> ExitCode {
+    let value = match provider {
+        SignProvider::Shopify => providers::shopify::sign(secret.as_bytes(), body),
+        SignProvider::Salla => providers::salla::sign(secret.as_bytes(), body),
+        SignProvider::Standard => {
+            let key = match providers::Provider::key(&providers::standard::Standard, secret) {
+                Ok(key) => key,
+                Err(e) => {
+                    eprintln!("invalid secret: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let timestamp = timestamp.unwrap_or_else(|| (Clock::System.now_millis() / 1000) as u64);
+            providers::standard::sign(&key, id, timestamp, body)
+        }
+    };
+    println!("{value}");
+    ExitCode::SUCCESS
+}

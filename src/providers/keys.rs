@@ -1,0 +1,179 @@
+//! Secret key material of one integration, prepared once at load time.
+//!
+//! Each key keeps a pre-keyed HMAC-SHA256 state (cloned per request, so the key schedule is
+//! not recomputed on the hot path) and a SHA-256 digest of the secret for token comparisons
+//! that leak neither content nor length. Debug output never shows key bytes.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// One secret (or, for asymmetric schemes, one public key), ready to verify requests.
+#[derive(Clone)]
+pub struct Key(Material);
+
+#[derive(Clone)]
+enum Material {
+    Secret { mac: HmacSha256, digest: [u8; 32] },
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl Key {
+    /// A shared secret for HMACs and token comparisons.
+    pub fn new(secret: &[u8]) -> Self {
+        Key(Material::Secret {
+            mac: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
+            digest: Sha256::digest(secret).into(),
+        })
+    }
+
+    /// An Ed25519 public key (Standard Webhooks `v1a`).
+    pub fn ed25519(public_key: &[u8]) -> Option<Self> {
+        let bytes: &[u8; 32] = public_key.try_into().ok()?;
+        ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .ok()
+            .map(|k| Key(Material::Ed25519(k)))
+    }
+
+    /// HMAC-SHA256 over the concatenation of `parts`, without concatenating them.
+    /// A public key cannot sign and yields zeros.
+    pub fn sign(&self, parts: &[&[u8]]) -> [u8; 32] {
+        match &self.0 {
+            Material::Secret { mac, .. } => {
+                let mut mac = mac.clone();
+                for part in parts {
+                    mac.update(part);
+                }
+                mac.finalize().into_bytes().into()
+            }
+            Material::Ed25519(_) => [0; 32],
+        }
+    }
+
+    /// Whether `tag` is the HMAC of `parts`, compared in constant time.
+    pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        match &self.0 {
+            Material::Secret { mac, .. } => {
+                let mut mac = mac.clone();
+                for part in parts {
+                    mac.update(part);
+                }
+                mac.verify_slice(tag).is_ok()
+            }
+            Material::Ed25519(_) => false,
+        }
+    }
+
+    /// Whether `signature` is this public key's Ed25519 signature of `message`.
+    pub fn verify_ed25519(&self, message: &[u8], signature: &[u8]) -> bool {
+        match (&self.0, ed25519_dalek::Signature::from_slice(signature)) {
+            (Material::Ed25519(key), Ok(signature)) => {
+                key.verify_strict(message, &signature).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `candidate` equals the secret itself, compared in constant time over digests.
+    pub fn matches_token(&self, candidate: &[u8]) -> bool {
+        match &self.0 {
+            Material::Secret { digest, .. } => {
+                let candidate: [u8; 32] = Sha256::digest(candidate).into();
+                candidate.ct_eq(digest).into()
+            }
+            Material::Ed25519(_) => false,
+        }
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(***)")
+    }
+}
+
+/// The keys of one integration: the current secret first, then the previous one during a
+/// rotation. A request is authentic when any key verifies it.
+#[derive(Clone, Debug)]
+pub struct Keys(Vec<Key>);
+
+impl Keys {
+    pub fn new(current: Key, previous: Option<Key>) -> Self {
+        Keys(std::iter::once(current).chain(previous).collect())
+    }
+
+    /// Keys used when the tenant is unknown, so that the answer (and its timing) is the one a
+    /// wrong signature gets. They need not be secret: a delivery for an unknown tenant is
+    /// refused even if it verifies.
+    pub fn unknown_tenant() -> &'static Keys {
+        static KEYS: OnceLock<Keys> = OnceLock::new();
+        KEYS.get_or_init(|| Keys::new(Key::new(b"cartstream: no such tenant"), None))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Key> {
+        self.0.iter()
+    }
+
+    /// Whether any key's HMAC of `parts` equals `tag`.
+    pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        // Every key is tried even after a match, so timing does not tell which one matched.
+        self.0
+            .iter()
+            .fold(false, |ok, key| key.verify(parts, tag) | ok)
+    }
+
+    /// Whether any public key signed `message` with `signature`.
+    pub fn verify_ed25519(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.0
+            .iter()
+            .fold(false, |ok, key| key.verify_ed25519(message, signature) | ok)
+    }
+
+    /// Whether `candidate` equals any of the secrets.
+    pub fn matches_token(&self, candidate: &[u8]) -> bool {
+        self.0
+            .iter()
+            .fold(false, |ok, key| key.matches_token(candidate) | ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_accepts_current_and_previous_but_not_others() {
+        let keys = Keys::new(Key::new(b"new"), Some(Key::new(b"old")));
+        let by_old = Key::new(b"old").sign(&[b"body"]);
+        let by_other = Key::new(b"other").sign(&[b"body"]);
+        assert!(keys.verify(&[b"body"], &by_old));
+        assert!(
+            keys.verify(&[b"bo", b"dy"], &by_old),
+            "parts are concatenated"
+        );
+        assert!(!keys.verify(&[b"body"], &by_other));
+        assert!(
+            !keys.verify(&[b"body"], &by_old[..31]),
+            "truncated tags are refused"
+        );
+    }
+
+    #[test]
+    fn tokens_match_exactly() {
+        let keys = Keys::new(Key::new(b"s3cret"), None);
+        assert!(keys.matches_token(b"s3cret"));
+        assert!(!keys.matches_token(b"s3cre"));
+        assert!(!keys.matches_token(b"s3cret "));
+    }
+
+    #[test]
+    fn debug_hides_key_material() {
+        let keys = Keys::new(Key::new(b"visible?"), None);
+        assert!(!format!("{keys:?}").contains("visible"));
+    }
+}

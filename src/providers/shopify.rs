@@ -1,0 +1,124 @@
+//! Shopify: `X-Shopify-Hmac-Sha256` is the base64 HMAC-SHA256 of the raw body under the app's
+//! client secret; the previous secret stays valid during a rotation. The shop domain header names
+//! the tenant. Shopify's newer event deliveries use the same headers without the `X-` prefix.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use super::{Error, Inspection, Keys, Provider, Request};
+
+const HMAC: &[&str] = &["x-shopify-hmac-sha256", "shopify-hmac-sha256"];
+const SHOP_DOMAIN: &[&str] = &["x-shopify-shop-domain", "shopify-shop-domain"];
+const TOPIC: &[&str] = &["x-shopify-topic", "shopify-topic"];
+const DELIVERY_ID: &[&str] = &[
+    "x-shopify-webhook-id",
+    "x-shopify-event-id",
+    "shopify-event-id",
+];
+
+#[derive(Debug)]
+pub struct Shopify;
+
+impl Provider for Shopify {
+    fn slug(&self) -> &'static str {
+        "shopify"
+    }
+
+    fn clue_field(&self) -> Option<&'static str> {
+        Some("shop_domain")
+    }
+
+    fn inspect<'a>(&self, request: &Request<'a>) -> Result<Inspection<'a>, Error> {
+        let clue = request.header(SHOP_DOMAIN).map(|domain| {
+            if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(domain.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(domain)
+            }
+        });
+        Ok(Inspection {
+            clue,
+            event_type: request.header(TOPIC).map(Cow::Borrowed),
+            delivery_id: request.header(DELIVERY_ID).map(Cow::Borrowed),
+        })
+    }
+
+    fn verify(&self, request: &Request<'_>, keys: &Keys, _now: SystemTime) -> Result<(), Error> {
+        let header = request
+            .header(HMAC)
+            .ok_or(Error::Unauthorized("missing X-Shopify-Hmac-Sha256"))?;
+        let tag = BASE64
+            .decode(header.trim())
+            .map_err(|_| Error::Unauthorized("invalid X-Shopify-Hmac-Sha256"))?;
+        if keys.verify(&[request.body], &tag) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized("invalid X-Shopify-Hmac-Sha256"))
+        }
+    }
+
+    fn normalize_clue(&self, clue: &str) -> String {
+        clue.trim().to_ascii_lowercase()
+    }
+}
+
+/// The `X-Shopify-Hmac-Sha256` value for `body` under `secret`: what Shopify sends.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    BASE64.encode(super::Key::new(secret).sign(&[body]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Key;
+    use http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn unprefixed_headers_are_read() {
+        let h = headers(&[
+            ("shopify-shop-domain", "Shop.MyShopify.com"),
+            ("shopify-topic", "orders/create"),
+            ("shopify-event-id", "ev-1"),
+        ]);
+        let seen = Shopify.inspect(&Request::new(&h, b"{}")).unwrap();
+        assert_eq!(seen.clue.as_deref(), Some("shop.myshopify.com"));
+        assert_eq!(seen.event_type.as_deref(), Some("orders/create"));
+        assert_eq!(seen.delivery_id.as_deref(), Some("ev-1"));
+    }
+
+    #[test]
+    fn webhook_id_wins_over_event_id() {
+        let h = headers(&[("x-shopify-event-id", "ev"), ("x-shopify-webhook-id", "wh")]);
+        let seen = Shopify.inspect(&Request::new(&h, b"{}")).unwrap();
+        assert_eq!(seen.delivery_id.as_deref(), Some("wh"));
+    }
+
+    #[test]
+    fn missing_or_garbled_signature_is_unauthorized() {
+        let keys = Keys::new(Key::new(b"k"), None);
+        let now = std::time::UNIX_EPOCH;
+        let none = HeaderMap::new();
+        assert!(matches!(
+            Shopify.verify(&Request::new(&none, b"{}"), &keys, now),
+            Err(Error::Unauthorized(_))
+        ));
+        let garbled = headers(&[("x-shopify-hmac-sha256", "***")]);
+        assert!(Shopify
+            .verify(&Request::new(&garbled, b"{}"), &keys, now)
+            .is_err());
+        let good = headers(&[("shopify-hmac-sha256", &sign(b"k", b"{}"))]);
+        assert!(Shopify
+            .verify(&Request::new(&good, b"{}"), &keys, now)
+            .is_ok());
+    }
+}

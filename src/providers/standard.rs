@@ -1,0 +1,192 @@
+//! Standard Webhooks (<https://www.standardwebhooks.com>): `webhook-signature` is a space-separated
+//! list of `v1,<base64 HMAC-SHA256>` (and `v1a,<base64 Ed25519>`) over
+//! `"{webhook-id}.{webhook-timestamp}.{body}"`; secrets are `whsec_` + base64 (public keys
+//! `whpk_` + base64); the timestamp must be within five minutes of now. Deliveries carry no
+//! tenant clue: the URL's integration key names the integration.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Deserialize;
+
+use super::{Error, Inspection, Key, Keys, Provider, Request};
+
+const ID: &[&str] = &["webhook-id"];
+const TIMESTAMP: &[&str] = &["webhook-timestamp"];
+const SIGNATURE: &[&str] = &["webhook-signature"];
+
+/// How far the timestamp may be from now, either way.
+pub const TOLERANCE: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+pub struct Standard;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+impl Provider for Standard {
+    fn slug(&self) -> &'static str {
+        "standard"
+    }
+
+    fn clue_field(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn inspect<'a>(&self, request: &Request<'a>) -> Result<Inspection<'a>, Error> {
+        let id = request
+            .header(ID)
+            .ok_or(Error::Malformed("missing webhook-id"))?;
+        let envelope: Envelope<'a> = serde_json::from_slice(request.body)
+            .map_err(|_| Error::Malformed("body is not a JSON object"))?;
+        Ok(Inspection {
+            clue: None,
+            event_type: envelope.kind,
+            delivery_id: Some(Cow::Borrowed(id)),
+        })
+    }
+
+    fn verify(&self, request: &Request<'_>, keys: &Keys, now: SystemTime) -> Result<(), Error> {
+        let id = request
+            .header(ID)
+            .ok_or(Error::Malformed("missing webhook-id"))?;
+        let timestamp = request
+            .header(TIMESTAMP)
+            .ok_or(Error::Malformed("missing webhook-timestamp"))?;
+        let signatures = request
+            .header(SIGNATURE)
+            .ok_or(Error::Unauthorized("missing webhook-signature"))?;
+        let seconds: u64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| Error::Malformed("webhook-timestamp is not an integer"))?;
+        let sent = UNIX_EPOCH + Duration::from_secs(seconds);
+        let skew = now.duration_since(sent).unwrap_or_else(|e| e.duration());
+        if skew > TOLERANCE {
+            return Err(Error::Unauthorized(
+                "webhook-timestamp outside the tolerance window",
+            ));
+        }
+        if verify_signatures(keys, id, timestamp.trim(), request.body, signatures) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized("no valid webhook-signature"))
+        }
+    }
+
+    fn key(&self, secret: &str) -> Result<Key, &'static str> {
+        if let Some(public) = secret.strip_prefix("whpk_") {
+            let bytes = BASE64
+                .decode(public)
+                .map_err(|_| "whpk_ key is not base64")?;
+            return Key::ed25519(&bytes).ok_or("whpk_ key is not a 32-byte Ed25519 public key");
+        }
+        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+        let bytes = BASE64
+            .decode(encoded)
+            .map_err(|_| "secret is not whsec_ followed by base64")?;
+        if bytes.is_empty() {
+            return Err("secret is empty");
+        }
+        Ok(Key::new(&bytes))
+    }
+}
+
+/// Whether any `v1`/`v1a` entry of a `webhook-signature` list verifies under any key.
+/// Unknown versions are ignored, as the specification asks.
+pub fn verify_signatures(keys: &Keys, id: &str, timestamp: &str, body: &[u8], list: &str) -> bool {
+    let mut signed_ed25519: Option<Vec<u8>> = None;
+    let mut ok = false;
+    for entry in list.split_ascii_whitespace() {
+        let Some((version, encoded)) = entry.split_once(',') else {
+            continue;
+        };
+        let Ok(tag) = BASE64.decode(encoded) else {
+            continue;
+        };
+        match version {
+            "v1" => {
+                ok |= keys.verify(
+                    &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+                    &tag,
+                );
+            }
+            "v1a" => {
+                let message = signed_ed25519.get_or_insert_with(|| {
+                    [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat()
+                });
+                ok |= keys.verify_ed25519(message, &tag);
+            }
+            _ => {}
+        }
+    }
+    ok
+}
+
+/// The `webhook-signature` value (`v1,<base64>`) for one message under one key.
+pub fn sign(key: &Key, id: &str, timestamp: u64, body: &[u8]) -> String {
+    let timestamp = timestamp.to_string();
+    let tag = key.sign(&[id.as_bytes(), b".", timestamp.as_bytes(), b".", body]);
+    format!("v1,{}", BASE64.encode(tag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn request_headers(id: &str, ts: &str, sig: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", id.parse().unwrap());
+        h.insert("webhook-timestamp", ts.parse().unwrap());
+        h.insert("webhook-signature", sig.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn timestamps_outside_five_minutes_are_refused() {
+        let key = Standard
+            .key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap();
+        let keys = Keys::new(key.clone(), None);
+        let body = br#"{"type":"x"}"#;
+        let h = request_headers(
+            "msg_1",
+            "1700000000",
+            &sign(&key, "msg_1", 1_700_000_000, body),
+        );
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let req = Request::new(&h, body);
+        assert!(Standard.verify(&req, &keys, at(1_700_000_300)).is_ok());
+        assert!(Standard.verify(&req, &keys, at(1_699_999_700)).is_ok());
+        assert_eq!(
+            Standard.verify(&req, &keys, at(1_700_000_301)),
+            Err(Error::Unauthorized(
+                "webhook-timestamp outside the tolerance window"
+            ))
+        );
+        assert!(Standard.verify(&req, &keys, at(1_699_999_699)).is_err());
+    }
+
+    #[test]
+    fn secrets_must_be_base64() {
+        assert!(Standard.key("whsec_not base64!").is_err());
+        assert!(Standard.key("whsec_").is_err());
+        assert!(Standard.key("whpk_AAAA").is_err());
+    }
+
+    #[test]
+    fn event_type_comes_from_the_body() {
+        let h = request_headers("msg_1", "1", "v1,x");
+        let seen = Standard
+            .inspect(&Request::new(&h, br#"{"type":"cart.updated","data":{}}"#))
+            .unwrap();
+        assert_eq!(seen.event_type.as_deref(), Some("cart.updated"));
+        assert_eq!(seen.delivery_id.as_deref(), Some("msg_1"));
+    }
+}

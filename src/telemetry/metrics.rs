@@ -1,0 +1,199 @@
+//! Every metric the daemon exports, by name, and the only code that records them.
+//!
+//! Names follow `cartstream_<subsystem>_<name>_<unit>[_total]`; labels come from fixed small
+//! vocabularies (provider slugs, status codes, failure kinds) — never tenant ids or URLs.
+//! `docs/metrics.md` lists the same names; a test keeps the two in step.
+
+#![allow(clippy::disallowed_macros)] // the one place metrics are recorded
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const INGRESS_REQUESTS: &str = "cartstream_ingress_requests_total";
+pub const INGRESS_REQUEST_DURATION: &str = "cartstream_ingress_request_duration_seconds";
+pub const INGRESS_SIGNATURE_FAILURES: &str = "cartstream_ingress_signature_failures_total";
+pub const INGRESS_IN_FLIGHT: &str = "cartstream_ingress_in_flight_requests";
+pub const INGRESS_BODY_SIZE: &str = "cartstream_ingress_body_size_bytes";
+pub const KAFKA_ACK_DURATION: &str = "cartstream_kafka_ack_duration_seconds";
+pub const KAFKA_PRODUCE_FAILURES: &str = "cartstream_kafka_produce_failures_total";
+pub const KAFKA_PRODUCER_QUEUE: &str = "cartstream_kafka_producer_queue_messages";
+
+/// Every name above with its kind, for documentation and the naming test.
+pub const ALL: &[(&str, Kind)] = &[
+    (INGRESS_REQUESTS, Kind::Counter),
+    (INGRESS_REQUEST_DURATION, Kind::Histogram),
+    (INGRESS_SIGNATURE_FAILURES, Kind::Counter),
+    (INGRESS_IN_FLIGHT, Kind::Gauge),
+    (INGRESS_BODY_SIZE, Kind::Histogram),
+    (KAFKA_ACK_DURATION, Kind::Histogram),
+    (KAFKA_PRODUCE_FAILURES, Kind::Counter),
+    (KAFKA_PRODUCER_QUEUE, Kind::Gauge),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const SIZE_BUCKETS: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+];
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), SIZE_BUCKETS)
+                })
+                .expect("bucket lists are non-empty")
+                .install_recorder()
+                .expect("the metrics recorder is installed only here, once");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        INGRESS_REQUESTS,
+        "Inbound webhook requests by provider and HTTP status."
+    );
+    describe_histogram!(
+        INGRESS_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from request head to response, by provider."
+    );
+    describe_counter!(
+        INGRESS_SIGNATURE_FAILURES,
+        "Deliveries refused because their signature, secret or timestamp did not verify, by provider."
+    );
+    describe_gauge!(INGRESS_IN_FLIGHT, "Webhook requests being processed now.");
+    describe_histogram!(
+        INGRESS_BODY_SIZE,
+        Unit::Bytes,
+        "Size of accepted request bodies, by provider."
+    );
+    describe_histogram!(
+        KAFKA_ACK_DURATION,
+        Unit::Seconds,
+        "Time from handing a record to the producer to the broker's acknowledgement."
+    );
+    describe_counter!(
+        KAFKA_PRODUCE_FAILURES,
+        "Records the broker did not acknowledge, by reason (queue_full, timeout, broker)."
+    );
+    describe_gauge!(
+        KAFKA_PRODUCER_QUEUE,
+        "Records handed to the producer and not yet acknowledged or failed."
+    );
+}
+
+/// The fixed vocabulary of HTTP statuses the ingress answers with.
+pub fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
+}
+
+pub fn ingress_request(provider: &'static str, status: u16, took: Duration) {
+    counter!(INGRESS_REQUESTS, "provider" => provider, "status" => status_label(status))
+        .increment(1);
+    histogram!(INGRESS_REQUEST_DURATION, "provider" => provider).record(took.as_secs_f64());
+}
+
+pub fn ingress_signature_failure(provider: &'static str) {
+    counter!(INGRESS_SIGNATURE_FAILURES, "provider" => provider).increment(1);
+}
+
+pub fn ingress_in_flight(delta: f64) {
+    gauge!(INGRESS_IN_FLIGHT).increment(delta);
+}
+
+pub fn ingress_body_size(provider: &'static str, bytes: usize) {
+    histogram!(INGRESS_BODY_SIZE, "provider" => provider).record(bytes as f64);
+}
+
+pub fn kafka_ack(took: Duration) {
+    histogram!(KAFKA_ACK_DURATION, "topic" => "inbound").record(took.as_secs_f64());
+}
+
+pub fn kafka_produce_failure(reason: &'static str) {
+    counter!(KAFKA_PRODUCE_FAILURES, "reason" => reason).increment(1);
+}
+
+pub fn kafka_producer_queue(messages: i32) {
+    gauge!(KAFKA_PRODUCER_QUEUE).set(messages as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_follows_the_pattern() {
+        for (name, kind) in ALL {
+            let rest = name.strip_prefix("cartstream_").expect(name);
+            let (subsystem, _) = rest.split_once('_').expect(name);
+            assert!(
+                ["ingress", "kafka", "processor", "delivery", "state"].contains(&subsystem),
+                "{name}"
+            );
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
+            match kind {
+                Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+                Kind::Gauge => assert!(!name.ends_with("_total"), "{name}"),
+                Kind::Histogram => assert!(
+                    name.ends_with("_seconds") || name.ends_with("_bytes"),
+                    "{name}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn docs_list_every_metric() {
+        let docs = include_str!("../../docs/metrics.md");
+        for (name, _) in ALL {
+            assert!(
+                docs.contains(name),
+                "docs/metrics.md does not mention {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The `tenants.toml` format and its validation. Every problem in the file is reported at once.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
+use crate::config::Problems;
+use crate::providers::{self, Key, Keys};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    tenant: Vec<TenantSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantSpec {
+    id: String,
+    #[serde(default, with = "humantime_serde")]
+    inactivity_window: Option<Duration>,
+    #[serde(default)]
+    integration: Vec<IntegrationSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationSpec {
+    provider: String,
+    #[serde(default)]
+    shop_domain: Option<String>,
+    #[serde(default)]
+    merchant_id: Option<String>,
+    #[serde(default)]
+    integration_key: Option<String>,
+    secret: SecretSpec,
+    #[serde(default)]
+    previous_secret: Option<SecretSpec>,
+}
+
+impl IntegrationSpec {
+    /// The clue fields set on this integration, by name.
+    fn clues(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("shop_domain", &self.shop_domain),
+            ("merchant_id", &self.merchant_id),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+    }
+}
+
+/// Where a secret comes from: inline (development), an environment variable, or a file.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SecretSpec {
+    Inline(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+impl SecretSpec {
+    fn resolve(&self, base: &Path, env: &HashMap<String, String>) -> Result<String, String> {
+        match self {
+            SecretSpec::Inline(value) => Ok(value.clone()),
+            SecretSpec::Env { env: name } => env
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("environment variable {name} is not set")),
+            SecretSpec::File { file } => {
+                let path = base.join(file);
+                std::fs::read_to_string(&path)
+                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+const MIN_KEY_LEN: usize = 16;
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+pub(super) fn parse(
+    text: &str,
+    base: &Path,
+    env: &HashMap<String, String>,
+) -> Result<Registry, Problems> {
+    let file: File = toml::from_str(text).map_err(|e| Problems::one(e.to_string()))?;
+    let mut problems = Problems::default();
+    let mut registry = Registry::default();
+    let mut tenant_ids = HashSet::new();
+    let mut clues = HashSet::new();
+    let mut keys = HashSet::new();
+
+    for (t, spec) in file.tenant.iter().enumerate() {
+        let at = format!("tenant[{t}] ({})", spec.id);
+        if !valid_id(&spec.id) {
+            problems.push(format!(
+                "{at}: id must be 1-128 characters of letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if !tenant_ids.insert(spec.id.as_str()) {
+            problems.push(format!("{at}: duplicate tenant id"));
+        }
+        let window = spec.inactivity_window.unwrap_or(DEFAULT_INACTIVITY_WINDOW);
+        if window.is_zero() {
+            problems.push(format!("{at}: inactivity_window must be positive"));
+        }
+        let tenant = Arc::new(Tenant {
+            id: Arc::from(spec.id.as_str()),
+            inactivity_window: window,
+        });
+
+        for (i, spec) in spec.integration.iter().enumerate() {
+            let at = format!("{at} integration[{i}] ({})", spec.provider);
+            let Some(provider) = providers::find(&spec.provider) else {
+                let known: Vec<_> = providers::all().map(|p| p.slug()).collect();
+                problems.push(format!(
+                    "{at}: unknown provider; known providers: {}",
+                    known.join(", ")
+                ));
+                continue;
+            };
+            let mut clue = None;
+            for (field, value) in spec.clues() {
+                if provider.clue_field() == Some(field) {
+                    clue = Some(provider.normalize_clue(value));
+                } else {
+                    problems.push(format!(
+                        "{at}: `{field}` does not apply to provider {}",
+                        provider.slug()
+                    ));
+                }
+            }
+            if let Some(key) = &spec.integration_key {
+                if key.len() < MIN_KEY_LEN || !valid_id(key) {
+                    problems.push(format!(
+                        "{at}: integration_key must be at least {MIN_KEY_LEN} characters of letters, digits, '-', '_' or '.'"
+                    ));
+                } else if !keys.insert(key.clone()) {
+                    problems.push(format!(
+                        "{at}: integration_key is used by another integration"
+                    ));
+                }
+            }
+            match (&clue, &spec.integration_key, provider.clue_field()) {
+                (None, None, Some(field)) => problems.push(format!(
+                    "{at}: needs `{field}` or `integration_key` to be found"
+                )),
+                (None, None, None) => problems.push(format!(
+                    "{at}: needs `integration_key` (deliveries from {} carry no tenant clue)",
+                    provider.slug()
+                )),
+                _ => {}
+            }
+            if let Some(clue) = &clue {
+                if !clues.insert((provider.slug(), clue.clone())) {
+                    problems.push(format!(
+                        "{at}: another integration of {} already has this {}",
+                        provider.slug(),
+                        provider.clue_field().unwrap_or("clue")
+                    ));
+                }
+            }
+            let key = |which: &str, secret: &SecretSpec, problems: &mut Problems| -> Option<Key> {
+                let value = secret
+                    .resolve(base, env)
+                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
+                    .ok()?;
+                provider
+                    .key(&value)
+                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
+                    .ok()
+            };
+            let current = key("secret", &spec.secret, &mut problems);
+            let previous = spec
+                .previous_secret
+                .as_ref()
+                .and_then(|s| key("previous_secret", s, &mut problems));
+            if let Some(current) = current {
+                registry.insert(Integration {
+                    tenant: tenant.clone(),
+                    provider,
+                    clue,
+                    key: spec.integration_key.clone(),
+                    keys: Keys::new(current, previous),
+                });
+            }
+        }
+        registry.tenants.push(tenant);
+    }
+    problems.into_result(registry)
+}

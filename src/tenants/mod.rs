@@ -1,0 +1,132 @@
+//! The registry of tenants (merchant stores) and their integrations, read from `tenants.toml`.
+//!
+//! The ingress resolves a delivery to one integration — by the integration key in the URL, or
+//! by the provider's clue (shop domain, merchant id, …) — and verifies it with that
+//! integration's keys only. A clue in a payload never authenticates anything by itself.
+
+mod file;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problems;
+use crate::providers::{Keys, Provider};
+
+/// The `[tenants]` section of the daemon's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Path of the tenant registry file, relative to the working directory.
+    pub file: std::path::PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            file: "config/tenants.example.toml".into(),
+        }
+    }
+}
+
+/// The default inactivity window of a tenant's carts.
+pub const DEFAULT_INACTIVITY_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// One merchant store.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: Arc<str>,
+    /// How long a cart may stay idle before it counts as abandoned.
+    pub inactivity_window: Duration,
+}
+
+/// One tenant's connection to one platform.
+#[derive(Debug)]
+pub struct Integration {
+    pub tenant: Arc<Tenant>,
+    pub provider: &'static dyn Provider,
+    /// The normalized clue (shop domain, merchant id, …), when the provider has one.
+    pub clue: Option<String>,
+    /// The opaque key of `/api/webhooks/{provider}/{integration_key}`, when configured.
+    pub key: Option<String>,
+    /// The current secret, then the previous one during a rotation.
+    pub keys: Keys,
+}
+
+/// Every tenant and integration, indexed for the ingress's look-ups.
+#[derive(Debug, Default)]
+pub struct Registry {
+    tenants: Vec<Arc<Tenant>>,
+    integrations: Vec<Integration>,
+    by_clue: HashMap<(&'static str, String), usize>,
+    by_key: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Reads and validates a registry file. Secrets given as `{ env = "NAME" }` are looked up
+    /// in `env`; `{ file = "PATH" }` paths are relative to the registry file's folder.
+    pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Registry, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems::one(format!("tenants file {}: cannot read: {e}", path.display()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        file::parse(&text, base, env)
+            .map_err(|problems| problems.prefixed(&path.display().to_string()))
+    }
+
+    /// Parses a registry from TOML text (file references resolve against `base`).
+    pub fn from_toml(
+        text: &str,
+        base: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Registry, Problems> {
+        file::parse(text, base, env)
+    }
+
+    fn insert(&mut self, integration: Integration) {
+        let index = self.integrations.len();
+        if let Some(clue) = &integration.clue {
+            self.by_clue
+                .insert((integration.provider.slug(), clue.clone()), index);
+        }
+        if let Some(key) = &integration.key {
+            self.by_key.insert(key.clone(), index);
+        }
+        self.integrations.push(integration);
+    }
+
+    /// The integration a delivery belongs to: by `key` when the URL has one (the clue, when
+    /// present too, must agree with it), else by the provider's clue.
+    pub fn resolve(
+        &self,
+        provider: &str,
+        key: Option<&str>,
+        clue: Option<&str>,
+    ) -> Option<&Integration> {
+        let integration = match key {
+            Some(key) => {
+                let found = &self.integrations[*self.by_key.get(key)?];
+                match (&found.clue, clue) {
+                    (Some(expected), Some(given)) if expected != given => return None,
+                    _ => found,
+                }
+            }
+            None => &self.integrations[*self.by_clue.get(&(provider, clue?.to_string()))?],
+        };
+        (integration.provider.slug() == provider).then_some(integration)
+    }
+
+    pub fn tenants(&self) -> &[Arc<Tenant>] {
+        &self.tenants
+    }
+
+    pub fn integrations(&self) -> &[Integration] {
+        &self.integrations
+    }
+}
+
+#[cfg(test)]
+mod tests;

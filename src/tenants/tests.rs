@@ -1,0 +1,154 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str, env: &[(&str, &str)]) -> Result<Registry, Problems> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Registry::from_toml(text, Path::new("."), &env)
+}
+
+const TWO_TENANTS: &str = r#"
+[[tenant]]
+id = "acme"
+inactivity_window = "30m"
+
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "Acme.myshopify.com"
+  secret = { env = "ACME_SHOPIFY" }
+  previous_secret = "old-acme"
+
+[[tenant]]
+id = "globex"
+
+  [[tenant.integration]]
+  provider = "salla"
+  merchant_id = "1234509876"
+  secret = "globex-salla"
+
+  [[tenant.integration]]
+  provider = "standard"
+  integration_key = "int_globex_standard_0001"
+  secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+"#;
+
+#[test]
+fn resolves_by_clue_and_by_key() {
+    let registry = parse(TWO_TENANTS, &[("ACME_SHOPIFY", "acme-secret")]).unwrap();
+    let acme = registry
+        .resolve("shopify", None, Some("acme.myshopify.com"))
+        .unwrap();
+    assert_eq!(&*acme.tenant.id, "acme");
+    assert_eq!(acme.tenant.inactivity_window, Duration::from_secs(1800));
+    assert!(acme.keys.matches_token(b"acme-secret"));
+    assert!(acme.keys.matches_token(b"old-acme"));
+
+    let globex = registry.resolve("salla", None, Some("1234509876")).unwrap();
+    assert_eq!(&*globex.tenant.id, "globex");
+    assert_eq!(globex.tenant.inactivity_window, DEFAULT_INACTIVITY_WINDOW);
+
+    let by_key = registry
+        .resolve("standard", Some("int_globex_standard_0001"), None)
+        .unwrap();
+    assert_eq!(&*by_key.tenant.id, "globex");
+}
+
+#[test]
+fn a_key_never_resolves_for_another_provider_or_clue() {
+    let registry = parse(TWO_TENANTS, &[("ACME_SHOPIFY", "x")]).unwrap();
+    assert!(registry
+        .resolve("shopify", Some("int_globex_standard_0001"), None)
+        .is_none());
+    assert!(registry
+        .resolve("salla", None, Some("acme.myshopify.com"))
+        .is_none());
+    assert!(registry
+        .resolve("shopify", None, Some("unknown.myshopify.com"))
+        .is_none());
+    assert!(registry.resolve("shopify", None, None).is_none());
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let broken = r#"
+[[tenant]]
+id = "bad id"
+inactivity_window = "0s"
+
+  [[tenant.integration]]
+  provider = "nosuch"
+  secret = "x"
+
+  [[tenant.integration]]
+  provider = "shopify"
+  merchant_id = "1"
+  secret = { env = "MISSING_VAR" }
+
+  [[tenant.integration]]
+  provider = "standard"
+  integration_key = "short"
+  secret = "whsec_***"
+
+[[tenant]]
+id = "bad id"
+"#;
+    let problems = parse(broken, &[]).unwrap_err();
+    let text = problems.to_string();
+    for expected in [
+        "id must be 1-128 characters",
+        "inactivity_window must be positive",
+        "unknown provider",
+        "`merchant_id` does not apply to provider shopify",
+        "needs `shop_domain` or `integration_key`",
+        "environment variable MISSING_VAR is not set",
+        "integration_key must be at least 16 characters",
+        "secret is not whsec_ followed by base64",
+        "duplicate tenant id",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(problems.len() >= 9, "{text}");
+}
+
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shop.secret"), "from-file\n").unwrap();
+    let text = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+  secret = { file = "shop.secret" }
+"#;
+    let registry = Registry::from_toml(text, dir.path(), &HashMap::new()).unwrap();
+    let acme = registry
+        .resolve("shopify", None, Some("acme.myshopify.com"))
+        .unwrap();
+    assert!(acme.keys.matches_token(b"from-file"));
+}
+
+#[test]
+fn duplicate_clues_are_refused() {
+    let text = r#"
+[[tenant]]
+id = "a"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "same.myshopify.com"
+  secret = "1"
+[[tenant]]
+id = "b"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "SAME.myshopify.com"
+  secret = "2"
+"#;
+    let text = parse(text, &[]).unwrap_err().to_string();
+    assert!(text.contains("already has this shop_domain"), "{text}");
+}

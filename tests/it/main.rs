@@ -1,0 +1,10 @@
+//! Integration tests: a real daemon on real sockets, against a real Kafka-compatible broker.
+//! `scripts/test.sh` starts the broker and exports `CARTSTREAM_TEST_BROKERS`.
+
+// Tests measure real elapsed time and build signed requests with the real clock.
+#![allow(clippy::disallowed_methods)]
+
+mod ingress;
+mod outage;
+mod support;
+mod vectors;

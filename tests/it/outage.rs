@@ -1,0 +1,153 @@
+//! The broker goes away and comes back; the daemon never claims what Kafka did not acknowledge.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{read_topic, shopify_headers, Http, PrivateBroker, TestDaemon};
+
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn post(http: &Http, daemon: &TestDaemon, id: &str) -> (u16, Duration) {
+    let body = format!(r#"{{"id":"{id}"}}"#).into_bytes();
+    let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, id);
+    let started = Instant::now();
+    let answer = http
+        .post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+        .await;
+    (answer.status.as_u16(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_never_yields_200_and_recovers_without_restart() {
+    let mut broker = PrivateBroker::start();
+    let daemon = TestDaemon::builder("outage")
+        .brokers(&broker.brokers())
+        .config(|c| c.ingress.ack_timeout = ACK_TIMEOUT)
+        .start()
+        .await;
+    let http = Http::http1();
+    let mut acknowledged = HashSet::new();
+
+    let id = until_accepted(&http, &daemon, "before").await;
+    acknowledged.insert(id);
+
+    broker.kill();
+    let mut during = Vec::new();
+    for i in 0..20 {
+        let (http, id) = (http.clone(), format!("during-{i}"));
+        let daemon_url = daemon.url("/api/webhooks/shopify");
+        during.push(tokio::spawn(async move {
+            let body = format!(r#"{{"id":"{id}"}}"#).into_bytes();
+            let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, &id);
+            let started = Instant::now();
+            let answer = http.post(&daemon_url, &headers, body).await;
+            (
+                answer.status.as_u16(),
+                started.elapsed(),
+                answer.headers.get("retry-after").is_some(),
+            )
+        }));
+    }
+    for task in during {
+        let (status, took, retry_after) = task.await.unwrap();
+        assert!(
+            status == 503 || status == 504,
+            "answered {status} while the broker was down"
+        );
+        assert!(
+            took <= ACK_TIMEOUT + Duration::from_millis(1500),
+            "answered after {took:?}"
+        );
+        if status == 503 {
+            assert!(retry_after, "503 carries Retry-After");
+        }
+    }
+    let ready = http.get(&daemon.admin_url("/readyz")).await;
+    assert_eq!(ready.status, 503, "not ready while Kafka is unreachable");
+
+    broker.restart();
+    let id = until_accepted(&http, &daemon, "after").await;
+    acknowledged.insert(id);
+    for i in 0..10 {
+        let id = format!("recovered-{i}");
+        let (status, _) = post(&http, &daemon, &id).await;
+        assert_eq!(status, 200, "{id}");
+        acknowledged.insert(id);
+    }
+
+    let records = read_topic(&daemon.brokers, &daemon.topics.inbound);
+    let on_topic: HashSet<_> = records
+        .iter()
+        .map(|r| r.headers["cartstream-delivery-id"].clone())
+        .collect();
+    let missing: Vec<_> = acknowledged.difference(&on_topic).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not on the topic: {missing:?}"
+    );
+    daemon.stop().await;
+}
+
+/// Posts fresh deliveries until one is accepted (at most 60 s); only 503 and 504 may come before.
+async fn until_accepted(http: &Http, daemon: &TestDaemon, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for attempt in 0.. {
+        let id = format!("{prefix}-{attempt}");
+        match post(http, daemon, &id).await.0 {
+            200 => return id,
+            503 | 504 => {}
+            other => panic!("answered {other} while waiting for Kafka"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{prefix}: no delivery accepted within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight() {
+    let daemon = TestDaemon::builder("drain").start().await;
+    let body = br#"{"drain":true}"#;
+    let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", body, "drain-1");
+    let mut head = format!(
+        "POST /api/webhooks/shopify HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in &headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(daemon.running.ingress_addr)
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Shutdown begins while the request is still being received.
+    daemon.running.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&body[5..]).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the in-flight request is answered")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    // New connections are refused once draining began.
+    assert!(tokio::net::TcpStream::connect(daemon.running.ingress_addr)
+        .await
+        .is_err());
+    let (brokers, topic) = (daemon.brokers.clone(), daemon.topics.inbound.clone());
+    daemon.running.wait().await.unwrap();
+    let records = read_topic(&brokers, &topic);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].headers["cartstream-delivery-id"], "drain-1");
+}

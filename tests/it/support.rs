@@ -1,0 +1,416 @@
+//! Shared test support: a daemon on ephemeral ports, an HTTP client, a Kafka reader, and a
+//! private broker process for tests that stop and restart it.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cartstream::app::{self, Running};
+use cartstream::clock::Clock;
+use cartstream::config::Config;
+use cartstream::kafka::Topics;
+use cartstream::tenants::Registry;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The broker every test shares, started by `scripts/test.sh`.
+pub fn brokers() -> String {
+    std::env::var("CARTSTREAM_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "CARTSTREAM_TEST_BROKERS is not set. These tests need a real Kafka-compatible broker: \
+             run them with scripts/test.sh, which starts one."
+        )
+    })
+}
+
+/// A topic prefix no other test uses.
+pub fn unique_prefix(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "t-{test}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+    .replace('_', "-")
+}
+
+pub const TENANTS: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+  secret = "acme-shopify-secret"
+  previous_secret = "acme-shopify-old-secret"
+
+  [[tenant.integration]]
+  provider = "standard"
+  integration_key = "int_acme_standard_0000001"
+  secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[tenant]]
+id = "globex"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "globex.myshopify.com"
+  secret = "globex-shopify-secret"
+
+  [[tenant.integration]]
+  provider = "salla"
+  merchant_id = "1305146709"
+  secret = "globex-salla-secret"
+
+  [[tenant.integration]]
+  provider = "standard"
+  integration_key = "int_globex_standard_00001"
+  secret = "whsec_ZGVyaXZlZC1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJi"
+"#;
+
+/// A daemon running in this process on ephemeral ports, with its own topics.
+pub struct TestDaemon {
+    pub running: Running,
+    pub topics: Topics,
+    pub brokers: String,
+}
+
+pub struct Builder {
+    config: Config,
+    tenants: String,
+}
+
+impl TestDaemon {
+    pub fn builder(test: &str) -> Builder {
+        // Logs show up in the output of failing tests only.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "cartstream=info".into()))
+            .with_test_writer()
+            .try_init();
+        let mut config = Config::default();
+        config.ingress.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        config.ingress.shutdown_grace = Duration::from_secs(5);
+        config.kafka.brokers = brokers();
+        config.kafka.topic_prefix = unique_prefix(test);
+        config.kafka.partitions = 3;
+        Builder {
+            config,
+            tenants: TENANTS.to_string(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.ingress_addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.admin_addr)
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown();
+        self.running.wait().await.expect("the daemon stops cleanly");
+    }
+}
+
+impl Builder {
+    pub fn config(mut self, edit: impl FnOnce(&mut Config)) -> Self {
+        edit(&mut self.config);
+        self
+    }
+
+    pub fn brokers(mut self, brokers: &str) -> Self {
+        self.config.kafka.brokers = brokers.to_string();
+        self
+    }
+
+    pub async fn start(self) -> TestDaemon {
+        let registry = Registry::from_toml(&self.tenants, Path::new("."), &HashMap::new())
+            .expect("test tenants are valid");
+        let topics = self.config.kafka.topics();
+        let brokers = self.config.kafka.brokers.clone();
+        let running = app::start_ingress(self.config, registry, Clock::System)
+            .await
+            .expect("the daemon starts");
+        TestDaemon {
+            running,
+            topics,
+            brokers,
+        }
+    }
+}
+
+/// An HTTP response, fully read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// A pooled HTTP/1.1 (or HTTP/2 prior-knowledge) client.
+#[derive(Clone)]
+pub struct Http(Client<HttpConnector, Full<Bytes>>);
+
+impl Http {
+    pub fn http1() -> Self {
+        Http(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    pub fn h2c() -> Self {
+        Http(
+            Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        )
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = self
+            .0
+            .request(request.body(Full::new(body.into())).unwrap())
+            .await
+            .expect("the request reaches the daemon");
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: body
+                .collect()
+                .await
+                .expect("the body is readable")
+                .to_bytes(),
+        }
+    }
+
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        self.send("POST", url, headers, body).await
+    }
+
+    pub async fn get(&self, url: &str) -> Answer {
+        self.send("GET", url, &[], Bytes::new()).await
+    }
+}
+
+/// One record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+}
+
+/// Reads every record of `topic` up to its high watermarks (what is acknowledged now).
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_prefix("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer can be created");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for &partition in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .expect("watermarks");
+        remaining += high - low;
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (records.len() as i64) < remaining {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {remaining} records of {topic}",
+            records.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(e)) => panic!("consuming {topic}: {e}"),
+            Some(Ok(message)) => {
+                let headers = message
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().unwrap_or_default().to_vec(),
+                    headers,
+                    partition: message.partition(),
+                });
+            }
+        }
+    }
+    records
+}
+
+/// A broker process of this test's own, for tests that stop and restart it. Its data lives in
+/// a SQLite file, so a restart keeps the topics.
+pub struct PrivateBroker {
+    pub address: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let address = {
+            let listener = StdListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let mut broker = PrivateBroker {
+            address,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    fn binary() -> PathBuf {
+        std::env::var_os("CARTSTREAM_TEST_TANSU")
+            .map_or_else(|| PathBuf::from("tansu"), PathBuf::from)
+    }
+
+    /// Starts the process (again) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        let url = format!("tcp://{}", self.address);
+        let child = Command::new(Self::binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://broker.db"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(self.log())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the broker {:?} ({e}); install it with scripts/install.sh or set CARTSTREAM_TEST_TANSU",
+                    Self::binary()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(self.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not start listening on {}",
+                self.address
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The broker's own log, kept in its data folder for the test's lifetime.
+    fn log(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
+    /// Kills the process at once (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        self.address.to_string()
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Headers of a correctly signed Shopify delivery.
+pub fn shopify_headers(
+    secret: &str,
+    shop: &str,
+    body: &[u8],
+    webhook_id: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/json".to_string()),
+        (
+            "x-shopify-hmac-sha256",
+            cartstream::providers::shopify::sign(secret.as_bytes(), body),
+        ),
+        ("x-shopify-shop-domain", shop.to_string()),
+        ("x-shopify-topic", "checkouts/create".to_string()),
+        ("x-shopify-webhook-id", webhook_id.to_string()),
+    ]
+}
+
+pub fn fixture(relative: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/providers")
+        .join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

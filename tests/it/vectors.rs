@@ -1,0 +1,160 @@
+//! The platforms' own signature test vectors, through the public verification API.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cartstream::providers::{self, Keys, Provider};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+fn fixtures(platform: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/providers")
+        .join(platform)
+}
+
+struct Vector {
+    id: String,
+    keys: Keys,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    expected_valid: bool,
+    /// False for shared-secret tokens, which authenticate the sender but not the body.
+    signs_body: bool,
+}
+
+fn load(platform: &str, provider: &dyn Provider) -> Vec<Vector> {
+    let dir = fixtures(platform);
+    let text = std::fs::read_to_string(dir.join("vectors.json")).expect("vectors.json is readable");
+    let root: Value = serde_json::from_str(&text).unwrap();
+    let mut vectors = Vec::new();
+    for (group, list) in [
+        ("official", &root["official"]),
+        ("derived", &root["derived"]),
+    ] {
+        for (i, v) in list.as_array().unwrap().iter().enumerate() {
+            let id = v["id"]
+                .as_str()
+                .map_or_else(|| format!("{group}[{i}]"), str::to_string);
+            let secret = match (v["secret"].as_str(), v["public_key_b64"].as_str()) {
+                (Some(secret), _) => secret.to_string(),
+                (None, Some(public)) => format!("whpk_{public}"),
+                (None, None) => panic!("{id}: no key"),
+            };
+            let current = provider
+                .key(&secret)
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            let previous = v["old_secret"].as_str().map(|s| provider.key(s).unwrap());
+            let body = match (v["body"].as_str(), v["body_file"].as_str()) {
+                (Some(body), _) => body.as_bytes().to_vec(),
+                (None, Some(file)) => {
+                    std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{id}: {file}: {e}"))
+                }
+                (None, None) => panic!("{id}: no body"),
+            };
+            let mut headers = HeaderMap::new();
+            for (name, value) in v["headers"].as_object().unwrap() {
+                headers.insert(
+                    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
+                    HeaderValue::from_str(value.as_str().unwrap()).unwrap(),
+                );
+            }
+            vectors.push(Vector {
+                id,
+                keys: Keys::new(current, previous),
+                headers,
+                body,
+                // Derived vectors are signatures computed with their own secret: valid.
+                expected_valid: v["expected_valid"].as_bool().unwrap_or(true),
+                signs_body: !v["expected_signature"].is_null(),
+            });
+        }
+    }
+    vectors
+}
+
+/// The moment a vector was signed (Standard Webhooks vectors are years old: verify them with
+/// the clock set to their own timestamp).
+fn signed_at(vector: &Vector) -> SystemTime {
+    vector
+        .headers
+        .get("webhook-timestamp")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .map_or_else(SystemTime::now, |s: u64| {
+            UNIX_EPOCH + Duration::from_secs(s)
+        })
+}
+
+fn check(platform: &str, provider: &dyn Provider) -> (usize, usize) {
+    let vectors = load(platform, provider);
+    let (mut accepted, mut rejected) = (0, 0);
+    for vector in &vectors {
+        let request = providers::Request::new(&vector.headers, &vector.body);
+        let verdict = provider.verify(&request, &vector.keys, signed_at(vector));
+        assert_eq!(
+            verdict.is_ok(),
+            vector.expected_valid,
+            "{platform} vector {}: {verdict:?}",
+            vector.id
+        );
+        if vector.expected_valid {
+            accepted += 1;
+            if !vector.signs_body {
+                continue;
+            }
+            // The same vector with one body byte changed must fail.
+            let mut tampered = vector.body.clone();
+            tampered[0] ^= 1;
+            let request = providers::Request::new(&vector.headers, &tampered);
+            assert!(
+                provider
+                    .verify(&request, &vector.keys, signed_at(vector))
+                    .is_err(),
+                "{platform} vector {} verifies a tampered body",
+                vector.id
+            );
+        } else {
+            rejected += 1;
+        }
+    }
+    (accepted, rejected)
+}
+
+#[test]
+fn shopify_vectors_verify() {
+    let (accepted, rejected) = check("shopify", &providers::shopify::Shopify);
+    assert!(
+        accepted >= 3 && rejected >= 2,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}
+
+#[test]
+fn standard_webhooks_vectors_verify() {
+    let (accepted, rejected) = check("standard-webhooks", &providers::standard::Standard);
+    assert!(
+        accepted >= 4 && rejected >= 2,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}
+
+#[test]
+fn salla_derived_vectors_verify() {
+    let (accepted, _) = check("salla", &providers::salla::Salla);
+    assert!(accepted >= 5, "{accepted} accepted");
+}
+
+#[test]
+fn standard_webhooks_vectors_fail_outside_the_time_window() {
+    for vector in load("standard-webhooks", &providers::standard::Standard) {
+        let request = providers::Request::new(&vector.headers, &vector.body);
+        let late = signed_at(&vector) + Duration::from_secs(301);
+        assert!(
+            providers::standard::Standard
+                .verify(&request, &vector.keys, late)
+                .is_err(),
+            "{}",
+            vector.id
+        );
+    }
+}
