@@ -1,6 +1,7 @@
 //! The broker's own ceiling for the ingress's job: a plain idempotent `acks=all` producer that
-//! keeps `--in-flight` records outstanding (as that many concurrent webhook requests would),
-//! each one the same body and key the load run sends, for `--seconds`. Prints records/s.
+//! keeps IN_FLIGHT records outstanding (as that many concurrent webhook requests would), each one
+//! the record the ingress would produce for the load run's request — same key, same body, same
+//! metadata headers — for SECONDS. No HTTP, no verification. Prints records/s.
 //!
 //! ```text
 //! cargo run --release --example plain_producer -- BROKERS TOPIC BODY_FILE [IN_FLIGHT] [SECONDS]
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cartstream::kafka::inbound;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
@@ -34,15 +36,31 @@ async fn main() -> anyhow::Result<()> {
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
+    let clock = cartstream::clock::Clock::System;
     let mut workers = Vec::new();
-    for _ in 0..in_flight {
+    for worker in 0..in_flight {
         let (producer, topic, body) = (producer.clone(), topic.clone(), body.clone());
         let (acknowledged, failed) = (acknowledged.clone(), failed.clone());
+        let clock = clock.clone();
         workers.push(tokio::spawn(async move {
+            let mut n = 0u64;
             while Instant::now() < deadline {
+                n += 1;
+                let delivery_id = format!("plain-{worker}-{n}");
+                let headers = inbound::Metadata {
+                    provider: "shopify",
+                    tenant: "acme",
+                    event_type: Some("checkouts/create"),
+                    delivery_id: &delivery_id,
+                    received_at: clock.now(),
+                    content_type: Some("application/json"),
+                }
+                .headers();
                 let record = FutureRecord::to(&topic)
                     .key("acme")
-                    .payload(body.as_slice());
+                    .payload(body.as_slice())
+                    .headers(headers)
+                    .timestamp(clock.now_millis());
                 match producer.send(record, Duration::from_secs(5)).await {
                     Ok(_) => acknowledged.fetch_add(1, Ordering::Relaxed),
                     Err(_) => failed.fetch_add(1, Ordering::Relaxed),
@@ -50,8 +68,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
-    for worker in workers {
-        worker.await?;
+    for task in workers {
+        task.await?;
     }
     let took = started.elapsed().as_secs_f64();
     let acknowledged = acknowledged.load(Ordering::Relaxed);

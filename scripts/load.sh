@@ -45,16 +45,27 @@ done
 curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null
 # The plain producer writes to the same topic (created by the daemon), with the same key and body.
 
+ticks=$(getconf CLK_TCK)
+# CPU seconds the daemon process (HTTP, verification, librdkafka threads) has used so far.
+daemon_cpu() { awk -v t="$ticks" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$daemon_pid/stat"; }
+
 echo "body: $(wc -c <"$body") bytes; $connections concurrent requests / records in flight; ${seconds} s rounds"
 ingress=()
 plain=()
 for round in $(seq 1 "$rounds"); do
+    before=$(daemon_cpu)
     line=$(WRK_DATA="$work" wrk -t1 -c"$connections" -d"${seconds}s" --latency \
         -s scripts/load/shopify.lua "http://127.0.0.1:$ingress_port/api/webhooks/shopify" | grep '^wrk:')
-    echo "round $round ingress: $line"
+    requests=$(echo "$line" | sed -E 's/^wrk: ([0-9]+) requests.*/\1/')
+    cpu=$(awk -v a="$before" -v b="$(daemon_cpu)" -v n="$requests" 'BEGIN { printf "%.0f", (b - a) * 1e6 / n }')
+    echo "round $round ingress: $line; daemon CPU ${cpu} µs/request"
     ingress+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) requests\/s.*/\1/')")
-    line=$("$bin/examples/plain_producer" "127.0.0.1:$broker_port" load.inbound.v1 "$body" "$connections" "$seconds")
-    echo "round $round $line"
+    TIMEFORMAT='%U %S'
+    { time "$bin/examples/plain_producer" "127.0.0.1:$broker_port" load.inbound.v1 "$body" "$connections" "$seconds" >"$work/plain.out"; } 2>"$work/plain.time"
+    line=$(cat "$work/plain.out")
+    records=$(echo "$line" | sed -E 's/^plain producer: ([0-9]+) records.*/\1/')
+    cpu=$(awk -v n="$records" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$work/plain.time")
+    echo "round $round $line; producer CPU ${cpu} µs/record"
     plain+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) records\/s/\1/')")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
