@@ -4,6 +4,7 @@
 //! resolves the integration itself, then asks [`Provider::verify`] with that integration's keys.
 
 mod keys;
+pub mod normalize;
 pub mod salla;
 pub mod shopify;
 pub mod standard;
@@ -15,6 +16,7 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 pub use keys::{Key, Keys};
+pub use normalize::{Bucket, Event};
 
 /// What a provider sees of one delivery: the request headers and the raw body, untouched.
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +89,17 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
     /// Normalizes a clue as configured in `tenants.toml` so it matches what `inspect` returns.
     fn normalize_clue(&self, clue: &str) -> String {
         clue.to_string()
+    }
+
+    /// Maps a verified delivery into the common event shape (SPEC §4). Pure and total: a body
+    /// that is not what the provider documents yields an event with less filled in, never an
+    /// error. `seen` is what [`Provider::inspect`] returned for the same request.
+    ///
+    /// The default knows nothing of the payload: bucket `other`, the event name, nothing else —
+    /// right for platforms whose deliveries carry no cart or order data.
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let _ = request;
+        Event::new(self.slug(), seen.event_type.as_deref(), Bucket::Other)
     }
 
     /// The body of the 200 answer.

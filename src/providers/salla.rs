@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use super::normalize::{self as n, Bucket, Customer, Event};
 use super::{Error, Inspection, Keys, Provider, Request};
 
 const STRATEGY: &[&str] = &["x-salla-security-strategy"];
@@ -92,6 +93,80 @@ impl Provider for Salla {
 
     fn normalize_clue(&self, clue: &str) -> String {
         clue.trim().to_string()
+    }
+
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let name = seen.event_type.as_deref();
+        let (bucket, resource) = match name {
+            Some("abandoned.cart") => (Bucket::AbandonedCandidate, Some("cart")),
+            Some("abandoned.cart.purchased") => (Bucket::OrderCompleted, Some("cart")),
+            Some("order.created") => (Bucket::OrderCompleted, Some("order")),
+            Some(e) if e.starts_with("abandoned.cart") => (Bucket::Other, Some("cart")),
+            Some(e) if e.starts_with("order.") => (Bucket::Other, Some("order")),
+            _ => (Bucket::Other, None),
+        };
+        let mut event = Event::new(self.slug(), name, bucket);
+        let body = n::parse(request.body);
+        let data = n::at(&body, &["data"]).cloned().unwrap_or_default();
+        event.resource_type = resource.map(str::to_string);
+        event.resource_id = n::text(&data, &["id"]);
+        match resource {
+            // Salla's cart id is what its order events and its purchased event refer back to.
+            Some("cart") => event.cart_token = n::text(&data, &["id"]),
+            Some("order") => {
+                event.order_id = n::text(&data, &["id"]);
+                event.cart_token = n::text(&data, &["cart", "id"]);
+                event.checkout_token = n::text(&data, &["checkout_id"]);
+            }
+            _ => {}
+        }
+        // Totals come as {"amount": 100, "currency": "SAR"} or, in the purchased event, flat.
+        let (value, currency) = match n::at(&data, &["total"]) {
+            Some(serde_json::Value::Object(_)) => (
+                n::decimal(&data, &["total", "amount"]),
+                n::currency(&data, &["total", "currency"]),
+            ),
+            Some(_) => (
+                n::decimal(&data, &["total"]),
+                n::currency(&data, &["currency"]),
+            ),
+            None => (
+                n::decimal(&data, &["amounts", "total", "amount"]),
+                n::currency(&data, &["amounts", "total", "currency"]),
+            ),
+        };
+        event.cart_value = value;
+        event.currency = currency.or_else(|| n::currency(&data, &["currency"]));
+        // Order customers carry the dialling code apart from the number.
+        let mobile = match (
+            n::text(&data, &["customer", "mobile_code"]),
+            n::text(&data, &["customer", "mobile"]),
+        ) {
+            (Some(code), Some(number)) if !number.starts_with('+') => {
+                Some(format!("{code}{number}"))
+            }
+            (_, number) => number,
+        };
+        event.customer = Customer {
+            name: n::text(&data, &["customer", "name"]).or_else(|| {
+                n::full_name(
+                    n::text(&data, &["customer", "first_name"]),
+                    n::text(&data, &["customer", "last_name"]),
+                )
+            }),
+            email: n::email(&data, &["customer", "email"]),
+            phone: n::phone(
+                mobile,
+                n::text(&data, &["customer", "country_code"]).as_deref(),
+            ),
+        };
+        event.item_count = n::item_count(&data, &["items"], "quantity");
+        event.recovery_url = match resource {
+            Some("cart") => n::url(&data, &["checkout_url"]),
+            _ => None,
+        };
+        event.occurred_at = n::timestamp(&body, &["created_at"]);
+        event
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
+use super::normalize::{self as n, Bucket, Customer, Event};
 use super::{Error, Inspection, Keys, Provider, Request};
 
 const HMAC: &[&str] = &["x-shopify-hmac-sha256", "shopify-hmac-sha256"];
@@ -62,6 +63,89 @@ impl Provider for Shopify {
 
     fn normalize_clue(&self, clue: &str) -> String {
         clue.trim().to_ascii_lowercase()
+    }
+
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let topic = seen.event_type.as_deref();
+        let resource = topic
+            .and_then(|t| t.split('/').next())
+            .and_then(|r| match r {
+                "checkouts" => Some("checkout"),
+                "carts" => Some("cart"),
+                "orders" => Some("order"),
+                _ => None,
+            });
+        let mut event = Event::new(self.slug(), topic, bucket(topic));
+        let body = n::parse(request.body);
+        event.resource_type = resource.map(str::to_string);
+        event.resource_id = n::text(&body, &["id"]);
+        match resource {
+            Some("checkout") => {
+                event.checkout_token = n::text(&body, &["token"]);
+                event.cart_token = n::text(&body, &["cart_token"]);
+                event.order_id = n::text(&body, &["order_id"]);
+                event.recovery_url = n::url(&body, &["abandoned_checkout_url"]);
+            }
+            Some("cart") => event.cart_token = n::text(&body, &["token"]),
+            Some("order") => {
+                event.order_id = n::text(&body, &["id"]);
+                event.checkout_token = n::text(&body, &["checkout_token"]);
+                event.cart_token = n::text(&body, &["cart_token"]);
+            }
+            _ => {}
+        }
+        let country = n::first_text(
+            &body,
+            &[
+                &["billing_address", "country_code"],
+                &["shipping_address", "country_code"],
+                &["customer", "default_address", "country_code"],
+            ],
+        );
+        let name = |person: &str| {
+            n::full_name(
+                n::text(&body, &[person, "first_name"]),
+                n::text(&body, &[person, "last_name"]),
+            )
+        };
+        event.customer = Customer {
+            name: name("customer")
+                .or_else(|| name("billing_address"))
+                .or_else(|| name("shipping_address")),
+            email: n::email(&body, &["email"])
+                .or_else(|| n::email(&body, &["contact_email"]))
+                .or_else(|| n::email(&body, &["customer", "email"])),
+            phone: n::phone(
+                n::first_text(
+                    &body,
+                    &[
+                        &["phone"],
+                        &["customer", "phone"],
+                        &["billing_address", "phone"],
+                        &["shipping_address", "phone"],
+                    ],
+                ),
+                country.as_deref(),
+            ),
+        };
+        event.cart_value = n::decimal(&body, &["total_price"]);
+        event.currency = n::currency(&body, &["currency"])
+            .or_else(|| n::currency(&body, &["presentment_currency"]));
+        event.item_count = n::item_count(&body, &["line_items"], "quantity");
+        event.occurred_at =
+            n::timestamp(&body, &["updated_at"]).or_else(|| n::timestamp(&body, &["created_at"]));
+        event
+    }
+}
+
+/// SPEC §4.1: which Shopify topics are cart activity and which are completed orders.
+fn bucket(topic: Option<&str>) -> Bucket {
+    match topic {
+        Some("checkouts/create" | "checkouts/update" | "carts/create" | "carts/update") => {
+            Bucket::AbandonedCandidate
+        }
+        Some("orders/create" | "orders/paid") => Bucket::OrderCompleted,
+        _ => Bucket::Other,
     }
 }
 

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::normalize::{self as n, Bucket, Event};
 use super::{Error, Inspection, Key, Keys, Provider, Request};
 
 const ID: &[&str] = &["webhook-id"];
@@ -77,6 +78,16 @@ impl Provider for Standard {
         } else {
             Err(Error::Unauthorized("no valid webhook-signature"))
         }
+    }
+
+    /// Standard Webhooks fixes the envelope (`type`, `timestamp`, `data`), not the payload: the
+    /// event is `other` with its type, the `data.id` it names and its timestamp.
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let mut event = Event::new(self.slug(), seen.event_type.as_deref(), Bucket::Other);
+        let body = n::parse(request.body);
+        event.resource_id = n::text(&body, &["data", "id"]);
+        event.occurred_at = n::timestamp(&body, &["timestamp"]);
+        event
     }
 
     fn key(&self, secret: &str) -> Result<Key, &'static str> {

@@ -5,6 +5,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod ingress;
+mod normalize;
 mod outage;
+mod robustness;
 mod support;
 mod vectors;

@@ -1,0 +1,321 @@
+//! The normalized event (SPEC §4.1, §4.2): one shape for every platform, so that everything
+//! downstream — cart state, data teams' warehouses — handles a single format. Each provider maps
+//! its own payload into it; the helpers here are the shared rules: decimal strings for money
+//! (never floats), E.164 phones when the country is known, RFC 3339 UTC timestamps, and `null`
+//! for anything the payload does not say (never a guess).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The schema name and version every normalized event carries.
+pub const SCHEMA: &str = "cartstream.event.v1";
+
+/// What an event means for a cart (SPEC §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bucket {
+    /// A cart or checkout started or changed and is not completed.
+    AbandonedCandidate,
+    /// Payment confirmed or order placed.
+    OrderCompleted,
+    /// Stored and counted; no customer action.
+    Other,
+}
+
+/// The customer, as far as the payload names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// E.164 (`+15024592181`) when the country is known, else as the platform sent it.
+    pub phone: Option<String>,
+}
+
+/// One inbound delivery in the common shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub schema: String,
+    pub provider: String,
+    /// The provider's own event name (`checkouts/create`, `abandoned.cart`, …).
+    pub provider_event: Option<String>,
+    pub event_bucket: Bucket,
+    /// `cart`, `checkout`, `order`, … — the kind of resource the payload describes.
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub cart_token: Option<String>,
+    pub checkout_token: Option<String>,
+    pub order_id: Option<String>,
+    pub customer: Customer,
+    /// The cart or order total as a decimal string (`"379.69"`), never a float.
+    pub cart_value: Option<String>,
+    /// ISO 4217 code of `cart_value`.
+    pub currency: Option<String>,
+    pub item_count: Option<u64>,
+    pub recovery_url: Option<String>,
+    /// When the platform says the event happened, RFC 3339 in UTC.
+    pub occurred_at: Option<String>,
+}
+
+impl Event {
+    /// An event with nothing known but its provider, name and bucket.
+    pub fn new(provider: &str, provider_event: Option<&str>, bucket: Bucket) -> Self {
+        Event {
+            schema: SCHEMA.to_string(),
+            provider: provider.to_string(),
+            provider_event: provider_event.map(str::to_string),
+            event_bucket: bucket,
+            resource_type: None,
+            resource_id: None,
+            cart_token: None,
+            checkout_token: None,
+            order_id: None,
+            customer: Customer::default(),
+            cart_value: None,
+            currency: None,
+            item_count: None,
+            recovery_url: None,
+            occurred_at: None,
+        }
+    }
+}
+
+/// Parses a body as JSON; `Value::Null` when it is not JSON (normalization then finds nothing).
+pub fn parse(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
+}
+
+/// The value at `path` (object keys; array indexes as decimal strings).
+pub fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |v, key| match v {
+        Value::Object(map) => map.get(*key),
+        Value::Array(items) => items.get(key.parse::<usize>().ok()?),
+        _ => None,
+    })
+}
+
+/// A string or number at `path` as text; empty strings count as absent.
+pub fn text(value: &Value, path: &[&str]) -> Option<String> {
+    match at(value, path)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first of several paths that has text.
+pub fn first_text(value: &Value, paths: &[&[&str]]) -> Option<String> {
+    paths.iter().find_map(|path| text(value, path))
+}
+
+/// A money amount at `path` as a decimal string. Strings must already be decimals (`"12.50"`);
+/// numbers are written as JSON wrote them when they are decimals (`12.5`), refused otherwise.
+pub fn decimal(value: &Value, path: &[&str]) -> Option<String> {
+    let candidate = match at(value, path)? {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    is_decimal(&candidate).then_some(candidate)
+}
+
+fn is_decimal(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A three-letter currency code at `path`, upper-cased.
+pub fn currency(value: &Value, path: &[&str]) -> Option<String> {
+    let code = text(value, path)?;
+    (code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| code.to_ascii_uppercase())
+}
+
+/// An e-mail address at `path`, lower-cased: one `@`, no spaces, a dotted domain.
+pub fn email(value: &Value, path: &[&str]) -> Option<String> {
+    let address = text(value, path)?;
+    let (local, domain) = address.split_once('@')?;
+    let plausible = !local.is_empty()
+        && !address.chars().any(char::is_whitespace)
+        && !domain.contains('@')
+        && domain.contains('.')
+        && domain.split('.').all(|label| !label.is_empty());
+    plausible.then(|| address.to_ascii_lowercase())
+}
+
+/// A phone number in E.164 when it carries its country code (`+…`) or `country` (ISO 3166
+/// alpha-2) is known and the number is valid there; otherwise the number as sent.
+pub fn phone(raw: Option<String>, country: Option<&str>) -> Option<String> {
+    let raw = raw?;
+    let region =
+        country.and_then(|c| phonenumber::country::Id::from_str(&c.to_ascii_uppercase()).ok());
+    let international = raw.trim_start().starts_with('+');
+    if international || region.is_some() {
+        let parsed = phonenumber::parse(if international { None } else { region }, &raw);
+        if let Ok(number) = parsed {
+            if phonenumber::is_valid(&number) {
+                return Some(number.format().mode(phonenumber::Mode::E164).to_string());
+            }
+        }
+    }
+    Some(raw)
+}
+
+/// "First Last" from two optional parts.
+pub fn full_name(first: Option<String>, last: Option<String>) -> Option<String> {
+    match (first, last) {
+        (Some(first), Some(last)) => Some(format!("{first} {last}")),
+        (one, other) => one.or(other),
+    }
+}
+
+/// The sum of `quantity` over the array at `path`; each entry without one counts as 1.
+pub fn item_count(value: &Value, path: &[&str], quantity: &str) -> Option<u64> {
+    let items = at(value, path)?.as_array()?;
+    Some(items.iter().fold(0u64, |total, item| {
+        total.saturating_add(item.get(quantity).and_then(Value::as_u64).unwrap_or(1))
+    }))
+}
+
+/// An `https?://` URL at `path`.
+pub fn url(value: &Value, path: &[&str]) -> Option<String> {
+    let url = text(value, path)?;
+    (url.starts_with("https://") || url.starts_with("http://")).then_some(url)
+}
+
+/// A timestamp at `path` in RFC 3339 UTC. Understands RFC 3339 with an offset, the JavaScript
+/// `Date` string (`Tue Jan 21 2025 18:00:32 GMT+0300`), and Unix seconds. A time without a
+/// zone is not converted (its zone would be a guess): it yields `None`.
+pub fn timestamp(value: &Value, path: &[&str]) -> Option<String> {
+    let parsed = match at(value, path)? {
+        Value::Number(n) => DateTime::<Utc>::from_timestamp(n.as_i64()?, 0)?,
+        Value::String(s) => parse_time(s.trim())?,
+        _ => return None,
+    };
+    Some(parsed.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.to_utc());
+    }
+    // JavaScript's Date#toString(), possibly followed by " (Zone Name)".
+    let js = s.split(" (").next().unwrap_or(s);
+    if let Ok(t) = DateTime::parse_from_str(js, "%a %b %d %Y %H:%M:%S GMT%z") {
+        return Some(t.to_utc());
+    }
+    // Zoned variants some platforms send ("2025-01-21 17:09:39+03:00"). Times without a zone
+    // ("2025-01-21 17:09:39") match none of these and yield `None`.
+    ["%Y-%m-%d %H:%M:%S%:z", "%Y-%m-%d %H:%M:%S%.f%:z"]
+        .iter()
+        .find_map(|format| DateTime::parse_from_str(s, format).ok())
+        .map(|t| t.to_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn money_stays_decimal_text() {
+        let v = json!({"a": "379.69", "b": 100, "c": 34.99, "d": "12,50", "e": 1e21, "f": "-3.5"});
+        assert_eq!(decimal(&v, &["a"]).as_deref(), Some("379.69"));
+        assert_eq!(decimal(&v, &["b"]).as_deref(), Some("100"));
+        assert_eq!(decimal(&v, &["c"]).as_deref(), Some("34.99"));
+        assert_eq!(decimal(&v, &["d"]), None);
+        assert_eq!(
+            decimal(&v, &["e"]),
+            None,
+            "exponent notation is not a decimal string"
+        );
+        assert_eq!(decimal(&v, &["f"]).as_deref(), Some("-3.5"));
+        assert_eq!(decimal(&v, &["missing"]), None);
+    }
+
+    #[test]
+    fn phones_become_e164_when_the_country_is_known() {
+        assert_eq!(
+            phone(Some("+1(502)-459-2181".into()), None).as_deref(),
+            Some("+15024592181")
+        );
+        assert_eq!(
+            phone(Some("(502) 459-2181".into()), Some("us")).as_deref(),
+            Some("+15024592181")
+        );
+        assert_eq!(
+            phone(Some("0501234567".into()), Some("SA")).as_deref(),
+            Some("+966501234567")
+        );
+        assert_eq!(
+            phone(Some("0501234567".into()), None).as_deref(),
+            Some("0501234567"),
+            "no country: as sent"
+        );
+        assert_eq!(
+            phone(Some("12".into()), Some("US")).as_deref(),
+            Some("12"),
+            "invalid: as sent"
+        );
+        assert_eq!(phone(None, Some("US")), None);
+    }
+
+    #[test]
+    fn timestamps_become_utc() {
+        let v = json!({
+            "rfc": "2012-10-12T07:05:27-04:00",
+            "js": "Tue Jan 21 2025 18:00:32 GMT+0300",
+            "unix": 1700000000,
+            "naive": "2025-01-21 17:09:39",
+            "junk": "yesterday"
+        });
+        assert_eq!(
+            timestamp(&v, &["rfc"]).as_deref(),
+            Some("2012-10-12T11:05:27Z")
+        );
+        assert_eq!(
+            timestamp(&v, &["js"]).as_deref(),
+            Some("2025-01-21T15:00:32Z")
+        );
+        assert_eq!(
+            timestamp(&v, &["unix"]).as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(timestamp(&v, &["naive"]), None);
+        assert_eq!(timestamp(&v, &["junk"]), None);
+    }
+
+    #[test]
+    fn paths_reach_into_objects_and_arrays() {
+        let v = json!({"a": [{"b": "x"}, {"b": 7}], "s": "  "});
+        assert_eq!(text(&v, &["a", "1", "b"]).as_deref(), Some("7"));
+        assert_eq!(text(&v, &["a", "2", "b"]), None);
+        assert_eq!(text(&v, &["s"]), None, "blank is absent");
+        assert_eq!(
+            first_text(&v, &[&["nope"], &["a", "0", "b"]]).as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn emails_need_one_at_and_a_dotted_domain() {
+        let v = json!({"a": "Bob@Example.com", "b": "a b@x.y", "c": "a@x.", "d": "a@@x.y", "e": "@x.y"});
+        assert_eq!(email(&v, &["a"]).as_deref(), Some("bob@example.com"));
+        for bad in ["b", "c", "d", "e"] {
+            assert_eq!(email(&v, &[bad]), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn item_count_sums_quantities() {
+        let v = json!({"items": [{"quantity": 2}, {"quantity": 3}, {}]});
+        assert_eq!(item_count(&v, &["items"], "quantity"), Some(6));
+        assert_eq!(item_count(&v, &["none"], "quantity"), None);
+    }
+}
