@@ -3,15 +3,21 @@
 //! No I/O, no Kafka, no registry look-ups: the ingress asks [`Provider::inspect`] for the clue,
 //! resolves the integration itself, then asks [`Provider::verify`] with that integration's keys.
 
+pub mod flexype;
 mod keys;
 pub mod salla;
+pub mod shopery;
 pub mod shopify;
+pub mod shopimind;
+pub mod sprusify;
 pub mod standard;
+pub mod zid;
 
 use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::HeaderMap;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use keys::{Key, Keys};
@@ -95,7 +101,16 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
     }
 }
 
-static PROVIDERS: &[&dyn Provider] = &[&shopify::Shopify, &salla::Salla, &standard::Standard];
+static PROVIDERS: &[&dyn Provider] = &[
+    &shopify::Shopify,
+    &salla::Salla,
+    &zid::Zid,
+    &flexype::Flexype,
+    &shopimind::Shopimind,
+    &sprusify::Sprusify,
+    &shopery::Shopery,
+    &standard::Standard,
+];
 
 /// The provider with this slug, if there is one.
 pub fn find(slug: &str) -> Option<&'static dyn Provider> {
@@ -111,6 +126,28 @@ pub fn all() -> impl Iterator<Item = &'static dyn Provider> {
 /// so a retried delivery of the same bytes de-duplicates downstream.
 pub fn body_hash_id(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+/// An id or clue field that platforms send as a JSON number or a string, whichever they like.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar<'a> {
+    Number(serde_json::Number),
+    Text(#[serde(borrow)] Cow<'a, str>),
+}
+
+impl<'a> Scalar<'a> {
+    fn into_text(self) -> Cow<'a, str> {
+        match self {
+            Scalar::Number(n) => Cow::Owned(n.to_string()),
+            Scalar::Text(t) => t,
+        }
+    }
+}
+
+/// `field.map(Scalar::into_text)`, for the providers' inspections.
+fn text<'a>(field: Option<Scalar<'a>>) -> Option<Cow<'a, str>> {
+    field.map(Scalar::into_text)
 }
 
 /// A header map from static names and values, for the providers' unit tests.

@@ -37,6 +37,12 @@ struct IntegrationSpec {
     #[serde(default)]
     merchant_id: Option<String>,
     #[serde(default)]
+    store_id: Option<String>,
+    #[serde(default)]
+    installation_id: Option<String>,
+    #[serde(default)]
+    flexype_store: Option<String>,
+    #[serde(default)]
     integration_key: Option<String>,
     secret: SecretSpec,
     #[serde(default)]
@@ -49,6 +55,9 @@ impl IntegrationSpec {
         [
             ("shop_domain", &self.shop_domain),
             ("merchant_id", &self.merchant_id),
+            ("store_id", &self.store_id),
+            ("installation_id", &self.installation_id),
+            ("flexype_store", &self.flexype_store),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))

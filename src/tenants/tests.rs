@@ -152,3 +152,93 @@ id = "b"
     let text = parse(text, &[]).unwrap_err().to_string();
     assert!(text.contains("already has this shop_domain"), "{text}");
 }
+
+const CATALOGUE: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "zid"
+  store_id = " 1 "
+  secret = "acme-zid"
+  [[tenant.integration]]
+  provider = "sprusify"
+  store_id = "store_abc"
+  secret = "acme-spru"
+  [[tenant.integration]]
+  provider = "shopimind"
+  installation_id = "pg-1"
+  secret = "acme-spm"
+  [[tenant.integration]]
+  provider = "flexype"
+  flexype_store = "My-Store.myshopify.com"
+  secret = "acme-flexype"
+
+[[tenant]]
+id = "globex"
+  [[tenant.integration]]
+  provider = "shopery"
+  integration_key = "int_globex_shopery_0001"
+  secret = "globex-shopery"
+"#;
+
+#[test]
+fn every_provider_resolves_by_its_own_clue_field() {
+    let registry = parse(CATALOGUE, &[]).unwrap();
+    for (provider, clue) in [
+        ("zid", "1"),
+        ("sprusify", "store_abc"),
+        ("shopimind", "pg-1"),
+        ("flexype", "my-store.myshopify.com"),
+    ] {
+        let found = registry.resolve(provider, None, Some(clue));
+        assert_eq!(
+            found.map(|i| &*i.tenant.id),
+            Some("acme"),
+            "{provider} {clue}"
+        );
+    }
+    // A store id is a clue of its own provider only.
+    assert!(registry.resolve("sprusify", None, Some("1")).is_none());
+    let shopery = registry
+        .resolve("shopery", Some("int_globex_shopery_0001"), None)
+        .unwrap();
+    assert_eq!(&*shopery.tenant.id, "globex");
+}
+
+#[test]
+fn the_registry_debug_output_shows_no_secret() {
+    let registry = parse(CATALOGUE, &[]).unwrap();
+    let debug = format!("{registry:?}");
+    for secret in ["acme-zid", "acme-spm", "globex-shopery"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+}
+
+#[test]
+fn catalogue_fields_are_validated() {
+    let broken = r#"
+[[tenant]]
+id = "a"
+  [[tenant.integration]]
+  provider = "shopery"
+  store_id = "1"
+  secret = "x"
+  [[tenant.integration]]
+  provider = "shopimind"
+  flexype_store = "1"
+  secret = "x"
+  [[tenant.integration]]
+  provider = "sprusify"
+  secret = "x"
+"#;
+    let text = parse(broken, &[]).unwrap_err().to_string();
+    for expected in [
+        "`store_id` does not apply to provider shopery",
+        "needs `integration_key` (deliveries from shopery carry no tenant clue)",
+        "`flexype_store` does not apply to provider shopimind",
+        "needs `installation_id` or `integration_key`",
+        "needs `store_id` or `integration_key`",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
