@@ -3,6 +3,7 @@
 //! No I/O, no Kafka, no registry look-ups: the ingress asks [`Provider::inspect`] for the clue,
 //! resolves the integration itself, then asks [`Provider::verify`] with that integration's keys.
 
+pub mod easyorders;
 pub mod flexype;
 mod keys;
 pub mod salla;
@@ -20,7 +21,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use keys::{Key, Keys};
+pub use keys::{secret_clue, Key, Keys};
 
 /// What a provider sees of one delivery: the request headers and the raw body, untouched.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +75,9 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
 
     /// The integration field in `tenants.toml` that holds this provider's tenant clue,
     /// or `None` when deliveries carry no clue and the URL's integration key is required.
+    /// [`SECRET_CLUE`] means the secret itself names the integration: `inspect` then returns
+    /// [`secret_clue`] of the presented secret, and the registry indexes every integration of
+    /// the provider by the same digest of its secrets.
     fn clue_field(&self) -> Option<&'static str>;
 
     /// Reads the clue, event type and delivery id. Parses no more of the body than it needs.
@@ -101,10 +105,14 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
     }
 }
 
+/// The [`Provider::clue_field`] of providers whose secret is also the tenant clue.
+pub const SECRET_CLUE: &str = "secret";
+
 static PROVIDERS: &[&dyn Provider] = &[
     &shopify::Shopify,
     &salla::Salla,
     &zid::Zid,
+    &easyorders::EasyOrders,
     &flexype::Flexype,
     &shopimind::Shopimind,
     &sprusify::Sprusify,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
 use crate::config::Problems;
-use crate::providers::{self, Key, Keys};
+use crate::providers::{self, Key, Keys, SECRET_CLUE};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +142,7 @@ pub(super) fn parse(
                 ));
                 continue;
             };
+            let secret_is_clue = provider.clue_field() == Some(SECRET_CLUE);
             let mut clue = None;
             for (field, value) in spec.clues() {
                 if provider.clue_field() == Some(field) {
@@ -165,6 +166,7 @@ pub(super) fn parse(
                 }
             }
             match (&clue, &spec.integration_key, provider.clue_field()) {
+                (_, _, Some(SECRET_CLUE)) => {}
                 (None, None, Some(field)) => problems.push(format!(
                     "{at}: needs `{field}` or `integration_key` to be found"
                 )),
@@ -174,7 +176,36 @@ pub(super) fn parse(
                 )),
                 _ => {}
             }
-            if let Some(clue) = &clue {
+            let key = |which: &str,
+                       secret: &SecretSpec,
+                       problems: &mut Problems|
+             -> Option<(Key, String)> {
+                let value = secret
+                    .resolve(base, env)
+                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
+                    .ok()?;
+                let key = provider
+                    .key(&value)
+                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
+                    .ok()?;
+                Some((key, value))
+            };
+            let current = key("secret", &spec.secret, &mut problems);
+            let previous = spec
+                .previous_secret
+                .as_ref()
+                .and_then(|s| key("previous_secret", s, &mut problems));
+            // Where the secret names the integration, each secret of a rotation is a clue.
+            let mut integration_clues: Vec<String> = if secret_is_clue {
+                let secrets = current.iter().chain(&previous);
+                secrets
+                    .map(|(_, value)| providers::secret_clue(value.as_bytes()))
+                    .collect()
+            } else {
+                clue.iter().cloned().collect()
+            };
+            integration_clues.dedup();
+            for clue in &integration_clues {
                 if !clues.insert((provider.slug(), clue.clone())) {
                     problems.push(format!(
                         "{at}: another integration of {} already has this {}",
@@ -183,29 +214,17 @@ pub(super) fn parse(
                     ));
                 }
             }
-            let key = |which: &str, secret: &SecretSpec, problems: &mut Problems| -> Option<Key> {
-                let value = secret
-                    .resolve(base, env)
-                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
-                    .ok()?;
-                provider
-                    .key(&value)
-                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
-                    .ok()
-            };
-            let current = key("secret", &spec.secret, &mut problems);
-            let previous = spec
-                .previous_secret
-                .as_ref()
-                .and_then(|s| key("previous_secret", s, &mut problems));
-            if let Some(current) = current {
-                registry.insert(Integration {
-                    tenant: tenant.clone(),
-                    provider,
-                    clue,
-                    key: spec.integration_key.clone(),
-                    keys: Keys::new(current, previous),
-                });
+            if let Some((current, _)) = current {
+                registry.insert(
+                    Integration {
+                        tenant: tenant.clone(),
+                        provider,
+                        clue: integration_clues.first().cloned(),
+                        key: spec.integration_key.clone(),
+                        keys: Keys::new(current, previous.map(|(key, _)| key)),
+                    },
+                    integration_clues,
+                );
             }
         }
         registry.tenants.push(tenant);

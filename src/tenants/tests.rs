@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::providers;
 
 fn parse(text: &str, env: &[(&str, &str)]) -> Result<Registry, Problems> {
     let env: HashMap<String, String> = env
@@ -172,9 +173,17 @@ id = "acme"
   provider = "flexype"
   flexype_store = "My-Store.myshopify.com"
   secret = "acme-flexype"
+  [[tenant.integration]]
+  provider = "easyorders"
+  secret = "acme-easyorders"
+  previous_secret = "acme-easyorders-old"
 
 [[tenant]]
 id = "globex"
+  [[tenant.integration]]
+  provider = "easyorders"
+  integration_key = "int_globex_easyorders_01"
+  secret = "globex-easyorders"
   [[tenant.integration]]
   provider = "shopery"
   integration_key = "int_globex_shopery_0001"
@@ -206,10 +215,39 @@ fn every_provider_resolves_by_its_own_clue_field() {
 }
 
 #[test]
+fn an_easyorders_secret_finds_its_integration_and_no_other() {
+    let registry = parse(CATALOGUE, &[]).unwrap();
+    let by_secret = |secret: &str| {
+        registry
+            .resolve(
+                "easyorders",
+                None,
+                Some(&providers::secret_clue(secret.as_bytes())),
+            )
+            .map(|i| i.tenant.id.to_string())
+    };
+    assert_eq!(by_secret("acme-easyorders").as_deref(), Some("acme"));
+    assert_eq!(by_secret("acme-easyorders-old").as_deref(), Some("acme"));
+    assert_eq!(by_secret("globex-easyorders").as_deref(), Some("globex"));
+    assert_eq!(by_secret("acme-zid"), None);
+    assert_eq!(by_secret("nobody"), None);
+    // With the integration key in the URL, the presented secret must be that integration's.
+    let globex_key = Some("int_globex_easyorders_01");
+    let acme_secret = providers::secret_clue(b"acme-easyorders");
+    assert!(registry
+        .resolve("easyorders", globex_key, Some(&acme_secret))
+        .is_none());
+    let globex_secret = providers::secret_clue(b"globex-easyorders");
+    assert!(registry
+        .resolve("easyorders", globex_key, Some(&globex_secret))
+        .is_some());
+}
+
+#[test]
 fn the_registry_debug_output_shows_no_secret() {
     let registry = parse(CATALOGUE, &[]).unwrap();
     let debug = format!("{registry:?}");
-    for secret in ["acme-zid", "acme-spm", "globex-shopery"] {
+    for secret in ["acme-easyorders", "acme-spm", "globex-shopery"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
 }
@@ -224,9 +262,12 @@ id = "a"
   store_id = "1"
   secret = "x"
   [[tenant.integration]]
-  provider = "shopimind"
-  flexype_store = "1"
-  secret = "x"
+  provider = "easyorders"
+  installation_id = "1"
+  secret = "same"
+  [[tenant.integration]]
+  provider = "easyorders"
+  secret = "same"
   [[tenant.integration]]
   provider = "sprusify"
   secret = "x"
@@ -235,10 +276,11 @@ id = "a"
     for expected in [
         "`store_id` does not apply to provider shopery",
         "needs `integration_key` (deliveries from shopery carry no tenant clue)",
-        "`flexype_store` does not apply to provider shopimind",
-        "needs `installation_id` or `integration_key`",
+        "`installation_id` does not apply to provider easyorders",
+        "another integration of easyorders already has this secret",
         "needs `store_id` or `integration_key`",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    assert!(!text.contains("same"), "secrets are never reported: {text}");
 }

@@ -86,7 +86,7 @@ fn load(platform: &str, provider: &dyn Provider) -> Vec<Vector> {
 }
 
 /// Whether a vector's header is a signature over the body, rather than the shared secret itself
-/// (FlexyPe, Salla's Token strategy) or HTTP Basic credentials (Zid).
+/// (EasyOrders, FlexyPe, Salla's Token strategy) or HTTP Basic credentials (Zid).
 fn signs_body(v: &Value, secret: &str) -> bool {
     match v["expected_signature"].as_str() {
         None => false,
@@ -173,6 +173,12 @@ fn zid_derived_vectors_verify() {
 }
 
 #[test]
+fn easyorders_vectors_verify() {
+    let (accepted, _) = check("easyorders", &providers::easyorders::EasyOrders);
+    assert!(accepted >= 3, "{accepted} accepted");
+}
+
+#[test]
 fn flexype_derived_vectors_verify() {
     let (accepted, _) = check("flexype", &providers::flexype::Flexype);
     assert!(accepted >= 1, "{accepted} accepted");
@@ -208,7 +214,8 @@ fn shopimind_vectors_fail_outside_the_time_window() {
 
 #[test]
 fn shared_secret_vectors_fail_with_another_secret() {
-    let cases: [(&str, &dyn Provider); 2] = [
+    let cases: [(&str, &dyn Provider); 3] = [
+        ("easyorders", &providers::easyorders::EasyOrders),
         ("flexype", &providers::flexype::Flexype),
         ("zid", &providers::zid::Zid),
     ];
