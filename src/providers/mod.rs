@@ -7,11 +7,13 @@ pub mod easyorders;
 pub mod flexype;
 mod keys;
 pub mod salla;
+pub mod scheme;
 pub mod shopery;
 pub mod shopify;
 pub mod shopimind;
 pub mod sprusify;
 pub mod standard;
+pub mod vendera;
 pub mod zid;
 
 use std::borrow::Cow;
@@ -22,6 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use keys::{secret_clue, Key, Keys};
+pub use scheme::Scheme;
 
 /// What a provider sees of one delivery: the request headers and the raw body, untouched.
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +106,12 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
     fn accepted_body(&self) -> &'static [u8] {
         br#"{"ok":true}"#
     }
+
+    /// Whether an integration may configure a generic [`Scheme`] for this provider, which then
+    /// replaces `verify` and supplies the event type and delivery id.
+    fn accepts_scheme(&self) -> bool {
+        false
+    }
 }
 
 /// The [`Provider::clue_field`] of providers whose secret is also the tenant clue.
@@ -113,6 +122,7 @@ static PROVIDERS: &[&dyn Provider] = &[
     &salla::Salla,
     &zid::Zid,
     &easyorders::EasyOrders,
+    &vendera::Vendera,
     &flexype::Flexype,
     &shopimind::Shopimind,
     &sprusify::Sprusify,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
 use crate::config::Problems;
-use crate::providers::{self, Key, Keys, SECRET_CLUE};
+use crate::providers::{self, scheme, Key, Keys, Scheme, SECRET_CLUE};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +47,8 @@ struct IntegrationSpec {
     secret: SecretSpec,
     #[serde(default)]
     previous_secret: Option<SecretSpec>,
+    #[serde(default)]
+    scheme: Option<scheme::Spec>,
 }
 
 impl IntegrationSpec {
@@ -176,6 +178,23 @@ pub(super) fn parse(
                 )),
                 _ => {}
             }
+            let scheme = match &spec.scheme {
+                Some(_) if !provider.accepts_scheme() => {
+                    problems.push(format!(
+                        "{at}: `scheme` does not apply to provider {}",
+                        provider.slug()
+                    ));
+                    None
+                }
+                Some(scheme) => Scheme::from_spec(scheme)
+                    .map_err(|errors| {
+                        for error in errors {
+                            problems.push(format!("{at}: {error}"));
+                        }
+                    })
+                    .ok(),
+                None => None,
+            };
             let key = |which: &str,
                        secret: &SecretSpec,
                        problems: &mut Problems|
@@ -222,6 +241,7 @@ pub(super) fn parse(
                         clue: integration_clues.first().cloned(),
                         key: spec.integration_key.clone(),
                         keys: Keys::new(current, previous.map(|(key, _)| key)),
+                        scheme,
                     },
                     integration_clues,
                 );

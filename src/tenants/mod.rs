@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problems;
-use crate::providers::{Keys, Provider};
+use crate::providers::{Keys, Provider, Scheme};
 
 /// The `[tenants]` section of the daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +56,9 @@ pub struct Integration {
     pub key: Option<String>,
     /// The current secret, then the previous one during a rotation.
     pub keys: Keys,
+    /// The generic scheme that authenticates and inspects this integration's deliveries in
+    /// place of the provider's own conventions (Vendera).
+    pub scheme: Option<Scheme>,
 }
 
 /// Every tenant and integration, indexed for the ingress's look-ups.

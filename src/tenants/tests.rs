@@ -177,6 +177,11 @@ id = "acme"
   provider = "easyorders"
   secret = "acme-easyorders"
   previous_secret = "acme-easyorders-old"
+  [[tenant.integration]]
+  provider = "vendera"
+  integration_key = "int_acme_vendera_000001"
+  secret = "acme-vendera"
+  scheme = { auth = "hmac-hex", header = "X-Vendera-Signature", event_type_path = "event" }
 
 [[tenant]]
 id = "globex"
@@ -208,10 +213,14 @@ fn every_provider_resolves_by_its_own_clue_field() {
     }
     // A store id is a clue of its own provider only.
     assert!(registry.resolve("sprusify", None, Some("1")).is_none());
+    let vendera = registry
+        .resolve("vendera", Some("int_acme_vendera_000001"), None)
+        .unwrap();
+    assert!(vendera.scheme.is_some());
     let shopery = registry
         .resolve("shopery", Some("int_globex_shopery_0001"), None)
         .unwrap();
-    assert_eq!(&*shopery.tenant.id, "globex");
+    assert!(shopery.scheme.is_none());
 }
 
 #[test]
@@ -247,7 +256,7 @@ fn an_easyorders_secret_finds_its_integration_and_no_other() {
 fn the_registry_debug_output_shows_no_secret() {
     let registry = parse(CATALOGUE, &[]).unwrap();
     let debug = format!("{registry:?}");
-    for secret in ["acme-easyorders", "acme-spm", "globex-shopery"] {
+    for secret in ["acme-easyorders", "acme-vendera", "globex-shopery"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
 }
@@ -269,6 +278,16 @@ id = "a"
   provider = "easyorders"
   secret = "same"
   [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "a.myshopify.com"
+  secret = "x"
+  scheme = { auth = "token", header = "x-secret" }
+  [[tenant.integration]]
+  provider = "vendera"
+  integration_key = "int_a_vendera_0000001"
+  secret = "x"
+  scheme = { auth = "hmac-hex", header = "bad header", delivery_id_path = "" }
+  [[tenant.integration]]
   provider = "sprusify"
   secret = "x"
 "#;
@@ -278,9 +297,29 @@ id = "a"
         "needs `integration_key` (deliveries from shopery carry no tenant clue)",
         "`installation_id` does not apply to provider easyorders",
         "another integration of easyorders already has this secret",
+        "`scheme` does not apply to provider shopify",
+        "scheme.header is not a valid HTTP header name",
+        "scheme.delivery_id_path must be",
         "needs `store_id` or `integration_key`",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(!text.contains("same"), "secrets are never reported: {text}");
+}
+
+#[test]
+fn a_vendera_integration_without_a_scheme_loads_but_has_none() {
+    let text = r#"
+[[tenant]]
+id = "a"
+  [[tenant.integration]]
+  provider = "vendera"
+  integration_key = "int_a_vendera_0000001"
+  secret = "x"
+"#;
+    let registry = parse(text, &[]).unwrap();
+    let vendera = registry
+        .resolve("vendera", Some("int_a_vendera_0000001"), None)
+        .unwrap();
+    assert!(vendera.scheme.is_none());
 }
