@@ -227,7 +227,12 @@ impl Ingress {
         // Unknown tenants are verified against keys nobody has, so the answer (and its timing)
         // is the one a wrong signature gets.
         let keys = integration.map_or(Keys::unknown_tenant(), |i| &i.keys);
-        let verdict = provider.verify(&request, keys, self.clock.now());
+        // An integration's own scheme replaces its provider's conventions (Vendera).
+        let scheme = integration.and_then(|i| i.scheme.as_ref());
+        let verdict = match scheme {
+            Some(scheme) => scheme.verify(&request, keys),
+            None => provider.verify(&request, keys, self.clock.now()),
+        };
         if let Err(providers::Error::Unauthorized(_)) = verdict {
             metrics::ingress_signature_failure(provider.slug());
         }
@@ -235,6 +240,10 @@ impl Ingress {
         let Some(integration) = integration else {
             metrics::ingress_signature_failure(provider.slug());
             return Err(providers::Error::Unauthorized("unauthorized").into());
+        };
+        let seen = match scheme {
+            Some(scheme) => scheme.inspect(&request)?,
+            None => seen,
         };
         let tenant = &integration.tenant.id;
         if let Some(limiter) = &self.rate_limit {

@@ -3,6 +3,9 @@
 //! Each key keeps a pre-keyed HMAC-SHA256 state (cloned per request, so the key schedule is
 //! not recomputed on the hot path) and a SHA-256 digest of the secret for token comparisons
 //! that leak neither content nor length. Debug output never shows key bytes.
+//!
+//! [`secret_clue`] turns a secret into a look-up key for platforms whose secret also names the
+//! integration (EasyOrders), so that finding the integration leaks nothing about the secret.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -97,6 +100,24 @@ impl fmt::Debug for Key {
     }
 }
 
+/// A look-up key for a secret that also names its integration: the hex HMAC-SHA256 of the
+/// secret under a key drawn at random once per process.
+///
+/// The registry indexes such integrations by this digest and the ingress looks up the digest of
+/// the presented secret, so the look-up compares digests an attacker can neither choose nor
+/// predict: its timing says nothing about the secrets. The digests mean nothing outside this
+/// process and are never stored.
+pub fn secret_clue(secret: &[u8]) -> String {
+    static PROCESS_KEY: OnceLock<Key> = OnceLock::new();
+    let key = PROCESS_KEY.get_or_init(|| {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .expect("the operating system provides random bytes (getrandom)");
+        Key::new(&bytes)
+    });
+    hex::encode(key.sign(&[secret]))
+}
+
 /// The keys of one integration: the current secret first, then the previous one during a
 /// rotation. A request is authentic when any key verifies it.
 #[derive(Clone, Debug)]
@@ -169,6 +190,19 @@ mod tests {
         assert!(keys.matches_token(b"s3cret"));
         assert!(!keys.matches_token(b"s3cre"));
         assert!(!keys.matches_token(b"s3cret "));
+    }
+
+    #[test]
+    fn secret_clues_are_stable_within_the_process_and_hide_the_secret() {
+        let clue = secret_clue(b"s3cret");
+        assert_eq!(clue, secret_clue(b"s3cret"));
+        assert_ne!(clue, secret_clue(b"s3cret "));
+        assert_ne!(
+            clue,
+            hex::encode(Sha256::digest(b"s3cret")),
+            "keyed, not a bare hash"
+        );
+        assert_eq!(clue.len(), 64);
     }
 
     #[test]

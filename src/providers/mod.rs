@@ -3,20 +3,30 @@
 //! No I/O, no Kafka, no registry look-ups: the ingress asks [`Provider::inspect`] for the clue,
 //! resolves the integration itself, then asks [`Provider::verify`] with that integration's keys.
 
+pub mod easyorders;
+pub mod flexype;
 mod keys;
 pub mod normalize;
 pub mod salla;
+pub mod scheme;
+pub mod shopery;
 pub mod shopify;
+pub mod shopimind;
+pub mod sprusify;
 pub mod standard;
+pub mod vendera;
+pub mod zid;
 
 use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::HeaderMap;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use keys::{Key, Keys};
+pub use keys::{secret_clue, Key, Keys};
 pub use normalize::{Bucket, Event};
+pub use scheme::Scheme;
 
 /// What a provider sees of one delivery: the request headers and the raw body, untouched.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +80,9 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
 
     /// The integration field in `tenants.toml` that holds this provider's tenant clue,
     /// or `None` when deliveries carry no clue and the URL's integration key is required.
+    /// [`SECRET_CLUE`] means the secret itself names the integration: `inspect` then returns
+    /// [`secret_clue`] of the presented secret, and the registry indexes every integration of
+    /// the provider by the same digest of its secrets.
     fn clue_field(&self) -> Option<&'static str>;
 
     /// Reads the clue, event type and delivery id. Parses no more of the body than it needs.
@@ -106,9 +119,29 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
     fn accepted_body(&self) -> &'static [u8] {
         br#"{"ok":true}"#
     }
+
+    /// Whether an integration may configure a generic [`Scheme`] for this provider, which then
+    /// replaces `verify` and supplies the event type and delivery id.
+    fn accepts_scheme(&self) -> bool {
+        false
+    }
 }
 
-static PROVIDERS: &[&dyn Provider] = &[&shopify::Shopify, &salla::Salla, &standard::Standard];
+/// The [`Provider::clue_field`] of providers whose secret is also the tenant clue.
+pub const SECRET_CLUE: &str = "secret";
+
+static PROVIDERS: &[&dyn Provider] = &[
+    &shopify::Shopify,
+    &salla::Salla,
+    &zid::Zid,
+    &easyorders::EasyOrders,
+    &vendera::Vendera,
+    &flexype::Flexype,
+    &shopimind::Shopimind,
+    &sprusify::Sprusify,
+    &shopery::Shopery,
+    &standard::Standard,
+];
 
 /// The provider with this slug, if there is one.
 pub fn find(slug: &str) -> Option<&'static dyn Provider> {
@@ -124,6 +157,28 @@ pub fn all() -> impl Iterator<Item = &'static dyn Provider> {
 /// so a retried delivery of the same bytes de-duplicates downstream.
 pub fn body_hash_id(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+/// An id or clue field that platforms send as a JSON number or a string, whichever they like.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar<'a> {
+    Number(serde_json::Number),
+    Text(#[serde(borrow)] Cow<'a, str>),
+}
+
+impl<'a> Scalar<'a> {
+    fn into_text(self) -> Cow<'a, str> {
+        match self {
+            Scalar::Number(n) => Cow::Owned(n.to_string()),
+            Scalar::Text(t) => t,
+        }
+    }
+}
+
+/// `field.map(Scalar::into_text)`, for the providers' inspections.
+fn text<'a>(field: Option<Scalar<'a>>) -> Option<Cow<'a, str>> {
+    field.map(Scalar::into_text)
 }
 
 /// A header map from static names and values, for the providers' unit tests.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
 use crate::config::Problems;
-use crate::providers::{self, Key, Keys};
+use crate::providers::{self, scheme, Key, Keys, Scheme, SECRET_CLUE};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,10 +37,18 @@ struct IntegrationSpec {
     #[serde(default)]
     merchant_id: Option<String>,
     #[serde(default)]
+    store_id: Option<String>,
+    #[serde(default)]
+    installation_id: Option<String>,
+    #[serde(default)]
+    flexype_store: Option<String>,
+    #[serde(default)]
     integration_key: Option<String>,
     secret: SecretSpec,
     #[serde(default)]
     previous_secret: Option<SecretSpec>,
+    #[serde(default)]
+    scheme: Option<scheme::Spec>,
 }
 
 impl IntegrationSpec {
@@ -49,6 +57,9 @@ impl IntegrationSpec {
         [
             ("shop_domain", &self.shop_domain),
             ("merchant_id", &self.merchant_id),
+            ("store_id", &self.store_id),
+            ("installation_id", &self.installation_id),
+            ("flexype_store", &self.flexype_store),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
@@ -133,6 +144,7 @@ pub(super) fn parse(
                 ));
                 continue;
             };
+            let secret_is_clue = provider.clue_field() == Some(SECRET_CLUE);
             let mut clue = None;
             for (field, value) in spec.clues() {
                 if provider.clue_field() == Some(field) {
@@ -156,6 +168,7 @@ pub(super) fn parse(
                 }
             }
             match (&clue, &spec.integration_key, provider.clue_field()) {
+                (_, _, Some(SECRET_CLUE)) => {}
                 (None, None, Some(field)) => problems.push(format!(
                     "{at}: needs `{field}` or `integration_key` to be found"
                 )),
@@ -165,7 +178,53 @@ pub(super) fn parse(
                 )),
                 _ => {}
             }
-            if let Some(clue) = &clue {
+            let scheme = match &spec.scheme {
+                Some(_) if !provider.accepts_scheme() => {
+                    problems.push(format!(
+                        "{at}: `scheme` does not apply to provider {}",
+                        provider.slug()
+                    ));
+                    None
+                }
+                Some(scheme) => Scheme::from_spec(scheme)
+                    .map_err(|errors| {
+                        for error in errors {
+                            problems.push(format!("{at}: {error}"));
+                        }
+                    })
+                    .ok(),
+                None => None,
+            };
+            let key = |which: &str,
+                       secret: &SecretSpec,
+                       problems: &mut Problems|
+             -> Option<(Key, String)> {
+                let value = secret
+                    .resolve(base, env)
+                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
+                    .ok()?;
+                let key = provider
+                    .key(&value)
+                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
+                    .ok()?;
+                Some((key, value))
+            };
+            let current = key("secret", &spec.secret, &mut problems);
+            let previous = spec
+                .previous_secret
+                .as_ref()
+                .and_then(|s| key("previous_secret", s, &mut problems));
+            // Where the secret names the integration, each secret of a rotation is a clue.
+            let mut integration_clues: Vec<String> = if secret_is_clue {
+                let secrets = current.iter().chain(&previous);
+                secrets
+                    .map(|(_, value)| providers::secret_clue(value.as_bytes()))
+                    .collect()
+            } else {
+                clue.iter().cloned().collect()
+            };
+            integration_clues.dedup();
+            for clue in &integration_clues {
                 if !clues.insert((provider.slug(), clue.clone())) {
                     problems.push(format!(
                         "{at}: another integration of {} already has this {}",
@@ -174,29 +233,18 @@ pub(super) fn parse(
                     ));
                 }
             }
-            let key = |which: &str, secret: &SecretSpec, problems: &mut Problems| -> Option<Key> {
-                let value = secret
-                    .resolve(base, env)
-                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
-                    .ok()?;
-                provider
-                    .key(&value)
-                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
-                    .ok()
-            };
-            let current = key("secret", &spec.secret, &mut problems);
-            let previous = spec
-                .previous_secret
-                .as_ref()
-                .and_then(|s| key("previous_secret", s, &mut problems));
-            if let Some(current) = current {
-                registry.insert(Integration {
-                    tenant: tenant.clone(),
-                    provider,
-                    clue,
-                    key: spec.integration_key.clone(),
-                    keys: Keys::new(current, previous),
-                });
+            if let Some((current, _)) = current {
+                registry.insert(
+                    Integration {
+                        tenant: tenant.clone(),
+                        provider,
+                        clue: integration_clues.first().cloned(),
+                        key: spec.integration_key.clone(),
+                        keys: Keys::new(current, previous.map(|(key, _)| key)),
+                        scheme,
+                    },
+                    integration_clues,
+                );
             }
         }
         registry.tenants.push(tenant);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problems;
-use crate::providers::{Keys, Provider};
+use crate::providers::{Keys, Provider, Scheme};
 
 /// The `[tenants]` section of the daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,12 +48,17 @@ pub struct Tenant {
 pub struct Integration {
     pub tenant: Arc<Tenant>,
     pub provider: &'static dyn Provider,
-    /// The normalized clue (shop domain, merchant id, …), when the provider has one.
+    /// The normalized clue (shop domain, merchant id, …), when the provider has one. For
+    /// providers whose secret is the clue, the [`secret_clue`](crate::providers::secret_clue)
+    /// of the current secret (the previous one finds the integration too).
     pub clue: Option<String>,
     /// The opaque key of `/api/webhooks/{provider}/{integration_key}`, when configured.
     pub key: Option<String>,
     /// The current secret, then the previous one during a rotation.
     pub keys: Keys,
+    /// The generic scheme that authenticates and inspects this integration's deliveries in
+    /// place of the provider's own conventions (Vendera).
+    pub scheme: Option<Scheme>,
 }
 
 /// Every tenant and integration, indexed for the ingress's look-ups.
@@ -86,11 +91,13 @@ impl Registry {
         file::parse(text, base, env)
     }
 
-    fn insert(&mut self, integration: Integration) {
+    /// Adds an integration, found by each of `clues` (several when each secret of a rotation
+    /// is a clue) and by its integration key.
+    fn insert(&mut self, integration: Integration, clues: Vec<String>) {
         let index = self.integrations.len();
-        if let Some(clue) = &integration.clue {
+        for clue in clues {
             self.by_clue
-                .insert((integration.provider.slug(), clue.clone()), index);
+                .insert((integration.provider.slug(), clue), index);
         }
         if let Some(key) = &integration.key {
             self.by_key.insert(key.clone(), index);
@@ -106,15 +113,19 @@ impl Registry {
         key: Option<&str>,
         clue: Option<&str>,
     ) -> Option<&Integration> {
+        let by_clue = |clue: &str| self.by_clue.get(&(provider, clue.to_string())).copied();
         let integration = match key {
             Some(key) => {
-                let found = &self.integrations[*self.by_key.get(key)?];
-                match (&found.clue, clue) {
-                    (Some(expected), Some(given)) if expected != given => return None,
+                let index = *self.by_key.get(key)?;
+                let found = &self.integrations[index];
+                match clue {
+                    Some(given) if found.clue.is_some() && by_clue(given) != Some(index) => {
+                        return None
+                    }
                     _ => found,
                 }
             }
-            None => &self.integrations[*self.by_clue.get(&(provider, clue?.to_string()))?],
+            None => &self.integrations[by_clue(clue?)?],
         };
         (integration.provider.slug() == provider).then_some(integration)
     }

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::providers;
 
 fn parse(text: &str, env: &[(&str, &str)]) -> Result<Registry, Problems> {
     let env: HashMap<String, String> = env
@@ -151,4 +152,174 @@ id = "b"
 "#;
     let text = parse(text, &[]).unwrap_err().to_string();
     assert!(text.contains("already has this shop_domain"), "{text}");
+}
+
+const CATALOGUE: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "zid"
+  store_id = " 1 "
+  secret = "acme-zid"
+  [[tenant.integration]]
+  provider = "sprusify"
+  store_id = "store_abc"
+  secret = "acme-spru"
+  [[tenant.integration]]
+  provider = "shopimind"
+  installation_id = "pg-1"
+  secret = "acme-spm"
+  [[tenant.integration]]
+  provider = "flexype"
+  flexype_store = "My-Store.myshopify.com"
+  secret = "acme-flexype"
+  [[tenant.integration]]
+  provider = "easyorders"
+  secret = "acme-easyorders"
+  previous_secret = "acme-easyorders-old"
+  [[tenant.integration]]
+  provider = "vendera"
+  integration_key = "int_acme_vendera_000001"
+  secret = "acme-vendera"
+  scheme = { auth = "hmac-hex", header = "X-Vendera-Signature", event_type_path = "event" }
+
+[[tenant]]
+id = "globex"
+  [[tenant.integration]]
+  provider = "easyorders"
+  integration_key = "int_globex_easyorders_01"
+  secret = "globex-easyorders"
+  [[tenant.integration]]
+  provider = "shopery"
+  integration_key = "int_globex_shopery_0001"
+  secret = "globex-shopery"
+"#;
+
+#[test]
+fn every_provider_resolves_by_its_own_clue_field() {
+    let registry = parse(CATALOGUE, &[]).unwrap();
+    for (provider, clue) in [
+        ("zid", "1"),
+        ("sprusify", "store_abc"),
+        ("shopimind", "pg-1"),
+        ("flexype", "my-store.myshopify.com"),
+    ] {
+        let found = registry.resolve(provider, None, Some(clue));
+        assert_eq!(
+            found.map(|i| &*i.tenant.id),
+            Some("acme"),
+            "{provider} {clue}"
+        );
+    }
+    // A store id is a clue of its own provider only.
+    assert!(registry.resolve("sprusify", None, Some("1")).is_none());
+    let vendera = registry
+        .resolve("vendera", Some("int_acme_vendera_000001"), None)
+        .unwrap();
+    assert!(vendera.scheme.is_some());
+    let shopery = registry
+        .resolve("shopery", Some("int_globex_shopery_0001"), None)
+        .unwrap();
+    assert!(shopery.scheme.is_none());
+}
+
+#[test]
+fn an_easyorders_secret_finds_its_integration_and_no_other() {
+    let registry = parse(CATALOGUE, &[]).unwrap();
+    let by_secret = |secret: &str| {
+        registry
+            .resolve(
+                "easyorders",
+                None,
+                Some(&providers::secret_clue(secret.as_bytes())),
+            )
+            .map(|i| i.tenant.id.to_string())
+    };
+    assert_eq!(by_secret("acme-easyorders").as_deref(), Some("acme"));
+    assert_eq!(by_secret("acme-easyorders-old").as_deref(), Some("acme"));
+    assert_eq!(by_secret("globex-easyorders").as_deref(), Some("globex"));
+    assert_eq!(by_secret("acme-zid"), None);
+    assert_eq!(by_secret("nobody"), None);
+    // With the integration key in the URL, the presented secret must be that integration's.
+    let globex_key = Some("int_globex_easyorders_01");
+    let acme_secret = providers::secret_clue(b"acme-easyorders");
+    assert!(registry
+        .resolve("easyorders", globex_key, Some(&acme_secret))
+        .is_none());
+    let globex_secret = providers::secret_clue(b"globex-easyorders");
+    assert!(registry
+        .resolve("easyorders", globex_key, Some(&globex_secret))
+        .is_some());
+}
+
+#[test]
+fn the_registry_debug_output_shows_no_secret() {
+    let registry = parse(CATALOGUE, &[]).unwrap();
+    let debug = format!("{registry:?}");
+    for secret in ["acme-easyorders", "acme-vendera", "globex-shopery"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+}
+
+#[test]
+fn catalogue_fields_are_validated() {
+    let broken = r#"
+[[tenant]]
+id = "a"
+  [[tenant.integration]]
+  provider = "shopery"
+  store_id = "1"
+  secret = "x"
+  [[tenant.integration]]
+  provider = "easyorders"
+  installation_id = "1"
+  secret = "same"
+  [[tenant.integration]]
+  provider = "easyorders"
+  secret = "same"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "a.myshopify.com"
+  secret = "x"
+  scheme = { auth = "token", header = "x-secret" }
+  [[tenant.integration]]
+  provider = "vendera"
+  integration_key = "int_a_vendera_0000001"
+  secret = "x"
+  scheme = { auth = "hmac-hex", header = "bad header", delivery_id_path = "" }
+  [[tenant.integration]]
+  provider = "sprusify"
+  secret = "x"
+"#;
+    let text = parse(broken, &[]).unwrap_err().to_string();
+    for expected in [
+        "`store_id` does not apply to provider shopery",
+        "needs `integration_key` (deliveries from shopery carry no tenant clue)",
+        "`installation_id` does not apply to provider easyorders",
+        "another integration of easyorders already has this secret",
+        "`scheme` does not apply to provider shopify",
+        "scheme.header is not a valid HTTP header name",
+        "scheme.delivery_id_path must be",
+        "needs `store_id` or `integration_key`",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("same"), "secrets are never reported: {text}");
+}
+
+#[test]
+fn a_vendera_integration_without_a_scheme_loads_but_has_none() {
+    let text = r#"
+[[tenant]]
+id = "a"
+  [[tenant.integration]]
+  provider = "vendera"
+  integration_key = "int_a_vendera_0000001"
+  secret = "x"
+"#;
+    let registry = parse(text, &[]).unwrap();
+    let vendera = registry
+        .resolve("vendera", Some("int_a_vendera_0000001"), None)
+        .unwrap();
+    assert!(vendera.scheme.is_none());
 }

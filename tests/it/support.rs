@@ -132,6 +132,12 @@ impl Builder {
         self
     }
 
+    /// Replaces the tenant registry ([`TENANTS`] by default).
+    pub fn tenants(mut self, text: &str) -> Self {
+        self.tenants = text.to_string();
+        self
+    }
+
     pub fn brokers(mut self, brokers: &str) -> Self {
         self.config.kafka.brokers = brokers.to_string();
         self

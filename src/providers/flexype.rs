@@ -1,0 +1,145 @@
+//! FlexyPe: `X-Flexype-Authorization` carries the webhook secret the merchant chose, verbatim
+//! (compared in constant time). Versioned bodies (2025-09, 2026-05) name the store in
+//! `store.id` and `store.shopify_domain`: the clue is the id, else the domain; legacy bodies
+//! carry neither, and need the URL's integration key. The event name is the body's `event_type`;
+//! `X-Event-Id` is the delivery id (retries reuse it).
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+
+const AUTHORIZATION: &[&str] = &["x-flexype-authorization"];
+const EVENT_ID: &[&str] = &["x-event-id"];
+
+#[derive(Debug)]
+pub struct Flexype;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    store: Option<Store<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Store<'a> {
+    #[serde(borrow, default)]
+    id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    shopify_domain: Option<Cow<'a, str>>,
+}
+
+impl Provider for Flexype {
+    fn slug(&self) -> &'static str {
+        "flexype"
+    }
+
+    fn clue_field(&self) -> Option<&'static str> {
+        Some("flexype_store")
+    }
+
+    fn inspect<'a>(&self, request: &Request<'a>) -> Result<Inspection<'a>, Error> {
+        let envelope: Envelope<'a> = serde_json::from_slice(request.body)
+            .map_err(|_| Error::Malformed("body is not a JSON object"))?;
+        let clue = envelope
+            .store
+            .and_then(|store| text(store.id).or(store.shopify_domain))
+            .map(normalize);
+        Ok(Inspection {
+            clue,
+            event_type: envelope.event_type,
+            delivery_id: request.header(EVENT_ID).map(Cow::Borrowed),
+        })
+    }
+
+    fn verify(&self, request: &Request<'_>, keys: &Keys, _now: SystemTime) -> Result<(), Error> {
+        let secret = request
+            .header(AUTHORIZATION)
+            .ok_or(Error::Unauthorized("missing X-Flexype-Authorization"))?;
+        if keys.matches_token(secret.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized("invalid X-Flexype-Authorization"))
+        }
+    }
+
+    fn normalize_clue(&self, clue: &str) -> String {
+        normalize(Cow::Borrowed(clue.trim())).into_owned()
+    }
+}
+
+/// Store ids are kept as they are; a clue with a dot is a Shopify domain, and domains compare
+/// case-insensitively.
+fn normalize(clue: Cow<'_, str>) -> Cow<'_, str> {
+    if clue.contains('.') && clue.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(clue.to_ascii_lowercase())
+    } else {
+        clue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::test_headers as headers;
+    use crate::providers::Key;
+    use http::HeaderMap;
+
+    const ACR: &[u8] = br#"{"event_time":"2026-05-07T10:00:00Z","event_type":"ACR_CHECKOUT","event_id":"evt_1","store":{"id":"store_01","shopify_domain":"My-Store.myshopify.com"},"payload":{}}"#;
+
+    #[test]
+    fn the_store_id_is_the_clue_and_x_event_id_the_delivery_id() {
+        let h = headers(&[("x-event-id", "evt_1")]);
+        let seen = Flexype.inspect(&Request::new(&h, ACR)).unwrap();
+        assert_eq!(seen.clue.as_deref(), Some("store_01"));
+        assert_eq!(seen.event_type.as_deref(), Some("ACR_CHECKOUT"));
+        assert_eq!(seen.delivery_id.as_deref(), Some("evt_1"));
+    }
+
+    #[test]
+    fn the_shopify_domain_is_the_clue_when_the_store_has_no_id() {
+        let h = HeaderMap::new();
+        let body = br#"{"event_type":"ABANDONED_SESSION","store":{"shopify_domain":"My-Store.myshopify.com"}}"#;
+        let seen = Flexype.inspect(&Request::new(&h, body)).unwrap();
+        assert_eq!(seen.clue.as_deref(), Some("my-store.myshopify.com"));
+        assert_eq!(
+            Flexype.normalize_clue(" My-Store.myshopify.com "),
+            "my-store.myshopify.com"
+        );
+        assert_eq!(seen.delivery_id, None);
+        let legacy = br#"{"cart_items":[],"store_link":"flexype.myshopify.com"}"#;
+        assert_eq!(
+            Flexype.inspect(&Request::new(&h, legacy)).unwrap().clue,
+            None
+        );
+    }
+
+    #[test]
+    fn non_json_body_is_malformed() {
+        assert!(matches!(
+            Flexype.inspect(&Request::new(&HeaderMap::new(), b"<xml/>")),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn only_the_exact_secret_verifies() {
+        let keys = Keys::new(Key::new(b"flexy-secret"), None);
+        let now = std::time::UNIX_EPOCH;
+        let ok = headers(&[("x-flexype-authorization", "flexy-secret")]);
+        assert_eq!(Flexype.verify(&Request::new(&ok, ACR), &keys, now), Ok(()));
+        let wrong = headers(&[("x-flexype-authorization", "flexy-secret2")]);
+        assert!(matches!(
+            Flexype.verify(&Request::new(&wrong, ACR), &keys, now),
+            Err(Error::Unauthorized(_))
+        ));
+        assert!(matches!(
+            Flexype.verify(&Request::new(&HeaderMap::new(), ACR), &keys, now),
+            Err(Error::Unauthorized(_))
+        ));
+    }
+}

@@ -1,0 +1,96 @@
+//! Shopery: every delivery carries the endpoint secret configured in Shopery's back office in
+//! `X-Shopery-Secret` (compared in constant time; there is no signature over the body).
+//! Deliveries carry no store clue, so the URL's integration key names the integration. The event
+//! name (`order-created`, …) is the body's `event`, the delivery id its `id`.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+
+const SECRET: &[&str] = &["x-shopery-secret"];
+
+#[derive(Debug)]
+pub struct Shopery;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Scalar<'a>>,
+}
+
+impl Provider for Shopery {
+    fn slug(&self) -> &'static str {
+        "shopery"
+    }
+
+    fn clue_field(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn inspect<'a>(&self, request: &Request<'a>) -> Result<Inspection<'a>, Error> {
+        let envelope: Envelope<'a> = serde_json::from_slice(request.body)
+            .map_err(|_| Error::Malformed("body is not a JSON object"))?;
+        Ok(Inspection {
+            clue: None,
+            event_type: envelope.event,
+            delivery_id: text(envelope.id),
+        })
+    }
+
+    fn verify(&self, request: &Request<'_>, keys: &Keys, _now: SystemTime) -> Result<(), Error> {
+        let secret = request
+            .header(SECRET)
+            .ok_or(Error::Unauthorized("missing X-Shopery-Secret"))?;
+        if keys.matches_token(secret.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized("invalid X-Shopery-Secret"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::test_headers as headers;
+    use crate::providers::Key;
+    use http::HeaderMap;
+
+    const BODY: &[u8] =
+        br#"{"id":"ord_01HA4XCG60","event":"order-created","data":{"total":"10.00"}}"#;
+
+    #[test]
+    fn event_and_id_come_from_the_body_and_there_is_no_clue() {
+        let h = HeaderMap::new();
+        let seen = Shopery.inspect(&Request::new(&h, BODY)).unwrap();
+        assert_eq!(seen.clue, None);
+        assert_eq!(seen.event_type.as_deref(), Some("order-created"));
+        assert_eq!(seen.delivery_id.as_deref(), Some("ord_01HA4XCG60"));
+        assert!(matches!(
+            Shopery.inspect(&Request::new(&HeaderMap::new(), b"[")),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn only_the_exact_secret_verifies() {
+        let keys = Keys::new(Key::new(b"shopery-secret"), None);
+        let now = std::time::UNIX_EPOCH;
+        let ok = headers(&[("x-shopery-secret", "shopery-secret")]);
+        assert_eq!(Shopery.verify(&Request::new(&ok, BODY), &keys, now), Ok(()));
+        let wrong = headers(&[("x-shopery-secret", "Shopery-secret")]);
+        assert!(matches!(
+            Shopery.verify(&Request::new(&wrong, BODY), &keys, now),
+            Err(Error::Unauthorized(_))
+        ));
+        assert!(matches!(
+            Shopery.verify(&Request::new(&HeaderMap::new(), BODY), &keys, now),
+            Err(Error::Unauthorized(_))
+        ));
+    }
+}

@@ -1,0 +1,185 @@
+//! Zid: when `X-Zid-Signature` is present it must be the hex HMAC-SHA256 of the raw body (the
+//! scheme partner guides describe); otherwise `Authorization: Basic …` must carry the
+//! credentials given when the webhook was subscribed (Zid's own API: `username`/`password` on
+//! `POST /v1/managers/webhooks`).
+//!
+//! One configured secret serves both: it is the HMAC key, and the expected Basic credentials
+//! `username:password` (the decoded header), compared in constant time. The tenant clue is the
+//! URL's integration key, else the body's `store_id`; the event name is the body's `event` when
+//! there is one. Zid sends no delivery id, so the body hash de-duplicates.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Deserialize;
+
+use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+
+const SIGNATURE: &[&str] = &["x-zid-signature"];
+const AUTHORIZATION: &[&str] = &["authorization"];
+
+#[derive(Debug)]
+pub struct Zid;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    store_id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+}
+
+impl Provider for Zid {
+    fn slug(&self) -> &'static str {
+        "zid"
+    }
+
+    fn clue_field(&self) -> Option<&'static str> {
+        Some("store_id")
+    }
+
+    fn inspect<'a>(&self, request: &Request<'a>) -> Result<Inspection<'a>, Error> {
+        let envelope: Envelope<'a> = serde_json::from_slice(request.body)
+            .map_err(|_| Error::Malformed("body is not a JSON object"))?;
+        Ok(Inspection {
+            clue: text(envelope.store_id),
+            event_type: envelope.event,
+            delivery_id: None,
+        })
+    }
+
+    fn verify(&self, request: &Request<'_>, keys: &Keys, _now: SystemTime) -> Result<(), Error> {
+        if let Some(signature) = request.header(SIGNATURE) {
+            let tag = hex::decode(signature.trim())
+                .map_err(|_| Error::Unauthorized("invalid X-Zid-Signature"))?;
+            return if keys.verify(&[request.body], &tag) {
+                Ok(())
+            } else {
+                Err(Error::Unauthorized("invalid X-Zid-Signature"))
+            };
+        }
+        let authorization = request
+            .header(AUTHORIZATION)
+            .ok_or(Error::Unauthorized(
+                "missing X-Zid-Signature or Authorization",
+            ))?
+            .trim();
+        let credentials = basic_credentials(authorization).ok_or(Error::Unauthorized(
+            "Authorization is not Basic credentials",
+        ))?;
+        if keys.matches_token(&credentials) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized("invalid Authorization credentials"))
+        }
+    }
+
+    fn normalize_clue(&self, clue: &str) -> String {
+        clue.trim().to_string()
+    }
+}
+
+/// The decoded `username:password` of an `Authorization: Basic …` value.
+fn basic_credentials(authorization: &str) -> Option<Vec<u8>> {
+    let (scheme, encoded) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    BASE64.decode(encoded.trim()).ok()
+}
+
+/// The `X-Zid-Signature` value for `body` under `secret`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    hex::encode(super::Key::new(secret).sign(&[body]))
+}
+
+/// The `Authorization` value Zid sends for credentials `username:password`.
+pub fn basic(credentials: &str) -> String {
+    format!("Basic {}", BASE64.encode(credentials))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::test_headers as headers;
+    use crate::providers::Key;
+    use http::HeaderMap;
+
+    const BODY: &[u8] = br#"{"id":39018491,"store_id":1,"event":"order.create"}"#;
+
+    fn keys() -> Keys {
+        Keys::new(Key::new(b"user:pass"), None)
+    }
+
+    fn verify(h: &HeaderMap, body: &[u8]) -> Result<(), Error> {
+        Zid.verify(&Request::new(h, body), &keys(), std::time::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn store_id_and_event_come_from_the_body() {
+        let h = HeaderMap::new();
+        let seen = Zid.inspect(&Request::new(&h, BODY)).unwrap();
+        assert_eq!(seen.clue.as_deref(), Some("1"));
+        assert_eq!(seen.event_type.as_deref(), Some("order.create"));
+        assert_eq!(seen.delivery_id, None);
+        let seen = Zid
+            .inspect(&Request::new(&h, br#"{"store_id":"s-9"}"#))
+            .unwrap();
+        assert_eq!(seen.clue.as_deref(), Some("s-9"));
+        assert_eq!(seen.event_type, None);
+    }
+
+    #[test]
+    fn non_json_body_is_malformed() {
+        let h = HeaderMap::new();
+        assert!(matches!(
+            Zid.inspect(&Request::new(&h, b"store_id=1")),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_signature_over_the_body_verifies() {
+        let h = headers(&[("x-zid-signature", &sign(b"user:pass", BODY))]);
+        assert_eq!(verify(&h, BODY), Ok(()));
+        assert!(matches!(
+            verify(&h, br#"{"id":39018492,"store_id":1}"#),
+            Err(Error::Unauthorized(_))
+        ));
+        let h = headers(&[("x-zid-signature", &sign(b"other", BODY))]);
+        assert!(matches!(verify(&h, BODY), Err(Error::Unauthorized(_))));
+    }
+
+    #[test]
+    fn a_present_signature_is_never_bypassed_by_basic_credentials() {
+        let h = headers(&[
+            ("x-zid-signature", &sign(b"other", BODY)),
+            ("authorization", &basic("user:pass")),
+        ]);
+        assert!(matches!(verify(&h, BODY), Err(Error::Unauthorized(_))));
+    }
+
+    #[test]
+    fn basic_credentials_must_equal_the_secret() {
+        let h = headers(&[("authorization", &basic("user:pass"))]);
+        assert_eq!(verify(&h, BODY), Ok(()));
+        for wrong in [
+            basic("user:pas"),
+            basic("user"),
+            "Bearer user:pass".to_string(),
+            "Basic ***".to_string(),
+        ] {
+            let h = headers(&[("authorization", &wrong)]);
+            assert!(
+                matches!(verify(&h, BODY), Err(Error::Unauthorized(_))),
+                "{wrong}"
+            );
+        }
+        assert!(matches!(
+            verify(&HeaderMap::new(), BODY),
+            Err(Error::Unauthorized(_))
+        ));
+    }
+}
