@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use super::normalize::{self as n, Bucket, Customer, Event};
 use super::{secret_clue, text, Error, Inspection, Keys, Provider, Request, Scalar, SECRET_CLUE};
 
 const SECRET: &[&str] = &["secret"];
@@ -78,6 +79,30 @@ impl Provider for EasyOrders {
         } else {
             Err(Error::Unauthorized("invalid secret"))
         }
+    }
+
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let name = seen.event_type.as_deref();
+        let bucket = match name {
+            Some(ORDER_CREATED) => Bucket::OrderCompleted,
+            _ => Bucket::Other,
+        };
+        let mut event = Event::new(self.slug(), name, bucket);
+        let body = n::parse(request.body);
+        event.resource_type = Some("order".to_string());
+        event.order_id = n::first_text(&body, &[&["order_id"], &["id"]]);
+        event.resource_id = event.order_id.clone();
+        // EasyOrders states no currency and no phone country: both stay as sent or null.
+        event.cart_value = n::decimal(&body, &["total_cost"]);
+        event.item_count = n::item_count(&body, &["cart_items"], "quantity");
+        event.customer = Customer {
+            name: n::text(&body, &["full_name"]),
+            email: n::email(&body, &["email"]),
+            phone: n::phone(n::text(&body, &["phone"]), None),
+        };
+        event.occurred_at =
+            n::timestamp(&body, &["updated_at"]).or_else(|| n::timestamp(&body, &["created_at"]));
+        event
     }
 }
 

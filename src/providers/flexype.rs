@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use super::normalize::{self as n, Bucket, Customer, Event};
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
 
 const AUTHORIZATION: &[&str] = &["x-flexype-authorization"];
@@ -69,6 +70,54 @@ impl Provider for Flexype {
 
     fn normalize_clue(&self, clue: &str) -> String {
         normalize(Cow::Borrowed(clue.trim())).into_owned()
+    }
+
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let name = seen.event_type.as_deref();
+        let bucket = match name {
+            Some("ABANDONED_CHECKOUT" | "ACR_CHECKOUT" | "ABANDONED_SESSION") => {
+                Bucket::AbandonedCandidate
+            }
+            _ => Bucket::Other,
+        };
+        let mut event = Event::new(self.slug(), name, bucket);
+        let body = n::parse(request.body);
+        // Versioned deliveries (2026-05) wrap the data in "payload"; legacy ones are flat.
+        let data = n::at(&body, &["payload"])
+            .filter(|v| v.is_object())
+            .unwrap_or(&body);
+        event.resource_type = match name {
+            Some("ABANDONED_SESSION") => Some("session".to_string()),
+            Some("ABANDONED_CHECKOUT" | "ACR_CHECKOUT") => Some("checkout".to_string()),
+            _ => None,
+        };
+        event.resource_id = n::first_text(data, &[&["checkout_id"], &["session_id"]]);
+        event.checkout_token = n::text(data, &["checkout_id"]);
+        event.cart_token = n::text(data, &["cart_token"]);
+        event.recovery_url = n::url(data, &["checkout_url"]);
+        event.cart_value = n::decimal(data, &["total_payable"]);
+        event.currency = n::currency(data, &["currency"]);
+        event.item_count = n::item_count(data, &["cart_items"], "quantity");
+        let user = |field: &str| n::text(data, &["user", field]);
+        let phone = match (
+            user("dial_code"),
+            user("phone_no").or_else(|| user("phone")),
+        ) {
+            (Some(code), Some(number)) if !number.starts_with('+') => {
+                Some(format!("+{}{number}", code.trim_start_matches('+')))
+            }
+            (_, number) => number,
+        };
+        event.customer = Customer {
+            name: user("full_name").or_else(|| n::full_name(user("first_name"), user("last_name"))),
+            email: n::email(data, &["user", "email"]),
+            phone: n::phone(
+                phone,
+                n::text(data, &["user", "address", "country_code"]).as_deref(),
+            ),
+        };
+        event.occurred_at = n::timestamp(&body, &["event_time"]);
+        event
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use super::normalize::{self as n, Bucket, Customer, Event};
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
 
 const SECRET: &[&str] = &["x-shopery-secret"];
@@ -51,6 +52,38 @@ impl Provider for Shopery {
         } else {
             Err(Error::Unauthorized("invalid X-Shopery-Secret"))
         }
+    }
+
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let name = seen.event_type.as_deref();
+        let (bucket, resource) = match name {
+            Some("order-created") => (Bucket::OrderCompleted, Some("order")),
+            Some(e) if e.starts_with("order-") => (Bucket::Other, Some("order")),
+            _ => (Bucket::Other, None),
+        };
+        let mut event = Event::new(self.slug(), name, bucket);
+        let body = n::parse(request.body);
+        // Shopery's payload is "the order"; its fields are not published, so only what the
+        // common names give is read.
+        let data = n::at(&body, &["data"])
+            .filter(|v| v.is_object())
+            .unwrap_or(&body);
+        event.resource_type = resource.map(str::to_string);
+        event.resource_id = n::text(data, &["id"]).or_else(|| n::text(&body, &["id"]));
+        if resource == Some("order") {
+            event.order_id = event.resource_id.clone();
+            event.cart_value = n::decimal(data, &["total"]);
+            event.currency = n::currency(data, &["currency"]);
+            event.customer = Customer {
+                name: n::text(data, &["customer", "name"]),
+                email: n::email(data, &["customer", "email"]),
+                phone: n::phone(n::text(data, &["customer", "phone"]), None),
+            };
+            event.item_count = n::item_count(data, &["items"], "quantity");
+        }
+        event.occurred_at =
+            n::timestamp(data, &["created_at"]).or_else(|| n::timestamp(&body, &["created_at"]));
+        event
     }
 }
 

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::normalize::{self as n, Bucket, Event};
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
 
 const SIGNATURE: &[&str] = &["x-spru-signature"];
@@ -63,6 +64,28 @@ impl Provider for Sprusify {
 
     fn normalize_clue(&self, clue: &str) -> String {
         clue.trim().to_string()
+    }
+
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let name = seen.event_type.as_deref();
+        // A conversion is an order attributed to an affiliate; Sprusify's order.created sample
+        // describes the same order.
+        let (bucket, resource) = match name {
+            Some("conversion.created" | "order.created") => (Bucket::OrderCompleted, Some("order")),
+            _ => (Bucket::Other, None),
+        };
+        let mut event = Event::new(self.slug(), name, bucket);
+        let body = n::parse(request.body);
+        event.resource_type = resource.map(str::to_string);
+        event.resource_id = n::text(&body, &["id"]);
+        if resource == Some("order") {
+            event.order_id = n::first_text(&body, &[&["order_id"], &["id"]]);
+            event.cart_value = n::decimal(&body, &["total"]);
+            event.currency = n::currency(&body, &["currency"]);
+            event.customer.email = n::email(&body, &["customer_email"]);
+        }
+        event.occurred_at = n::timestamp(&body, &["created_at"]);
+        event
     }
 }
 

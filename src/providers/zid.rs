@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::normalize::{self as n, Bucket, Customer, Event};
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
 
 const SIGNATURE: &[&str] = &["x-zid-signature"];
@@ -78,6 +79,54 @@ impl Provider for Zid {
 
     fn normalize_clue(&self, clue: &str) -> String {
         clue.trim().to_string()
+    }
+
+    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+        let name = seen.event_type.as_deref();
+        let (bucket, resource) = match name {
+            Some("order.create") => (Bucket::OrderCompleted, Some("order")),
+            Some("abandoned_cart.created") => (Bucket::AbandonedCandidate, Some("cart")),
+            Some("abandoned_cart.completed") => (Bucket::OrderCompleted, Some("cart")),
+            Some(e) if e.starts_with("order.") => (Bucket::Other, Some("order")),
+            Some(e) if e.starts_with("abandoned_cart.") => (Bucket::Other, Some("cart")),
+            _ => (Bucket::Other, None),
+        };
+        let mut event = Event::new(self.slug(), name, bucket);
+        let body = n::parse(request.body);
+        // Order events carry the order schema, possibly under "order" (as the REST API does).
+        let data = n::at(&body, &["order"])
+            .filter(|v| v.is_object())
+            .unwrap_or(&body);
+        event.resource_type = resource.map(str::to_string);
+        event.resource_id = n::text(data, &["id"]);
+        match resource {
+            Some("cart") => {
+                event.cart_token = n::first_text(data, &[&["cart_id"], &["id"]]);
+                event.order_id = n::text(data, &["order_id"]);
+                event.recovery_url = n::url(data, &["url"]);
+                event.cart_value = n::decimal(data, &["cart_total"]);
+                event.customer = Customer {
+                    name: n::text(data, &["customer_name"]),
+                    email: n::email(data, &["customer_email"]),
+                    phone: n::phone(n::text(data, &["customer_mobile"]), None),
+                };
+            }
+            _ => {
+                event.order_id = n::text(data, &["id"]).filter(|_| resource == Some("order"));
+                event.cart_value = n::decimal(data, &["order_total"]);
+                event.item_count = n::item_count(data, &["products"], "quantity");
+                event.customer = Customer {
+                    name: n::text(data, &["customer", "name"]),
+                    email: n::email(data, &["customer", "email"]),
+                    phone: n::phone(n::text(data, &["customer", "mobile"]), None),
+                };
+            }
+        }
+        event.currency = n::currency(data, &["currency_code"]);
+        // Zid's created_at/updated_at carry no zone ("2026-01-30 15:56:02"): left null.
+        event.occurred_at =
+            n::timestamp(data, &["updated_at"]).or_else(|| n::timestamp(data, &["created_at"]));
+        event
     }
 }
 
