@@ -262,7 +262,7 @@ impl Ingress {
         let metadata = inbound::Metadata {
             provider: provider.slug(),
             tenant,
-            event_type: seen.event_type.as_deref(),
+            event_type: seen.event_type.as_deref().or(integration.event.as_deref()),
             delivery_id: &delivery_id,
             received_at,
             content_type: headers

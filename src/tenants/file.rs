@@ -49,6 +49,8 @@ struct IntegrationSpec {
     previous_secret: Option<SecretSpec>,
     #[serde(default)]
     scheme: Option<scheme::Spec>,
+    #[serde(default)]
+    event: Option<String>,
 }
 
 impl IntegrationSpec {
@@ -242,6 +244,7 @@ pub(super) fn parse(
                         key: spec.integration_key.clone(),
                         keys: Keys::new(current, previous.map(|(key, _)| key)),
                         scheme,
+                        event: spec.event.clone().filter(|e| !e.trim().is_empty()),
                     },
                     integration_clues,
                 );

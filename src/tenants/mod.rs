@@ -59,6 +59,9 @@ pub struct Integration {
     /// The generic scheme that authenticates and inspects this integration's deliveries in
     /// place of the provider's own conventions (Vendera).
     pub scheme: Option<Scheme>,
+    /// The event type of this integration's deliveries when the delivery names none (a Zid
+    /// subscription is per event, and its payloads may not say which).
+    pub event: Option<String>,
 }
 
 /// Every tenant and integration, indexed for the ingress's look-ups.

@@ -54,6 +54,7 @@ id = "globex"
   store_id = "2"
   integration_key = "int_globex_zid_000000001"
   secret = "globex-zid-secret"
+  event = "order.create"
 
   [[tenant.integration]]
   provider = "easyorders"
@@ -277,6 +278,30 @@ async fn zid_deliveries_are_signed_or_carry_basic_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zid_signed_deliveries_by_integration_key_are_accepted() {
     let body = br#"{"id":7,"store_id":2,"event":"order.create"}"#;
+    let headers = json_headers(&[(
+        "x-zid-signature",
+        providers::zid::sign(b"globex-zid-secret", body),
+    )]);
+    let genuine = Delivery::new("/api/webhooks/zid/int_globex_zid_000000001", headers, body);
+    check(
+        "zid",
+        vec![],
+        genuine,
+        Expected {
+            tenant: "globex",
+            event_type: Some("order.create"),
+            delivery_id: providers::body_hash_id(body),
+            answer: ok(),
+        },
+    )
+    .await;
+}
+
+/// Zid subscribes one URL per event and its order payloads need not name it: the integration's
+/// `event` fills the record's event type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zid_deliveries_naming_no_event_carry_their_integrations_event() {
+    let body = br#"{"id":8,"store_id":2,"order_total":"10.00","currency_code":"SAR"}"#;
     let headers = json_headers(&[(
         "x-zid-signature",
         providers::zid::sign(b"globex-zid-secret", body),
