@@ -9,6 +9,11 @@
 //! - [`kafka`] produces the untouched body to `<prefix>.inbound.v1` with the metadata in headers,
 //!   and the ingress answers 200 only after the broker's acknowledgement.
 //!
+//! Downstream, [`state`] keeps one partition's carts in RocksDB: the cart state machine of
+//! SPEC §4.3, durable timers, correlation aliases, de-duplication, and an outbox — each input's
+//! effects and its consumed offset in one atomic write batch. (The processor role that feeds it
+//! from Kafka builds on it.)
+//!
 //! Around them: [`config`] (layered loading, every problem at once), [`telemetry`] (logs, and
 //! the only place metric names exist), [`admin`] (the operator port), [`health`], [`server`]
 //! (the accept loop both ports share), [`clock`] (the injectable wall clock) and [`app`]
@@ -23,5 +28,6 @@ pub mod ingress;
 pub mod kafka;
 pub mod providers;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod tenants;

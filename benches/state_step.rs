@@ -1,0 +1,67 @@
+//! The processor's state step on a real RocksDB: one normalized event in, one atomic write batch
+//! (de-duplication marker, cart, timer, aliases, outbox, offset) out. Events/s on one core.
+
+use std::time::Duration;
+
+use cartstream::providers::{Bucket, Event};
+use cartstream::state::{Input, Store, Windows};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+fn checkout(cart: u64) -> Event {
+    let mut event = Event::new(
+        "shopify",
+        Some("checkouts/update"),
+        Bucket::AbandonedCandidate,
+    );
+    event.cart_token = Some(format!("cart-{cart:012}"));
+    event.checkout_token = Some(format!("checkout-{cart:012}"));
+    event.customer.email = Some(format!("customer{cart}@example.com"));
+    event.cart_value = Some("379.69".into());
+    event.currency = Some("USD".into());
+    event
+}
+
+fn bench(c: &mut Criterion) {
+    let windows = Windows {
+        dedup: Duration::from_secs(24 * 3600),
+        contact_lookback: Duration::from_secs(7 * 24 * 3600),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), windows).unwrap();
+    let events: Vec<Event> = (0..10_000).map(checkout).collect();
+    let mut offset = 0i64;
+
+    let mut group = c.benchmark_group("state_step");
+    group.throughput(Throughput::Elements(1));
+    // Each iteration is a new delivery on one of 10,000 carts: creates, then updates, them.
+    group.bench_function("checkout activity", |b| {
+        b.iter_batched(
+            || {
+                offset += 1;
+                offset
+            },
+            |offset| {
+                let event = &events[(offset % 10_000) as usize];
+                store
+                    .apply(Input {
+                        offset,
+                        tenant: "acme",
+                        delivery_id: &format!("delivery-{offset}"),
+                        event,
+                        at_ms: 1_700_000_000_000 + offset,
+                        window_ms: 15 * 60 * 1000,
+                    })
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

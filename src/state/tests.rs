@@ -1,0 +1,388 @@
+//! The state machine on a real RocksDB, with time given explicitly (the store never reads a
+//! clock): the scenarios of SPEC §4.3.
+
+use std::time::Duration;
+
+use super::*;
+use crate::providers::normalize::Customer;
+
+const MINUTE: i64 = 60_000;
+const WINDOW: i64 = 15 * MINUTE;
+const T0: i64 = 1_700_000_000_000;
+
+fn windows() -> Windows {
+    Windows {
+        dedup: Duration::from_secs(24 * 3600),
+        contact_lookback: Duration::from_secs(7 * 24 * 3600),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path(), windows()).expect("the store opens")
+}
+
+fn checkout(cart_token: &str) -> Event {
+    let mut event = Event::new(
+        "shopify",
+        Some("checkouts/update"),
+        Bucket::AbandonedCandidate,
+    );
+    event.resource_type = Some("checkout".into());
+    event.cart_token = Some(cart_token.into());
+    event.checkout_token = Some(format!("co-{cart_token}"));
+    event.customer = Customer {
+        name: Some("Bob Norman".into()),
+        email: Some("bob@example.com".into()),
+        phone: Some("+15024592181".into()),
+    };
+    event.cart_value = Some("379.69".into());
+    event.currency = Some("USD".into());
+    event.recovery_url = Some("https://shop.example/recover".into());
+    event
+}
+
+fn order(cart_token: Option<&str>, email: Option<&str>) -> Event {
+    let mut event = Event::new("shopify", Some("orders/create"), Bucket::OrderCompleted);
+    event.resource_type = Some("order".into());
+    event.order_id = Some("1001".into());
+    event.cart_token = cart_token.map(str::to_string);
+    event.customer.email = email.map(str::to_string);
+    event
+}
+
+struct Feed {
+    store: Store,
+    offset: i64,
+}
+
+impl Feed {
+    fn send(&mut self, delivery: &str, event: &Event, at_ms: i64) -> Applied {
+        let applied = self
+            .store
+            .apply(Input {
+                offset: self.offset,
+                tenant: "acme",
+                delivery_id: delivery,
+                event,
+                at_ms,
+                window_ms: WINDOW,
+            })
+            .unwrap();
+        self.offset += 1;
+        applied
+    }
+
+    fn fire(&mut self, now_ms: i64) -> Vec<Transition> {
+        self.store.fire_due(now_ms, 1000).unwrap()
+    }
+}
+
+fn feed(dir: &tempfile::TempDir) -> Feed {
+    Feed {
+        store: open(dir),
+        offset: 0,
+    }
+}
+
+#[test]
+fn silence_after_a_checkout_abandons_it_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    assert!(
+        feed.fire(T0 + WINDOW - 1).is_empty(),
+        "not before the window"
+    );
+    let fired = feed.fire(T0 + WINDOW);
+    assert_eq!(fired.len(), 1);
+    let transition = &fired[0];
+    assert_eq!(
+        (transition.from, transition.to),
+        (Phase::Active, Phase::Abandoned)
+    );
+    assert_eq!(transition.bucket, Bucket::AbandonedCandidate);
+    assert_eq!(
+        transition.event.recovery_url.as_deref(),
+        Some("https://shop.example/recover")
+    );
+    assert_eq!(transition.at, "2023-11-14T22:28:20.000Z");
+    assert!(feed.fire(T0 + 10 * WINDOW).is_empty(), "once per episode");
+    assert_eq!(
+        feed.store.cart("acme", "c1").unwrap().unwrap().phase,
+        Phase::Abandoned
+    );
+}
+
+#[test]
+fn activity_within_the_window_rearms_the_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    feed.send("d2", &checkout("c1"), T0 + 10 * MINUTE);
+    assert!(
+        feed.fire(T0 + WINDOW).is_empty(),
+        "the first deadline no longer counts"
+    );
+    assert_eq!(feed.fire(T0 + 10 * MINUTE + WINDOW).len(), 1);
+}
+
+#[test]
+fn an_order_after_abandonment_is_a_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    feed.fire(T0 + WINDOW);
+    let applied = feed.send("d2", &order(Some("c1"), None), T0 + 2 * WINDOW);
+    assert_eq!(applied.transitions.len(), 1);
+    let recovery = &applied.transitions[0];
+    assert_eq!(
+        (recovery.from, recovery.to),
+        (Phase::Abandoned, Phase::Recovered)
+    );
+    assert_eq!(recovery.bucket, Bucket::OrderCompleted);
+    assert!(recovery.recovered);
+    assert_eq!(recovery.event.order_id.as_deref(), Some("1001"));
+    assert_eq!(
+        recovery.event.customer.email.as_deref(),
+        Some("bob@example.com"),
+        "kept from the cart"
+    );
+}
+
+#[test]
+fn an_order_before_the_window_completes_and_nothing_is_abandoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    let applied = feed.send("d2", &order(Some("c1"), None), T0 + MINUTE);
+    assert_eq!(applied.transitions.len(), 1);
+    assert_eq!(applied.transitions[0].to, Phase::Completed);
+    assert!(!applied.transitions[0].recovered);
+    assert!(
+        feed.fire(T0 + 100 * WINDOW).is_empty(),
+        "the timer was cancelled"
+    );
+    assert_eq!(feed.store.next_deadline().unwrap(), None);
+}
+
+#[test]
+fn a_duplicate_delivery_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    feed.fire(T0 + WINDOW);
+    let first = feed.send("d2", &order(Some("c1"), None), T0 + 2 * WINDOW);
+    let again = feed.send("d2", &order(Some("c1"), None), T0 + 2 * WINDOW);
+    assert_eq!(first.transitions.len(), 1);
+    assert!(again.duplicate);
+    assert!(again.transitions.is_empty());
+    // One event per distinct delivery in the outbox: d1, d2 — and the two transitions.
+    let outbox = feed.store.outbox(100).unwrap();
+    let events = outbox
+        .iter()
+        .filter(|(_, r)| r.kind == OutboxKind::Event)
+        .count();
+    assert_eq!(events, 2);
+    assert_eq!(outbox.len(), 4);
+    assert_eq!(
+        feed.store.next_offset().unwrap(),
+        Some(3),
+        "the duplicate's offset is consumed"
+    );
+}
+
+#[test]
+fn a_late_older_update_neither_rearms_nor_regresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0 + 5 * MINUTE);
+    feed.send("d0", &checkout("c1"), T0);
+    let cart = feed.store.cart("acme", "c1").unwrap().unwrap();
+    assert_eq!(cart.last_activity_ms, T0 + 5 * MINUTE);
+    assert_eq!(
+        feed.store.next_deadline().unwrap(),
+        Some(T0 + 5 * MINUTE + WINDOW)
+    );
+    // After abandonment, a late update from before it does not reopen the cart.
+    feed.fire(T0 + 5 * MINUTE + WINDOW);
+    feed.send("d-late", &checkout("c1"), T0 + 6 * MINUTE);
+    assert_eq!(
+        feed.store.cart("acme", "c1").unwrap().unwrap().phase,
+        Phase::Abandoned
+    );
+}
+
+#[test]
+fn orders_find_their_cart_by_checkout_token_or_customer_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    let mut by_checkout = order(None, None);
+    by_checkout.checkout_token = Some("co-c1".into());
+    assert_eq!(
+        feed.send("d2", &by_checkout, T0 + MINUTE).transitions.len(),
+        1
+    );
+
+    feed.send("d3", &checkout("c2"), T0);
+    let by_email = feed.send("d4", &order(None, Some("bob@example.com")), T0 + MINUTE);
+    assert_eq!(by_email.transitions.len(), 1);
+    assert_eq!(by_email.transitions[0].cart, "c2");
+
+    // Outside the look-back window, a contact no longer finds the cart.
+    feed.send("d5", &checkout("c3"), T0);
+    let much_later = T0 + 8 * 24 * 3600 * 1000;
+    let mut stranger = order(None, Some("bob@example.com"));
+    stranger.order_id = Some("2002".into());
+    assert!(feed
+        .send("d6", &stranger, much_later)
+        .transitions
+        .is_empty());
+}
+
+#[test]
+fn a_new_episode_gets_its_own_transition_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    let first = feed.fire(T0 + WINDOW);
+    feed.send("d2", &checkout("c1"), T0 + 2 * WINDOW);
+    let second = feed.fire(T0 + 3 * WINDOW);
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_ne!(first[0].id, second[0].id);
+}
+
+#[test]
+fn state_timers_offsets_and_outbox_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids_before = {
+        let mut feed = feed(&dir);
+        feed.send("d1", &checkout("c1"), T0);
+        feed.send("d2", &checkout("c2"), T0 + MINUTE);
+        feed.store
+            .outbox(10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.id)
+            .collect::<Vec<_>>()
+    };
+    let mut store = open(&dir);
+    assert_eq!(store.next_offset().unwrap(), Some(2));
+    assert_eq!(store.next_deadline().unwrap(), Some(T0 + WINDOW));
+    let outbox: Vec<_> = store.outbox(10).unwrap();
+    assert_eq!(
+        outbox.iter().map(|(_, r)| r.id.clone()).collect::<Vec<_>>(),
+        ids_before
+    );
+    // Timers that came due while the store was closed fire once, in deadline order.
+    let fired = store.fire_due(T0 + 10 * WINDOW, 10).unwrap();
+    assert_eq!(
+        fired.iter().map(|t| t.cart.as_str()).collect::<Vec<_>>(),
+        ["c1", "c2"]
+    );
+    assert!(store.fire_due(T0 + 10 * WINDOW, 10).unwrap().is_empty());
+    // Acknowledged records leave the outbox; new ones keep counting up.
+    let sequences: Vec<u64> = store
+        .outbox(100)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    store.acknowledge(&sequences).unwrap();
+    assert!(store.outbox(100).unwrap().is_empty());
+}
+
+#[test]
+fn firing_is_bounded_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    for i in 0..10 {
+        feed.send(&format!("d{i}"), &checkout(&format!("c{i}")), T0 + i);
+    }
+    assert_eq!(feed.store.fire_due(T0 + 2 * WINDOW, 4).unwrap().len(), 4);
+    assert_eq!(feed.store.fire_due(T0 + 2 * WINDOW, 100).unwrap().len(), 6);
+}
+
+#[test]
+fn replaying_the_same_input_yields_the_same_transition_ids() {
+    let run = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut feed = feed(&dir);
+        feed.send("d1", &checkout("c1"), T0);
+        let mut ids: Vec<String> = feed.fire(T0 + WINDOW).into_iter().map(|t| t.id).collect();
+        ids.extend(
+            feed.send("d2", &order(Some("c1"), None), T0 + 2 * WINDOW)
+                .transitions
+                .into_iter()
+                .map(|t| t.id),
+        );
+        ids
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn outbox_records_round_trip() {
+    let record = OutboxRecord::transition(
+        &cart::on_timer(
+            cart::on_event("acme", "c1", None, &checkout("c1"), T0, WINDOW)
+                .cart
+                .unwrap(),
+            T0 + WINDOW,
+        )
+        .transitions[0],
+    );
+    assert_eq!(OutboxRecord::decode(&record.encode()), Some(record));
+    assert_eq!(OutboxRecord::decode(&[7]), None);
+}
+
+/// Validators for the two schemas the outbox records must match.
+fn schemas() -> (jsonschema::Validator, jsonschema::Validator) {
+    let read = |name: &str| -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let event = read("event.v1.json");
+    let registry = jsonschema::Registry::new()
+        .add(
+            "https://cartstream.dev/schemas/event.v1.json",
+            event.clone(),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let events = jsonschema::validator_for(&event).unwrap();
+    let transitions = jsonschema::options()
+        .with_registry(&registry)
+        .build(&read("transition.v1.json"))
+        .unwrap();
+    (events, transitions)
+}
+
+#[test]
+fn every_outbox_record_matches_its_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    feed.fire(T0 + WINDOW);
+    feed.send("d2", &order(Some("c1"), None), T0 + 2 * WINDOW);
+    feed.send("d3", &checkout("c2"), T0);
+    feed.send("d4", &order(Some("c2"), None), T0 + MINUTE);
+    let (events, transitions) = schemas();
+    let records = feed.store.outbox(100).unwrap();
+    assert_eq!(records.len(), 4 + 3);
+    for (_, record) in records {
+        let value: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+        let validator = match record.kind {
+            OutboxKind::Event => &events,
+            OutboxKind::Transition => &transitions,
+        };
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{value}: {errors:?}");
+    }
+}
