@@ -87,6 +87,16 @@ pub struct Step {
     pub transitions: Vec<Transition>,
 }
 
+impl Step {
+    /// The cart as it was, no transition.
+    fn unchanged(cart: Option<Cart>) -> Self {
+        Step {
+            cart,
+            transitions: vec![],
+        }
+    }
+}
+
 /// Applies cart activity or an order to `cart` (None when the cart is new).
 pub fn on_event(
     tenant: &str,
@@ -99,10 +109,7 @@ pub fn on_event(
     match event.event_bucket {
         Bucket::AbandonedCandidate => on_activity(tenant, key, cart, event, at_ms, window_ms),
         Bucket::OrderCompleted => on_order(tenant, key, cart, event, at_ms),
-        Bucket::Other => Step {
-            cart,
-            transitions: vec![],
-        },
+        Bucket::Other => Step::unchanged(cart),
     }
 }
 
@@ -132,10 +139,7 @@ fn on_activity(
                 || cart.phase.is_terminal()
                 || (cart.phase == Phase::Abandoned && at_ms <= cart.deadline_ms()) =>
         {
-            return Step {
-                cart: Some(cart),
-                transitions: vec![],
-            }
+            return Step::unchanged(Some(cart))
         }
         // New activity on an abandoned cart opens a new inactivity episode.
         Some(cart) => Cart {
@@ -147,10 +151,7 @@ fn on_activity(
             ..cart
         },
     };
-    Step {
-        cart: Some(cart),
-        transitions: vec![],
-    }
+    Step::unchanged(Some(cart))
 }
 
 fn on_order(tenant: &str, key: &str, cart: Option<Cart>, event: &Event, at_ms: i64) -> Step {
@@ -161,12 +162,7 @@ fn on_order(tenant: &str, key: &str, cart: Option<Cart>, event: &Event, at_ms: i
     let to = match cart.phase {
         Phase::Active => Phase::Completed,
         Phase::Abandoned => Phase::Recovered,
-        Phase::Completed | Phase::Recovered => {
-            return Step {
-                cart: Some(cart),
-                transitions: vec![],
-            }
-        }
+        Phase::Completed | Phase::Recovered => return Step::unchanged(Some(cart)),
     };
     let latest = merge(&cart.latest, event);
     let transition = Transition {
@@ -197,10 +193,7 @@ fn on_order(tenant: &str, key: &str, cart: Option<Cart>, event: &Event, at_ms: i
 /// current deadline (timers are invalidated lazily).
 pub fn on_timer(cart: Cart, deadline_ms: i64) -> Step {
     if cart.phase != Phase::Active || cart.deadline_ms() != deadline_ms {
-        return Step {
-            cart: Some(cart),
-            transitions: vec![],
-        };
+        return Step::unchanged(Some(cart));
     }
     let transition = Transition {
         schema: TRANSITION_SCHEMA.to_string(),
