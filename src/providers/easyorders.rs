@@ -74,11 +74,7 @@ impl Provider for EasyOrders {
         let secret = request
             .header(SECRET)
             .ok_or(Error::Unauthorized("missing secret header"))?;
-        if keys.matches_token(secret.trim().as_bytes()) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized("invalid secret"))
-        }
+        keys.require_token(secret.trim().as_bytes(), "invalid secret")
     }
 
     fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {

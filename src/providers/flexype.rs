@@ -61,11 +61,7 @@ impl Provider for Flexype {
         let secret = request
             .header(AUTHORIZATION)
             .ok_or(Error::Unauthorized("missing X-Flexype-Authorization"))?;
-        if keys.matches_token(secret.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized("invalid X-Flexype-Authorization"))
-        }
+        keys.require_token(secret.as_bytes(), "invalid X-Flexype-Authorization")
     }
 
     fn normalize_clue(&self, clue: &str) -> String {

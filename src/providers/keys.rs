@@ -14,6 +14,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::Error;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// One secret (or, for asymmetric schemes, one public key), ready to verify requests.
@@ -146,6 +148,29 @@ impl Keys {
         self.0
             .iter()
             .fold(false, |ok, key| key.verify(parts, tag) | ok)
+    }
+
+    /// `Ok` when `tag` is the HMAC of `parts` under any key; `Unauthorized(invalid)` when it is
+    /// not, or when the signature header did not decode (`tag` is `None`).
+    pub fn require_hmac(
+        &self,
+        parts: &[&[u8]],
+        tag: Option<&[u8]>,
+        invalid: &'static str,
+    ) -> Result<(), Error> {
+        match tag {
+            Some(tag) if self.verify(parts, tag) => Ok(()),
+            _ => Err(Error::Unauthorized(invalid)),
+        }
+    }
+
+    /// `Ok` when `candidate` equals any of the secrets, else `Unauthorized(invalid)`.
+    pub fn require_token(&self, candidate: &[u8], invalid: &'static str) -> Result<(), Error> {
+        if self.matches_token(candidate) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized(invalid))
+        }
     }
 
     /// Whether any public key signed `message` with `signature`.

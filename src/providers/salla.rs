@@ -68,25 +68,18 @@ impl Provider for Salla {
                     .header(AUTHORIZATION)
                     .ok_or(Error::Unauthorized("missing Authorization"))?
                     .trim();
-                let token = strip_bearer(token);
-                if keys.matches_token(token.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(Error::Unauthorized("invalid Authorization token"))
-                }
+                keys.require_token(
+                    strip_bearer(token).as_bytes(),
+                    "invalid Authorization token",
+                )
             }
             (Some(s), _) if !s.eq_ignore_ascii_case("signature") => {
                 Err(Error::Unauthorized("unknown X-Salla-Security-Strategy"))
             }
             (_, None) => Err(Error::Unauthorized("missing X-Salla-Signature")),
             (_, Some(signature)) => {
-                let tag = hex::decode(signature.trim())
-                    .map_err(|_| Error::Unauthorized("invalid X-Salla-Signature"))?;
-                if keys.verify(&[request.body], &tag) {
-                    Ok(())
-                } else {
-                    Err(Error::Unauthorized("invalid X-Salla-Signature"))
-                }
+                let tag = hex::decode(signature.trim()).ok();
+                keys.require_hmac(&[request.body], tag.as_deref(), "invalid X-Salla-Signature")
             }
         }
     }

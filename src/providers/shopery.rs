@@ -47,11 +47,7 @@ impl Provider for Shopery {
         let secret = request
             .header(SECRET)
             .ok_or(Error::Unauthorized("missing X-Shopery-Secret"))?;
-        if keys.matches_token(secret.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized("invalid X-Shopery-Secret"))
-        }
+        keys.require_token(secret.as_bytes(), "invalid X-Shopery-Secret")
     }
 
     fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {

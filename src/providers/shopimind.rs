@@ -74,13 +74,12 @@ impl Provider for Shopimind {
                 "X-Shopimind-Timestamp outside the tolerance window",
             ));
         }
-        let tag = hex::decode(signature.trim())
-            .map_err(|_| Error::Unauthorized("invalid X-Shopimind-Signature"))?;
-        if keys.verify(&[timestamp.as_bytes(), b".", request.body], &tag) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized("invalid X-Shopimind-Signature"))
-        }
+        let tag = hex::decode(signature.trim()).ok();
+        keys.require_hmac(
+            &[timestamp.as_bytes(), b".", request.body],
+            tag.as_deref(),
+            "invalid X-Shopimind-Signature",
+        )
     }
 
     fn normalize_clue(&self, clue: &str) -> String {

@@ -54,12 +54,11 @@ impl Provider for Sprusify {
             .header(SIGNATURE)
             .ok_or(Error::Unauthorized("missing X-Spru-Signature"))?
             .trim();
-        let tag = decode(signature).ok_or(Error::Unauthorized("invalid X-Spru-Signature"))?;
-        if keys.verify(&[request.body], &tag) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized("invalid X-Spru-Signature"))
-        }
+        keys.require_hmac(
+            &[request.body],
+            decode(signature).as_deref(),
+            "invalid X-Spru-Signature",
+        )
     }
 
     fn normalize_clue(&self, clue: &str) -> String {

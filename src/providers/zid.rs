@@ -53,13 +53,8 @@ impl Provider for Zid {
 
     fn verify(&self, request: &Request<'_>, keys: &Keys, _now: SystemTime) -> Result<(), Error> {
         if let Some(signature) = request.header(SIGNATURE) {
-            let tag = hex::decode(signature.trim())
-                .map_err(|_| Error::Unauthorized("invalid X-Zid-Signature"))?;
-            return if keys.verify(&[request.body], &tag) {
-                Ok(())
-            } else {
-                Err(Error::Unauthorized("invalid X-Zid-Signature"))
-            };
+            let tag = hex::decode(signature.trim()).ok();
+            return keys.require_hmac(&[request.body], tag.as_deref(), "invalid X-Zid-Signature");
         }
         let authorization = request
             .header(AUTHORIZATION)
@@ -70,11 +65,7 @@ impl Provider for Zid {
         let credentials = basic_credentials(authorization).ok_or(Error::Unauthorized(
             "Authorization is not Basic credentials",
         ))?;
-        if keys.matches_token(&credentials) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized("invalid Authorization credentials"))
-        }
+        keys.require_token(&credentials, "invalid Authorization credentials")
     }
 
     fn normalize_clue(&self, clue: &str) -> String {
