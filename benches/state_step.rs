@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
                         delivery_id: &format!("delivery-{offset}"),
                         event,
                         at_ms: 1_700_000_000_000 + offset,
+                        received_ms: 1_700_000_000_000 + offset,
                         window_ms: 15 * 60 * 1000,
                     })
                     .unwrap()

@@ -39,9 +39,46 @@ pub fn outbox(sequence: u64) -> [u8; 8] {
     sequence.to_be_bytes()
 }
 
-/// `meta`: the next Kafka offset to consume, and the next outbox sequence.
+/// `meta`: the next Kafka offset to consume, the next outbox sequence, the watermark (latest
+/// arrival time applied) and the carts by phase.
 pub const NEXT_OFFSET: &[u8] = b"next_offset";
 pub const NEXT_OUTBOX: &[u8] = b"next_outbox";
+pub const WATERMARK: &[u8] = b"watermark";
+pub const COUNTS: &[u8] = b"counts";
+
+/// `expiry` tags: closed carts and de-duplication markers, each ordered by time.
+pub const EXPIRY_CART: u8 = b'c';
+pub const EXPIRY_DEDUP: u8 = b'd';
+
+/// `expiry`: `c closed_at_ms (8 bytes BE) tenant\0cart` — terminal carts by closing time.
+pub fn expiry_cart(closed_ms: i64, tenant: &str, cart: &str) -> Vec<u8> {
+    let mut key = vec![EXPIRY_CART];
+    key.extend_from_slice(&timer(closed_ms, tenant, cart));
+    key
+}
+
+/// The parts of an `expiry_cart` key; `None` past the carts (at the markers).
+pub fn parse_expiry_cart(key: &[u8]) -> Option<(i64, &str, &str)> {
+    let (&tag, rest) = key.split_first()?;
+    (tag == EXPIRY_CART).then_some(())?;
+    parse_timer(rest)
+}
+
+/// `expiry`: `d received_ms (8 bytes BE) dedup key` — de-duplication markers by arrival.
+pub fn expiry_dedup(received_ms: i64, dedup_key: &[u8]) -> Vec<u8> {
+    let mut key = vec![EXPIRY_DEDUP];
+    key.extend_from_slice(&(received_ms.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(dedup_key);
+    key
+}
+
+/// The parts of an `expiry_dedup` key; `None` for any other key.
+pub fn parse_expiry_dedup(key: &[u8]) -> Option<(i64, &[u8])> {
+    let (&tag, rest) = key.split_first()?;
+    (tag == EXPIRY_DEDUP).then_some(())?;
+    let (at, dedup_key) = rest.split_at_checked(8)?;
+    Some((u64::from_be_bytes(at.try_into().ok()?) as i64, dedup_key))
+}
 
 /// What an alias points from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,14 @@
 //! Kafka, and the next offset to consume. Each input record's effects — and each batch of fired
 //! timers — are one atomic `WriteBatch`, so a crash leaves either all of a step or none of it.
 //! The store knows no broker: the processor moves records between Kafka and here.
+//!
+//! Time comes in two kinds. *Event time* (`at_ms`, when the platform says something happened)
+//! orders a cart's activity. *Arrival time* (`received_ms`, when the ingress accepted the
+//! delivery) drives the partition's watermark: before a record is applied, every timer due by
+//! its arrival time fires. So the outcome depends only on the records and their order in the
+//! partition — a replay after a crash, or another processor rebuilding the partition, makes the
+//! same decisions and the same transition ids. The processor fires the remaining due timers by
+//! the wall clock only when it has consumed everything there is ([`Store::fire_due`]).
 
 mod cart;
 mod keys;
@@ -11,10 +19,14 @@ mod outbox;
 use std::path::Path;
 use std::time::Duration;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    DB,
+};
 
-pub use cart::{Cart, Phase, Step, Transition, TRANSITION_SCHEMA};
+pub use cart::{transition_id, Cart, Phase, Step, Transition, TRANSITION_SCHEMA};
 pub use keys::AliasKind;
+
 pub use outbox::{Kind as OutboxKind, Record as OutboxRecord};
 
 use crate::providers::{Bucket, Event};
@@ -25,7 +37,17 @@ const TIMERS: &str = "timers";
 const INDEX: &str = "index";
 const OUTBOX: &str = "outbox";
 const META: &str = "meta";
-const FAMILIES: [&str; 6] = [CARTS, DEDUP, TIMERS, INDEX, OUTBOX, META];
+/// Expiry indexes for garbage collection: closed carts and de-duplication markers by time.
+const EXPIRY: &str = "expiry";
+const FAMILIES: [&str; 7] = [CARTS, DEDUP, TIMERS, INDEX, OUTBOX, META, EXPIRY];
+
+/// Timers fired per write batch while the watermark catches up.
+const FIRE_CHUNK: usize = 10_000;
+/// Block cache of one store (one partition).
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Past this much write-ahead log, RocksDB flushes the column families that hold it back, so
+/// the log (and the time to replay it at open) stays bounded.
+const MAX_TOTAL_WAL_BYTES: u64 = 128 << 20;
 
 /// State store failures. All are I/O or corruption: the caller stops the partition.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +61,7 @@ pub enum Error {
 /// How long the store remembers things.
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {
-    /// A delivery id seen within this time is a duplicate.
+    /// A delivery id seen again within this time (arrival to arrival) is a duplicate.
     pub dedup: Duration,
     /// An order finds a cart by the customer's e-mail or phone only if the cart was active
     /// within this time before the order.
@@ -56,6 +78,8 @@ pub struct Input<'a> {
     pub event: &'a Event,
     /// Event time (the platform's `occurred_at`, else when the ingress received it), ms.
     pub at_ms: i64,
+    /// When the ingress received the delivery, ms: de-duplication and the watermark.
+    pub received_ms: i64,
     /// The tenant's inactivity window.
     pub window_ms: i64,
 }
@@ -64,7 +88,81 @@ pub struct Input<'a> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Applied {
     pub duplicate: bool,
+    /// Abandonments whose timers came due by the record's arrival, fired before it applied.
+    pub fired: Vec<Transition>,
+    /// What the record itself caused (an order completing or recovering a cart).
     pub transitions: Vec<Transition>,
+}
+
+/// How many carts are in each phase (active carts are also the armed timers).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub active: u64,
+    pub abandoned: u64,
+    pub completed: u64,
+    pub recovered: u64,
+}
+
+impl Counts {
+    fn slot(&mut self, phase: Phase) -> &mut u64 {
+        match phase {
+            Phase::Active => &mut self.active,
+            Phase::Abandoned => &mut self.abandoned,
+            Phase::Completed => &mut self.completed,
+            Phase::Recovered => &mut self.recovered,
+        }
+    }
+
+    fn change(&mut self, before: Option<Phase>, after: Option<Phase>) {
+        if before == after {
+            return;
+        }
+        if let Some(before) = before {
+            let slot = self.slot(before);
+            *slot = slot.saturating_sub(1);
+        }
+        if let Some(after) = after {
+            *self.slot(after) += 1;
+        }
+    }
+
+    pub fn get(&self, phase: Phase) -> u64 {
+        match phase {
+            Phase::Active => self.active,
+            Phase::Abandoned => self.abandoned,
+            Phase::Completed => self.completed,
+            Phase::Recovered => self.recovered,
+        }
+    }
+
+    fn encode(&self) -> [u8; 32] {
+        let mut bytes = [0; 32];
+        for (i, n) in [self.active, self.abandoned, self.completed, self.recovered]
+            .into_iter()
+            .enumerate()
+        {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&n.to_be_bytes());
+        }
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let n = |i: usize| decode_u64(bytes.get(i * 8..i * 8 + 8)?);
+        (bytes.len() == 32).then_some(())?;
+        Some(Counts {
+            active: n(0)?,
+            abandoned: n(1)?,
+            completed: n(2)?,
+            recovered: n(3)?,
+        })
+    }
+}
+
+/// What one garbage collection pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    pub carts: usize,
+    pub dedup_markers: usize,
 }
 
 /// One partition's state.
@@ -72,6 +170,13 @@ pub struct Store {
     db: DB,
     windows: Windows,
     next_outbox: u64,
+    watermark: i64,
+    counts: Counts,
+    /// No armed timer sorts before this key: firing starts here instead of wading through the
+    /// deletion markers of the timers fired before (lowered when an earlier timer is armed).
+    timers_floor: Vec<u8>,
+    /// No unacknowledged outbox record has a smaller sequence.
+    outbox_floor: u64,
 }
 
 impl Store {
@@ -80,19 +185,58 @@ impl Store {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        // Most look-ups (a new delivery id, a new cart, its aliases) find nothing: bloom
+        // filters answer those without reading a block.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_block_cache(&Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+        let families = FAMILIES.map(|name| {
+            let mut family = Options::default();
+            family.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(name, family)
+        });
         let db = DB::open_cf_descriptors(&options, path, families)?;
-        let next_outbox = match db.get_cf(cf(&db, META), keys::NEXT_OUTBOX)? {
-            Some(bytes) => decode_u64(&bytes).ok_or(Error::Corrupt {
-                what: "outbox sequence",
-            })?,
-            None => 0,
+        let meta = |key: &[u8], what: &'static str| -> Result<u64, Error> {
+            match db.get_cf(cf(&db, META), key)? {
+                Some(bytes) => decode_u64(&bytes).ok_or(Error::Corrupt { what }),
+                None => Ok(0),
+            }
+        };
+        let next_outbox = meta(keys::NEXT_OUTBOX, "outbox sequence")?;
+        let watermark = meta(keys::WATERMARK, "watermark")? as i64;
+        let counts = match db.get_cf(cf(&db, META), keys::COUNTS)? {
+            Some(bytes) => Counts::decode(&bytes).ok_or(Error::Corrupt { what: "counts" })?,
+            None => Counts::default(),
+        };
+        let outbox_floor = match db.iterator_cf(cf(&db, OUTBOX), IteratorMode::Start).next() {
+            Some(item) => decode_u64(&item?.0).ok_or(Error::Corrupt { what: "outbox key" })?,
+            None => next_outbox,
         };
         Ok(Store {
             db,
             windows,
             next_outbox,
+            watermark,
+            counts,
+            timers_floor: Vec::new(),
+            outbox_floor,
         })
+    }
+
+    /// Carts by phase.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The latest arrival time applied (0 before the first record).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Records not yet acknowledged by Kafka.
+    pub fn outbox_len(&self) -> u64 {
+        self.next_outbox.saturating_sub(self.outbox_floor)
     }
 
     /// The next Kafka offset to consume, if this partition consumed anything yet.
@@ -105,6 +249,17 @@ impl Store {
                     .ok_or(Error::Corrupt { what: "offset" })
             })
             .transpose()
+    }
+
+    /// Records that the inbound record at `offset` was consumed without effect (it could not be
+    /// read).
+    pub fn skip(&mut self, offset: i64) -> Result<(), Error> {
+        self.db.put_cf(
+            cf(&self.db, META),
+            keys::NEXT_OFFSET,
+            ((offset + 1) as u64).to_be_bytes(),
+        )?;
+        Ok(())
     }
 
     /// The cart `key` of `tenant`, if tracked.
@@ -124,12 +279,21 @@ impl Store {
     /// Applies one inbound record: de-duplication, the cart step, timer and alias updates, the
     /// normalized event and any transition into the outbox, and the consumed offset — all in one
     /// atomic batch.
+    ///
+    /// Before the record, the watermark moves to its arrival time and every timer due by then
+    /// fires ([`Applied::fired`]), in batches of their own.
     pub fn apply(&mut self, input: Input<'_>) -> Result<Applied, Error> {
+        let fired = self.advance(input.received_ms)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(
             cf(&self.db, META),
             keys::NEXT_OFFSET,
             ((input.offset + 1) as u64).to_be_bytes(),
+        );
+        batch.put_cf(
+            cf(&self.db, META),
+            keys::WATERMARK,
+            (self.watermark.max(0) as u64).to_be_bytes(),
         );
 
         let dedup_key = keys::delivery(input.tenant, input.delivery_id);
@@ -137,18 +301,25 @@ impl Store {
             let seen_ms = decode_u64(&seen).ok_or(Error::Corrupt {
                 what: "dedup marker",
             })? as i64;
-            if input.at_ms.saturating_sub(seen_ms) <= self.windows.dedup.as_millis() as i64 {
+            if input.received_ms.saturating_sub(seen_ms) <= self.windows.dedup.as_millis() as i64 {
                 self.db.write(batch)?;
                 return Ok(Applied {
                     duplicate: true,
+                    fired,
                     transitions: vec![],
                 });
             }
+            batch.delete_cf(
+                cf(&self.db, EXPIRY),
+                keys::expiry_dedup(seen_ms, &dedup_key),
+            );
         }
+        let received = (input.received_ms.max(0) as u64).to_be_bytes();
+        batch.put_cf(cf(&self.db, DEDUP), &dedup_key, received);
         batch.put_cf(
-            cf(&self.db, DEDUP),
-            &dedup_key,
-            (input.at_ms.max(0) as u64).to_be_bytes(),
+            cf(&self.db, EXPIRY),
+            keys::expiry_dedup(input.received_ms, &dedup_key),
+            [],
         );
 
         let mut outbox = Vec::new();
@@ -185,8 +356,28 @@ impl Store {
         self.db.write(batch)?;
         Ok(Applied {
             duplicate: false,
+            fired,
             transitions,
         })
+    }
+
+    /// Moves the watermark to `received_ms` (never back) and fires every timer due by it.
+    fn advance(&mut self, received_ms: i64) -> Result<Vec<Transition>, Error> {
+        if received_ms <= self.watermark {
+            return Ok(vec![]);
+        }
+        // Stored with the record's batch; a crash before it replays the record, which
+        // advances the same way again.
+        self.watermark = received_ms;
+        let mut fired = Vec::new();
+        loop {
+            let chunk = self.fire_due(received_ms, FIRE_CHUNK)?;
+            let done = chunk.is_empty();
+            fired.extend(chunk);
+            if done {
+                return Ok(fired);
+            }
+        }
     }
 
     /// Which cart an event belongs to: its correlation ids first, then — for orders — the
@@ -253,7 +444,19 @@ impl Store {
         Ok(Some((key, at)))
     }
 
-    fn write_cart(&self, batch: &mut WriteBatch, before: Option<&Cart>, after: &Cart) {
+    fn write_cart(&mut self, batch: &mut WriteBatch, before: Option<&Cart>, after: &Cart) {
+        self.counts
+            .change(before.map(|c| c.phase), Some(after.phase));
+        if let (Some(closed), false) = (
+            after.closed_at_ms,
+            before.is_some_and(|b| b.phase.is_terminal()),
+        ) {
+            batch.put_cf(
+                cf(&self.db, EXPIRY),
+                keys::expiry_cart(closed, &after.tenant, &after.key),
+                [],
+            );
+        }
         let timers = cf(&self.db, TIMERS);
         if let Some(before) = before.filter(|c| c.phase == Phase::Active) {
             batch.delete_cf(
@@ -262,11 +465,11 @@ impl Store {
             );
         }
         if after.phase == Phase::Active {
-            batch.put_cf(
-                timers,
-                keys::timer(after.deadline_ms(), &after.tenant, &after.key),
-                [],
-            );
+            let key = keys::timer(after.deadline_ms(), &after.tenant, &after.key);
+            if key < self.timers_floor {
+                self.timers_floor = key.clone();
+            }
+            batch.put_cf(timers, key, []);
         }
         let value = serde_json::to_vec(after).expect("a cart always serializes");
         batch.put_cf(
@@ -311,20 +514,28 @@ impl Store {
             keys::NEXT_OUTBOX,
             self.next_outbox.to_be_bytes(),
         );
+        batch.put_cf(cf(&self.db, META), keys::COUNTS, self.counts.encode());
     }
 
     /// Fires the inactivity timers due at `now_ms`, earliest first, at most `limit` of them, in
     /// one batch. A timer that no longer matches its cart's deadline is dropped silently.
+    ///
+    /// [`Store::apply`] fires timers by arrival time on its own; the processor calls this with
+    /// the wall clock only when the partition is caught up, so that no record still waiting in
+    /// the partition could have cancelled a timer it fires.
     pub fn fire_due(&mut self, now_ms: i64, limit: usize) -> Result<Vec<Transition>, Error> {
         let mut batch = WriteBatch::default();
         let mut transitions = Vec::new();
         let mut records = Vec::new();
         let timers = cf(&self.db, TIMERS);
-        for (fired, item) in self.db.iterator_cf(timers, IteratorMode::Start).enumerate() {
+        let mode = IteratorMode::From(&self.timers_floor, Direction::Forward);
+        let mut floor = None;
+        for (fired, item) in self.db.iterator_cf(timers, mode).enumerate() {
             let (key, _) = item?;
             let (deadline, tenant, cart_key) =
                 keys::parse_timer(&key).ok_or(Error::Corrupt { what: "timer" })?;
             if deadline > now_ms || fired >= limit {
+                floor = Some(key.to_vec());
                 break;
             }
             batch.delete_cf(timers, &key);
@@ -334,6 +545,7 @@ impl Store {
             };
             let step = cart::on_timer(cart, deadline);
             if let (Some(after), false) = (&step.cart, step.transitions.is_empty()) {
+                self.counts.change(Some(Phase::Active), Some(after.phase));
                 let value = serde_json::to_vec(after).expect("a cart always serializes");
                 batch.put_cf(cf(&self.db, CARTS), &stored, value);
             }
@@ -344,7 +556,83 @@ impl Store {
         }
         self.push_outbox(&mut batch, records);
         self.db.write(batch)?;
+        // Everything before the first timer left armed is gone (or was never there).
+        self.timers_floor = floor.unwrap_or_else(|| vec![0xff; 9]);
         Ok(transitions)
+    }
+
+    /// Deletes carts closed (completed or recovered) before `now_ms - retention`, with the
+    /// aliases that still lead to them, and de-duplication markers older than the window — at
+    /// most `limit` of each, oldest first, in one batch.
+    pub fn collect_garbage(
+        &mut self,
+        now_ms: i64,
+        retention: Duration,
+        limit: usize,
+    ) -> Result<Collected, Error> {
+        let mut batch = WriteBatch::default();
+        let mut collected = Collected::default();
+        let expiry = cf(&self.db, EXPIRY);
+        let carts_before = now_ms.saturating_sub(retention.as_millis() as i64);
+        let markers_before = now_ms.saturating_sub(self.windows.dedup.as_millis() as i64);
+
+        let mode = IteratorMode::From(&[keys::EXPIRY_CART], Direction::Forward);
+        for item in self.db.iterator_cf(expiry, mode).take(limit) {
+            let (key, _) = item?;
+            let Some((closed, tenant, cart_key)) = keys::parse_expiry_cart(&key) else {
+                break;
+            };
+            if closed >= carts_before {
+                break;
+            }
+            batch.delete_cf(expiry, &key);
+            let stored = keys::cart(tenant, cart_key);
+            if let Some(cart) = self.get_cart(&stored)? {
+                if cart.closed_at_ms == Some(closed) {
+                    self.delete_aliases(&mut batch, &cart)?;
+                    batch.delete_cf(cf(&self.db, CARTS), &stored);
+                    self.counts.change(Some(cart.phase), None);
+                    collected.carts += 1;
+                }
+            }
+        }
+
+        let mode = IteratorMode::From(&[keys::EXPIRY_DEDUP], Direction::Forward);
+        for item in self.db.iterator_cf(expiry, mode).take(limit) {
+            let (key, _) = item?;
+            let Some((seen, dedup_key)) = keys::parse_expiry_dedup(&key) else {
+                break;
+            };
+            if seen >= markers_before {
+                break;
+            }
+            batch.delete_cf(expiry, &key);
+            batch.delete_cf(cf(&self.db, DEDUP), dedup_key);
+            collected.dedup_markers += 1;
+        }
+        batch.put_cf(cf(&self.db, META), keys::COUNTS, self.counts.encode());
+        self.db.write(batch)?;
+        Ok(collected)
+    }
+
+    fn delete_aliases(&self, batch: &mut WriteBatch, cart: &Cart) -> Result<(), Error> {
+        let latest = &cart.latest;
+        let aliases = [
+            (AliasKind::CartToken, &latest.cart_token),
+            (AliasKind::CheckoutToken, &latest.checkout_token),
+            (AliasKind::Email, &latest.customer.email),
+            (AliasKind::Phone, &latest.customer.phone),
+        ];
+        for (kind, value) in aliases {
+            let Some(value) = value else { continue };
+            if let Some((key, _)) = self.alias(&cart.tenant, kind, value)? {
+                // A contact may have moved on to a newer cart; only this cart's aliases go.
+                if key == cart.key {
+                    batch.delete_cf(cf(&self.db, INDEX), keys::alias(&cart.tenant, kind, value));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The earliest armed deadline, if any (when to wake up next).
@@ -369,7 +657,8 @@ impl Store {
     /// Up to `limit` outbox records not yet acknowledged, oldest first, with their sequence.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, Error> {
         let mut records = Vec::new();
-        let mode = IteratorMode::From(&[], Direction::Forward);
+        let floor = keys::outbox(self.outbox_floor);
+        let mode = IteratorMode::From(&floor, Direction::Forward);
         for item in self.db.iterator_cf(cf(&self.db, OUTBOX), mode).take(limit) {
             let (key, value) = item?;
             let sequence = decode_u64(&key).ok_or(Error::Corrupt { what: "outbox key" })?;
@@ -388,6 +677,14 @@ impl Store {
             batch.delete_cf(cf(&self.db, OUTBOX), keys::outbox(*sequence));
         }
         self.db.write(batch)?;
+        // Records are acknowledged oldest first; the floor follows the acknowledged prefix.
+        let mut acknowledged: Vec<u64> = sequences.to_vec();
+        acknowledged.sort_unstable();
+        for sequence in acknowledged {
+            if sequence == self.outbox_floor {
+                self.outbox_floor += 1;
+            }
+        }
         Ok(())
     }
 }

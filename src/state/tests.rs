@@ -65,6 +65,7 @@ impl Feed {
                 delivery_id: delivery,
                 event,
                 at_ms,
+                received_ms: at_ms,
                 window_ms: WINDOW,
             })
             .unwrap();
@@ -385,4 +386,81 @@ fn every_outbox_record_matches_its_schema() {
             .collect();
         assert!(errors.is_empty(), "{value}: {errors:?}");
     }
+}
+
+#[test]
+fn a_record_arriving_after_a_deadline_fires_the_timer_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    // The order arrives after the deadline: the cart was abandoned by then, so it is recovered.
+    let applied = feed.send("d2", &order(Some("c1"), None), T0 + WINDOW + MINUTE);
+    assert_eq!(applied.fired.len(), 1);
+    assert_eq!(applied.fired[0].to, Phase::Abandoned);
+    assert_eq!(applied.transitions.len(), 1);
+    assert!(applied.transitions[0].recovered);
+    assert_eq!(feed.store.watermark(), T0 + WINDOW + MINUTE);
+}
+
+#[test]
+fn counts_follow_the_carts_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut feed = feed(&dir);
+        feed.send("d1", &checkout("c1"), T0);
+        feed.send("d2", &checkout("c2"), T0);
+        feed.send("d3", &checkout("c3"), T0);
+        feed.send("d4", &order(Some("c1"), None), T0 + MINUTE);
+        feed.fire(T0 + WINDOW);
+        feed.send("d5", &order(Some("c2"), None), T0 + WINDOW + MINUTE);
+        let counts = feed.store.counts();
+        assert_eq!(
+            (
+                counts.active,
+                counts.abandoned,
+                counts.completed,
+                counts.recovered
+            ),
+            (0, 1, 1, 1)
+        );
+    }
+    let store = open(&dir);
+    assert_eq!(store.counts().get(Phase::Abandoned), 1);
+    assert_eq!(store.counts().get(Phase::Completed), 1);
+    assert_eq!(store.outbox_len(), 5 + 4);
+}
+
+#[test]
+fn garbage_collection_removes_closed_carts_and_old_markers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    let day = 24 * 60 * MINUTE;
+    feed.send("d1", &checkout("c1"), T0);
+    feed.send("d2", &order(Some("c1"), None), T0 + MINUTE);
+    feed.send("d3", &checkout("c2"), T0 + 3 * day);
+    let retention = Duration::from_secs(2 * 24 * 3600);
+
+    let nothing = feed
+        .store
+        .collect_garbage(T0 + day, retention, 100)
+        .unwrap();
+    assert_eq!(nothing, Collected::default(), "nothing is old enough yet");
+
+    let collected = feed
+        .store
+        .collect_garbage(T0 + 3 * day, retention, 100)
+        .unwrap();
+    assert_eq!(collected.carts, 1);
+    assert_eq!(collected.dedup_markers, 2, "d1 and d2 are past the window");
+    assert_eq!(feed.store.cart("acme", "c1").unwrap(), None);
+    assert!(
+        feed.store.cart("acme", "c2").unwrap().is_some(),
+        "still active"
+    );
+    assert_eq!(feed.store.counts().completed, 0);
+    // The closed cart's aliases are gone: a late order for it finds nothing.
+    let late = feed.send("d9", &order(Some("c1"), None), T0 + 3 * day);
+    assert!(late.transitions.is_empty());
+    // d3's marker is within the window and still de-duplicates.
+    assert!(feed.send("d3", &checkout("c2"), T0 + 3 * day).duplicate);
 }
