@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, starts a local broker on 127.0.0.1:9092 (unless one is already
-# there), and runs the daemon with config/example.toml. Ctrl-C stops both.
+# there), and runs every role of the daemon (`cartstream all`) with config/example.toml.
+# Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
@@ -15,4 +16,4 @@ fi
 trap '[ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; true' EXIT
 
 cargo run --quiet --release --bin cartstream -- check-config --config config/example.toml
-cargo run --quiet --release --bin cartstream -- ingress --config config/example.toml
+cargo run --quiet --release --bin cartstream -- all --config config/example.toml

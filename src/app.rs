@@ -1,6 +1,7 @@
-//! Wiring: builds every component from the configuration, runs them under one task tracker, and
-//! shuts them down in order — the ingress stops accepting and drains, the producer flushes, then
-//! the admin port closes.
+//! Wiring: builds the roles a process runs from the configuration, runs them under one task
+//! tracker, and shuts them down in order — the ingress stops accepting and drains, the producer
+//! flushes what the ingress handed it, the processor finishes its batch, publishes its outbox
+//! and closes its stores, then the admin port closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,18 +18,53 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::health::Health;
 use crate::ingress::Ingress;
+use crate::processor::Processor;
 use crate::tenants::Registry;
 use crate::{kafka, server, telemetry};
 
 /// How long the producer may take to deliver what is still queued at shutdown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Which roles one process runs. They meet only through Kafka topics, so any split works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub ingress: bool,
+    pub processor: bool,
+}
+
+impl Roles {
+    pub const INGRESS: Roles = Roles {
+        ingress: true,
+        processor: false,
+    };
+    pub const PROCESSOR: Roles = Roles {
+        ingress: false,
+        processor: true,
+    };
+    /// Every role there is: the single-machine default.
+    pub const ALL: Roles = Roles {
+        ingress: true,
+        processor: true,
+    };
+}
+
 /// A started daemon.
 pub struct Running {
-    pub ingress_addr: SocketAddr,
+    /// Where the ingress listens, when this process runs it.
+    pub ingress_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     shutdown: CancellationToken,
-    done: JoinHandle<anyhow::Result<()>>,
+    done: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Running {
+    /// A daemon dropped without [`Running::wait`] shuts down in the background rather than run
+    /// on unobserved (its processor thread would otherwise keep the runtime from stopping).
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            self.shutdown.cancel();
+        }
+    }
 }
 
 impl Running {
@@ -42,16 +78,28 @@ impl Running {
     }
 
     /// Waits until the daemon has stopped.
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.done.await.context("the daemon task panicked")?
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let done = self.done.take().expect("only wait takes the task");
+        done.await.context("the daemon task panicked")?
     }
 }
 
-/// Starts the ingress role: topics, producer, the ingress and admin ports.
+/// Starts the ingress role alone.
 pub async fn start_ingress(
     config: Config,
     registry: Registry,
     clock: Clock,
+) -> anyhow::Result<Running> {
+    start(config, registry, clock, Roles::INGRESS).await
+}
+
+/// Starts `roles`: topics, the producer, the ingress port and the processor as asked, and the
+/// admin port.
+pub async fn start(
+    config: Config,
+    registry: Registry,
+    clock: Clock,
+    roles: Roles,
 ) -> anyhow::Result<Running> {
     let metrics = telemetry::metrics::install();
     let topics = config.kafka.topics();
@@ -66,41 +114,71 @@ pub async fn start_ingress(
         config.ingress.max_body_bytes,
     )
     .context("creating the Kafka producer")?;
+    let registry = Arc::new(registry);
 
-    let ingress_listener = TcpListener::bind(config.ingress.listen)
-        .await
-        .with_context(|| format!("binding the ingress to {}", config.ingress.listen))?;
+    let ingress_listener = match roles.ingress {
+        true => Some(
+            TcpListener::bind(config.ingress.listen)
+                .await
+                .with_context(|| format!("binding the ingress to {}", config.ingress.listen))?,
+        ),
+        false => None,
+    };
     let admin_listener = TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding the admin port to {}", config.admin.listen))?;
-    let ingress_addr = ingress_listener.local_addr()?;
+    let ingress_addr = ingress_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let admin_addr = admin_listener.local_addr()?;
 
     let shutdown = CancellationToken::new();
+    let processor_shutdown = CancellationToken::new();
     let admin_shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let health = Health::new(shutdown.clone(), producer.clone());
-    let ingress = Ingress::new(
-        config.ingress.clone(),
-        Arc::new(registry),
-        producer.clone(),
-        clock,
-        health.clone(),
-    );
-    let admin = Admin::new(metrics, health, producer.clone());
+    let admin = Admin::new(metrics, health.clone(), producer.clone());
 
     let options = server::Options {
         header_read_timeout: config.ingress.header_read_timeout,
         http2_max_concurrent_streams: config.ingress.http2_max_concurrent_streams,
         grace: config.ingress.shutdown_grace,
     };
-    let ingress_server = tracker.spawn(server::serve(
-        ingress_listener,
-        move |request| ingress.clone().handle(request),
-        options.clone(),
-        shutdown.clone(),
-        tracker.clone(),
-    ));
+    let ingress_server = ingress_listener.map(|listener| {
+        let ingress = Ingress::new(
+            config.ingress.clone(),
+            registry.clone(),
+            producer.clone(),
+            clock.clone(),
+            health.clone(),
+        );
+        tracker.spawn(server::serve(
+            listener,
+            move |request| ingress.clone().handle(request),
+            options.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ))
+    });
+    let processor = roles.processor.then(|| {
+        let processor = Processor::new(
+            config.processor.clone(),
+            config.kafka.clone(),
+            registry.clone(),
+            producer.clone(),
+            clock.clone(),
+        );
+        let (stop, token) = (shutdown.clone(), processor_shutdown.clone());
+        tracker.spawn(async move {
+            let result = processor.run(token).await;
+            if result.is_err() {
+                // A processor that cannot go on stops the whole process (and its ingress).
+                stop.cancel();
+            }
+            result
+        })
+    });
     let admin_server = tracker.spawn(server::serve(
         admin_listener,
         move |request| admin.clone().handle(request),
@@ -111,18 +189,40 @@ pub async fn start_ingress(
         admin_shutdown.clone(),
         tracker.clone(),
     ));
-    tracing::info!(%ingress_addr, %admin_addr, brokers = %config.kafka.brokers, "ingress started");
+    tracing::info!(
+        ingress_addr = ?ingress_addr,
+        %admin_addr,
+        processor = roles.processor,
+        brokers = %config.kafka.brokers,
+        "cartstream started"
+    );
 
+    let stopped = shutdown.clone();
     let done = tokio::spawn(async move {
-        ingress_server
-            .await
-            .context("the ingress server panicked")?;
-        tracing::info!("ingress drained; flushing the producer");
+        match ingress_server {
+            Some(server) => {
+                server.await.context("the ingress server panicked")?;
+                tracing::info!("ingress drained; flushing the producer");
+            }
+            None => stopped.cancelled().await,
+        }
         let flushed = producer.flush(FLUSH_TIMEOUT).await;
+        let mut failure = None;
+        if let Some(processor) = processor {
+            processor_shutdown.cancel();
+            match processor.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(anyhow::Error::new(e).context("the processor failed")),
+                Err(e) => failure = Some(anyhow::Error::new(e).context("the processor panicked")),
+            }
+        }
         admin_shutdown.cancel();
         admin_server.await.context("the admin server panicked")?;
         tracker.close();
         tracker.wait().await;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
         flushed.context("flushing the producer at shutdown")?;
         tracing::info!("stopped");
         Ok(())
@@ -131,7 +231,7 @@ pub async fn start_ingress(
         ingress_addr,
         admin_addr,
         shutdown,
-        done,
+        done: Some(done),
     })
 }
 

@@ -9,10 +9,12 @@
 //! - [`kafka`] produces the untouched body to `<prefix>.inbound.v1` with the metadata in headers,
 //!   and the ingress answers 200 only after the broker's acknowledgement.
 //!
-//! Downstream, [`state`] keeps one partition's carts in RocksDB: the cart state machine of
-//! SPEC §4.3, durable timers, correlation aliases, de-duplication, and an outbox — each input's
-//! effects and its consumed offset in one atomic write batch. (The processor role that feeds it
-//! from Kafka builds on it.)
+//! Downstream, the [`processor`] role consumes the inbound topic as a consumer group, normalizes
+//! each delivery with its provider, and hands it to [`state`], which keeps one partition's carts
+//! in RocksDB: the cart state machine of SPEC §4.3, durable timers, correlation aliases,
+//! de-duplication, and an outbox — each input's effects and its consumed offset in one atomic
+//! write batch. The processor publishes the outbox to `<prefix>.events.v1` and
+//! `<prefix>.transitions.v1` and removes what Kafka acknowledged.
 //!
 //! Around them: [`config`] (layered loading, every problem at once), [`telemetry`] (logs, and
 //! the only place metric names exist), [`admin`] (the operator port), [`health`], [`server`]
@@ -26,6 +28,7 @@ pub mod config;
 pub mod health;
 pub mod ingress;
 pub mod kafka;
+pub mod processor;
 pub mod providers;
 pub mod server;
 pub mod state;

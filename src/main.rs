@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use cartstream::app::{self, Roles};
 use cartstream::clock::Clock;
 use cartstream::config::{self, Config, Problems};
 use cartstream::tenants::Registry;
-use cartstream::{app, providers, telemetry};
+use cartstream::{providers, telemetry};
 
 /// Exit code for invalid configuration (EX_USAGE... EX_DATAERR family: sysexits' EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -27,8 +28,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run every role in one process: ingress, processor (the single-machine default).
+    All {
+        /// Configuration file layered over the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Receive webhooks, verify them and produce them to Kafka.
     Ingress {
+        /// Configuration file layered over the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Consume the inbound topic: normalize, de-duplicate, track carts and their timers, and
+    /// publish events and cart transitions.
+    Processor {
         /// Configuration file layered over the built-in defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -67,35 +81,9 @@ enum SignProvider {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Ingress { config } => {
-            let (config, registry) = match load(config.as_deref()) {
-                Ok(loaded) => loaded,
-                Err(problems) => return report(&problems),
-            };
-            telemetry::init_logs(&config.telemetry);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let result = runtime.block_on(async {
-                let running = app::start_ingress(config, registry, Clock::System).await?;
-                app::run_until_signal(running).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "cartstream stopped with an error"
-                    );
-                    eprintln!("error: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::All { config } => run(config.as_deref(), Roles::ALL),
+        Command::Ingress { config } => run(config.as_deref(), Roles::INGRESS),
+        Command::Processor { config } => run(config.as_deref(), Roles::PROCESSOR),
         Command::CheckConfig { config } => match load(config.as_deref()) {
             Ok((config, registry)) => {
                 println!(
@@ -121,6 +109,37 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Runs `roles` until a signal (or a failure) stops them.
+fn run(config: Option<&std::path::Path>, roles: Roles) -> ExitCode {
+    let (config, registry) = match load(config) {
+        Ok(loaded) => loaded,
+        Err(problems) => return report(&problems),
+    };
+    telemetry::init_logs(&config.telemetry);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let running = app::start(config, registry, Clock::System, roles).await?;
+        app::run_until_signal(running).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "cartstream stopped with an error"
+            );
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

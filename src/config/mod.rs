@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use problems::Problems;
 
-use crate::{admin, ingress, kafka, telemetry, tenants};
+use crate::{admin, ingress, kafka, processor, telemetry, tenants};
 
 /// The documented defaults; every key the daemon reads is in this file.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -35,11 +35,19 @@ pub struct Config {
     pub ingress: ingress::Config,
     pub admin: admin::Config,
     pub kafka: kafka::Config,
+    pub processor: processor::Config,
     pub tenants: tenants::Config,
     pub telemetry: telemetry::Config,
 }
 
-const SECTIONS: &[&str] = &["ingress", "admin", "kafka", "tenants", "telemetry"];
+const SECTIONS: &[&str] = &[
+    "ingress",
+    "admin",
+    "kafka",
+    "processor",
+    "tenants",
+    "telemetry",
+];
 
 impl Config {
     /// Loads defaults, then `file` (if any), then the `CARTSTREAM__…` entries of `env`, and
@@ -102,12 +110,14 @@ impl Config {
             ingress: section(figment, "ingress", &mut problems),
             admin: section(figment, "admin", &mut problems),
             kafka: section(figment, "kafka", &mut problems),
+            processor: section(figment, "processor", &mut problems),
             tenants: section(figment, "tenants", &mut problems),
             telemetry: section(figment, "telemetry", &mut problems),
         };
         config.ingress.validate(&mut problems);
         config.admin.validate(&mut problems);
         config.kafka.validate(&mut problems);
+        config.processor.validate(&mut problems);
         config.telemetry.validate(&mut problems);
         if config.admin.listen == config.ingress.listen && config.admin.listen.port() != 0 {
             problems.push("admin.listen: must differ from ingress.listen".to_string());

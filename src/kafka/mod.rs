@@ -14,6 +14,10 @@ pub use producer::Producer;
 
 use crate::config::Problems;
 
+/// Header of processor output records: the record's deterministic id (the delivery id of an
+/// event, the transition id of a transition), so consumers can de-duplicate without parsing.
+pub const HEADER_ID: &str = "cartstream-id";
+
 /// The `[kafka]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,8 +81,11 @@ impl Config {
 
     /// The names of the topics this version reads or writes.
     pub fn topics(&self) -> Topics {
+        let name = |topic: &str| format!("{}.{topic}.v1", self.topic_prefix);
         Topics {
-            inbound: format!("{}.inbound.v1", self.topic_prefix),
+            inbound: name("inbound"),
+            events: name("events"),
+            transitions: name("transitions"),
         }
     }
 }
@@ -88,11 +95,19 @@ impl Config {
 pub struct Topics {
     /// Raw verified deliveries: key tenant id, value the body byte for byte.
     pub inbound: String,
+    /// Normalized events, one per distinct delivery (`schemas/event.v1.json`).
+    pub events: String,
+    /// Cart transitions (`schemas/transition.v1.json`).
+    pub transitions: String,
 }
 
 impl Topics {
     pub fn all(&self) -> Vec<&str> {
-        vec![self.inbound.as_str()]
+        vec![
+            self.inbound.as_str(),
+            self.events.as_str(),
+            self.transitions.as_str(),
+        ]
     }
 }
 

@@ -1,4 +1,5 @@
-//! The idempotent (`acks=all`) producer the ingress hands verified bodies to.
+//! The idempotent (`acks=all`) producer the ingress hands verified bodies to, and the processor
+//! its outbox records.
 //!
 //! Each request enqueues its record and awaits its own acknowledgement; librdkafka batches the
 //! records of all concurrent requests, so many sends are in flight at once. A request is answered
@@ -15,7 +16,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio::time::Instant;
 
 use super::{Config, Error, Topics};
@@ -108,6 +109,32 @@ impl Producer {
             Err(_) => metrics::kafka_produce_failure("broker"),
         }
         result
+    }
+
+    /// Hands one record to librdkafka; the future resolves with the broker's verdict. Used by
+    /// the processor, which waits on a whole batch of these at once.
+    pub fn enqueue(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<DeliveryFuture, Error> {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        match self.inner.send_result(record) {
+            Ok(delivery) => Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                metrics::kafka_produce_failure("queue_full");
+                Err(Error::QueueFull)
+            }
+            Err((e, _)) => {
+                metrics::kafka_produce_failure("broker");
+                Err(Error::Delivery(e))
+            }
+        }
     }
 
     /// Records handed to librdkafka and not yet acknowledged or failed.

@@ -25,6 +25,17 @@ pub enum Bucket {
     Other,
 }
 
+impl Bucket {
+    /// The wire name, also the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::AbandonedCandidate => "abandoned_candidate",
+            Bucket::OrderCompleted => "order_completed",
+            Bucket::Other => "other",
+        }
+    }
+}
+
 /// The customer, as far as the payload names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {

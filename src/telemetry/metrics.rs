@@ -22,6 +22,17 @@ pub const INGRESS_BODY_SIZE: &str = "cartstream_ingress_body_size_bytes";
 pub const KAFKA_ACK_DURATION: &str = "cartstream_kafka_ack_duration_seconds";
 pub const KAFKA_PRODUCE_FAILURES: &str = "cartstream_kafka_produce_failures_total";
 pub const KAFKA_PRODUCER_QUEUE: &str = "cartstream_kafka_producer_queue_messages";
+pub const PROCESSOR_EVENTS: &str = "cartstream_processor_events_total";
+pub const PROCESSOR_DUPLICATES: &str = "cartstream_processor_duplicates_total";
+pub const PROCESSOR_INVALID_RECORDS: &str = "cartstream_processor_invalid_records_total";
+pub const PROCESSOR_TRANSITIONS: &str = "cartstream_processor_transitions_total";
+pub const PROCESSOR_TIMERS_FIRED: &str = "cartstream_processor_timers_fired_total";
+pub const PROCESSOR_TIMERS_PENDING: &str = "cartstream_processor_timers_pending";
+pub const PROCESSOR_CONSUMER_LAG: &str = "cartstream_processor_consumer_lag_records";
+pub const PROCESSOR_OUTBOX: &str = "cartstream_processor_outbox_records";
+pub const PROCESSOR_PARTITIONS: &str = "cartstream_processor_assigned_partitions";
+pub const STATE_CARTS: &str = "cartstream_state_carts";
+pub const STATE_WRITE_DURATION: &str = "cartstream_state_write_duration_seconds";
 
 /// Every name above with its kind, for documentation and the naming test.
 pub const ALL: &[(&str, Kind)] = &[
@@ -33,6 +44,17 @@ pub const ALL: &[(&str, Kind)] = &[
     (KAFKA_ACK_DURATION, Kind::Histogram),
     (KAFKA_PRODUCE_FAILURES, Kind::Counter),
     (KAFKA_PRODUCER_QUEUE, Kind::Gauge),
+    (PROCESSOR_EVENTS, Kind::Counter),
+    (PROCESSOR_DUPLICATES, Kind::Counter),
+    (PROCESSOR_INVALID_RECORDS, Kind::Counter),
+    (PROCESSOR_TRANSITIONS, Kind::Counter),
+    (PROCESSOR_TIMERS_FIRED, Kind::Counter),
+    (PROCESSOR_TIMERS_PENDING, Kind::Gauge),
+    (PROCESSOR_CONSUMER_LAG, Kind::Gauge),
+    (PROCESSOR_OUTBOX, Kind::Gauge),
+    (PROCESSOR_PARTITIONS, Kind::Gauge),
+    (STATE_CARTS, Kind::Gauge),
+    (STATE_WRITE_DURATION, Kind::Histogram),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +130,51 @@ fn describe() {
         KAFKA_PRODUCER_QUEUE,
         "Records handed to the producer and not yet acknowledged or failed."
     );
+    describe_counter!(
+        PROCESSOR_EVENTS,
+        "Distinct inbound deliveries normalized, by bucket."
+    );
+    describe_counter!(
+        PROCESSOR_DUPLICATES,
+        "Inbound deliveries dropped as duplicates of one seen within the window."
+    );
+    describe_counter!(
+        PROCESSOR_INVALID_RECORDS,
+        "Inbound records skipped because their metadata could not be read, by reason."
+    );
+    describe_counter!(
+        PROCESSOR_TRANSITIONS,
+        "Cart transitions emitted, by the phase entered (abandoned, completed, recovered)."
+    );
+    describe_counter!(
+        PROCESSOR_TIMERS_FIRED,
+        "Inactivity timers that fired and abandoned a cart."
+    );
+    describe_gauge!(
+        PROCESSOR_TIMERS_PENDING,
+        "Inactivity timers armed (one per active cart) on this processor's partitions."
+    );
+    describe_gauge!(
+        PROCESSOR_CONSUMER_LAG,
+        "Inbound records not yet applied, summed over this processor's partitions."
+    );
+    describe_gauge!(
+        PROCESSOR_OUTBOX,
+        "Output records written to state and not yet acknowledged by Kafka."
+    );
+    describe_gauge!(
+        PROCESSOR_PARTITIONS,
+        "Inbound partitions assigned to this processor."
+    );
+    describe_gauge!(
+        STATE_CARTS,
+        "Carts tracked on this processor's partitions, by state."
+    );
+    describe_histogram!(
+        STATE_WRITE_DURATION,
+        Unit::Seconds,
+        "Time to apply one inbound record to the state store (one atomic write batch)."
+    );
 }
 
 /// The fixed vocabulary of HTTP statuses the ingress answers with.
@@ -156,6 +223,50 @@ pub fn kafka_produce_failure(reason: &'static str) {
 
 pub fn kafka_producer_queue(messages: i32) {
     gauge!(KAFKA_PRODUCER_QUEUE).set(messages as f64);
+}
+
+pub fn processor_event(bucket: &'static str) {
+    counter!(PROCESSOR_EVENTS, "bucket" => bucket).increment(1);
+}
+
+pub fn processor_duplicate() {
+    counter!(PROCESSOR_DUPLICATES).increment(1);
+}
+
+pub fn processor_invalid_record(reason: &'static str) {
+    counter!(PROCESSOR_INVALID_RECORDS, "reason" => reason).increment(1);
+}
+
+/// One transition into `to` (`abandoned`, `completed`, `recovered`).
+pub fn processor_transition(to: &'static str) {
+    counter!(PROCESSOR_TRANSITIONS, "to" => to).increment(1);
+    if to == "abandoned" {
+        counter!(PROCESSOR_TIMERS_FIRED).increment(1);
+    }
+}
+
+pub fn processor_timers_pending(timers: u64) {
+    gauge!(PROCESSOR_TIMERS_PENDING).set(timers as f64);
+}
+
+pub fn processor_lag(records: i64) {
+    gauge!(PROCESSOR_CONSUMER_LAG).set(records as f64);
+}
+
+pub fn processor_outbox(records: u64) {
+    gauge!(PROCESSOR_OUTBOX).set(records as f64);
+}
+
+pub fn processor_partitions(partitions: usize) {
+    gauge!(PROCESSOR_PARTITIONS).set(partitions as f64);
+}
+
+pub fn state_carts(state: &'static str, carts: u64) {
+    gauge!(STATE_CARTS, "state" => state).set(carts as f64);
+}
+
+pub fn state_write(took: Duration) {
+    histogram!(STATE_WRITE_DURATION).record(took.as_secs_f64());
 }
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ pub(super) fn parse(
                 );
             }
         }
-        registry.tenants.push(tenant);
+        registry.insert_tenant(tenant);
     }
     problems.into_result(registry)
 }

@@ -68,6 +68,7 @@ pub struct Integration {
 #[derive(Debug, Default)]
 pub struct Registry {
     tenants: Vec<Arc<Tenant>>,
+    by_id: HashMap<Arc<str>, usize>,
     integrations: Vec<Integration>,
     by_clue: HashMap<(&'static str, String), usize>,
     by_key: HashMap<String, usize>,
@@ -92,6 +93,11 @@ impl Registry {
         env: &HashMap<String, String>,
     ) -> Result<Registry, Problems> {
         file::parse(text, base, env)
+    }
+
+    fn insert_tenant(&mut self, tenant: Arc<Tenant>) {
+        self.by_id.insert(tenant.id.clone(), self.tenants.len());
+        self.tenants.push(tenant);
     }
 
     /// Adds an integration, found by each of `clues` (several when each secret of a rotation
@@ -131,6 +137,11 @@ impl Registry {
             None => &self.integrations[by_clue(clue?)?],
         };
         (integration.provider.slug() == provider).then_some(integration)
+    }
+
+    /// The tenant with this id.
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.by_id.get(id).map(|&index| &*self.tenants[index])
     }
 
     pub fn tenants(&self) -> &[Arc<Tenant>] {

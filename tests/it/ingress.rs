@@ -553,7 +553,7 @@ async fn a_slow_body_is_cut_off() {
         .config(|c| c.ingress.body_read_timeout = Duration::from_millis(300))
         .start()
         .await;
-    let mut stream = tokio::net::TcpStream::connect(daemon.running.ingress_addr)
+    let mut stream = tokio::net::TcpStream::connect(daemon.ingress_addr())
         .await
         .unwrap();
     let head = "POST /api/webhooks/shopify HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"partial\":";

@@ -8,6 +8,7 @@ mod catalogue;
 mod ingress;
 mod normalize;
 mod outage;
+mod processor;
 mod robustness;
 mod support;
 mod vectors;

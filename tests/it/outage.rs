@@ -122,7 +122,7 @@ async fn shutdown_finishes_requests_in_flight() {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let mut stream = tokio::net::TcpStream::connect(daemon.running.ingress_addr)
+    let mut stream = tokio::net::TcpStream::connect(daemon.ingress_addr())
         .await
         .unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -142,7 +142,7 @@ async fn shutdown_finishes_requests_in_flight() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
     // New connections are refused once draining began.
-    assert!(tokio::net::TcpStream::connect(daemon.running.ingress_addr)
+    assert!(tokio::net::TcpStream::connect(daemon.ingress_addr())
         .await
         .is_err());
     let (brokers, topic) = (daemon.brokers.clone(), daemon.topics.inbound.clone());

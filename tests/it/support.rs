@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cartstream::app::{self, Running};
+use cartstream::app::{self, Roles, Running};
 use cartstream::clock::Clock;
 use cartstream::config::Config;
 use cartstream::kafka::Topics;
@@ -85,11 +85,16 @@ pub struct TestDaemon {
     pub running: Running,
     pub topics: Topics,
     pub brokers: String,
+    pub config: Config,
+    _state: Option<tempfile::TempDir>,
 }
 
 pub struct Builder {
     config: Config,
     tenants: String,
+    roles: Roles,
+    clock: Clock,
+    state: Option<tempfile::TempDir>,
 }
 
 impl TestDaemon {
@@ -106,14 +111,27 @@ impl TestDaemon {
         config.kafka.brokers = brokers();
         config.kafka.topic_prefix = unique_prefix(test);
         config.kafka.partitions = 3;
+        config.processor.group_id = format!("{}-processor", config.kafka.topic_prefix);
+        config.processor.tick = Duration::from_millis(50);
+        let state = tempfile::tempdir().unwrap();
+        config.processor.state_dir = state.path().to_path_buf();
         Builder {
             config,
             tenants: TENANTS.to_string(),
+            roles: Roles::INGRESS,
+            clock: Clock::System,
+            state: Some(state),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.ingress_addr)
+        format!("http://{}{path}", self.ingress_addr())
+    }
+
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.running
+            .ingress_addr
+            .expect("this daemon runs the ingress")
     }
 
     pub fn admin_url(&self, path: &str) -> String {
@@ -143,18 +161,39 @@ impl Builder {
         self
     }
 
+    pub fn roles(mut self, roles: Roles) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Keeps the processor's state in `dir` (which outlives the daemon) instead of a folder of
+    /// its own.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.config.processor.state_dir = dir.to_path_buf();
+        self.state = None;
+        self
+    }
+
     pub async fn start(self) -> TestDaemon {
         let registry = Registry::from_toml(&self.tenants, Path::new("."), &HashMap::new())
             .expect("test tenants are valid");
         let topics = self.config.kafka.topics();
         let brokers = self.config.kafka.brokers.clone();
-        let running = app::start_ingress(self.config, registry, Clock::System)
+        let config = self.config.clone();
+        let running = app::start(self.config, registry, self.clock, self.roles)
             .await
             .expect("the daemon starts");
         TestDaemon {
             running,
             topics,
             brokers,
+            config,
+            _state: self.state,
         }
     }
 }
@@ -419,4 +458,28 @@ pub fn fixture(relative: &str) -> Vec<u8> {
         .join("tests/fixtures/providers")
         .join(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Waits until `done` holds, checking every 250 ms; panics with `what` after `timeout`.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = done() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The JSON values of every record on `topic`.
+pub fn read_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
+    read_topic(brokers, topic)
+        .into_iter()
+        .map(|record| serde_json::from_slice(&record.value).expect("records are JSON"))
+        .collect()
 }

@@ -1,0 +1,326 @@
+//! The processor role: a consumer group on `<prefix>.inbound.v1` that normalizes each delivery
+//! with its provider, keeps every partition's carts in its own RocksDB ([`crate::state`]), and
+//! publishes normalized events to `<prefix>.events.v1` and cart transitions to
+//! `<prefix>.transitions.v1`.
+//!
+//! The consumer runs on one blocking thread: poll a batch → apply each record (one atomic write
+//! batch with its offset) → publish the outbox and drop what Kafka acknowledged → fire due
+//! timers on caught-up partitions → report progress. Offsets live in RocksDB; those committed
+//! to the group only report progress. On assignment the consumer seeks to the stored offsets (a
+//! partition with no local state is rebuilt from the beginning of the topic); on revocation it
+//! publishes the partition's outbox and closes its store (see [`consumer`]).
+
+mod consumer;
+mod partition;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Problems;
+use crate::tenants::Registry;
+use crate::{kafka, state};
+
+use consumer::Context;
+use partition::Partitions;
+
+/// The `[processor]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// One RocksDB database per partition lives below this folder.
+    pub state_dir: PathBuf,
+    pub group_id: String,
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub contact_lookback: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    #[serde(with = "humantime_serde")]
+    pub gc_interval: Duration,
+    pub max_timers_per_second: u32,
+    pub max_batch_records: usize,
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// librdkafka consumer properties passed through unchanged.
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("data/processor"),
+            group_id: "cartstream-processor".to_string(),
+            dedup_window: Duration::from_secs(24 * 3600),
+            contact_lookback: Duration::from_secs(7 * 24 * 3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            tick: Duration::from_millis(250),
+            gc_interval: Duration::from_secs(60),
+            max_timers_per_second: 10_000,
+            max_batch_records: 1_000,
+            publish_timeout: Duration::from_secs(10),
+            consumer: BTreeMap::new(),
+        }
+    }
+}
+
+/// Consumer properties the processor sets itself.
+pub const FORCED_CONSUMER_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "partition.assignment.strategy",
+];
+
+impl Config {
+    pub fn validate(&self, problems: &mut Problems) {
+        if self.group_id.trim().is_empty() {
+            problems.push("processor.group_id: must not be empty");
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            problems.push("processor.state_dir: must name a folder");
+        }
+        for (key, value) in [
+            ("tick", self.tick),
+            ("gc_interval", self.gc_interval),
+            ("publish_timeout", self.publish_timeout),
+            ("dedup_window", self.dedup_window),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("processor.{key}: must be longer than 0s"));
+            }
+        }
+        if self.max_timers_per_second == 0 {
+            problems.push("processor.max_timers_per_second: must be at least 1");
+        }
+        if self.max_batch_records == 0 {
+            problems.push("processor.max_batch_records: must be at least 1");
+        }
+        for key in self.consumer.keys() {
+            if FORCED_CONSUMER_PROPERTIES.contains(&key.as_str()) {
+                problems.push(format!(
+                    "processor.consumer.\"{key}\": set by the processor and cannot be overridden"
+                ));
+            }
+        }
+    }
+
+    fn windows(&self) -> state::Windows {
+        state::Windows {
+            dedup: self.dedup_window,
+            contact_lookback: self.contact_lookback,
+        }
+    }
+}
+
+/// Why the processor stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create the Kafka consumer")]
+    Consumer(#[source] KafkaError),
+    #[error("cannot create the state folder {path}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state of partition {partition} failed")]
+    State {
+        partition: i32,
+        #[source]
+        source: state::Error,
+    },
+    #[error("the processor thread panicked")]
+    Panicked,
+}
+
+/// A processor, ready to run.
+pub struct Processor {
+    config: Config,
+    kafka: kafka::Config,
+    registry: Arc<Registry>,
+    producer: kafka::Producer,
+    clock: Clock,
+}
+
+impl Processor {
+    pub fn new(
+        config: Config,
+        kafka: kafka::Config,
+        registry: Arc<Registry>,
+        producer: kafka::Producer,
+        clock: Clock,
+    ) -> Self {
+        Processor {
+            config,
+            kafka,
+            registry,
+            producer,
+            clock,
+        }
+    }
+
+    /// Consumes until `shutdown`, then publishes what is left in the outboxes, commits
+    /// progress and closes every partition's store.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || self.run_blocking(runtime, shutdown))
+            .await
+            .map_err(|_| Error::Panicked)?
+    }
+
+    fn run_blocking(
+        self,
+        runtime: tokio::runtime::Handle,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.config.state_dir).map_err(|source| Error::StateDir {
+            path: self.config.state_dir.clone(),
+            source,
+        })?;
+        let topics = self.kafka.topics();
+        let partitions = Partitions::new(
+            self.config.clone(),
+            topics.clone(),
+            self.producer.clone(),
+            runtime,
+        );
+        let consumer = self.consumer(Context::new(partitions.clone()))?;
+        consumer
+            .subscribe(&[&topics.inbound])
+            .map_err(Error::Consumer)?;
+        tracing::info!(
+            topic = %topics.inbound,
+            group = %self.config.group_id,
+            state_dir = %self.config.state_dir.display(),
+            "processor started"
+        );
+
+        let mut last_fire = Instant::now();
+        let mut last_gc = Instant::now();
+        let result = loop {
+            if shutdown.is_cancelled() {
+                break Ok(());
+            }
+            if let Err(e) = self.step(&consumer, &partitions, &mut last_fire, &mut last_gc) {
+                break Err(e);
+            }
+        };
+        // Publish what is left and report progress; dropping the consumer then leaves the
+        // group, and the revocation closes every store.
+        partitions.publish_all();
+        commit(&consumer, &partitions, CommitMode::Sync);
+        consumer.unsubscribe();
+        drop(consumer);
+        partitions.close_all();
+        tracing::info!("processor stopped");
+        result
+    }
+
+    fn consumer(&self, context: Context) -> Result<BaseConsumer<Context>, Error> {
+        let mut client = ClientConfig::new();
+        client
+            .set("client.id", "cartstream-processor")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000");
+        for (key, value) in &self.config.consumer {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", &self.kafka.brokers)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("partition.assignment.strategy", "range,roundrobin");
+        client.create_with_context(context).map_err(Error::Consumer)
+    }
+
+    /// One round: a batch of records, the outbox, wall-clock timers, progress, garbage.
+    fn step(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        partitions: &Partitions,
+        last_fire: &mut Instant,
+        last_gc: &mut Instant,
+    ) -> Result<(), Error> {
+        partitions.check()?;
+        let mut timeout = self.config.tick;
+        let mut consumed = 0;
+        while consumed < self.config.max_batch_records {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(message)) => {
+                    partitions.apply(&message, &self.registry)?;
+                    consumed += 1;
+                    timeout = Duration::ZERO;
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    partitions.mark_caught_up(partition);
+                    timeout = Duration::ZERO;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+            }
+        }
+
+        let now = self.clock.now_millis();
+        let elapsed = last_fire.elapsed().min(Duration::from_secs(1));
+        *last_fire = Instant::now();
+        let budget = ((self.config.max_timers_per_second as f64) * elapsed.as_secs_f64()).ceil();
+        partitions.fire_due(now, budget.max(1.0) as usize)?;
+
+        if !partitions.publish_all() {
+            // Kafka does not take the outbox: stop consuming until it does, so the outbox
+            // stays bounded. Polling goes on to keep the group membership.
+            let assignment = consumer.assignment().unwrap_or_default();
+            let _ = consumer.pause(&assignment);
+            partitions.set_paused(true);
+        } else if partitions.paused() {
+            let assignment = consumer.assignment().unwrap_or_default();
+            let _ = consumer.resume(&assignment);
+            partitions.set_paused(false);
+        }
+        if consumed > 0 {
+            commit(consumer, partitions, CommitMode::Async);
+        }
+        if last_gc.elapsed() >= self.config.gc_interval {
+            *last_gc = Instant::now();
+            partitions.collect_garbage(now)?;
+        }
+        partitions.report();
+        Ok(())
+    }
+}
+
+/// Commits the stored offsets to the group, for progress reporting (lag) only.
+fn commit(consumer: &BaseConsumer<Context>, partitions: &Partitions, mode: CommitMode) {
+    let offsets = partitions.offsets();
+    if offsets.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, offset) in offsets {
+        let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
+    }
+    if let Err(e) = consumer.commit(&list, mode) {
+        tracing::debug!(error = %e, "committing progress failed");
+    }
+}

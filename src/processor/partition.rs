@@ -1,0 +1,489 @@
+//! The partitions this processor owns: each one's store, its place in the topic, and whether it
+//! has consumed everything there is. Shared by the consumer loop and the rebalance callback,
+//! which both run on the consumer's thread (the lock is never contended, only required).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use http::HeaderMap;
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::{Message, Offset};
+use tokio::time::Instant;
+
+use super::{Config, Error};
+use crate::clock::unix_millis;
+use crate::kafka::{self, inbound, Topics};
+use crate::providers::{self, Inspection, Request};
+use crate::state::{self, Counts, OutboxKind, Phase, Store, Transition};
+use crate::telemetry::metrics;
+use crate::tenants::{Registry, DEFAULT_INACTIVITY_WINDOW};
+
+/// Outbox records handed to the producer at once.
+const PUBLISH_BATCH: usize = 1_000;
+/// Garbage removed per partition and pass.
+const GC_LIMIT: usize = 10_000;
+
+/// One owned partition.
+struct Partition {
+    store: Store,
+    /// The next offset to apply (what the store says, cached).
+    next_offset: Option<i64>,
+    /// Consumed up to the end of the partition, as last reported by the consumer.
+    caught_up: bool,
+}
+
+struct Inner {
+    owned: BTreeMap<i32, Partition>,
+    /// A partition whose store could not be opened at assignment.
+    failed: Option<(i32, state::Error)>,
+    paused: bool,
+    /// The high watermark of each partition, from the consumer's statistics.
+    high_watermarks: BTreeMap<i32, i64>,
+}
+
+/// Cheap to clone; every clone is the same set of partitions.
+#[derive(Clone)]
+pub struct Partitions {
+    inner: Arc<Mutex<Inner>>,
+    config: Arc<Config>,
+    topics: Arc<Topics>,
+    producer: kafka::Producer,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Partitions {
+    pub fn new(
+        config: Config,
+        topics: Topics,
+        producer: kafka::Producer,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Partitions {
+            inner: Arc::new(Mutex::new(Inner {
+                owned: BTreeMap::new(),
+                failed: None,
+                paused: false,
+                high_watermarks: BTreeMap::new(),
+            })),
+            config: Arc::new(config),
+            topics: Arc::new(topics),
+            producer,
+            runtime,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock ends the processor anyway; the data stays usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topics.inbound
+    }
+
+    fn path(&self, partition: i32) -> PathBuf {
+        self.config
+            .state_dir
+            .join(format!("{}-{partition}", self.topics.inbound))
+    }
+
+    /// Opens the stores of newly assigned partitions; returns where to start consuming each:
+    /// the offset its store holds, or the beginning of the partition when there is no local
+    /// state (the partition's state is then rebuilt by replaying it).
+    pub fn assign(&self, partitions: &[i32]) -> Vec<(i32, Offset)> {
+        let mut inner = self.lock();
+        let mut starts = Vec::new();
+        for &partition in partitions {
+            if let Some(owned) = inner.owned.get(&partition) {
+                starts.push((partition, start(owned.next_offset)));
+                continue;
+            }
+            let opened = Store::open(&self.path(partition), self.config.windows())
+                .and_then(|store| Ok((store.next_offset()?, store)));
+            match opened {
+                Ok((next_offset, store)) => {
+                    tracing::info!(partition, ?next_offset, "partition assigned");
+                    starts.push((partition, start(next_offset)));
+                    inner.owned.insert(
+                        partition,
+                        Partition {
+                            store,
+                            next_offset,
+                            caught_up: false,
+                        },
+                    );
+                }
+                Err(source) => {
+                    tracing::error!(partition, error = %error_chain(&source), "cannot open the partition's state");
+                    inner.failed.get_or_insert((partition, source));
+                }
+            }
+        }
+        starts
+    }
+
+    /// Publishes the outboxes of revoked partitions and closes their stores. Returns their
+    /// stored offsets, to commit before giving them up.
+    pub fn revoke(&self, partitions: &[i32]) -> Vec<(String, i32, i64)> {
+        let mut inner = self.lock();
+        let mut offsets = Vec::new();
+        for partition in partitions {
+            if let Some(mut owned) = inner.owned.remove(partition) {
+                if let Err(e) = self.publish(&mut owned) {
+                    tracing::warn!(partition, error = %e, "outbox not fully published at revocation; the next owner of the partition cannot resend it, this processor will when it gets the partition back");
+                }
+                if let Some(next) = owned.next_offset {
+                    offsets.push((self.topics.inbound.clone(), *partition, next));
+                }
+                tracing::info!(partition, "partition revoked");
+            }
+        }
+        offsets
+    }
+
+    pub fn close_all(&self) {
+        self.lock().owned.clear();
+    }
+
+    /// Applies one inbound record to its partition's store.
+    pub fn apply(&self, message: &BorrowedMessage<'_>, registry: &Registry) -> Result<(), Error> {
+        let mut inner = self.lock();
+        let partition = message.partition();
+        let Some(owned) = inner.owned.get_mut(&partition) else {
+            tracing::warn!(partition, "record of a partition without state; skipped");
+            return Ok(());
+        };
+        owned.caught_up = false;
+        let offset = message.offset();
+        if owned.next_offset.is_some_and(|next| offset < next) {
+            return Ok(()); // applied before
+        }
+        let fail = |source| Error::State { partition, source };
+        let delivery = match Delivery::read(message) {
+            Ok(delivery) => delivery,
+            Err(reason) => {
+                tracing::warn!(partition, offset, reason, "inbound record skipped");
+                metrics::processor_invalid_record(reason);
+                owned.store.skip(offset).map_err(fail)?;
+                owned.next_offset = Some(offset + 1);
+                return Ok(());
+            }
+        };
+        let headers = HeaderMap::new();
+        let request = Request::new(&headers, delivery.body);
+        let seen = Inspection {
+            clue: None,
+            event_type: delivery.event_type.map(Into::into),
+            delivery_id: Some(delivery.delivery_id.into()),
+        };
+        let event = delivery.provider.normalize(&request, &seen);
+        let at_ms = event
+            .occurred_at
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.timestamp_millis())
+            // A platform clock ahead of ours must not push activity into the future.
+            .map_or(delivery.received_ms, |at| at.min(delivery.received_ms));
+        let window = registry
+            .tenant(delivery.tenant)
+            .map_or(DEFAULT_INACTIVITY_WINDOW, |t| t.inactivity_window);
+
+        let started = Instant::now();
+        let applied = owned
+            .store
+            .apply(state::Input {
+                offset,
+                tenant: delivery.tenant,
+                delivery_id: delivery.delivery_id,
+                event: &event,
+                at_ms,
+                received_ms: delivery.received_ms,
+                window_ms: window.as_millis() as i64,
+            })
+            .map_err(fail)?;
+        metrics::state_write(started.elapsed());
+        owned.next_offset = Some(offset + 1);
+
+        if applied.duplicate {
+            metrics::processor_duplicate();
+        } else {
+            metrics::processor_event(event.event_bucket.as_str());
+        }
+        count_transitions(&applied.fired);
+        count_transitions(&applied.transitions);
+        Ok(())
+    }
+
+    /// Marks a partition as consumed to its end.
+    pub fn mark_caught_up(&self, partition: i32) {
+        if let Some(owned) = self.lock().owned.get_mut(&partition) {
+            owned.caught_up = true;
+        }
+    }
+
+    /// Fires wall-clock timers due by `now_ms` on caught-up partitions, at most `budget` in
+    /// all. A partition still behind fires its timers as the records' arrival times pass them.
+    pub fn fire_due(&self, now_ms: i64, budget: usize) -> Result<(), Error> {
+        let mut inner = self.lock();
+        let mut left = budget;
+        for (&partition, owned) in inner.owned.iter_mut() {
+            if !owned.caught_up || left == 0 {
+                continue;
+            }
+            let fired = owned
+                .store
+                .fire_due(now_ms, left)
+                .map_err(|source| Error::State { partition, source })?;
+            left -= fired.len();
+            count_transitions(&fired);
+        }
+        Ok(())
+    }
+
+    /// Publishes every partition's outbox; `false` when Kafka did not take all of it.
+    pub fn publish_all(&self) -> bool {
+        let mut inner = self.lock();
+        let mut complete = true;
+        for (partition, owned) in inner.owned.iter_mut() {
+            if let Err(e) = self.publish(owned) {
+                tracing::warn!(partition, error = %e, "publishing the outbox failed; retrying");
+                complete = false;
+            }
+        }
+        complete
+    }
+
+    /// Produces the partition's outbox in order and removes what Kafka acknowledged.
+    fn publish(&self, owned: &mut Partition) -> Result<(), kafka::Error> {
+        loop {
+            let records = owned.store.outbox(PUBLISH_BATCH).map_err(|e| {
+                tracing::error!(error = %error_chain(&e), "reading the outbox failed");
+                kafka::Error::Timeout(self.config.publish_timeout)
+            })?;
+            if records.is_empty() {
+                return Ok(());
+            }
+            let mut pending = Vec::with_capacity(records.len());
+            let mut failure = None;
+            for (sequence, record) in &records {
+                let (topic, schema) = match record.kind {
+                    OutboxKind::Event => (&self.topics.events, providers::normalize::SCHEMA),
+                    OutboxKind::Transition => (&self.topics.transitions, state::TRANSITION_SCHEMA),
+                };
+                let headers = OwnedHeaders::new_with_capacity(2)
+                    .insert(Header {
+                        key: inbound::HEADER_SCHEMA,
+                        value: Some(schema),
+                    })
+                    .insert(Header {
+                        key: kafka::HEADER_ID,
+                        value: Some(&record.id),
+                    });
+                match self
+                    .producer
+                    .enqueue(topic, &record.key, &record.value, headers)
+                {
+                    Ok(delivery) => pending.push((*sequence, delivery)),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let timeout = self.config.publish_timeout;
+            let acknowledged = self.runtime.block_on(async move {
+                let mut acknowledged = Vec::with_capacity(pending.len());
+                let waited = tokio::time::timeout(timeout, async {
+                    for (sequence, delivery) in pending {
+                        match delivery.await {
+                            Ok(Ok(_)) => acknowledged.push(sequence),
+                            Ok(Err((e, _))) => return Err(kafka::Error::Delivery(e)),
+                            Err(_) => {
+                                return Err(kafka::Error::Delivery(
+                                    rdkafka::error::KafkaError::Canceled,
+                                ))
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+                let outcome = match waited {
+                    Ok(result) => result,
+                    Err(_) => Err(kafka::Error::Timeout(timeout)),
+                };
+                (acknowledged, outcome)
+            });
+            let (acknowledged, outcome) = acknowledged;
+            owned.store.acknowledge(&acknowledged).map_err(|e| {
+                tracing::error!(error = %error_chain(&e), "removing acknowledged records failed");
+                kafka::Error::Timeout(timeout)
+            })?;
+            outcome?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.lock().paused = paused;
+    }
+
+    pub fn paused(&self) -> bool {
+        self.lock().paused
+    }
+
+    /// The stored next offset of every owned partition.
+    pub fn offsets(&self) -> Vec<(String, i32, i64)> {
+        self.lock()
+            .owned
+            .iter()
+            .filter_map(|(&p, owned)| Some((self.topics.inbound.clone(), p, owned.next_offset?)))
+            .collect()
+    }
+
+    /// Deletes closed carts past the retention and expired de-duplication markers.
+    pub fn collect_garbage(&self, now_ms: i64) -> Result<(), Error> {
+        let mut inner = self.lock();
+        for (&partition, owned) in inner.owned.iter_mut() {
+            let collected = owned
+                .store
+                .collect_garbage(now_ms, self.config.retention, GC_LIMIT)
+                .map_err(|source| Error::State { partition, source })?;
+            if collected.carts + collected.dedup_markers > 0 {
+                tracing::debug!(
+                    partition,
+                    carts = collected.carts,
+                    markers = collected.dedup_markers,
+                    "garbage collected"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A store that failed to open at assignment stops the processor.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.lock().failed.take() {
+            Some((partition, source)) => Err(Error::State { partition, source }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn set_high_watermarks(&self, high: impl Iterator<Item = (i32, i64)>) {
+        self.lock().high_watermarks.extend(high);
+    }
+
+    /// Updates the gauges: carts by phase, pending timers, outbox depth, lag, partitions.
+    pub fn report(&self) {
+        let inner = self.lock();
+        let mut counts = Counts::default();
+        let mut outbox = 0;
+        let mut lag = 0;
+        for (&partition, owned) in &inner.owned {
+            let c = owned.store.counts();
+            counts.active += c.active;
+            counts.abandoned += c.abandoned;
+            counts.completed += c.completed;
+            counts.recovered += c.recovered;
+            outbox += owned.store.outbox_len();
+            if let Some(&high) = inner.high_watermarks.get(&partition) {
+                lag += (high - owned.next_offset.unwrap_or(0)).max(0);
+            }
+        }
+        for phase in [
+            Phase::Active,
+            Phase::Abandoned,
+            Phase::Completed,
+            Phase::Recovered,
+        ] {
+            metrics::state_carts(phase.as_str(), counts.get(phase));
+        }
+        metrics::processor_timers_pending(counts.active);
+        metrics::processor_outbox(outbox);
+        metrics::processor_lag(lag);
+        metrics::processor_partitions(inner.owned.len());
+    }
+}
+
+fn start(next_offset: Option<i64>) -> Offset {
+    next_offset.map_or(Offset::Beginning, Offset::Offset)
+}
+
+fn count_transitions(transitions: &[Transition]) {
+    for transition in transitions {
+        metrics::processor_transition(transition.to.as_str());
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// An inbound record's metadata and body, read from its Kafka headers.
+struct Delivery<'m> {
+    provider: &'static dyn providers::Provider,
+    tenant: &'m str,
+    delivery_id: &'m str,
+    event_type: Option<&'m str>,
+    received_ms: i64,
+    body: &'m [u8],
+}
+
+impl<'m> Delivery<'m> {
+    /// The metadata the ingress wrote; an unusable record yields the reason it is skipped.
+    fn read(message: &'m BorrowedMessage<'_>) -> Result<Self, &'static str> {
+        let mut provider = None;
+        let mut tenant = None;
+        let mut delivery_id = None;
+        let mut event_type = None;
+        let mut received_ms = None;
+        if let Some(headers) = message.headers() {
+            for header in headers.iter() {
+                let Some(value) = header.value.and_then(|v| std::str::from_utf8(v).ok()) else {
+                    continue;
+                };
+                match header.key {
+                    inbound::HEADER_PROVIDER => provider = Some(value),
+                    inbound::HEADER_TENANT => tenant = Some(value),
+                    inbound::HEADER_DELIVERY_ID => delivery_id = Some(value),
+                    inbound::HEADER_EVENT_TYPE => event_type = Some(value),
+                    inbound::HEADER_RECEIVED_AT => {
+                        received_ms = humantime::parse_rfc3339(value)
+                            .ok()
+                            .map(|at: SystemTime| unix_millis(at))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let provider = providers::find(provider.ok_or("no_provider")?).ok_or("unknown_provider")?;
+        let tenant = tenant.filter(|t| !t.is_empty()).ok_or("no_tenant")?;
+        let delivery_id = delivery_id
+            .filter(|d| !d.is_empty())
+            .ok_or("no_delivery_id")?;
+        let received_ms = received_ms
+            .or_else(|| message.timestamp().to_millis())
+            .ok_or("no_received_at")?;
+        Ok(Delivery {
+            provider,
+            tenant,
+            delivery_id,
+            event_type,
+            received_ms,
+            body: message.payload().unwrap_or_default(),
+        })
+    }
+}

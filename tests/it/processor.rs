@@ -1,0 +1,768 @@
+//! The processor through Kafka: signed webhooks in at the ingress, normalized events and cart
+//! transitions out on their topics, with the wall clock under the test's control. Then crash
+//! safety (a processor process killed mid-stream, again and again), restarts with timers due
+//! during the downtime, and two processors sharing the partitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use cartstream::app::Roles;
+use cartstream::clock::Clock;
+use cartstream::kafka::{self, inbound};
+use cartstream::state::transition_id;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+
+use crate::support::{
+    brokers, eventually, read_json, read_topic, shopify_headers, unique_prefix, Http, TestDaemon,
+    TENANTS,
+};
+
+/// The default inactivity window (the test tenants set none).
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The manual clock's start: 2026-09-21T…Z.
+const T0: u64 = 1_790_000_000;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+}
+
+/// One shop (tenant `acme`, Shopify) talking to a daemon that runs every role.
+struct Shop {
+    daemon: TestDaemon,
+    http: Http,
+    clock: Clock,
+}
+
+impl Shop {
+    async fn start(test: &str) -> Shop {
+        let clock = Clock::manual(T0);
+        let daemon = TestDaemon::builder(test)
+            .roles(Roles::ALL)
+            .clock(clock.clone())
+            .config(patient)
+            .start()
+            .await;
+        Shop {
+            daemon,
+            http: Http::http1(),
+            clock,
+        }
+    }
+
+    async fn send(&self, topic: &str, webhook_id: &str, body: Value) {
+        let body = serde_json::to_vec(&body).unwrap();
+        let mut headers = shopify_headers(
+            "acme-shopify-secret",
+            "acme.myshopify.com",
+            &body,
+            webhook_id,
+        );
+        for (name, value) in headers.iter_mut() {
+            if *name == "x-shopify-topic" {
+                *value = topic.to_string();
+            }
+        }
+        // Like a platform, re-send what was not acknowledged (the shared broker can be slow
+        // while other tests load it); the processor de-duplicates by the webhook id.
+        for _ in 0..3 {
+            let answer = self
+                .http
+                .post(
+                    &self.daemon.url("/api/webhooks/shopify"),
+                    &headers,
+                    body.clone(),
+                )
+                .await;
+            if answer.status == 200 {
+                return;
+            }
+            assert!([503, 504].contains(&answer.status.as_u16()), "{answer:?}");
+        }
+        panic!("the delivery was not acknowledged after three tries");
+    }
+
+    /// A checkout for `cart`, updated at `updated_ms` (now when `None`).
+    async fn checkout_at(&self, cart: &str, webhook_id: &str, updated_ms: Option<i64>) {
+        let updated = updated_ms.unwrap_or_else(|| self.clock.now_millis());
+        self.send(
+            "checkouts/update",
+            webhook_id,
+            json!({
+                "id": 1001,
+                "token": format!("checkout-{cart}"),
+                "cart_token": cart,
+                "email": "bob@example.com",
+                "total_price": "379.69",
+                "currency": "USD",
+                "abandoned_checkout_url": format!("https://acme.example/recover/{cart}"),
+                "updated_at": rfc3339(updated),
+            }),
+        )
+        .await;
+    }
+
+    async fn checkout(&self, cart: &str, webhook_id: &str) {
+        self.checkout_at(cart, webhook_id, None).await;
+    }
+
+    async fn order(&self, cart: &str, webhook_id: &str) {
+        self.send(
+            "orders/create",
+            webhook_id,
+            json!({
+                "id": 5001,
+                "checkout_token": format!("checkout-{cart}"),
+                "cart_token": cart,
+                "email": "bob@example.com",
+                "total_price": "379.69",
+                "currency": "USD",
+                "updated_at": rfc3339(self.clock.now_millis()),
+            }),
+        )
+        .await;
+    }
+
+    fn events(&self) -> Vec<Value> {
+        read_json(&self.daemon.brokers, &self.daemon.topics.events)
+    }
+
+    fn transitions(&self) -> Vec<Value> {
+        read_json(&self.daemon.brokers, &self.daemon.topics.transitions)
+    }
+
+    /// Waits until the processor published `n` events (so it applied those deliveries).
+    async fn applied(&self, n: usize) {
+        eventually(&format!("{n} events"), WAIT, || {
+            (self.events().len() >= n).then_some(())
+        })
+        .await;
+    }
+
+    async fn transitions_eventually(&self, n: usize) -> Vec<Value> {
+        eventually(&format!("{n} transitions"), WAIT, || {
+            let transitions = self.transitions();
+            (transitions.len() >= n).then_some(transitions)
+        })
+        .await
+    }
+
+    /// Moves the clock and gives the processor time to act on it (it looks every 50 ms).
+    async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+/// Waits longer for Kafka's acknowledgement than the default (a busy shared test broker).
+fn patient(config: &mut cartstream::config::Config) {
+    config.ingress.ack_timeout = Duration::from_secs(20);
+}
+
+fn millis(seconds: u64) -> i64 {
+    seconds as i64 * 1000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_after_a_checkout_emits_exactly_one_abandonment() {
+    let shop = Shop::start("silence").await;
+    shop.checkout("cart-1", "w-1").await;
+    shop.applied(1).await;
+
+    shop.advance(WINDOW - Duration::from_secs(1)).await;
+    assert!(shop.transitions().is_empty(), "not before the window");
+    shop.advance(Duration::from_secs(2)).await;
+    let transitions = shop.transitions_eventually(1).await;
+    let abandoned = &transitions[0];
+    assert_eq!(abandoned["schema"], "cartstream.transition.v1");
+    assert_eq!(abandoned["bucket"], "abandoned_candidate");
+    assert_eq!(
+        (&abandoned["from"], &abandoned["to"]),
+        (&json!("active"), &json!("abandoned"))
+    );
+    assert_eq!(abandoned["tenant_id"], "acme");
+    assert_eq!(abandoned["cart"], "cart-1");
+    assert_eq!(
+        abandoned["at"],
+        rfc3339(millis(T0) + WINDOW.as_millis() as i64)
+    );
+    assert_eq!(
+        abandoned["event"]["recovery_url"],
+        "https://acme.example/recover/cart-1"
+    );
+    assert_eq!(abandoned["event"]["customer"]["email"], "bob@example.com");
+    assert_eq!(
+        abandoned["id"],
+        transition_id("acme", "cart-1", "abandoned_candidate", 0)
+    );
+
+    shop.advance(3 * WINDOW).await;
+    assert_eq!(shop.transitions().len(), 1, "once per inactivity episode");
+    shop.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_before_the_window_rearms_the_timer() {
+    let shop = Shop::start("rearm").await;
+    shop.checkout("cart-1", "w-1").await;
+    shop.applied(1).await;
+    shop.advance(Duration::from_secs(10 * 60)).await;
+    shop.checkout("cart-1", "w-2").await;
+    shop.applied(2).await;
+
+    // Past the first deadline, before the second one.
+    shop.advance(Duration::from_secs(6 * 60)).await;
+    assert!(
+        shop.transitions().is_empty(),
+        "the first deadline no longer counts"
+    );
+    shop.advance(Duration::from_secs(10 * 60)).await;
+    let transitions = shop.transitions_eventually(1).await;
+    assert_eq!(
+        transitions[0]["at"],
+        rfc3339(millis(T0 + 10 * 60) + WINDOW.as_millis() as i64)
+    );
+    shop.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_after_abandonment_is_a_recovery() {
+    let shop = Shop::start("recovery").await;
+    shop.checkout("cart-1", "w-1").await;
+    shop.applied(1).await;
+    shop.advance(WINDOW + Duration::from_secs(60)).await;
+    shop.transitions_eventually(1).await;
+
+    shop.order("cart-1", "w-2").await;
+    let transitions = shop.transitions_eventually(2).await;
+    let recovery = &transitions[1];
+    assert_eq!(recovery["bucket"], "order_completed");
+    assert_eq!(
+        (&recovery["from"], &recovery["to"]),
+        (&json!("abandoned"), &json!("recovered"))
+    );
+    assert_eq!(recovery["recovered"], true);
+    assert_eq!(recovery["event"]["order_id"], "5001");
+    shop.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_within_the_window_completes_and_nothing_is_abandoned() {
+    let shop = Shop::start("completed").await;
+    shop.checkout("cart-1", "w-1").await;
+    shop.applied(1).await;
+    shop.advance(Duration::from_secs(5 * 60)).await;
+    shop.order("cart-1", "w-2").await;
+    let transitions = shop.transitions_eventually(1).await;
+    assert_eq!(transitions[0]["to"], "completed");
+    assert_eq!(transitions[0]["recovered"], false);
+
+    shop.advance(3 * WINDOW).await;
+    assert_eq!(shop.transitions().len(), 1, "the timer was cancelled");
+    shop.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_delivery_emits_no_second_event_or_transition() {
+    let shop = Shop::start("duplicate").await;
+    shop.checkout("cart-1", "w-1").await;
+    shop.advance(WINDOW + Duration::from_secs(60)).await;
+    shop.transitions_eventually(1).await;
+    shop.order("cart-1", "w-2").await;
+    shop.order("cart-1", "w-2").await;
+    shop.checkout("cart-2", "w-3").await;
+    // w-3 is applied after both copies of w-2.
+    eventually("the event of w-3", WAIT, || {
+        let events = shop.events();
+        events
+            .iter()
+            .any(|e| e["delivery_id"] == "w-3")
+            .then_some(events)
+    })
+    .await;
+    let events = shop.events();
+    let delivery_ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["delivery_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(delivery_ids, ["w-1", "w-2", "w-3"]);
+    assert_eq!(shop.transitions().len(), 2, "one abandonment, one recovery");
+    shop.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_older_update_neither_rearms_nor_regresses() {
+    let shop = Shop::start("late").await;
+    let t0 = millis(T0);
+    shop.checkout_at("cart-1", "w-2", Some(t0)).await;
+    shop.advance(Duration::from_secs(5 * 60)).await;
+    // Delivered now, but it happened before the update already applied.
+    shop.checkout_at("cart-1", "w-1", Some(t0 - 4 * 60_000))
+        .await;
+    shop.applied(2).await;
+    shop.advance(WINDOW - Duration::from_secs(5 * 60) + Duration::from_secs(1))
+        .await;
+    let transitions = shop.transitions_eventually(1).await;
+    assert_eq!(
+        transitions[0]["at"],
+        rfc3339(t0 + WINDOW.as_millis() as i64),
+        "the deadline of the newest activity"
+    );
+    // After the abandonment, a late update from before it does not reopen the cart.
+    shop.checkout_at("cart-1", "w-0", Some(t0 + 60_000)).await;
+    shop.applied(3).await;
+    shop.advance(3 * WINDOW).await;
+    assert_eq!(shop.transitions().len(), 1);
+    shop.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_transitions_match_their_schemas() {
+    let shop = Shop::start("schemas").await;
+    shop.checkout("cart-1", "w-1").await;
+    shop.checkout("cart-2", "w-2").await;
+    shop.order("cart-2", "w-3").await;
+    shop.advance(WINDOW + Duration::from_secs(1)).await;
+    shop.order("cart-1", "w-4").await;
+    let transitions = shop.transitions_eventually(3).await;
+    shop.applied(4).await;
+    let (events_schema, transitions_schema) = schemas();
+    for (value, schema) in shop
+        .events()
+        .iter()
+        .map(|v| (v, &events_schema))
+        .chain(transitions.iter().map(|v| (v, &transitions_schema)))
+    {
+        let errors: Vec<String> = schema.iter_errors(value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{value}: {errors:?}");
+    }
+    // Output records carry their id and schema in headers too.
+    let records = read_topic(&shop.daemon.brokers, &shop.daemon.topics.transitions);
+    for record in records {
+        let value: Value = serde_json::from_slice(&record.value).unwrap();
+        assert_eq!(record.headers[kafka::HEADER_ID], value["id"]);
+        assert_eq!(
+            record.headers[inbound::HEADER_SCHEMA],
+            "cartstream.transition.v1"
+        );
+        assert_eq!(record.key.as_deref(), Some(&b"acme"[..]));
+    }
+    shop.daemon.stop().await;
+}
+
+fn schemas() -> (jsonschema::Validator, jsonschema::Validator) {
+    let read = |name: &str| -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let event = read("event.v1.json");
+    let registry = jsonschema::Registry::new()
+        .add(
+            "https://cartstream.dev/schemas/event.v1.json",
+            event.clone(),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let events = jsonschema::validator_for(&event).unwrap();
+    let transitions = jsonschema::options()
+        .with_registry(&registry)
+        .build(&read("transition.v1.json"))
+        .unwrap();
+    (events, transitions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_due_during_downtime_fire_once_after_restart() {
+    let clock = Clock::manual(T0);
+    let state = tempfile::tempdir().unwrap();
+    let first = TestDaemon::builder("downtime")
+        .roles(Roles::ALL)
+        .config(patient)
+        .clock(clock.clone())
+        .state_dir(state.path())
+        .start()
+        .await;
+    let shop = Shop {
+        daemon: first,
+        http: Http::http1(),
+        clock: clock.clone(),
+    };
+    shop.checkout("cart-1", "w-1").await;
+    shop.checkout("cart-2", "w-2").await;
+    shop.applied(2).await;
+    let config = shop.daemon.config.clone();
+    shop.daemon.stop().await;
+
+    // Down while both timers come due.
+    clock.advance(2 * WINDOW);
+    let second = TestDaemon::builder("downtime")
+        .config(|c| *c = config)
+        .roles(Roles::PROCESSOR)
+        .clock(clock.clone())
+        .state_dir(state.path())
+        .start()
+        .await;
+    let shop = Shop {
+        daemon: second,
+        http: Http::http1(),
+        clock,
+    };
+    let transitions = shop.transitions_eventually(2).await;
+    let carts: BTreeSet<&str> = transitions
+        .iter()
+        .map(|t| t["cart"].as_str().unwrap())
+        .collect();
+    assert_eq!(carts, BTreeSet::from(["cart-1", "cart-2"]));
+    shop.advance(WINDOW).await;
+    assert_eq!(shop.transitions().len(), 2, "each fired once");
+    assert_eq!(shop.events().len(), 2, "nothing was applied twice");
+    shop.daemon.stop().await;
+}
+
+// ---- Streams of journeys, produced straight to the inbound topic ----
+
+/// One inbound record as the ingress would have written it.
+struct Inbound {
+    tenant: &'static str,
+    delivery_id: String,
+    topic: &'static str,
+    received_ms: i64,
+    body: Vec<u8>,
+}
+
+/// `carts` checkout journeys, ten seconds apart, ending an hour before now: a third is
+/// abandoned, a third ordered within the window (completed), a third ordered after it
+/// (abandoned, then recovered); every tenth checkout is delivered twice. Returns the records in
+/// arrival order and the transition ids the processor must emit — computed here, from the
+/// journeys, not from a processor run.
+fn journeys(carts: usize) -> (Vec<Inbound>, BTreeSet<String>) {
+    const TENANTS: [&str; 2] = ["acme", "globex"];
+    let end = Clock::System.now_millis() - 3_600_000;
+    let base = end - carts as i64 * 10_000 - 3_600_000;
+    let mut records = Vec::new();
+    let mut expected = BTreeSet::new();
+    for i in 0..carts {
+        let tenant = TENANTS[i % TENANTS.len()];
+        let cart = format!("cart-{i}");
+        let at = base + i as i64 * 10_000;
+        let checkout = json!({
+            "id": i, "token": format!("checkout-{i}"), "cart_token": cart,
+            "email": format!("c{i}@example.com"), "total_price": "10.00", "currency": "USD",
+            "updated_at": rfc3339(at),
+        });
+        let body = serde_json::to_vec(&checkout).unwrap();
+        for copy in 0..(1 + usize::from(i % 10 == 0)) {
+            records.push(Inbound {
+                tenant,
+                delivery_id: format!("checkout-delivery-{i}"),
+                topic: "checkouts/update",
+                received_ms: at + copy as i64 * 1_000,
+                body: body.clone(),
+            });
+        }
+        let order_after = match i % 3 {
+            0 => None,
+            1 => Some(2 * 60_000),
+            _ => Some(30 * 60_000),
+        };
+        if let Some(after) = order_after {
+            let order = json!({
+                "id": 100_000 + i, "checkout_token": format!("checkout-{i}"), "cart_token": cart,
+                "email": format!("c{i}@example.com"), "total_price": "10.00", "currency": "USD",
+                "updated_at": rfc3339(at + after),
+            });
+            records.push(Inbound {
+                tenant,
+                delivery_id: format!("order-delivery-{i}"),
+                topic: "orders/create",
+                received_ms: at + after,
+                body: serde_json::to_vec(&order).unwrap(),
+            });
+            expected.insert(transition_id(tenant, &cart, "order_completed", 0));
+        }
+        if order_after != Some(2 * 60_000) {
+            expected.insert(transition_id(tenant, &cart, "abandoned_candidate", 0));
+        }
+    }
+    records.sort_by_key(|r| r.received_ms);
+    (records, expected)
+}
+
+async fn produce(brokers: &str, topic: &str, records: &[Inbound]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for record in records {
+        let received = rfc3339(record.received_ms);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: inbound::HEADER_SCHEMA,
+                value: Some(inbound::SCHEMA),
+            })
+            .insert(Header {
+                key: inbound::HEADER_PROVIDER,
+                value: Some("shopify"),
+            })
+            .insert(Header {
+                key: inbound::HEADER_TENANT,
+                value: Some(record.tenant),
+            })
+            .insert(Header {
+                key: inbound::HEADER_DELIVERY_ID,
+                value: Some(&record.delivery_id),
+            })
+            .insert(Header {
+                key: inbound::HEADER_RECEIVED_AT,
+                value: Some(&received),
+            })
+            .insert(Header {
+                key: inbound::HEADER_EVENT_TYPE,
+                value: Some(record.topic),
+            });
+        let future = producer
+            .send_result(
+                FutureRecord::to(topic)
+                    .key(record.tenant)
+                    .payload(&record.body)
+                    .headers(headers),
+            )
+            .unwrap_or_else(|_| panic!("the producer queue has room"));
+        pending.push(future);
+    }
+    for future in pending {
+        future.await.unwrap().expect("the broker takes the record");
+    }
+}
+
+/// Every transition on the topic, by id; panics if two records with one id differ.
+fn transitions_by_id(brokers: &str, topic: &str) -> BTreeMap<String, Value> {
+    let mut by_id = BTreeMap::new();
+    for value in read_json(brokers, topic) {
+        let id = value["id"].as_str().unwrap().to_string();
+        if let Some(earlier) = by_id.insert(id.clone(), value.clone()) {
+            assert_eq!(
+                earlier, value,
+                "transition {id} was emitted twice, differently"
+            );
+        }
+    }
+    by_id
+}
+
+/// Sum of the high watermarks of `topic`: how many records it holds.
+fn topic_len(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(5);
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
+        return 0;
+    };
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .map_or(0, |(_, high)| high)
+        })
+        .sum()
+}
+
+/// Creates the topics of `config` and fills the inbound one with `records`.
+async fn prepare(config: &cartstream::config::Config, records: &[Inbound]) {
+    let topics = config.kafka.topics();
+    kafka::admin::ensure_topics(&config.kafka, &topics.all())
+        .await
+        .unwrap();
+    produce(&config.kafka.brokers, &topics.inbound, records).await;
+}
+
+/// A processor process: started from the built binary, killed with SIGKILL.
+struct ProcessorProcess {
+    child: Child,
+}
+
+impl ProcessorProcess {
+    fn start(config_file: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_cartstream"))
+            .args(["processor", "--config"])
+            .arg(config_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the cartstream binary starts");
+        ProcessorProcess { child }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill(); // SIGKILL: no shutdown, no flush
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_processor_mid_stream_loses_and_duplicates_no_transition() {
+    let (records, expected) = journeys(1_500);
+    let prefix = unique_prefix("crash");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tenants.toml"), TENANTS).unwrap();
+    let config_file = dir.path().join("cartstream.toml");
+    // Each run joins a consumer group of its own: a SIGKILLed member stays in its group until
+    // its session times out, and waiting for that proves nothing here. Where a run starts comes
+    // from its state store, not from the group (whose offsets only report progress).
+    let write_config = |run: usize| {
+        std::fs::write(
+            &config_file,
+            format!(
+                r#"
+[admin]
+listen = "127.0.0.1:0"
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+partitions = 3
+[processor]
+state_dir = "{state}"
+group_id = "{prefix}-processor-{run}"
+tick = "50ms"
+max_batch_records = 50
+[tenants]
+file = "{tenants}"
+[telemetry]
+log_filter = "warn"
+"#,
+                brokers = brokers(),
+                state = dir.path().join("state").display(),
+                tenants = dir.path().join("tenants.toml").display(),
+            ),
+        )
+        .unwrap();
+    };
+    write_config(0);
+    let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
+        .expect("the test configuration is valid");
+    prepare(&config, &records).await;
+    let topics = config.kafka.topics();
+    let brokers = brokers();
+    let distinct = records
+        .iter()
+        .map(|r| r.delivery_id.as_str())
+        .collect::<BTreeSet<_>>()
+        .len() as i64;
+
+    // Kill it at a third, half and two thirds of the way (plus a random few milliseconds),
+    // while it consumes, publishes and commits.
+    let mut seed = Clock::System.now_millis() as u64;
+    println!("kill jitter seed {seed}");
+    let mut incomplete_at_a_kill = false;
+    for (run, fraction) in [0.33, 0.5, 0.66].into_iter().enumerate() {
+        write_config(run);
+        let process = ProcessorProcess::start(&config_file);
+        let target = (distinct as f64 * fraction) as i64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while topic_len(&brokers, &topics.events) < target {
+            assert!(Instant::now() < deadline, "the processor makes no progress");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(seed >> 58)).await;
+        process.kill();
+        let emitted = transitions_by_id(&brokers, &topics.transitions);
+        incomplete_at_a_kill |= emitted.len() < expected.len();
+    }
+    assert!(
+        incomplete_at_a_kill,
+        "the kills happened after the stream was done; they prove nothing"
+    );
+
+    write_config(3);
+    let process = ProcessorProcess::start(&config_file);
+    eventually(
+        "every expected transition",
+        Duration::from_secs(120),
+        || (transitions_by_id(&brokers, &topics.transitions).len() >= expected.len()).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let emitted: BTreeSet<String> = transitions_by_id(&brokers, &topics.transitions)
+        .into_keys()
+        .collect();
+    assert_eq!(emitted, expected, "none missing, none extra");
+    // One event per distinct delivery, whatever was re-published.
+    let events: BTreeSet<String> = read_json(&brokers, &topics.events)
+        .iter()
+        .map(|e| e["delivery_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events.len() as i64, distinct);
+    process.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processors_in_one_group_emit_what_one_would() {
+    let (records, expected) = journeys(600);
+    let first = TestDaemon::builder("pair")
+        .roles(Roles::PROCESSOR)
+        .config(|c| c.processor.max_batch_records = 20)
+        .start()
+        .await;
+    let shared = first.config.clone();
+    prepare(&shared, &records).await;
+    let topics = shared.kafka.topics();
+    // The second joins while the first is mid-stream, which moves partitions between them.
+    // It keeps its state in a folder of its own, as on another machine.
+    eventually("the first processor's progress", WAIT, || {
+        (topic_len(&first.brokers, &topics.events) > 50).then_some(())
+    })
+    .await;
+    let second = TestDaemon::builder("pair")
+        .roles(Roles::PROCESSOR)
+        .config(|c| {
+            c.kafka = shared.kafka.clone();
+            c.processor.group_id = shared.processor.group_id.clone();
+            c.processor.max_batch_records = 20;
+        })
+        .start()
+        .await;
+
+    let emitted = eventually(
+        "every expected transition",
+        Duration::from_secs(120),
+        || {
+            let emitted = transitions_by_id(&first.brokers, &topics.transitions);
+            (emitted.len() >= expected.len()).then_some(emitted)
+        },
+    )
+    .await;
+    assert_eq!(emitted.into_keys().collect::<BTreeSet<_>>(), expected);
+    let owned = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert!(
+        owned(&second.config.processor.state_dir) > 0,
+        "the second processor owned partitions"
+    );
+    assert!(owned(&first.config.processor.state_dir) > 0);
+    second.stop().await;
+    first.stop().await;
+}
