@@ -24,6 +24,11 @@ pub fn timer(deadline_ms: i64, tenant: &str, cart: &str) -> Vec<u8> {
     key
 }
 
+/// The deadline a `timers` key (or any key sharing its first 8 bytes) starts with.
+pub fn timer_deadline(key: &[u8]) -> Option<i64> {
+    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?) as i64)
+}
+
 /// The parts of a `timers` key.
 pub fn parse_timer(key: &[u8]) -> Option<(i64, &str, &str)> {
     let (deadline, rest) = key.split_at_checked(8)?;

@@ -369,6 +369,10 @@ impl Store {
         // Stored with the record's batch; a crash before it replays the record, which
         // advances the same way again.
         self.watermark = received_ms;
+        // No armed timer sorts before the floor: when even the floor is not due, none is.
+        if keys::timer_deadline(&self.timers_floor).is_some_and(|floor| floor > received_ms) {
+            return Ok(vec![]);
+        }
         let mut fired = Vec::new();
         loop {
             let chunk = self.fire_due(received_ms, FIRE_CHUNK)?;
@@ -557,7 +561,12 @@ impl Store {
         self.push_outbox(&mut batch, records);
         self.db.write(batch)?;
         // Everything before the first timer left armed is gone (or was never there).
-        self.timers_floor = floor.unwrap_or_else(|| vec![0xff; 9]);
+        self.timers_floor = floor.unwrap_or_else(|| {
+            // Past every real key (deadlines are below i64::MAX), due never.
+            let mut end = i64::MAX.to_be_bytes().to_vec();
+            end.push(0xff);
+            end
+        });
         Ok(transitions)
     }
 
