@@ -25,6 +25,7 @@ pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod health;
 pub mod ingress;
 pub mod kafka;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
+use super::{Endpoint, Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
 use crate::config::Problems;
-use crate::providers::{self, scheme, Key, Keys, Scheme, SECRET_CLUE};
+use crate::delivery::Secret;
+use crate::providers::{self, scheme, Bucket, Key, Keys, Scheme, SECRET_CLUE};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +27,31 @@ struct TenantSpec {
     inactivity_window: Option<Duration>,
     #[serde(default)]
     integration: Vec<IntegrationSpec>,
+    #[serde(default)]
+    endpoint: Vec<EndpointSpec>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointSpec {
+    id: String,
+    url: String,
+    secret: SecretSpec,
+    #[serde(default)]
+    previous_secret: Option<SecretSpec>,
+    #[serde(default)]
+    events: Option<Vec<String>>,
+    #[serde(default)]
+    retry_schedule: Option<Vec<String>>,
+}
+
+/// The transition kinds an endpoint can subscribe to.
+const ENDPOINT_EVENTS: [(&str, Bucket); 2] = [
+    ("abandoned_candidate", Bucket::AbandonedCandidate),
+    ("order_completed", Bucket::OrderCompleted),
+];
+/// Attempts an endpoint's own retry schedule may list.
+const MAX_RETRY_STEPS: usize = 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,7 +275,105 @@ pub(super) fn parse(
                 );
             }
         }
+        let mut endpoint_ids = HashSet::new();
+        for (e, spec) in spec.endpoint.iter().enumerate() {
+            let at = format!("{at} endpoint[{e}] ({})", spec.id);
+            if let Some(endpoint) = endpoint(spec, &at, &tenant, base, env, &mut problems) {
+                if !endpoint_ids.insert(endpoint.id.clone()) {
+                    problems.push(format!("{at}: duplicate endpoint id in this tenant"));
+                }
+                registry.endpoints.push(endpoint);
+            }
+        }
         registry.insert_tenant(tenant);
     }
     problems.into_result(registry)
+}
+
+/// Validates one endpoint; every problem is recorded, `None` when it is unusable.
+fn endpoint(
+    spec: &EndpointSpec,
+    at: &str,
+    tenant: &Arc<Tenant>,
+    base: &Path,
+    env: &HashMap<String, String>,
+    problems: &mut Problems,
+) -> Option<Endpoint> {
+    let before = problems.len();
+    if !valid_id(&spec.id) {
+        problems.push(format!(
+            "{at}: id must be 1-128 characters of letters, digits, '-', '_' or '.'"
+        ));
+    }
+    let url = match spec.url.parse::<http::Uri>() {
+        Ok(url)
+            if matches!(url.scheme_str(), Some("http" | "https"))
+                && url.host().is_some_and(|h| !h.is_empty()) =>
+        {
+            Some(url)
+        }
+        _ => {
+            problems.push(format!(
+                "{at}: url must be an absolute http:// or https:// URL with a host"
+            ));
+            None
+        }
+    };
+    let mut secrets = Vec::new();
+    for (which, secret) in [
+        ("secret", Some(&spec.secret)),
+        ("previous_secret", spec.previous_secret.as_ref()),
+    ] {
+        let Some(secret) = secret else { continue };
+        match secret
+            .resolve(base, env)
+            .map_err(|e| e.to_string())
+            .and_then(|value| Secret::new(&value).map_err(str::to_string))
+        {
+            Ok(secret) => secrets.push(secret),
+            Err(e) => problems.push(format!("{at}: {which}: {e}")),
+        }
+    }
+    let events = match &spec.events {
+        None => ENDPOINT_EVENTS.iter().map(|(_, bucket)| *bucket).collect(),
+        Some(names) => {
+            let mut events = Vec::new();
+            for name in names {
+                match ENDPOINT_EVENTS.iter().find(|(known, _)| known == name) {
+                    Some((_, bucket)) if !events.contains(bucket) => events.push(*bucket),
+                    Some(_) => {}
+                    None => problems.push(format!(
+                        "{at}: unknown event `{name}`; known events: abandoned_candidate, order_completed"
+                    )),
+                }
+            }
+            if names.is_empty() {
+                problems.push(format!("{at}: events must name at least one event"));
+            }
+            events
+        }
+    };
+    let retry_schedule = spec.retry_schedule.as_ref().map(|steps| {
+        if steps.is_empty() || steps.len() > MAX_RETRY_STEPS {
+            problems.push(format!(
+                "{at}: retry_schedule must list 1 to {MAX_RETRY_STEPS} delays"
+            ));
+        }
+        steps
+            .iter()
+            .filter_map(|step| {
+                humantime::parse_duration(step)
+                    .map_err(|e| problems.push(format!("{at}: retry_schedule: `{step}`: {e}")))
+                    .ok()
+            })
+            .collect()
+    });
+    (problems.len() == before).then(|| Endpoint {
+        tenant: tenant.clone(),
+        id: spec.id.clone(),
+        url: url.expect("a valid endpoint has a URL"),
+        secrets,
+        events,
+        retry_schedule,
+    })
 }

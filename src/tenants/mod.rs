@@ -64,12 +64,30 @@ pub struct Integration {
     pub event: Option<String>,
 }
 
+/// One of a tenant's outbound webhook destinations (SPEC §3, §6).
+#[derive(Debug)]
+pub struct Endpoint {
+    pub tenant: Arc<Tenant>,
+    /// Unique within the tenant; names the endpoint in outcomes and operator actions.
+    pub id: String,
+    /// `http` or `https`, with a host.
+    pub url: http::Uri,
+    /// The signing secrets: the current one first, then the one being rotated out. Every one
+    /// of them signs (Standard Webhooks), so receivers may hold either.
+    pub secrets: Vec<crate::delivery::Secret>,
+    /// The transition kinds delivered to it.
+    pub events: Vec<crate::providers::Bucket>,
+    /// The endpoint's own retry schedule, in place of the global one.
+    pub retry_schedule: Option<Vec<Duration>>,
+}
+
 /// Every tenant and integration, indexed for the ingress's look-ups.
 #[derive(Debug, Default)]
 pub struct Registry {
     tenants: Vec<Arc<Tenant>>,
     by_id: HashMap<Arc<str>, usize>,
     integrations: Vec<Integration>,
+    endpoints: Vec<Endpoint>,
     by_clue: HashMap<(&'static str, String), usize>,
     by_key: HashMap<String, usize>,
 }
@@ -150,6 +168,21 @@ impl Registry {
 
     pub fn integrations(&self) -> &[Integration] {
         &self.integrations
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The endpoints of `tenant` subscribed to `event`.
+    pub fn endpoints_for<'r>(
+        &'r self,
+        tenant: &'r str,
+        event: crate::providers::Bucket,
+    ) -> impl Iterator<Item = &'r Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(move |e| &*e.tenant.id == tenant && e.events.contains(&event))
     }
 }
 

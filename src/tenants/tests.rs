@@ -323,3 +323,96 @@ id = "a"
         .unwrap();
     assert!(vendera.scheme.is_none());
 }
+
+#[test]
+fn endpoints_load_with_their_subscriptions_and_schedules() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "https://hooks.acme.example/cartstream"
+  secret = { env = "ACME_HOOK" }
+  previous_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+  [[tenant.endpoint]]
+  id = "orders-only"
+  url = "http://10.0.0.7:8080/in"
+  secret = "orders-secret"
+  events = ["order_completed"]
+  retry_schedule = ["0s", "30s", "10m"]
+"#;
+    let registry = parse(text, &[("ACME_HOOK", "hook-secret")]).unwrap();
+    let crm = &registry.endpoints()[0];
+    assert_eq!(crm.url.host(), Some("hooks.acme.example"));
+    assert_eq!(crm.secrets.len(), 2);
+    assert_eq!(
+        crm.events,
+        [
+            providers::Bucket::AbandonedCandidate,
+            providers::Bucket::OrderCompleted
+        ]
+    );
+    assert_eq!(crm.retry_schedule, None);
+    let abandoned: Vec<&str> = registry
+        .endpoints_for("acme", providers::Bucket::AbandonedCandidate)
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(abandoned, ["crm"]);
+    let orders: Vec<&str> = registry
+        .endpoints_for("acme", providers::Bucket::OrderCompleted)
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(orders, ["crm", "orders-only"]);
+    assert_eq!(
+        registry.endpoints()[1].retry_schedule,
+        Some(vec![
+            Duration::ZERO,
+            Duration::from_secs(30),
+            Duration::from_secs(600)
+        ])
+    );
+    assert!(registry
+        .endpoints_for("globex", providers::Bucket::OrderCompleted)
+        .next()
+        .is_none());
+    assert!(!format!("{registry:?}").contains("hook-secret"));
+}
+
+#[test]
+fn every_endpoint_problem_is_reported_at_once() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.endpoint]]
+  id = "a"
+  url = "ftp://files.example/in"
+  secret = { env = "MISSING" }
+  events = ["abandoned_candidate", "shipped"]
+  retry_schedule = []
+
+  [[tenant.endpoint]]
+  id = "a"
+  url = "https://ok.example/"
+  secret = "s"
+  retry_schedule = ["soon"]
+
+  [[tenant.endpoint]]
+  id = "b"
+  url = "https://ok.example/"
+  secret = "s2"
+  events = []
+"#;
+    let problems = parse(text, &[]).unwrap_err();
+    let text = problems.iter().collect::<Vec<_>>().join("\n");
+    for expected in [
+        "url must be an absolute http:// or https:// URL",
+        "environment variable MISSING is not set",
+        "unknown event `shipped`",
+        "retry_schedule must list 1 to 20 delays",
+        "retry_schedule: `soon`",
+        "events must name at least one event",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
