@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::AliasKind;
 use crate::providers::{Bucket, Event};
 
 /// Where a cart is in its life.
@@ -56,6 +57,19 @@ impl Cart {
     /// When the armed timer is due (only meaningful while active).
     pub fn deadline_ms(&self) -> i64 {
         self.last_activity_ms.saturating_add(self.window_ms)
+    }
+
+    /// The correlation ids and contacts that lead to this cart, as last described.
+    pub fn aliases(&self) -> impl Iterator<Item = (AliasKind, &str)> {
+        let latest = &self.latest;
+        [
+            (AliasKind::CartToken, &latest.cart_token),
+            (AliasKind::CheckoutToken, &latest.checkout_token),
+            (AliasKind::Email, &latest.customer.email),
+            (AliasKind::Phone, &latest.customer.phone),
+        ]
+        .into_iter()
+        .filter_map(|(kind, value)| Some((kind, value.as_deref()?)))
     }
 }
 

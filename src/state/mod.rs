@@ -484,23 +484,14 @@ impl Store {
     }
 
     fn write_aliases(&self, batch: &mut WriteBatch, cart: &Cart, at_ms: i64) {
-        let latest = &cart.latest;
-        let aliases = [
-            (AliasKind::CartToken, &latest.cart_token),
-            (AliasKind::CheckoutToken, &latest.checkout_token),
-            (AliasKind::Email, &latest.customer.email),
-            (AliasKind::Phone, &latest.customer.phone),
-        ];
-        for (kind, value) in aliases {
-            if let Some(value) = value {
-                let mut target = (at_ms.max(0) as u64).to_be_bytes().to_vec();
-                target.extend_from_slice(cart.key.as_bytes());
-                batch.put_cf(
-                    cf(&self.db, INDEX),
-                    keys::alias(&cart.tenant, kind, value),
-                    target,
-                );
-            }
+        for (kind, value) in cart.aliases() {
+            let mut target = (at_ms.max(0) as u64).to_be_bytes().to_vec();
+            target.extend_from_slice(cart.key.as_bytes());
+            batch.put_cf(
+                cf(&self.db, INDEX),
+                keys::alias(&cart.tenant, kind, value),
+                target,
+            );
         }
     }
 
@@ -625,15 +616,7 @@ impl Store {
     }
 
     fn delete_aliases(&self, batch: &mut WriteBatch, cart: &Cart) -> Result<(), Error> {
-        let latest = &cart.latest;
-        let aliases = [
-            (AliasKind::CartToken, &latest.cart_token),
-            (AliasKind::CheckoutToken, &latest.checkout_token),
-            (AliasKind::Email, &latest.customer.email),
-            (AliasKind::Phone, &latest.customer.phone),
-        ];
-        for (kind, value) in aliases {
-            let Some(value) = value else { continue };
+        for (kind, value) in cart.aliases() {
             if let Some((key, _)) = self.alias(&cart.tenant, kind, value)? {
                 // A contact may have moved on to a newer cart; only this cart's aliases go.
                 if key == cart.key {
