@@ -11,8 +11,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
+use super::commit;
 use super::partition::Partitions;
 
 pub struct Context {
@@ -79,16 +80,12 @@ impl ConsumerContext for Context {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let offsets = self.partitions.revoke(&self.owned_ids(list));
-                if !offsets.is_empty() {
-                    let mut commit = TopicPartitionList::new();
-                    for (topic, partition, offset) in offsets {
-                        let _ =
-                            commit.add_partition_offset(&topic, partition, Offset::Offset(offset));
-                    }
-                    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                        tracing::debug!(error = %e, "committing progress at revocation failed");
-                    }
-                }
+                commit(
+                    consumer,
+                    self.partitions.topic(),
+                    &offsets,
+                    CommitMode::Sync,
+                );
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassigning partitions failed");
                 }

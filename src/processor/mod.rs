@@ -224,7 +224,12 @@ impl Processor {
         // Publish what is left and report progress; dropping the consumer then leaves the
         // group, and the revocation closes every store.
         partitions.publish_all();
-        commit(&consumer, &partitions, CommitMode::Sync);
+        commit(
+            &consumer,
+            partitions.topic(),
+            &partitions.offsets(),
+            CommitMode::Sync,
+        );
         consumer.unsubscribe();
         drop(consumer);
         partitions.close_all();
@@ -299,7 +304,12 @@ impl Processor {
             partitions.set_paused(false);
         }
         if consumed > 0 {
-            commit(consumer, partitions, CommitMode::Async);
+            commit(
+                consumer,
+                partitions.topic(),
+                &partitions.offsets(),
+                CommitMode::Async,
+            );
         }
         if last_gc.elapsed() >= self.config.gc_interval {
             *last_gc = Instant::now();
@@ -310,15 +320,14 @@ impl Processor {
     }
 }
 
-/// Commits the stored offsets to the group, for progress reporting (lag) only.
-fn commit(consumer: &BaseConsumer<Context>, partitions: &Partitions, mode: CommitMode) {
-    let offsets = partitions.offsets();
+/// Commits stored offsets of `topic` to the group, for progress reporting (lag) only.
+fn commit(consumer: &BaseConsumer<Context>, topic: &str, offsets: &[(i32, i64)], mode: CommitMode) {
     if offsets.is_empty() {
         return;
     }
     let mut list = TopicPartitionList::new();
-    for (topic, partition, offset) in offsets {
-        let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
+    for &(partition, offset) in offsets {
+        let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset));
     }
     if let Err(e) = consumer.commit(&list, mode) {
         tracing::debug!(error = %e, "committing progress failed");

@@ -128,16 +128,16 @@ impl Partitions {
 
     /// Publishes the outboxes of revoked partitions and closes their stores. Returns their
     /// stored offsets, to commit before giving them up.
-    pub fn revoke(&self, partitions: &[i32]) -> Vec<(String, i32, i64)> {
+    pub fn revoke(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
         let mut inner = self.lock();
         let mut offsets = Vec::new();
         for partition in partitions {
             if let Some(mut owned) = inner.owned.remove(partition) {
                 if let Err(e) = self.publish(&mut owned) {
-                    tracing::warn!(partition, error = %e, "outbox not fully published at revocation; the next owner of the partition cannot resend it, this processor will when it gets the partition back");
+                    tracing::warn!(partition, error = %error_chain(&e), "outbox not fully published at revocation; the next owner of the partition cannot resend it, this processor will when it gets the partition back");
                 }
                 if let Some(next) = owned.next_offset {
-                    offsets.push((self.topics.inbound.clone(), *partition, next));
+                    offsets.push((*partition, next));
                 }
                 tracing::info!(partition, "partition revoked");
             }
@@ -250,7 +250,7 @@ impl Partitions {
         let mut complete = true;
         for (partition, owned) in inner.owned.iter_mut() {
             if let Err(e) = self.publish(owned) {
-                tracing::warn!(partition, error = %e, "publishing the outbox failed; retrying");
+                tracing::warn!(partition, error = %error_chain(&e), "publishing the outbox failed; retrying");
                 complete = false;
             }
         }
@@ -258,12 +258,9 @@ impl Partitions {
     }
 
     /// Produces the partition's outbox in order and removes what Kafka acknowledged.
-    fn publish(&self, owned: &mut Partition) -> Result<(), kafka::Error> {
+    fn publish(&self, owned: &mut Partition) -> Result<(), PublishError> {
         loop {
-            let records = owned.store.outbox(PUBLISH_BATCH).map_err(|e| {
-                tracing::error!(error = %error_chain(&e), "reading the outbox failed");
-                kafka::Error::Timeout(self.config.publish_timeout)
-            })?;
+            let records = owned.store.outbox(PUBLISH_BATCH)?;
             if records.is_empty() {
                 return Ok(());
             }
@@ -295,7 +292,7 @@ impl Partitions {
                 }
             }
             let timeout = self.config.publish_timeout;
-            let acknowledged = self.runtime.block_on(async move {
+            let (acknowledged, outcome) = self.runtime.block_on(async move {
                 let mut acknowledged = Vec::with_capacity(pending.len());
                 let waited = tokio::time::timeout(timeout, async {
                     for (sequence, delivery) in pending {
@@ -318,14 +315,10 @@ impl Partitions {
                 };
                 (acknowledged, outcome)
             });
-            let (acknowledged, outcome) = acknowledged;
-            owned.store.acknowledge(&acknowledged).map_err(|e| {
-                tracing::error!(error = %error_chain(&e), "removing acknowledged records failed");
-                kafka::Error::Timeout(timeout)
-            })?;
+            owned.store.acknowledge(&acknowledged)?;
             outcome?;
             if let Some(e) = failure {
-                return Err(e);
+                return Err(e.into());
             }
         }
     }
@@ -339,11 +332,11 @@ impl Partitions {
     }
 
     /// The stored next offset of every owned partition.
-    pub fn offsets(&self) -> Vec<(String, i32, i64)> {
+    pub fn offsets(&self) -> Vec<(i32, i64)> {
         self.lock()
             .owned
             .iter()
-            .filter_map(|(&p, owned)| Some((self.topics.inbound.clone(), p, owned.next_offset?)))
+            .filter_map(|(&p, owned)| Some((p, owned.next_offset?)))
             .collect()
     }
 
@@ -409,6 +402,15 @@ impl Partitions {
         metrics::processor_lag(lag);
         metrics::processor_partitions(inner.owned.len());
     }
+}
+
+/// Why an outbox was not (fully) published; either way it is tried again later.
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("Kafka did not take the outbox")]
+    Kafka(#[from] kafka::Error),
+    #[error("the state store failed")]
+    State(#[from] state::Error),
 }
 
 fn start(next_offset: Option<i64>) -> Offset {
