@@ -16,12 +16,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/event.v1.json"),
-    )
-    .unwrap();
-    jsonschema::validator_for(&serde_json::from_str(&text).unwrap())
-        .expect("the schema is valid JSON Schema")
+    crate::support::schemas().0
 }
 
 struct Case {

@@ -18,8 +18,8 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
 use crate::support::{
-    brokers, eventually, read_json, read_topic, shopify_headers, unique_prefix, Http, TestDaemon,
-    TENANTS,
+    brokers, eventually, read_json, read_topic, schemas, shopify_headers, unique_prefix, Http,
+    TestDaemon, TENANTS,
 };
 
 /// The default inactivity window (the test tenants set none).
@@ -353,30 +353,6 @@ async fn events_and_transitions_match_their_schemas() {
         assert_eq!(record.key.as_deref(), Some(&b"acme"[..]));
     }
     shop.daemon.stop().await;
-}
-
-fn schemas() -> (jsonschema::Validator, jsonschema::Validator) {
-    let read = |name: &str| -> Value {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("schemas")
-            .join(name);
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    };
-    let event = read("event.v1.json");
-    let registry = jsonschema::Registry::new()
-        .add(
-            "https://cartstream.dev/schemas/event.v1.json",
-            event.clone(),
-        )
-        .unwrap()
-        .prepare()
-        .unwrap();
-    let events = jsonschema::validator_for(&event).unwrap();
-    let transitions = jsonschema::options()
-        .with_registry(&registry)
-        .build(&read("transition.v1.json"))
-        .unwrap();
-    (events, transitions)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

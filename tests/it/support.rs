@@ -483,3 +483,29 @@ pub fn read_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
         .map(|record| serde_json::from_slice(&record.value).expect("records are JSON"))
         .collect()
 }
+
+/// Validators of the topic schemas: `schemas/event.v1.json` and `schemas/transition.v1.json`
+/// (which refers to the first).
+pub fn schemas() -> (jsonschema::Validator, jsonschema::Validator) {
+    let read = |name: &str| -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let event = read("event.v1.json");
+    let registry = jsonschema::Registry::new()
+        .add(
+            "https://cartstream.dev/schemas/event.v1.json",
+            event.clone(),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let events = jsonschema::validator_for(&event).unwrap();
+    let transitions = jsonschema::options()
+        .with_registry(&registry)
+        .build(&read("transition.v1.json"))
+        .unwrap();
+    (events, transitions)
+}
