@@ -14,10 +14,15 @@ if ! command -v promtool >/dev/null; then
     echo "installing promtool (Debian package prometheus)"
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends prometheus
+    # Only promtool is wanted: keep the packaged server from holding port 9090 where systemd
+    # started it.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+        $sudo systemctl disable --now prometheus
+    fi
 fi
 python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null || {
     echo "installing helm-python-sdk (Helm's Go library) and kubernetes-validate"
-    python3 -m pip install -q helm-python-sdk kubernetes-validate pyyaml
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 pyyaml
 }
 
 bin="${CARTSTREAM_BIN:-${CARGO_TARGET_DIR:-target}/debug/cartstream}"
