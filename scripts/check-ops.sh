@@ -20,10 +20,18 @@ if ! command -v promtool >/dev/null; then
         $sudo systemctl disable --now prometheus
     fi
 fi
-python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null || {
+if ! python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
     echo "installing helm-python-sdk (Helm's Go library) and kubernetes-validate"
-    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 pyyaml
-}
+    python3 -m pip --version >/dev/null 2>&1 || {
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq --no-install-recommends python3-pip
+    }
+    tools=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 pyyaml)
+    export PIP_ROOT_USER_ACTION=ignore
+    # Debian's own Python refuses user packages unless told (PEP 668).
+    python3 -m pip install -q "${tools[@]}" 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "${tools[@]}"
+fi
 
 bin="${CARTSTREAM_BIN:-${CARGO_TARGET_DIR:-target}/debug/cartstream}"
 [ -x "$bin" ] || { echo "check-ops: no cartstream binary at $bin (set CARTSTREAM_BIN)" >&2; exit 1; }

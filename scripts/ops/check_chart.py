@@ -5,8 +5,9 @@
 For each value set: `helm lint --strict`, an offline render (Helm's own Go library, through
 helm-python-sdk), every manifest validated against the Kubernetes schemas (kubernetes-validate,
 strict: unknown fields are errors), the expected workloads present or absent, probes, security
-context and resources on every container, and the rendered cartstream.toml and tenants.toml
-accepted by the daemon's own `check-config`. Rendering without kafka.brokers must fail.
+context and resources on every container, the rendered cartstream.toml and tenants.toml
+accepted by the daemon's own `check-config`, and the processor's static-membership shell command
+run for real (against `check-config`). Rendering without kafka.brokers must fail.
 """
 
 import os
@@ -147,6 +148,42 @@ def check_config(where, docs, binary, values):
             problem(f"{where}: kafka.brokers not in the rendered configuration")
 
 
+def check_static_membership(where, statefulset, docs, binary, values):
+    """Runs the processor container's shell command, with its paths moved to a scratch folder
+    and `cartstream processor` replaced by `check-config`, and checks the result."""
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    static = values.get("processor", {}).get("staticMembership", True)
+    if not static:
+        if container.get("command") or container["args"][0] != "processor":
+            problem(f"{where}: processor without static membership should run `processor` directly")
+        return
+    if container.get("command") != ["/bin/sh", "-c"] or len(container["args"]) != 1:
+        problem(f"{where}: processor with static membership should run a shell command")
+        return
+    data = next(d["data"] for _, d in docs if d["kind"] == "ConfigMap" and "cartstream.toml" in d.get("data", {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "mounted.toml"), "w") as f:
+            f.write(data["cartstream.toml"])
+        with open(os.path.join(tmp, "tenants.toml"), "w") as f:
+            f.write("")
+        script = container["args"][0]
+        for old, new in (("/etc/cartstream/cartstream.toml", f"{tmp}/mounted.toml"),
+                         ("/tmp/cartstream.toml", f"{tmp}/cartstream.toml"),
+                         ("exec cartstream processor", f"exec {binary} check-config")):
+            if old not in script:
+                problem(f"{where}: the processor command lacks {old!r}: {script}")
+                return
+            script = script.replace(old, new)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSTREAM__")}
+        env.update(POD_NAME="shop-cartstream-processor-2", CARTSTREAM__TENANTS__FILE=f"{tmp}/tenants.toml")
+        result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            problem(f"{where}: the processor command fails: {result.stdout}{result.stderr}")
+        written = open(os.path.join(tmp, "cartstream.toml")).read()
+        if not written.rstrip().endswith('"group.instance.id" = "shop-cartstream-processor-2"'):
+            problem(f"{where}: the processor command did not append its group.instance.id:\n{written}")
+
+
 def check_set(chart, chart_dir, binary, name, values, roles):
     where = f"[{name}]"
     lint = helm.lint(chart_dir, values, strict=True, namespace="commerce", kube_version="v" + K8S_VERSION)
@@ -207,6 +244,8 @@ def check_set(chart, chart_dir, binary, name, values, roles):
         elif boards[0]["metadata"]["labels"].get("grafana_dashboard") != "1":
             problem(f"{where}: dashboard ConfigMap lacks the grafana sidecar label")
     check_config(where, docs, binary, values)
+    if "processor" in workloads:
+        check_static_membership(where, workloads["processor"], docs, binary, values)
     print(f"{where}: {len(docs)} manifests: " + ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items())))
 
 
