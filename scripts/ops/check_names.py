@@ -64,6 +64,31 @@ def check(where, expr, known, problems):
         problems.append(f"{where}: uses no cartstream metric: {expr}")
 
 
+def dashboard_shape(dashboard):
+    """What Grafana needs to import the dashboard and place its panels."""
+    found = []
+    for key in ("uid", "title", "schemaVersion", "panels"):
+        if not dashboard.get(key):
+            found.append(f"dashboard: no {key}")
+    variables = {v.get("name") for v in dashboard.get("templating", {}).get("list", [])}
+    if "datasource" not in variables:
+        found.append("dashboard: no datasource variable")
+    ids = set()
+    for panel in dashboard.get("panels", []):
+        grid = panel.get("gridPos", {})
+        if panel.get("id") in ids:
+            found.append(f"dashboard: duplicate panel id {panel.get('id')}")
+        ids.add(panel.get("id"))
+        if not {"h", "w", "x", "y"} <= set(grid) or grid["x"] + grid["w"] > 24:
+            found.append(f"dashboard panel {panel.get('title')!r}: bad gridPos {grid}")
+        if panel.get("type") != "row":
+            if panel.get("datasource", {}).get("uid") != "${datasource}":
+                found.append(f"dashboard panel {panel.get('title')!r}: not on the datasource variable")
+            if not panel.get("targets"):
+                found.append(f"dashboard panel {panel.get('title')!r}: no queries")
+    return found
+
+
 def main():
     docs, dashboard_path, rules_path = sys.argv[1:4]
     known = documented(docs)
@@ -80,6 +105,7 @@ def main():
             for target in panel.get("targets", []):
                 queries.append((f"dashboard panel {panel.get('title')!r}", target["expr"]))
     walk(dashboard.get("panels", []))
+    problems.extend(dashboard_shape(dashboard))
     if not queries:
         problems.append(f"{dashboard_path}: no queries")
     for where, expr in queries:
