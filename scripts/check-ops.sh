@@ -43,7 +43,12 @@ echo "== alert rules"
 promtool check rules "$rules"
 promtool test rules $chart/alerts/tests/*.yaml
 
-echo "== metric names in the dashboard and the alert rules"
+echo "== dashboard: generated, and only real metric names in it and in the alert rules"
+python3 scripts/ops/dashboard.py | cmp -s - $chart/dashboards/cartstream.json || {
+    echo "$chart/dashboards/cartstream.json differs from what scripts/ops/dashboard.py writes:" >&2
+    echo "edit the generator, then: python3 scripts/ops/dashboard.py > $chart/dashboards/cartstream.json" >&2
+    exit 1
+}
 python3 scripts/ops/check_names.py docs/metrics.md $chart/dashboards/cartstream.json "$rules"
 
 echo "== Helm chart"
