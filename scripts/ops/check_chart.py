@@ -224,6 +224,10 @@ def check_set(chart, chart_dir, binary, name, values, roles):
             if not services or services[0]["spec"].get("clusterIP") != "None":
                 problem(f"{where} {role}: no headless Service {spec['serviceName']}")
     if "ingress" in roles:
+        for service in kinds.get("Service", []):
+            ports = {p["name"] for p in service["spec"]["ports"]}
+            if "http" in ports and "admin" in ports:
+                problem(f"{where}: the webhook Service {service['metadata']['name']} exposes the admin port")
         hpa = values.get("ingress", {}).get("autoscaling", {}).get("enabled", True)
         if bool(kinds.get("HorizontalPodAutoscaler")) != hpa:
             problem(f"{where}: HorizontalPodAutoscaler present: {bool(kinds.get('HorizontalPodAutoscaler'))}")
