@@ -1,7 +1,8 @@
 //! Wiring: builds the roles a process runs from the configuration, runs them under one task
 //! tracker, and shuts them down in order — the ingress stops accepting and drains, the producer
 //! flushes what the ingress handed it, the processor finishes its batch, publishes its outbox
-//! and closes its stores, then the admin port closes.
+//! and closes its stores, the delivery worker lets in-flight requests finish and publishes
+//! their outcomes, then the admin port closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::Admin;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::health::Health;
 use crate::ingress::Ingress;
 use crate::processor::Processor;
@@ -30,21 +32,30 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Roles {
     pub ingress: bool,
     pub processor: bool,
+    pub delivery: bool,
 }
 
 impl Roles {
     pub const INGRESS: Roles = Roles {
         ingress: true,
         processor: false,
+        delivery: false,
     };
     pub const PROCESSOR: Roles = Roles {
         ingress: false,
         processor: true,
+        delivery: false,
+    };
+    pub const DELIVERY: Roles = Roles {
+        ingress: false,
+        processor: false,
+        delivery: true,
     };
     /// Every role there is: the single-machine default.
     pub const ALL: Roles = Roles {
         ingress: true,
         processor: true,
+        delivery: true,
     };
 }
 
@@ -179,6 +190,24 @@ pub async fn start(
             result
         })
     });
+    let delivery_shutdown = CancellationToken::new();
+    let delivery = roles.delivery.then(|| {
+        let delivery = Delivery::new(
+            config.delivery.clone(),
+            config.kafka.clone(),
+            registry.clone(),
+            producer.clone(),
+            clock.clone(),
+        );
+        let (stop, token) = (shutdown.clone(), delivery_shutdown.clone());
+        tracker.spawn(async move {
+            let result = delivery.run(token).await;
+            if result.is_err() {
+                stop.cancel();
+            }
+            result
+        })
+    });
     let admin_server = tracker.spawn(server::serve(
         admin_listener,
         move |request| admin.clone().handle(request),
@@ -193,6 +222,7 @@ pub async fn start(
         ingress_addr = ?ingress_addr,
         %admin_addr,
         processor = roles.processor,
+        delivery = roles.delivery,
         brokers = %config.kafka.brokers,
         "cartstream started"
     );
@@ -214,6 +244,20 @@ pub async fn start(
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => failure = Some(anyhow::Error::new(e).context("the processor failed")),
                 Err(e) => failure = Some(anyhow::Error::new(e).context("the processor panicked")),
+            }
+        }
+        if let Some(delivery) = delivery {
+            delivery_shutdown.cancel();
+            match delivery.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let e = anyhow::Error::new(e).context("the delivery worker failed");
+                    failure.get_or_insert(e);
+                }
+                Err(e) => {
+                    let e = anyhow::Error::new(e).context("the delivery worker panicked");
+                    failure.get_or_insert(e);
+                }
             }
         }
         admin_shutdown.cancel();

@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every role in one process: ingress, processor (the single-machine default).
+    /// Run every role in one process: ingress, processor, delivery (the single-machine
+    /// default).
     All {
         /// Configuration file layered over the built-in defaults.
         #[arg(long, short)]
@@ -43,6 +44,13 @@ enum Command {
     /// Consume the inbound topic: normalize, de-duplicate, track carts and their timers, and
     /// publish events and cart transitions.
     Processor {
+        /// Configuration file layered over the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Consume cart transitions and deliver them as signed webhooks to the tenants' endpoints,
+    /// with durable retries; record every outcome.
+    Delivery {
         /// Configuration file layered over the built-in defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -84,6 +92,7 @@ fn main() -> ExitCode {
         Command::All { config } => run(config.as_deref(), Roles::ALL),
         Command::Ingress { config } => run(config.as_deref(), Roles::INGRESS),
         Command::Processor { config } => run(config.as_deref(), Roles::PROCESSOR),
+        Command::Delivery { config } => run(config.as_deref(), Roles::DELIVERY),
         Command::CheckConfig { config } => match load(config.as_deref()) {
             Ok((config, registry)) => {
                 println!(

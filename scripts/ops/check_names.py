@@ -2,8 +2,8 @@
 
     python3 scripts/ops/check_names.py docs/metrics.md DASHBOARD.json RULES.yaml
 
-Real means: listed in docs/metrics.md, or one of the delivery role's metrics below (until the
-delivery role documents them there). Every dashboard query must also parse as PromQL (promtool).
+Real means: listed in docs/metrics.md (which a unit test keeps equal to the code's list). Every
+dashboard query must also parse as PromQL (promtool).
 """
 
 import json
@@ -14,18 +14,6 @@ import tempfile
 
 import yaml
 
-# The delivery role's metrics: name → (type, labels).
-DELIVERY = {
-    "cartstream_delivery_attempts_total": ("counter", {"outcome", "status_class"}),
-    "cartstream_delivery_outcomes_total": ("counter", {"outcome"}),
-    "cartstream_delivery_request_duration_seconds": ("histogram", set()),
-    "cartstream_delivery_pending_retries": ("gauge", set()),
-    "cartstream_delivery_dead_lettered_total": ("counter", set()),
-    "cartstream_delivery_open_circuits": ("gauge", set()),
-    "cartstream_delivery_in_flight_requests": ("gauge", set()),
-    "cartstream_delivery_disabled_endpoints": ("gauge", set()),
-    "cartstream_delivery_consumer_lag_records": ("gauge", set()),
-}
 # Labels Prometheus or Kubernetes service discovery add to every series.
 TARGET_LABELS = {"namespace", "pod", "job", "instance", "service", "container", "endpoint"}
 
@@ -92,8 +80,6 @@ def dashboard_shape(dashboard):
 def main():
     docs, dashboard_path, rules_path = sys.argv[1:4]
     known = documented(docs)
-    overlap = set(known) & set(DELIVERY)
-    known.update({k: v for k, v in DELIVERY.items() if k not in overlap})
     problems = []
     used = set()
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use problems::Problems;
 
-use crate::{admin, ingress, kafka, processor, telemetry, tenants};
+use crate::{admin, delivery, ingress, kafka, processor, telemetry, tenants};
 
 /// The documented defaults; every key the daemon reads is in this file.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -36,6 +36,7 @@ pub struct Config {
     pub admin: admin::Config,
     pub kafka: kafka::Config,
     pub processor: processor::Config,
+    pub delivery: delivery::Config,
     pub tenants: tenants::Config,
     pub telemetry: telemetry::Config,
 }
@@ -45,6 +46,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "kafka",
     "processor",
+    "delivery",
     "tenants",
     "telemetry",
 ];
@@ -111,6 +113,7 @@ impl Config {
             admin: section(figment, "admin", &mut problems),
             kafka: section(figment, "kafka", &mut problems),
             processor: section(figment, "processor", &mut problems),
+            delivery: section(figment, "delivery", &mut problems),
             tenants: section(figment, "tenants", &mut problems),
             telemetry: section(figment, "telemetry", &mut problems),
         };
@@ -118,6 +121,7 @@ impl Config {
         config.admin.validate(&mut problems);
         config.kafka.validate(&mut problems);
         config.processor.validate(&mut problems);
+        config.delivery.validate(&mut problems);
         config.telemetry.validate(&mut problems);
         if config.admin.listen == config.ingress.listen && config.admin.listen.port() != 0 {
             problems.push("admin.listen: must differ from ingress.listen".to_string());

@@ -1,250 +1,236 @@
-//! Outbound delivery (SPEC §6): how a request to a tenant's endpoint is signed, and the helpers
-//! a receiver uses to verify one. The worker that turns transitions into requests builds on
-//! these; endpoints and their secrets come from the tenant registry.
+//! Outbound delivery (SPEC §6): a consumer group on `<prefix>.transitions.v1` that turns each
+//! cart transition into one signed webhook per subscribed endpoint of its tenant, and never
+//! loses one — every (transition, endpoint) pair ends with a recorded outcome on
+//! `<prefix>.deliveries.v1` (and, when it gives up, on `<prefix>.deliveries.dlq.v1`).
 //!
-//! Every request carries two signatures over the exact body bytes:
-//!
-//! - `{prefix}-Signature`: hex HMAC-SHA256 of the body under the endpoint's current secret, with
-//!   `{prefix}-Event` naming the event (`X-Cartstream-…` by default; a prefix such as
-//!   `X-Flousify` lets receivers built for that pair work unchanged);
-//! - Standard Webhooks: `webhook-id` (the transition id), `webhook-timestamp` (Unix seconds) and
-//!   `webhook-signature`, one `v1,<base64>` per secret during a rotation, each an HMAC-SHA256 of
-//!   `id.timestamp.body` (the key is the base64 after `whsec_` for such secrets, else the
-//!   secret's bytes).
+//! - [`signature`]: the two signature schemes, and helpers for receivers;
+//! - [`client`]: the HTTP client — no redirects, a timeout, a capped response body, and
+//!   destinations on private addresses refused after resolution unless allow-listed;
+//! - [`store`]: pending deliveries in RocksDB (the retry schedule survives restarts and
+//!   crashes), the outcome outbox, disabled endpoints;
+//! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+pub mod client;
+mod signature;
+pub mod store;
+mod worker;
 
-use crate::providers::{standard, Key};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
-type HmacSha256 = Hmac<Sha256>;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
-/// An endpoint's signing secret, ready for both schemes. Its `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret {
-    /// Keyed by the secret's bytes as configured: `{prefix}-Signature`.
-    plain: Key,
-    /// Keyed by the decoded `whsec_` key, or the secret's bytes: `webhook-signature`.
-    standard: Key,
+use crate::config::Problems;
+
+pub use signature::{sign, verify_signature, verify_standard, Secret, Signature};
+pub use worker::{Delivery, Error};
+
+/// Schema name of an outcome record on `<prefix>.deliveries.v1`.
+pub const OUTCOME_SCHEMA: &str = "cartstream.delivery.v1";
+/// Schema name of a record on `<prefix>.deliveries.dlq.v1`.
+pub const DEAD_LETTER_SCHEMA: &str = "cartstream.delivery_dlq.v1";
+
+/// The `[delivery]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The RocksDB database of pending deliveries lives in this folder.
+    pub state_dir: PathBuf,
+    pub group_id: String,
+    /// `{prefix}-Signature` and `{prefix}-Event`.
+    pub header_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Delay before each attempt: the first is usually `0s` (at once).
+    #[serde(with = "schedule")]
+    pub retry_schedule: Vec<Duration>,
+    /// Each delay is moved by up to this fraction, either way, so retries spread out.
+    pub jitter: f64,
+    /// The longest `Retry-After` (on 429 and 503) that is honoured.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// How old (since the transition happened) a delivery may get before it is `expired`.
+    pub deadlines: Deadlines,
+    pub max_in_flight_requests: usize,
+    pub max_in_flight_per_endpoint: usize,
+    /// Consecutive failed attempts that open an endpoint's circuit.
+    pub circuit_failures: u32,
+    /// How long an open circuit stays open before one probe request is let through.
+    #[serde(with = "humantime_serde")]
+    pub circuit_open_for: Duration,
+    pub max_response_body_bytes: usize,
+    /// Networks (CIDR) that may be delivered to although private, loopback or link-local,
+    /// e.g. `["127.0.0.0/8"]` for a receiver on the same machine.
+    pub allow_private_networks: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// librdkafka consumer properties passed through unchanged.
+    pub consumer: BTreeMap<String, String>,
 }
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(…)")
-    }
+/// `[delivery.deadlines]`: the age after which an undelivered transition is `expired`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadlines {
+    #[serde(with = "humantime_serde")]
+    pub abandoned_candidate: Duration,
+    #[serde(with = "humantime_serde")]
+    pub order_completed: Duration,
 }
 
-impl Secret {
-    pub fn new(value: &str) -> Result<Self, &'static str> {
-        if value.is_empty() {
-            return Err("secret is empty");
+const HOUR: u64 = 3600;
+
+impl Default for Config {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        Config {
+            state_dir: PathBuf::from("data/delivery"),
+            group_id: "cartstream-delivery".to_string(),
+            header_prefix: "X-Cartstream".to_string(),
+            timeout: Duration::from_secs(10),
+            retry_schedule: vec![
+                Duration::ZERO,
+                minutes(1),
+                minutes(5),
+                minutes(15),
+                minutes(60),
+                minutes(6 * 60),
+                minutes(24 * 60),
+            ],
+            jitter: 0.1,
+            max_retry_after: Duration::from_secs(HOUR),
+            deadlines: Deadlines {
+                abandoned_candidate: Duration::from_secs(24 * HOUR),
+                order_completed: Duration::from_secs(72 * HOUR),
+            },
+            max_in_flight_requests: 256,
+            max_in_flight_per_endpoint: 8,
+            circuit_failures: 5,
+            circuit_open_for: Duration::from_secs(30),
+            max_response_body_bytes: 64 * 1024,
+            allow_private_networks: Vec::new(),
+            tick: Duration::from_millis(250),
+            publish_timeout: Duration::from_secs(10),
+            consumer: BTreeMap::new(),
         }
-        let standard = match value.strip_prefix("whsec_") {
-            Some(encoded) => {
-                let bytes = BASE64
-                    .decode(encoded)
-                    .map_err(|_| "a whsec_ secret must be followed by base64")?;
-                if bytes.is_empty() {
-                    return Err("secret is empty");
-                }
-                Key::new(&bytes)
-            }
-            None => Key::new(value.as_bytes()),
-        };
-        Ok(Secret {
-            plain: Key::new(value.as_bytes()),
-            standard,
-        })
     }
 }
 
-/// What a signed request carries besides its body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signature {
-    /// `(name, value)` pairs, in a stable order.
-    pub headers: Vec<(String, String)>,
-}
+/// Consumer properties the delivery worker sets itself.
+pub const FORCED_CONSUMER_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
 
-/// Signs `body` for an endpoint: `secrets` is the current secret first, then any being rotated
-/// out. `id` is the transition id, `timestamp` Unix seconds, `prefix` e.g. `X-Cartstream`.
-pub fn sign(
-    prefix: &str,
-    event: &str,
-    id: &str,
-    timestamp: u64,
-    body: &[u8],
-    secrets: &[Secret],
-) -> Signature {
-    let mut headers = Vec::with_capacity(5);
-    if let Some(current) = secrets.first() {
-        headers.push((
-            format!("{prefix}-Signature"),
-            hex::encode(current.plain.sign(&[body])),
-        ));
-    }
-    headers.push((format!("{prefix}-Event"), event.to_string()));
-    headers.push(("webhook-id".to_string(), id.to_string()));
-    headers.push(("webhook-timestamp".to_string(), timestamp.to_string()));
-    let signatures: Vec<String> = secrets
-        .iter()
-        .map(|secret| standard::sign(&secret.standard, id, timestamp, body))
-        .collect();
-    headers.push(("webhook-signature".to_string(), signatures.join(" ")));
-    Signature { headers }
-}
+/// Most attempts a schedule may have.
+pub const MAX_ATTEMPTS: usize = 20;
 
-/// For receivers: whether `signature` (the `{prefix}-Signature` header) is the hex HMAC-SHA256
-/// of `body` under `secret`, compared in constant time.
-pub fn verify_signature(secret: &str, body: &[u8], signature: &str) -> bool {
-    let Ok(tag) = hex::decode(signature.trim()) else {
-        return false;
-    };
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    mac.verify_slice(&tag).is_ok()
-}
-
-/// For receivers: whether the Standard Webhooks headers authenticate `body` under `secret`, and
-/// the timestamp is within `tolerance_seconds` of `now` (Unix seconds) — replays are refused.
-pub fn verify_standard(
-    secret: &str,
-    id: &str,
-    timestamp: &str,
-    signatures: &str,
-    body: &[u8],
-    now: u64,
-    tolerance_seconds: u64,
-) -> bool {
-    let Ok(sent) = timestamp.parse::<u64>() else {
-        return false;
-    };
-    if sent.abs_diff(now) > tolerance_seconds {
-        return false;
-    }
-    let Ok(secret) = Secret::new(secret) else {
-        return false;
-    };
-    signatures.split(' ').any(|candidate| {
-        let Some(encoded) = candidate.strip_prefix("v1,") else {
-            return false;
-        };
-        let Ok(tag) = BASE64.decode(encoded) else {
-            return false;
-        };
-        secret.standard.verify(
-            &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
-            &tag,
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BODY: &[u8] = br#"{"event":"abandoned_candidate","id":"t1"}"#;
-    const NOW: u64 = 1_790_000_000;
-
-    fn header<'s>(signature: &'s Signature, name: &str) -> &'s str {
-        &signature
-            .headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no {name}"))
-            .1
-    }
-
-    /// HMAC-SHA256 computed here with the `hmac` crate directly, not through `Key`.
-    fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-        let mut mac = HmacSha256::new_from_slice(key).unwrap();
-        mac.update(message);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    #[test]
-    fn the_plain_signature_is_the_hex_hmac_of_the_body() {
-        let secrets = [Secret::new("receiver-secret").unwrap()];
-        let signed = sign(
-            "X-Flousify",
-            "abandoned_candidate",
-            "t1",
-            NOW,
-            BODY,
-            &secrets,
-        );
-        assert_eq!(
-            header(&signed, "X-Flousify-Signature"),
-            hex::encode(hmac(b"receiver-secret", BODY))
-        );
-        assert_eq!(header(&signed, "X-Flousify-Event"), "abandoned_candidate");
-        assert!(verify_signature(
-            "receiver-secret",
-            BODY,
-            header(&signed, "X-Flousify-Signature")
-        ));
-        assert!(!verify_signature(
-            "other",
-            BODY,
-            header(&signed, "X-Flousify-Signature")
-        ));
-        assert!(!verify_signature("receiver-secret", b"{}", "not hex"));
-    }
-
-    #[test]
-    fn every_secret_of_a_rotation_signs_the_standard_headers() {
-        let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let secrets = [
-            Secret::new("new-plain-secret").unwrap(),
-            Secret::new(old).unwrap(),
-        ];
-        let signed = sign("X-Cartstream", "order_completed", "t2", NOW, BODY, &secrets);
-        let signatures = header(&signed, "webhook-signature");
-        assert_eq!(signatures.split(' ').count(), 2);
-        let message = [b"t2.".as_slice(), NOW.to_string().as_bytes(), b".", BODY].concat();
-        let decoded = BASE64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        assert!(signatures.contains(&BASE64.encode(hmac(&decoded, &message))));
-        assert!(signatures.contains(&BASE64.encode(hmac(b"new-plain-secret", &message))));
-        for secret in ["new-plain-secret", old] {
-            assert!(verify_standard(
-                secret,
-                "t2",
-                &NOW.to_string(),
-                signatures,
-                BODY,
-                NOW + 60,
-                300
+impl Config {
+    pub fn validate(&self, problems: &mut Problems) {
+        if self.group_id.trim().is_empty() {
+            problems.push("delivery.group_id: must not be empty");
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            problems.push("delivery.state_dir: must name a folder");
+        }
+        let prefix_ok = !self.header_prefix.is_empty()
+            && http::HeaderName::try_from(format!("{}-Signature", self.header_prefix)).is_ok();
+        if !prefix_ok {
+            problems.push("delivery.header_prefix: must be a valid header name, e.g. X-Cartstream");
+        }
+        if self.retry_schedule.is_empty() || self.retry_schedule.len() > MAX_ATTEMPTS {
+            problems.push(format!(
+                "delivery.retry_schedule: must list 1 to {MAX_ATTEMPTS} delays"
             ));
         }
-        assert!(
-            !verify_standard(
-                old,
-                "t2",
-                &NOW.to_string(),
-                signatures,
-                BODY,
-                NOW + 301,
-                300
+        if !(0.0..=0.5).contains(&self.jitter) {
+            problems.push("delivery.jitter: must be between 0 and 0.5");
+        }
+        for (key, value) in [
+            ("timeout", self.timeout),
+            ("tick", self.tick),
+            ("publish_timeout", self.publish_timeout),
+            ("circuit_open_for", self.circuit_open_for),
+            (
+                "deadlines.abandoned_candidate",
+                self.deadlines.abandoned_candidate,
             ),
-            "outside the tolerance"
-        );
-        assert!(!verify_standard(
-            old,
-            "t3",
-            &NOW.to_string(),
-            signatures,
-            BODY,
-            NOW,
-            300
-        ));
+            ("deadlines.order_completed", self.deadlines.order_completed),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("delivery.{key}: must be longer than 0s"));
+            }
+        }
+        for (key, value) in [
+            ("max_in_flight_requests", self.max_in_flight_requests),
+            (
+                "max_in_flight_per_endpoint",
+                self.max_in_flight_per_endpoint,
+            ),
+            ("circuit_failures", self.circuit_failures as usize),
+        ] {
+            if value == 0 {
+                problems.push(format!("delivery.{key}: must be at least 1"));
+            }
+        }
+        for network in &self.allow_private_networks {
+            if network.parse::<IpNet>().is_err() {
+                problems.push(format!(
+                    "delivery.allow_private_networks: {network:?} is not a network such as 127.0.0.0/8"
+                ));
+            }
+        }
+        for key in self.consumer.keys() {
+            if FORCED_CONSUMER_PROPERTIES.contains(&key.as_str()) {
+                problems.push(format!(
+                    "delivery.consumer.\"{key}\": set by the delivery worker and cannot be overridden"
+                ));
+            }
+        }
     }
 
-    #[test]
-    fn secrets_never_show_in_debug_output() {
-        let secret = Secret::new("do-not-print").unwrap();
-        assert!(!format!("{secret:?}").contains("do-not-print"));
-        assert!(Secret::new("").is_err());
-        assert!(Secret::new("whsec_***").is_err());
+    /// The allow-listed networks; invalid entries were refused by [`Config::validate`].
+    pub fn allowed_networks(&self) -> Vec<IpNet> {
+        self.allow_private_networks
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+
+    fn deadline(&self, event: &str) -> Duration {
+        match event {
+            "order_completed" => self.deadlines.order_completed,
+            _ => self.deadlines.abandoned_candidate,
+        }
+    }
+}
+
+/// A list of humantime durations (`["0s", "1m"]`).
+mod schedule {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(delays: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = delays
+            .iter()
+            .map(|d| humantime::format_duration(*d).to_string())
+            .collect();
+        text.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Duration>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| humantime::parse_duration(text).map_err(serde::de::Error::custom))
+            .collect()
     }
 }

@@ -86,6 +86,8 @@ impl Config {
             inbound: name("inbound"),
             events: name("events"),
             transitions: name("transitions"),
+            deliveries: name("deliveries"),
+            dead_letters: name("deliveries.dlq"),
         }
     }
 }
@@ -99,6 +101,11 @@ pub struct Topics {
     pub events: String,
     /// Cart transitions (`schemas/transition.v1.json`).
     pub transitions: String,
+    /// One record per delivery attempt or outcome (`schemas/delivery.v1.json`).
+    pub deliveries: String,
+    /// Deliveries that exhausted their retries, expired or met a 410
+    /// (`schemas/delivery_dlq.v1.json`).
+    pub dead_letters: String,
 }
 
 impl Topics {
@@ -107,6 +114,8 @@ impl Topics {
             self.inbound.as_str(),
             self.events.as_str(),
             self.transitions.as_str(),
+            self.deliveries.as_str(),
+            self.dead_letters.as_str(),
         ]
     }
 }

@@ -31,6 +31,16 @@ pub const PROCESSOR_TIMERS_PENDING: &str = "cartstream_processor_timers_pending"
 pub const PROCESSOR_CONSUMER_LAG: &str = "cartstream_processor_consumer_lag_records";
 pub const PROCESSOR_OUTBOX: &str = "cartstream_processor_outbox_records";
 pub const PROCESSOR_PARTITIONS: &str = "cartstream_processor_assigned_partitions";
+pub const DELIVERY_ATTEMPTS: &str = "cartstream_delivery_attempts_total";
+pub const DELIVERY_OUTCOMES: &str = "cartstream_delivery_outcomes_total";
+pub const DELIVERY_REQUEST_DURATION: &str = "cartstream_delivery_request_duration_seconds";
+pub const DELIVERY_PENDING: &str = "cartstream_delivery_pending_retries";
+pub const DELIVERY_DEAD_LETTERED: &str = "cartstream_delivery_dead_lettered_total";
+pub const DELIVERY_OPEN_CIRCUITS: &str = "cartstream_delivery_open_circuits";
+pub const DELIVERY_IN_FLIGHT: &str = "cartstream_delivery_in_flight_requests";
+pub const DELIVERY_DISABLED: &str = "cartstream_delivery_disabled_endpoints";
+pub const DELIVERY_CONSUMER_LAG: &str = "cartstream_delivery_consumer_lag_records";
+pub const DELIVERY_OUTBOX: &str = "cartstream_delivery_outbox_records";
 pub const STATE_CARTS: &str = "cartstream_state_carts";
 pub const STATE_WRITE_DURATION: &str = "cartstream_state_write_duration_seconds";
 
@@ -53,6 +63,16 @@ pub const ALL: &[(&str, Kind)] = &[
     (PROCESSOR_CONSUMER_LAG, Kind::Gauge),
     (PROCESSOR_OUTBOX, Kind::Gauge),
     (PROCESSOR_PARTITIONS, Kind::Gauge),
+    (DELIVERY_ATTEMPTS, Kind::Counter),
+    (DELIVERY_OUTCOMES, Kind::Counter),
+    (DELIVERY_REQUEST_DURATION, Kind::Histogram),
+    (DELIVERY_PENDING, Kind::Gauge),
+    (DELIVERY_DEAD_LETTERED, Kind::Counter),
+    (DELIVERY_OPEN_CIRCUITS, Kind::Gauge),
+    (DELIVERY_IN_FLIGHT, Kind::Gauge),
+    (DELIVERY_DISABLED, Kind::Gauge),
+    (DELIVERY_CONSUMER_LAG, Kind::Gauge),
+    (DELIVERY_OUTBOX, Kind::Gauge),
     (STATE_CARTS, Kind::Gauge),
     (STATE_WRITE_DURATION, Kind::Histogram),
 ];
@@ -166,6 +186,44 @@ fn describe() {
         PROCESSOR_PARTITIONS,
         "Inbound partitions assigned to this processor."
     );
+    describe_counter!(
+        DELIVERY_ATTEMPTS,
+        "Outbound HTTP attempts, by result (delivered, failed, dead_lettered) and status class."
+    );
+    describe_counter!(
+        DELIVERY_OUTCOMES,
+        "Recorded delivery outcomes, by outcome (attempt results and superseded, expired, skipped_disabled)."
+    );
+    describe_histogram!(
+        DELIVERY_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from sending an outbound request to its answer (or failure)."
+    );
+    describe_gauge!(
+        DELIVERY_PENDING,
+        "Deliveries stored and waiting for an attempt (first or retry)."
+    );
+    describe_counter!(
+        DELIVERY_DEAD_LETTERED,
+        "Deliveries sent to the dead-letter topic (retries exhausted, expired, or 410 Gone)."
+    );
+    describe_gauge!(
+        DELIVERY_OPEN_CIRCUITS,
+        "Endpoints whose circuit is open (or half-open) after consecutive failures."
+    );
+    describe_gauge!(DELIVERY_IN_FLIGHT, "Outbound requests being made now.");
+    describe_gauge!(
+        DELIVERY_DISABLED,
+        "Endpoints disabled because they answered 410 Gone."
+    );
+    describe_gauge!(
+        DELIVERY_CONSUMER_LAG,
+        "Transition records not yet read by this delivery worker."
+    );
+    describe_gauge!(
+        DELIVERY_OUTBOX,
+        "Outcome and dead-letter records stored and not yet acknowledged by Kafka."
+    );
     describe_gauge!(
         STATE_CARTS,
         "Carts tracked on this processor's partitions, by state."
@@ -259,6 +317,48 @@ pub fn processor_outbox(records: u64) {
 
 pub fn processor_partitions(partitions: usize) {
     gauge!(PROCESSOR_PARTITIONS).set(partitions as f64);
+}
+
+/// One HTTP attempt: `result` is `delivered`, `failed` or `dead_lettered`; `class` is `2xx`…
+/// `5xx`, `timeout`, `connection` or `refused`.
+pub fn delivery_attempt(result: &'static str, class: &'static str, took: Duration) {
+    counter!(DELIVERY_ATTEMPTS, "outcome" => result, "status_class" => class).increment(1);
+    histogram!(DELIVERY_REQUEST_DURATION).record(took.as_secs_f64());
+}
+
+/// One recorded outcome record.
+pub fn delivery_outcome(outcome: &'static str) {
+    counter!(DELIVERY_OUTCOMES, "outcome" => outcome).increment(1);
+    if outcome == "dead_lettered" || outcome == "expired" {
+        counter!(DELIVERY_DEAD_LETTERED).increment(1);
+    }
+}
+
+/// The worker's gauges, sampled once per tick.
+pub fn delivery_gauges(pending: u64, open_circuits: usize, disabled: usize, outbox: u64) {
+    gauge!(DELIVERY_PENDING).set(pending as f64);
+    gauge!(DELIVERY_OPEN_CIRCUITS).set(open_circuits as f64);
+    gauge!(DELIVERY_DISABLED).set(disabled as f64);
+    gauge!(DELIVERY_OUTBOX).set(outbox as f64);
+}
+
+pub fn delivery_in_flight(requests: usize) {
+    gauge!(DELIVERY_IN_FLIGHT).set(requests as f64);
+}
+
+pub fn delivery_lag(records: i64) {
+    gauge!(DELIVERY_CONSUMER_LAG).set(records as f64);
+}
+
+/// The status class label of an HTTP status.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
 }
 
 pub fn state_carts(state: &'static str, carts: u64) {

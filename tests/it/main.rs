@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod catalogue;
+mod delivery;
 mod ingress;
 mod normalize;
 mod outage;

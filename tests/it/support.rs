@@ -113,8 +113,11 @@ impl TestDaemon {
         config.kafka.partitions = 3;
         config.processor.group_id = format!("{}-processor", config.kafka.topic_prefix);
         config.processor.tick = Duration::from_millis(50);
+        config.delivery.group_id = format!("{}-delivery", config.kafka.topic_prefix);
+        config.delivery.tick = Duration::from_millis(50);
         let state = tempfile::tempdir().unwrap();
-        config.processor.state_dir = state.path().to_path_buf();
+        config.processor.state_dir = state.path().join("processor");
+        config.delivery.state_dir = state.path().join("delivery");
         Builder {
             config,
             tenants: TENANTS.to_string(),
@@ -171,10 +174,11 @@ impl Builder {
         self
     }
 
-    /// Keeps the processor's state in `dir` (which outlives the daemon) instead of a folder of
-    /// its own.
+    /// Keeps the processor's and the delivery worker's state below `dir` (which outlives the
+    /// daemon) instead of a folder of their own.
     pub fn state_dir(mut self, dir: &Path) -> Self {
-        self.config.processor.state_dir = dir.to_path_buf();
+        self.config.processor.state_dir = dir.join("processor");
+        self.config.delivery.state_dir = dir.join("delivery");
         self.state = None;
         self
     }
@@ -484,28 +488,30 @@ pub fn read_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A validator for `schemas/{name}`, with every schema of the folder available to its `$ref`s.
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let mut registry = jsonschema::Registry::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_string();
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        registry = registry
+            .add(format!("https://cartstream.dev/schemas/{file}"), value)
+            .unwrap();
+    }
+    let registry = registry.prepare().unwrap();
+    let root: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
+    jsonschema::options()
+        .with_registry(&registry)
+        .build(&root)
+        .unwrap()
+}
+
 /// Validators of the topic schemas: `schemas/event.v1.json` and `schemas/transition.v1.json`
 /// (which refers to the first).
 pub fn schemas() -> (jsonschema::Validator, jsonschema::Validator) {
-    let read = |name: &str| -> serde_json::Value {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("schemas")
-            .join(name);
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    };
-    let event = read("event.v1.json");
-    let registry = jsonschema::Registry::new()
-        .add(
-            "https://cartstream.dev/schemas/event.v1.json",
-            event.clone(),
-        )
-        .unwrap()
-        .prepare()
-        .unwrap();
-    let events = jsonschema::validator_for(&event).unwrap();
-    let transitions = jsonschema::options()
-        .with_registry(&registry)
-        .build(&read("transition.v1.json"))
-        .unwrap();
-    (events, transitions)
+    (schema("event.v1.json"), schema("transition.v1.json"))
 }

@@ -1,0 +1,271 @@
+//! The outbound HTTP client: keep-alive pooling, no redirects, a per-request timeout, response
+//! bodies read only up to a cap, and destinations on private, loopback or link-local addresses
+//! refused unless their network is allow-listed. The check runs on the *resolved* addresses
+//! (a custom resolver), so a public name pointing at 10.0.0.1 is refused too.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::Config;
+
+/// Why an attempt got no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the destination {0} is a private, loopback or link-local address and not allow-listed"
+    )]
+    Refused(String),
+    #[error("no answer within the timeout")]
+    Timeout,
+    #[error("connection failed")]
+    Connection(#[source] reqwest::Error),
+    #[error("the endpoint URL is not usable")]
+    Url(#[source] reqwest::Error),
+}
+
+impl Error {
+    /// The `status_class` label and outcome field for an attempt that failed this way.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Error::Refused(_) | Error::Url(_) => "refused",
+            Error::Timeout => "timeout",
+            Error::Connection(_) => "connection",
+        }
+    }
+}
+
+/// What an endpoint answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds, when sent as a number of seconds or an HTTP date.
+    pub retry_after: Option<Duration>,
+}
+
+/// Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: reqwest::Client,
+    guard: Arc<Guard>,
+    max_body_bytes: usize,
+}
+
+impl Client {
+    pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
+        // reqwest is built without a bundled crypto provider; ring is the process default.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let guard = Arc::new(Guard {
+            allowed: config.allowed_networks(),
+        });
+        let inner = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.max_in_flight_per_endpoint)
+            .no_proxy()
+            .user_agent(concat!("cartstream/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(guard.clone())
+            .build()?;
+        Ok(Client {
+            inner,
+            guard,
+            max_body_bytes: config.max_response_body_bytes,
+        })
+    }
+
+    /// POSTs `body` with `headers` (plus `Content-Type: application/json`) to `url`.
+    pub async fn post(
+        &self,
+        url: &http::Uri,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<Answer, Error> {
+        // A literal address never reaches the resolver: check it here.
+        if let Some(host) = url.host() {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                if !self.guard.allows(ip) {
+                    return Err(Error::Refused(ip.to_string()));
+                }
+            }
+        }
+        let mut request = self
+            .inner
+            .post(url.to_string())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send().await.map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // Read (and discard) at most the cap, so the connection can be reused for small
+        // answers and a huge one costs nothing.
+        let mut read = 0usize;
+        while read < self.max_body_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout;
+    }
+    if e.is_builder() {
+        return Error::Url(e);
+    }
+    // A refusal by the resolver arrives as a connect error whose chain holds our message.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Error::Refused(refused.0.clone());
+        }
+        source = cause.source();
+    }
+    Error::Connection(e)
+}
+
+/// `Retry-After`: delay-seconds, or an HTTP date (then relative to now is not known here, so
+/// only the seconds form is honoured; dates fall back to the schedule).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Resolves names and keeps only the addresses that may be delivered to.
+struct Guard {
+    allowed: Vec<IpNet>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves only to private, loopback or link-local addresses that are not allow-listed")]
+struct Refused(String);
+
+impl Guard {
+    fn allows(&self, ip: IpAddr) -> bool {
+        is_public(ip) || self.allowed.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl Resolve for Guard {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allowed = self.allowed.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let guard = Guard { allowed };
+            let usable: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| guard.allows(addr.ip()))
+                .collect();
+            if usable.is_empty() {
+                return Err(Box::new(Refused(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(usable.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Whether `ip` is a globally routable address: not private, loopback, link-local, unique
+/// local, unspecified, broadcast, documentation or carrier-grade NAT space.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_loopback_and_link_local_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn allow_list_admits_only_its_networks() {
+        let guard = Guard {
+            allowed: vec!["127.0.0.0/8".parse().unwrap()],
+        };
+        assert!(guard.allows("127.0.0.1".parse().unwrap()));
+        assert!(!guard.allows("10.0.0.1".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn loopback_literal_is_refused_without_the_allow_list() {
+        let client = Client::from_config(&Config::default()).unwrap();
+        let url: http::Uri = "http://127.0.0.1:9/hook".parse().unwrap();
+        let err = client.post(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        assert_eq!(err.class(), "refused");
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_after_resolution() {
+        let client = Client::from_config(&Config::default()).unwrap();
+        let url: http::Uri = "http://localhost:9/hook".parse().unwrap();
+        let err = client.post(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        assert_eq!(err.class(), "refused", "{err:?}");
+    }
+
+    #[test]
+    fn retry_after_seconds_are_read() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}

@@ -1,0 +1,582 @@
+//! Pending deliveries in RocksDB: one database per delivery worker (its `delivery.state_dir`).
+//!
+//! A delivery (a transition for one endpoint) is written here before the transition's offset
+//! is committed, and leaves only together with its final outcome, in one write batch — so a
+//! crash between any two steps loses nothing: a transition read twice finds its marker in
+//! `seen` and is not stored again; an attempt whose outcome was not written is attempted again.
+//! Outcome and dead-letter records wait in `outbox` until Kafka acknowledges them.
+//!
+//! Column families:
+//! - `jobs`: key → [`Job`] (JSON), key = `tenant \0 endpoint \0 transition id`;
+//! - `due`: big-endian due time (ms) ‖ key → nothing: the retry schedule, in time order;
+//! - `carts`: tenant \0 endpoint \0 cart \0 key → nothing: pending abandonments per cart, for
+//!   supersession;
+//! - `seen`: key → big-endian time first seen: a transition is stored at most once;
+//! - `dead`: key → [`Job`]: dead-lettered deliveries, kept for redrive;
+//! - `disabled`: tenant \0 endpoint → big-endian time: endpoints that answered 410;
+//! - `outbox`: big-endian sequence → [`OutboxRecord`] (JSON).
+
+use std::path::Path;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+const JOBS: &str = "jobs";
+const DUE: &str = "due";
+const CARTS: &str = "carts";
+const SEEN: &str = "seen";
+const DEAD: &str = "dead";
+const DISABLED: &str = "disabled";
+const OUTBOX: &str = "outbox";
+const FAMILIES: [&str; 7] = [JOBS, DUE, CARTS, SEEN, DEAD, DISABLED, OUTBOX];
+const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("RocksDB failed")]
+    Db(#[from] rocksdb::Error),
+    #[error("a stored {what} cannot be read")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One transition to deliver to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub transition_id: String,
+    pub tenant: String,
+    pub endpoint: String,
+    /// `abandoned_candidate` or `order_completed`.
+    pub event: String,
+    pub cart: String,
+    /// The request body, fixed when the job is created so every attempt sends the same bytes.
+    pub body: String,
+    /// When the transition happened (its `at`), Unix ms: deadlines count from here.
+    pub occurred_ms: i64,
+    /// When the worker first read the transition, Unix ms.
+    pub created_ms: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due, Unix ms.
+    pub next_ms: i64,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+impl Job {
+    pub fn key(&self) -> Vec<u8> {
+        key(&self.tenant, &self.endpoint, &self.transition_id)
+    }
+}
+
+/// The key of a job.
+pub fn key(tenant: &str, endpoint: &str, transition_id: &str) -> Vec<u8> {
+    [
+        tenant.as_bytes(),
+        endpoint.as_bytes(),
+        transition_id.as_bytes(),
+    ]
+    .join(&0u8)
+}
+
+/// A record waiting for Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub dead_letter: bool,
+    pub key: String,
+    /// `transition id/endpoint/attempt`: the `cartstream-id` header.
+    pub id: String,
+    pub value: String,
+}
+
+/// What the worker decided about one job.
+pub enum Change {
+    /// Insert or update the job, due at its `next_ms`.
+    Schedule(Job),
+    /// The job ends: removed, and kept among the dead when `dead`.
+    Finish { job: Job, dead: bool },
+}
+
+pub struct Store {
+    db: DB,
+    next_outbox: u64,
+    pending: u64,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        let families = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families)?;
+        let next_outbox = match db.iterator_cf(cf(&db, OUTBOX), IteratorMode::End).next() {
+            Some(item) => be_u64(&item?.0) + 1,
+            None => 0,
+        };
+        let mut pending = 0;
+        for item in db.iterator_cf(cf(&db, JOBS), IteratorMode::Start) {
+            item?;
+            pending += 1;
+        }
+        Ok(Store {
+            db,
+            next_outbox,
+            pending,
+        })
+    }
+
+    /// Deliveries waiting for an attempt (first or retry).
+    pub fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    /// Whether this transition was already stored for this endpoint.
+    pub fn seen(&self, key: &[u8]) -> Result<bool, Error> {
+        Ok(self.db.get_pinned_cf(cf(&self.db, SEEN), key)?.is_some())
+    }
+
+    pub fn job(&self, key: &[u8]) -> Result<Option<Job>, Error> {
+        match self.db.get_pinned_cf(cf(&self.db, JOBS), key)? {
+            Some(bytes) => Ok(Some(decode(&bytes, "job")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `changes` and queues `records`, atomically. `seen` marks keys of transitions
+    /// handled (stored or ended at once) at `now_ms`.
+    pub fn write(
+        &mut self,
+        changes: Vec<Change>,
+        seen: &[Vec<u8>],
+        records: Vec<OutboxRecord>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let mut batch = WriteBatch::default();
+        let mut pending = self.pending as i64;
+        for key in seen {
+            batch.put_cf(cf(&self.db, SEEN), key, now_ms.to_be_bytes());
+        }
+        for change in changes {
+            let (job, end) = match change {
+                Change::Schedule(job) => (job, None),
+                Change::Finish { job, dead } => (job, Some(dead)),
+            };
+            let key = job.key();
+            let previous = self.job(&key)?;
+            if let Some(previous) = &previous {
+                batch.delete_cf(cf(&self.db, DUE), due_key(previous.next_ms, &key));
+            } else if end.is_none() {
+                pending += 1;
+            }
+            let cart = cart_key(&job.tenant, &job.endpoint, &job.cart, &key);
+            match end {
+                None => {
+                    batch.put_cf(cf(&self.db, JOBS), &key, encode(&job));
+                    batch.put_cf(cf(&self.db, DUE), due_key(job.next_ms, &key), []);
+                    if job.event == "abandoned_candidate" {
+                        batch.put_cf(cf(&self.db, CARTS), cart, []);
+                    }
+                }
+                Some(dead) => {
+                    if previous.is_some() {
+                        pending -= 1;
+                        batch.delete_cf(cf(&self.db, JOBS), &key);
+                        batch.delete_cf(cf(&self.db, CARTS), cart);
+                    }
+                    if dead {
+                        batch.put_cf(cf(&self.db, DEAD), &key, encode(&job));
+                    }
+                }
+            }
+        }
+        let mut sequence = self.next_outbox;
+        for record in &records {
+            batch.put_cf(cf(&self.db, OUTBOX), sequence.to_be_bytes(), encode(record));
+            sequence += 1;
+        }
+        self.db.write(batch)?;
+        self.next_outbox = sequence;
+        self.pending = pending.max(0) as u64;
+        Ok(())
+    }
+
+    /// Up to `limit` jobs due by `now_ms`, earliest first, skipping those `skip` rejects.
+    pub fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        mut skip: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<Job>, Error> {
+        let mut jobs = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, DUE), IteratorMode::Start) {
+            let (due, _) = item?;
+            if due.len() < 8 || be_u64(&due[..8]) as i64 > now_ms || jobs.len() >= limit {
+                break;
+            }
+            let key = &due[8..];
+            if skip(key) {
+                continue;
+            }
+            if let Some(job) = self.job(key)? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// When the earliest pending job is due.
+    pub fn next_due(&self) -> Result<Option<i64>, Error> {
+        match self
+            .db
+            .iterator_cf(cf(&self.db, DUE), IteratorMode::Start)
+            .next()
+        {
+            Some(item) => Ok(Some(be_u64(&item?.0) as i64)),
+            None => Ok(None),
+        }
+    }
+
+    /// The pending abandonments of `cart` for an endpoint.
+    pub fn pending_abandonments(
+        &self,
+        tenant: &str,
+        endpoint: &str,
+        cart: &str,
+    ) -> Result<Vec<Job>, Error> {
+        let prefix = [tenant.as_bytes(), endpoint.as_bytes(), cart.as_bytes(), b""].join(&0u8);
+        let mut jobs = Vec::new();
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CARTS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (entry, _) = item?;
+            let Some(key) = entry.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if let Some(job) = self.job(key)? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Pending jobs that have failed at least once, up to `limit`.
+    pub fn failed(&self, limit: usize) -> Result<Vec<Job>, Error> {
+        let mut jobs = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, JOBS), IteratorMode::Start) {
+            let (_, value) = item?;
+            let job: Job = decode(&value, "job")?;
+            if job.attempts > 0 {
+                jobs.push(job);
+                if jobs.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Dead-lettered jobs, up to `limit`.
+    pub fn dead(&self, limit: usize) -> Result<Vec<Job>, Error> {
+        let mut jobs = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, DEAD), IteratorMode::Start)
+            .take(limit)
+        {
+            let (_, value) = item?;
+            jobs.push(decode(&value, "dead job")?);
+        }
+        Ok(jobs)
+    }
+
+    /// Moves dead-lettered jobs (all, or the one with `key`) back to pending, due at `now_ms`,
+    /// with a fresh attempt budget. Returns how many.
+    pub fn redrive(&mut self, key: Option<&[u8]>, now_ms: i64) -> Result<usize, Error> {
+        let jobs: Vec<Job> = match key {
+            Some(key) => match self.db.get_pinned_cf(cf(&self.db, DEAD), key)? {
+                Some(bytes) => vec![decode(&bytes, "dead job")?],
+                None => Vec::new(),
+            },
+            None => self.dead(usize::MAX)?,
+        };
+        let count = jobs.len();
+        let mut changes = Vec::with_capacity(count);
+        let mut batch = WriteBatch::default();
+        for mut job in jobs {
+            batch.delete_cf(cf(&self.db, DEAD), job.key());
+            job.attempts = 0;
+            job.next_ms = now_ms;
+            // A redriven delivery gets a new deadline: it counts from the redrive.
+            job.occurred_ms = now_ms;
+            changes.push(Change::Schedule(job));
+        }
+        self.db.write(batch)?;
+        self.write(changes, &[], Vec::new(), now_ms)?;
+        Ok(count)
+    }
+
+    /// Makes a pending job due at `now_ms` (an operator's "retry now"). Whether it exists.
+    pub fn retry_now(&mut self, key: &[u8], now_ms: i64) -> Result<bool, Error> {
+        if let Some(mut job) = self.job(key)? {
+            job.next_ms = now_ms;
+            self.write(vec![Change::Schedule(job)], &[], Vec::new(), now_ms)?;
+            return Ok(true);
+        }
+        Ok(self.redrive(Some(key), now_ms)? == 1)
+    }
+
+    pub fn disable(&mut self, tenant: &str, endpoint: &str, now_ms: i64) -> Result<(), Error> {
+        let key = [tenant.as_bytes(), endpoint.as_bytes()].join(&0u8);
+        self.db
+            .put_cf(cf(&self.db, DISABLED), key, now_ms.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn enable(&mut self, tenant: &str, endpoint: &str) -> Result<(), Error> {
+        let key = [tenant.as_bytes(), endpoint.as_bytes()].join(&0u8);
+        self.db.delete_cf(cf(&self.db, DISABLED), key)?;
+        Ok(())
+    }
+
+    /// Every disabled endpoint as `(tenant, endpoint)`.
+    pub fn disabled(&self) -> Result<Vec<(String, String)>, Error> {
+        let mut endpoints = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, DISABLED), IteratorMode::Start)
+        {
+            let (key, _) = item?;
+            let mut parts = key.splitn(2, |b| *b == 0);
+            let tenant = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let endpoint = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            endpoints.push((tenant, endpoint));
+        }
+        Ok(endpoints)
+    }
+
+    /// Up to `limit` records waiting for Kafka, oldest first, with their sequence numbers.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, Error> {
+        let mut records = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, OUTBOX), IteratorMode::Start)
+            .take(limit)
+        {
+            let (key, value) = item?;
+            records.push((be_u64(&key), decode(&value, "outbox record")?));
+        }
+        Ok(records)
+    }
+
+    pub fn outbox_len(&self) -> u64 {
+        self.db
+            .property_int_value_cf(cf(&self.db, OUTBOX), "rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Drops records Kafka acknowledged.
+    pub fn acknowledge(&mut self, sequences: &[u64]) -> Result<(), Error> {
+        let mut batch = WriteBatch::default();
+        for sequence in sequences {
+            batch.delete_cf(cf(&self.db, OUTBOX), sequence.to_be_bytes());
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Forgets `seen` markers older than `before_ms`: a transition read again after that is
+    /// delivered again (receivers de-duplicate on `webhook-id`). At most `limit` per call.
+    pub fn forget_seen(&mut self, before_ms: i64, limit: usize) -> Result<usize, Error> {
+        let mut batch = WriteBatch::default();
+        let mut count = 0;
+        for item in self.db.iterator_cf(cf(&self.db, SEEN), IteratorMode::Start) {
+            let (key, value) = item?;
+            if value.len() == 8 && (be_u64(&value) as i64) < before_ms {
+                batch.delete_cf(cf(&self.db, SEEN), key);
+                count += 1;
+                if count >= limit {
+                    break;
+                }
+            }
+        }
+        self.db.write(batch)?;
+        Ok(count)
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name)
+        .expect("every column family is created at open")
+}
+
+fn due_key(next_ms: i64, key: &[u8]) -> Vec<u8> {
+    let mut due = (next_ms.max(0) as u64).to_be_bytes().to_vec();
+    due.extend_from_slice(key);
+    due
+}
+
+fn cart_key(tenant: &str, endpoint: &str, cart: &str, key: &[u8]) -> Vec<u8> {
+    let mut entry = [tenant.as_bytes(), endpoint.as_bytes(), cart.as_bytes(), b""].join(&0u8);
+    entry.extend_from_slice(key);
+    entry
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("plain structs serialize")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|source| Error::Corrupt { what, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, event: &str, next_ms: i64) -> Job {
+        Job {
+            transition_id: id.to_string(),
+            tenant: "acme".to_string(),
+            endpoint: "crm".to_string(),
+            event: event.to_string(),
+            cart: "cart-1".to_string(),
+            body: "{}".to_string(),
+            occurred_ms: 0,
+            created_ms: 0,
+            attempts: 0,
+            next_ms,
+            last_status: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn jobs_come_due_in_time_order_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            let (a, b) = (
+                job("a", "abandoned_candidate", 2_000),
+                job("b", "order_completed", 1_000),
+            );
+            store
+                .write(
+                    vec![Change::Schedule(a.clone()), Change::Schedule(b.clone())],
+                    &[a.key(), b.key()],
+                    Vec::new(),
+                    0,
+                )
+                .unwrap();
+            assert_eq!(store.pending(), 2);
+            let due: Vec<_> = store.due(1_500, 10, |_| false).unwrap();
+            assert_eq!(due, vec![b.clone()]);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.pending(), 2);
+        let due: Vec<String> = store
+            .due(5_000, 10, |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.transition_id)
+            .collect();
+        assert_eq!(due, ["b", "a"]);
+        assert!(store.seen(&key("acme", "crm", "a")).unwrap());
+        assert_eq!(store.next_due().unwrap(), Some(1_000));
+    }
+
+    #[test]
+    fn rescheduling_moves_the_due_entry_and_finishing_removes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut a = job("a", "abandoned_candidate", 1_000);
+        store
+            .write(vec![Change::Schedule(a.clone())], &[a.key()], Vec::new(), 0)
+            .unwrap();
+        assert_eq!(
+            store
+                .pending_abandonments("acme", "crm", "cart-1")
+                .unwrap()
+                .len(),
+            1
+        );
+        a.attempts = 1;
+        a.next_ms = 60_000;
+        store
+            .write(vec![Change::Schedule(a.clone())], &[], Vec::new(), 0)
+            .unwrap();
+        assert!(store.due(59_999, 10, |_| false).unwrap().is_empty());
+        assert_eq!(store.due(60_000, 10, |_| false).unwrap(), vec![a.clone()]);
+        assert_eq!(store.failed(10).unwrap().len(), 1);
+        store
+            .write(
+                vec![Change::Finish {
+                    job: a.clone(),
+                    dead: true,
+                }],
+                &[],
+                Vec::new(),
+                0,
+            )
+            .unwrap();
+        assert_eq!(store.pending(), 0);
+        assert!(store.due(i64::MAX, 10, |_| false).unwrap().is_empty());
+        assert!(store
+            .pending_abandonments("acme", "crm", "cart-1")
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.dead(10).unwrap(), vec![a.clone()]);
+        assert_eq!(store.redrive(None, 7_000).unwrap(), 1);
+        assert!(store.dead(10).unwrap().is_empty());
+        let again = store.due(7_000, 10, |_| false).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 0);
+        assert_eq!(store.pending(), 1);
+    }
+
+    #[test]
+    fn outbox_records_wait_until_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |id: &str| OutboxRecord {
+            dead_letter: false,
+            key: "acme".to_string(),
+            id: id.to_string(),
+            value: "{}".to_string(),
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .write(Vec::new(), &[], vec![record("1"), record("2")], 0)
+                .unwrap();
+            let sequences: Vec<u64> = store.outbox(10).unwrap().iter().map(|r| r.0).collect();
+            store.acknowledge(&sequences[..1]).unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let left = store.outbox(10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1.id, "2");
+        store.write(Vec::new(), &[], vec![record("3")], 0).unwrap();
+        let ids: Vec<String> = store
+            .outbox(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.1.id)
+            .collect();
+        assert_eq!(ids, ["2", "3"]);
+    }
+}

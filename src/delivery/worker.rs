@@ -1,0 +1,862 @@
+//! The delivery loop. One task reads `<prefix>.transitions.v1`, stores one job per subscribed
+//! endpoint (and only then lets the offset be committed), attempts due jobs over HTTP within
+//! the concurrency limits and circuit breakers, writes each attempt's outcome together with
+//! the job's next state, and publishes the outcome records.
+//!
+//! Requests run as tasks on a tracker and report back on a bounded channel; every change to
+//! the store happens on the loop, so the store needs no lock. On shutdown the loop stops
+//! starting attempts and waits (at most the request timeout) for those in flight — an attempt
+//! whose answer never arrived is simply due again after the restart.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Message};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::client::{self, Answer, Client};
+use super::store::{self, Change, Job, OutboxRecord, Store};
+use super::{sign, Config, DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
+use crate::clock::Clock;
+use crate::kafka::{self, inbound};
+use crate::providers::Bucket;
+use crate::telemetry::metrics;
+use crate::tenants::{Endpoint, Registry};
+
+/// Outbox records published per round.
+const PUBLISH_BATCH: usize = 1_000;
+/// Outbox records above which the worker stops reading transitions (Kafka is away).
+const MAX_OUTBOX: u64 = 100_000;
+/// How long `seen` markers are kept: a transition read again within it is not delivered again.
+const SEEN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Why the delivery worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create the Kafka consumer")]
+    Consumer(#[source] KafkaError),
+    #[error("cannot create the state folder {path}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the delivery store failed")]
+    Store(#[from] store::Error),
+    #[error("cannot create the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// A delivery worker, ready to run.
+pub struct Delivery {
+    config: Config,
+    kafka: kafka::Config,
+    registry: Arc<Registry>,
+    producer: kafka::Producer,
+    clock: Clock,
+}
+
+impl Delivery {
+    pub fn new(
+        config: Config,
+        kafka: kafka::Config,
+        registry: Arc<Registry>,
+        producer: kafka::Producer,
+        clock: Clock,
+    ) -> Self {
+        Delivery {
+            config,
+            kafka,
+            registry,
+            producer,
+            clock,
+        }
+    }
+
+    /// Delivers until `shutdown`, then lets in-flight requests finish (at most the request
+    /// timeout), publishes recorded outcomes and commits the consumed transitions.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.config.state_dir).map_err(|source| Error::StateDir {
+            path: self.config.state_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(&self.config.state_dir)?;
+        let client = Client::from_config(&self.config).map_err(Error::Client)?;
+        let topics = self.kafka.topics();
+        let consumer = self.consumer(&topics.transitions)?;
+        consumer
+            .subscribe(&[&topics.transitions])
+            .map_err(Error::Consumer)?;
+        let (results, mut answers) = mpsc::channel(self.config.max_in_flight_requests);
+        let disabled: HashSet<(String, String)> = store.disabled()?.into_iter().collect();
+        tracing::info!(
+            topic = %topics.transitions,
+            group = %self.config.group_id,
+            state_dir = %self.config.state_dir.display(),
+            pending = store.pending(),
+            "delivery worker started"
+        );
+        let mut worker = Worker {
+            config: Arc::new(self.config),
+            topics,
+            registry: self.registry,
+            producer: self.producer,
+            clock: self.clock,
+            store,
+            client,
+            results,
+            tracker: TaskTracker::new(),
+            in_flight: HashSet::new(),
+            per_endpoint: HashMap::new(),
+            breakers: HashMap::new(),
+            disabled,
+            superseded: HashSet::new(),
+        };
+
+        let mut tick = tokio::time::interval(worker.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_forget = tokio::time::Instant::now();
+        let result: Result<(), Error> = loop {
+            let reading = worker.store.outbox_len() < MAX_OUTBOX;
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(answer) = answers.recv() => worker.finish(answer),
+                message = consumer.recv(), if reading => match message {
+                    Ok(message) => {
+                        let taken = worker.take(message.payload().unwrap_or_default());
+                        if taken.is_ok() {
+                            if let Err(e) = consumer.store_offset_from_message(&message) {
+                                tracing::debug!(error = %e, "storing the offset failed");
+                            }
+                        }
+                        taken.and_then(|()| worker.dispatch())
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        Ok(())
+                    }
+                },
+                _ = tick.tick() => {
+                    if last_forget.elapsed() >= Duration::from_secs(60) {
+                        last_forget = tokio::time::Instant::now();
+                        let before = worker.clock.now_millis() - SEEN_RETENTION.as_millis() as i64;
+                        worker.store.forget_seen(before, 10_000)?;
+                    }
+                    worker.publish().await;
+                    worker.report();
+                    worker.dispatch()
+                }
+            };
+            if let Err(e) = step {
+                break Err(e);
+            }
+        };
+
+        // Park: no new attempts; wait for those in flight, at most one request timeout.
+        worker.tracker.close();
+        let parked = tokio::time::timeout(worker.config.timeout + Duration::from_secs(1), async {
+            while !worker.in_flight.is_empty() {
+                match answers.recv().await {
+                    Some(answer) => worker.finish(answer)?,
+                    None => break,
+                }
+            }
+            Ok::<(), Error>(())
+        })
+        .await;
+        if let Ok(Err(e)) = parked {
+            tracing::error!(error = %e, "recording the last outcomes failed");
+        }
+        worker.publish().await;
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "committing the consumed transitions failed");
+        }
+        tracing::info!(pending = worker.store.pending(), "delivery worker stopped");
+        result
+    }
+
+    fn consumer(&self, topic: &str) -> Result<StreamConsumer<Lag>, Error> {
+        let mut client = ClientConfig::new();
+        client
+            .set("client.id", "cartstream-delivery")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000");
+        for (key, value) in &self.config.consumer {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", &self.kafka.brokers)
+            .set("group.id", &self.config.group_id)
+            // Offsets are stored only after the transition's jobs are in RocksDB, and
+            // committed from there in the background.
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false");
+        client
+            .create_with_context(Lag {
+                topic: topic.to_string(),
+            })
+            .map_err(Error::Consumer)
+    }
+}
+
+/// Reports the consumer's lag from librdkafka's statistics.
+struct Lag {
+    topic: String,
+}
+
+impl ClientContext for Lag {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            let lag: i64 = topic
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0)
+                .map(|p| p.consumer_lag.max(0))
+                .sum();
+            metrics::delivery_lag(lag);
+        }
+    }
+}
+
+impl ConsumerContext for Lag {}
+
+/// A transition as read from `<prefix>.transitions.v1` (`schemas/transition.v1.json`).
+#[derive(Debug, Deserialize)]
+struct Transition {
+    id: String,
+    tenant_id: String,
+    cart: String,
+    from: String,
+    to: String,
+    bucket: Bucket,
+    recovered: bool,
+    at: String,
+    event: serde_json::Value,
+}
+
+impl Transition {
+    /// The request body (SPEC §6), fixed once so every attempt sends the same bytes.
+    fn webhook_body(&self) -> String {
+        let field = |name: &str| self.event.get(name).cloned().unwrap_or_default();
+        json!({
+            "event": self.bucket.as_str(),
+            "id": self.id,
+            "occurred_at": self.at,
+            "tenant_id": self.tenant_id,
+            "data": {
+                "cart": self.cart,
+                "from": self.from,
+                "to": self.to,
+                "recovered": self.recovered,
+                "customer": field("customer"),
+                "cart_value": field("cart_value"),
+                "currency": field("currency"),
+                "item_count": field("item_count"),
+                "recovery_url": field("recovery_url"),
+                "provider": field("provider"),
+                "cart_token": field("cart_token"),
+                "checkout_token": field("checkout_token"),
+                "order_id": field("order_id"),
+            }
+        })
+        .to_string()
+    }
+}
+
+/// What came back from one attempt.
+struct Attempted {
+    job: Job,
+    result: Result<Answer, client::Error>,
+    took: Duration,
+}
+
+/// The circuit of one endpoint.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<i64>,
+    probing: bool,
+}
+
+impl Breaker {
+    /// Whether a request may go now; lets one probe through once the open period is over.
+    fn admits(&mut self, now_ms: i64) -> bool {
+        match self.open_until {
+            None => true,
+            Some(until) if now_ms >= until && !self.probing => {
+                self.probing = true;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        *self = Breaker::default();
+    }
+
+    fn failed(&mut self, now_ms: i64, threshold: u32, open_for: Duration) {
+        self.failures += 1;
+        self.probing = false;
+        if self.failures >= threshold {
+            self.open_until = Some(now_ms + open_for.as_millis() as i64);
+        }
+    }
+}
+
+type EndpointKey = (String, String);
+
+struct Worker {
+    config: Arc<Config>,
+    topics: kafka::Topics,
+    registry: Arc<Registry>,
+    producer: kafka::Producer,
+    clock: Clock,
+    store: Store,
+    client: Client,
+    results: mpsc::Sender<Attempted>,
+    tracker: TaskTracker,
+    in_flight: HashSet<Vec<u8>>,
+    per_endpoint: HashMap<EndpointKey, usize>,
+    breakers: HashMap<EndpointKey, Breaker>,
+    disabled: HashSet<EndpointKey>,
+    /// In-flight abandonments an order superseded meanwhile: not retried if they fail.
+    superseded: HashSet<Vec<u8>>,
+}
+
+/// An outcome about to be recorded.
+struct Outcome<'a> {
+    job: &'a Job,
+    outcome: &'static str,
+    status: Option<u16>,
+    class: Option<&'static str>,
+    took: Option<Duration>,
+    error: Option<String>,
+    next_ms: Option<i64>,
+}
+
+impl<'a> Outcome<'a> {
+    fn of(job: &'a Job, outcome: &'static str) -> Self {
+        Outcome {
+            job,
+            outcome,
+            status: None,
+            class: None,
+            took: None,
+            error: None,
+            next_ms: None,
+        }
+    }
+}
+
+impl Worker {
+    fn endpoint(&self, tenant: &str, id: &str) -> Option<&Endpoint> {
+        self.registry
+            .endpoints()
+            .iter()
+            .find(|e| &*e.tenant.id == tenant && e.id == id)
+    }
+
+    fn expired(&self, job: &Job, now_ms: i64) -> bool {
+        let deadline = self.config.deadline(&job.event).as_millis() as i64;
+        now_ms - job.occurred_ms > deadline
+    }
+
+    /// Stores one job per subscribed endpoint of the transition in `payload`; an order ends
+    /// the pending abandonments of its cart (`superseded`).
+    fn take(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let transition: Transition = match serde_json::from_slice(payload) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a transition record that cannot be read");
+                return Ok(());
+            }
+        };
+        let now = self.clock.now_millis();
+        let occurred_ms = DateTime::parse_from_rfc3339(&transition.at)
+            .map(|at| at.timestamp_millis())
+            .unwrap_or(now);
+        let body = transition.webhook_body();
+        let mut changes = Vec::new();
+        let mut seen = Vec::new();
+        let mut records = Vec::new();
+        let endpoints: Vec<&Endpoint> = self
+            .registry
+            .endpoints_for(&transition.tenant_id, transition.bucket)
+            .collect();
+        for endpoint in endpoints {
+            let key = store::key(&transition.tenant_id, &endpoint.id, &transition.id);
+            if self.store.seen(&key)? {
+                continue;
+            }
+            seen.push(key);
+            let job = Job {
+                transition_id: transition.id.clone(),
+                tenant: transition.tenant_id.clone(),
+                endpoint: endpoint.id.clone(),
+                event: transition.bucket.as_str().to_string(),
+                cart: transition.cart.clone(),
+                body: body.clone(),
+                occurred_ms,
+                created_ms: now,
+                attempts: 0,
+                next_ms: now,
+                last_status: None,
+                last_error: None,
+            };
+            if transition.bucket == Bucket::OrderCompleted {
+                for pending in self.store.pending_abandonments(
+                    &transition.tenant_id,
+                    &endpoint.id,
+                    &transition.cart,
+                )? {
+                    let pending_key = pending.key();
+                    if self.in_flight.contains(&pending_key) {
+                        self.superseded.insert(pending_key);
+                        continue;
+                    }
+                    records.push(self.record(Outcome::of(&pending, "superseded"), now));
+                    changes.push(Change::Finish {
+                        job: pending,
+                        dead: false,
+                    });
+                }
+            }
+            let ends = if self
+                .disabled
+                .contains(&(job.tenant.clone(), job.endpoint.clone()))
+            {
+                Some("skipped_disabled")
+            } else if self.expired(&job, now) {
+                Some("expired")
+            } else {
+                None
+            };
+            match ends {
+                Some(outcome) => self.end(job, outcome, &mut changes, &mut records, now),
+                None => changes.push(Change::Schedule(job)),
+            }
+        }
+        self.store.write(changes, &seen, records, now)?;
+        Ok(())
+    }
+
+    /// Ends `job` without an attempt: `skipped_disabled`, `expired` (dead-lettered) or
+    /// `endpoint_removed` (dead-lettered).
+    fn end(
+        &self,
+        job: Job,
+        outcome: &'static str,
+        changes: &mut Vec<Change>,
+        records: &mut Vec<OutboxRecord>,
+        now: i64,
+    ) {
+        let dead = outcome != "skipped_disabled";
+        let mut recorded = Outcome::of(&job, if dead { outcome } else { "skipped_disabled" });
+        if outcome == "endpoint_removed" {
+            recorded.outcome = "dead_lettered";
+            recorded.error = Some("the endpoint is no longer configured".to_string());
+        }
+        records.push(self.record(recorded, now));
+        if dead {
+            records.push(self.dead_letter(&job, outcome, now));
+        }
+        changes.push(Change::Finish { job, dead });
+    }
+
+    /// Starts attempts for due jobs, within the global and per-endpoint limits and the
+    /// circuits; ends jobs that expired or whose endpoint is gone or disabled.
+    fn dispatch(&mut self) -> Result<(), Error> {
+        let room = self
+            .config
+            .max_in_flight_requests
+            .saturating_sub(self.in_flight.len());
+        if room == 0 {
+            return Ok(());
+        }
+        let now = self.clock.now_millis();
+        let in_flight = &self.in_flight;
+        let due = self.store.due(now, room, |key| in_flight.contains(key))?;
+        let mut changes = Vec::new();
+        let mut records = Vec::new();
+        for job in due {
+            let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
+            let ends = if self.endpoint(&job.tenant, &job.endpoint).is_none() {
+                Some("endpoint_removed")
+            } else if self.disabled.contains(&endpoint_key) {
+                Some("skipped_disabled")
+            } else if self.expired(&job, now) {
+                Some("expired")
+            } else {
+                None
+            };
+            if let Some(outcome) = ends {
+                self.end(job, outcome, &mut changes, &mut records, now);
+                continue;
+            }
+            let busy = self.per_endpoint.get(&endpoint_key).copied().unwrap_or(0);
+            if busy >= self.config.max_in_flight_per_endpoint {
+                continue;
+            }
+            if !self
+                .breakers
+                .entry(endpoint_key.clone())
+                .or_default()
+                .admits(now)
+            {
+                continue;
+            }
+            self.start(job, endpoint_key);
+        }
+        if !changes.is_empty() || !records.is_empty() {
+            self.store.write(changes, &[], records, now)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, job: Job, endpoint_key: EndpointKey) {
+        let Some(endpoint) = self.endpoint(&job.tenant, &job.endpoint) else {
+            return;
+        };
+        let url = endpoint.url.clone();
+        let timestamp = (self.clock.now_millis() / 1000).max(0) as u64;
+        let signature = sign(
+            &self.config.header_prefix,
+            &job.event,
+            &job.transition_id,
+            timestamp,
+            job.body.as_bytes(),
+            &endpoint.secrets,
+        );
+        self.in_flight.insert(job.key());
+        *self.per_endpoint.entry(endpoint_key).or_default() += 1;
+        metrics::delivery_in_flight(self.in_flight.len());
+        let client = self.client.clone();
+        let results = self.results.clone();
+        self.tracker.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let body = job.body.clone().into_bytes();
+            let result = client.post(&url, &signature.headers, body).await;
+            let took = started.elapsed();
+            // The receiver is the loop, which outlives every attempt it waits for.
+            let _ = results.send(Attempted { job, result, took }).await;
+        });
+    }
+
+    /// Records an attempt's outcome and the job's next state.
+    fn finish(&mut self, attempted: Attempted) -> Result<(), Error> {
+        let Attempted {
+            mut job,
+            result,
+            took,
+        } = attempted;
+        let key = job.key();
+        let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
+        self.in_flight.remove(&key);
+        if let Some(busy) = self.per_endpoint.get_mut(&endpoint_key) {
+            *busy = busy.saturating_sub(1);
+        }
+        metrics::delivery_in_flight(self.in_flight.len());
+        let superseded = self.superseded.remove(&key);
+        let now = self.clock.now_millis();
+        job.attempts += 1;
+        let (status, retry_after, class, error) = match &result {
+            Ok(answer) => (
+                Some(answer.status),
+                answer.retry_after,
+                metrics::status_class(answer.status),
+                None,
+            ),
+            Err(e) => (None, None, e.class(), Some(error_chain(e))),
+        };
+        job.last_status = status;
+        job.last_error = error.clone();
+        let breaker = self.breakers.entry(endpoint_key.clone()).or_default();
+        let mut changes = Vec::new();
+        let mut records = Vec::new();
+        let attempt = |outcome| Outcome {
+            job: &job,
+            outcome,
+            status,
+            class: Some(class),
+            took: Some(took),
+            error: error.clone(),
+            next_ms: None,
+        };
+        if matches!(status, Some(200..=299)) {
+            breaker.succeeded();
+            metrics::delivery_attempt("delivered", class, took);
+            records.push(self.record(attempt("delivered"), now));
+            changes.push(Change::Finish { job, dead: false });
+        } else if status == Some(410) {
+            breaker.succeeded();
+            tracing::warn!(
+                tenant = %job.tenant,
+                endpoint = %job.endpoint,
+                "the endpoint answered 410 Gone: disabled"
+            );
+            self.store.disable(&job.tenant, &job.endpoint, now)?;
+            self.disabled.insert(endpoint_key);
+            metrics::delivery_attempt("dead_lettered", class, took);
+            records.push(self.record(attempt("dead_lettered"), now));
+            records.push(self.dead_letter(&job, "gone", now));
+            changes.push(Change::Finish { job, dead: true });
+        } else {
+            breaker.failed(
+                now,
+                self.config.circuit_failures,
+                self.config.circuit_open_for,
+            );
+            let schedule = self
+                .endpoint(&job.tenant, &job.endpoint)
+                .and_then(|e| e.retry_schedule.clone())
+                .unwrap_or_else(|| self.config.retry_schedule.clone());
+            if superseded {
+                metrics::delivery_attempt("failed", class, took);
+                records.push(self.record(attempt("superseded"), now));
+                changes.push(Change::Finish { job, dead: false });
+            } else if job.attempts as usize >= schedule.len() {
+                metrics::delivery_attempt("dead_lettered", class, took);
+                records.push(self.record(attempt("dead_lettered"), now));
+                records.push(self.dead_letter(&job, "exhausted", now));
+                changes.push(Change::Finish { job, dead: true });
+            } else {
+                let mut delay = jittered(schedule[job.attempts as usize], self.config.jitter);
+                if matches!(status, Some(429 | 503)) {
+                    if let Some(wait) = retry_after {
+                        delay = delay.max(wait.min(self.config.max_retry_after));
+                    }
+                }
+                let next_ms = now + delay.as_millis() as i64;
+                metrics::delivery_attempt("failed", class, took);
+                records.push(self.record(
+                    Outcome {
+                        next_ms: Some(next_ms),
+                        ..attempt("failed")
+                    },
+                    now,
+                ));
+                job.next_ms = next_ms;
+                changes.push(Change::Schedule(job));
+            }
+        }
+        self.store.write(changes, &[], records, now)?;
+        Ok(())
+    }
+
+    /// An outcome record for `<prefix>.deliveries.v1` (`schemas/delivery.v1.json`).
+    fn record(&self, outcome: Outcome<'_>, now: i64) -> OutboxRecord {
+        let job = outcome.job;
+        metrics::delivery_outcome(outcome.outcome);
+        let value = json!({
+            "schema": OUTCOME_SCHEMA,
+            "transition_id": job.transition_id,
+            "tenant_id": job.tenant,
+            "endpoint_id": job.endpoint,
+            "event": job.event,
+            "cart": job.cart,
+            "attempt": if outcome.class.is_some() { job.attempts } else { 0 },
+            "outcome": outcome.outcome,
+            "status_code": outcome.status,
+            "status_class": outcome.class,
+            "latency_ms": outcome.took.map(|d| d.as_secs_f64() * 1000.0),
+            "error": outcome.error,
+            "next_attempt_at": outcome.next_ms.map(rfc3339),
+            "at": rfc3339(now),
+        });
+        OutboxRecord {
+            dead_letter: false,
+            key: job.tenant.clone(),
+            id: format!(
+                "{}/{}/{}/{}",
+                job.transition_id, job.endpoint, job.attempts, outcome.outcome
+            ),
+            value: value.to_string(),
+        }
+    }
+
+    /// A record for `<prefix>.deliveries.dlq.v1` (`schemas/delivery_dlq.v1.json`): everything
+    /// needed to deliver it again by hand.
+    fn dead_letter(&self, job: &Job, reason: &'static str, now: i64) -> OutboxRecord {
+        let body: serde_json::Value = serde_json::from_str(&job.body).unwrap_or_default();
+        let value = json!({
+            "schema": DEAD_LETTER_SCHEMA,
+            "transition_id": job.transition_id,
+            "tenant_id": job.tenant,
+            "endpoint_id": job.endpoint,
+            "event": job.event,
+            "cart": job.cart,
+            "reason": reason,
+            "attempts": job.attempts,
+            "last_status_code": job.last_status,
+            "last_error": job.last_error,
+            "created_at": rfc3339(job.created_ms),
+            "dead_lettered_at": rfc3339(now),
+            "body": body,
+        });
+        OutboxRecord {
+            dead_letter: true,
+            key: job.tenant.clone(),
+            id: format!("{}/{}", job.transition_id, job.endpoint),
+            value: value.to_string(),
+        }
+    }
+
+    /// Hands the outbox to Kafka and drops what it acknowledged. Whether it is empty now.
+    async fn publish(&mut self) -> bool {
+        loop {
+            let records = match self.store.outbox(PUBLISH_BATCH) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    return false;
+                }
+            };
+            if records.is_empty() {
+                return true;
+            }
+            let mut pending = Vec::with_capacity(records.len());
+            for (sequence, record) in &records {
+                let (topic, schema) = match record.dead_letter {
+                    true => (&self.topics.dead_letters, DEAD_LETTER_SCHEMA),
+                    false => (&self.topics.deliveries, OUTCOME_SCHEMA),
+                };
+                let headers = OwnedHeaders::new_with_capacity(2)
+                    .insert(Header {
+                        key: inbound::HEADER_SCHEMA,
+                        value: Some(schema),
+                    })
+                    .insert(Header {
+                        key: kafka::HEADER_ID,
+                        value: Some(&record.id),
+                    });
+                match self
+                    .producer
+                    .enqueue(topic, &record.key, record.value.as_bytes(), headers)
+                {
+                    Ok(delivery) => pending.push((*sequence, delivery)),
+                    Err(_) => break,
+                }
+            }
+            let complete = pending.len() == records.len();
+            let mut acknowledged = Vec::with_capacity(pending.len());
+            let _ = tokio::time::timeout(self.config.publish_timeout, async {
+                for (sequence, delivery) in pending {
+                    match delivery.await {
+                        Ok(Ok(_)) => acknowledged.push(sequence),
+                        _ => return,
+                    }
+                }
+            })
+            .await;
+            let all = complete && acknowledged.len() == records.len();
+            if let Err(e) = self.store.acknowledge(&acknowledged) {
+                tracing::error!(error = %e, "dropping acknowledged outbox records failed");
+                return false;
+            }
+            if !all {
+                tracing::warn!(
+                    waiting = self.store.outbox_len(),
+                    "Kafka did not take every outcome record; keeping them"
+                );
+                return false;
+            }
+        }
+    }
+
+    fn report(&self) {
+        let now = self.clock.now_millis();
+        let open = self
+            .breakers
+            .values()
+            .filter(|b| b.open_until.is_some_and(|until| until > now || b.probing))
+            .count();
+        metrics::delivery_gauges(
+            self.store.pending(),
+            open,
+            self.disabled.len(),
+            self.store.outbox_len(),
+        );
+    }
+}
+
+/// `delay` moved by up to `fraction` either way.
+fn jittered(delay: Duration, fraction: f64) -> Duration {
+    if delay.is_zero() || fraction <= 0.0 {
+        return delay;
+    }
+    let mut bytes = [0u8; 4];
+    let unit = match getrandom::fill(&mut bytes) {
+        Ok(()) => u32::from_le_bytes(bytes) as f64 / u32::MAX as f64,
+        Err(_) => 0.5,
+    };
+    delay.mul_f64(1.0 + fraction * (2.0 * unit - 1.0))
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The error and its causes, for the outcome record (no URL or secret is in them).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_and_lets_one_probe_through() {
+        let mut breaker = Breaker::default();
+        let open_for = Duration::from_secs(30);
+        for _ in 0..2 {
+            assert!(breaker.admits(0));
+            breaker.failed(0, 3, open_for);
+        }
+        assert!(breaker.admits(0));
+        breaker.failed(0, 3, open_for);
+        assert!(!breaker.admits(1_000));
+        assert!(breaker.admits(30_000), "a probe after the open period");
+        assert!(!breaker.admits(30_001), "only one probe at a time");
+        breaker.failed(30_002, 3, open_for);
+        assert!(!breaker.admits(40_000));
+        assert!(breaker.admits(60_002));
+        breaker.succeeded();
+        assert!(breaker.admits(60_003) && breaker.admits(60_004));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(60), 0.1);
+            assert!(
+                d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
+                "{d:?}"
+            );
+        }
+        assert_eq!(jittered(Duration::ZERO, 0.1), Duration::ZERO);
+    }
+}

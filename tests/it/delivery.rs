@@ -1,0 +1,772 @@
+//! The delivery worker against real HTTP receivers: transitions in on their topic (or, end to
+//! end, a signed checkout through the ingress and the processor), signed requests out, one
+//! outcome record per attempt, retries on the schedule with the wall clock under the test's
+//! control, supersession, 410, redirects, private destinations and restarts.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use cartstream::app::Roles;
+use cartstream::clock::Clock;
+use cartstream::state::transition_id;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+
+use crate::support::{eventually, read_json, schema, shopify_headers, Http, TestDaemon, TENANTS};
+
+const T0: u64 = 1_790_000_000;
+const WAIT: Duration = Duration::from_secs(30);
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OLD_SECRET: &str = "crm-old-secret";
+
+/// What a receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: http::HeaderMap,
+    body: Bytes,
+    /// The manual clock when it arrived, Unix ms.
+    at_ms: i64,
+}
+
+/// A scripted answer: status and headers.
+type Reply = (u16, Vec<(&'static str, String)>);
+
+/// A webhook receiver on 127.0.0.1: answers from its script, then 200.
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+}
+
+impl Receiver {
+    async fn start(clock: Clock) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            received: Arc::default(),
+            script: Arc::default(),
+        };
+        let shared = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (shared, clock) = (shared.clone(), clock.clone());
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let (shared, clock) = (shared.clone(), clock.clone());
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body.collect().await.unwrap().to_bytes();
+                                shared.received.lock().unwrap().push(Received {
+                                    headers: parts.headers,
+                                    body,
+                                    at_ms: clock.now_millis(),
+                                });
+                                let (status, headers) = shared
+                                    .script
+                                    .lock()
+                                    .unwrap()
+                                    .pop_front()
+                                    .unwrap_or((200, Vec::new()));
+                                let mut response = http::Response::builder().status(status);
+                                for (name, value) in headers {
+                                    response = response.header(name, value);
+                                }
+                                Ok::<_, Infallible>(
+                                    response.body(Full::new(Bytes::from_static(b"ok"))).unwrap(),
+                                )
+                            }
+                        });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        receiver
+    }
+
+    fn answer(&self, status: u16, headers: Vec<(&'static str, String)>) {
+        self.script.lock().unwrap().push_back((status, headers));
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hooks", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// Checks both signature schemes the way a receiver would, with HMAC computed here.
+fn verify(request: &Received, secret: &str, previous: &str) {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let hmac = |key: &[u8], message: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(message);
+        mac.finalize().into_bytes().to_vec()
+    };
+    assert_eq!(
+        header("x-cartstream-signature"),
+        hex::encode(hmac(secret.as_bytes(), &request.body)),
+        "X-Cartstream-Signature is the hex HMAC of the raw body"
+    );
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        header("x-cartstream-event"),
+        body["event"].as_str().unwrap()
+    );
+    let id = header("webhook-id");
+    assert_eq!(id, body["id"].as_str().unwrap());
+    let timestamp = header("webhook-timestamp");
+    let signed = [
+        id.as_bytes(),
+        b".",
+        timestamp.as_bytes(),
+        b".",
+        &request.body,
+    ]
+    .concat();
+    let current = BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let expected = [
+        format!("v1,{}", BASE64.encode(hmac(&current, &signed))),
+        format!("v1,{}", BASE64.encode(hmac(previous.as_bytes(), &signed))),
+    ];
+    let sent: Vec<String> = header("webhook-signature")
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(sent, expected, "one signature per valid secret");
+    assert_eq!(
+        request.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+}
+
+/// The test tenants plus endpoints for `acme`: `(id, url, extra lines)`.
+fn tenants(endpoints: &[(&str, &str, &str)]) -> String {
+    let mut text = TENANTS.to_string();
+    // TENANTS lists acme first: its endpoints go right after its integrations, before globex.
+    let globex = text.find("[[tenant]]\nid = \"globex\"").unwrap();
+    let mut lines = String::new();
+    for (id, url, extra) in endpoints {
+        lines.push_str(&format!(
+            "  [[tenant.endpoint]]\n  id = \"{id}\"\n  url = \"{url}\"\n  secret = \"{SECRET}\"\n  previous_secret = \"{OLD_SECRET}\"\n{extra}\n"
+        ));
+    }
+    text.insert_str(globex, &lines);
+    text
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+}
+
+/// A transition as the processor writes it.
+fn transition(cart: &str, bucket: &str, at_ms: i64) -> Value {
+    let (to, kind) = match bucket {
+        "abandoned_candidate" => ("abandoned", "abandoned_candidate"),
+        _ => ("completed", "order_completed"),
+    };
+    json!({
+        "schema": "cartstream.transition.v1",
+        "id": transition_id("acme", cart, kind, 0),
+        "tenant_id": "acme",
+        "cart": cart,
+        "from": "active",
+        "to": to,
+        "bucket": bucket,
+        "recovered": false,
+        "at": rfc3339(at_ms),
+        "event": {
+            "schema": "cartstream.event.v1",
+            "provider": "shopify",
+            "customer": {"name": null, "email": "bob@example.com", "phone": null},
+            "cart_value": "379.69",
+            "currency": "USD",
+            "item_count": 2,
+            "recovery_url": format!("https://acme.example/recover/{cart}"),
+            "cart_token": cart,
+            "checkout_token": null,
+            "order_id": null,
+        }
+    })
+}
+
+struct Bench {
+    daemon: TestDaemon,
+    clock: Clock,
+    producer: FutureProducer,
+}
+
+impl Bench {
+    async fn start_with(
+        test: &str,
+        tenants: &str,
+        state: Option<&std::path::Path>,
+        clock: Clock,
+        edit: impl FnOnce(&mut cartstream::config::Config),
+    ) -> Bench {
+        let mut builder = TestDaemon::builder(test)
+            .roles(Roles::DELIVERY)
+            .clock(clock.clone())
+            .tenants(tenants)
+            .config(|config| {
+                config.delivery.allow_private_networks = vec!["127.0.0.0/8".to_string()];
+                edit(config);
+            });
+        if let Some(dir) = state {
+            builder = builder.state_dir(dir);
+        }
+        let daemon = builder.start().await;
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &daemon.brokers)
+            .create()
+            .unwrap();
+        Bench {
+            daemon,
+            clock,
+            producer,
+        }
+    }
+
+    async fn send(&self, transition: &Value) {
+        let payload = transition.to_string();
+        self.producer
+            .send(
+                FutureRecord::to(&self.daemon.topics.transitions)
+                    .key("acme")
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    fn outcomes(&self) -> Vec<Value> {
+        read_json(&self.daemon.brokers, &self.daemon.topics.deliveries)
+    }
+
+    fn dead_letters(&self) -> Vec<Value> {
+        read_json(&self.daemon.brokers, &self.daemon.topics.dead_letters)
+    }
+
+    async fn outcomes_eventually(&self, n: usize) -> Vec<Value> {
+        eventually(&format!("{n} outcome records"), WAIT, || {
+            let outcomes = self.outcomes();
+            (outcomes.len() >= n).then_some(outcomes)
+        })
+        .await
+    }
+
+    /// Moves the clock and gives the worker time to act (it looks every 50 ms).
+    async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+async fn received_eventually(receiver: &Receiver, n: usize) -> Vec<Received> {
+    eventually(&format!("{n} requests"), WAIT, || {
+        let received = receiver.received();
+        (received.len() >= n).then_some(received)
+    })
+    .await
+}
+
+fn fields(outcomes: &[Value], name: &str) -> Vec<Value> {
+    outcomes.iter().map(|o| o[name].clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_after_a_checkout_ends_as_a_signed_webhook() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let daemon = TestDaemon::builder("delivery-e2e")
+        .roles(Roles::ALL)
+        .clock(clock.clone())
+        .tenants(&tenants(&[("crm", &receiver.url(), "")]))
+        .config(|config| {
+            config.delivery.allow_private_networks = vec!["127.0.0.0/8".to_string()];
+            config.ingress.ack_timeout = Duration::from_secs(20);
+        })
+        .start()
+        .await;
+    let body = serde_json::to_vec(&json!({
+        "id": 1001,
+        "token": "checkout-cart-1",
+        "cart_token": "cart-1",
+        "email": "bob@example.com",
+        "total_price": "379.69",
+        "currency": "USD",
+        "abandoned_checkout_url": "https://acme.example/recover/cart-1",
+        "updated_at": rfc3339(clock.now_millis()),
+    }))
+    .unwrap();
+    let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, "w-1");
+    let answer = Http::http1()
+        .post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    eventually("the checkout's event", WAIT, || {
+        (!read_json(&daemon.brokers, &daemon.topics.events).is_empty()).then_some(())
+    })
+    .await;
+    assert!(receiver.received().is_empty(), "nothing before the window");
+
+    clock.advance(Duration::from_secs(16 * 60));
+    let received = received_eventually(&receiver, 1).await;
+    verify(&received[0], SECRET, OLD_SECRET);
+    let webhook: Value = serde_json::from_slice(&received[0].body).unwrap();
+    let errors: Vec<String> = schema("webhook.v1.json")
+        .iter_errors(&webhook)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}: {webhook}");
+    assert_eq!(webhook["event"], "abandoned_candidate");
+    assert_eq!(
+        webhook["id"],
+        transition_id("acme", "cart-1", "abandoned_candidate", 0)
+    );
+    assert_eq!(
+        webhook["data"]["recovery_url"],
+        "https://acme.example/recover/cart-1"
+    );
+    assert_eq!(webhook["data"]["customer"]["email"], "bob@example.com");
+
+    let outcomes = eventually("the outcome", WAIT, || {
+        let o = read_json(&daemon.brokers, &daemon.topics.deliveries);
+        (!o.is_empty()).then_some(o)
+    })
+    .await;
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0]["outcome"], "delivered");
+    assert_eq!(outcomes[0]["status_code"], 200);
+    assert_eq!(outcomes[0]["attempt"], 1);
+    let validator = schema("delivery.v1.json");
+    assert!(validator.is_valid(&outcomes[0]), "{}", outcomes[0]);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_500s_then_200_is_three_attempts_on_the_schedule() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let bench = Bench::start_with(
+        "delivery-retry",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    receiver.answer(500, Vec::new());
+    receiver.answer(500, Vec::new());
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    received_eventually(&receiver, 1).await;
+    bench.outcomes_eventually(1).await;
+
+    // The schedule: 1 min (±10 %) before the second attempt, 5 min before the third.
+    bench.advance(Duration::from_secs(50)).await;
+    assert_eq!(receiver.received().len(), 1, "not before 54 s");
+    bench.advance(Duration::from_secs(17)).await;
+    received_eventually(&receiver, 2).await;
+    bench.outcomes_eventually(2).await;
+    bench.advance(Duration::from_secs(4 * 60)).await;
+    assert_eq!(receiver.received().len(), 2, "not before 4.5 min");
+    bench.advance(Duration::from_secs(2 * 60)).await;
+    let received = received_eventually(&receiver, 3).await;
+    for request in &received {
+        verify(request, SECRET, OLD_SECRET);
+        assert_eq!(
+            request.body, received[0].body,
+            "every attempt sends the same bytes"
+        );
+    }
+
+    let outcomes = bench.outcomes_eventually(3).await;
+    assert_eq!(
+        fields(&outcomes, "outcome"),
+        [json!("failed"), json!("failed"), json!("delivered")]
+    );
+    assert_eq!(fields(&outcomes, "attempt"), [json!(1), json!(2), json!(3)]);
+    assert_eq!(
+        fields(&outcomes, "status_code"),
+        [json!(500), json!(500), json!(200)]
+    );
+    assert!(outcomes[0]["next_attempt_at"].is_string());
+    let validator = schema("delivery.v1.json");
+    for outcome in &outcomes {
+        assert!(validator.is_valid(outcome), "{outcome}");
+    }
+    bench.advance(Duration::from_secs(3600)).await;
+    assert_eq!(receiver.received().len(), 3, "nothing after delivery");
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_on_429_holds_the_next_attempt_back() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let bench = Bench::start_with(
+        "delivery-429",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    receiver.answer(429, vec![("retry-after", "120".to_string())]);
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    let first = received_eventually(&receiver, 1).await[0].at_ms;
+    bench.advance(Duration::from_secs(100)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the schedule says 1 min, Retry-After 120 s"
+    );
+    bench.advance(Duration::from_secs(21)).await;
+    let received = received_eventually(&receiver, 2).await;
+    assert!(received[1].at_ms - first >= 120_000);
+    let outcomes = bench.outcomes_eventually(2).await;
+    assert_eq!(outcomes[0]["status_code"], 429);
+    assert_eq!(outcomes[1]["outcome"], "delivered");
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_capped_as_configured() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let bench = Bench::start_with(
+        "delivery-cap",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |config| config.delivery.max_retry_after = Duration::from_secs(90),
+    )
+    .await;
+    receiver.answer(503, vec![("retry-after", "86400".to_string())]);
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    received_eventually(&receiver, 1).await;
+    bench.advance(Duration::from_secs(80)).await;
+    assert_eq!(receiver.received().len(), 1);
+    bench.advance(Duration::from_secs(11)).await;
+    received_eventually(&receiver, 2).await;
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_failures_and_gone_disables_the_endpoint() {
+    let clock = Clock::manual(T0);
+    let moved = Receiver::start(clock.clone()).await;
+    let elsewhere = Receiver::start(clock.clone()).await;
+    let gone = Receiver::start(clock.clone()).await;
+    moved.answer(301, vec![("location", elsewhere.url())]);
+    gone.answer(410, Vec::new());
+    let bench = Bench::start_with(
+        "delivery-gone",
+        &tenants(&[("moved", &moved.url(), ""), ("gone", &gone.url(), "")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    let outcomes = bench.outcomes_eventually(2).await;
+    let of = |endpoint: &str| -> Vec<Value> {
+        bench
+            .outcomes()
+            .into_iter()
+            .filter(|o| o["endpoint_id"] == endpoint)
+            .collect()
+    };
+    assert_eq!(outcomes.len(), 2);
+    let redirect = &of("moved")[0];
+    assert_eq!(redirect["outcome"], "failed");
+    assert_eq!(redirect["status_code"], 301);
+    assert_eq!(redirect["status_class"], "3xx");
+    assert!(
+        elsewhere.received().is_empty(),
+        "the redirect was not followed"
+    );
+    let gone_outcome = &of("gone")[0];
+    assert_eq!(gone_outcome["outcome"], "dead_lettered");
+    assert_eq!(gone_outcome["status_code"], 410);
+    let dead = eventually("the dead letter", WAIT, || {
+        let d = bench.dead_letters();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(dead[0]["reason"], "gone");
+    assert!(
+        schema("delivery_dlq.v1.json").is_valid(&dead[0]),
+        "{}",
+        dead[0]
+    );
+
+    // A later transition is recorded for the disabled endpoint, and not sent.
+    bench
+        .send(&transition(
+            "cart-2",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    eventually("skipped_disabled", WAIT, || {
+        of("gone")
+            .iter()
+            .any(|o| o["outcome"] == "skipped_disabled" && o["cart"] == "cart-2")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(gone.received().len(), 1);
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_past_the_schedule_is_dead_lettered() {
+    let clock = Clock::manual(T0);
+    // A port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", closed.local_addr().unwrap());
+    drop(closed);
+    let bench = Bench::start_with(
+        "delivery-dead",
+        &tenants(&[("crm", &url, "  retry_schedule = [\"0s\", \"1m\", \"5m\"]")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    bench.outcomes_eventually(1).await;
+    bench.advance(Duration::from_secs(70)).await;
+    bench.outcomes_eventually(2).await;
+    bench.advance(Duration::from_secs(6 * 60)).await;
+    let outcomes = bench.outcomes_eventually(3).await;
+    assert_eq!(
+        fields(&outcomes, "outcome"),
+        [json!("failed"), json!("failed"), json!("dead_lettered")]
+    );
+    assert_eq!(outcomes[0]["status_class"], "connection");
+    let dead = eventually("the dead letter", WAIT, || {
+        let d = bench.dead_letters();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(dead[0]["reason"], "exhausted");
+    assert_eq!(dead[0]["attempts"], 3);
+    assert_eq!(dead[0]["body"]["data"]["cart"], "cart-1");
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_supersedes_an_abandonment_waiting_for_its_retry() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    receiver.answer(500, Vec::new());
+    let bench = Bench::start_with(
+        "delivery-supersede",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    bench.outcomes_eventually(1).await;
+    bench
+        .send(&transition("cart-1", "order_completed", clock.now_millis()))
+        .await;
+    let outcomes = bench.outcomes_eventually(3).await;
+    let mut seen: Vec<(String, String)> = outcomes
+        .iter()
+        .map(|o| {
+            (
+                o["event"].as_str().unwrap().to_string(),
+                o["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("abandoned_candidate".to_string(), "failed".to_string()),
+            ("abandoned_candidate".to_string(), "superseded".to_string()),
+            ("order_completed".to_string(), "delivered".to_string()),
+        ]
+    );
+    bench.advance(Duration::from_secs(3600)).await;
+    let events: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            r.headers["x-cartstream-event"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["abandoned_candidate", "order_completed"],
+        "the stale abandonment is not retried"
+    );
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_destinations_are_refused_unless_allow_listed() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let bench = Bench::start_with(
+        "delivery-private",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |config| config.delivery.allow_private_networks.clear(),
+    )
+    .await;
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    let outcomes = bench.outcomes_eventually(1).await;
+    assert_eq!(outcomes[0]["outcome"], "failed");
+    assert_eq!(outcomes[0]["status_class"], "refused");
+    assert!(receiver.received().is_empty());
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_retries_survive_a_restart() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let state = tempfile::tempdir().unwrap();
+    let carts = 20;
+    for _ in 0..carts {
+        receiver.answer(503, Vec::new());
+    }
+    let text = tenants(&[("crm", &receiver.url(), "")]);
+    // Twenty failures in a row would open the circuit (covered elsewhere); not here.
+    let bench = Bench::start_with(
+        "delivery-restart",
+        &text,
+        Some(state.path()),
+        clock.clone(),
+        |config| config.delivery.circuit_failures = 1_000,
+    )
+    .await;
+    for i in 0..carts {
+        bench
+            .send(&transition(
+                &format!("cart-{i}"),
+                "abandoned_candidate",
+                clock.now_millis(),
+            ))
+            .await;
+    }
+    bench.outcomes_eventually(carts).await;
+    let config = bench.daemon.config.clone();
+    bench.daemon.stop().await;
+
+    // The same worker (same state, same group and topics) comes back a few minutes later.
+    clock.advance(Duration::from_secs(5 * 60));
+    let daemon = TestDaemon::builder("delivery-restart")
+        .roles(Roles::DELIVERY)
+        .clock(clock.clone())
+        .tenants(&text)
+        .state_dir(state.path())
+        .config(|c| *c = config)
+        .start()
+        .await;
+    let received = received_eventually(&receiver, 2 * carts).await;
+    let mut delivered: Vec<Value> = received[carts..]
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["cart"].clone())
+        .collect();
+    delivered.sort_by_key(|c| c.as_str().unwrap().to_string());
+    let mut expected: Vec<Value> = (0..carts).map(|i| json!(format!("cart-{i}"))).collect();
+    expected.sort_by_key(|c| c.as_str().unwrap().to_string());
+    assert_eq!(delivered, expected, "every pending retry, once");
+    let outcomes = eventually("every delivery's outcome", WAIT, || {
+        let o = read_json(&daemon.brokers, &daemon.topics.deliveries);
+        (o.len() >= 2 * carts).then_some(o)
+    })
+    .await;
+    let delivered = outcomes
+        .iter()
+        .filter(|o| o["outcome"] == "delivered")
+        .count();
+    assert_eq!(delivered, carts);
+    daemon.stop().await;
+}
