@@ -149,7 +149,22 @@ pub async fn start(
     let admin_shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let health = Health::new(shutdown.clone(), producer.clone());
-    let admin = Admin::new(metrics, health.clone(), producer.clone());
+    let delivery_worker = roles.delivery.then(|| {
+        Delivery::new(
+            config.delivery.clone(),
+            config.kafka.clone(),
+            registry.clone(),
+            producer.clone(),
+            clock.clone(),
+        )
+    });
+    let admin = Admin::new(
+        metrics,
+        health.clone(),
+        producer.clone(),
+        config.admin.token.clone(),
+        delivery_worker.as_ref().map(Delivery::handle),
+    );
 
     let options = server::Options {
         header_read_timeout: config.ingress.header_read_timeout,
@@ -191,14 +206,7 @@ pub async fn start(
         })
     });
     let delivery_shutdown = CancellationToken::new();
-    let delivery = roles.delivery.then(|| {
-        let delivery = Delivery::new(
-            config.delivery.clone(),
-            config.kafka.clone(),
-            registry.clone(),
-            producer.clone(),
-            clock.clone(),
-        );
+    let delivery = delivery_worker.map(|delivery| {
         let (stop, token) = (shutdown.clone(), delivery_shutdown.clone());
         tracker.spawn(async move {
             let result = delivery.run(token).await;

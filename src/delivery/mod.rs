@@ -8,9 +8,11 @@
 //!   destinations on private addresses refused after resolution unless allow-listed;
 //! - [`store`]: pending deliveries in RocksDB (the retry schedule survives restarts and
 //!   crashes), the outcome outbox, disabled endpoints;
-//! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish.
+//! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish;
+//! - [`handle`]: operator actions (list, retry, redrive, enable, test) from the admin port.
 
 pub mod client;
+mod handle;
 mod signature;
 pub mod store;
 mod worker;
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Problems;
 
+pub use handle::{Error as HandleError, Handle, Listed, Tested};
 pub use signature::{sign, verify_signature, verify_standard, Secret, Signature};
 pub use worker::{Delivery, Error};
 

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::client::{self, Answer, Client};
+use super::handle::{Command, Handle, Tested};
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config, DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
 use crate::clock::Clock;
@@ -61,6 +62,8 @@ pub enum Error {
 
 /// A delivery worker, ready to run.
 pub struct Delivery {
+    commands: mpsc::Receiver<Command>,
+    handle: Handle,
     config: Config,
     kafka: kafka::Config,
     registry: Arc<Registry>,
@@ -76,7 +79,10 @@ impl Delivery {
         producer: kafka::Producer,
         clock: Clock,
     ) -> Self {
+        let (sender, commands) = mpsc::channel(16);
         Delivery {
+            commands,
+            handle: Handle { commands: sender },
             config,
             kafka,
             registry,
@@ -85,9 +91,14 @@ impl Delivery {
         }
     }
 
+    /// Operator actions on this worker, for the admin port.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
     /// Delivers until `shutdown`, then lets in-flight requests finish (at most the request
     /// timeout), publishes recorded outcomes and commits the consumed transitions.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
         std::fs::create_dir_all(&self.config.state_dir).map_err(|source| Error::StateDir {
             path: self.config.state_dir.clone(),
             source,
@@ -134,6 +145,10 @@ impl Delivery {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
                 Some(answer) = answers.recv() => worker.finish(answer),
+                Some(command) = self.commands.recv() => {
+                    worker.command(command);
+                    worker.dispatch()
+                }
                 message = consumer.recv(), if reading => match message {
                     Ok(message) => {
                         let taken = worker.take(message.payload().unwrap_or_default());
@@ -556,6 +571,102 @@ impl Worker {
         });
     }
 
+    /// Carries out an operator action; a failure is the operator's answer, not the worker's end.
+    fn command(&mut self, command: Command) {
+        let now = self.clock.now_millis();
+        let text = |e: store::Error| error_chain(&e);
+        match command {
+            Command::List { dead, limit, reply } => {
+                let jobs = match dead {
+                    true => self.store.dead(limit),
+                    false => self.store.failed(limit),
+                };
+                let _ = reply.send(jobs.map_err(text));
+            }
+            Command::Retry {
+                tenant,
+                endpoint,
+                transition,
+                reply,
+            } => {
+                let key = store::key(&tenant, &endpoint, &transition);
+                let _ = reply.send(self.store.retry_now(&key, now).map_err(text));
+            }
+            Command::Redrive { reply } => {
+                let _ = reply.send(self.store.redrive(None, now).map_err(text));
+            }
+            Command::Enable {
+                tenant,
+                endpoint,
+                reply,
+            } => {
+                let was = self.disabled.remove(&(tenant.clone(), endpoint.clone()));
+                let _ = reply.send(
+                    self.store
+                        .enable(&tenant, &endpoint)
+                        .map(|()| was)
+                        .map_err(text),
+                );
+            }
+            Command::Test {
+                tenant,
+                endpoint,
+                reply,
+            } => {
+                let Some(target) = self.endpoint(&tenant, &endpoint) else {
+                    let _ = reply.send(Err(format!(
+                        "no endpoint {endpoint:?} for tenant {tenant:?}"
+                    )));
+                    return;
+                };
+                let mut random = [0u8; 16];
+                let _ = getrandom::fill(&mut random);
+                let id = hex::encode(random);
+                let body = json!({
+                    "event": "test",
+                    "id": id,
+                    "occurred_at": rfc3339(now),
+                    "tenant_id": tenant,
+                    "data": {},
+                })
+                .to_string();
+                let signature = sign(
+                    &self.config.header_prefix,
+                    "test",
+                    &id,
+                    (now / 1000).max(0) as u64,
+                    body.as_bytes(),
+                    &target.secrets,
+                );
+                let (client, url) = (self.client.clone(), target.url.clone());
+                self.tracker.spawn(async move {
+                    let started = tokio::time::Instant::now();
+                    let result = client
+                        .post(&url, &signature.headers, body.into_bytes())
+                        .await;
+                    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let tested = match result {
+                        Ok(answer) => Tested {
+                            id,
+                            status_code: Some(answer.status),
+                            status_class: metrics::status_class(answer.status),
+                            latency_ms,
+                            error: None,
+                        },
+                        Err(e) => Tested {
+                            id,
+                            status_code: None,
+                            status_class: e.class(),
+                            latency_ms,
+                            error: Some(error_chain(&e)),
+                        },
+                    };
+                    let _ = reply.send(Ok(tested));
+                });
+            }
+        }
+    }
+
     /// Records an attempt's outcome and the job's next state.
     fn finish(&mut self, attempted: Attempted) -> Result<(), Error> {
         let Attempted {
@@ -806,7 +917,7 @@ fn jittered(delay: Duration, fraction: f64) -> Duration {
     delay.mul_f64(1.0 + fraction * (2.0 * unit - 1.0))
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)

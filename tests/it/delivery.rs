@@ -30,6 +30,7 @@ const T0: u64 = 1_790_000_000;
 const WAIT: Duration = Duration::from_secs(30);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OLD_SECRET: &str = "crm-old-secret";
+const TOKEN: &str = "test-admin-token-0123456789";
 
 /// What a receiver got.
 #[derive(Debug, Clone)]
@@ -53,7 +54,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start(clock: Clock) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::start_on("127.0.0.1:0".parse().unwrap(), clock).await
+    }
+
+    async fn start_on(addr: SocketAddr, clock: Clock) -> Receiver {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let receiver = Receiver {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
@@ -577,18 +582,19 @@ async fn redirects_are_failures_and_gone_disables_the_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_down_past_the_schedule_is_dead_lettered() {
+async fn a_receiver_down_past_the_schedule_is_dead_lettered_and_redriven() {
     let clock = Clock::manual(T0);
-    // A port nothing listens on.
+    // A port nothing listens on, for now.
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks", closed.local_addr().unwrap());
+    let addr = closed.local_addr().unwrap();
+    let url = format!("http://{addr}/hooks");
     drop(closed);
     let bench = Bench::start_with(
         "delivery-dead",
         &tenants(&[("crm", &url, "  retry_schedule = [\"0s\", \"1m\", \"5m\"]")]),
         None,
         clock.clone(),
-        |_| {},
+        |config| config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap()),
     )
     .await;
     bench
@@ -616,6 +622,55 @@ async fn a_receiver_down_past_the_schedule_is_dead_lettered() {
     assert_eq!(dead[0]["reason"], "exhausted");
     assert_eq!(dead[0]["attempts"], 3);
     assert_eq!(dead[0]["body"]["data"]["cart"], "cart-1");
+    assert!(
+        schema("delivery_dlq.v1.json").is_valid(&dead[0]),
+        "{}",
+        dead[0]
+    );
+
+    // The operator lists it, the receiver comes back, and a redrive delivers it.
+    let http = Http::http1();
+    let admin = |path: &str| bench.daemon.admin_url(path);
+    let bearer = [("authorization", format!("Bearer {TOKEN}"))];
+    let denied = http.get(&admin("/admin/deliveries?state=dead")).await;
+    assert_eq!(denied.status, 401);
+    let listed = http
+        .send(
+            "GET",
+            &admin("/admin/deliveries?state=dead"),
+            &bearer,
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(listed.status, 200);
+    let listed = listed.json();
+    assert_eq!(listed["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["deliveries"][0]["attempts"], 3);
+
+    let receiver = Receiver::start_on(addr, clock.clone()).await;
+    let redriven = http
+        .post(&admin("/admin/dead-letters/redrive"), &bearer, Bytes::new())
+        .await;
+    assert_eq!(redriven.status, 200, "{redriven:?}");
+    assert_eq!(redriven.json()["redriven"], 1);
+    let received = received_eventually(&receiver, 1).await;
+    verify(&received[0], SECRET, OLD_SECRET);
+    let outcomes = bench.outcomes_eventually(4).await;
+    assert_eq!(outcomes[3]["outcome"], "delivered");
+
+    // A test delivery goes out at once and reports the answer.
+    let tested = http
+        .post(
+            &admin("/admin/endpoints/test"),
+            &bearer,
+            json!({"tenant_id": "acme", "endpoint_id": "crm"}).to_string(),
+        )
+        .await;
+    assert_eq!(tested.status, 200, "{tested:?}");
+    assert_eq!(tested.json()["test"]["status_code"], 200);
+    let received = received_eventually(&receiver, 2).await;
+    assert_eq!(received[1].headers["x-cartstream-event"], "test");
+    verify(&received[1], SECRET, OLD_SECRET);
     bench.daemon.stop().await;
 }
 

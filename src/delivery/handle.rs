@@ -1,0 +1,162 @@
+//! Operator actions on a running delivery worker (SPEC §6), sent to its loop over a bounded
+//! channel so that every change to the store still happens in one place.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::Job;
+
+/// What the admin port may ask of the worker.
+pub(super) enum Command {
+    List {
+        dead: bool,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Job>, String>>,
+    },
+    Retry {
+        tenant: String,
+        endpoint: String,
+        transition: String,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    Redrive {
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+    Enable {
+        tenant: String,
+        endpoint: String,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    Test {
+        tenant: String,
+        endpoint: String,
+        reply: oneshot::Sender<Result<Tested, String>>,
+    },
+}
+
+/// The answer to a test delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tested {
+    pub id: String,
+    pub status_code: Option<u16>,
+    pub status_class: &'static str,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+}
+
+/// A delivery as the operator sees it (the body left out).
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub transition_id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub event: String,
+    pub cart: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+/// Why an action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the delivery worker is not running")]
+    Stopped,
+    #[error("the delivery worker did not answer in time")]
+    Timeout,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Cheap to clone; talks to one worker.
+#[derive(Clone)]
+pub struct Handle {
+    pub(super) commands: mpsc::Sender<Command>,
+}
+
+/// How long an action may take (a test delivery waits for the endpoint).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Handle {
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
+    ) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Ok(Ok(result)) => result.map_err(Error::Failed),
+        }
+    }
+
+    /// Pending deliveries that failed at least once (`dead` false), or dead-lettered ones.
+    pub async fn list(&self, dead: bool, limit: usize) -> Result<Vec<Listed>, Error> {
+        let jobs = self
+            .ask(|reply| Command::List { dead, limit, reply })
+            .await?;
+        Ok(jobs
+            .into_iter()
+            .map(|job| Listed {
+                next_attempt_at: (!dead).then(|| super::worker::rfc3339(job.next_ms)),
+                transition_id: job.transition_id,
+                tenant_id: job.tenant,
+                endpoint_id: job.endpoint,
+                event: job.event,
+                cart: job.cart,
+                attempts: job.attempts,
+                last_status_code: job.last_status,
+                last_error: job.last_error,
+            })
+            .collect())
+    }
+
+    /// Makes one delivery due now: a pending one, or a dead-lettered one with a fresh budget.
+    /// Whether it was found.
+    pub async fn retry(
+        &self,
+        tenant: String,
+        endpoint: String,
+        transition: String,
+    ) -> Result<bool, Error> {
+        self.ask(|reply| Command::Retry {
+            tenant,
+            endpoint,
+            transition,
+            reply,
+        })
+        .await
+    }
+
+    /// Every delivery this worker dead-lettered, due again now. How many.
+    pub async fn redrive(&self) -> Result<usize, Error> {
+        self.ask(|reply| Command::Redrive { reply }).await
+    }
+
+    /// Enables an endpoint disabled by a 410. Whether it was disabled.
+    pub async fn enable(&self, tenant: String, endpoint: String) -> Result<bool, Error> {
+        self.ask(|reply| Command::Enable {
+            tenant,
+            endpoint,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends a signed `test` event to an endpoint now and reports its answer.
+    pub async fn test(&self, tenant: String, endpoint: String) -> Result<Tested, Error> {
+        self.ask(|reply| Command::Test {
+            tenant,
+            endpoint,
+            reply,
+        })
+        .await
+    }
+}
