@@ -39,6 +39,8 @@ struct Received {
     body: Bytes,
     /// The manual clock when it arrived, Unix ms.
     at_ms: i64,
+    /// What the receiver answered.
+    status: u16,
 }
 
 /// A scripted answer: status and headers.
@@ -50,6 +52,8 @@ struct Receiver {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
+    /// Answer 500 to the first request of every webhook id (and follow the script after).
+    fail_first: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
@@ -63,6 +67,7 @@ impl Receiver {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
             script: Arc::default(),
+            fail_first: Arc::default(),
         };
         let shared = receiver.clone();
         tokio::spawn(async move {
@@ -78,17 +83,13 @@ impl Receiver {
                             async move {
                                 let (parts, body) = request.into_parts();
                                 let body = body.collect().await.unwrap().to_bytes();
+                                let (status, headers) = shared.reply(&parts.headers);
                                 shared.received.lock().unwrap().push(Received {
                                     headers: parts.headers,
                                     body,
                                     at_ms: clock.now_millis(),
+                                    status,
                                 });
-                                let (status, headers) = shared
-                                    .script
-                                    .lock()
-                                    .unwrap()
-                                    .pop_front()
-                                    .unwrap_or((200, Vec::new()));
                                 let mut response = http::Response::builder().status(status);
                                 for (name, value) in headers {
                                     response = response.header(name, value);
@@ -106,6 +107,26 @@ impl Receiver {
             }
         });
         receiver
+    }
+
+    /// The answer to a request with `headers`: 500 for a new webhook id when failing first,
+    /// else the script's next, else 200.
+    fn reply(&self, headers: &http::HeaderMap) -> Reply {
+        let fail_first = self.fail_first.load(std::sync::atomic::Ordering::Relaxed);
+        let known = self
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.headers.get("webhook-id") == headers.get("webhook-id"));
+        if fail_first && !known {
+            return (500, Vec::new());
+        }
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((200, Vec::new()))
     }
 
     fn answer(&self, status: u16, headers: Vec<(&'static str, String)>) {
@@ -824,4 +845,170 @@ async fn pending_retries_survive_a_restart() {
         .count();
     assert_eq!(delivered, carts);
     daemon.stop().await;
+}
+
+/// A delivery worker process: started from the built binary, killed with SIGKILL.
+struct WorkerProcess {
+    child: std::process::Child,
+}
+
+impl WorkerProcess {
+    fn start(config_file: &std::path::Path) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+            .args(["delivery", "--config"])
+            .arg(config_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the cartstream binary starts");
+        WorkerProcess { child }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: no parking, no flush, no commit
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_worker_with_retries_pending_loses_none() {
+    let receiver = Receiver::start(Clock::System).await;
+    receiver
+        .fail_first
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let prefix = crate::support::unique_prefix("delivery-kill");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tenants.toml"),
+        tenants(&[(
+            "crm",
+            &receiver.url(),
+            "  retry_schedule = [\"0s\", \"3s\", \"3s\"]",
+        )]),
+    )
+    .unwrap();
+    let config_file = dir.path().join("cartstream.toml");
+    // A new consumer group per run: a SIGKILLed member would hold its partitions until its
+    // session times out. The new group reads every transition again; the store's markers
+    // keep each from being stored twice.
+    let write_config = |run: usize| {
+        std::fs::write(
+            &config_file,
+            format!(
+                r#"
+[admin]
+listen = "127.0.0.1:0"
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+partitions = 3
+[delivery]
+state_dir = "{state}"
+group_id = "{prefix}-delivery-{run}"
+tick = "50ms"
+jitter = 0.0
+circuit_failures = 1000000
+allow_private_networks = ["127.0.0.0/8"]
+[tenants]
+file = "{tenants}"
+[telemetry]
+log_filter = "warn"
+"#,
+                brokers = crate::support::brokers(),
+                state = dir.path().join("state").display(),
+                tenants = dir.path().join("tenants.toml").display(),
+            ),
+        )
+        .unwrap();
+    };
+    write_config(0);
+    let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
+        .expect("the test configuration is valid");
+    let topics = config.kafka.topics();
+    cartstream::kafka::admin::ensure_topics(&config.kafka, &topics.all())
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .create()
+        .unwrap();
+    let carts = 200;
+    let now = Clock::System.now_millis();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..carts {
+        let t = transition(&format!("cart-{i}"), "abandoned_candidate", now);
+        ids.insert(t["id"].as_str().unwrap().to_string());
+        producer
+            .send(
+                FutureRecord::to(&topics.transitions)
+                    .key("acme")
+                    .payload(&t.to_string()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let distinct = |received: &[Received], status: Option<u16>| {
+        received
+            .iter()
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+
+    // Killed once mid-way through the first attempts, once while retries are pending.
+    let first = WorkerProcess::start(&config_file);
+    eventually("first attempts under way", WAIT, || {
+        (distinct(&receiver.received(), None).len() >= carts / 3).then_some(())
+    })
+    .await;
+    drop(first);
+    let attempted = distinct(&receiver.received(), None).len();
+    assert!(attempted < carts, "the kill came after every first attempt");
+    write_config(1);
+    let second = WorkerProcess::start(&config_file);
+    eventually("every first attempt", WAIT, || {
+        (distinct(&receiver.received(), None).len() == carts).then_some(())
+    })
+    .await;
+    drop(second);
+    let delivered_before = distinct(&receiver.received(), Some(200)).len();
+    assert!(delivered_before < carts, "retries were pending at the kill");
+
+    write_config(2);
+    let _third = WorkerProcess::start(&config_file);
+    let delivered = eventually(
+        "every transition delivered",
+        Duration::from_secs(60),
+        || {
+            let delivered = distinct(&receiver.received(), Some(200));
+            (delivered.len() == carts).then_some(delivered)
+        },
+    )
+    .await;
+    assert_eq!(delivered, ids, "none lost");
+    let outcomes = eventually("a delivered outcome for each", WAIT, || {
+        let delivered: std::collections::BTreeSet<String> =
+            read_json(&config.kafka.brokers, &topics.deliveries)
+                .into_iter()
+                .filter(|o| o["outcome"] == "delivered")
+                .map(|o| o["transition_id"].as_str().unwrap().to_string())
+                .collect();
+        (delivered.len() == carts).then_some(delivered)
+    })
+    .await;
+    assert_eq!(outcomes, ids);
+    // At least once: a request answered just before a kill, whose outcome was not yet on
+    // disk, goes again — at most the requests in flight at each kill.
+    let successes = receiver
+        .received()
+        .iter()
+        .filter(|r| r.status == 200)
+        .count();
+    assert!(
+        successes - carts <= 2 * 8,
+        "{successes} successes for {carts}"
+    );
 }
