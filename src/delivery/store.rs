@@ -30,6 +30,8 @@ const DISABLED: &str = "disabled";
 const OUTBOX: &str = "outbox";
 const FAMILIES: [&str; 7] = [JOBS, DUE, CARTS, SEEN, DEAD, DISABLED, OUTBOX];
 const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
+/// Due entries looked at per [`Store::due`] call.
+const MAX_DUE_SCAN: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -69,6 +71,20 @@ pub struct Job {
 impl Job {
     pub fn key(&self) -> Vec<u8> {
         key(&self.tenant, &self.endpoint, &self.transition_id)
+    }
+}
+
+/// The `tenant \0 endpoint` part of a job's key.
+pub fn endpoint_of(key: &[u8]) -> &[u8] {
+    let mut zeros = key
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == 0)
+        .map(|(i, _)| i);
+    let _tenant_end = zeros.next();
+    match zeros.next() {
+        Some(end) => &key[..end],
+        None => key,
     }
 }
 
@@ -205,7 +221,9 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` jobs due by `now_ms`, earliest first, skipping those `skip` rejects.
+    /// Up to `limit` jobs due by `now_ms`, earliest first, skipping those `skip` rejects; at
+    /// most `MAX_DUE_SCAN` entries are looked at, so jobs waiting behind a blocked endpoint
+    /// cost a bounded scan.
     pub fn due(
         &self,
         now_ms: i64,
@@ -213,7 +231,11 @@ impl Store {
         mut skip: impl FnMut(&[u8]) -> bool,
     ) -> Result<Vec<Job>, Error> {
         let mut jobs = Vec::new();
-        for item in self.db.iterator_cf(cf(&self.db, DUE), IteratorMode::Start) {
+        let entries = self
+            .db
+            .iterator_cf(cf(&self.db, DUE), IteratorMode::Start)
+            .take(MAX_DUE_SCAN);
+        for item in entries {
             let (due, _) = item?;
             if due.len() < 8 || be_u64(&due[..8]) as i64 > now_ms || jobs.len() >= limit {
                 break;
@@ -547,6 +569,11 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempts, 0);
         assert_eq!(store.pending(), 1);
+    }
+
+    #[test]
+    fn a_key_names_its_endpoint() {
+        assert_eq!(endpoint_of(&key("acme", "crm", "ab12")), b"acme\0crm");
     }
 
     #[test]

@@ -495,16 +495,47 @@ impl Worker {
     /// Starts attempts for due jobs, within the global and per-endpoint limits and the
     /// circuits; ends jobs that expired or whose endpoint is gone or disabled.
     fn dispatch(&mut self) -> Result<(), Error> {
-        let room = self
+        let room_total = self
             .config
             .max_in_flight_requests
             .saturating_sub(self.in_flight.len());
-        if room == 0 {
+        if room_total == 0 {
             return Ok(());
         }
         let now = self.clock.now_millis();
+        // Endpoints that cannot take a request now, and what each other one has room for: the
+        // scan passes over their jobs instead of letting them fill the batch.
+        let limit = self.config.max_in_flight_per_endpoint;
+        let mut room: HashMap<Vec<u8>, usize> = HashMap::new();
+        for ((tenant, endpoint), breaker) in &self.breakers {
+            let closed = breaker
+                .open_until
+                .is_none_or(|until| now >= until && !breaker.probing);
+            if !closed {
+                room.insert(endpoint_prefix(tenant, endpoint), 0);
+            }
+        }
+        for ((tenant, endpoint), busy) in &self.per_endpoint {
+            let prefix = endpoint_prefix(tenant, endpoint);
+            let left = limit.saturating_sub(*busy);
+            room.entry(prefix)
+                .and_modify(|r| *r = (*r).min(left))
+                .or_insert(left);
+        }
         let in_flight = &self.in_flight;
-        let due = self.store.due(now, room, |key| in_flight.contains(key))?;
+        let due = self.store.due(now, room_total, |key| {
+            if in_flight.contains(key) {
+                return true;
+            }
+            let left = room
+                .entry(store::endpoint_of(key).to_vec())
+                .or_insert(limit);
+            if *left == 0 {
+                return true;
+            }
+            *left -= 1;
+            false
+        })?;
         let mut changes = Vec::new();
         let mut records = Vec::new();
         for job in due {
@@ -902,6 +933,10 @@ impl Worker {
             self.store.outbox_len(),
         );
     }
+}
+
+fn endpoint_prefix(tenant: &str, endpoint: &str) -> Vec<u8> {
+    [tenant.as_bytes(), endpoint.as_bytes()].join(&0u8)
 }
 
 /// `delay` moved by up to `fraction` either way.
