@@ -3,7 +3,7 @@
     python3 scripts/ops/dashboard.py > helm/cartstream/dashboards/cartstream.json
 
 Edit the panels here, regenerate, and commit both; scripts/check-ops.sh fails when they differ.
-Metric names and labels: docs/metrics.md (and the delivery list in scripts/ops/check_names.py).
+Metric names and labels: docs/metrics.md.
 """
 
 import json
@@ -140,7 +140,8 @@ def dashboard():
     d.line(
         ("Pending retries and in-flight requests", "short",
          [(gauge("cartstream_delivery_pending_retries"), "pending retries"),
-          (gauge("cartstream_delivery_in_flight_requests"), "in flight")]),
+          (gauge("cartstream_delivery_in_flight_requests"), "in flight"),
+          (gauge("cartstream_delivery_outbox_records"), "outcomes waiting for Kafka")]),
         ("Dead-lettered per minute", "short",
          [("60 * " + rate("cartstream_delivery_dead_lettered_total"), "dead-lettered")]),
         ("Open circuits / disabled endpoints", "short",
