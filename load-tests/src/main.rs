@@ -17,7 +17,7 @@ mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -118,9 +118,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let scenario = Scenario::load(&path)?;
             let templates = Templates::load(&fixtures)?;
+            // A run id from the clock, so that ids differ between runs on the same topics.
             let run = format!(
                 "{:x}",
-                SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 0xffff_ffff
+                (cartstream::clock::Clock::System.now_millis() / 1000) % 0xffff_ffff
             );
             println!(
                 "scenario {} ({}): {} tenants, {} in flight at most, providers {:?}",

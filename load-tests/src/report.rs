@@ -113,7 +113,8 @@ pub fn chart(path: &Path, title: &str, timeline: &[Second]) -> anyhow::Result<()
         .x_desc("seconds into the run")
         .y_desc("latency (ms)")
         .draw()?;
-    let series: [(&str, RGBColor, fn(&Second) -> f64); 3] = [
+    type Series = (&'static str, RGBColor, fn(&Second) -> f64);
+    let series: [Series; 3] = [
         ("p50", BLUE, |s| s.p50_ms),
         ("p99", RED, |s| s.p99_ms),
         ("max", BLACK, |s| s.max_ms),
