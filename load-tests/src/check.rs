@@ -109,12 +109,23 @@ fn count_topic(
             }
             None => {
                 // Caught up with every partition's current end?
+                // A broker too busy to answer counts as not caught up yet.
                 let mut caught_up = true;
                 for &p in &partitions {
-                    let (_, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-                    if positions.get(&p).copied().unwrap_or(0) < high {
-                        caught_up = false;
+                    match consumer.fetch_watermarks(topic, p, timeout) {
+                        Ok((_, high)) if positions.get(&p).copied().unwrap_or(0) >= high => {}
+                        Ok(_) => caught_up = false,
+                        Err(error) => {
+                            eprintln!("reading the end of {topic} [{p}]: {error}; again");
+                            caught_up = false;
+                        }
                     }
+                }
+                if !caught_up && last_progress.elapsed() >= patience + GIVE_UP {
+                    anyhow::bail!(
+                        "{topic}: no record and no answer about its end for {:?}",
+                        patience + GIVE_UP
+                    );
                 }
                 if caught_up && done(&counts) {
                     // Linger a little so that a late duplicate is still seen.
@@ -130,6 +141,9 @@ fn count_topic(
     }
     Ok((records, counts))
 }
+
+/// How long past `patience` a silent broker is waited for before the check gives up.
+const GIVE_UP: Duration = Duration::from_secs(60);
 
 const NO_ID: &str = "(no delivery id)";
 
