@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against a broker of its own: installs what is missing, starts tansu
-# on a free port with a throw-away data folder, runs `cargo test`, and stops the broker.
+# on a free port with a throw-away data folder, runs `cargo test`, then the load tool's
+# completeness check against the real daemon (load-tests/ci.sh), and stops the broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
@@ -19,3 +20,4 @@ CARTSTREAM_TEST_TANSU=$(command -v tansu)
 export CARTSTREAM_TEST_TANSU
 echo "testing against tansu on $CARTSTREAM_TEST_BROKERS"
 cargo test --workspace --all-targets "$@"
+load-tests/ci.sh "$CARTSTREAM_TEST_BROKERS"

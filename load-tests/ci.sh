@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# CI's completeness check: the daemon (`cartstream all`, debug build) on a broker that is already
+# running, the short scenario scenarios/ci.toml (a few thousand requests with a burst, duplicates,
+# forged signatures and journeys), and the check that every acknowledged delivery is in
+# <prefix>.inbound.v1 / .events.v1 / .transitions.v1 exactly as often as it should be.
+# Fails when anything acknowledged is missing or duplicated. scripts/test.sh calls it with its broker.
+#   load-tests/ci.sh BROKERS
+set -euo pipefail
+cd "$(dirname "$0")/.."
+brokers=${1:?usage: load-tests/ci.sh BROKERS}
+scenario=load-tests/scenarios/ci.toml
+
+cargo build --quiet -p cartstream -p cartstream-load --bins
+bin="${CARGO_TARGET_DIR:-target}/debug"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+daemon_pid=""
+cleanup() {
+    if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+ingress_port=$(free_port)
+admin_port=$(free_port)
+# A prefix of its own, so that the topics hold this run's records only.
+prefix="loadci$(date +%s)$$"
+"$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml"
+export CARTSTREAM__KAFKA__BROKERS="$brokers"
+export CARTSTREAM__KAFKA__TOPIC_PREFIX="$prefix"
+export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
+export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
+export CARTSTREAM__PROCESSOR__STATE_DIR="$work/state"
+export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
+export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
+"$bin/cartstream" all --config config/example.toml >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 1 150); do
+    curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.2
+done
+if ! curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null; then
+    cat "$work/daemon.log" >&2
+    echo "load-tests/ci.sh: the daemon did not become ready" >&2
+    exit 1
+fi
+
+status=0
+timeout 150 "$bin/cartstream-load" run --scenario "$scenario" \
+    --ingress "http://127.0.0.1:$ingress_port" --brokers "$brokers" --prefix "$prefix" \
+    --processor --patience 30s --out "$work/result" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "load-tests/ci.sh: the completeness check failed (exit $status); daemon log:" >&2
+    tail -n 50 "$work/daemon.log" >&2
+fi
+exit "$status"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One load run, start to finish: a fresh tansu broker, the daemon (`cartstream all`, release
+# build) with a generated registry of the scenario's tenants, the scenario with its completeness
+# check, then — with the daemon stopped — a plain acks=all producer against the same broker for
+# the ceiling. Prints the report; writes load-tests/results/<scenario>-<time>/result.json and
+# latency.svg.
+#   load-tests/run.sh [SCENARIO_FILE] [CEILING_SECONDS]
+# PROFILE=dev uses debug builds (for a quick try; the numbers are then not comparable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario=${1:-load-tests/scenarios/steady.toml}
+ceiling_seconds=${2:-15}
+profile=${PROFILE:-release}
+scripts/install.sh
+
+if [ "$profile" = release ]; then
+    cargo build --quiet --release -p cartstream -p cartstream-load --bins
+    bin="${CARGO_TARGET_DIR:-target}/release"
+else
+    cargo build --quiet -p cartstream -p cartstream-load --bins
+    bin="${CARGO_TARGET_DIR:-target}/debug"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+broker_port=$(free_port)
+ingress_port=$(free_port)
+admin_port=$(free_port)
+broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
+daemon_pid=""
+stop_daemon() {
+    if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; fi
+    daemon_pid=""
+}
+cleanup() {
+    stop_daemon || true
+    kill "$broker_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+name=$(basename "$scenario" .toml)
+out="load-tests/results/$name-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+brokers="127.0.0.1:$broker_port"
+prefix=load
+"$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml"
+export CARTSTREAM__KAFKA__BROKERS="$brokers"
+export CARTSTREAM__KAFKA__TOPIC_PREFIX="$prefix"
+export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
+export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
+export CARTSTREAM__PROCESSOR__STATE_DIR="$work/state"
+export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
+export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
+"$bin/cartstream" all --config config/example.toml >"$out/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 1 150); do
+    curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null
+
+status=0
+"$bin/cartstream-load" run --scenario "$scenario" --ingress "http://127.0.0.1:$ingress_port" \
+    --brokers "$brokers" --prefix "$prefix" --processor --out "$out" || status=$?
+stop_daemon
+concurrency=$(sed -nE 's/^concurrency *= *([0-9]+).*/\1/p' "$scenario")
+"$bin/cartstream-load" ceiling --brokers "$brokers" --topic "$prefix.inbound.v1" \
+    --in-flight "$concurrency" --seconds "$ceiling_seconds" --report "$out/result.json"
+echo "report: $out/result.json, chart: $out/latency.svg (build: $profile, $(nproc) cores)"
+exit "$status"

@@ -1,0 +1,249 @@
+//! `cartstream-load`: a load generator for cartstream's ingress with a completeness check.
+//!
+//! - `tenants` writes the registry for a scenario's tenants (give it to the daemon).
+//! - `run` sends the scenario's signed webhooks (`drive`), then proves from Kafka that every
+//!   acknowledged delivery is there exactly once (`check`), and writes `result.json` and
+//!   `latency.svg` (`report`). Exits 1 when the check fails.
+//! - `ceiling` measures a plain producer against the same broker (`ceiling`) and adds the
+//!   ingress-to-ceiling ratio to a run's `result.json`.
+
+mod ceiling;
+mod check;
+mod drive;
+mod report;
+mod scenario;
+mod tenants;
+mod webhooks;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::scenario::Scenario;
+use crate::tenants::Tenant;
+use crate::webhooks::{Kind, Templates};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load generator and completeness check for cartstream"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the tenant registry (`tenants.file`) for a scenario's tenants.
+    Tenants {
+        #[arg(long)]
+        scenario: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Send a scenario to the ingress, check Kafka, write result.json and latency.svg.
+    Run {
+        #[arg(long)]
+        scenario: PathBuf,
+        /// The ingress's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        ingress: String,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// The daemon's `kafka.topic_prefix`; its topics must hold this run's records only.
+        #[arg(long)]
+        prefix: String,
+        /// The processor runs too (`cartstream all`): check events and transitions.
+        #[arg(long)]
+        processor: bool,
+        /// How long to wait for the processor when no new record arrives, e.g. "60s".
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        patience: Duration,
+        #[arg(long, default_value = "tests/fixtures/providers")]
+        fixtures: PathBuf,
+        /// Folder for result.json and latency.svg.
+        #[arg(long, default_value = "load-tests/results")]
+        out: PathBuf,
+    },
+    /// Measure a plain acks=all producer against the broker; add the ratio to a run's report.
+    Ceiling {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "tests/fixtures/providers")]
+        fixtures: PathBuf,
+        /// A run's result.json to add the ceiling and the ratio to.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("cartstream-load: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Tenants { scenario, out } => {
+            let scenario = Scenario::load(&scenario)?;
+            std::fs::write(&out, tenants::registry_toml(scenario.tenants)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            scenario: path,
+            ingress,
+            brokers,
+            prefix,
+            processor,
+            patience,
+            fixtures,
+            out,
+        } => {
+            let scenario = Scenario::load(&path)?;
+            let templates = Templates::load(&fixtures)?;
+            // A run id from the clock, so that ids differ between runs on the same topics.
+            let run = format!(
+                "{:x}",
+                (cartstream::clock::Clock::System.now_millis() / 1000) % 0xffff_ffff
+            );
+            println!(
+                "scenario {} ({}): {} tenants, {} in flight at most, providers {:?}",
+                scenario.name,
+                path.display(),
+                scenario.tenants,
+                scenario.concurrency,
+                scenario.providers
+            );
+            let outcome = drive::Driver {
+                scenario: scenario.clone(),
+                templates,
+                ingress,
+                run: run.clone(),
+            }
+            .run()
+            .await?;
+            println!("checking {prefix}.* topics on {brokers} …");
+            let checks = check::run(
+                check::Topics {
+                    brokers,
+                    prefix,
+                    processor,
+                    patience,
+                },
+                &outcome,
+            )
+            .await?;
+            let report = report::build(&scenario, &run, &outcome, &checks)?;
+            std::fs::create_dir_all(&out)?;
+            report.write(&out.join("result.json"))?;
+            report::chart(
+                &out.join("latency.svg"),
+                &format!("cartstream ingress latency — scenario {}", scenario.name),
+                &outcome.timeline,
+            )?;
+            print_summary(&report, &outcome, &checks);
+            println!("wrote {0}/result.json and {0}/latency.svg", out.display());
+            if report.acknowledged == 0 {
+                eprintln!("FAILED: no request was acknowledged");
+                return Ok(ExitCode::FAILURE);
+            }
+            if !report.completeness_passed {
+                eprintln!("FAILED: the completeness check found missing or extra records");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("completeness: PASSED");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ceiling {
+            brokers,
+            topic,
+            in_flight,
+            seconds,
+            fixtures,
+            report,
+        } => {
+            let templates = Templates::load(&fixtures)?;
+            let body = templates
+                .request("shopify", Kind::Checkout, Tenant(0), "ceiling", 0, true)
+                .body;
+            let ceiling =
+                ceiling::run(&brokers, &topic, &Tenant(0).id(), body, in_flight, seconds).await?;
+            println!(
+                "plain producer: {} records acknowledged, {} failed, in {:.1} s: {:.0} records/s ({} in flight)",
+                ceiling.acknowledged,
+                ceiling.failed,
+                ceiling.seconds,
+                ceiling.records_per_second,
+                ceiling.in_flight
+            );
+            if let Some(path) = report {
+                let mut report = report::Report::read(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                report.add_ceiling(&ceiling)?;
+                report.write(&path)?;
+                if let (Some(phase), Some(ratio)) =
+                    (report.fastest_phase(), report.ingress_to_ceiling)
+                {
+                    println!(
+                        "ingress ({} phase): {:.0} acknowledged requests/s = {:.2} × the plain producer's {:.0} records/s",
+                        phase.name, phase.acknowledged_per_second, ratio, ceiling.records_per_second
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_summary(report: &report::Report, outcome: &drive::Outcome, checks: &[check::TopicCheck]) {
+    println!(
+        "\n{} requests, {} acknowledged; {} distinct acknowledged deliveries, {} duplicate re-sends, {} forged, {} journeys",
+        report.requests,
+        report.acknowledged,
+        report.distinct_delivery_ids,
+        report.duplicate_resends,
+        report.forged,
+        report.journeys_acknowledged
+    );
+    println!("statuses: {:?}", report.statuses);
+    for phase in &outcome.phases {
+        let l = &phase.latency_ms;
+        println!(
+            "phase {:<8} target {:>5}/s: {:>6} requests, {:>8.1} acknowledged/s; latency ms p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}",
+            phase.name, phase.target_rate, phase.requests, phase.acknowledged_per_second,
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+    }
+    for c in checks {
+        println!(
+            "{} {}: {} records, {} expected, {} missing, {} duplicated, {} unexpected",
+            if c.passed() { "ok  " } else { "FAIL" },
+            c.topic,
+            c.records,
+            c.expected,
+            c.missing,
+            c.duplicated,
+            c.unexpected
+        );
+        for example in &c.examples {
+            println!("       {example}");
+        }
+    }
+}

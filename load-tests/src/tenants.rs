@@ -1,0 +1,110 @@
+//! The tenants of a load run: `count` merchants, each with a Shopify, a Salla and a Zid
+//! integration whose clues (shop domain, merchant id, store id) and secrets are derived from the
+//! tenant's index, so the generator and the daemon's registry agree without sharing state.
+
+use serde::Serialize;
+
+/// One generated merchant.
+#[derive(Debug, Clone, Copy)]
+pub struct Tenant(pub usize);
+
+impl Tenant {
+    pub fn id(self) -> String {
+        format!("load-{:05}", self.0)
+    }
+
+    pub fn shop_domain(self) -> String {
+        format!("load-{:05}.myshopify.com", self.0)
+    }
+
+    pub fn merchant_id(self) -> u64 {
+        1_000_000_000 + self.0 as u64
+    }
+
+    pub fn store_id(self) -> u64 {
+        2_000_000_000 + self.0 as u64
+    }
+
+    pub fn secret(self, provider: &str) -> String {
+        format!("load-{provider}-secret-{:05}", self.0)
+    }
+}
+
+#[derive(Serialize)]
+struct Registry {
+    tenant: Vec<Entry>,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    id: String,
+    inactivity_window: String,
+    integration: Vec<Integration>,
+}
+
+#[derive(Serialize)]
+struct Integration {
+    provider: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shop_domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merchant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store_id: Option<String>,
+    secret: String,
+}
+
+/// The daemon's tenant registry (`tenants.file`) for `count` tenants. The inactivity window is
+/// long so that no abandonment fires during a run: the transitions a run expects are the
+/// completions of its checkout-then-order journeys.
+pub fn registry_toml(count: usize) -> Result<String, toml::ser::Error> {
+    let tenant = (0..count)
+        .map(Tenant)
+        .map(|t| Entry {
+            id: t.id(),
+            inactivity_window: "6h".to_string(),
+            integration: vec![
+                Integration {
+                    provider: "shopify",
+                    shop_domain: Some(t.shop_domain()),
+                    merchant_id: None,
+                    store_id: None,
+                    secret: t.secret("shopify"),
+                },
+                Integration {
+                    provider: "salla",
+                    shop_domain: None,
+                    merchant_id: Some(t.merchant_id().to_string()),
+                    store_id: None,
+                    secret: t.secret("salla"),
+                },
+                Integration {
+                    provider: "zid",
+                    shop_domain: None,
+                    merchant_id: None,
+                    store_id: Some(t.store_id().to_string()),
+                    secret: t.secret("zid"),
+                },
+            ],
+        })
+        .collect();
+    toml::to_string(&Registry { tenant })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_every_tenant_once() {
+        let text = registry_toml(3).unwrap();
+        let parsed: toml::Value = toml::from_str(&text).unwrap();
+        let tenants = parsed["tenant"].as_array().unwrap();
+        assert_eq!(tenants.len(), 3);
+        assert_eq!(tenants[2]["id"].as_str(), Some("load-00002"));
+        assert_eq!(
+            tenants[1]["integration"][0]["shop_domain"].as_str(),
+            Some("load-00001.myshopify.com")
+        );
+    }
+}
