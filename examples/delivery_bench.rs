@@ -134,7 +134,7 @@ fn pending(jobs: usize) -> anyhow::Result<()> {
         "pending after reopen {}",
         store.pending()
     );
-    let first = store.due(1_790_000_060_000 + 3_600_000, 10, |_| false)?;
+    let first = store.due(1_790_000_060_000 + 3_600_000, 10, 100, |_| false)?;
     ensure!(first.len() == 10);
     let disk = dir_bytes(dir.path());
     let per_million = |bytes: u64| bytes as f64 * 1e6 / jobs as f64;

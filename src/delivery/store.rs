@@ -222,19 +222,20 @@ impl Store {
     }
 
     /// Up to `limit` jobs due by `now_ms`, earliest first, skipping those `skip` rejects; at
-    /// most `MAX_DUE_SCAN` entries are looked at, so jobs waiting behind a blocked endpoint
-    /// cost a bounded scan.
+    /// most `scan` entries (and never more than `MAX_DUE_SCAN`) are looked at, so jobs waiting
+    /// behind a blocked endpoint cost a bounded scan.
     pub fn due(
         &self,
         now_ms: i64,
         limit: usize,
+        scan: usize,
         mut skip: impl FnMut(&[u8]) -> bool,
     ) -> Result<Vec<Job>, Error> {
         let mut jobs = Vec::new();
         let entries = self
             .db
             .iterator_cf(cf(&self.db, DUE), IteratorMode::Start)
-            .take(MAX_DUE_SCAN);
+            .take(scan.min(MAX_DUE_SCAN));
         for item in entries {
             let (due, _) = item?;
             if due.len() < 8 || be_u64(&due[..8]) as i64 > now_ms || jobs.len() >= limit {
@@ -506,13 +507,13 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(store.pending(), 2);
-            let due: Vec<_> = store.due(1_500, 10, |_| false).unwrap();
+            let due: Vec<_> = store.due(1_500, 10, 100, |_| false).unwrap();
             assert_eq!(due, vec![b.clone()]);
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.pending(), 2);
         let due: Vec<String> = store
-            .due(5_000, 10, |_| false)
+            .due(5_000, 10, 100, |_| false)
             .unwrap()
             .into_iter()
             .map(|j| j.transition_id)
@@ -542,8 +543,11 @@ mod tests {
         store
             .write(vec![Change::Schedule(a.clone())], &[], Vec::new(), 0)
             .unwrap();
-        assert!(store.due(59_999, 10, |_| false).unwrap().is_empty());
-        assert_eq!(store.due(60_000, 10, |_| false).unwrap(), vec![a.clone()]);
+        assert!(store.due(59_999, 10, 100, |_| false).unwrap().is_empty());
+        assert_eq!(
+            store.due(60_000, 10, 100, |_| false).unwrap(),
+            vec![a.clone()]
+        );
         assert_eq!(store.failed(10).unwrap().len(), 1);
         store
             .write(
@@ -557,7 +561,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(store.pending(), 0);
-        assert!(store.due(i64::MAX, 10, |_| false).unwrap().is_empty());
+        assert!(store.due(i64::MAX, 10, 100, |_| false).unwrap().is_empty());
         assert!(store
             .pending_abandonments("acme", "crm", "cart-1")
             .unwrap()
@@ -565,7 +569,7 @@ mod tests {
         assert_eq!(store.dead(10).unwrap(), vec![a.clone()]);
         assert_eq!(store.redrive(None, 7_000).unwrap(), 1);
         assert!(store.dead(10).unwrap().is_empty());
-        let again = store.due(7_000, 10, |_| false).unwrap();
+        let again = store.due(7_000, 10, 100, |_| false).unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempts, 0);
         assert_eq!(store.pending(), 1);

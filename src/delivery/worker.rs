@@ -144,7 +144,9 @@ impl Delivery {
             let step = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
-                Some(answer) = answers.recv() => worker.finish(answer),
+                Some(answer) = answers.recv() => {
+                    worker.finish(answer).and_then(|()| worker.dispatch())
+                }
                 Some(command) = self.commands.recv() => {
                     worker.command(command);
                     worker.dispatch()
@@ -157,7 +159,7 @@ impl Delivery {
                                 tracing::debug!(error = %e, "storing the offset failed");
                             }
                         }
-                        taken.and_then(|()| worker.dispatch())
+                        taken.map(|ready| worker.start_ready(ready))
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "consumer error");
@@ -392,12 +394,13 @@ impl Worker {
 
     /// Stores one job per subscribed endpoint of the transition in `payload`; an order ends
     /// the pending abandonments of its cart (`superseded`).
-    fn take(&mut self, payload: &[u8]) -> Result<(), Error> {
+    /// Returns the jobs stored due now, for [`Worker::start_ready`].
+    fn take(&mut self, payload: &[u8]) -> Result<Vec<Job>, Error> {
         let transition: Transition = match serde_json::from_slice(payload) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "skipping a transition record that cannot be read");
-                return Ok(());
+                return Ok(Vec::new());
             }
         };
         let now = self.clock.now_millis();
@@ -405,6 +408,7 @@ impl Worker {
             .map(|at| at.timestamp_millis())
             .unwrap_or(now);
         let body = transition.webhook_body();
+        let mut ready = Vec::new();
         let mut changes = Vec::new();
         let mut seen = Vec::new();
         let mut records = Vec::new();
@@ -462,11 +466,14 @@ impl Worker {
             };
             match ends {
                 Some(outcome) => self.end(job, outcome, &mut changes, &mut records, now),
-                None => changes.push(Change::Schedule(job)),
+                None => {
+                    ready.push(job.clone());
+                    changes.push(Change::Schedule(job));
+                }
             }
         }
         self.store.write(changes, &seen, records, now)?;
-        Ok(())
+        Ok(ready)
     }
 
     /// Ends `job` without an attempt: `skipped_disabled`, `expired` (dead-lettered) or
@@ -523,7 +530,9 @@ impl Worker {
                 .or_insert(left);
         }
         let in_flight = &self.in_flight;
-        let due = self.store.due(now, room_total, |key| {
+        // Look past what is in flight and a few batches more, no further.
+        let scan = self.in_flight.len() + 4 * room_total;
+        let due = self.store.due(now, room_total, scan, |key| {
             if in_flight.contains(key) {
                 return true;
             }
@@ -571,6 +580,29 @@ impl Worker {
             self.store.write(changes, &[], records, now)?;
         }
         Ok(())
+    }
+
+    /// Starts the first attempts of jobs just stored, where their endpoint has room now —
+    /// without scanning the schedule; the others wait for the next dispatch.
+    fn start_ready(&mut self, jobs: Vec<Job>) {
+        let now = self.clock.now_millis();
+        for job in jobs {
+            if self.in_flight.len() >= self.config.max_in_flight_requests {
+                return;
+            }
+            let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
+            let busy = self.per_endpoint.get(&endpoint_key).copied().unwrap_or(0);
+            if busy >= self.config.max_in_flight_per_endpoint
+                || !self
+                    .breakers
+                    .entry(endpoint_key.clone())
+                    .or_default()
+                    .admits(now)
+            {
+                continue;
+            }
+            self.start(job, endpoint_key);
+        }
     }
 
     fn start(&mut self, job: Job, endpoint_key: EndpointKey) {
