@@ -54,6 +54,8 @@ struct Receiver {
     script: Arc<Mutex<VecDeque<Reply>>>,
     /// Answer 500 to the first request of every webhook id (and follow the script after).
     fail_first: Arc<std::sync::atomic::AtomicBool>,
+    /// Milliseconds to wait before answering (a slow receiver).
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receiver {
@@ -68,6 +70,7 @@ impl Receiver {
             received: Arc::default(),
             script: Arc::default(),
             fail_first: Arc::default(),
+            delay_ms: Arc::default(),
         };
         let shared = receiver.clone();
         tokio::spawn(async move {
@@ -83,6 +86,9 @@ impl Receiver {
                             async move {
                                 let (parts, body) = request.into_parts();
                                 let body = body.collect().await.unwrap().to_bytes();
+                                let delay =
+                                    shared.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(delay)).await;
                                 let (status, headers) = shared.reply(&parts.headers);
                                 shared.received.lock().unwrap().push(Received {
                                     headers: parts.headers,
@@ -878,6 +884,11 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
     receiver
         .fail_first
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // 50 ms per request, 8 at a time: the first attempts take over a second, so a kill lands
+    // in the middle of them.
+    receiver
+        .delay_ms
+        .store(50, std::sync::atomic::Ordering::Relaxed);
     let prefix = crate::support::unique_prefix("delivery-kill");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
