@@ -2,9 +2,11 @@
 //!
 //! `throughput` (needs a broker): runs the delivery role in this process against a fast local
 //! receiver (hyper, answers 200 at once), produces N transitions for one tenant with one
-//! endpoint, and reports deliveries per second (first produce to last request received) and the
-//! latency from a transition's produce to its first attempt arriving at the receiver (p50, p99,
-//! max). Every transition must arrive (the tool exits non-zero otherwise).
+//! endpoint — as fast as it can, or `--rate` per second — and reports deliveries per second
+//! (first produce to last request received) and the latency from a transition's produce to its
+//! first attempt arriving at the receiver (p50, p99, max). Unpaced, that latency is mostly the
+//! backlog's queueing; paced below the worker's rate, it is the pipeline's own. Every transition
+//! must arrive (the tool exits non-zero otherwise).
 //!
 //! `pending` (no broker): writes N jobs, all due in the future, to a fresh `delivery::store`,
 //! closes and reopens it (the restart cost: the store counts its pending jobs on open), and
@@ -12,6 +14,7 @@
 //!
 //! ```text
 //! cargo run --release --example delivery_bench -- throughput --brokers 127.0.0.1:9092 --transitions 20000
+//! cargo run --release --example delivery_bench -- throughput --transitions 10000 --rate 500
 //! cargo run --release --example delivery_bench -- pending --jobs 1000000
 //! ```
 
@@ -35,7 +38,7 @@ use rdkafka::ClientConfig;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-const USAGE: &str = "usage: delivery_bench throughput [--brokers HOST:PORT] [--transitions N]\n       delivery_bench pending [--jobs N]";
+const USAGE: &str = "usage: delivery_bench throughput [--brokers HOST:PORT] [--transitions N] [--rate PER_SECOND] [--fetch-wait-ms MS]\n       delivery_bench pending [--jobs N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -54,7 +57,9 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("throughput") => {
             let brokers = flag("--brokers").unwrap_or_else(|| "127.0.0.1:9092".to_string());
-            throughput(&brokers, number("--transitions", 20_000)?).await
+            let rate = number("--rate", 0)?;
+            let fetch_wait = flag("--fetch-wait-ms");
+            throughput(&brokers, number("--transitions", 20_000)?, rate, fetch_wait).await
         }
         Some("pending") => pending(number("--jobs", 1_000_000)?),
         _ => bail!(USAGE),
@@ -162,7 +167,12 @@ fn pending(jobs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn throughput(brokers: &str, transitions: usize) -> anyhow::Result<()> {
+async fn throughput(
+    brokers: &str,
+    transitions: usize,
+    rate: usize,
+    fetch_wait: Option<String>,
+) -> anyhow::Result<()> {
     // A receiver that answers 200 at once and notes when each transition arrived.
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -204,6 +214,13 @@ async fn throughput(brokers: &str, transitions: usize) -> anyhow::Result<()> {
     config.delivery.group_id = format!("bench-delivery-{nanos}");
     config.delivery.allow_private_networks = vec!["127.0.0.0/8".to_string()];
     config.delivery.tick = Duration::from_millis(50);
+    if let Some(ms) = fetch_wait {
+        // librdkafka's longest wait for a fetch to fill (default 500 ms).
+        config
+            .delivery
+            .consumer
+            .insert("fetch.wait.max.ms".to_string(), ms);
+    }
     let tenants = format!(
         "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"crm\"\n  url = \"{url}\"\n  secret = \"whsec_YWNtZS1jcm0tZGV2LXNpZ25pbmcta2V5LTAwMDAx\"\n"
     );
@@ -233,12 +250,17 @@ async fn throughput(brokers: &str, transitions: usize) -> anyhow::Result<()> {
         .to_string();
         let key = format!("tenant-{}", i % 16);
         produced.insert(id, Instant::now());
+        if rate > 0 {
+            // Paced: transition i leaves at i / rate seconds.
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
+        }
         let record = FutureRecord::to(&topic).key(&key).payload(&value);
         match producer.send_result(record) {
             Ok(delivery) => pending.push(delivery),
             Err((e, _)) => bail!("producing: {e}"),
         }
-        if pending.len() >= 1_000 {
+        if pending.len() >= 1_000 || (rate > 0 && pending.len() >= 10) {
             for delivery in pending.drain(..) {
                 let _ = delivery.await?;
             }

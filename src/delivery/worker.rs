@@ -210,6 +210,10 @@ impl Delivery {
         client
             .set("client.id", "cartstream-delivery")
             .set("auto.offset.reset", "earliest")
+            // A transition's first attempt should not wait for a fetch to fill: brokers that
+            // do not answer a fetch as soon as data is there (tansu) would add up to librdkafka's
+            // default of 500 ms to every delivery.
+            .set("fetch.wait.max.ms", "25")
             .set("statistics.interval.ms", "5000");
         for (key, value) in &self.config.consumer {
             client.set(key, value);
