@@ -111,6 +111,7 @@ impl Delivery {
             .subscribe(&[&topics.transitions])
             .map_err(Error::Consumer)?;
         let (results, mut answers) = mpsc::channel(self.config.max_in_flight_requests);
+        let (published, mut acks) = mpsc::channel(64);
         let disabled: HashSet<(String, String)> = store.disabled()?.into_iter().collect();
         tracing::info!(
             topic = %topics.transitions,
@@ -134,6 +135,8 @@ impl Delivery {
             breakers: HashMap::new(),
             disabled,
             superseded: HashSet::new(),
+            published,
+            publishing: HashSet::new(),
         };
 
         let mut tick = tokio::time::interval(worker.config.tick);
@@ -146,6 +149,10 @@ impl Delivery {
                 _ = shutdown.cancelled() => break Ok(()),
                 Some(answer) = answers.recv() => {
                     worker.finish(answer).and_then(|()| worker.dispatch())
+                }
+                Some(report) = acks.recv() => {
+                    worker.acknowledged(report);
+                    Ok(())
                 }
                 Some(command) = self.commands.recv() => {
                     worker.command(command);
@@ -172,7 +179,7 @@ impl Delivery {
                         let before = worker.clock.now_millis() - SEEN_RETENTION.as_millis() as i64;
                         worker.store.forget_seen(before, 10_000)?;
                     }
-                    worker.publish().await;
+                    worker.publish_start();
                     worker.report();
                     worker.dispatch()
                 }
@@ -197,6 +204,17 @@ impl Delivery {
         if let Ok(Err(e)) = parked {
             tracing::error!(error = %e, "recording the last outcomes failed");
         }
+        // Let the publications under way report, then publish the rest.
+        let _ = tokio::time::timeout(worker.config.publish_timeout, async {
+            while !worker.publishing.is_empty() {
+                match acks.recv().await {
+                    Some(report) => worker.acknowledged(report),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        worker.publishing.clear();
         worker.publish().await;
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(error = %e, "committing the consumed transitions failed");
@@ -356,6 +374,10 @@ struct Worker {
     disabled: HashSet<EndpointKey>,
     /// In-flight abandonments an order superseded meanwhile: not retried if they fail.
     superseded: HashSet<Vec<u8>>,
+    /// Where publishing tasks report `(acknowledged, not acknowledged)` outbox sequences.
+    published: mpsc::Sender<(Vec<u64>, Vec<u64>)>,
+    /// Outbox sequences handed to the producer and not yet reported.
+    publishing: HashSet<u64>,
 }
 
 /// An outcome about to be recorded.
@@ -893,7 +915,86 @@ impl Worker {
         }
     }
 
-    /// Hands the outbox to Kafka and drops what it acknowledged. Whether it is empty now.
+    /// Hands outbox records not yet under way to the producer; a task awaits Kafka's verdicts
+    /// and reports them to the loop ([`Worker::acknowledged`]), so attempts go on meanwhile.
+    fn publish_start(&mut self) {
+        let records = match self.store.outbox(PUBLISH_BATCH + self.publishing.len()) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the outbox failed");
+                return;
+            }
+        };
+        let mut pending = Vec::new();
+        for (sequence, record) in records {
+            if self.publishing.contains(&sequence) || pending.len() >= PUBLISH_BATCH {
+                continue;
+            }
+            match self.enqueue(&record) {
+                Ok(delivery) => {
+                    self.publishing.insert(sequence);
+                    pending.push((sequence, delivery));
+                }
+                Err(_) => break,
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let (timeout, report) = (self.config.publish_timeout, self.published.clone());
+        self.tracker.spawn(async move {
+            let mut acknowledged = Vec::with_capacity(pending.len());
+            let mut failed = Vec::new();
+            let deadline = tokio::time::Instant::now() + timeout;
+            for (sequence, delivery) in pending {
+                match tokio::time::timeout_at(deadline, delivery).await {
+                    Ok(Ok(Ok(_))) => acknowledged.push(sequence),
+                    _ => failed.push(sequence),
+                }
+            }
+            // The receiver is the loop; at shutdown it drains these reports.
+            let _ = report.send((acknowledged, failed)).await;
+        });
+    }
+
+    /// Drops what Kafka acknowledged; what it did not goes out again on the next tick.
+    fn acknowledged(&mut self, (acknowledged, failed): (Vec<u64>, Vec<u64>)) {
+        for sequence in acknowledged.iter().chain(&failed) {
+            self.publishing.remove(sequence);
+        }
+        if !failed.is_empty() {
+            tracing::warn!(
+                records = failed.len(),
+                "Kafka did not acknowledge outcome records; keeping them"
+            );
+        }
+        if let Err(e) = self.store.acknowledge(&acknowledged) {
+            tracing::error!(error = %e, "dropping acknowledged outbox records failed");
+        }
+    }
+
+    fn enqueue(
+        &self,
+        record: &OutboxRecord,
+    ) -> Result<rdkafka::producer::DeliveryFuture, kafka::Error> {
+        let (topic, schema) = match record.dead_letter {
+            true => (&self.topics.dead_letters, DEAD_LETTER_SCHEMA),
+            false => (&self.topics.deliveries, OUTCOME_SCHEMA),
+        };
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: inbound::HEADER_SCHEMA,
+                value: Some(schema),
+            })
+            .insert(Header {
+                key: kafka::HEADER_ID,
+                value: Some(&record.id),
+            });
+        self.producer
+            .enqueue(topic, &record.key, record.value.as_bytes(), headers)
+    }
+
+    /// Hands the whole outbox to Kafka and waits (at shutdown). Whether it is empty now.
     async fn publish(&mut self) -> bool {
         loop {
             let records = match self.store.outbox(PUBLISH_BATCH) {
@@ -908,23 +1009,7 @@ impl Worker {
             }
             let mut pending = Vec::with_capacity(records.len());
             for (sequence, record) in &records {
-                let (topic, schema) = match record.dead_letter {
-                    true => (&self.topics.dead_letters, DEAD_LETTER_SCHEMA),
-                    false => (&self.topics.deliveries, OUTCOME_SCHEMA),
-                };
-                let headers = OwnedHeaders::new_with_capacity(2)
-                    .insert(Header {
-                        key: inbound::HEADER_SCHEMA,
-                        value: Some(schema),
-                    })
-                    .insert(Header {
-                        key: kafka::HEADER_ID,
-                        value: Some(&record.id),
-                    });
-                match self
-                    .producer
-                    .enqueue(topic, &record.key, record.value.as_bytes(), headers)
-                {
+                match self.enqueue(record) {
                     Ok(delivery) => pending.push((*sequence, delivery)),
                     Err(_) => break,
                 }
