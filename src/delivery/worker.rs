@@ -33,7 +33,7 @@ use super::{sign, Config, DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
 use crate::clock::Clock;
 use crate::kafka::{self, inbound};
 use crate::providers::Bucket;
-use crate::telemetry::metrics;
+use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
 
 /// Outbox records published per round.
@@ -1077,18 +1077,6 @@ pub(super) fn rfc3339(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The error and its causes, for the outcome record (no URL or secret is in them).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::clock::unix_millis;
 use crate::kafka::{self, inbound, Topics};
 use crate::providers::{self, Inspection, Request};
 use crate::state::{self, Counts, OutboxKind, Phase, Store, Transition};
-use crate::telemetry::metrics;
+use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Registry, DEFAULT_INACTIVITY_WINDOW};
 
 /// Outbox records handed to the producer at once.
@@ -421,17 +421,6 @@ fn count_transitions(transitions: &[Transition]) {
     for transition in transitions {
         metrics::processor_transition(transition.to.as_str());
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// An inbound record's metadata and body, read from its Kafka headers.

@@ -55,3 +55,16 @@ pub fn init_logs(config: &Config) {
     // A subscriber may already be installed (tests); keep it.
     drop(result);
 }
+
+/// An error and its causes on one line (`outer: cause: root cause`), for logs and records that
+/// carry an error as text. Errors here never hold a URL or a secret.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
