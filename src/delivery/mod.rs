@@ -8,9 +8,11 @@
 //!   destinations on private addresses refused after resolution unless allow-listed;
 //! - [`store`]: pending deliveries in RocksDB (the retry schedule survives restarts and
 //!   crashes), the outcome outbox, disabled endpoints;
+//! - [`breaker`]: each endpoint's circuit breaker;
 //! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish;
 //! - [`handle`]: operator actions (list, retry, redrive, enable, test) from the admin port.
 
+mod breaker;
 pub mod client;
 mod handle;
 mod signature;

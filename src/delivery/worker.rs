@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::breaker::Breaker;
 use super::client::{self, Answer, Client};
 use super::handle::{Command, Handle, Tested};
 use super::store::{self, Change, Job, OutboxRecord, Store};
@@ -322,40 +323,6 @@ struct Attempted {
     took: Duration,
 }
 
-/// The circuit of one endpoint.
-#[derive(Debug, Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<i64>,
-    probing: bool,
-}
-
-impl Breaker {
-    /// Whether a request may go now; lets one probe through once the open period is over.
-    fn admits(&mut self, now_ms: i64) -> bool {
-        match self.open_until {
-            None => true,
-            Some(until) if now_ms >= until && !self.probing => {
-                self.probing = true;
-                true
-            }
-            Some(_) => false,
-        }
-    }
-
-    fn succeeded(&mut self) {
-        *self = Breaker::default();
-    }
-
-    fn failed(&mut self, now_ms: i64, threshold: u32, open_for: Duration) {
-        self.failures += 1;
-        self.probing = false;
-        if self.failures >= threshold {
-            self.open_until = Some(now_ms + open_for.as_millis() as i64);
-        }
-    }
-}
-
 type EndpointKey = (String, String);
 
 struct Worker {
@@ -541,10 +508,7 @@ impl Worker {
         let limit = self.config.max_in_flight_per_endpoint;
         let mut room: HashMap<Vec<u8>, usize> = HashMap::new();
         for ((tenant, endpoint), breaker) in &self.breakers {
-            let closed = breaker
-                .open_until
-                .is_none_or(|until| now >= until && !breaker.probing);
-            if !closed {
+            if breaker.is_open(now) {
                 room.insert(endpoint_prefix(tenant, endpoint), 0);
             }
         }
@@ -1042,11 +1006,7 @@ impl Worker {
 
     fn report(&self) {
         let now = self.clock.now_millis();
-        let open = self
-            .breakers
-            .values()
-            .filter(|b| b.open_until.is_some_and(|until| until > now || b.probing))
-            .count();
+        let open = self.breakers.values().filter(|b| b.is_open(now)).count();
         metrics::delivery_gauges(
             self.store.pending(),
             open,
@@ -1082,26 +1042,6 @@ pub(super) fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn breaker_opens_after_consecutive_failures_and_lets_one_probe_through() {
-        let mut breaker = Breaker::default();
-        let open_for = Duration::from_secs(30);
-        for _ in 0..2 {
-            assert!(breaker.admits(0));
-            breaker.failed(0, 3, open_for);
-        }
-        assert!(breaker.admits(0));
-        breaker.failed(0, 3, open_for);
-        assert!(!breaker.admits(1_000));
-        assert!(breaker.admits(30_000), "a probe after the open period");
-        assert!(!breaker.admits(30_001), "only one probe at a time");
-        breaker.failed(30_002, 3, open_for);
-        assert!(!breaker.admits(40_000));
-        assert!(breaker.admits(60_002));
-        breaker.succeeded();
-        assert!(breaker.admits(60_003) && breaker.admits(60_004));
-    }
 
     #[test]
     fn jitter_stays_within_its_fraction() {
