@@ -24,7 +24,10 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::net::TcpListener;
 
-use crate::support::{eventually, read_json, schema, shopify_headers, Http, TestDaemon, TENANTS};
+use crate::support::{
+    brokers, eventually, read_json, schema, shopify_headers, unique_prefix, Http, RoleProcess,
+    TestDaemon, TENANTS,
+};
 
 const T0: u64 = 1_790_000_000;
 const WAIT: Duration = Duration::from_secs(30);
@@ -853,31 +856,6 @@ async fn pending_retries_survive_a_restart() {
     daemon.stop().await;
 }
 
-/// A delivery worker process: started from the built binary, killed with SIGKILL.
-struct WorkerProcess {
-    child: std::process::Child,
-}
-
-impl WorkerProcess {
-    fn start(config_file: &std::path::Path) -> Self {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
-            .args(["delivery", "--config"])
-            .arg(config_file)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("the cartstream binary starts");
-        WorkerProcess { child }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // SIGKILL: no parking, no flush, no commit
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_worker_with_retries_pending_loses_none() {
     let receiver = Receiver::start(Clock::System).await;
@@ -889,7 +867,7 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
     receiver
         .delay_ms
         .store(50, std::sync::atomic::Ordering::Relaxed);
-    let prefix = crate::support::unique_prefix("delivery-kill");
+    let prefix = unique_prefix("delivery-kill");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("tenants.toml"),
@@ -927,7 +905,7 @@ file = "{tenants}"
 [telemetry]
 log_filter = "warn"
 "#,
-                brokers = crate::support::brokers(),
+                brokers = brokers(),
                 state = dir.path().join("state").display(),
                 tenants = dir.path().join("tenants.toml").display(),
             ),
@@ -970,7 +948,7 @@ log_filter = "warn"
     };
 
     // Killed once mid-way through the first attempts, once while retries are pending.
-    let first = WorkerProcess::start(&config_file);
+    let first = RoleProcess::start("delivery", &config_file);
     eventually("first attempts under way", WAIT, || {
         (distinct(&receiver.received(), None).len() >= carts / 3).then_some(())
     })
@@ -979,7 +957,7 @@ log_filter = "warn"
     let attempted = distinct(&receiver.received(), None).len();
     assert!(attempted < carts, "the kill came after every first attempt");
     write_config(1);
-    let second = WorkerProcess::start(&config_file);
+    let second = RoleProcess::start("delivery", &config_file);
     eventually("every first attempt", WAIT, || {
         (distinct(&receiver.received(), None).len() == carts).then_some(())
     })
@@ -989,7 +967,7 @@ log_filter = "warn"
     assert!(delivered_before < carts, "retries were pending at the kill");
 
     write_config(2);
-    let _third = WorkerProcess::start(&config_file);
+    let _third = RoleProcess::start("delivery", &config_file);
     let delivered = eventually(
         "every transition delivered",
         Duration::from_secs(60),

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use cartstream::app::Roles;
@@ -19,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     brokers, eventually, read_json, read_topic, schemas, shopify_headers, unique_prefix, Http,
-    TestDaemon, TENANTS,
+    RoleProcess, TestDaemon, TENANTS,
 };
 
 /// The default inactivity window (the test tenants set none).
@@ -567,36 +566,6 @@ async fn prepare(config: &cartstream::config::Config, records: &[Inbound]) {
     produce(&config.kafka.brokers, &topics.inbound, records).await;
 }
 
-/// A processor process: started from the built binary, killed with SIGKILL.
-struct ProcessorProcess {
-    child: Child,
-}
-
-impl ProcessorProcess {
-    fn start(config_file: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_cartstream"))
-            .args(["processor", "--config"])
-            .arg(config_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the cartstream binary starts");
-        ProcessorProcess { child }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL: no shutdown, no flush
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ProcessorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_processor_mid_stream_loses_and_duplicates_no_transition() {
     let (records, expected) = journeys(1_500);
@@ -654,7 +623,7 @@ log_filter = "warn"
     let mut incomplete_at_a_kill = false;
     for (run, fraction) in [0.33, 0.5, 0.66].into_iter().enumerate() {
         write_config(run);
-        let process = ProcessorProcess::start(&config_file);
+        let process = RoleProcess::start("processor", &config_file);
         let target = (distinct as f64 * fraction) as i64;
         let deadline = Instant::now() + Duration::from_secs(60);
         while topic_len(&brokers, &topics.events) < target {
@@ -675,7 +644,7 @@ log_filter = "warn"
     );
 
     write_config(3);
-    let process = ProcessorProcess::start(&config_file);
+    let process = RoleProcess::start("processor", &config_file);
     eventually(
         "every expected transition",
         Duration::from_secs(120),

@@ -515,3 +515,33 @@ pub fn schema(name: &str) -> jsonschema::Validator {
 pub fn schemas() -> (jsonschema::Validator, jsonschema::Validator) {
     (schema("event.v1.json"), schema("transition.v1.json"))
 }
+
+/// One role of the daemon as a process of its own, started from the built binary; dropping or
+/// killing it sends SIGKILL: no shutdown, no flush, no commit.
+pub struct RoleProcess {
+    child: std::process::Child,
+}
+
+impl RoleProcess {
+    pub fn start(role: &str, config_file: &Path) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+            .args([role, "--config"])
+            .arg(config_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the cartstream binary starts");
+        RoleProcess { child }
+    }
+
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
