@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -225,25 +224,26 @@ impl Delivery {
     }
 
     fn consumer(&self, topic: &str) -> Result<StreamConsumer<Lag>, Error> {
-        let mut client = ClientConfig::new();
-        client
-            .set("client.id", "cartstream-delivery")
-            .set("auto.offset.reset", "earliest")
-            // A transition's first attempt should not wait for a fetch to fill: brokers that
-            // do not answer a fetch as soon as data is there (tansu) would add up to librdkafka's
-            // default of 500 ms to every delivery.
-            .set("fetch.wait.max.ms", "25")
-            .set("statistics.interval.ms", "5000");
-        for (key, value) in &self.config.consumer {
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", &self.kafka.brokers)
-            .set("group.id", &self.config.group_id)
-            // Offsets are stored only after the transition's jobs are in RocksDB, and
-            // committed from there in the background.
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false");
+        let client = kafka::consumer_config(
+            &[
+                ("client.id", "cartstream-delivery"),
+                ("auto.offset.reset", "earliest"),
+                // A transition's first attempt should not wait for a fetch to fill: brokers
+                // that do not answer a fetch as soon as data is there (tansu) would add up to
+                // librdkafka's default of 500 ms to every delivery.
+                ("fetch.wait.max.ms", "25"),
+                ("statistics.interval.ms", "5000"),
+            ],
+            &self.config.consumer,
+            &[
+                ("bootstrap.servers", &self.kafka.brokers),
+                ("group.id", &self.config.group_id),
+                // Offsets are stored only after the transition's jobs are in RocksDB, and
+                // committed from there in the background.
+                ("enable.auto.commit", "true"),
+                ("enable.auto.offset.store", "false"),
+            ],
+        );
         client
             .create_with_context(Lag {
                 topic: topic.to_string(),

@@ -120,6 +120,27 @@ impl Topics {
     }
 }
 
+/// A consumer's client configuration: `defaults` first, then the operator's pass-through
+/// `properties`, then `forced` — the settings a role relies on, which the pass-through cannot
+/// change (its validation refuses them too).
+pub fn consumer_config(
+    defaults: &[(&str, &str)],
+    properties: &BTreeMap<String, String>,
+    forced: &[(&str, &str)],
+) -> rdkafka::config::ClientConfig {
+    let mut client = rdkafka::config::ClientConfig::new();
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
+    for (key, value) in properties {
+        client.set(key, value);
+    }
+    for (key, value) in forced {
+        client.set(*key, *value);
+    }
+    client
+}
+
 /// Why a record was not acknowledged, or a Kafka operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

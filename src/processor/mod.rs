@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
@@ -238,21 +237,22 @@ impl Processor {
     }
 
     fn consumer(&self, context: Context) -> Result<BaseConsumer<Context>, Error> {
-        let mut client = ClientConfig::new();
-        client
-            .set("client.id", "cartstream-processor")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000");
-        for (key, value) in &self.config.consumer {
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", &self.kafka.brokers)
-            .set("group.id", &self.config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("partition.assignment.strategy", "range,roundrobin");
+        let client = kafka::consumer_config(
+            &[
+                ("client.id", "cartstream-processor"),
+                ("auto.offset.reset", "earliest"),
+                ("statistics.interval.ms", "5000"),
+            ],
+            &self.config.consumer,
+            &[
+                ("bootstrap.servers", &self.kafka.brokers),
+                ("group.id", &self.config.group_id),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "true"),
+                ("partition.assignment.strategy", "range,roundrobin"),
+            ],
+        );
         client.create_with_context(context).map_err(Error::Consumer)
     }
 
