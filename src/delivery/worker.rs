@@ -142,8 +142,10 @@ impl Delivery {
         let mut tick = tokio::time::interval(worker.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_forget = tokio::time::Instant::now();
+        // Whether the outbox leaves room to read more transitions: an estimate, taken per tick
+        // rather than per record.
+        let mut reading = worker.store.outbox_len() < MAX_OUTBOX;
         let result: Result<(), Error> = loop {
-            let reading = worker.store.outbox_len() < MAX_OUTBOX;
             let step = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
@@ -181,6 +183,7 @@ impl Delivery {
                     }
                     worker.publish_start();
                     worker.report();
+                    reading = worker.store.outbox_len() < MAX_OUTBOX;
                     worker.dispatch()
                 }
             };
