@@ -210,10 +210,25 @@ impl Admin {
                     other => other.map(|_| serde_json::json!({ "retried": true })),
                 }
             }
-            (Method::POST, "/admin/dead-letters/redrive") => delivery
-                .redrive()
-                .await
-                .map(|n| serde_json::json!({ "redriven": n })),
+            (Method::POST, "/admin/dead-letters/redrive") => {
+                // No body, or `{}`: every dead letter no redrive has read yet.
+                let request = match body.iter().all(u8::is_ascii_whitespace) {
+                    true => Ok(delivery::RedriveRequest::default()),
+                    false => serde_json::from_slice::<delivery::RedriveRequest>(&body),
+                };
+                match request {
+                    Ok(request) => delivery.redrive(request).await.and_then(|report| {
+                        serde_json::to_value(report)
+                            .map_err(|e| delivery::HandleError::Failed(e.to_string()))
+                    }),
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("expected a redrive request (docs/operations.md): {e}"),
+                        )
+                    }
+                }
+            }
             (Method::POST, "/admin/endpoints/enable") => {
                 let target = match target() {
                     Ok(t) => t,

@@ -1,12 +1,15 @@
 //! Operator actions on a running delivery worker (SPEC §6), sent to its loop over a bounded
 //! channel so that every change to the store still happens in one place.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::Job;
+use super::redrive::{self, Report, Request, Source};
+use super::store::{Adopted, DeadLetter, Job};
+use crate::telemetry::error_chain;
 
 /// What the admin port may ask of the worker.
 pub(super) enum Command {
@@ -21,8 +24,10 @@ pub(super) enum Command {
         transition: String,
         reply: oneshot::Sender<Result<bool, String>>,
     },
-    Redrive {
-        reply: oneshot::Sender<Result<usize, String>>,
+    /// Schedule dead letters read back from the dead-letter topic.
+    Adopt {
+        letters: Vec<DeadLetter>,
+        reply: oneshot::Sender<Result<Adopted, String>>,
     },
     Enable {
         tenant: String,
@@ -67,14 +72,19 @@ pub enum Error {
     Stopped,
     #[error("the delivery worker did not answer in time")]
     Timeout,
+    /// The action was refused or failed for a reason the operator can act on.
     #[error("{0}")]
     Failed(String),
+    /// Something the action needs (Kafka) is not available now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Cheap to clone; talks to one worker.
 #[derive(Clone)]
 pub struct Handle {
     pub(super) commands: mpsc::Sender<Command>,
+    pub(super) dead_letters: Arc<Source>,
 }
 
 /// How long an action may take (a test delivery waits for the endpoint).
@@ -135,9 +145,21 @@ impl Handle {
         .await
     }
 
-    /// Every delivery this worker dead-lettered, due again now. How many.
-    pub async fn redrive(&self) -> Result<usize, Error> {
-        self.ask(|reply| Command::Redrive { reply }).await
+    /// Reads dead letters back from the dead-letter topic and schedules them on this worker,
+    /// due now with a fresh attempt budget (see [`redrive`]).
+    pub async fn redrive(&self, request: Request) -> Result<Report, Error> {
+        let source = self.dead_letters.clone();
+        let reading = tokio::task::spawn_blocking(move || source.read(request))
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .map_err(redrive_error)?;
+        let (letters, reading) = reading.take_letters();
+        let adopted = self.ask(|reply| Command::Adopt { letters, reply }).await?;
+        let topic = self.dead_letters.topic.clone();
+        tokio::task::spawn_blocking(move || reading.finish(adopted, &topic))
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .map_err(redrive_error)
     }
 
     /// Enables an endpoint disabled by a 410. Whether it was disabled.
@@ -158,5 +180,12 @@ impl Handle {
             reply,
         })
         .await
+    }
+}
+
+fn redrive_error(e: redrive::Error) -> Error {
+    match e {
+        redrive::Error::Request(reason) => Error::Failed(reason),
+        other => Error::Unavailable(error_chain(&other)),
     }
 }

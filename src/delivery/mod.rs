@@ -10,11 +10,13 @@
 //!   crashes), the outcome outbox, disabled endpoints;
 //! - [`breaker`]: each endpoint's circuit breaker;
 //! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish;
-//! - [`handle`]: operator actions (list, retry, redrive, enable, test) from the admin port.
+//! - [`handle`]: operator actions (list, retry, redrive, enable, test) from the admin port;
+//! - [`redrive`]: dead letters read back from the dead-letter topic to be delivered again.
 
 mod breaker;
 pub mod client;
 mod handle;
+pub mod redrive;
 mod signature;
 pub mod store;
 mod worker;
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Problems;
 
 pub use handle::{Error as HandleError, Handle, Listed, Tested};
+pub use redrive::{Report as RedriveReport, Request as RedriveRequest};
 pub use signature::{sign, verify_signature, verify_standard, Secret, Signature};
 pub use worker::{Delivery, Error};
 

@@ -12,7 +12,9 @@
 //! - `carts`: tenant \0 endpoint \0 cart \0 key → nothing: pending abandonments per cart, for
 //!   supersession;
 //! - `seen`: key → big-endian time first seen: a transition is stored at most once;
-//! - `dead`: key → [`Job`]: dead-lettered deliveries, kept for redrive;
+//! - `dead`: key → [`Job`]: dead-lettered deliveries, kept for listing and retry;
+//! - `redriven`: key → big-endian time T: every dead letter of this delivery stamped at or
+//!   before T was put back on the schedule, so a redrive never sends one twice from this worker;
 //! - `disabled`: tenant \0 endpoint → big-endian time: endpoints that answered 410;
 //! - `outbox`: big-endian sequence → [`OutboxRecord`] (JSON).
 
@@ -28,7 +30,8 @@ const SEEN: &str = "seen";
 const DEAD: &str = "dead";
 const DISABLED: &str = "disabled";
 const OUTBOX: &str = "outbox";
-const FAMILIES: [&str; 7] = [JOBS, DUE, CARTS, SEEN, DEAD, DISABLED, OUTBOX];
+const REDRIVEN: &str = "redriven";
+const FAMILIES: [&str; 8] = [JOBS, DUE, CARTS, SEEN, DEAD, DISABLED, OUTBOX, REDRIVEN];
 const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
 /// Due entries looked at per [`Store::due`] call.
 const MAX_DUE_SCAN: usize = 10_000;
@@ -116,6 +119,25 @@ pub enum Change {
     Finish { job: Job, dead: bool },
 }
 
+/// A dead letter read back from `<prefix>.deliveries.dlq.v1`, to be scheduled again.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub job: Job,
+    /// When it was dead-lettered, Unix ms: with the key, which dead letter this is.
+    pub dead_ms: i64,
+}
+
+/// What [`Store::adopt`] did with the dead letters it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Adopted {
+    /// Put back on the schedule, due now, with a fresh attempt budget.
+    pub redriven: usize,
+    /// The delivery is pending already (a retry, or an earlier redrive not yet finished).
+    pub already_pending: usize,
+    /// This worker redrove this dead letter (or a later one of the same delivery) before.
+    pub already_redriven: usize,
+}
+
 pub struct Store {
     db: DB,
     next_outbox: u64,
@@ -172,7 +194,18 @@ impl Store {
         records: Vec<OutboxRecord>,
         now_ms: i64,
     ) -> Result<(), Error> {
-        let mut batch = WriteBatch::default();
+        self.write_with(WriteBatch::default(), changes, seen, records, now_ms)
+    }
+
+    /// [`Store::write`], adding the changes to `batch`, which may hold others already.
+    fn write_with(
+        &mut self,
+        mut batch: WriteBatch,
+        changes: Vec<Change>,
+        seen: &[Vec<u8>],
+        records: Vec<OutboxRecord>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
         let mut pending = self.pending as i64;
         for key in seen {
             batch.put_cf(cf(&self.db, SEEN), key, now_ms.to_be_bytes());
@@ -319,30 +352,49 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Moves dead-lettered jobs (all, or the one with `key`) back to pending, due at `now_ms`,
-    /// with a fresh attempt budget. Returns how many.
-    pub fn redrive(&mut self, key: Option<&[u8]>, now_ms: i64) -> Result<usize, Error> {
-        let jobs: Vec<Job> = match key {
-            Some(key) => match self.db.get_pinned_cf(cf(&self.db, DEAD), key)? {
-                Some(bytes) => vec![decode(&bytes, "dead job")?],
-                None => Vec::new(),
-            },
-            None => self.dead(usize::MAX)?,
+    /// Moves the dead-lettered job with `key` back to pending, due at `now_ms`, with a fresh
+    /// attempt budget, and marks every dead letter of it so far as redriven. Whether it was
+    /// there.
+    fn redrive(&mut self, key: &[u8], now_ms: i64) -> Result<bool, Error> {
+        let Some(bytes) = self.db.get_cf(cf(&self.db, DEAD), key)? else {
+            return Ok(false);
         };
-        let count = jobs.len();
-        let mut changes = Vec::with_capacity(count);
+        let job: Job = decode(&bytes, "dead job")?;
         let mut batch = WriteBatch::default();
-        for mut job in jobs {
-            batch.delete_cf(cf(&self.db, DEAD), job.key());
-            job.attempts = 0;
-            job.next_ms = now_ms;
-            // A redriven delivery gets a new deadline: it counts from the redrive.
-            job.occurred_ms = now_ms;
-            changes.push(Change::Schedule(job));
+        batch.delete_cf(cf(&self.db, DEAD), key);
+        batch.put_cf(cf(&self.db, REDRIVEN), key, now_ms.to_be_bytes());
+        let change = Change::Schedule(fresh(job, now_ms));
+        self.write_with(batch, vec![change], &[], Vec::new(), now_ms)?;
+        Ok(true)
+    }
+
+    /// Schedules dead letters read back from the dead-letter topic, due at `now_ms` with a
+    /// fresh attempt budget — except those pending already and those this worker redrove
+    /// before — in one write.
+    pub fn adopt(&mut self, letters: Vec<DeadLetter>, now_ms: i64) -> Result<Adopted, Error> {
+        let mut adopted = Adopted::default();
+        let mut batch = WriteBatch::default();
+        let mut changes = Vec::new();
+        let mut scheduled = std::collections::HashSet::new();
+        for DeadLetter { job, dead_ms } in letters {
+            let key = job.key();
+            if scheduled.contains(&key) || self.job(&key)?.is_some() {
+                adopted.already_pending += 1;
+                continue;
+            }
+            let redriven_until = self.db.get_pinned_cf(cf(&self.db, REDRIVEN), &key)?;
+            if redriven_until.is_some_and(|t| be_u64(&t) as i64 >= dead_ms) {
+                adopted.already_redriven += 1;
+                continue;
+            }
+            batch.delete_cf(cf(&self.db, DEAD), &key);
+            batch.put_cf(cf(&self.db, REDRIVEN), &key, dead_ms.to_be_bytes());
+            changes.push(Change::Schedule(fresh(job, now_ms)));
+            scheduled.insert(key);
+            adopted.redriven += 1;
         }
-        self.db.write(batch)?;
-        self.write(changes, &[], Vec::new(), now_ms)?;
-        Ok(count)
+        self.write_with(batch, changes, &[], Vec::new(), now_ms)?;
+        Ok(adopted)
     }
 
     /// Makes a pending job due at `now_ms` (an operator's "retry now"). Whether it exists.
@@ -352,7 +404,7 @@ impl Store {
             self.write(vec![Change::Schedule(job)], &[], Vec::new(), now_ms)?;
             return Ok(true);
         }
-        Ok(self.redrive(Some(key), now_ms)? == 1)
+        self.redrive(key, now_ms)
     }
 
     pub fn disable(&mut self, tenant: &str, endpoint: &str, now_ms: i64) -> Result<(), Error> {
@@ -434,6 +486,16 @@ impl Store {
         self.db.write(batch)?;
         Ok(count)
     }
+}
+
+/// A job starting over: due at `now_ms`, no attempts made, its deadline counting from now.
+fn fresh(mut job: Job, now_ms: i64) -> Job {
+    job.attempts = 0;
+    job.next_ms = now_ms;
+    job.occurred_ms = now_ms;
+    job.last_status = None;
+    job.last_error = None;
+    job
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
@@ -567,12 +629,107 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(store.dead(10).unwrap(), vec![a.clone()]);
-        assert_eq!(store.redrive(None, 7_000).unwrap(), 1);
+        assert!(store.retry_now(&a.key(), 7_000).unwrap());
         assert!(store.dead(10).unwrap().is_empty());
         let again = store.due(7_000, 10, 100, |_| false).unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempts, 0);
         assert_eq!(store.pending(), 1);
+    }
+
+    #[test]
+    fn dead_letters_from_the_topic_are_redriven_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let letter = |id: &str, dead_ms: i64| DeadLetter {
+            job: Job {
+                attempts: 7,
+                last_status: Some(500),
+                ..job(id, "order_completed", 0)
+            },
+            dead_ms,
+        };
+        let first = store
+            .adopt(vec![letter("a", 1_000), letter("b", 1_000)], 5_000)
+            .unwrap();
+        assert_eq!(first.redriven, 2);
+        let due = store.due(5_000, 10, 100, |_| false).unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(due
+            .iter()
+            .all(|j| j.attempts == 0 && j.occurred_ms == 5_000));
+
+        // `a` is still pending; `b` was delivered. Read again, neither goes out again, and the
+        // same dead letter twice in one read counts once.
+        store
+            .write(
+                vec![Change::Finish {
+                    job: due[1].clone(),
+                    dead: false,
+                }],
+                &[],
+                Vec::new(),
+                6_000,
+            )
+            .unwrap();
+        let again = store
+            .adopt(
+                vec![letter("a", 1_000), letter("b", 1_000), letter("b", 1_000)],
+                7_000,
+            )
+            .unwrap();
+        assert_eq!(
+            again,
+            Adopted {
+                redriven: 0,
+                already_pending: 1,
+                already_redriven: 2
+            }
+        );
+
+        // `b` died again later: that dead letter is a new one and is redriven.
+        let later = store.adopt(vec![letter("b", 9_000)], 10_000).unwrap();
+        assert_eq!(later.redriven, 1);
+        assert_eq!(store.pending(), 2);
+    }
+
+    #[test]
+    fn a_retried_dead_letter_is_not_redriven_from_the_topic_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let dead = job("a", "order_completed", 0);
+        store
+            .write(
+                vec![Change::Finish {
+                    job: dead.clone(),
+                    dead: true,
+                }],
+                &[],
+                Vec::new(),
+                1_000,
+            )
+            .unwrap();
+        assert!(store.retry_now(&dead.key(), 2_000).unwrap());
+        assert!(store.dead(10).unwrap().is_empty());
+        let due = store.due(2_000, 10, 100, |_| false).unwrap();
+        store
+            .write(
+                vec![Change::Finish {
+                    job: due[0].clone(),
+                    dead: false,
+                }],
+                &[],
+                Vec::new(),
+                3_000,
+            )
+            .unwrap();
+        let read_back = DeadLetter {
+            job: dead,
+            dead_ms: 1_000,
+        };
+        let adopted = store.adopt(vec![read_back], 4_000).unwrap();
+        assert_eq!(adopted.already_redriven, 1);
+        assert_eq!(store.pending(), 0);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use super::breaker::Breaker;
 use super::client::{self, Answer, Client};
 use super::handle::{Command, Handle, Tested};
+use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config, DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
 use crate::clock::Clock;
@@ -80,9 +81,18 @@ impl Delivery {
         clock: Clock,
     ) -> Self {
         let (sender, commands) = mpsc::channel(16);
+        let dead_letters = Source {
+            brokers: kafka.brokers.clone(),
+            topic: kafka.topics().dead_letters,
+            group: format!("{}.redrive", config.group_id),
+            consumer: config.consumer.clone(),
+        };
         Delivery {
             commands,
-            handle: Handle { commands: sender },
+            handle: Handle {
+                commands: sender,
+                dead_letters: Arc::new(dead_letters),
+            },
             config,
             kafka,
             registry,
@@ -648,8 +658,8 @@ impl Worker {
                 let key = store::key(&tenant, &endpoint, &transition);
                 let _ = reply.send(self.store.retry_now(&key, now).map_err(text));
             }
-            Command::Redrive { reply } => {
-                let _ = reply.send(self.store.redrive(None, now).map_err(text));
+            Command::Adopt { letters, reply } => {
+                let _ = reply.send(self.store.adopt(letters, now).map_err(text));
             }
             Command::Enable {
                 tenant,

@@ -614,19 +614,24 @@ async fn redirects_are_failures_and_gone_disables_the_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_past_the_schedule_is_dead_lettered_and_redriven() {
     let clock = Clock::manual(T0);
-    // A port nothing listens on, for now.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = closed.local_addr().unwrap();
+    // Ports nothing listens on, for now.
+    let (addr, erp_addr) = (closed_port().await, closed_port().await);
     let url = format!("http://{addr}/hooks");
-    drop(closed);
-    let bench = Bench::start_with(
-        "delivery-dead",
-        &tenants(&[("crm", &url, "  retry_schedule = [\"0s\", \"1m\", \"5m\"]")]),
-        None,
-        clock.clone(),
-        |config| config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap()),
-    )
-    .await;
+    let erp_url = format!("http://{erp_addr}/hooks");
+    // `erp` takes orders only, and gives up after one attempt.
+    let registry = tenants(&[
+        ("crm", &url, "  retry_schedule = [\"0s\", \"1m\", \"5m\"]"),
+        (
+            "erp",
+            &erp_url,
+            "  events = [\"order_completed\"]\n  retry_schedule = [\"0s\"]",
+        ),
+    ]);
+    let with_token = |config: &mut cartstream::config::Config| {
+        config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap())
+    };
+    let bench =
+        Bench::start_with("delivery-dead", &registry, None, clock.clone(), with_token).await;
     bench
         .send(&transition(
             "cart-1",
@@ -701,7 +706,95 @@ async fn a_receiver_down_past_the_schedule_is_dead_lettered_and_redriven() {
     let received = received_eventually(&receiver, 2).await;
     assert_eq!(received[1].headers["x-cartstream-event"], "test");
     verify(&received[1], SECRET, OLD_SECRET);
+
+    // The redrive moved the shared position past that dead letter: nothing is left; read
+    // from the beginning, this worker knows it redrove that one already.
+    let redrive = |body: Value| {
+        let (http, url, bearer) = (
+            http.clone(),
+            admin("/admin/dead-letters/redrive"),
+            bearer.clone(),
+        );
+        async move {
+            let answer = http.post(&url, &bearer, body.to_string()).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            answer.json()
+        }
+    };
+    let again = redrive(json!({})).await;
+    assert_eq!(
+        (again["read"].clone(), again["redriven"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(again["complete"], true);
+    let from_start = redrive(json!({"from": "beginning"})).await;
+    assert_eq!(from_start["read"], 1, "{from_start}");
+    assert_eq!(from_start["already_redriven"], 1, "{from_start}");
+    assert_eq!(from_start["position_saved"], false);
+    let refused = http
+        .post(
+            &admin("/admin/dead-letters/redrive"),
+            &bearer,
+            json!({"since": "last week"}).to_string(),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+
+    // An order: `crm` takes it, `erp` is down and dead-letters it at once.
+    bench
+        .send(&transition("cart-2", "order_completed", clock.now_millis()))
+        .await;
+    received_eventually(&receiver, 3).await;
+    eventually("the order's dead letter", WAIT, || {
+        (bench.dead_letters().len() == 2).then_some(())
+    })
+    .await;
+    let (prefix, group) = (
+        bench.daemon.config.kafka.topic_prefix.clone(),
+        bench.daemon.config.delivery.group_id.clone(),
+    );
     bench.daemon.stop().await;
+
+    // The worker's volume is lost. A new worker redrives from the topic: only the dead letter
+    // no redrive has read yet, which `erp`, back now, gets.
+    let erp = Receiver::start_on(erp_addr, clock.clone()).await;
+    let bench = Bench::start_with("delivery-dead", &registry, None, clock.clone(), |config| {
+        with_token(config);
+        config.kafka.topic_prefix = prefix;
+        config.delivery.group_id = group;
+    })
+    .await;
+    let admin = |path: &str| bench.daemon.admin_url(path);
+    let answer = http
+        .post(&admin("/admin/dead-letters/redrive"), &bearer, Bytes::new())
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let report = answer.json();
+    assert_eq!(report["read"], 1, "{report}");
+    assert_eq!(report["redriven"], 1, "{report}");
+    assert_eq!(report["position_saved"], true, "{report}");
+    let got = received_eventually(&erp, 1).await;
+    verify(&got[0], SECRET, OLD_SECRET);
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["data"]["cart"], "cart-2");
+    eventually("erp's delivered outcome", WAIT, || {
+        bench
+            .outcomes()
+            .iter()
+            .any(|o| o["endpoint_id"] == "erp" && o["outcome"] == "delivered")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(erp.received().len(), 1);
+    assert_eq!(receiver.received().len(), 3, "crm got nothing twice");
+    bench.daemon.stop().await;
+}
+
+/// A local address nothing listens on (for now).
+async fn closed_port() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

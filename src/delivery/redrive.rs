@@ -1,0 +1,480 @@
+//! Redrive (SPEC §6): dead letters read back from `<prefix>.deliveries.dlq.v1` and put on the
+//! worker's schedule again, with a fresh attempt budget.
+//!
+//! Which dead letters: by default those no redrive has read yet. That position is kept as the
+//! committed offsets of the consumer group `<delivery.group_id>.redrive`, which every worker
+//! shares, so asking a second worker does not send a dead letter twice, and a worker whose
+//! volume was lost can still redrive what it dead-lettered. `"from": "beginning"` reads the
+//! whole retained topic, and filters narrow by tenant, endpoint, reason and time; such a
+//! redrive leaves the shared position where it is. Each worker also marks what it redrove (the
+//! store's `redriven` family), so the same worker never schedules one dead letter twice.
+//!
+//! A redrive reads up to the end of the topic as it was when it began, at most `limit` dead
+//! letters and [`READ_TIME`]; the report says whether it got to the end.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::DateTime;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::store::{Adopted, DeadLetter, Job};
+use crate::kafka;
+
+/// The longest a redrive reads the topic before it answers with what it has.
+pub const READ_TIME: Duration = Duration::from_secs(20);
+/// Dead letters one redrive schedules unless the request says otherwise.
+pub const DEFAULT_LIMIT: usize = 10_000;
+/// The most one redrive may schedule.
+pub const MAX_LIMIT: usize = 100_000;
+/// How long a metadata, watermark, offset or commit request may take.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a redrive starts reading.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// After the last dead letter an earlier redrive read (the shared position).
+    #[default]
+    Unredriven,
+    /// At the oldest dead letter the topic still holds.
+    Beginning,
+}
+
+/// What to redrive: the body of `POST /admin/dead-letters/redrive`; every field is optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    #[serde(default)]
+    pub from: Start,
+    pub tenant_id: Option<String>,
+    pub endpoint_id: Option<String>,
+    /// `exhausted`, `expired`, `gone` or `endpoint_removed`.
+    pub reason: Option<String>,
+    /// Only dead letters dead-lettered at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only dead letters dead-lettered before this time (RFC 3339).
+    pub until: Option<String>,
+    /// At most this many dead letters are scheduled (default 10,000, at most 100,000).
+    pub limit: Option<usize>,
+}
+
+const REASONS: [&str; 4] = ["exhausted", "expired", "gone", "endpoint_removed"];
+
+/// A [`Request`] checked: times parsed, the limit settled.
+struct Selection {
+    request: Request,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    limit: usize,
+}
+
+impl Request {
+    fn select(self) -> Result<Selection, String> {
+        let time = |field: &str, value: &Option<String>| -> Result<Option<i64>, String> {
+            value
+                .as_deref()
+                .map(|text| {
+                    DateTime::parse_from_rfc3339(text)
+                        .map(|t| t.timestamp_millis())
+                        .map_err(|e| format!("{field} {text:?} is not an RFC 3339 time: {e}"))
+                })
+                .transpose()
+        };
+        let since_ms = time("since", &self.since)?;
+        let until_ms = time("until", &self.until)?;
+        if let (Some(since), Some(until)) = (since_ms, until_ms) {
+            if since >= until {
+                return Err("since must be before until".to_string());
+            }
+        }
+        if let Some(reason) = &self.reason {
+            if !REASONS.contains(&reason.as_str()) {
+                return Err(format!("reason {reason:?} is not one of {REASONS:?}"));
+            }
+        }
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(format!("limit must be between 1 and {MAX_LIMIT}"));
+        }
+        Ok(Selection {
+            request: self,
+            since_ms,
+            until_ms,
+            limit,
+        })
+    }
+}
+
+impl Selection {
+    /// Whether this redrive takes every unredriven dead letter, so it may move the shared
+    /// position past what it read.
+    fn saves_position(&self) -> bool {
+        let r = &self.request;
+        r.from == Start::Unredriven
+            && r.tenant_id.is_none()
+            && r.endpoint_id.is_none()
+            && r.reason.is_none()
+            && self.since_ms.is_none()
+            && self.until_ms.is_none()
+    }
+
+    fn admits(&self, record: &Record, dead_ms: i64) -> bool {
+        let r = &self.request;
+        r.tenant_id.as_ref().is_none_or(|t| *t == record.tenant_id)
+            && r.endpoint_id
+                .as_ref()
+                .is_none_or(|e| *e == record.endpoint_id)
+            && r.reason
+                .as_ref()
+                .is_none_or(|reason| *reason == record.reason)
+            && self.since_ms.is_none_or(|since| dead_ms >= since)
+            && self.until_ms.is_none_or(|until| dead_ms < until)
+    }
+}
+
+/// What a redrive did: the answer to the operator.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    /// Dead letters scheduled again, due now.
+    pub redriven: usize,
+    /// Dead letters whose delivery is pending already.
+    pub already_pending: usize,
+    /// Dead letters this worker redrove before.
+    pub already_redriven: usize,
+    /// Records read from the topic.
+    pub read: usize,
+    /// Records the filters left out.
+    pub filtered_out: usize,
+    /// Records that are not dead letters this version can read (logged).
+    pub unreadable: usize,
+    /// Whether the redrive read to the end of the topic (as it was when it began); when
+    /// false, the limit or the time ran out: ask again for the rest.
+    pub complete: bool,
+    /// Whether the shared position moved past what was read.
+    pub position_saved: bool,
+}
+
+/// Why a redrive did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Request(String),
+    #[error("reading the dead-letter topic {topic} failed")]
+    Kafka {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the dead-letter topic {0} does not exist")]
+    NoTopic(String),
+}
+
+/// Where dead letters are read from.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    pub brokers: String,
+    pub topic: String,
+    /// The consumer group whose committed offsets are the shared position.
+    pub group: String,
+    /// librdkafka consumer properties passed through (`delivery.consumer`).
+    pub consumer: BTreeMap<String, String>,
+}
+
+/// A dead-letter record as `schemas/delivery_dlq.v1.json` describes it (the fields redrive
+/// needs).
+#[derive(Debug, Deserialize)]
+struct Record {
+    transition_id: String,
+    tenant_id: String,
+    endpoint_id: String,
+    event: String,
+    cart: String,
+    reason: String,
+    created_at: String,
+    dead_lettered_at: String,
+    body: Box<RawValue>,
+}
+
+/// What was read, and where to move the shared position once it is scheduled.
+pub(super) struct Reading {
+    consumer: BaseConsumer,
+    letters: Vec<DeadLetter>,
+    positions: BTreeMap<i32, i64>,
+    saves_position: bool,
+    report: Report,
+}
+
+impl Source {
+    /// Reads the dead letters `request` selects (blocking: run it off the runtime).
+    pub fn read(&self, request: Request) -> Result<Reading, Error> {
+        let selection = request.select().map_err(Error::Request)?;
+        let kafka_error = |source| Error::Kafka {
+            topic: self.topic.clone(),
+            source,
+        };
+        let consumer: BaseConsumer = kafka::consumer_config(
+            &[
+                ("client.id", "cartstream-redrive"),
+                ("fetch.wait.max.ms", "25"),
+            ],
+            &self.consumer,
+            &[
+                ("bootstrap.servers", &self.brokers),
+                ("group.id", &self.group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+            ],
+        )
+        .create()
+        .map_err(kafka_error)?;
+
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), KAFKA_TIMEOUT)
+            .map_err(kafka_error)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(Error::NoTopic(self.topic.clone()));
+        }
+        let mut listed = TopicPartitionList::new();
+        for partition in &partitions {
+            listed.add_partition(&self.topic, *partition);
+        }
+        let committed = match selection.request.from {
+            Start::Unredriven => consumer
+                .committed_offsets(listed, KAFKA_TIMEOUT)
+                .map_err(kafka_error)?,
+            Start::Beginning => listed,
+        };
+        // Where each partition starts and ends; the end is fixed now, so dead letters written
+        // while the redrive runs wait for the next one.
+        let mut ends = BTreeMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for partition in &partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&self.topic, *partition, KAFKA_TIMEOUT)
+                .map_err(kafka_error)?;
+            let start = match committed
+                .find_partition(&self.topic, *partition)
+                .map(|p| p.offset())
+            {
+                Some(Offset::Offset(committed)) => committed.max(low),
+                _ => low,
+            };
+            if start < high {
+                ends.insert(*partition, high);
+                assignment
+                    .add_partition_offset(&self.topic, *partition, Offset::Offset(start))
+                    .map_err(kafka_error)?;
+            }
+        }
+        consumer.assign(&assignment).map_err(kafka_error)?;
+
+        let mut report = Report::default();
+        let mut letters = Vec::new();
+        let mut positions = BTreeMap::new();
+        let deadline = Instant::now() + READ_TIME;
+        while !ends.is_empty() && letters.len() < selection.limit && Instant::now() < deadline {
+            let message = match consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, topic = %self.topic, "reading dead letters");
+                    continue;
+                }
+                Some(Ok(message)) => message,
+            };
+            let (partition, offset) = (message.partition(), message.offset());
+            let Some(&end) = ends.get(&partition) else {
+                continue;
+            };
+            if offset >= end {
+                ends.remove(&partition);
+                continue;
+            }
+            positions.insert(partition, offset + 1);
+            if offset + 1 >= end {
+                ends.remove(&partition);
+            }
+            report.read += 1;
+            match letter(message.payload().unwrap_or_default()) {
+                Ok((record, letter)) => {
+                    if selection.admits(&record, letter.dead_ms) {
+                        letters.push(letter);
+                    } else {
+                        report.filtered_out += 1;
+                    }
+                }
+                Err(e) => {
+                    report.unreadable += 1;
+                    tracing::warn!(
+                        error = %e, topic = %self.topic, partition, offset,
+                        "a dead-letter record cannot be read; left out of the redrive"
+                    );
+                }
+            }
+        }
+        report.complete = ends.is_empty();
+        Ok(Reading {
+            consumer,
+            letters,
+            positions,
+            saves_position: selection.saves_position(),
+            report,
+        })
+    }
+}
+
+impl Reading {
+    /// The dead letters to schedule, and the rest of the reading to finish with.
+    pub fn take_letters(mut self) -> (Vec<DeadLetter>, Self) {
+        (std::mem::take(&mut self.letters), self)
+    }
+
+    /// Once the letters are scheduled: the report, with the shared position moved past what
+    /// was read when the request took every unredriven dead letter (blocking).
+    pub fn finish(mut self, adopted: Adopted, topic: &str) -> Result<Report, Error> {
+        self.report.redriven = adopted.redriven;
+        self.report.already_pending = adopted.already_pending;
+        self.report.already_redriven = adopted.already_redriven;
+        if self.saves_position && !self.positions.is_empty() {
+            let mut offsets = TopicPartitionList::new();
+            for (partition, next) in &self.positions {
+                offsets
+                    .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                    .map_err(|source| Error::Kafka {
+                        topic: topic.to_string(),
+                        source,
+                    })?;
+            }
+            self.consumer
+                .commit(&offsets, CommitMode::Sync)
+                .map_err(|source| Error::Kafka {
+                    topic: topic.to_string(),
+                    source,
+                })?;
+            self.report.position_saved = true;
+        }
+        Ok(self.report)
+    }
+}
+
+/// A dead-letter record as a job to schedule again.
+fn letter(payload: &[u8]) -> Result<(Record, DeadLetter), String> {
+    let record: Record = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let millis = |field: &str, text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| format!("{field} {text:?}: {e}"))
+    };
+    let dead_ms = millis("dead_lettered_at", &record.dead_lettered_at)?;
+    let created_ms = millis("created_at", &record.created_at)?;
+    let job = Job {
+        transition_id: record.transition_id.clone(),
+        tenant: record.tenant_id.clone(),
+        endpoint: record.endpoint_id.clone(),
+        event: record.event.clone(),
+        cart: record.cart.clone(),
+        body: record.body.get().to_string(),
+        occurred_ms: dead_ms,
+        created_ms,
+        attempts: 0,
+        next_ms: dead_ms,
+        last_status: None,
+        last_error: None,
+    };
+    Ok((record, DeadLetter { job, dead_ms }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> Result<Selection, String> {
+        serde_json::from_str::<Request>(json)
+            .map_err(|e| e.to_string())?
+            .select()
+    }
+
+    #[test]
+    fn an_empty_request_takes_every_unredriven_dead_letter_and_saves_the_position() {
+        let selection = request("{}").unwrap();
+        assert_eq!(selection.limit, DEFAULT_LIMIT);
+        assert!(selection.saves_position());
+    }
+
+    #[test]
+    fn filters_and_the_beginning_leave_the_shared_position_alone() {
+        for json in [
+            r#"{"from": "beginning"}"#,
+            r#"{"tenant_id": "acme"}"#,
+            r#"{"endpoint_id": "crm"}"#,
+            r#"{"reason": "gone"}"#,
+            r#"{"since": "2026-11-01T00:00:00Z"}"#,
+            r#"{"until": "2026-11-01T00:00:00Z"}"#,
+        ] {
+            assert!(!request(json).unwrap().saves_position(), "{json}");
+        }
+        // A limit alone still takes the oldest unredriven ones in order.
+        assert!(request(r#"{"limit": 5}"#).unwrap().saves_position());
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_the_reason() {
+        let refused = |json: &str| match request(json) {
+            Err(reason) => reason,
+            Ok(_) => panic!("{json} was accepted"),
+        };
+        assert!(refused(r#"{"since": "yesterday"}"#).contains("since"));
+        assert!(refused(r#"{"reason": "tired"}"#).contains("tired"));
+        assert!(refused(r#"{"limit": 0}"#).contains("limit"));
+        assert!(refused(r#"{"limit": 100001}"#).contains("limit"));
+        assert!(refused(r#"{"from": "end"}"#).contains("unknown variant"));
+        assert!(refused(r#"{"tenant": "acme"}"#).contains("unknown field"));
+        assert!(
+            refused(r#"{"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}"#)
+                .contains("before")
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_becomes_the_same_delivery_with_the_same_body() {
+        let payload =
+            br#"{"schema":"cartstream.delivery_dlq.v1","transition_id":"ab","tenant_id":"acme",
+            "endpoint_id":"crm","event":"abandoned_candidate","cart":"c1","reason":"exhausted",
+            "attempts":7,"last_status_code":500,"last_error":null,
+            "created_at":"2026-11-01T10:00:00.000Z","dead_lettered_at":"2026-11-02T10:00:00.250Z",
+            "body":{"data":{"cart":"c1"},"event":"abandoned_candidate","id":"ab"}}"#;
+        let (record, letter) = letter(payload).unwrap();
+        assert_eq!(record.reason, "exhausted");
+        assert_eq!(letter.dead_ms, 1_793_613_600_250);
+        assert_eq!(letter.job.created_ms, 1_793_527_200_000);
+        assert_eq!(
+            letter.job.key(),
+            super::super::store::key("acme", "crm", "ab")
+        );
+        assert_eq!(
+            letter.job.body,
+            r#"{"data":{"cart":"c1"},"event":"abandoned_candidate","id":"ab"}"#
+        );
+        let selection = request(
+            r#"{"tenant_id": "acme", "since": "2026-11-02T10:00:00.250Z", "reason": "exhausted"}"#,
+        )
+        .unwrap();
+        assert!(selection.admits(&record, letter.dead_ms));
+        let later = request(r#"{"since": "2026-11-02T10:00:01Z"}"#).unwrap();
+        assert!(!later.admits(&record, letter.dead_ms));
+        let other = request(r#"{"endpoint_id": "erp"}"#).unwrap();
+        assert!(!other.admits(&record, letter.dead_ms));
+    }
+}
