@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -42,8 +42,8 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    /// `Retry-After` in seconds, when sent as a number of seconds or an HTTP date.
-    pub retry_after: Option<Duration>,
+    /// `Retry-After`, when sent (as a number of seconds or an HTTP date).
+    pub retry_after: Option<RetryAfter>,
 }
 
 /// Cheap to clone; clones share the connection pool.
@@ -143,10 +143,35 @@ fn classify(e: reqwest::Error) -> Error {
     Error::Connection(e)
 }
 
-/// `Retry-After`: delay-seconds, or an HTTP date (then relative to now is not known here, so
-/// only the seconds form is honoured; dates fall back to the schedule).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// When an endpoint asked to be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: 120`.
+    Delay(Duration),
+    /// `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
+    At(SystemTime),
+}
+
+impl RetryAfter {
+    /// How long from `now_ms` (Unix ms, the worker's clock) that is; a date in the past is now.
+    pub fn delay_from(self, now_ms: i64) -> Duration {
+        match self {
+            RetryAfter::Delay(delay) => delay,
+            RetryAfter::At(at) => {
+                let now = UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64);
+                at.duration_since(now).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<RetryAfter> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(RetryAfter::Delay(Duration::from_secs(seconds))),
+        Err(_) => httpdate::parse_http_date(value).ok().map(RetryAfter::At),
+    }
 }
 
 /// Resolves names and keeps only the addresses that may be delivered to.
@@ -264,8 +289,14 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds_are_read() {
-        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let now_ms = 1_792_567_600_000; // 2026-10-21T07:26:40Z
+        let seconds = parse_retry_after(" 120 ").unwrap();
+        assert_eq!(seconds.delay_from(now_ms), Duration::from_secs(120));
+        let date = parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT").unwrap();
+        assert_eq!(date.delay_from(now_ms), Duration::from_secs(80));
+        assert_eq!(date.delay_from(now_ms + 3_600_000), Duration::ZERO);
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
     }
 }

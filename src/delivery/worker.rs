@@ -814,6 +814,7 @@ impl Worker {
                 let mut delay = jittered(schedule[job.attempts as usize], self.config.jitter);
                 if matches!(status, Some(429 | 503)) {
                     if let Some(wait) = retry_after {
+                        let wait = wait.delay_from(now);
                         delay = delay.max(wait.min(self.config.max_retry_after));
                     }
                 }

@@ -510,6 +510,40 @@ async fn retry_after_on_429_holds_the_next_attempt_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_as_an_http_date_counts_from_the_workers_clock() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let bench = Bench::start_with(
+        "delivery-date",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    let at = UNIX_EPOCH + Duration::from_millis(clock.now_millis() as u64 + 150_000);
+    receiver.answer(503, vec![("retry-after", httpdate::fmt_http_date(at))]);
+    bench
+        .send(&transition(
+            "cart-1",
+            "abandoned_candidate",
+            clock.now_millis(),
+        ))
+        .await;
+    received_eventually(&receiver, 1).await;
+    bench.advance(Duration::from_secs(120)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the schedule says 1 min, the date 150 s"
+    );
+    bench.advance(Duration::from_secs(31)).await;
+    let received = received_eventually(&receiver, 2).await;
+    assert!(received[1].at_ms >= T0 as i64 * 1000 + 150_000);
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_capped_as_configured() {
     let clock = Clock::manual(T0);
     let receiver = Receiver::start(clock.clone()).await;
