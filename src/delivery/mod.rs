@@ -9,13 +9,17 @@
 //! - [`store`]: pending deliveries in RocksDB (the retry schedule survives restarts and
 //!   crashes), the outcome outbox, disabled endpoints;
 //! - [`breaker`]: each endpoint's circuit breaker;
-//! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish;
+//! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish
+//!   (with the loop's side of operator actions and the outbox publisher in files of their own);
+//! - [`records`]: what the worker reads and writes on Kafka — transitions, the webhook body,
+//!   outcome and dead-letter records;
 //! - [`handle`]: operator actions (list, retry, redrive, enable, test) from the admin port;
 //! - [`redrive`]: dead letters read back from the dead-letter topic to be delivered again.
 
 mod breaker;
 pub mod client;
 mod handle;
+mod records;
 pub mod redrive;
 mod signature;
 pub mod store;

@@ -13,26 +13,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat};
+use chrono::DateTime;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message};
-use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod commands;
+mod outbox;
+
 use super::breaker::Breaker;
 use super::client::{self, Answer, Client};
-use super::handle::{Command, Handle, Tested};
+use super::handle::{Command, Handle};
+use super::records::{dead_letter, outcome_record, Outcome, Transition};
 use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
-use super::{sign, Config, DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
+use super::{sign, Config};
 use crate::clock::Clock;
-use crate::kafka::{self, inbound};
+use crate::kafka;
 use crate::providers::Bucket;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
@@ -286,49 +287,6 @@ impl ClientContext for Lag {
 
 impl ConsumerContext for Lag {}
 
-/// A transition as read from `<prefix>.transitions.v1` (`schemas/transition.v1.json`).
-#[derive(Debug, Deserialize)]
-struct Transition {
-    id: String,
-    tenant_id: String,
-    cart: String,
-    from: String,
-    to: String,
-    bucket: Bucket,
-    recovered: bool,
-    at: String,
-    event: serde_json::Value,
-}
-
-impl Transition {
-    /// The request body (SPEC §6), fixed once so every attempt sends the same bytes.
-    fn webhook_body(&self) -> String {
-        let field = |name: &str| self.event.get(name).cloned().unwrap_or_default();
-        json!({
-            "event": self.bucket.as_str(),
-            "id": self.id,
-            "occurred_at": self.at,
-            "tenant_id": self.tenant_id,
-            "data": {
-                "cart": self.cart,
-                "from": self.from,
-                "to": self.to,
-                "recovered": self.recovered,
-                "customer": field("customer"),
-                "cart_value": field("cart_value"),
-                "currency": field("currency"),
-                "item_count": field("item_count"),
-                "recovery_url": field("recovery_url"),
-                "provider": field("provider"),
-                "cart_token": field("cart_token"),
-                "checkout_token": field("checkout_token"),
-                "order_id": field("order_id"),
-            }
-        })
-        .to_string()
-    }
-}
-
 /// What came back from one attempt.
 struct Attempted {
     job: Job,
@@ -358,31 +316,6 @@ struct Worker {
     published: mpsc::Sender<(Vec<u64>, Vec<u64>)>,
     /// Outbox sequences handed to the producer and not yet reported.
     publishing: HashSet<u64>,
-}
-
-/// An outcome about to be recorded.
-struct Outcome<'a> {
-    job: &'a Job,
-    outcome: &'static str,
-    status: Option<u16>,
-    class: Option<&'static str>,
-    took: Option<Duration>,
-    error: Option<String>,
-    next_ms: Option<i64>,
-}
-
-impl<'a> Outcome<'a> {
-    fn of(job: &'a Job, outcome: &'static str) -> Self {
-        Outcome {
-            job,
-            outcome,
-            status: None,
-            class: None,
-            took: None,
-            error: None,
-            next_ms: None,
-        }
-    }
 }
 
 impl Worker {
@@ -453,7 +386,7 @@ impl Worker {
                         self.superseded.insert(pending_key);
                         continue;
                     }
-                    records.push(self.record(Outcome::of(&pending, "superseded"), now));
+                    records.push(outcome_record(Outcome::of(&pending, "superseded"), now));
                     changes.push(Change::Finish {
                         job: pending,
                         dead: false,
@@ -498,9 +431,9 @@ impl Worker {
             recorded.outcome = "dead_lettered";
             recorded.error = Some("the endpoint is no longer configured".to_string());
         }
-        records.push(self.record(recorded, now));
+        records.push(outcome_record(recorded, now));
         if dead {
-            records.push(self.dead_letter(&job, outcome, now));
+            records.push(dead_letter(&job, outcome, now));
         }
         changes.push(Change::Finish { job, dead });
     }
@@ -637,102 +570,6 @@ impl Worker {
         });
     }
 
-    /// Carries out an operator action; a failure is the operator's answer, not the worker's end.
-    fn command(&mut self, command: Command) {
-        let now = self.clock.now_millis();
-        let text = |e: store::Error| error_chain(&e);
-        match command {
-            Command::List { dead, limit, reply } => {
-                let jobs = match dead {
-                    true => self.store.dead(limit),
-                    false => self.store.failed(limit),
-                };
-                let _ = reply.send(jobs.map_err(text));
-            }
-            Command::Retry {
-                tenant,
-                endpoint,
-                transition,
-                reply,
-            } => {
-                let key = store::key(&tenant, &endpoint, &transition);
-                let _ = reply.send(self.store.retry_now(&key, now).map_err(text));
-            }
-            Command::Adopt { letters, reply } => {
-                let _ = reply.send(self.store.adopt(letters, now).map_err(text));
-            }
-            Command::Enable {
-                tenant,
-                endpoint,
-                reply,
-            } => {
-                let was = self.disabled.remove(&(tenant.clone(), endpoint.clone()));
-                let _ = reply.send(
-                    self.store
-                        .enable(&tenant, &endpoint)
-                        .map(|()| was)
-                        .map_err(text),
-                );
-            }
-            Command::Test {
-                tenant,
-                endpoint,
-                reply,
-            } => {
-                let Some(target) = self.endpoint(&tenant, &endpoint) else {
-                    let _ = reply.send(Err(format!(
-                        "no endpoint {endpoint:?} for tenant {tenant:?}"
-                    )));
-                    return;
-                };
-                let mut random = [0u8; 16];
-                let _ = getrandom::fill(&mut random);
-                let id = hex::encode(random);
-                let body = json!({
-                    "event": "test",
-                    "id": id,
-                    "occurred_at": rfc3339(now),
-                    "tenant_id": tenant,
-                    "data": {},
-                })
-                .to_string();
-                let signature = sign(
-                    &self.config.header_prefix,
-                    "test",
-                    &id,
-                    (now / 1000).max(0) as u64,
-                    body.as_bytes(),
-                    &target.secrets,
-                );
-                let (client, url) = (self.client.clone(), target.url.clone());
-                self.tracker.spawn(async move {
-                    let started = tokio::time::Instant::now();
-                    let result = client
-                        .post(&url, &signature.headers, body.into_bytes())
-                        .await;
-                    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    let tested = match result {
-                        Ok(answer) => Tested {
-                            id,
-                            status_code: Some(answer.status),
-                            status_class: metrics::status_class(answer.status),
-                            latency_ms,
-                            error: None,
-                        },
-                        Err(e) => Tested {
-                            id,
-                            status_code: None,
-                            status_class: e.class(),
-                            latency_ms,
-                            error: Some(error_chain(&e)),
-                        },
-                    };
-                    let _ = reply.send(Ok(tested));
-                });
-            }
-        }
-    }
-
     /// Records an attempt's outcome and the job's next state.
     fn finish(&mut self, attempted: Attempted) -> Result<(), Error> {
         let Attempted {
@@ -776,7 +613,7 @@ impl Worker {
         if matches!(status, Some(200..=299)) {
             breaker.succeeded();
             metrics::delivery_attempt("delivered", class, took);
-            records.push(self.record(attempt("delivered"), now));
+            records.push(outcome_record(attempt("delivered"), now));
             changes.push(Change::Finish { job, dead: false });
         } else if status == Some(410) {
             breaker.succeeded();
@@ -788,8 +625,8 @@ impl Worker {
             self.store.disable(&job.tenant, &job.endpoint, now)?;
             self.disabled.insert(endpoint_key);
             metrics::delivery_attempt("dead_lettered", class, took);
-            records.push(self.record(attempt("dead_lettered"), now));
-            records.push(self.dead_letter(&job, "gone", now));
+            records.push(outcome_record(attempt("dead_lettered"), now));
+            records.push(dead_letter(&job, "gone", now));
             changes.push(Change::Finish { job, dead: true });
         } else {
             breaker.failed(
@@ -803,12 +640,12 @@ impl Worker {
                 .unwrap_or_else(|| self.config.retry_schedule.clone());
             if superseded {
                 metrics::delivery_attempt("failed", class, took);
-                records.push(self.record(attempt("superseded"), now));
+                records.push(outcome_record(attempt("superseded"), now));
                 changes.push(Change::Finish { job, dead: false });
             } else if job.attempts as usize >= schedule.len() {
                 metrics::delivery_attempt("dead_lettered", class, took);
-                records.push(self.record(attempt("dead_lettered"), now));
-                records.push(self.dead_letter(&job, "exhausted", now));
+                records.push(outcome_record(attempt("dead_lettered"), now));
+                records.push(dead_letter(&job, "exhausted", now));
                 changes.push(Change::Finish { job, dead: true });
             } else {
                 let mut delay = jittered(schedule[job.attempts as usize], self.config.jitter);
@@ -820,7 +657,7 @@ impl Worker {
                 }
                 let next_ms = now + delay.as_millis() as i64;
                 metrics::delivery_attempt("failed", class, took);
-                records.push(self.record(
+                records.push(outcome_record(
                     Outcome {
                         next_ms: Some(next_ms),
                         ..attempt("failed")
@@ -833,189 +670,6 @@ impl Worker {
         }
         self.store.write(changes, &[], records, now)?;
         Ok(())
-    }
-
-    /// An outcome record for `<prefix>.deliveries.v1` (`schemas/delivery.v1.json`).
-    fn record(&self, outcome: Outcome<'_>, now: i64) -> OutboxRecord {
-        let job = outcome.job;
-        metrics::delivery_outcome(outcome.outcome);
-        let value = json!({
-            "schema": OUTCOME_SCHEMA,
-            "transition_id": job.transition_id,
-            "tenant_id": job.tenant,
-            "endpoint_id": job.endpoint,
-            "event": job.event,
-            "cart": job.cart,
-            "attempt": if outcome.class.is_some() { job.attempts } else { 0 },
-            "outcome": outcome.outcome,
-            "status_code": outcome.status,
-            "status_class": outcome.class,
-            "latency_ms": outcome.took.map(|d| d.as_secs_f64() * 1000.0),
-            "error": outcome.error,
-            "next_attempt_at": outcome.next_ms.map(rfc3339),
-            "at": rfc3339(now),
-        });
-        OutboxRecord {
-            dead_letter: false,
-            key: job.tenant.clone(),
-            id: format!(
-                "{}/{}/{}/{}",
-                job.transition_id, job.endpoint, job.attempts, outcome.outcome
-            ),
-            value: value.to_string(),
-        }
-    }
-
-    /// A record for `<prefix>.deliveries.dlq.v1` (`schemas/delivery_dlq.v1.json`): everything
-    /// needed to deliver it again by hand.
-    fn dead_letter(&self, job: &Job, reason: &'static str, now: i64) -> OutboxRecord {
-        let body: serde_json::Value = serde_json::from_str(&job.body).unwrap_or_default();
-        let value = json!({
-            "schema": DEAD_LETTER_SCHEMA,
-            "transition_id": job.transition_id,
-            "tenant_id": job.tenant,
-            "endpoint_id": job.endpoint,
-            "event": job.event,
-            "cart": job.cart,
-            "reason": reason,
-            "attempts": job.attempts,
-            "last_status_code": job.last_status,
-            "last_error": job.last_error,
-            "created_at": rfc3339(job.created_ms),
-            "dead_lettered_at": rfc3339(now),
-            "body": body,
-        });
-        OutboxRecord {
-            dead_letter: true,
-            key: job.tenant.clone(),
-            id: format!("{}/{}", job.transition_id, job.endpoint),
-            value: value.to_string(),
-        }
-    }
-
-    /// Hands outbox records not yet under way to the producer; a task awaits Kafka's verdicts
-    /// and reports them to the loop ([`Worker::acknowledged`]), so attempts go on meanwhile.
-    fn publish_start(&mut self) {
-        let records = match self.store.outbox(PUBLISH_BATCH + self.publishing.len()) {
-            Ok(records) => records,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the outbox failed");
-                return;
-            }
-        };
-        let mut pending = Vec::new();
-        for (sequence, record) in records {
-            if self.publishing.contains(&sequence) || pending.len() >= PUBLISH_BATCH {
-                continue;
-            }
-            match self.enqueue(&record) {
-                Ok(delivery) => {
-                    self.publishing.insert(sequence);
-                    pending.push((sequence, delivery));
-                }
-                Err(_) => break,
-            }
-        }
-        if pending.is_empty() {
-            return;
-        }
-        let (timeout, report) = (self.config.publish_timeout, self.published.clone());
-        self.tracker.spawn(async move {
-            let mut acknowledged = Vec::with_capacity(pending.len());
-            let mut failed = Vec::new();
-            let deadline = tokio::time::Instant::now() + timeout;
-            for (sequence, delivery) in pending {
-                match tokio::time::timeout_at(deadline, delivery).await {
-                    Ok(Ok(Ok(_))) => acknowledged.push(sequence),
-                    _ => failed.push(sequence),
-                }
-            }
-            // The receiver is the loop; at shutdown it drains these reports.
-            let _ = report.send((acknowledged, failed)).await;
-        });
-    }
-
-    /// Drops what Kafka acknowledged; what it did not goes out again on the next tick.
-    fn acknowledged(&mut self, (acknowledged, failed): (Vec<u64>, Vec<u64>)) {
-        for sequence in acknowledged.iter().chain(&failed) {
-            self.publishing.remove(sequence);
-        }
-        if !failed.is_empty() {
-            tracing::warn!(
-                records = failed.len(),
-                "Kafka did not acknowledge outcome records; keeping them"
-            );
-        }
-        if let Err(e) = self.store.acknowledge(&acknowledged) {
-            tracing::error!(error = %e, "dropping acknowledged outbox records failed");
-        }
-    }
-
-    fn enqueue(
-        &self,
-        record: &OutboxRecord,
-    ) -> Result<rdkafka::producer::DeliveryFuture, kafka::Error> {
-        let (topic, schema) = match record.dead_letter {
-            true => (&self.topics.dead_letters, DEAD_LETTER_SCHEMA),
-            false => (&self.topics.deliveries, OUTCOME_SCHEMA),
-        };
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: inbound::HEADER_SCHEMA,
-                value: Some(schema),
-            })
-            .insert(Header {
-                key: kafka::HEADER_ID,
-                value: Some(&record.id),
-            });
-        self.producer
-            .enqueue(topic, &record.key, record.value.as_bytes(), headers)
-    }
-
-    /// Hands the whole outbox to Kafka and waits (at shutdown). Whether it is empty now.
-    async fn publish(&mut self) -> bool {
-        loop {
-            let records = match self.store.outbox(PUBLISH_BATCH) {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the outbox failed");
-                    return false;
-                }
-            };
-            if records.is_empty() {
-                return true;
-            }
-            let mut pending = Vec::with_capacity(records.len());
-            for (sequence, record) in &records {
-                match self.enqueue(record) {
-                    Ok(delivery) => pending.push((*sequence, delivery)),
-                    Err(_) => break,
-                }
-            }
-            let complete = pending.len() == records.len();
-            let mut acknowledged = Vec::with_capacity(pending.len());
-            let _ = tokio::time::timeout(self.config.publish_timeout, async {
-                for (sequence, delivery) in pending {
-                    match delivery.await {
-                        Ok(Ok(_)) => acknowledged.push(sequence),
-                        _ => return,
-                    }
-                }
-            })
-            .await;
-            let all = complete && acknowledged.len() == records.len();
-            if let Err(e) = self.store.acknowledge(&acknowledged) {
-                tracing::error!(error = %e, "dropping acknowledged outbox records failed");
-                return false;
-            }
-            if !all {
-                tracing::warn!(
-                    waiting = self.store.outbox_len(),
-                    "Kafka did not take every outcome record; keeping them"
-                );
-                return false;
-            }
-        }
     }
 
     fn report(&self) {
@@ -1045,12 +699,6 @@ fn jittered(delay: Duration, fraction: f64) -> Duration {
         Err(_) => 0.5,
     };
     delay.mul_f64(1.0 + fraction * (2.0 * unit - 1.0))
-}
-
-pub(super) fn rfc3339(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
