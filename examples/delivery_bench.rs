@@ -114,6 +114,7 @@ fn pending(jobs: usize) -> anyhow::Result<()> {
                 next_ms: 1_790_000_060_000 + (i as i64 * 7_919) % 3_600_000,
                 last_status: Some(503),
                 last_error: None,
+                superseded: false,
             };
             seen.push(job.key());
             batch.push(Change::Schedule(job));

@@ -392,6 +392,7 @@ fn letter(payload: &[u8]) -> Result<(Record, DeadLetter), String> {
         next_ms: dead_ms,
         last_status: None,
         last_error: None,
+        superseded: false,
     };
     Ok((record, DeadLetter { job, dead_ms }))
 }

@@ -69,6 +69,10 @@ pub struct Job {
     pub next_ms: i64,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// An order for the cart came while this abandonment was in flight: it is not attempted
+    /// again, whatever that attempt's answer (kept here, so a crash does not forget it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 impl Job {
@@ -495,6 +499,7 @@ fn fresh(mut job: Job, now_ms: i64) -> Job {
     job.occurred_ms = now_ms;
     job.last_status = None;
     job.last_error = None;
+    job.superseded = false;
     job
 }
 
@@ -548,6 +553,7 @@ mod tests {
             next_ms,
             last_status: None,
             last_error: None,
+            superseded: false,
         }
     }
 

@@ -59,6 +59,8 @@ struct Receiver {
     fail_first: Arc<std::sync::atomic::AtomicBool>,
     /// Milliseconds to wait before answering (a slow receiver).
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Requests that arrived, answered or not yet.
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Receiver {
@@ -74,6 +76,7 @@ impl Receiver {
             script: Arc::default(),
             fail_first: Arc::default(),
             delay_ms: Arc::default(),
+            arrived: Arc::default(),
         };
         let shared = receiver.clone();
         tokio::spawn(async move {
@@ -89,6 +92,9 @@ impl Receiver {
                             async move {
                                 let (parts, body) = request.into_parts();
                                 let body = body.collect().await.unwrap().to_bytes();
+                                shared
+                                    .arrived
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let delay =
                                     shared.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -1006,39 +1012,7 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
     )
     .unwrap();
     let config_file = dir.path().join("cartstream.toml");
-    // A new consumer group per run: a SIGKILLed member would hold its partitions until its
-    // session times out. The new group reads every transition again; the store's markers
-    // keep each from being stored twice.
-    let write_config = |run: usize| {
-        std::fs::write(
-            &config_file,
-            format!(
-                r#"
-[admin]
-listen = "127.0.0.1:0"
-[kafka]
-brokers = "{brokers}"
-topic_prefix = "{prefix}"
-partitions = 3
-[delivery]
-state_dir = "{state}"
-group_id = "{prefix}-delivery-{run}"
-tick = "50ms"
-jitter = 0.0
-circuit_failures = 1000000
-allow_private_networks = ["127.0.0.0/8"]
-[tenants]
-file = "{tenants}"
-[telemetry]
-log_filter = "warn"
-"#,
-                brokers = brokers(),
-                state = dir.path().join("state").display(),
-                tenants = dir.path().join("tenants.toml").display(),
-            ),
-        )
-        .unwrap();
-    };
+    let write_config = |run: usize| write_worker_config(dir.path(), &prefix, run);
     write_config(0);
     let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
         .expect("the test configuration is valid");
@@ -1126,5 +1100,124 @@ log_filter = "warn"
     assert!(
         successes - carts <= 2 * 8,
         "{successes} successes for {carts}"
+    );
+}
+
+/// Writes `dir/cartstream.toml` for a `cartstream delivery` process (state in `dir/state`, the
+/// registry in `dir/tenants.toml`). A new consumer group per `run`: a SIGKILLed member would
+/// hold its partitions until its session times out. The new group reads every transition
+/// again; the store's markers keep each from being stored twice.
+fn write_worker_config(dir: &std::path::Path, prefix: &str, run: usize) {
+    std::fs::write(
+        dir.join("cartstream.toml"),
+        format!(
+            r#"
+[admin]
+listen = "127.0.0.1:0"
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+partitions = 3
+[delivery]
+state_dir = "{state}"
+group_id = "{prefix}-delivery-{run}"
+tick = "50ms"
+jitter = 0.0
+circuit_failures = 1000000
+allow_private_networks = ["127.0.0.0/8"]
+[tenants]
+file = "{tenants}"
+[telemetry]
+log_filter = "warn"
+"#,
+            brokers = brokers(),
+            state = dir.join("state").display(),
+            tenants = dir.join("tenants.toml").display(),
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_during_the_abandonments_attempt_survives_a_kill() {
+    // A receiver slow enough that both requests are still in the air at the kill.
+    let slow = Receiver::start(Clock::System).await;
+    slow.delay_ms
+        .store(60_000, std::sync::atomic::Ordering::Relaxed);
+    let prefix = unique_prefix("delivery-kill-supersede");
+    let dir = tempfile::tempdir().unwrap();
+    let registry = |url: &str| {
+        std::fs::write(
+            dir.path().join("tenants.toml"),
+            tenants(&[("crm", url, "")]),
+        )
+        .unwrap()
+    };
+    registry(&slow.url());
+    write_worker_config(dir.path(), &prefix, 0);
+    let config_file = dir.path().join("cartstream.toml");
+    let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
+        .expect("the test configuration is valid");
+    let topics = config.kafka.topics();
+    cartstream::kafka::admin::ensure_topics(&config.kafka, &topics.all())
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .create()
+        .unwrap();
+    let send = |t: Value| {
+        let producer = producer.clone();
+        let topic = topics.transitions.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key("acme").payload(&t.to_string()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let arrived = |n: usize| {
+        let slow = slow.clone();
+        move || (slow.arrived.load(std::sync::atomic::Ordering::Relaxed) >= n).then_some(())
+    };
+
+    let first = RoleProcess::start("delivery", &config_file);
+    let now = Clock::System.now_millis();
+    let abandonment = transition("cart-1", "abandoned_candidate", now);
+    send(abandonment.clone()).await;
+    eventually("the abandonment's attempt", WAIT, arrived(1)).await;
+    // The order's own attempt starts only after the worker wrote down what it supersedes.
+    send(transition("cart-1", "order_completed", now + 1_000)).await;
+    eventually("the order's attempt", WAIT, arrived(2)).await;
+    drop(first);
+
+    // Back, with the endpoint on a receiver that answers at once: the order goes out, the
+    // abandonment does not.
+    let fast = Receiver::start(Clock::System).await;
+    registry(&fast.url());
+    write_worker_config(dir.path(), &prefix, 1);
+    let _second = RoleProcess::start("delivery", &config_file);
+    let got = received_eventually(&fast, 1).await;
+    assert_eq!(got[0].headers["x-cartstream-event"], "order_completed");
+    let superseded = eventually("the abandonment's superseded outcome", WAIT, || {
+        read_json(&config.kafka.brokers, &topics.deliveries)
+            .into_iter()
+            .find(|o| o["transition_id"] == abandonment["id"] && o["outcome"] == "superseded")
+    })
+    .await;
+    assert_eq!(superseded["attempt"], 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events: Vec<_> = fast
+        .received()
+        .iter()
+        .map(|r| r.headers["x-cartstream-event"].clone())
+        .collect();
+    assert_eq!(
+        events,
+        ["order_completed"],
+        "the stale abandonment never went out"
     );
 }

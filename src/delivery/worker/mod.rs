@@ -374,6 +374,7 @@ impl Worker {
                 next_ms: now,
                 last_status: None,
                 last_error: None,
+                superseded: false,
             };
             if transition.bucket == Bucket::OrderCompleted {
                 for pending in self.store.pending_abandonments(
@@ -384,6 +385,10 @@ impl Worker {
                     let pending_key = pending.key();
                     if self.in_flight.contains(&pending_key) {
                         self.superseded.insert(pending_key);
+                        changes.push(Change::Schedule(Job {
+                            superseded: true,
+                            ..pending
+                        }));
                         continue;
                     }
                     records.push(outcome_record(Outcome::of(&pending, "superseded"), now));
@@ -415,8 +420,8 @@ impl Worker {
         Ok(ready)
     }
 
-    /// Ends `job` without an attempt: `skipped_disabled`, `expired` (dead-lettered) or
-    /// `endpoint_removed` (dead-lettered).
+    /// Ends `job` without an attempt: `skipped_disabled`, `superseded`, `expired`
+    /// (dead-lettered) or `endpoint_removed` (dead-lettered).
     fn end(
         &self,
         job: Job,
@@ -425,8 +430,8 @@ impl Worker {
         records: &mut Vec<OutboxRecord>,
         now: i64,
     ) {
-        let dead = outcome != "skipped_disabled";
-        let mut recorded = Outcome::of(&job, if dead { outcome } else { "skipped_disabled" });
+        let dead = !matches!(outcome, "skipped_disabled" | "superseded");
+        let mut recorded = Outcome::of(&job, outcome);
         if outcome == "endpoint_removed" {
             recorded.outcome = "dead_lettered";
             recorded.error = Some("the endpoint is no longer configured".to_string());
@@ -485,7 +490,10 @@ impl Worker {
         let mut records = Vec::new();
         for job in due {
             let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-            let ends = if self.endpoint(&job.tenant, &job.endpoint).is_none() {
+            let ends = if job.superseded {
+                // Its attempt was under way when the order came, and its answer was lost.
+                Some("superseded")
+            } else if self.endpoint(&job.tenant, &job.endpoint).is_none() {
                 Some("endpoint_removed")
             } else if self.disabled.contains(&endpoint_key) {
                 Some("skipped_disabled")
