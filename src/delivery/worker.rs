@@ -207,8 +207,11 @@ impl Delivery {
         if let Ok(Err(e)) = parked {
             tracing::error!(error = %e, "recording the last outcomes failed");
         }
-        // Let the publications under way report, then publish the rest.
-        let _ = tokio::time::timeout(worker.config.publish_timeout, async {
+        // Kafka gets until the deadline for the rest: what is left in the outbox stays there
+        // and is published after the restart. Let the publications under way report, then
+        // publish the rest.
+        let deadline = tokio::time::Instant::now() + self.kafka.shutdown_timeout;
+        let _ = tokio::time::timeout_at(deadline, async {
             while !worker.publishing.is_empty() {
                 match acks.recv().await {
                     Some(report) => worker.acknowledged(report),
@@ -218,10 +221,11 @@ impl Delivery {
         })
         .await;
         worker.publishing.clear();
-        worker.publish().await;
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        worker.publish(deadline).await;
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(error = %e, "committing the consumed transitions failed");
         }
+        kafka::close_consumer(consumer, deadline).await;
         tracing::info!(pending = worker.store.pending(), "delivery worker stopped");
         result
     }
@@ -961,9 +965,17 @@ impl Worker {
             .enqueue(topic, &record.key, record.value.as_bytes(), headers)
     }
 
-    /// Hands the whole outbox to Kafka and waits (at shutdown). Whether it is empty now.
-    async fn publish(&mut self) -> bool {
+    /// Hands the whole outbox to Kafka and waits, until `deadline` at most (at shutdown).
+    /// Whether it is empty now.
+    async fn publish(&mut self, deadline: tokio::time::Instant) -> bool {
         loop {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    waiting = self.store.outbox_len(),
+                    "no time left to publish outcome records; keeping them"
+                );
+                return false;
+            }
             let records = match self.store.outbox(PUBLISH_BATCH) {
                 Ok(records) => records,
                 Err(e) => {
@@ -983,7 +995,8 @@ impl Worker {
             }
             let complete = pending.len() == records.len();
             let mut acknowledged = Vec::with_capacity(pending.len());
-            let _ = tokio::time::timeout(self.config.publish_timeout, async {
+            let wait = deadline.min(tokio::time::Instant::now() + self.config.publish_timeout);
+            let _ = tokio::time::timeout_at(wait, async {
                 for (sequence, delivery) in pending {
                     match delivery.await {
                         Ok(Ok(_)) => acknowledged.push(sequence),
