@@ -2,7 +2,8 @@
 # CI's completeness check: the daemon (`cartstream all`, debug build) on a broker that is already
 # running, the short scenario scenarios/ci.toml (a few thousand requests with a burst, duplicates,
 # forged signatures and journeys), and the check that every acknowledged delivery is in
-# <prefix>.inbound.v1 / .events.v1 / .transitions.v1 exactly as often as it should be.
+# <prefix>.inbound.v1 / .events.v1 / .transitions.v1 exactly as often as it should be, and that
+# every transition was delivered once, signed, to the load tool's receiver (.deliveries.v1).
 # Fails when anything acknowledged is missing or duplicated. scripts/test.sh calls it with its broker.
 #   load-tests/ci.sh BROKERS
 set -euo pipefail
@@ -24,14 +25,17 @@ trap cleanup EXIT
 
 ingress_port=$(free_port)
 admin_port=$(free_port)
+receiver_port=$(free_port)
 # A prefix of its own, so that the topics hold this run's records only.
 prefix="loadci$(date +%s)$$"
-"$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml"
+"$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml" \
+    --receiver "http://127.0.0.1:$receiver_port"
 export CARTSTREAM__KAFKA__BROKERS="$brokers"
 export CARTSTREAM__KAFKA__TOPIC_PREFIX="$prefix"
 export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
 export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
 export CARTSTREAM__PROCESSOR__STATE_DIR="$work/state"
+export CARTSTREAM__DELIVERY__STATE_DIR="$work/delivery"
 export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
 export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
 "$bin/cartstream" all --config config/example.toml >"$work/daemon.log" 2>&1 &
@@ -50,7 +54,8 @@ fi
 status=0
 timeout 150 "$bin/cartstream-load" run --scenario "$scenario" \
     --ingress "http://127.0.0.1:$ingress_port" --brokers "$brokers" --prefix "$prefix" \
-    --processor --patience 30s --out "$work/result" || status=$?
+    --processor --receiver "127.0.0.1:$receiver_port" --patience 30s --out "$work/result" \
+    || status=$?
 if [ "$status" -ne 0 ]; then
     echo "load-tests/ci.sh: the completeness check failed (exit $status); daemon log:" >&2
     tail -n 50 "$work/daemon.log" >&2

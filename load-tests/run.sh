@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One load run, start to finish: a fresh tansu broker, the daemon (`cartstream all`, release
-# build) with a generated registry of the scenario's tenants, the scenario with its completeness
-# check, then — with the daemon stopped — a plain acks=all producer against the same broker for
+# build) with a generated registry of the scenario's tenants (each subscribing an endpoint at the
+# load tool's receiver), the scenario with its completeness check of the inbound, events,
+# transitions and deliveries topics, then — with the daemon stopped — a plain acks=all producer against the same broker for
 # the ceiling. Prints the report; writes load-tests/results/<scenario>-<time>/result.json and
 # latency.svg.
 #   load-tests/run.sh [SCENARIO_FILE] [CEILING_SECONDS]
@@ -26,6 +27,7 @@ work=$(mktemp -d)
 broker_port=$(free_port)
 ingress_port=$(free_port)
 admin_port=$(free_port)
+receiver_port=$(free_port)
 broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
 daemon_pid=""
 stop_daemon() {
@@ -44,12 +46,14 @@ out="load-tests/results/$name-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 brokers="127.0.0.1:$broker_port"
 prefix=load
-"$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml"
+"$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml" \
+    --receiver "http://127.0.0.1:$receiver_port"
 export CARTSTREAM__KAFKA__BROKERS="$brokers"
 export CARTSTREAM__KAFKA__TOPIC_PREFIX="$prefix"
 export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
 export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
 export CARTSTREAM__PROCESSOR__STATE_DIR="$work/state"
+export CARTSTREAM__DELIVERY__STATE_DIR="$work/delivery"
 export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
 export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
 "$bin/cartstream" all --config config/example.toml >"$out/daemon.log" 2>&1 &
@@ -62,7 +66,8 @@ curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null
 
 status=0
 "$bin/cartstream-load" run --scenario "$scenario" --ingress "http://127.0.0.1:$ingress_port" \
-    --brokers "$brokers" --prefix "$prefix" --processor --out "$out" || status=$?
+    --brokers "$brokers" --prefix "$prefix" --processor --receiver "127.0.0.1:$receiver_port" \
+    --out "$out" || status=$?
 stop_daemon
 concurrency=$(sed -nE 's/^concurrency *= *([0-9]+).*/\1/p' "$scenario")
 "$bin/cartstream-load" ceiling --brokers "$brokers" --topic "$prefix.inbound.v1" \

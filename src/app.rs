@@ -1,8 +1,14 @@
 //! Wiring: builds the roles a process runs from the configuration, runs them under one task
-//! tracker, and shuts them down in order — the ingress stops accepting and drains, the producer
-//! flushes what the ingress handed it, the processor finishes its batch, publishes its outbox
-//! and closes its stores, the delivery worker lets in-flight requests finish and publishes
-//! their outcomes, then the admin port closes.
+//! tracker, and shuts them down in order. At once, the ingress stops accepting and drains its
+//! in-flight requests (`ingress.shutdown_grace`), while the processor and the delivery worker
+//! stop reading — they meet the ingress only through Kafka, so nothing they would still read
+//! is lost — finish the record or attempts in hand, and give Kafka `kafka.shutdown_timeout` for
+//! their outboxes, progress and leaving their groups. Then the producer flushes what is still
+//! queued (until `kafka.shutdown_timeout` after the ingress drained), and the admin port
+//! closes. However slow the broker, a stop takes at most `ingress.shutdown_grace` +
+//! `kafka.shutdown_timeout`, or, when longer, the work in hand (the processor's batch,
+//! `processor.publish_timeout`; the delivery worker's requests, `delivery.timeout`) +
+//! `kafka.shutdown_timeout`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,9 +30,6 @@ use crate::ingress::Ingress;
 use crate::processor::Processor;
 use crate::tenants::Registry;
 use crate::{kafka, server, telemetry};
-
-/// How long the producer may take to deliver what is still queued at shutdown.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which roles one process runs. They meet only through Kafka topics, so any split works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +149,6 @@ pub async fn start(
     let admin_addr = admin_listener.local_addr()?;
 
     let shutdown = CancellationToken::new();
-    let processor_shutdown = CancellationToken::new();
     let admin_shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let health = Health::new(shutdown.clone(), producer.clone());
@@ -195,9 +198,9 @@ pub async fn start(
             producer.clone(),
             clock.clone(),
         );
-        let (stop, token) = (shutdown.clone(), processor_shutdown.clone());
+        let stop = shutdown.clone();
         tracker.spawn(async move {
-            let result = processor.run(token).await;
+            let result = processor.run(stop.clone()).await;
             if result.is_err() {
                 // A processor that cannot go on stops the whole process (and its ingress).
                 stop.cancel();
@@ -205,11 +208,10 @@ pub async fn start(
             result
         })
     });
-    let delivery_shutdown = CancellationToken::new();
     let delivery = delivery_worker.map(|delivery| {
-        let (stop, token) = (shutdown.clone(), delivery_shutdown.clone());
+        let stop = shutdown.clone();
         tracker.spawn(async move {
-            let result = delivery.run(token).await;
+            let result = delivery.run(stop.clone()).await;
             if result.is_err() {
                 stop.cancel();
             }
@@ -236,18 +238,17 @@ pub async fn start(
     );
 
     let stopped = shutdown.clone();
+    let flush_timeout = config.kafka.shutdown_timeout;
     let done = tokio::spawn(async move {
-        match ingress_server {
-            Some(server) => {
-                server.await.context("the ingress server panicked")?;
-                tracing::info!("ingress drained; flushing the producer");
-            }
-            None => stopped.cancelled().await,
+        // The processor and the delivery worker see the same token and stop meanwhile.
+        stopped.cancelled().await;
+        if let Some(server) = ingress_server {
+            server.await.context("the ingress server panicked")?;
+            tracing::info!("ingress drained");
         }
-        let flushed = producer.flush(FLUSH_TIMEOUT).await;
+        let flush_by = Instant::now() + flush_timeout;
         let mut failure = None;
         if let Some(processor) = processor {
-            processor_shutdown.cancel();
             match processor.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => failure = Some(anyhow::Error::new(e).context("the processor failed")),
@@ -255,7 +256,6 @@ pub async fn start(
             }
         }
         if let Some(delivery) = delivery {
-            delivery_shutdown.cancel();
             match delivery.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -268,6 +268,16 @@ pub async fn start(
                 }
             }
         }
+        // Whatever the roles left queued: the ingress's records of requests already answered
+        // (acknowledged ones are delivered by now), the last outbox records.
+        let flushed = producer
+            .flush(flush_by.saturating_duration_since(Instant::now()))
+            .await
+            .map_err(|e| match e {
+                // Its share of the time may be all gone; the budget is what was exceeded.
+                kafka::Error::Timeout(_) => kafka::Error::Timeout(flush_timeout),
+                e => e,
+            });
         admin_shutdown.cancel();
         admin_server.await.context("the admin server panicked")?;
         tracker.close();
@@ -275,7 +285,12 @@ pub async fn start(
         if let Some(failure) = failure {
             return Err(failure);
         }
-        flushed.context("flushing the producer at shutdown")?;
+        flushed.with_context(|| {
+            format!(
+                "flushing the producer at shutdown ({} records not delivered)",
+                producer.queue_len()
+            )
+        })?;
         tracing::info!("stopped");
         Ok(())
     });

@@ -9,6 +9,10 @@
 //!   of each acknowledged checkout-then-order journey, and no cart with two transitions of the
 //!   same bucket.
 //!
+//! - `<prefix>.deliveries.v1` (when every tenant subscribes the run's receiver): each transition
+//!   ends exactly once, `delivered` (or `superseded` by its cart's order), never dead-lettered,
+//!   expired or skipped; and the receiver got each delivered one with a valid signature.
+//!
 //! Every inbound record and event must belong to a request of the run (use a fresh prefix).
 
 use std::collections::HashMap;
@@ -22,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::drive::{Expected, Outcome};
+use crate::receiver::{self, Received};
+use crate::tenants::ENDPOINT_ID;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TopicCheck {
@@ -159,6 +165,97 @@ fn event_id(value: &[u8], _: Option<&str>) -> Option<String> {
     serde_json::from_slice::<Event>(value).ok()?.delivery_id
 }
 
+/// A transition's own id (`webhook-id` of its deliveries).
+fn transition_record_id(value: &[u8], _: Option<&str>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Transition {
+        id: String,
+    }
+    Some(serde_json::from_slice::<Transition>(value).ok()?.id)
+}
+
+/// `<outcome>:<transition id>` of an outcome record of the run's endpoint.
+fn outcome_id(value: &[u8], _: Option<&str>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Outcome {
+        transition_id: String,
+        endpoint_id: String,
+        outcome: String,
+    }
+    let o = serde_json::from_slice::<Outcome>(value).ok()?;
+    (o.endpoint_id == ENDPOINT_ID).then(|| format!("{}:{}", o.outcome, o.transition_id))
+}
+
+/// The outcomes that end a delivery as it should end.
+const ENDINGS: [&str; 2] = ["delivered", "superseded"];
+
+/// Deliveries: every transition ends once, as [`ENDINGS`] allow; a delivered one reached the
+/// receiver with a valid signature; nothing else reached it, and no delivery ended badly.
+fn compare_deliveries(
+    topic: &str,
+    records: u64,
+    transitions: &HashMap<String, u64>,
+    outcomes: &HashMap<String, u64>,
+    received: &HashMap<String, Received>,
+) -> TopicCheck {
+    let mut check = TopicCheck {
+        topic: topic.to_string(),
+        records,
+        expected: transitions.len() as u64,
+        missing: 0,
+        duplicated: 0,
+        unexpected: 0,
+        examples: Vec::new(),
+    };
+    let count = |outcome: &str, id: &str| {
+        outcomes
+            .get(&format!("{outcome}:{id}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    for id in transitions.keys() {
+        let ended: u64 = ENDINGS.iter().map(|outcome| count(outcome, id)).sum();
+        if ended == 0 {
+            check.missing += 1;
+            note(&mut check.examples, format!("never delivered {id}"));
+        } else if ended > 1 {
+            check.duplicated += ended - 1;
+            note(&mut check.examples, format!("ended {ended} times {id}"));
+        }
+        if count("delivered", id) > 0 && received.get(id).map_or(0, |r| r.valid) == 0 {
+            check.missing += 1;
+            note(&mut check.examples, format!("delivered, not received {id}"));
+        }
+    }
+    for (key, &seen) in outcomes {
+        let (outcome, id) = key.split_once(':').unwrap_or((key.as_str(), ""));
+        if !transitions.contains_key(id) {
+            check.unexpected += seen;
+            note(
+                &mut check.examples,
+                format!("{outcome} for an unknown transition {id}"),
+            );
+        } else if !ENDINGS.contains(&outcome) && outcome != "failed" {
+            check.unexpected += seen;
+            note(&mut check.examples, format!("{outcome} {id}"));
+        }
+    }
+    for (id, r) in received {
+        if r.invalid > 0 {
+            check.unexpected += u64::from(r.invalid);
+            note(&mut check.examples, format!("bad signature or tenant {id}"));
+        }
+        if !transitions.contains_key(id) {
+            check.unexpected += u64::from(r.valid);
+            note(
+                &mut check.examples,
+                format!("received an unknown transition {id}"),
+            );
+        }
+    }
+    check
+}
+
 fn transition_id(value: &[u8], _: Option<&str>) -> Option<String> {
     #[derive(Deserialize)]
     struct Transition {
@@ -261,6 +358,8 @@ pub struct Topics {
     pub processor: bool,
     /// How long to wait for the processor to catch up with no new record arriving.
     pub patience: Duration,
+    /// Every tenant subscribes this receiver: check the delivery of every transition.
+    pub receiver: Option<receiver::Log>,
 }
 
 pub async fn run(topics: Topics, outcome: &Outcome) -> anyhow::Result<Vec<TopicCheck>> {
@@ -317,6 +416,35 @@ pub async fn run(topics: Topics, outcome: &Outcome) -> anyhow::Result<Vec<TopicC
             topics.patience,
         )?;
         checks.push(compare(&topic, records, &counts, &allowed, true));
+
+        let Some(log) = topics.receiver else {
+            return Ok(checks);
+        };
+        let (_, transitions) = count_topic(
+            &topics.brokers,
+            &topic,
+            transition_record_id,
+            &|_| true,
+            Duration::ZERO,
+        )?;
+        let ended = |counts: &HashMap<String, u64>| {
+            transitions.keys().all(|id| {
+                ENDINGS
+                    .iter()
+                    .any(|outcome| counts.contains_key(&format!("{outcome}:{id}")))
+            })
+        };
+        let topic = format!("{}.deliveries.v1", topics.prefix);
+        let (records, outcomes) =
+            count_topic(&topics.brokers, &topic, outcome_id, &ended, topics.patience)?;
+        let received = receiver::snapshot(&log);
+        checks.push(compare_deliveries(
+            &topic,
+            records,
+            &transitions,
+            &outcomes,
+            &received,
+        ));
         Ok(checks)
     })
     .await?
@@ -383,6 +511,45 @@ mod tests {
         assert_eq!(check.duplicated, 1);
         let once = HashMap::from([("order_completed:c".to_string(), 1)]);
         assert!(compare("t", 1, &once, &HashMap::new(), true).passed());
+    }
+
+    #[test]
+    fn each_transition_is_delivered_once_and_received_signed() {
+        let transitions = HashMap::from([("t1".to_string(), 1), ("t2".to_string(), 1)]);
+        let outcomes = HashMap::from([
+            ("failed:t1".to_string(), 1),
+            ("delivered:t1".to_string(), 1),
+            ("superseded:t2".to_string(), 1),
+        ]);
+        let received = HashMap::from([(
+            "t1".to_string(),
+            Received {
+                valid: 2,
+                invalid: 0,
+            },
+        )]);
+        let check = compare_deliveries("d", 3, &transitions, &outcomes, &received);
+        assert!(check.passed(), "{check:?}");
+
+        let twice = HashMap::from([
+            ("delivered:t1".to_string(), 2),
+            ("dead_lettered:t2".to_string(), 1),
+        ]);
+        let check = compare_deliveries("d", 3, &transitions, &twice, &received);
+        assert_eq!(
+            (check.duplicated, check.missing, check.unexpected),
+            (1, 1, 1)
+        );
+
+        let forged = HashMap::from([(
+            "t1".to_string(),
+            Received {
+                valid: 0,
+                invalid: 1,
+            },
+        )]);
+        let check = compare_deliveries("d", 2, &transitions, &outcomes, &forged);
+        assert_eq!((check.missing, check.unexpected), (1, 1));
     }
 
     #[test]

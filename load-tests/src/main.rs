@@ -1,20 +1,24 @@
 //! `cartstream-load`: a load generator for cartstream's ingress with a completeness check.
 //!
-//! - `tenants` writes the registry for a scenario's tenants (give it to the daemon).
+//! - `tenants` writes the registry for a scenario's tenants (give it to the daemon), with an
+//!   outbound endpoint per tenant at the run's receiver when asked.
 //! - `run` sends the scenario's signed webhooks (`drive`), then proves from Kafka that every
-//!   acknowledged delivery is there exactly once (`check`), and writes `result.json` and
-//!   `latency.svg` (`report`). Exits 1 when the check fails.
+//!   acknowledged delivery is there exactly once (`check`) — and, with `--receiver`, that every
+//!   transition was delivered to the local receiver (`receiver`) — and writes `result.json`
+//!   and `latency.svg` (`report`). Exits 1 when the check fails.
 //! - `ceiling` measures a plain producer against the same broker (`ceiling`) and adds the
 //!   ingress-to-ceiling ratio to a run's `result.json`.
 
 mod ceiling;
 mod check;
 mod drive;
+mod receiver;
 mod report;
 mod scenario;
 mod tenants;
 mod webhooks;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,6 +48,9 @@ enum Command {
         scenario: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Subscribe every tenant to `<URL>/hooks/<tenant id>` (the receiver of `run --receiver`).
+        #[arg(long, value_name = "URL")]
+        receiver: Option<String>,
     },
     /// Send a scenario to the ingress, check Kafka, write result.json and latency.svg.
     Run {
@@ -60,6 +67,10 @@ enum Command {
         /// The processor runs too (`cartstream all`): check events and transitions.
         #[arg(long)]
         processor: bool,
+        /// Run the endpoint the tenants subscribe (`tenants --receiver`) on this address and check
+        /// that every transition was delivered to it (the daemon runs the delivery role too).
+        #[arg(long, value_name = "ADDRESS", requires = "processor")]
+        receiver: Option<SocketAddr>,
         /// How long to wait for the processor when no new record arrives, e.g. "60s".
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         patience: Duration,
@@ -100,10 +111,14 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Tenants { scenario, out } => {
+        Command::Tenants {
+            scenario,
+            out,
+            receiver,
+        } => {
             let scenario = Scenario::load(&scenario)?;
-            std::fs::write(&out, tenants::registry_toml(scenario.tenants)?)
-                .with_context(|| format!("writing {}", out.display()))?;
+            let registry = tenants::registry_toml(scenario.tenants, receiver.as_deref())?;
+            std::fs::write(&out, registry).with_context(|| format!("writing {}", out.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -112,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             brokers,
             prefix,
             processor,
+            receiver,
             patience,
             fixtures,
             out,
@@ -123,6 +139,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{:x}",
                 (cartstream::clock::Clock::System.now_millis() / 1000) % 0xffff_ffff
             );
+            let receiver = match receiver {
+                Some(listen) => Some(receiver::Receiver::start(listen).await?),
+                None => None,
+            };
             println!(
                 "scenario {} ({}): {} tenants, {} in flight at most, providers {:?}",
                 scenario.name,
@@ -146,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     prefix,
                     processor,
                     patience,
+                    receiver: receiver.as_ref().map(receiver::Receiver::log),
                 },
                 &outcome,
             )

@@ -1,6 +1,7 @@
 //! The tenants of a load run: `count` merchants, each with a Shopify, a Salla and a Zid
 //! integration whose clues (shop domain, merchant id, store id) and secrets are derived from the
-//! tenant's index, so the generator and the daemon's registry agree without sharing state.
+//! tenant's index, so the generator and the daemon's registry agree without sharing state —
+//! and, with a receiver, one outbound endpoint there, whose signing secret is derived likewise.
 
 use serde::Serialize;
 
@@ -28,7 +29,19 @@ impl Tenant {
     pub fn secret(self, provider: &str) -> String {
         format!("load-{provider}-secret-{:05}", self.0)
     }
+
+    pub fn endpoint_secret(self) -> String {
+        format!("load-endpoint-secret-{:05}", self.0)
+    }
+
+    /// The tenant of an id made by [`Tenant::id`].
+    pub fn parse(id: &str) -> Option<Tenant> {
+        id.strip_prefix("load-")?.parse().ok().map(Tenant)
+    }
 }
+
+/// The id of each tenant's endpoint at the receiver.
+pub const ENDPOINT_ID: &str = "load";
 
 #[derive(Serialize)]
 struct Registry {
@@ -40,6 +53,15 @@ struct Entry {
     id: String,
     inactivity_window: String,
     integration: Vec<Integration>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoint: Vec<Endpoint>,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    id: &'static str,
+    url: String,
+    secret: String,
 }
 
 #[derive(Serialize)]
@@ -56,8 +78,10 @@ struct Integration {
 
 /// The daemon's tenant registry (`tenants.file`) for `count` tenants. The inactivity window is
 /// long so that no abandonment fires during a run: the transitions a run expects are the
-/// completions of its checkout-then-order journeys.
-pub fn registry_toml(count: usize) -> Result<String, toml::ser::Error> {
+/// completions of its checkout-then-order journeys. With `receiver` (a base URL such as
+/// `http://127.0.0.1:9100`), every tenant subscribes `<receiver>/hooks/<tenant id>` to all
+/// transitions.
+pub fn registry_toml(count: usize, receiver: Option<&str>) -> Result<String, toml::ser::Error> {
     let tenant = (0..count)
         .map(Tenant)
         .map(|t| Entry {
@@ -86,6 +110,19 @@ pub fn registry_toml(count: usize) -> Result<String, toml::ser::Error> {
                     secret: t.secret("zid"),
                 },
             ],
+            endpoint: receiver
+                .map(|base| Endpoint {
+                    id: ENDPOINT_ID,
+                    url: format!(
+                        "{}{}{}",
+                        base.trim_end_matches('/'),
+                        crate::receiver::PATH,
+                        t.id()
+                    ),
+                    secret: t.endpoint_secret(),
+                })
+                .into_iter()
+                .collect(),
         })
         .collect();
     toml::to_string(&Registry { tenant })
@@ -97,7 +134,7 @@ mod tests {
 
     #[test]
     fn registry_names_every_tenant_once() {
-        let text = registry_toml(3).unwrap();
+        let text = registry_toml(3, None).unwrap();
         let parsed: toml::Value = toml::from_str(&text).unwrap();
         let tenants = parsed["tenant"].as_array().unwrap();
         assert_eq!(tenants.len(), 3);
@@ -106,5 +143,22 @@ mod tests {
             tenants[1]["integration"][0]["shop_domain"].as_str(),
             Some("load-00001.myshopify.com")
         );
+        assert!(tenants[1].get("endpoint").is_none());
+    }
+
+    #[test]
+    fn with_a_receiver_every_tenant_subscribes_its_own_endpoint() {
+        let text = registry_toml(2, Some("http://127.0.0.1:9100/")).unwrap();
+        let parsed: toml::Value = toml::from_str(&text).unwrap();
+        let endpoint = &parsed["tenant"][1]["endpoint"][0];
+        assert_eq!(
+            endpoint["url"].as_str(),
+            Some("http://127.0.0.1:9100/hooks/load-00001")
+        );
+        assert_eq!(
+            endpoint["secret"].as_str(),
+            Some(Tenant(1).endpoint_secret().as_str())
+        );
+        assert_eq!(Tenant::parse("load-00001").map(|t| t.0), Some(1));
     }
 }

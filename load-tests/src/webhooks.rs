@@ -2,11 +2,16 @@
 //! fixture is turned once into a template with placeholders for what must be unique per request
 //! (ids, cart tokens, emails) or per tenant (shop domain, merchant id, store id); signing uses
 //! the daemon's own `providers::*::sign`, so the generator cannot disagree with the verifier.
+//! Event times are the time of sending, as a platform's would be: with the fixtures' own dates
+//! (2008–2025) every cart would be past its inactivity window on arrival, and its transitions
+//! too old to deliver.
 
 use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
+use cartstream::clock::Clock;
 use cartstream::providers;
 use serde_json::Value;
 
@@ -42,6 +47,7 @@ const CART: &str = "@@CART@@";
 const EMAIL: &str = "@@EMAIL@@";
 const NUMBER: &str = "\"@@NUMBER@@\"";
 const MERCHANT: &str = "\"@@MERCHANT@@\"";
+const NOW: &str = "@@NOW@@";
 
 impl Templates {
     pub fn load(fixtures: &Path) -> anyhow::Result<Self> {
@@ -56,6 +62,8 @@ impl Templates {
         checkout["cart_token"] = CART.into();
         checkout["email"] = EMAIL.into();
         checkout["customer"]["email"] = EMAIL.into();
+        checkout["created_at"] = NOW.into();
+        checkout["updated_at"] = NOW.into();
         let mut order = read("shopify/derived_orders_create_body_from_sdkjs_2024-04.json")?;
         order["id"] = NUMBER.trim_matches('"').into();
         order["token"] = UNIQUE.into();
@@ -64,9 +72,13 @@ impl Templates {
         order["email"] = EMAIL.into();
         order["contact_email"] = EMAIL.into();
         order["customer"]["email"] = EMAIL.into();
+        for field in ["created_at", "updated_at", "processed_at"] {
+            order[field] = NOW.into();
+        }
         let mut cart = read("salla/docs_abandoned_cart.json")?;
         cart["merchant"] = MERCHANT.trim_matches('"').into();
         cart["data"]["id"] = NUMBER.trim_matches('"').into();
+        cart["created_at"] = NOW.into();
         let mut zid = read("zid/derived_order_object_from_sdk_fixture.json")?;
         // The order object of Zid's API carries no event name; its webhooks add one.
         zid["event"] = "order.create".into();
@@ -97,6 +109,8 @@ impl Templates {
         let email = format!("buyer-{token}@load.example.com");
         // Numbers in JSON bodies: distinct per operation, and per run through the run id's hash.
         let number = (run_number(run) << 28) | (unique & 0x0fff_ffff);
+        let now = UNIX_EPOCH + Duration::from_millis(Clock::System.now_millis().max(0) as u64);
+        let now = humantime::format_rfc3339_seconds(now).to_string();
         let secret = if valid {
             tenant.secret(provider)
         } else {
@@ -108,6 +122,7 @@ impl Templates {
                     .replace(UNIQUE, &token)
                     .replace(CART, &cart)
                     .replace(EMAIL, &email)
+                    .replace(NOW, &now)
                     .replace(NUMBER, &number.to_string())
                     .replace(MERCHANT, &merchant.to_string()),
             )

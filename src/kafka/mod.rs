@@ -6,9 +6,11 @@ pub mod inbound;
 mod producer;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 pub use producer::Producer;
 
@@ -27,6 +29,11 @@ pub struct Config {
     pub create_topics: bool,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// At shutdown, how long the processor and the delivery worker may wait for Kafka (their
+    /// last outbox records, progress commits, leaving their groups), and then the producer for
+    /// what is still queued once the ingress has drained.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
     /// librdkafka producer properties passed through unchanged.
     pub producer: BTreeMap<String, String>,
 }
@@ -39,6 +46,7 @@ impl Default for Config {
             create_topics: true,
             partitions: 6,
             replication_factor: 1,
+            shutdown_timeout: Duration::from_secs(10),
             producer: BTreeMap::from([
                 ("linger.ms".to_string(), "5".to_string()),
                 ("compression.type".to_string(), "none".to_string()),
@@ -69,6 +77,9 @@ impl Config {
         }
         if self.replication_factor < 1 {
             problems.push("kafka.replication_factor: must be at least 1");
+        }
+        if self.shutdown_timeout.is_zero() {
+            problems.push("kafka.shutdown_timeout: must be longer than 0s");
         }
         for key in self.producer.keys() {
             if FORCED_PRODUCER_PROPERTIES.contains(&key.as_str()) {
@@ -139,6 +150,32 @@ pub fn consumer_config(
         client.set(*key, *value);
     }
     client
+}
+
+/// Closes a group consumer by dropping it — its revocation callback, its last commits, leaving
+/// the group — on a thread of its own, and waits for that until `deadline` at most. Whether it
+/// closed in time.
+///
+/// Closing waits for the broker however long that takes; when it hangs, the thread is left to
+/// finish on its own (it does not keep the process alive) and the caller goes on stopping. The
+/// consumers' progress that counts is in their own stores, not in the group.
+pub async fn close_consumer<T: Send + 'static>(consumer: T, deadline: Instant) -> bool {
+    let (closed, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".to_string())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to close the consumer");
+        return false;
+    }
+    let in_time = tokio::time::timeout_at(deadline, done).await.is_ok();
+    if !in_time {
+        tracing::warn!("the consumer did not close in time; leaving it");
+    }
+    in_time
 }
 
 /// Why a record was not acknowledged, or a Kafka operation failed.

@@ -80,11 +80,13 @@ impl ConsumerContext for Context {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let offsets = self.partitions.revoke(&self.owned_ids(list));
+                // Progress only (the store holds the offsets that count), so the callback does
+                // not wait for the broker's answer.
                 commit(
                     consumer,
                     self.partitions.topic(),
                     &offsets,
-                    CommitMode::Sync,
+                    CommitMode::Async,
                 );
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassigning partitions failed");

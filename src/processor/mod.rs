@@ -175,7 +175,8 @@ impl Processor {
     }
 
     /// Consumes until `shutdown`, then publishes what is left in the outboxes, commits
-    /// progress and closes every partition's store.
+    /// progress, leaves the group and closes every partition's store — waiting for Kafka no
+    /// longer than `kafka.shutdown_timeout`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || self.run_blocking(runtime, shutdown))
@@ -197,7 +198,8 @@ impl Processor {
             self.config.clone(),
             topics.clone(),
             self.producer.clone(),
-            runtime,
+            runtime.clone(),
+            shutdown.clone(),
         );
         let consumer = self.consumer(Context::new(partitions.clone()))?;
         consumer
@@ -220,17 +222,20 @@ impl Processor {
                 break Err(e);
             }
         };
-        // Publish what is left and report progress; dropping the consumer then leaves the
-        // group, and the revocation closes every store.
+        // Stop reading; give Kafka until the deadline for what is left in the outboxes, the
+        // progress commit and leaving the group (whose revocation publishes and closes every
+        // store). What Kafka has not acknowledged by then stays in the outboxes, to be
+        // published when this processor owns the partitions again.
+        let deadline = Instant::now() + self.kafka.shutdown_timeout;
+        partitions.stop_by(deadline);
         partitions.publish_all();
         commit(
             &consumer,
             partitions.topic(),
             &partitions.offsets(),
-            CommitMode::Sync,
+            CommitMode::Async,
         );
-        consumer.unsubscribe();
-        drop(consumer);
+        runtime.block_on(kafka::close_consumer(consumer, deadline));
         partitions.close_all();
         tracing::info!("processor stopped");
         result
@@ -320,7 +325,8 @@ impl Processor {
     }
 }
 
-/// Commits stored offsets of `topic` to the group, for progress reporting (lag) only.
+/// Commits stored offsets of `topic` to the group, for progress reporting (lag) only: the
+/// offsets that count are in each partition's store.
 fn commit(consumer: &BaseConsumer<Context>, topic: &str, offsets: &[(i32, i64)], mode: CommitMode) {
     if offsets.is_empty() {
         return;

@@ -11,6 +11,7 @@ use http::HeaderMap;
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{Config, Error};
 use crate::clock::unix_millis;
@@ -41,6 +42,8 @@ struct Inner {
     paused: bool,
     /// The high watermark of each partition, from the consumer's statistics.
     high_watermarks: BTreeMap<i32, i64>,
+    /// Set at shutdown: publishing waits for Kafka until then at most.
+    deadline: Option<Instant>,
 }
 
 /// Cheap to clone; every clone is the same set of partitions.
@@ -51,6 +54,8 @@ pub struct Partitions {
     topics: Arc<Topics>,
     producer: kafka::Producer,
     runtime: tokio::runtime::Handle,
+    /// Once cancelled, a publication in progress stops after its current batch.
+    shutdown: CancellationToken,
 }
 
 impl Partitions {
@@ -59,6 +64,7 @@ impl Partitions {
         topics: Topics,
         producer: kafka::Producer,
         runtime: tokio::runtime::Handle,
+        shutdown: CancellationToken,
     ) -> Self {
         Partitions {
             inner: Arc::new(Mutex::new(Inner {
@@ -66,11 +72,13 @@ impl Partitions {
                 failed: None,
                 paused: false,
                 high_watermarks: BTreeMap::new(),
+                deadline: None,
             })),
             config: Arc::new(config),
             topics: Arc::new(topics),
             producer,
             runtime,
+            shutdown,
         }
     }
 
@@ -130,10 +138,11 @@ impl Partitions {
     /// stored offsets, to commit before giving them up.
     pub fn revoke(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
         let mut inner = self.lock();
+        let deadline = inner.deadline;
         let mut offsets = Vec::new();
         for partition in partitions {
             if let Some(mut owned) = inner.owned.remove(partition) {
-                if let Err(e) = self.publish(&mut owned) {
+                if let Err(e) = self.publish(&mut owned, deadline) {
                     tracing::warn!(partition, error = %error_chain(&e), "outbox not fully published at revocation; the next owner of the partition cannot resend it, this processor will when it gets the partition back");
                 }
                 if let Some(next) = owned.next_offset {
@@ -244,26 +253,54 @@ impl Partitions {
         Ok(())
     }
 
+    /// From now on, publishing waits for Kafka until `deadline` at most (shutdown).
+    pub fn stop_by(&self, deadline: Instant) {
+        self.lock().deadline = Some(deadline);
+    }
+
     /// Publishes every partition's outbox; `false` when Kafka did not take all of it.
     pub fn publish_all(&self) -> bool {
         let mut inner = self.lock();
+        let deadline = inner.deadline;
         let mut complete = true;
         for (partition, owned) in inner.owned.iter_mut() {
-            if let Err(e) = self.publish(owned) {
-                tracing::warn!(partition, error = %error_chain(&e), "publishing the outbox failed; retrying");
+            if let Err(e) = self.publish(owned, deadline) {
+                match (deadline, &e) {
+                    (Some(_), _) => {
+                        tracing::warn!(partition, records = owned.store.outbox_len(), error = %error_chain(&e), "outbox not fully published at shutdown; it is published when this processor owns the partition again")
+                    }
+                    // The shutdown that follows publishes the rest.
+                    (None, PublishError::Stopping) => {}
+                    (None, _) => {
+                        tracing::warn!(partition, error = %error_chain(&e), "publishing the outbox failed; retrying")
+                    }
+                }
                 complete = false;
             }
         }
         complete
     }
 
-    /// Produces the partition's outbox in order and removes what Kafka acknowledged.
-    fn publish(&self, owned: &mut Partition) -> Result<(), PublishError> {
+    /// Produces the partition's outbox in order and removes what Kafka acknowledged, waiting
+    /// for Kafka until `deadline` at most when there is one.
+    fn publish(
+        &self,
+        owned: &mut Partition,
+        deadline: Option<Instant>,
+    ) -> Result<(), PublishError> {
         loop {
             let records = owned.store.outbox(PUBLISH_BATCH)?;
             if records.is_empty() {
                 return Ok(());
             }
+            let timeout = match deadline {
+                Some(deadline) => match deadline.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return Err(PublishError::Stopping),
+                    left => left.min(self.config.publish_timeout),
+                },
+                None if self.shutdown.is_cancelled() => return Err(PublishError::Stopping),
+                None => self.config.publish_timeout,
+            };
             let mut pending = Vec::with_capacity(records.len());
             let mut failure = None;
             for (sequence, record) in &records {
@@ -291,7 +328,6 @@ impl Partitions {
                     }
                 }
             }
-            let timeout = self.config.publish_timeout;
             let (acknowledged, outcome) = self.runtime.block_on(async move {
                 let mut acknowledged = Vec::with_capacity(pending.len());
                 let waited = tokio::time::timeout(timeout, async {
@@ -411,6 +447,9 @@ enum PublishError {
     Kafka(#[from] kafka::Error),
     #[error("the state store failed")]
     State(#[from] state::Error),
+    /// Shutting down: no more batches (past the deadline, or before the shutdown's own pass).
+    #[error("the processor is stopping")]
+    Stopping,
 }
 
 fn start(next_offset: Option<i64>) -> Offset {

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{read_topic, shopify_headers, Http, PrivateBroker, TestDaemon};
+use cartstream::app::Roles;
+
+use crate::support::{eventually, read_topic, shopify_headers, Http, PrivateBroker, TestDaemon};
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -88,6 +90,46 @@ async fn broker_outage_never_yields_200_and_recovers_without_restart() {
         "acknowledged but not on the topic: {missing:?}"
     );
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_a_hung_broker_ends_within_the_shutdown_timeout() {
+    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+    let broker = PrivateBroker::start();
+    let daemon = TestDaemon::builder("hung-stop")
+        .brokers(&broker.brokers())
+        .roles(Roles::ALL)
+        .config(|c| {
+            c.kafka.shutdown_timeout = SHUTDOWN_TIMEOUT;
+            c.ingress.ack_timeout = ACK_TIMEOUT;
+        })
+        .start()
+        .await;
+    let http = Http::http1();
+    for i in 0..20 {
+        let (status, _) = post(&http, &daemon, &format!("hung-{i}")).await;
+        assert_eq!(status, 200);
+    }
+    // The processor is in its group and has published (and committed) what it read.
+    let (brokers, events) = (daemon.brokers.clone(), daemon.topics.events.clone());
+    eventually("the processor's events", Duration::from_secs(30), || {
+        (read_topic(&brokers, &events).len() == 20).then_some(())
+    })
+    .await;
+
+    broker.pause();
+    let started = Instant::now();
+    daemon.running.shutdown();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), daemon.running.wait()).await;
+    let took = started.elapsed();
+    broker.resume();
+    assert!(stopped.is_ok(), "still stopping 30 s after the signal");
+    // The drain is immediate (nothing in flight); the processor and the delivery worker give
+    // Kafka the shutdown timeout, the producer has nothing left to flush.
+    assert!(
+        took <= SHUTDOWN_TIMEOUT + Duration::from_secs(2),
+        "the stop took {took:?}"
+    );
 }
 
 /// Posts fresh deliveries until one is accepted (at most 60 s); only 503 and 504 may come before.

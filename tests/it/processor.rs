@@ -665,12 +665,22 @@ log_filter = "warn"
     process.kill();
 }
 
+/// Small steps that each wait for the producer's linger: the records of [`journeys`] take a
+/// processor ten seconds or more however fast the broker, so that a second one joins mid-stream.
+fn slow_steps(config: &mut cartstream::config::Config) {
+    config.processor.max_batch_records = 10;
+    config
+        .kafka
+        .producer
+        .insert("linger.ms".to_string(), "100".to_string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processors_in_one_group_emit_what_one_would() {
     let (records, expected) = journeys(600);
     let first = TestDaemon::builder("pair")
         .roles(Roles::PROCESSOR)
-        .config(|c| c.processor.max_batch_records = 20)
+        .config(slow_steps)
         .start()
         .await;
     let shared = first.config.clone();
@@ -687,7 +697,7 @@ async fn two_processors_in_one_group_emit_what_one_would() {
         .config(|c| {
             c.kafka = shared.kafka.clone();
             c.processor.group_id = shared.processor.group_id.clone();
-            c.processor.max_batch_records = 20;
+            slow_steps(c);
         })
         .start()
         .await;

@@ -419,6 +419,25 @@ impl PrivateBroker {
             .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
+    /// Freezes the process (SIGSTOP): connections stay open and nothing is answered, like a
+    /// broker that hangs. [`PrivateBroker::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the broker is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Kills the process at once (no clean shutdown).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

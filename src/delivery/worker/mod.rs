@@ -218,8 +218,11 @@ impl Delivery {
         if let Ok(Err(e)) = parked {
             tracing::error!(error = %e, "recording the last outcomes failed");
         }
-        // Let the publications under way report, then publish the rest.
-        let _ = tokio::time::timeout(worker.config.publish_timeout, async {
+        // Kafka gets until the deadline for the rest: what is left in the outbox stays there
+        // and is published after the restart. Let the publications under way report, then
+        // publish the rest.
+        let deadline = tokio::time::Instant::now() + self.kafka.shutdown_timeout;
+        let _ = tokio::time::timeout_at(deadline, async {
             while !worker.publishing.is_empty() {
                 match acks.recv().await {
                     Some(report) => worker.acknowledged(report),
@@ -229,10 +232,11 @@ impl Delivery {
         })
         .await;
         worker.publishing.clear();
-        worker.publish().await;
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        worker.publish(deadline).await;
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(error = %e, "committing the consumed transitions failed");
         }
+        kafka::close_consumer(consumer, deadline).await;
         tracing::info!(pending = worker.store.pending(), "delivery worker stopped");
         result
     }

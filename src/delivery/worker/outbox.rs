@@ -89,9 +89,17 @@ impl Worker {
             .enqueue(topic, &record.key, record.value.as_bytes(), headers)
     }
 
-    /// Hands the whole outbox to Kafka and waits (at shutdown). Whether it is empty now.
-    pub(super) async fn publish(&mut self) -> bool {
+    /// Hands the whole outbox to Kafka and waits, until `deadline` at most (at shutdown).
+    /// Whether it is empty now.
+    pub(super) async fn publish(&mut self, deadline: tokio::time::Instant) -> bool {
         loop {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    waiting = self.store.outbox_len(),
+                    "no time left to publish outcome records; keeping them"
+                );
+                return false;
+            }
             let records = match self.store.outbox(PUBLISH_BATCH) {
                 Ok(records) => records,
                 Err(e) => {
@@ -111,7 +119,8 @@ impl Worker {
             }
             let complete = pending.len() == records.len();
             let mut acknowledged = Vec::with_capacity(pending.len());
-            let _ = tokio::time::timeout(self.config.publish_timeout, async {
+            let wait = deadline.min(tokio::time::Instant::now() + self.config.publish_timeout);
+            let _ = tokio::time::timeout_at(wait, async {
                 for (sequence, delivery) in pending {
                     match delivery.await {
                         Ok(Ok(_)) => acknowledged.push(sequence),
