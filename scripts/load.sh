@@ -61,7 +61,10 @@ for round in $(seq 1 "$rounds"); do
     echo "round $round ingress: $line; daemon CPU ${cpu} µs/request"
     ingress+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) requests\/s.*/\1/')")
     TIMEFORMAT='%U %S'
-    { time "$bin/examples/plain_producer" "127.0.0.1:$broker_port" load.inbound.v1 "$body" "$connections" "$seconds" >"$work/plain.out"; } 2>"$work/plain.time"
+    if ! { time "$bin/examples/plain_producer" "127.0.0.1:$broker_port" load.inbound.v1 "$body" "$connections" "$seconds" >"$work/plain.out"; } 2>"$work/plain.time"; then
+        cat "$work/plain.out" "$work/plain.time" >&2
+        exit 1
+    fi
     line=$(cat "$work/plain.out")
     records=$(echo "$line" | sed -E 's/^plain producer: ([0-9]+) records.*/\1/')
     cpu=$(awk -v n="$records" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$work/plain.time")
