@@ -25,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --release --bin cartstream --example plain_producer
+cargo build --quiet --release -p cartstream -p cartstream-load --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
 body=tests/fixtures/providers/shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json
 cp "$body" "$work/body.json"
@@ -61,7 +61,8 @@ for round in $(seq 1 "$rounds"); do
     echo "round $round ingress: $line; daemon CPU ${cpu} µs/request"
     ingress+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) requests\/s.*/\1/')")
     TIMEFORMAT='%U %S'
-    if ! { time "$bin/examples/plain_producer" "127.0.0.1:$broker_port" load.inbound.v1 "$body" "$connections" "$seconds" >"$work/plain.out"; } 2>"$work/plain.time"; then
+    if ! { time "$bin/cartstream-load" ceiling --brokers "127.0.0.1:$broker_port" --topic load.inbound.v1 \
+        --body "$body" --tenant acme --in-flight "$connections" --seconds "$seconds" >"$work/plain.out"; } 2>"$work/plain.time"; then
         cat "$work/plain.out" "$work/plain.time" >&2
         exit 1
     fi
@@ -69,7 +70,7 @@ for round in $(seq 1 "$rounds"); do
     records=$(echo "$line" | sed -E 's/^plain producer: ([0-9]+) records.*/\1/')
     cpu=$(awk -v n="$records" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$work/plain.time")
     echo "round $round $line; producer CPU ${cpu} µs/record"
-    plain+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) records\/s/\1/')")
+    plain+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) records\/s.*/\1/')")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mi=$(median "${ingress[@]}")

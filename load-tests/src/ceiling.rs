@@ -1,7 +1,7 @@
-//! The broker's own ceiling for the ingress's job (absorbed from `examples/plain_producer.rs`):
-//! a plain idempotent `acks=all` producer keeping `in_flight` records outstanding, as that many
-//! concurrent webhook requests would, each the record the ingress would produce — same key, a
-//! webhook body of the run, the same metadata headers. No HTTP, no verification.
+//! The broker's own ceiling for the ingress's job: a plain idempotent `acks=all` producer keeping
+//! `in_flight` records outstanding, as that many concurrent webhook requests would, each the
+//! record the ingress would produce — same key, a webhook body, the same metadata headers. No
+//! HTTP, no verification. `load-tests/run.sh` and `scripts/load.sh` both measure with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
 use clap::{Parser, Subcommand};
 
 use crate::scenario::Scenario;
@@ -92,6 +93,13 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value = "tests/fixtures/providers")]
         fixtures: PathBuf,
+        /// The record body (a webhook body, as the ingress would produce it); by default a
+        /// Shopify checkout of the run's first tenant, made from the fixtures.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// The record key and `cartstream-tenant` header; by default the run's first tenant.
+        #[arg(long)]
+        tenant: Option<String>,
         /// A run's result.json to add the ceiling and the ratio to.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -198,14 +206,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             in_flight,
             seconds,
             fixtures,
+            body,
+            tenant,
             report,
         } => {
-            let templates = Templates::load(&fixtures)?;
-            let body = templates
-                .request("shopify", Kind::Checkout, Tenant(0), "ceiling", 0, true)
-                .body;
-            let ceiling =
-                ceiling::run(&brokers, &topic, &Tenant(0).id(), body, in_flight, seconds).await?;
+            let body = match body {
+                Some(path) => Bytes::from(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => {
+                    Templates::load(&fixtures)?
+                        .request("shopify", Kind::Checkout, Tenant(0), "ceiling", 0, true)
+                        .body
+                }
+            };
+            let tenant = tenant.unwrap_or_else(|| Tenant(0).id());
+            let ceiling = ceiling::run(&brokers, &topic, &tenant, body, in_flight, seconds).await?;
             println!(
                 "plain producer: {} records acknowledged, {} failed, in {:.1} s: {:.0} records/s ({} in flight)",
                 ceiling.acknowledged,
