@@ -14,7 +14,7 @@ scenario=load-tests/scenarios/ci.toml
 cargo build --quiet -p cartstream -p cartstream-load --bins
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 work=$(mktemp -d)
 daemon_pid=""
 cleanup() {
@@ -40,16 +40,7 @@ export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
 export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
 "$bin/cartstream" all --config config/example.toml >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
-for _ in $(seq 1 150); do
-    curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-    kill -0 "$daemon_pid" 2>/dev/null || break
-    sleep 0.2
-done
-if ! curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null; then
-    cat "$work/daemon.log" >&2
-    echo "load-tests/ci.sh: the daemon did not become ready" >&2
-    exit 1
-fi
+wait_ready "$daemon_pid" "127.0.0.1:$admin_port" "$work/daemon.log"
 
 status=0
 timeout 150 "$bin/cartstream-load" run --scenario "$scenario" \

@@ -22,7 +22,7 @@ else
     bin="${CARGO_TARGET_DIR:-target}/debug"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 work=$(mktemp -d)
 broker_port=$(free_port)
 ingress_port=$(free_port)
@@ -58,11 +58,7 @@ export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
 export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
 "$bin/cartstream" all --config config/example.toml >"$out/daemon.log" 2>&1 &
 daemon_pid=$!
-for _ in $(seq 1 150); do
-    curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null
+wait_ready "$daemon_pid" "127.0.0.1:$admin_port" "$out/daemon.log"
 
 status=0
 "$bin/cartstream-load" run --scenario "$scenario" --ingress "http://127.0.0.1:$ingress_port" \

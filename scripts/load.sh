@@ -11,7 +11,7 @@ connections=${3:-64}
 scripts/install.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 work=$(mktemp -d)
 broker_port=$(free_port)
 ingress_port=$(free_port)
@@ -38,11 +38,7 @@ export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
 export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
 "$bin/cartstream" ingress --config config/example.toml &
 daemon_pid=$!
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null
+wait_ready "$daemon_pid" "127.0.0.1:$admin_port"
 # The plain producer writes to the same topic (created by the daemon), with the same key and body.
 
 ticks=$(getconf CLK_TCK)

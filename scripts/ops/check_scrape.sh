@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=$1
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 work=$(mktemp -d)
 broker_port=$(free_port)
 ingress_port=$(free_port)
@@ -32,12 +32,7 @@ export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
 "$bin" all --config config/example.toml >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 admin="http://127.0.0.1:$admin_port"
-for _ in $(seq 1 150); do
-    curl -fs "$admin/readyz" >/dev/null 2>&1 && break
-    kill -0 "$daemon_pid" 2>/dev/null || { cat "$work/daemon.log" >&2; echo "the daemon exited" >&2; exit 1; }
-    sleep 0.2
-done
-curl -fsS "$admin/readyz" >/dev/null || { cat "$work/daemon.log" >&2; echo "the daemon never became ready" >&2; exit 1; }
+wait_ready "$daemon_pid" "127.0.0.1:$admin_port" "$work/daemon.log"
 curl -fsS "$admin/healthz" >/dev/null
 
 body=tests/fixtures/providers/shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json
