@@ -154,7 +154,14 @@ impl Handle {
             .map_err(|e| Error::Failed(e.to_string()))?
             .map_err(redrive_error)?;
         let (letters, reading) = reading.take_letters();
-        let adopted = self.ask(|reply| Command::Adopt { letters, reply }).await?;
+        let adopted = match self.ask(|reply| Command::Adopt { letters, reply }).await {
+            Ok(adopted) => adopted,
+            Err(e) => {
+                // Closing the reader talks to the broker: not on the runtime's threads.
+                tokio::task::spawn_blocking(move || drop(reading));
+                return Err(e);
+            }
+        };
         let topic = self.dead_letters.topic.clone();
         tokio::task::spawn_blocking(move || reading.finish(adopted, &topic))
             .await
