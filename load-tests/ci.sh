@@ -14,13 +14,8 @@ scenario=load-tests/scenarios/ci.toml
 cargo build --quiet -p cartstream -p cartstream-load --bins
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
-. scripts/lib.sh
 work=$(mktemp -d)
-daemon_pid=""
-cleanup() {
-    if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; fi
-    rm -rf "$work"
-}
+. scripts/lib.sh
 trap cleanup EXIT
 
 ingress_port=$(free_port)
@@ -30,17 +25,8 @@ receiver_port=$(free_port)
 prefix="loadci$(date +%s)$$"
 "$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml" \
     --receiver "http://127.0.0.1:$receiver_port"
-export CARTSTREAM__KAFKA__BROKERS="$brokers"
-export CARTSTREAM__KAFKA__TOPIC_PREFIX="$prefix"
-export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
-export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
-export CARTSTREAM__PROCESSOR__STATE_DIR="$work/state"
-export CARTSTREAM__DELIVERY__STATE_DIR="$work/delivery"
 export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
-export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
-"$bin/cartstream" all --config config/example.toml >"$work/daemon.log" 2>&1 &
-daemon_pid=$!
-wait_ready "$daemon_pid" "127.0.0.1:$admin_port" "$work/daemon.log"
+start_daemon "$bin/cartstream" all "$work/daemon.log"
 
 status=0
 timeout 150 "$bin/cartstream-load" run --scenario "$scenario" \

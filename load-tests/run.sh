@@ -22,43 +22,22 @@ else
     bin="${CARGO_TARGET_DIR:-target}/debug"
 fi
 
-. scripts/lib.sh
 work=$(mktemp -d)
-broker_port=$(free_port)
+. scripts/lib.sh
+trap cleanup EXIT
+start_broker
 ingress_port=$(free_port)
 admin_port=$(free_port)
 receiver_port=$(free_port)
-broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
-daemon_pid=""
-stop_daemon() {
-    if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; fi
-    daemon_pid=""
-}
-cleanup() {
-    stop_daemon || true
-    kill "$broker_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 name=$(basename "$scenario" .toml)
 out="load-tests/results/$name-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
-brokers="127.0.0.1:$broker_port"
 prefix=load
 "$bin/cartstream-load" tenants --scenario "$scenario" --out "$work/tenants.toml" \
     --receiver "http://127.0.0.1:$receiver_port"
-export CARTSTREAM__KAFKA__BROKERS="$brokers"
-export CARTSTREAM__KAFKA__TOPIC_PREFIX="$prefix"
-export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
-export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
-export CARTSTREAM__PROCESSOR__STATE_DIR="$work/state"
-export CARTSTREAM__DELIVERY__STATE_DIR="$work/delivery"
 export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
-export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
-"$bin/cartstream" all --config config/example.toml >"$out/daemon.log" 2>&1 &
-daemon_pid=$!
-wait_ready "$daemon_pid" "127.0.0.1:$admin_port" "$out/daemon.log"
+start_daemon "$bin/cartstream" all "$out/daemon.log"
 
 status=0
 "$bin/cartstream-load" run --scenario "$scenario" --ingress "http://127.0.0.1:$ingress_port" \

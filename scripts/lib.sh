@@ -1,8 +1,20 @@
-# Helpers for the scripts that start a broker and the daemon; source it from the repository root:
-#   . scripts/lib.sh
+# Helpers for the scripts that start a broker and the daemon; source it from the repository root
+# once `work` names the run's scratch folder:
+#   work=$(mktemp -d); . scripts/lib.sh; trap cleanup EXIT
+
+daemon_pid=""
+broker_pid=""
 
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a fresh tansu broker with its data below $work; sets broker_port, broker_pid and
+# brokers (the bootstrap address).
+start_broker() {
+    broker_port=$(free_port)
+    broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
+    brokers="127.0.0.1:$broker_port"
+}
 
 # Waits up to 30 s for the daemon (pid $1) to answer ready on its admin address $2 (host:port).
 # If it exits or never gets ready, prints its log ($3, when given) and fails.
@@ -16,4 +28,40 @@ wait_ready() {
     if [ -n "$log" ]; then cat "$log" >&2; fi
     echo "$0: the daemon did not become ready at http://$admin/readyz" >&2
     return 1
+}
+
+# Starts the daemon — the cartstream binary $1 running role $2 with config/example.toml —
+# against Kafka at $brokers under the topic prefix $prefix, listening on $ingress_port and
+# $admin_port, its state below $work, its output in the file $3 (on the terminal without one);
+# any other CARTSTREAM__… the caller exported applies too. Sets daemon_pid and waits until the
+# daemon is ready.
+start_daemon() {
+    local bin=$1 role=$2 log=${3:-}
+    export CARTSTREAM__KAFKA__BROKERS="$brokers"
+    export CARTSTREAM__KAFKA__TOPIC_PREFIX="$prefix"
+    export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
+    export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
+    export CARTSTREAM__PROCESSOR__STATE_DIR="$work/state"
+    export CARTSTREAM__DELIVERY__STATE_DIR="$work/delivery"
+    export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
+    if [ -n "$log" ]; then
+        "$bin" "$role" --config config/example.toml >"$log" 2>&1 &
+    else
+        "$bin" "$role" --config config/example.toml &
+    fi
+    daemon_pid=$!
+    wait_ready "$daemon_pid" "127.0.0.1:$admin_port" "$log"
+}
+
+# Stops the daemon, if one runs, and waits for it to exit.
+stop_daemon() {
+    if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; fi
+    daemon_pid=""
+}
+
+# For `trap cleanup EXIT`: stops the daemon and the broker, removes $work.
+cleanup() {
+    stop_daemon || true
+    if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
 }

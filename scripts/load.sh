@@ -11,19 +11,13 @@ connections=${3:-64}
 scripts/install.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-. scripts/lib.sh
 work=$(mktemp -d)
-broker_port=$(free_port)
+. scripts/lib.sh
+trap cleanup EXIT
+start_broker
 ingress_port=$(free_port)
 admin_port=$(free_port)
-broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
-daemon_pid=""
-cleanup() {
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-    kill "$broker_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+prefix=load
 
 cargo build --quiet --release -p cartstream -p cartstream-load --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
@@ -31,14 +25,7 @@ body=tests/fixtures/providers/shopify/derived_checkouts_create_body_from_sdkjs_2
 cp "$body" "$work/body.json"
 "$bin/cartstream" sign --provider shopify --secret acme-shopify-dev-secret "$body" >"$work/signature.txt"
 
-export CARTSTREAM__KAFKA__BROKERS="127.0.0.1:$broker_port"
-export CARTSTREAM__KAFKA__TOPIC_PREFIX=load
-export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
-export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
-export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
-"$bin/cartstream" ingress --config config/example.toml &
-daemon_pid=$!
-wait_ready "$daemon_pid" "127.0.0.1:$admin_port"
+start_daemon "$bin/cartstream" ingress
 # The plain producer writes to the same topic (created by the daemon), with the same key and body.
 
 ticks=$(getconf CLK_TCK)
@@ -57,7 +44,7 @@ for round in $(seq 1 "$rounds"); do
     echo "round $round ingress: $line; daemon CPU ${cpu} µs/request"
     ingress+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) requests\/s.*/\1/')")
     TIMEFORMAT='%U %S'
-    if ! { time "$bin/cartstream-load" ceiling --brokers "127.0.0.1:$broker_port" --topic load.inbound.v1 \
+    if ! { time "$bin/cartstream-load" ceiling --brokers "$brokers" --topic load.inbound.v1 \
         --body "$body" --tenant acme --in-flight "$connections" --seconds "$seconds" >"$work/plain.out"; } 2>"$work/plain.time"; then
         cat "$work/plain.out" "$work/plain.time" >&2
         exit 1

@@ -9,30 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=$1
 
-. scripts/lib.sh
 work=$(mktemp -d)
-broker_port=$(free_port)
+. scripts/lib.sh
+trap cleanup EXIT
+start_broker
 ingress_port=$(free_port)
 admin_port=$(free_port)
-broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
-daemon_pid=""
-cleanup() {
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-    kill "$broker_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+prefix=opscheck
 
-export CARTSTREAM__KAFKA__BROKERS="127.0.0.1:$broker_port"
-export CARTSTREAM__KAFKA__TOPIC_PREFIX=opscheck
-export CARTSTREAM__INGRESS__LISTEN="127.0.0.1:$ingress_port"
-export CARTSTREAM__ADMIN__LISTEN="127.0.0.1:$admin_port"
-export CARTSTREAM__PROCESSOR__STATE_DIR="$work/processor"
-export CARTSTREAM__TELEMETRY__LOG_FILTER=warn
-"$bin" all --config config/example.toml >"$work/daemon.log" 2>&1 &
-daemon_pid=$!
+start_daemon "$bin" all "$work/daemon.log"
 admin="http://127.0.0.1:$admin_port"
-wait_ready "$daemon_pid" "127.0.0.1:$admin_port" "$work/daemon.log"
 curl -fsS "$admin/healthz" >/dev/null
 
 body=tests/fixtures/providers/shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json
