@@ -198,13 +198,13 @@ impl Config {
                 ));
             }
         }
-        for key in self.consumer.keys() {
-            if FORCED_CONSUMER_PROPERTIES.contains(&key.as_str()) {
-                problems.push(format!(
-                    "delivery.consumer.\"{key}\": set by the delivery worker and cannot be overridden"
-                ));
-            }
-        }
+        crate::kafka::refuse_forced(
+            "delivery.consumer",
+            &self.consumer,
+            FORCED_CONSUMER_PROPERTIES,
+            "the delivery worker",
+            problems,
+        );
     }
 
     /// The allow-listed networks; invalid entries were refused by [`Config::validate`].

@@ -81,13 +81,13 @@ impl Config {
         if self.shutdown_timeout.is_zero() {
             problems.push("kafka.shutdown_timeout: must be longer than 0s");
         }
-        for key in self.producer.keys() {
-            if FORCED_PRODUCER_PROPERTIES.contains(&key.as_str()) {
-                problems.push(format!(
-                    "kafka.producer.\"{key}\": set by the daemon and cannot be overridden"
-                ));
-            }
-        }
+        refuse_forced(
+            "kafka.producer",
+            &self.producer,
+            FORCED_PRODUCER_PROPERTIES,
+            "the daemon",
+            problems,
+        );
     }
 
     /// The names of the topics this version reads or writes.
@@ -176,6 +176,24 @@ pub async fn close_consumer<T: Send + 'static>(consumer: T, deadline: Instant) -
         tracing::warn!("the consumer did not close in time; leaving it");
     }
     in_time
+}
+
+/// Reports every librdkafka property in the pass-through table `section` that `setter` sets
+/// itself (`forced`), and so cannot be overridden there.
+pub fn refuse_forced(
+    section: &str,
+    properties: &BTreeMap<String, String>,
+    forced: &[&str],
+    setter: &str,
+    problems: &mut Problems,
+) {
+    for key in properties.keys() {
+        if forced.contains(&key.as_str()) {
+            problems.push(format!(
+                "{section}.\"{key}\": set by {setter} and cannot be overridden"
+            ));
+        }
+    }
 }
 
 /// Why a record was not acknowledged, or a Kafka operation failed.

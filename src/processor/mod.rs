@@ -110,13 +110,13 @@ impl Config {
         if self.max_batch_records == 0 {
             problems.push("processor.max_batch_records: must be at least 1");
         }
-        for key in self.consumer.keys() {
-            if FORCED_CONSUMER_PROPERTIES.contains(&key.as_str()) {
-                problems.push(format!(
-                    "processor.consumer.\"{key}\": set by the processor and cannot be overridden"
-                ));
-            }
-        }
+        crate::kafka::refuse_forced(
+            "processor.consumer",
+            &self.consumer,
+            FORCED_CONSUMER_PROPERTIES,
+            "the processor",
+            problems,
+        );
     }
 
     fn windows(&self) -> state::Windows {
