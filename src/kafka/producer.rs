@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio::time::Instant;
 
@@ -111,15 +111,27 @@ impl Producer {
         result
     }
 
-    /// Hands one record to librdkafka; the future resolves with the broker's verdict. Used by
-    /// the processor, which waits on a whole batch of these at once.
+    /// Hands one JSON output record to librdkafka, with its `cartstream-schema` and
+    /// `cartstream-id` ([`super::HEADER_ID`]) headers; the future resolves with the broker's
+    /// verdict. Used by the processor's and the delivery worker's outboxes, which wait on a
+    /// whole batch of these at once.
     pub fn enqueue(
         &self,
         topic: &str,
         key: &str,
         payload: &[u8],
-        headers: OwnedHeaders,
+        schema: &str,
+        id: &str,
     ) -> Result<DeliveryFuture, Error> {
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: super::inbound::HEADER_SCHEMA,
+                value: Some(schema),
+            })
+            .insert(Header {
+                key: super::HEADER_ID,
+                value: Some(id),
+            });
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use http::HeaderMap;
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -308,18 +308,9 @@ impl Partitions {
                     OutboxKind::Event => (&self.topics.events, providers::normalize::SCHEMA),
                     OutboxKind::Transition => (&self.topics.transitions, state::TRANSITION_SCHEMA),
                 };
-                let headers = OwnedHeaders::new_with_capacity(2)
-                    .insert(Header {
-                        key: inbound::HEADER_SCHEMA,
-                        value: Some(schema),
-                    })
-                    .insert(Header {
-                        key: kafka::HEADER_ID,
-                        value: Some(&record.id),
-                    });
                 match self
                     .producer
-                    .enqueue(topic, &record.key, &record.value, headers)
+                    .enqueue(topic, &record.key, &record.value, schema, &record.id)
                 {
                     Ok(delivery) => pending.push((*sequence, delivery)),
                     Err(e) => {

@@ -2,12 +2,10 @@
 //! it only once Kafka acknowledged them — so an outage of ours never loses a record, nor uses
 //! up an endpoint's retries.
 
-use rdkafka::message::{Header, OwnedHeaders};
-
 use super::{Worker, PUBLISH_BATCH};
 use crate::delivery::store::OutboxRecord;
 use crate::delivery::{DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
-use crate::kafka::{self, inbound};
+use crate::kafka;
 
 impl Worker {
     /// Hands outbox records not yet under way to the producer; a task awaits Kafka's verdicts
@@ -76,17 +74,13 @@ impl Worker {
             true => (&self.topics.dead_letters, DEAD_LETTER_SCHEMA),
             false => (&self.topics.deliveries, OUTCOME_SCHEMA),
         };
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: inbound::HEADER_SCHEMA,
-                value: Some(schema),
-            })
-            .insert(Header {
-                key: kafka::HEADER_ID,
-                value: Some(&record.id),
-            });
-        self.producer
-            .enqueue(topic, &record.key, record.value.as_bytes(), headers)
+        self.producer.enqueue(
+            topic,
+            &record.key,
+            record.value.as_bytes(),
+            schema,
+            &record.id,
+        )
     }
 
     /// Hands the whole outbox to Kafka and waits, until `deadline` at most (at shutdown).
