@@ -510,19 +510,9 @@ impl Worker {
                 self.end(job, outcome, &mut changes, &mut records, now);
                 continue;
             }
-            let busy = self.per_endpoint.get(&endpoint_key).copied().unwrap_or(0);
-            if busy >= self.config.max_in_flight_per_endpoint {
-                continue;
+            if self.endpoint_admits(&endpoint_key, now) {
+                self.start(job, endpoint_key);
             }
-            if !self
-                .breakers
-                .entry(endpoint_key.clone())
-                .or_default()
-                .admits(now)
-            {
-                continue;
-            }
-            self.start(job, endpoint_key);
         }
         if !changes.is_empty() || !records.is_empty() {
             self.store.write(changes, &[], records, now)?;
@@ -539,18 +529,22 @@ impl Worker {
                 return;
             }
             let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-            let busy = self.per_endpoint.get(&endpoint_key).copied().unwrap_or(0);
-            if busy >= self.config.max_in_flight_per_endpoint
-                || !self
-                    .breakers
-                    .entry(endpoint_key.clone())
-                    .or_default()
-                    .admits(now)
-            {
-                continue;
+            if self.endpoint_admits(&endpoint_key, now) {
+                self.start(job, endpoint_key);
             }
-            self.start(job, endpoint_key);
         }
+    }
+
+    /// Whether the endpoint may take one more request now: it is below its in-flight limit and
+    /// its circuit admits it (a half-open circuit lets its one probe through).
+    fn endpoint_admits(&mut self, endpoint_key: &EndpointKey, now: i64) -> bool {
+        let busy = self.per_endpoint.get(endpoint_key).copied().unwrap_or(0);
+        busy < self.config.max_in_flight_per_endpoint
+            && self
+                .breakers
+                .entry(endpoint_key.clone())
+                .or_default()
+                .admits(now)
     }
 
     fn start(&mut self, job: Job, endpoint_key: EndpointKey) {
