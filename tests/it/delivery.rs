@@ -25,8 +25,8 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 
 use crate::support::{
-    brokers, eventually, read_json, schema, shopify_headers, unique_prefix, Http, RoleProcess,
-    TestDaemon, TENANTS,
+    brokers, eventually, read_json, read_json_eventually, schema, shopify_headers, unique_prefix,
+    Http, RoleProcess, TestDaemon, TENANTS,
 };
 
 const T0: u64 = 1_790_000_000;
@@ -299,8 +299,9 @@ impl Bench {
         }
     }
 
-    async fn send(&self, transition: &Value) {
-        let payload = transition.to_string();
+    /// Sends a transition of `bucket` for `cart`, happening now on the bench's clock.
+    async fn send_now(&self, cart: &str, bucket: &str) {
+        let payload = transition(cart, bucket, self.clock.now_millis()).to_string();
         self.producer
             .send(
                 FutureRecord::to(&self.daemon.topics.transitions)
@@ -321,11 +322,8 @@ impl Bench {
     }
 
     async fn outcomes_eventually(&self, n: usize) -> Vec<Value> {
-        eventually(&format!("{n} outcome records"), WAIT, || {
-            let outcomes = self.outcomes();
-            (outcomes.len() >= n).then_some(outcomes)
-        })
-        .await
+        let (brokers, topic) = (&self.daemon.brokers, &self.daemon.topics.deliveries);
+        read_json_eventually(brokers, topic, n, WAIT).await
     }
 
     /// Moves the clock and gives the worker time to act (it looks every 50 ms).
@@ -431,13 +429,7 @@ async fn two_500s_then_200_is_three_attempts_on_the_schedule() {
     .await;
     receiver.answer(500, Vec::new());
     receiver.answer(500, Vec::new());
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     received_eventually(&receiver, 1).await;
     bench.outcomes_eventually(1).await;
 
@@ -492,13 +484,7 @@ async fn retry_after_on_429_holds_the_next_attempt_back() {
     )
     .await;
     receiver.answer(429, vec![("retry-after", "120".to_string())]);
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     let first = received_eventually(&receiver, 1).await[0].at_ms;
     bench.advance(Duration::from_secs(100)).await;
     assert_eq!(
@@ -529,13 +515,7 @@ async fn retry_after_as_an_http_date_counts_from_the_workers_clock() {
     .await;
     let at = UNIX_EPOCH + Duration::from_millis(clock.now_millis() as u64 + 150_000);
     receiver.answer(503, vec![("retry-after", httpdate::fmt_http_date(at))]);
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     received_eventually(&receiver, 1).await;
     bench.advance(Duration::from_secs(120)).await;
     assert_eq!(
@@ -562,13 +542,7 @@ async fn retry_after_is_capped_as_configured() {
     )
     .await;
     receiver.answer(503, vec![("retry-after", "86400".to_string())]);
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     received_eventually(&receiver, 1).await;
     bench.advance(Duration::from_secs(80)).await;
     assert_eq!(receiver.received().len(), 1);
@@ -593,13 +567,7 @@ async fn redirects_are_failures_and_gone_disables_the_endpoint() {
         |_| {},
     )
     .await;
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     let outcomes = bench.outcomes_eventually(2).await;
     let of = |endpoint: &str| -> Vec<Value> {
         bench
@@ -633,13 +601,7 @@ async fn redirects_are_failures_and_gone_disables_the_endpoint() {
     );
 
     // A later transition is recorded for the disabled endpoint, and not sent.
-    bench
-        .send(&transition(
-            "cart-2",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-2", "abandoned_candidate").await;
     eventually("skipped_disabled", WAIT, || {
         of("gone")
             .iter()
@@ -672,13 +634,7 @@ async fn a_receiver_down_past_the_schedule_is_dead_lettered_and_redriven() {
     };
     let bench =
         Bench::start_with("delivery-dead", &registry, None, clock.clone(), with_token).await;
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     bench.outcomes_eventually(1).await;
     bench.advance(Duration::from_secs(70)).await;
     bench.outcomes_eventually(2).await;
@@ -781,9 +737,7 @@ async fn a_receiver_down_past_the_schedule_is_dead_lettered_and_redriven() {
     assert_eq!(refused.status, 400, "{refused:?}");
 
     // An order: `crm` takes it, `erp` is down and dead-letters it at once.
-    bench
-        .send(&transition("cart-2", "order_completed", clock.now_millis()))
-        .await;
+    bench.send_now("cart-2", "order_completed").await;
     received_eventually(&receiver, 3).await;
     eventually("the order's dead letter", WAIT, || {
         (bench.dead_letters().len() == 2).then_some(())
@@ -850,17 +804,9 @@ async fn an_order_supersedes_an_abandonment_waiting_for_its_retry() {
         |_| {},
     )
     .await;
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     bench.outcomes_eventually(1).await;
-    bench
-        .send(&transition("cart-1", "order_completed", clock.now_millis()))
-        .await;
+    bench.send_now("cart-1", "order_completed").await;
     let outcomes = bench.outcomes_eventually(3).await;
     let mut seen: Vec<(String, String)> = outcomes
         .iter()
@@ -911,13 +857,7 @@ async fn loopback_destinations_are_refused_unless_allow_listed() {
         |config| config.delivery.allow_private_networks.clear(),
     )
     .await;
-    bench
-        .send(&transition(
-            "cart-1",
-            "abandoned_candidate",
-            clock.now_millis(),
-        ))
-        .await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
     let outcomes = bench.outcomes_eventually(1).await;
     assert_eq!(outcomes[0]["outcome"], "failed");
     assert_eq!(outcomes[0]["status_class"], "refused");
@@ -946,11 +886,7 @@ async fn pending_retries_survive_a_restart() {
     .await;
     for i in 0..carts {
         bench
-            .send(&transition(
-                &format!("cart-{i}"),
-                "abandoned_candidate",
-                clock.now_millis(),
-            ))
+            .send_now(&format!("cart-{i}"), "abandoned_candidate")
             .await;
     }
     bench.outcomes_eventually(carts).await;

@@ -17,8 +17,8 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
 use crate::support::{
-    brokers, eventually, read_json, read_topic, schemas, shopify_headers, unique_prefix, Http,
-    RoleProcess, TestDaemon, TENANTS,
+    brokers, eventually, read_json, read_json_eventually, read_topic, schemas, shopify_headers,
+    unique_prefix, Http, RoleProcess, TestDaemon, TENANTS,
 };
 
 /// The default inactivity window (the test tenants set none).
@@ -137,18 +137,12 @@ impl Shop {
 
     /// Waits until the processor published `n` events (so it applied those deliveries).
     async fn applied(&self, n: usize) {
-        eventually(&format!("{n} events"), WAIT, || {
-            (self.events().len() >= n).then_some(())
-        })
-        .await;
+        read_json_eventually(&self.daemon.brokers, &self.daemon.topics.events, n, WAIT).await;
     }
 
     async fn transitions_eventually(&self, n: usize) -> Vec<Value> {
-        eventually(&format!("{n} transitions"), WAIT, || {
-            let transitions = self.transitions();
-            (transitions.len() >= n).then_some(transitions)
-        })
-        .await
+        let (brokers, topic) = (&self.daemon.brokers, &self.daemon.topics.transitions);
+        read_json_eventually(brokers, topic, n, WAIT).await
     }
 
     /// Moves the clock and gives the processor time to act on it (it looks every 50 ms).

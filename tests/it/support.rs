@@ -507,6 +507,21 @@ pub fn read_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The JSON values of every record on `topic`, once there are at least `n`; panics after
+/// `timeout`.
+pub async fn read_json_eventually(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<serde_json::Value> {
+    eventually(&format!("{n} records on {topic}"), timeout, || {
+        let records = read_json(brokers, topic);
+        (records.len() >= n).then_some(records)
+    })
+    .await
+}
+
 /// A validator for `schemas/{name}`, with every schema of the folder available to its `$ref`s.
 pub fn schema(name: &str) -> jsonschema::Validator {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
