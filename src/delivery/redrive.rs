@@ -124,15 +124,12 @@ impl Selection {
             && self.until_ms.is_none()
     }
 
-    fn admits(&self, record: &Record, dead_ms: i64) -> bool {
-        let r = &self.request;
-        r.tenant_id.as_ref().is_none_or(|t| *t == record.tenant_id)
-            && r.endpoint_id
-                .as_ref()
-                .is_none_or(|e| *e == record.endpoint_id)
-            && r.reason
-                .as_ref()
-                .is_none_or(|reason| *reason == record.reason)
+    /// Whether the dead letter `letter`, given up for `reason`, is one the request selects.
+    fn admits(&self, letter: &DeadLetter, reason: &str) -> bool {
+        let (r, job, dead_ms) = (&self.request, &letter.job, letter.dead_ms);
+        r.tenant_id.as_ref().is_none_or(|t| *t == job.tenant)
+            && r.endpoint_id.as_ref().is_none_or(|e| *e == job.endpoint)
+            && r.reason.as_deref().is_none_or(|r| r == reason)
             && self.since_ms.is_none_or(|since| dead_ms >= since)
             && self.until_ms.is_none_or(|until| dead_ms < until)
     }
@@ -308,8 +305,8 @@ impl Source {
             }
             report.read += 1;
             match letter(message.payload().unwrap_or_default()) {
-                Ok((record, letter)) => {
-                    if selection.admits(&record, letter.dead_ms) {
+                Ok((reason, letter)) => {
+                    if selection.admits(&letter, &reason) {
                         letters.push(letter);
                     } else {
                         report.filtered_out += 1;
@@ -369,23 +366,33 @@ impl Reading {
     }
 }
 
-/// A dead-letter record as a job to schedule again.
-fn letter(payload: &[u8]) -> Result<(Record, DeadLetter), String> {
-    let record: Record = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+/// A dead-letter record as a job to schedule again, with the reason it was given up.
+fn letter(payload: &[u8]) -> Result<(String, DeadLetter), String> {
+    let Record {
+        transition_id,
+        tenant_id,
+        endpoint_id,
+        event,
+        cart,
+        reason,
+        created_at,
+        dead_lettered_at,
+        body,
+    } = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let millis = |field: &str, text: &str| {
         DateTime::parse_from_rfc3339(text)
             .map(|t| t.timestamp_millis())
             .map_err(|e| format!("{field} {text:?}: {e}"))
     };
-    let dead_ms = millis("dead_lettered_at", &record.dead_lettered_at)?;
-    let created_ms = millis("created_at", &record.created_at)?;
+    let dead_ms = millis("dead_lettered_at", &dead_lettered_at)?;
+    let created_ms = millis("created_at", &created_at)?;
     let job = Job {
-        transition_id: record.transition_id.clone(),
-        tenant: record.tenant_id.clone(),
-        endpoint: record.endpoint_id.clone(),
-        event: record.event.clone(),
-        cart: record.cart.clone(),
-        body: record.body.get().to_string(),
+        transition_id,
+        tenant: tenant_id,
+        endpoint: endpoint_id,
+        event,
+        cart,
+        body: body.get().to_string(),
         occurred_ms: dead_ms,
         created_ms,
         attempts: 0,
@@ -394,7 +401,7 @@ fn letter(payload: &[u8]) -> Result<(Record, DeadLetter), String> {
         last_error: None,
         superseded: false,
     };
-    Ok((record, DeadLetter { job, dead_ms }))
+    Ok((reason, DeadLetter { job, dead_ms }))
 }
 
 #[cfg(test)]
@@ -456,8 +463,8 @@ mod tests {
             "attempts":7,"last_status_code":500,"last_error":null,
             "created_at":"2026-11-01T10:00:00.000Z","dead_lettered_at":"2026-11-02T10:00:00.250Z",
             "body":{"data":{"cart":"c1"},"event":"abandoned_candidate","id":"ab"}}"#;
-        let (record, letter) = letter(payload).unwrap();
-        assert_eq!(record.reason, "exhausted");
+        let (reason, letter) = letter(payload).unwrap();
+        assert_eq!(reason, "exhausted");
         assert_eq!(letter.dead_ms, 1_793_613_600_250);
         assert_eq!(letter.job.created_ms, 1_793_527_200_000);
         assert_eq!(
@@ -472,10 +479,10 @@ mod tests {
             r#"{"tenant_id": "acme", "since": "2026-11-02T10:00:00.250Z", "reason": "exhausted"}"#,
         )
         .unwrap();
-        assert!(selection.admits(&record, letter.dead_ms));
+        assert!(selection.admits(&letter, &reason));
         let later = request(r#"{"since": "2026-11-02T10:00:01Z"}"#).unwrap();
-        assert!(!later.admits(&record, letter.dead_ms));
+        assert!(!later.admits(&letter, &reason));
         let other = request(r#"{"endpoint_id": "erp"}"#).unwrap();
-        assert!(!other.admits(&record, letter.dead_ms));
+        assert!(!other.admits(&letter, &reason));
     }
 }
