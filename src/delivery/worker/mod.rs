@@ -145,7 +145,6 @@ impl Delivery {
             per_endpoint: HashMap::new(),
             breakers: HashMap::new(),
             disabled,
-            superseded: HashSet::new(),
             published,
             publishing: HashSet::new(),
         };
@@ -314,8 +313,6 @@ struct Worker {
     per_endpoint: HashMap<EndpointKey, usize>,
     breakers: HashMap<EndpointKey, Breaker>,
     disabled: HashSet<EndpointKey>,
-    /// In-flight abandonments an order superseded meanwhile: not retried if they fail.
-    superseded: HashSet<Vec<u8>>,
     /// Where publishing tasks report `(acknowledged, not acknowledged)` outbox sequences.
     published: mpsc::Sender<(Vec<u64>, Vec<u64>)>,
     /// Outbox sequences handed to the producer and not yet reported.
@@ -388,7 +385,7 @@ impl Worker {
                 )? {
                     let pending_key = pending.key();
                     if self.in_flight.contains(&pending_key) {
-                        self.superseded.insert(pending_key);
+                        // Marked in the store: its answer, when it comes, ends it.
                         changes.push(Change::Schedule(Job {
                             superseded: true,
                             ..pending
@@ -590,7 +587,11 @@ impl Worker {
             *busy = busy.saturating_sub(1);
         }
         metrics::delivery_in_flight(self.in_flight.len());
-        let superseded = self.superseded.remove(&key);
+        // An order for the cart came while the request was in the air.
+        let superseded = self
+            .store
+            .job(&key)?
+            .is_some_and(|stored| stored.superseded);
         let now = self.clock.now_millis();
         job.attempts += 1;
         let (status, retry_after, class, error) = match &result {
