@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use http::HeaderMap;
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Message, Offset};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,11 @@ struct Partition {
     next_offset: Option<i64>,
     /// Consumed up to the end of the partition, as last reported by the consumer.
     caught_up: bool,
+    /// Outbox records handed to librdkafka and not acknowledged yet, by sequence, in order.
+    /// A publication that times out waits for these the next time instead of producing them
+    /// again: librdkafka keeps retrying them (up to `message.timeout.ms`), so a second copy
+    /// would reach the topic when the broker comes back.
+    in_flight: Vec<(u64, DeliveryFuture)>,
 }
 
 struct Inner {
@@ -122,6 +128,7 @@ impl Partitions {
                             store,
                             next_offset,
                             caught_up: false,
+                            in_flight: Vec::new(),
                         },
                     );
                 }
@@ -289,9 +296,13 @@ impl Partitions {
         deadline: Option<Instant>,
     ) -> Result<(), PublishError> {
         loop {
-            let records = owned.store.outbox(PUBLISH_BATCH)?;
-            if records.is_empty() {
-                return Ok(());
+            let mut failure = None;
+            if owned.in_flight.is_empty() {
+                let records = owned.store.outbox(PUBLISH_BATCH)?;
+                if records.is_empty() {
+                    return Ok(());
+                }
+                failure = self.enqueue(&records, &mut owned.in_flight).err();
             }
             let timeout = match deadline {
                 Some(deadline) => match deadline.saturating_duration_since(Instant::now()) {
@@ -301,30 +312,13 @@ impl Partitions {
                 None if self.shutdown.is_cancelled() => return Err(PublishError::Stopping),
                 None => self.config.publish_timeout,
             };
-            let mut pending = Vec::with_capacity(records.len());
-            let mut failure = None;
-            for (sequence, record) in &records {
-                let (topic, schema) = match record.kind {
-                    OutboxKind::Event => (&self.topics.events, providers::normalize::SCHEMA),
-                    OutboxKind::Transition => (&self.topics.transitions, state::TRANSITION_SCHEMA),
-                };
-                match self
-                    .producer
-                    .enqueue(topic, &record.key, &record.value, schema, &record.id)
-                {
-                    Ok(delivery) => pending.push((*sequence, delivery)),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            let (acknowledged, outcome) = self.runtime.block_on(async move {
-                let mut acknowledged = Vec::with_capacity(pending.len());
+            let in_flight = &mut owned.in_flight;
+            let (answered, outcome) = self.runtime.block_on(async {
+                let mut answered = 0;
                 let waited = tokio::time::timeout(timeout, async {
-                    for (sequence, delivery) in pending {
+                    for (_, delivery) in in_flight.iter_mut() {
                         match delivery.await {
-                            Ok(Ok(_)) => acknowledged.push(sequence),
+                            Ok(Ok(_)) => answered += 1,
                             Ok(Err((e, _))) => return Err(kafka::Error::Delivery(e)),
                             Err(_) => {
                                 return Err(kafka::Error::Delivery(
@@ -340,14 +334,47 @@ impl Partitions {
                     Ok(result) => result,
                     Err(_) => Err(kafka::Error::Timeout(timeout)),
                 };
-                (acknowledged, outcome)
+                (answered, outcome)
             });
+            let acknowledged: Vec<u64> = owned
+                .in_flight
+                .drain(..answered)
+                .map(|(sequence, _)| sequence)
+                .collect();
             owned.store.acknowledge(&acknowledged)?;
-            outcome?;
+            match outcome {
+                Ok(()) => {}
+                // Still in librdkafka's hands: wait for them next time.
+                Err(e @ kafka::Error::Timeout(_)) => return Err(e.into()),
+                // Given up on: produce them again from the outbox.
+                Err(e) => {
+                    owned.in_flight.clear();
+                    return Err(e.into());
+                }
+            }
             if let Some(e) = failure {
                 return Err(e.into());
             }
         }
+    }
+
+    /// Hands `records` to librdkafka in order, adding each to `in_flight`, until one is refused.
+    fn enqueue(
+        &self,
+        records: &[(u64, state::OutboxRecord)],
+        in_flight: &mut Vec<(u64, DeliveryFuture)>,
+    ) -> Result<(), kafka::Error> {
+        for (sequence, record) in records {
+            let (topic, schema) = match record.kind {
+                OutboxKind::Event => (&self.topics.events, providers::normalize::SCHEMA),
+                OutboxKind::Transition => (&self.topics.transitions, state::TRANSITION_SCHEMA),
+            };
+            let delivery =
+                self.producer
+                    .enqueue(topic, &record.key, &record.value, schema, &record.id)?;
+            in_flight.push((*sequence, delivery));
+        }
+        Ok(())
     }
 
     pub fn set_paused(&self, paused: bool) {
