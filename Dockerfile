@@ -4,10 +4,10 @@
 # static membership needs /bin/sh, which debian-slim has.
 
 FROM rust:1-slim-bookworm AS build
-# What librdkafka's and RocksDB's builds need (the same list as scripts/install.sh).
+# What librdkafka's (with TLS and SASL) and RocksDB's builds need (as in scripts/install.sh).
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends \
-        build-essential pkg-config cmake zlib1g-dev libclang-dev python3 \
+        build-essential pkg-config cmake zlib1g-dev libclang-dev libssl-dev libsasl2-dev python3 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -18,7 +18,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
-    && apt-get install -y -qq --no-install-recommends ca-certificates libstdc++6 zlib1g \
+    && apt-get install -y -qq --no-install-recommends ca-certificates libstdc++6 zlib1g libssl3 libsasl2-2 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 cartstream \
     && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin cartstream \

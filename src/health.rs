@@ -30,6 +30,9 @@ impl Health {
         self.producer
             .check(KAFKA_CHECK_TIMEOUT)
             .await
-            .map_err(|_| "kafka unreachable")
+            .map_err(|e| match e {
+                kafka::Error::Refused(refusal) => refusal.reason,
+                _ => "kafka unreachable",
+            })
     }
 }

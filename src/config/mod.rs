@@ -86,7 +86,11 @@ impl Config {
                 figment::value::Value::from_str(value).unwrap_or_else(|never| match never {});
             figment = figment.merge((path, value));
         }
-        Self::extract(&figment)
+        let (mut config, mut problems) = Self::extract(&figment);
+        // Paths in the configuration are relative to its file's folder.
+        let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
+        config.kafka.resolve_client(env, base, &mut problems);
+        (config, problems)
     }
 
     /// Extracts section by section so that a bad value in one section does not hide the

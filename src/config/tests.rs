@@ -94,3 +94,63 @@ fn a_missing_file_is_one_clear_problem() {
     assert_eq!(problems.len(), 1);
     assert!(problems.to_string().contains("not found"));
 }
+
+#[test]
+fn kafka_client_secrets_come_from_the_environment_and_a_file_beside_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), "s3cret\n").unwrap();
+    let path = dir.path().join("cartstream.toml");
+    std::fs::write(
+        &path,
+        r#"
+[kafka.client]
+"security.protocol" = "SASL_SSL"
+"sasl.username" = { env = "KAFKA_USER" }
+"sasl.password" = { file = "password" }
+"#,
+    )
+    .unwrap();
+    let config = Config::load(Some(&path), &env(&[("KAFKA_USER", "cartstream")])).unwrap();
+    let text = |key: &str| match &config.kafka.client[key] {
+        kafka::Property::Text(text) => text.clone(),
+        other => panic!("{key} not resolved: {other:?}"),
+    };
+    assert_eq!(text("security.protocol"), "SASL_SSL");
+    assert_eq!(text("sasl.username"), "cartstream");
+    assert_eq!(text("sasl.password"), "s3cret");
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "Debug masks the values"
+    );
+}
+
+#[test]
+fn kafka_client_problems_name_the_key() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        file,
+        r#"
+[kafka.client]
+"sasl.password" = {{ env = "NOT_SET" }}
+"ssl.key.password" = {{ file = "missing-file" }}
+"group.id" = "mine"
+"#
+    )
+    .unwrap();
+    let problems = Config::load(Some(file.path()), &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        problems
+            .contains("kafka.client.\"sasl.password\": environment variable NOT_SET is not set"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("kafka.client.\"ssl.key.password\": cannot read"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("kafka.client.\"group.id\": not a connection property"),
+        "{problems}"
+    );
+}

@@ -175,7 +175,8 @@ pub enum Error {
 /// Where dead letters are read from.
 #[derive(Debug, Clone)]
 pub(super) struct Source {
-    pub brokers: String,
+    /// The brokers and the connection's settings.
+    pub kafka: kafka::Config,
     pub topic: String,
     /// The consumer group whose committed offsets are the shared position.
     pub group: String,
@@ -216,13 +217,10 @@ impl Source {
             source,
         };
         let consumer: BaseConsumer = kafka::consumer_config(
-            &[
-                ("client.id", "cartstream-redrive"),
-                ("fetch.wait.max.ms", "25"),
-            ],
+            &self.kafka,
+            &[("client.id", "cartstream-redrive")],
             &self.consumer,
             &[
-                ("bootstrap.servers", &self.brokers),
                 ("group.id", &self.group),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),

@@ -3,20 +3,20 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{Config, Error};
+use super::{Config, Connection, Error};
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Creates every topic in `topics` that does not exist yet, with the configured partitions
 /// and replication factor. Existing topics are left as they are.
 pub async fn ensure_topics(config: &Config, topics: &[&str]) -> Result<(), Error> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .create()
+    let connection = Connection::default();
+    let admin: AdminClient<Connection> = config
+        .client_config()
+        .create_with_context(connection.clone())
         .map_err(Error::Client)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -31,10 +31,29 @@ pub async fn ensure_topics(config: &Config, topics: &[&str]) -> Result<(), Error
     let options = AdminOptions::new()
         .operation_timeout(Some(ADMIN_TIMEOUT))
         .request_timeout(Some(ADMIN_TIMEOUT));
-    let results = tokio::time::timeout(ADMIN_TIMEOUT, admin.create_topics(&new_topics, &options))
-        .await
-        .map_err(|_| Error::Timeout(ADMIN_TIMEOUT))?
+    // A cluster that refuses the credentials never answers: say so as soon as librdkafka
+    // reports it, not after the timeout. The admin client leaves its own error events unread;
+    // a plain client of the same connection, polled here, reports the refusal.
+    let probe: BaseConsumer<Connection> = config
+        .client_config()
+        .create_with_context(connection.clone())
         .map_err(Error::Client)?;
+    let refused = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Serves the probe's events; a refusal among them reaches `connection`.
+            let _ = probe.poll(Duration::ZERO);
+            if let Some(refusal) = connection.refused() {
+                return refusal;
+            }
+        }
+    };
+    let results = tokio::select! {
+        results = tokio::time::timeout(ADMIN_TIMEOUT, admin.create_topics(&new_topics, &options)) => results
+            .map_err(|_| Error::Timeout(ADMIN_TIMEOUT))?
+            .map_err(Error::Client)?,
+        refusal = refused => return Err(Error::Refused(refusal)),
+    };
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -2,16 +2,20 @@
 //! idempotent producer the ingress hands raw bodies to, and topic creation at start-up.
 
 pub mod admin;
+mod connection;
+pub mod fencing;
 pub mod inbound;
 mod producer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+pub use connection::{Connection, Refusal};
 pub use producer::Producer;
 
 use crate::config::Problems;
@@ -34,8 +38,34 @@ pub struct Config {
     /// what is still queued once the ingress has drained.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// librdkafka properties for every client the daemon makes — the producer, the consumers,
+    /// topic creation: the connection's security (TLS, SASL). Secrets may come from the
+    /// environment or a file; [`Config::resolve_client`] reads them at load.
+    pub client: BTreeMap<String, Property>,
     /// librdkafka producer properties passed through unchanged.
     pub producer: BTreeMap<String, String>,
+}
+
+/// A `[kafka.client]` value: the text itself, or where to read it — `{ env = "VARIABLE" }`, or
+/// `{ file = "path" }` relative to the configuration file's folder (a trailing newline is
+/// dropped).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Property {
+    Text(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+/// Masked: a client property may be a password.
+impl std::fmt::Debug for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Property::Text(_) => f.write_str("\"…\""),
+            Property::Env { env } => write!(f, "{{ env = {env:?} }}"),
+            Property::File { file } => write!(f, "{{ file = {file:?} }}"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -47,6 +77,7 @@ impl Default for Config {
             partitions: 6,
             replication_factor: 1,
             shutdown_timeout: Duration::from_secs(10),
+            client: BTreeMap::new(),
             producer: BTreeMap::from([
                 ("linger.ms".to_string(), "5".to_string()),
                 ("compression.type".to_string(), "none".to_string()),
@@ -58,6 +89,15 @@ impl Default for Config {
 /// Producer properties the daemon sets itself; the pass-through table cannot change them.
 pub const FORCED_PRODUCER_PROPERTIES: &[&str] =
     &["bootstrap.servers", "enable.idempotence", "acks"];
+
+/// Client properties that belong to one role or one client, not to the connection.
+const FORCED_CLIENT_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.idempotence",
+    "acks",
+    "transactional.id",
+];
 
 impl Config {
     pub fn validate(&self, problems: &mut Problems) {
@@ -88,6 +128,55 @@ impl Config {
             "the daemon",
             problems,
         );
+        for key in self.client.keys() {
+            if FORCED_CLIENT_PROPERTIES.contains(&key.as_str()) {
+                problems.push(format!(
+                    "kafka.client.\"{key}\": not a connection property; set by the daemon per client"
+                ));
+            }
+        }
+    }
+
+    /// Reads the `[kafka.client]` values kept in the environment or in files, in place, so
+    /// that every client gets the same text; reports what cannot be read.
+    pub fn resolve_client(
+        &mut self,
+        env: &HashMap<String, String>,
+        base: &Path,
+        problems: &mut Problems,
+    ) {
+        for (key, value) in &mut self.client {
+            let text = match value {
+                Property::Text(_) => continue,
+                Property::Env { env: name } => env
+                    .get(name.as_str())
+                    .cloned()
+                    .ok_or_else(|| format!("environment variable {name} is not set")),
+                Property::File { file } => {
+                    let path = base.join(&*file);
+                    std::fs::read_to_string(&path)
+                        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                }
+            };
+            match text {
+                Ok(text) => *value = Property::Text(text),
+                Err(why) => problems.push(format!("kafka.client.\"{key}\": {why}")),
+            }
+        }
+    }
+
+    /// A client configuration with the brokers and the `[kafka.client]` properties: the
+    /// start of every client the daemon makes.
+    pub fn client_config(&self) -> rdkafka::config::ClientConfig {
+        let mut client = rdkafka::config::ClientConfig::new();
+        for (key, value) in &self.client {
+            if let Property::Text(text) = value {
+                client.set(key, text);
+            }
+        }
+        client.set("bootstrap.servers", &self.brokers);
+        client
     }
 
     /// The names of the topics this version reads or writes.
@@ -131,15 +220,16 @@ impl Topics {
     }
 }
 
-/// A consumer's client configuration: `defaults` first, then the operator's pass-through
-/// `properties`, then `forced` — the settings a role relies on, which the pass-through cannot
-/// change (its validation refuses them too).
+/// A consumer's client configuration: the connection's ([`Config::client_config`]), then
+/// `defaults`, then the operator's pass-through `properties`, then `forced` — the settings a role
+/// relies on, which the pass-through cannot change (its validation refuses them too).
 pub fn consumer_config(
+    kafka: &Config,
     defaults: &[(&str, &str)],
     properties: &BTreeMap<String, String>,
     forced: &[(&str, &str)],
 ) -> rdkafka::config::ClientConfig {
-    let mut client = rdkafka::config::ClientConfig::new();
+    let mut client = kafka.client_config();
     for (key, value) in defaults {
         client.set(*key, *value);
     }
@@ -149,7 +239,29 @@ pub fn consumer_config(
     for (key, value) in forced {
         client.set(*key, *value);
     }
+    client.set("bootstrap.servers", &kafka.brokers);
     client
+}
+
+/// How long the group waits for a member that stopped heartbeating before it gives that member's
+/// partitions to the others: the stall when a machine is lost for good. A member that restarts
+/// under its static id (see [`static_instance_id`]) takes its partitions back at once instead.
+pub const SESSION_TIMEOUT_MS: &str = "10000";
+
+/// The static group membership id (`group.instance.id`) of a role that keeps state of its own: the
+/// host name, the role, and a digest of its state folder. The same process restarted on the same
+/// host with the same folder — a crash, a redeploy of a StatefulSet pod — rejoins as the same
+/// member and gets its partitions back without a rebalance and without waiting for its old session
+/// to time out, while two members on one host differ by their folders (RocksDB would not let them
+/// share one).
+pub fn static_instance_id(role: &str, state_dir: &Path) -> String {
+    use sha2::Digest;
+    let folder = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(folder.as_os_str().as_encoded_bytes());
+    let host = gethostname::gethostname();
+    // Group instance ids are at most 249 characters; keep the host name to a readable part.
+    let host: String = host.to_string_lossy().chars().take(200).collect();
+    format!("{host}-{role}-{}", hex::encode(&digest[..4]))
 }
 
 /// Closes a group consumer by dropping it — its revocation callback, its last commits, leaving
@@ -220,12 +332,45 @@ pub enum Error {
     /// An operation did not finish in time.
     #[error("Kafka did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The cluster refuses this client: its credentials or its TLS settings.
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
 impl Error {
     /// Whether trying again later may succeed (the broker was slow or away), as opposed to a
     /// configuration problem.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Error::Client(_) | Error::CreateTopic { .. })
+        !matches!(
+            self,
+            Error::Client(_) | Error::CreateTopic { .. } | Error::Refused(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::static_instance_id;
+
+    #[test]
+    fn a_restart_with_the_same_folder_keeps_its_static_id() {
+        let dir = Path::new("/var/lib/cartstream/processor");
+        assert_eq!(
+            static_instance_id("processor", dir),
+            static_instance_id("processor", dir)
+        );
+    }
+
+    #[test]
+    fn two_members_on_one_host_differ_by_folder_and_role() {
+        let a = static_instance_id("processor", Path::new("/data/a"));
+        let b = static_instance_id("processor", Path::new("/data/b"));
+        let c = static_instance_id("delivery", Path::new("/data/a"));
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert!(a.len() <= 249, "{a}");
+        assert!(a.contains("-processor-"), "{a}");
     }
 }

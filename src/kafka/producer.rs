@@ -13,13 +13,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio::time::Instant;
 
-use super::{Config, Error, Topics};
+use super::{Config, Connection, Error, Topics};
 use crate::telemetry::metrics;
 
 /// Room for Kafka headers and framing on top of the largest body.
@@ -31,7 +30,9 @@ const DEFAULT_MESSAGE_TIMEOUT_MS: &str = "300000";
 /// A cheap-to-clone handle on the producer.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<Connection>,
+    /// The same context librdkafka calls back (it holds no other handle on it).
+    connection: Connection,
     topics: Arc<Topics>,
     ack_timeout: Duration,
 }
@@ -44,7 +45,7 @@ impl Producer {
         ack_timeout: Duration,
         max_body_bytes: usize,
     ) -> Result<Self, Error> {
-        let mut client = ClientConfig::new();
+        let mut client = config.client_config();
         client.set("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS);
         client.set("client.id", "cartstream");
         for (key, value) in &config.producer {
@@ -56,9 +57,13 @@ impl Producer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.max.bytes", max_message.to_string());
-        let inner: FutureProducer = client.create().map_err(Error::Client)?;
+        let connection = Connection::default();
+        let inner: FutureProducer<Connection> = client
+            .create_with_context(connection.clone())
+            .map_err(Error::Client)?;
         Ok(Producer {
             inner,
+            connection,
             topics: Arc::new(config.topics()),
             ack_timeout,
         })
@@ -166,16 +171,22 @@ impl Producer {
             })
     }
 
-    /// Whether a broker answers a metadata request within `timeout` (readiness).
+    /// Whether a broker answers a metadata request within `timeout` (readiness); when the
+    /// cluster refuses this client, that is the error.
     pub async fn check(&self, timeout: Duration) -> Result<(), Error> {
         let inner = self.inner.clone();
         let topic = self.topics.inbound.clone();
+        let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
-            inner
-                .client()
-                .fetch_metadata(Some(&topic), timeout)
-                .map(drop)
-                .map_err(Error::Client)
+            match inner.client().fetch_metadata(Some(&topic), timeout) {
+                Ok(_) => {
+                    connection.answered();
+                    Ok(())
+                }
+                Err(e) => Err(connection
+                    .refused()
+                    .map_or(Error::Client(e), Error::Refused)),
+            }
         })
         .await
         .unwrap_or(Err(Error::Timeout(timeout)))

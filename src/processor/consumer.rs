@@ -1,12 +1,15 @@
 //! Rebalancing. librdkafka calls back on the consumer's own thread, between two polls — so the
 //! batch in flight is always finished when a callback runs.
 //!
+//! The group assigns cooperatively (incremental): a callback names only the partitions that move,
+//! and the others are consumed on without a pause.
+//!
 //! - **Assign**: open each partition's store and start consuming at the offset it holds (the
 //!   beginning of the partition when there is no local state, which then is rebuilt).
 //! - **Revoke**: publish the partition's outbox, commit its offset for progress, close its store.
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
@@ -74,7 +77,11 @@ impl ConsumerContext for Context {
                         tracing::error!(partition, error = %e, "cannot set the start offset");
                     }
                 }
-                if let Err(e) = consumer.assign(list) {
+                let assigned = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_assign(list),
+                    _ => consumer.assign(list),
+                };
+                if let Err(e) = assigned {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
             }
@@ -88,7 +95,11 @@ impl ConsumerContext for Context {
                     &offsets,
                     CommitMode::Async,
                 );
-                if let Err(e) = consumer.unassign() {
+                let unassigned = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_unassign(list),
+                    _ => consumer.unassign(),
+                };
+                if let Err(e) = unassigned {
                     tracing::error!(error = %e, "unassigning partitions failed");
                 }
             }

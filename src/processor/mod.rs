@@ -146,6 +146,11 @@ pub enum Error {
     },
     #[error("the processor thread panicked")]
     Panicked,
+    /// The group fenced this member out (see [`kafka::fencing`]): it rejoins.
+    #[error("fenced out of the consumer group: {0}")]
+    Fenced(String),
+    #[error("{0}")]
+    FencedTooOften(String),
 }
 
 /// A processor, ready to run.
@@ -201,10 +206,7 @@ impl Processor {
             runtime.clone(),
             shutdown.clone(),
         );
-        let consumer = self.consumer(Context::new(partitions.clone()))?;
-        consumer
-            .subscribe(&[&topics.inbound])
-            .map_err(Error::Consumer)?;
+        let mut consumer = self.join(&partitions)?;
         tracing::info!(
             topic = %topics.inbound,
             group = %self.config.group_id,
@@ -214,12 +216,24 @@ impl Processor {
 
         let mut last_fire = Instant::now();
         let mut last_gc = Instant::now();
+        let mut rejoins = kafka::fencing::Rejoins::default();
         let result = loop {
             if shutdown.is_cancelled() {
                 break Ok(());
             }
-            if let Err(e) = self.step(&consumer, &partitions, &mut last_fire, &mut last_gc) {
-                break Err(e);
+            match self.step(&consumer, &partitions, &mut last_fire, &mut last_gc) {
+                Ok(()) => {}
+                Err(Error::Fenced(reason)) if rejoins.allow(Instant::now()) => {
+                    tracing::warn!(%reason, "fenced out of the consumer group; rejoining");
+                    consumer = self.rejoin(consumer, &partitions, &runtime)?;
+                }
+                Err(Error::Fenced(reason)) => {
+                    break Err(Error::FencedTooOften(kafka::fencing::too_often(
+                        "processor",
+                        &reason,
+                    )))
+                }
+                Err(e) => break Err(e),
             }
         };
         // Stop reading; give Kafka until the deadline for what is left in the outboxes, the
@@ -241,21 +255,49 @@ impl Processor {
         result
     }
 
+    /// A consumer of the inbound topic in the processor's group.
+    fn join(&self, partitions: &Partitions) -> Result<BaseConsumer<Context>, Error> {
+        let consumer = self.consumer(Context::new(partitions.clone()))?;
+        consumer
+            .subscribe(&[partitions.topic()])
+            .map_err(Error::Consumer)?;
+        Ok(consumer)
+    }
+
+    /// Drops a fenced consumer — its partitions' outboxes stay in their stores, to be published
+    /// once they are assigned again — and joins the group with a new one.
+    fn rejoin(
+        &self,
+        fenced: BaseConsumer<Context>,
+        partitions: &Partitions,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<BaseConsumer<Context>, Error> {
+        let deadline = Instant::now() + self.kafka.shutdown_timeout;
+        runtime.block_on(kafka::close_consumer(fenced, deadline));
+        partitions.close_all();
+        self.join(partitions)
+    }
+
     fn consumer(&self, context: Context) -> Result<BaseConsumer<Context>, Error> {
+        let instance_id = kafka::static_instance_id("processor", &self.config.state_dir);
         let client = kafka::consumer_config(
+            &self.kafka,
             &[
                 ("client.id", "cartstream-processor"),
                 ("auto.offset.reset", "earliest"),
                 ("statistics.interval.ms", "5000"),
+                ("group.instance.id", &instance_id),
+                ("session.timeout.ms", kafka::SESSION_TIMEOUT_MS),
             ],
             &self.config.consumer,
             &[
-                ("bootstrap.servers", &self.kafka.brokers),
                 ("group.id", &self.config.group_id),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("enable.partition.eof", "true"),
-                ("partition.assignment.strategy", "range,roundrobin"),
+                // A rebalance moves only the partitions that change owner: the others go on
+                // being consumed, their stores stay open.
+                ("partition.assignment.strategy", "cooperative-sticky"),
             ],
         );
         client.create_with_context(context).map_err(Error::Consumer)
@@ -285,6 +327,9 @@ impl Processor {
                     timeout = Duration::ZERO;
                 }
                 Some(Err(e)) => {
+                    if let Some(reason) = kafka::fencing::fenced(consumer.client()) {
+                        return Err(Error::Fenced(reason));
+                    }
                     tracing::warn!(error = %e, "consumer error");
                     break;
                 }

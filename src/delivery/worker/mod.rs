@@ -60,6 +60,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("cannot create the HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error("{0}")]
+    FencedTooOften(String),
 }
 
 /// A delivery worker, ready to run.
@@ -83,7 +85,7 @@ impl Delivery {
     ) -> Self {
         let (sender, commands) = mpsc::channel(16);
         let dead_letters = Source {
-            brokers: kafka.brokers.clone(),
+            kafka: kafka.clone(),
             topic: kafka.topics().dead_letters,
             group: format!("{}.redrive", config.group_id),
             consumer: config.consumer.clone(),
@@ -117,10 +119,8 @@ impl Delivery {
         let store = Store::open(&self.config.state_dir)?;
         let client = Client::from_config(&self.config).map_err(Error::Client)?;
         let topics = self.kafka.topics();
-        let consumer = self.consumer(&topics.transitions)?;
-        consumer
-            .subscribe(&[&topics.transitions])
-            .map_err(Error::Consumer)?;
+        let mut consumer = join(&self.config, &self.kafka, &topics.transitions)?;
+        let mut rejoins = kafka::fencing::Rejoins::default();
         let (results, mut answers) = mpsc::channel(self.config.max_in_flight_requests);
         let (published, mut acks) = mpsc::channel(64);
         let disabled: HashSet<(String, String)> = store.disabled()?.into_iter().collect();
@@ -156,6 +156,7 @@ impl Delivery {
         // rather than per record.
         let mut reading = worker.store.outbox_len() < MAX_OUTBOX;
         let result: Result<(), Error> = loop {
+            let mut fenced = None;
             let step = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
@@ -181,7 +182,10 @@ impl Delivery {
                         taken.map(|ready| worker.start_ready(ready))
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "consumer error");
+                        fenced = kafka::fencing::fenced(consumer.client());
+                        if fenced.is_none() {
+                            tracing::warn!(error = %e, "consumer error");
+                        }
                         Ok(())
                     }
                 },
@@ -199,6 +203,19 @@ impl Delivery {
             };
             if let Err(e) = step {
                 break Err(e);
+            }
+            if let Some(reason) = fenced {
+                // The jobs of what was read are in the store; what was not is read again by
+                // the new member (a transition already taken is recognised as seen).
+                if !rejoins.allow(tokio::time::Instant::now()) {
+                    break Err(Error::FencedTooOften(kafka::fencing::too_often(
+                        "delivery", &reason,
+                    )));
+                }
+                tracing::warn!(%reason, "fenced out of the consumer group; rejoining");
+                let deadline = tokio::time::Instant::now() + self.kafka.shutdown_timeout;
+                kafka::close_consumer(consumer, deadline).await;
+                consumer = join(&worker.config, &self.kafka, &worker.topics.transitions)?;
             }
         };
 
@@ -239,34 +256,49 @@ impl Delivery {
         tracing::info!(pending = worker.store.pending(), "delivery worker stopped");
         result
     }
+}
 
-    fn consumer(&self, topic: &str) -> Result<StreamConsumer<Lag>, Error> {
-        let client = kafka::consumer_config(
-            &[
-                ("client.id", "cartstream-delivery"),
-                ("auto.offset.reset", "earliest"),
-                // A transition's first attempt should not wait for a fetch to fill: brokers
-                // that do not answer a fetch as soon as data is there (tansu) would add up to
-                // librdkafka's default of 500 ms to every delivery.
-                ("fetch.wait.max.ms", "25"),
-                ("statistics.interval.ms", "5000"),
-            ],
-            &self.config.consumer,
-            &[
-                ("bootstrap.servers", &self.kafka.brokers),
-                ("group.id", &self.config.group_id),
-                // Offsets are stored only after the transition's jobs are in RocksDB, and
-                // committed from there in the background.
-                ("enable.auto.commit", "true"),
-                ("enable.auto.offset.store", "false"),
-            ],
-        );
-        client
-            .create_with_context(Lag {
-                topic: topic.to_string(),
-            })
-            .map_err(Error::Consumer)
-    }
+/// A consumer of `topic` in the delivery group.
+fn join(
+    config: &Config,
+    kafka_config: &kafka::Config,
+    topic: &str,
+) -> Result<StreamConsumer<Lag>, Error> {
+    let consumer = consumer(config, kafka_config, topic)?;
+    consumer.subscribe(&[topic]).map_err(Error::Consumer)?;
+    Ok(consumer)
+}
+
+fn consumer(
+    config: &Config,
+    kafka_config: &kafka::Config,
+    topic: &str,
+) -> Result<StreamConsumer<Lag>, Error> {
+    let instance_id = kafka::static_instance_id("delivery", &config.state_dir);
+    let client = kafka::consumer_config(
+        kafka_config,
+        &[
+            ("client.id", "cartstream-delivery"),
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "5000"),
+            ("group.instance.id", &instance_id),
+            ("session.timeout.ms", kafka::SESSION_TIMEOUT_MS),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+        ],
+        &config.consumer,
+        &[
+            ("group.id", &config.group_id),
+            // Offsets are stored only after the transition's jobs are in RocksDB, and
+            // committed from there in the background.
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+        ],
+    );
+    client
+        .create_with_context(Lag {
+            topic: topic.to_string(),
+        })
+        .map_err(Error::Consumer)
 }
 
 /// Reports the consumer's lag from librdkafka's statistics.
