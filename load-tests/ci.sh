@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 brokers=${1:?usage: load-tests/ci.sh BROKERS}
 scenario=load-tests/scenarios/ci.toml
 
-cargo build --quiet -p cartstream -p cartstream-load --bins
+# The same targets as `cargo test --workspace --all-targets`: the same features, so nothing is
+# built twice (a `-p … --bins` build would unify features differently and build librocksdb again).
+cargo build --quiet --workspace --all-targets
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
 work=$(mktemp -d)

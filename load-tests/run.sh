@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One load run, start to finish: a fresh tansu broker, the daemon (`cartstream all`, release
+# One load run, start to finish: a fresh Apache Kafka broker, the daemon (`cartstream all`, release
 # build) with a generated registry of the scenario's tenants (each subscribing an endpoint at the
 # load tool's receiver), the scenario with its completeness check of the inbound, events,
 # transitions and deliveries topics, then — with the daemon stopped — a plain acks=all producer against the same broker for

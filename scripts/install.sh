@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Installs what cartstream needs to build and test on Debian: the C toolchain and headers that
-# librdkafka's build uses, and the tansu broker (a Kafka-compatible broker written in Rust).
-# Safe to run again: it installs only what is missing.
+# librocksdb's and librdkafka's builds use (librdkafka with TLS and SASL), a Java runtime and
+# Maven, and Apache Kafka's server from Maven Central into a cache outside the clone
+# (scripts/kafka/env.sh names it). Safe to run again: it installs only what is missing.
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/kafka/env.sh"
 
-TANSU_VERSION=0.6.0
-PACKAGES=(build-essential pkg-config cmake zlib1g-dev libclang-dev python3 curl)
+PACKAGES=(build-essential pkg-config cmake zlib1g-dev libclang-dev libssl-dev libsasl2-dev
+    openssl python3 curl default-jre-headless maven)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# A Java 17+ runtime and Maven installed some other way will do.
+if command -v java >/dev/null && java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then
+    missing=("${missing[@]/default-jre-headless/}")
+fi
+command -v mvn >/dev/null && missing=("${missing[@]/maven/}")
+read -r -a missing <<<"${missing[*]}"
 if ((${#missing[@]})); then
     echo "installing system packages: ${missing[*]}"
     sudo=""
@@ -23,7 +32,10 @@ for component in rustfmt clippy; do
     cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$component"
 done
 
-if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    echo "installing the tansu broker $TANSU_VERSION (about ten minutes, once)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+if [ ! -f "$KAFKA_HOME/complete" ]; then
+    echo "installing Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME (once)"
+    rm -rf "$KAFKA_LIBS"
+    mvn -B -q -Dstyle.color=never -f "$here/kafka/pom.xml" "-Dkafka.version=$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime "-DoutputDirectory=$KAFKA_LIBS"
+    touch "$KAFKA_HOME/complete"
 fi

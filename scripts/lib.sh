@@ -8,11 +8,11 @@ broker_pid=""
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts a fresh tansu broker with its data below $work; sets broker_port, broker_pid and
+# Starts a fresh Apache Kafka broker with its data below $work; sets broker_port, broker_pid and
 # brokers (the bootstrap address).
 start_broker() {
     broker_port=$(free_port)
-    broker_pid=$(scripts/broker.sh "$broker_port" "$work/broker")
+    broker_pid=$(scripts/kafka.sh "$broker_port" "$work/broker")
     brokers="127.0.0.1:$broker_port"
 }
 

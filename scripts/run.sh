@@ -10,8 +10,8 @@ broker_pid=""
 if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
     echo "using the broker already listening on 127.0.0.1:9092"
 else
-    broker_pid=$(scripts/broker.sh 9092 .cartstream/broker)
-    echo "started tansu on 127.0.0.1:9092 (pid $broker_pid, data in .cartstream/broker)"
+    broker_pid=$(scripts/kafka.sh 9092 .cartstream/kafka)
+    echo "started Apache Kafka on 127.0.0.1:9092 (pid $broker_pid, data in .cartstream/kafka)"
 fi
 trap '[ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; true' EXIT
 

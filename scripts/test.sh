@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against a broker of its own: installs what is missing, starts tansu
-# on a free port with a throw-away data folder, runs `cargo test`, then the load tool's
-# completeness check against the real daemon (load-tests/ci.sh), and stops the broker.
+# Runs the whole test suite against Apache Kafka: installs what is missing, starts a broker on a
+# free port with a throw-away data folder, runs `cargo test`, then the load tool's completeness
+# check against the real daemon (load-tests/ci.sh), and stops the broker. Then the failover
+# step, on three-node clusters of its own: the tests that kill and freeze a broker under traffic
+# (one at a time), and the completeness check with a broker killed and restarted mid-run.
+#   scripts/test.sh [cargo test arguments]
+# FAILOVER=0 skips the failover step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-broker_pid=$(scripts/broker.sh "$port" "$data")
+broker_pid=$(scripts/kafka.sh "$port" "$data")
 cleanup() {
     kill "$broker_pid" 2>/dev/null || true
     rm -rf "$data"
@@ -16,8 +20,13 @@ cleanup() {
 trap cleanup EXIT
 
 export CARTSTREAM_TEST_BROKERS="127.0.0.1:$port"
-CARTSTREAM_TEST_TANSU=$(command -v tansu)
-export CARTSTREAM_TEST_TANSU
-echo "testing against tansu on $CARTSTREAM_TEST_BROKERS"
+echo "testing against Apache Kafka on $CARTSTREAM_TEST_BROKERS"
 cargo test --workspace --all-targets "$@"
 load-tests/ci.sh "$CARTSTREAM_TEST_BROKERS"
+cleanup
+
+if [ "${FAILOVER:-1}" != 0 ]; then
+    echo "failover: three-node clusters"
+    cargo test --test it failover -- --ignored --test-threads=1
+    load-tests/failover.sh
+fi

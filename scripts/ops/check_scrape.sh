@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scrapes a real daemon and checks the exposition: starts a throw-away tansu broker and
+# Scrapes a real daemon and checks the exposition: starts a throw-away Apache Kafka broker and
 # `cartstream all` with config/example.toml, sends one correctly signed and one badly signed
 # Shopify webhook, lets the processor apply them, then runs `promtool check metrics` on
 # /metrics and checks that every cartstream_ metric it shows is documented in docs/metrics.md

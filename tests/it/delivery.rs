@@ -37,13 +37,13 @@ const TOKEN: &str = "test-admin-token-0123456789";
 
 /// What a receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    headers: http::HeaderMap,
+pub(crate) struct Received {
+    pub(crate) headers: http::HeaderMap,
     body: Bytes,
     /// The manual clock when it arrived, Unix ms.
     at_ms: i64,
     /// What the receiver answered.
-    status: u16,
+    pub(crate) status: u16,
 }
 
 /// A scripted answer: status and headers.
@@ -51,7 +51,7 @@ type Reply = (u16, Vec<(&'static str, String)>);
 
 /// A webhook receiver on 127.0.0.1: answers from its script, then 200.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
@@ -64,7 +64,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(clock: Clock) -> Receiver {
+    pub(crate) async fn start(clock: Clock) -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap(), clock).await
     }
 
@@ -148,11 +148,11 @@ impl Receiver {
         self.script.lock().unwrap().push_back((status, headers));
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hooks", self.addr)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
@@ -213,7 +213,7 @@ fn verify(request: &Received, secret: &str, previous: &str) {
 }
 
 /// The test tenants plus endpoints for `acme`: `(id, url, extra lines)`.
-fn tenants(endpoints: &[(&str, &str, &str)]) -> String {
+pub(crate) fn tenants(endpoints: &[(&str, &str, &str)]) -> String {
     let mut text = TENANTS.to_string();
     // TENANTS lists acme first: its endpoints go right after its integrations, before globex.
     let globex = text.find("[[tenant]]\nid = \"globex\"").unwrap();
@@ -948,8 +948,7 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
     )
     .unwrap();
     let config_file = dir.path().join("cartstream.toml");
-    let write_config = |run: usize| write_worker_config(dir.path(), &prefix, run);
-    write_config(0);
+    write_worker_config(dir.path(), &prefix);
     let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
         .expect("the test configuration is valid");
     let topics = config.kafka.topics();
@@ -993,7 +992,6 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
     drop(first);
     let attempted = distinct(&receiver.received(), None).len();
     assert!(attempted < carts, "the kill came after every first attempt");
-    write_config(1);
     let second = RoleProcess::start("delivery", &config_file);
     eventually("every first attempt", WAIT, || {
         (distinct(&receiver.received(), None).len() == carts).then_some(())
@@ -1003,7 +1001,6 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
     let delivered_before = distinct(&receiver.received(), Some(200)).len();
     assert!(delivered_before < carts, "retries were pending at the kill");
 
-    write_config(2);
     let _third = RoleProcess::start("delivery", &config_file);
     let delivered = eventually(
         "every transition delivered",
@@ -1040,10 +1037,9 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
 }
 
 /// Writes `dir/cartstream.toml` for a `cartstream delivery` process (state in `dir/state`, the
-/// registry in `dir/tenants.toml`). A new consumer group per `run`: a SIGKILLed member would
-/// hold its partitions until its session times out. The new group reads every transition
-/// again; the store's markers keep each from being stored twice.
-fn write_worker_config(dir: &std::path::Path, prefix: &str, run: usize) {
+/// registry in `dir/tenants.toml`). Every run joins the same group: a process restarted after
+/// a SIGKILL comes back as the same static member and takes its partitions back at once.
+fn write_worker_config(dir: &std::path::Path, prefix: &str) {
     std::fs::write(
         dir.join("cartstream.toml"),
         format!(
@@ -1056,7 +1052,7 @@ topic_prefix = "{prefix}"
 partitions = 3
 [delivery]
 state_dir = "{state}"
-group_id = "{prefix}-delivery-{run}"
+group_id = "{prefix}-delivery"
 tick = "50ms"
 jitter = 0.0
 circuit_failures = 1000000
@@ -1090,7 +1086,7 @@ async fn an_order_during_the_abandonments_attempt_survives_a_kill() {
         .unwrap()
     };
     registry(&slow.url());
-    write_worker_config(dir.path(), &prefix, 0);
+    write_worker_config(dir.path(), &prefix);
     let config_file = dir.path().join("cartstream.toml");
     let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
         .expect("the test configuration is valid");
@@ -1134,7 +1130,6 @@ async fn an_order_during_the_abandonments_attempt_survives_a_kill() {
     // abandonment does not.
     let fast = Receiver::start(Clock::System).await;
     registry(&fast.url());
-    write_worker_config(dir.path(), &prefix, 1);
     let _second = RoleProcess::start("delivery", &config_file);
     let got = received_eventually(&fast, 1).await;
     assert_eq!(got[0].headers["x-cartstream-event"], "order_completed");

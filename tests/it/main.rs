@@ -1,4 +1,4 @@
-//! Integration tests: a real daemon on real sockets, against a real Kafka-compatible broker.
+//! Integration tests: a real daemon on real sockets, against a real Apache Kafka broker.
 //! `scripts/test.sh` starts the broker and exports `CARTSTREAM_TEST_BROKERS`.
 
 // Tests measure real elapsed time and build signed requests with the real clock.
@@ -6,10 +6,12 @@
 
 mod catalogue;
 mod delivery;
+mod failover;
 mod ingress;
 mod normalize;
 mod outage;
 mod processor;
 mod robustness;
+mod security;
 mod support;
 mod vectors;

@@ -567,14 +567,14 @@ async fn killing_the_processor_mid_stream_loses_and_duplicates_no_transition() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tenants.toml"), TENANTS).unwrap();
     let config_file = dir.path().join("cartstream.toml");
-    // Each run joins a consumer group of its own: a SIGKILLed member stays in its group until
-    // its session times out, and waiting for that proves nothing here. Where a run starts comes
-    // from its state store, not from the group (whose offsets only report progress).
-    let write_config = |run: usize| {
-        std::fs::write(
-            &config_file,
-            format!(
-                r#"
+    // Every run joins the same group: the process restarted after a SIGKILL is the same static
+    // member (same host, same state folder) and takes its partitions back without waiting for
+    // the killed one's session to time out. Where a run starts comes from its state store, not
+    // from the group (whose offsets only report progress).
+    std::fs::write(
+        &config_file,
+        format!(
+            r#"
 [admin]
 listen = "127.0.0.1:0"
 [kafka]
@@ -583,22 +583,23 @@ topic_prefix = "{prefix}"
 partitions = 3
 [processor]
 state_dir = "{state}"
-group_id = "{prefix}-processor-{run}"
+group_id = "{prefix}-processor"
 tick = "50ms"
 max_batch_records = 50
+[processor.consumer]
+# librdkafka's own default: without static membership a restart would wait this long.
+"session.timeout.ms" = "45000"
 [tenants]
 file = "{tenants}"
 [telemetry]
 log_filter = "warn"
 "#,
-                brokers = brokers(),
-                state = dir.path().join("state").display(),
-                tenants = dir.path().join("tenants.toml").display(),
-            ),
-        )
-        .unwrap();
-    };
-    write_config(0);
+            brokers = brokers(),
+            state = dir.path().join("state").display(),
+            tenants = dir.path().join("tenants.toml").display(),
+        ),
+    )
+    .unwrap();
     let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
         .expect("the test configuration is valid");
     prepare(&config, &records).await;
@@ -616,8 +617,22 @@ log_filter = "warn"
     println!("kill jitter seed {seed}");
     let mut incomplete_at_a_kill = false;
     for (run, fraction) in [0.33, 0.5, 0.66].into_iter().enumerate() {
-        write_config(run);
+        let before = topic_len(&brokers, &topics.events);
+        let started = Instant::now();
         let process = RoleProcess::start("processor", &config_file);
+        if run > 0 {
+            // The restarted process is the killed one's static member: it gets the partitions
+            // back at once, not after the killed member's 45 s session.
+            while topic_len(&brokers, &topics.events) <= before {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "no progress {:?} after the restart",
+                    started.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            println!("run {run} resumed after {:?}", started.elapsed());
+        }
         let target = (distinct as f64 * fraction) as i64;
         let deadline = Instant::now() + Duration::from_secs(60);
         while topic_len(&brokers, &topics.events) < target {
@@ -637,7 +652,6 @@ log_filter = "warn"
         "the kills happened after the stream was done; they prove nothing"
     );
 
-    write_config(3);
     let process = RoleProcess::start("processor", &config_file);
     eventually(
         "every expected transition",

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 pub fn brokers() -> String {
     std::env::var("CARTSTREAM_TEST_BROKERS").unwrap_or_else(|_| {
         panic!(
-            "CARTSTREAM_TEST_BROKERS is not set. These tests need a real Kafka-compatible broker: \
+            "CARTSTREAM_TEST_BROKERS is not set. These tests need a real Apache Kafka broker: \
              run them with scripts/test.sh, which starts one."
         )
     })
@@ -108,7 +108,8 @@ impl TestDaemon {
         config.ingress.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
         config.ingress.shutdown_grace = Duration::from_secs(5);
-        config.kafka.brokers = brokers();
+        // The shared broker, unless the test names its own (see `Builder::brokers`).
+        config.kafka.brokers = String::new();
         config.kafka.topic_prefix = unique_prefix(test);
         config.kafka.partitions = 3;
         config.processor.group_id = format!("{}-processor", config.kafka.topic_prefix);
@@ -184,21 +185,27 @@ impl Builder {
     }
 
     pub async fn start(self) -> TestDaemon {
+        self.try_start().await.expect("the daemon starts")
+    }
+
+    /// Starts the daemon, or says why it cannot.
+    pub async fn try_start(mut self) -> anyhow::Result<TestDaemon> {
+        if self.config.kafka.brokers.is_empty() {
+            self.config.kafka.brokers = brokers();
+        }
         let registry = Registry::from_toml(&self.tenants, Path::new("."), &HashMap::new())
             .expect("test tenants are valid");
         let topics = self.config.kafka.topics();
         let brokers = self.config.kafka.brokers.clone();
         let config = self.config.clone();
-        let running = app::start(self.config, registry, self.clock, self.roles)
-            .await
-            .expect("the daemon starts");
-        TestDaemon {
+        let running = app::start(self.config, registry, self.clock, self.roles).await?;
+        Ok(TestDaemon {
             running,
             topics,
             brokers,
             config,
             _state: self.state,
-        }
+        })
     }
 }
 
@@ -353,96 +360,65 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     records
 }
 
-/// A broker process of this test's own, for tests that stop and restart it. Its data lives in
-/// a SQLite file, so a restart keeps the topics.
+/// An Apache Kafka broker of this test's own (`scripts/kafka.sh`), for tests that stop,
+/// freeze and restart it. Its data lives in a folder of its own, so a restart keeps the topics.
 pub struct PrivateBroker {
     pub address: SocketAddr,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    pid: Option<u32>,
+    env: Vec<(String, String)>,
 }
 
 impl PrivateBroker {
     pub fn start() -> Self {
-        let address = {
-            let listener = StdListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap()
-        };
+        Self::start_with(&[])
+    }
+
+    /// A broker started with these `scripts/kafka.sh` environment settings (a SASL_SSL
+    /// listener, say).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let mut broker = PrivateBroker {
-            address,
+            address: SocketAddr::from(([127, 0, 0, 1], free_port())),
             dir: tempfile::tempdir().unwrap(),
-            child: None,
+            pid: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         broker.restart();
         broker
     }
 
-    fn binary() -> PathBuf {
-        std::env::var_os("CARTSTREAM_TEST_TANSU")
-            .map_or_else(|| PathBuf::from("tansu"), PathBuf::from)
-    }
-
-    /// Starts the process (again) and waits until it accepts connections.
+    /// Starts the process (again) and waits until it answers a metadata request.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "the broker is already running");
-        let url = format!("tcp://{}", self.address);
-        let child = Command::new(Self::binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://broker.db"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(self.log())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start the broker {:?} ({e}); install it with scripts/install.sh or set CARTSTREAM_TEST_TANSU",
-                    Self::binary()
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(self.address).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the broker did not start listening on {}",
-                self.address
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(self.pid.is_none(), "the broker is already running");
+        self.pid = Some(start_kafka_node(
+            self.address.port(),
+            self.dir.path(),
+            &self.env,
+        ));
     }
 
-    /// The broker's own log, kept in its data folder for the test's lifetime.
-    fn log(&self) -> Stdio {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("broker.log"))
-            .map_or_else(|_| Stdio::null(), Stdio::from)
+    /// The folder of the broker's data, its configuration and its log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Freezes the process (SIGSTOP): connections stay open and nothing is answered, like a
     /// broker that hangs. [`PrivateBroker::resume`] thaws it.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        signal(self.pid.expect("the broker is running"), "-STOP");
     }
 
     pub fn resume(&self) {
-        self.signal("-CONT");
+        signal(self.pid.expect("the broker is running"), "-CONT");
     }
 
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("the broker is running");
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// Kills the process at once (no clean shutdown).
+    /// Kills the process at once (SIGKILL, no clean shutdown) and waits until it is gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(pid) = self.pid.take() {
+            kill_and_reap(pid);
         }
     }
 
@@ -454,6 +430,151 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The repository's `scripts/` folder.
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
+}
+
+/// Runs `scripts/kafka.sh PORT DIR` (a first start formats the node, a later one restarts it)
+/// and returns the broker's pid once it answers.
+fn start_kafka_node(port: u16, dir: &Path, env: &[(String, String)]) -> u32 {
+    let output = Command::new(scripts().join("kafka.sh"))
+        .arg(port.to_string())
+        .arg(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/kafka.sh ({e})"));
+    assert!(
+        output.status.success(),
+        "scripts/kafka.sh could not start a broker in {}; run scripts/install.sh first",
+        dir.display()
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("scripts/kafka.sh prints the broker's pid")
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// SIGKILLs a broker (not a child of this process: the script started it) and waits until it
+/// is gone, so that its ports are free again.
+fn kill_and_reap(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proc.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A three-node Kafka cluster of this test's own (`scripts/kafka-cluster.sh`): three replicas
+/// of every topic, `min.insync.replicas` 2.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+pub struct Node {
+    pub port: u16,
+    pub pid: Option<u32>,
+}
+
+impl Cluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new(scripts().join("kafka-cluster.sh"))
+            .arg(dir.path().join("cluster"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("scripts/kafka-cluster.sh runs");
+        assert!(
+            status.success(),
+            "scripts/kafka-cluster.sh could not start the cluster"
+        );
+        let read = |node: usize, file: &str| {
+            std::fs::read_to_string(dir.path().join(format!("cluster/node-{node}/{file}")))
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap()
+        };
+        let nodes = (1..=3)
+            .map(|n| Node {
+                port: read(n, "port") as u16,
+                pid: Some(read(n, "pid")),
+            })
+            .collect();
+        Cluster { dir, nodes }
+    }
+
+    pub fn brokers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn node_dir(&self, node: usize) -> PathBuf {
+        self.dir.path().join(format!("cluster/node-{}", node + 1))
+    }
+
+    /// The index of the node listening on `port`.
+    pub fn node_on(&self, port: u16) -> usize {
+        self.nodes.iter().position(|n| n.port == port).unwrap()
+    }
+
+    pub fn kill(&mut self, node: usize) {
+        if let Some(pid) = self.nodes[node].pid.take() {
+            kill_and_reap(pid);
+        }
+    }
+
+    pub fn pause(&self, node: usize) {
+        signal(self.nodes[node].pid.expect("the node runs"), "-STOP");
+    }
+
+    pub fn resume(&self, node: usize) {
+        signal(self.nodes[node].pid.expect("the node runs"), "-CONT");
+    }
+
+    /// Starts a killed node again with its data.
+    pub fn restart(&mut self, node: usize) {
+        assert!(self.nodes[node].pid.is_none(), "node {node} runs");
+        let pid = start_kafka_node(self.nodes[node].port, &self.node_dir(node), &[]);
+        self.nodes[node].pid = Some(pid);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in 0..self.nodes.len() {
+            if let Some(pid) = self.nodes[node].pid {
+                let _ = Command::new("kill")
+                    .args(["-CONT", &pid.to_string()])
+                    .status();
+            }
+            self.kill(node);
+        }
     }
 }
 
