@@ -6,6 +6,9 @@
 # every transition was delivered once, signed, to the load tool's receiver (.deliveries.v1).
 # Fails when anything acknowledged is missing or duplicated. scripts/test.sh calls it with its broker.
 #   load-tests/ci.sh BROKERS
+# The environment may add, for load-tests/failover.sh: LOAD_DURING, a command run in the
+# background once the daemon is ready (its failure fails the check), LOAD_PATIENCE (how long the
+# check waits for the last records, 30s) and LOAD_TIMEOUT (seconds for the whole run, 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 brokers=${1:?usage: load-tests/ci.sh BROKERS}
@@ -30,11 +33,17 @@ prefix="loadci$(date +%s)$$"
 export CARTSTREAM__TENANTS__FILE="$work/tenants.toml"
 start_daemon "$bin/cartstream" all "$work/daemon.log"
 
+during=""
+if [ -n "${LOAD_DURING:-}" ]; then
+    bash -c "$LOAD_DURING" &
+    during=$!
+fi
 status=0
-timeout 150 "$bin/cartstream-load" run --scenario "$scenario" \
+timeout "${LOAD_TIMEOUT:-150}" "$bin/cartstream-load" run --scenario "$scenario" \
     --ingress "http://127.0.0.1:$ingress_port" --brokers "$brokers" --prefix "$prefix" \
-    --processor --receiver "127.0.0.1:$receiver_port" --patience 30s --out "$work/result" \
-    || status=$?
+    --processor --receiver "127.0.0.1:$receiver_port" --patience "${LOAD_PATIENCE:-30s}" \
+    --out "$work/result" || status=$?
+[ -z "$during" ] || wait "$during" || status=$?
 if [ "$status" -ne 0 ]; then
     echo "load-tests/ci.sh: the completeness check failed (exit $status); daemon log:" >&2
     tail -n 50 "$work/daemon.log" >&2

@@ -60,6 +60,22 @@ async fn send(http: &Http, url: &str, topic: &str, id: &str, body: Vec<u8>) -> u
     http.post(url, &headers, body).await.status.as_u16()
 }
 
+/// Sends 50 webhooks one after the other, ids `{stage}-N`: each must be answered 200.
+async fn send_all_accepted(
+    http: &Http,
+    url: &str,
+    stage: &str,
+    acknowledged: &mut BTreeSet<String>,
+) {
+    for i in 0..50 {
+        let id = format!("{stage}-{i}");
+        let body = format!(r#"{{"id":"{id}"}}"#).into_bytes();
+        let status = send(http, url, "checkouts/update", &id, body).await;
+        assert_eq!(status, 200, "{id}");
+        acknowledged.insert(id);
+    }
+}
+
 /// How many records of `topic` carry each delivery id.
 fn delivery_ids(brokers: &str, topic: &str) -> HashMap<String, usize> {
     let mut count = HashMap::new();
@@ -147,22 +163,10 @@ async fn the_inbound_leader_killed_mid_burst_loses_and_doubles_no_acknowledged_w
     println!("answers during the kill: {statuses:?}");
 
     // Recovered without a restart: the next requests are answered 200.
-    for i in 0..50 {
-        let id = format!("after-kill-{i}");
-        let body = format!(r#"{{"id":"{id}"}}"#).into_bytes();
-        let status = send(&http, &url, "checkouts/update", &id, body).await;
-        assert_eq!(status, 200, "{id} after the kill");
-        acknowledged.insert(id);
-    }
+    send_all_accepted(&http, &url, "after-kill", &mut acknowledged).await;
     // The killed node comes back with its data and catches up; the traffic goes on.
     cluster.restart(leader);
-    for i in 0..50 {
-        let id = format!("after-restart-{i}");
-        let body = format!(r#"{{"id":"{id}"}}"#).into_bytes();
-        let status = send(&http, &url, "checkouts/update", &id, body).await;
-        assert_eq!(status, 200, "{id} after the restart");
-        acknowledged.insert(id);
-    }
+    send_all_accepted(&http, &url, "after-restart", &mut acknowledged).await;
     assert_exactly_once(
         &acknowledged,
         &delivery_ids(&cluster.brokers(), &daemon.topics.inbound),
