@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/lib.sh
 cluster=$(mktemp -d)
-trap 'for p in "$cluster"/node-*/pid; do kill -9 "$(cat "$p")" 2>/dev/null; done; rm -rf "$cluster"' EXIT
+trap 'for p in "$cluster"/node-*/pid; do stop_kafka "$(cat "$p")"; done; rm -rf "$cluster"' EXIT
 brokers=$(scripts/kafka-cluster.sh "$cluster")
 
 disrupt() {

@@ -16,6 +16,19 @@ start_broker() {
     brokers="127.0.0.1:$broker_port"
 }
 
+# Stops the Kafka node with pid $1 (a SIGTERM, then a SIGKILL after 30 s) and waits until it has
+# exited, so that its data folder can be removed: it is no child of this shell, `wait` cannot.
+stop_kafka() {
+    local pid=$1
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 150); do
+        [ -e "/proc/$pid" ] || return 0
+        sleep 0.2
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    while [ -e "/proc/$pid" ]; do sleep 0.1; done
+}
+
 # Waits up to 30 s for the daemon (pid $1) to answer ready on its admin address $2 (host:port).
 # If it exits or never gets ready, prints its log ($3, when given) and fails.
 wait_ready() {
@@ -62,6 +75,7 @@ stop_daemon() {
 # For `trap cleanup EXIT`: stops the daemon and the broker, removes $work.
 cleanup() {
     stop_daemon || true
-    if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; fi
+    if [ -n "$broker_pid" ]; then stop_kafka "$broker_pid"; fi
+    broker_pid=""
     rm -rf "$work"
 }

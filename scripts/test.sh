@@ -10,16 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-broker_pid=$(scripts/kafka.sh "$port" "$data")
-cleanup() {
-    kill "$broker_pid" 2>/dev/null || true
-    rm -rf "$data"
-}
+work=$(mktemp -d)
+. scripts/lib.sh
 trap cleanup EXIT
+start_broker
 
-export CARTSTREAM_TEST_BROKERS="127.0.0.1:$port"
+export CARTSTREAM_TEST_BROKERS="$brokers"
 echo "testing against Apache Kafka on $CARTSTREAM_TEST_BROKERS"
 cargo test --workspace --all-targets "$@"
 load-tests/ci.sh "$CARTSTREAM_TEST_BROKERS"
