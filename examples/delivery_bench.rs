@@ -38,7 +38,7 @@ use rdkafka::ClientConfig;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-const USAGE: &str = "usage: delivery_bench throughput [--brokers HOST:PORT] [--transitions N] [--rate PER_SECOND] [--fetch-wait-ms MS]\n       delivery_bench pending [--jobs N]";
+const USAGE: &str = "usage: delivery_bench throughput [--brokers HOST:PORT] [--transitions N] [--rate PER_SECOND]\n       delivery_bench pending [--jobs N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -58,8 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Some("throughput") => {
             let brokers = flag("--brokers").unwrap_or_else(|| "127.0.0.1:9092".to_string());
             let rate = number("--rate", 0)?;
-            let fetch_wait = flag("--fetch-wait-ms");
-            throughput(&brokers, number("--transitions", 20_000)?, rate, fetch_wait).await
+            throughput(&brokers, number("--transitions", 20_000)?, rate).await
         }
         Some("pending") => pending(number("--jobs", 1_000_000)?),
         _ => bail!(USAGE),
@@ -168,12 +167,7 @@ fn pending(jobs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn throughput(
-    brokers: &str,
-    transitions: usize,
-    rate: usize,
-    fetch_wait: Option<String>,
-) -> anyhow::Result<()> {
+async fn throughput(brokers: &str, transitions: usize, rate: usize) -> anyhow::Result<()> {
     // A receiver that answers 200 at once and notes when each transition arrived.
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -215,13 +209,6 @@ async fn throughput(
     config.delivery.group_id = format!("bench-delivery-{nanos}");
     config.delivery.allow_private_networks = vec!["127.0.0.0/8".to_string()];
     config.delivery.tick = Duration::from_millis(50);
-    if let Some(ms) = fetch_wait {
-        // librdkafka's longest wait for a fetch to fill (default 500 ms).
-        config
-            .delivery
-            .consumer
-            .insert("fetch.wait.max.ms".to_string(), ms);
-    }
     let tenants = format!(
         "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"crm\"\n  url = \"{url}\"\n  secret = \"whsec_YWNtZS1jcm0tZGV2LXNpZ25pbmcta2V5LTAwMDAx\"\n"
     );

@@ -1,7 +1,8 @@
 //! The broker's own ceiling for the ingress's job: a plain idempotent `acks=all` producer keeping
 //! `in_flight` records outstanding, as that many concurrent webhook requests would, each the
 //! record the ingress would produce — same key, a webhook body, the same metadata headers. No
-//! HTTP, no verification. `load-tests/run.sh` and `scripts/load.sh` both measure with it.
+//! HTTP, no verification, and the daemon's default producer properties (`kafka.producer`).
+//! `load-tests/run.sh` and `scripts/load.sh` both measure with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,11 +33,14 @@ pub async fn run(
     in_flight: usize,
     seconds: u64,
 ) -> anyhow::Result<Ceiling> {
-    let producer: FutureProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    for (key, value) in cartstream::kafka::Config::default().producer {
+        config.set(key, value);
+    }
+    let producer: FutureProducer = config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
         .set("message.timeout.ms", "5000")
         .create()?;
     let acknowledged = Arc::new(AtomicU64::new(0));
