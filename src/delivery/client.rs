@@ -1,10 +1,13 @@
 //! The outbound HTTP client: keep-alive pooling, no redirects, a per-request timeout, response
 //! bodies read only up to a cap, and destinations on private, loopback or link-local addresses
-//! refused unless their network is allow-listed. The check runs on the *resolved* addresses
-//! (a custom resolver), so a public name pointing at 10.0.0.1 is refused too.
+//! refused unless their network is allow-listed. The check runs on the address the client
+//! connects to: a host that is an address in any form the client accepts (`127.1`,
+//! `2130706433`, `0x7f000001`, `127.0.0.1.` — WHATWG URL parsing, the client's own) is checked
+//! as the address it denotes, and a name on its *resolved* addresses (a custom resolver), so a
+//! public name pointing at 10.0.0.1 is refused too.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -25,13 +28,15 @@ pub enum Error {
     Connection(#[source] reqwest::Error),
     #[error("the endpoint URL is not usable")]
     Url(#[source] reqwest::Error),
+    #[error("the endpoint URL is not a valid URL")]
+    Unparsable,
 }
 
 impl Error {
     /// The `status_class` label and outcome field for an attempt that failed this way.
     pub fn class(&self) -> &'static str {
         match self {
-            Error::Refused(_) | Error::Url(_) => "refused",
+            Error::Refused(_) | Error::Url(_) | Error::Unparsable => "refused",
             Error::Timeout => "timeout",
             Error::Connection(_) => "connection",
         }
@@ -85,18 +90,16 @@ impl Client {
         headers: &[(String, String)],
         body: Vec<u8>,
     ) -> Result<Answer, Error> {
-        // A literal address never reaches the resolver: check it here.
-        if let Some(host) = url.host() {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                if !self.guard.allows(ip) {
-                    return Err(Error::Refused(ip.to_string()));
-                }
+        // Parsed as the client parses it; an address never reaches the resolver: check it here.
+        let url = url::Url::parse(&url.to_string()).map_err(|_| Error::Unparsable)?;
+        if let Some(ip) = host_address(&url) {
+            if !self.guard.allows(ip) {
+                return Err(Error::Refused(ip.to_string()));
             }
         }
         let mut request = self
             .inner
-            .post(url.to_string())
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
         for (name, value) in headers {
@@ -122,6 +125,15 @@ impl Client {
             status,
             retry_after,
         })
+    }
+}
+
+/// The address `url`'s host denotes, when it is an address rather than a name.
+pub fn host_address(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
     }
 }
 
@@ -185,6 +197,7 @@ struct Refused(String);
 
 impl Guard {
     fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         is_public(ip) || self.allowed.iter().any(|net| net.contains(&ip))
     }
 }
@@ -209,32 +222,51 @@ impl Resolve for Guard {
     }
 }
 
-/// Whether `ip` is a globally routable address: not private, loopback, link-local, unique
-/// local, unspecified, broadcast, documentation or carrier-grade NAT space.
+/// Address ranges that are not globally routable or that reach another network's hosts:
+/// private, loopback, link-local, shared (CGNAT), documentation, benchmarking, multicast,
+/// reserved, and the IPv6 forms that embed or tunnel an IPv4 address (IPv4-compatible, NAT64,
+/// 6to4, Teredo), site-local and unique-local.
+static NOT_PUBLIC: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
+    [
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/32",
+        "2001:10::/28",
+        "2001:20::/28",
+        "2001:db8::/32",
+        "2002::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    ]
+    .iter()
+    .map(|net| net.parse().expect("a valid network"))
+    .collect()
+});
+
+/// Whether `ip` is a globally routable address (an IPv4-mapped IPv6 address is judged as the
+/// IPv4 address it maps).
 pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
+    let ip = ip.to_canonical();
+    !NOT_PUBLIC.iter().any(|net| net.contains(&ip))
 }
 
 #[cfg(test)]
@@ -255,10 +287,26 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+            "2001:0:7f00:1::1",
+            "fec0::1",
+            "ff02::1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "198.18.0.1",
+            "0.1.2.3",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -286,6 +334,83 @@ mod tests {
         let url: http::Uri = "http://localhost:9/hook".parse().unwrap();
         let err = client.post(&url, &[], b"{}".to_vec()).await.unwrap_err();
         assert_eq!(err.class(), "refused", "{err:?}");
+    }
+
+    /// Every spelling of loopback the client accepts, against a real listener on loopback.
+    fn loopback_spellings(port: u16) -> Vec<String> {
+        [
+            "2130706433",
+            "127.1",
+            "0",
+            "0x7f000001",
+            "0177.0.0.1",
+            "127.0.0.1.",
+            "0x7f.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+        ]
+        .iter()
+        .map(|host| format!("http://{host}:{port}/hook"))
+        .collect()
+    }
+
+    /// Posts to every spelling with `config`; returns the classes and the connections the
+    /// listener accepted.
+    async fn post_to_loopback_spellings(config: &Config) -> (Vec<String>, usize) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        let client = Client::from_config(config).unwrap();
+        let mut outcomes = Vec::new();
+        for url in loopback_spellings(port) {
+            let uri: http::Uri = url.parse().unwrap();
+            let outcome = match client.post(&uri, &[], b"{}".to_vec()).await {
+                Ok(answer) => format!("{url}: answered {}", answer.status),
+                Err(e) => format!("{url}: {}", e.class()),
+            };
+            outcomes.push(outcome);
+        }
+        server.abort();
+        (outcomes, accepted.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn every_spelling_of_loopback_is_refused_and_the_listener_receives_nothing() {
+        let (outcomes, accepted) = post_to_loopback_spellings(&Config::default()).await;
+        for outcome in &outcomes {
+            assert!(outcome.ends_with(": refused"), "{outcome}");
+        }
+        assert_eq!(accepted, 0, "{outcomes:?}");
+    }
+
+    #[tokio::test]
+    async fn the_same_spellings_reach_the_listener_when_loopback_is_allow_listed() {
+        // The control: the spellings do reach loopback, so the refusal above is the guard's.
+        let config = Config {
+            allow_private_networks: vec!["127.0.0.0/8".to_string(), "0.0.0.0/8".to_string()],
+            ..Config::default()
+        };
+        let (outcomes, accepted) = post_to_loopback_spellings(&config).await;
+        for outcome in &outcomes {
+            assert!(outcome.ends_with(": answered 200"), "{outcome}");
+        }
+        assert_eq!(accepted, outcomes.len(), "{outcomes:?}");
     }
 
     #[test]

@@ -310,7 +310,16 @@ fn endpoint(
             if matches!(url.scheme_str(), Some("http" | "https"))
                 && url.host().is_some_and(|h| !h.is_empty()) =>
         {
-            Some(url)
+            match unusual_address(&spec.url, &url) {
+                None => Some(url),
+                Some(canonical) => {
+                    problems.push(format!(
+                        "{at}: url host {:?} is the address {canonical} spelled another way; write {canonical}",
+                        url.host().unwrap_or_default()
+                    ));
+                    None
+                }
+            }
         }
         _ => {
             problems.push(format!(
@@ -376,4 +385,18 @@ fn endpoint(
         events,
         retry_schedule,
     })
+}
+
+/// The canonical form of an address host written another way (`127.1`, `2130706433`,
+/// `0x7f000001`, `127.0.0.1.`), which the HTTP client would read as that address: such a URL
+/// is refused, so that what the file says is what is delivered to. `None` for a name, a
+/// canonical address, or a URL the client cannot parse (refused when delivering).
+fn unusual_address(text: &str, url: &http::Uri) -> Option<String> {
+    let canonical = match url::Url::parse(text).ok()?.host()? {
+        url::Host::Ipv4(v4) => v4.to_string(),
+        url::Host::Ipv6(v6) => v6.to_string(),
+        url::Host::Domain(_) => return None,
+    };
+    let written = url.host()?.trim_start_matches('[').trim_end_matches(']');
+    (written != canonical).then_some(canonical)
 }

@@ -416,3 +416,36 @@ id = "acme"
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn an_address_spelled_another_way_is_refused_with_its_canonical_form() {
+    for (host, canonical) in [
+        ("2130706433", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("0x7f000001", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("127.0.0.1.", "127.0.0.1"),
+        ("[0:0:0:0:0:ffff:7f00:1]", "::ffff:127.0.0.1"),
+    ] {
+        let text = format!(
+            "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"a\"\n  url = \"http://{host}:8080/in\"\n  secret = \"s\"\n"
+        );
+        let problems = parse(&text, &[]).unwrap_err();
+        let text = problems.iter().collect::<Vec<_>>().join("\n");
+        assert!(
+            text.contains(&format!("spelled another way; write {canonical}")),
+            "{host}: {text}"
+        );
+    }
+    for url in [
+        "http://127.0.0.1:8080/in",
+        "http://[::1]:8080/in",
+        "https://hooks.acme.example/in",
+    ] {
+        let text = format!(
+            "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"a\"\n  url = \"{url}\"\n  secret = \"s\"\n"
+        );
+        assert!(parse(&text, &[]).is_ok(), "{url}");
+    }
+}
