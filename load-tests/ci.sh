@@ -14,9 +14,9 @@ cd "$(dirname "$0")/.."
 brokers=${1:?usage: load-tests/ci.sh BROKERS}
 scenario=load-tests/scenarios/ci.toml
 
-# The same targets as `cargo test --workspace --all-targets`: the same features, so nothing is
+# The same targets and features as scripts/test.sh's `cargo test`, so nothing is
 # built twice (a `-p … --bins` build would unify features differently and build librocksdb again).
-cargo build --quiet --workspace --all-targets
+cargo build --quiet --workspace --all-targets --features cartstream/fault-injection
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
 work=$(mktemp -d)

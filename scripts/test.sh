@@ -17,12 +17,12 @@ start_broker
 
 export CARTSTREAM_TEST_BROKERS="$brokers"
 echo "testing against Apache Kafka on $CARTSTREAM_TEST_BROKERS"
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --features cartstream/fault-injection "$@"
 load-tests/ci.sh "$CARTSTREAM_TEST_BROKERS"
 cleanup
 
 if [ "${FAILOVER:-1}" != 0 ]; then
     echo "failover: three-node clusters"
-    cargo test --test it failover -- --ignored --test-threads=1
+    cargo test --test it --features cartstream/fault-injection failover -- --ignored --test-threads=1
     load-tests/failover.sh
 fi

@@ -169,8 +169,20 @@ pub async fn start(
         delivery_worker.as_ref().map(Delivery::handle),
     );
 
+    let open_files = server::raise_open_files_limit();
+    let max_connections = server::connection_cap(config.ingress.max_connections, open_files);
+    if max_connections < config.ingress.max_connections && roles.ingress {
+        tracing::warn!(
+            open_files,
+            max_connections,
+            "the open files limit caps the ingress's connections below ingress.max_connections"
+        );
+    }
     let options = server::Options {
+        name: "ingress",
         header_read_timeout: config.ingress.header_read_timeout,
+        idle_timeout: config.ingress.idle_timeout,
+        max_connections,
         http2_max_concurrent_streams: config.ingress.http2_max_concurrent_streams,
         grace: config.ingress.shutdown_grace,
     };
@@ -222,6 +234,8 @@ pub async fn start(
         admin_listener,
         move |request| admin.clone().handle(request),
         server::Options {
+            name: "admin",
+            max_connections: server::ADMIN_CONNECTIONS,
             grace: Duration::from_secs(1),
             ..options
         },

@@ -34,6 +34,9 @@ pub enum Error {
     RateLimited { retry_after_seconds: u64 },
     #[error("{}", kafka_message(.0))]
     Kafka(#[source] kafka::Error),
+    /// A bug: the cause is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
 }
 
 fn kafka_message(error: &kafka::Error) -> &'static str {
@@ -50,6 +53,8 @@ pub enum Class {
     Client,
     /// We could not take it now; the platform's retry will succeed later.
     Retryable,
+    /// Our fault: logged as an error with its cause.
+    Internal,
 }
 
 impl Error {
@@ -66,6 +71,15 @@ impl Error {
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Kafka(kafka::Error::AckTimeout) => StatusCode::GATEWAY_TIMEOUT,
             Error::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What went wrong, for the log: the internal cause where there is one.
+    pub fn cause(&self) -> &str {
+        match self {
+            Error::Internal(cause) => cause,
+            _ => "",
         }
     }
 
@@ -76,6 +90,7 @@ impl Error {
             | Error::BodyTimeout
             | Error::RateLimited { .. }
             | Error::Kafka(_) => Class::Retryable,
+            Error::Internal(_) => Class::Internal,
             _ => Class::Client,
         }
     }
@@ -128,10 +143,20 @@ mod tests {
             ),
             (Error::Kafka(kafka::Error::AckTimeout), 504),
             (Error::Kafka(kafka::Error::QueueFull), 503),
+            (Error::Internal("a bug".to_string()), 500),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
         }
+    }
+
+    #[test]
+    fn internal_errors_answer_500_without_their_cause() {
+        let response = Error::Internal("secret detail".to_string()).into_response(7);
+        assert_eq!(response.status(), 500);
+        let body = format!("{:?}", response.body());
+        assert!(body.contains("internal error"), "{body}");
+        assert!(!body.contains("secret detail"), "{body}");
     }
 
     #[test]

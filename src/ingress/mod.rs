@@ -8,10 +8,12 @@ pub mod route;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -42,6 +44,11 @@ pub struct Config {
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections open at once (never more than half the process's open files limit).
+    pub max_connections: usize,
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
     pub max_in_flight_requests: usize,
@@ -61,6 +68,8 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
             ack_timeout: Duration::from_secs(5),
             max_in_flight_requests: 8192,
             http2_max_concurrent_streams: 256,
@@ -91,6 +100,8 @@ impl Config {
                 self.body_read_timeout.as_millis() as u64,
             ),
             ("ack_timeout", self.ack_timeout.as_millis() as u64),
+            ("idle_timeout", self.idle_timeout.as_millis() as u64),
+            ("max_connections", self.max_connections as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -140,9 +151,31 @@ impl Ingress {
         })
     }
 
-    /// Answers one request. Never fails: every error becomes its HTTP answer here.
+    /// Answers one request. Never fails: every error becomes its HTTP answer here, and a panic
+    /// while answering becomes a 500 (logged with its cause) instead of a reset connection.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
+        match AssertUnwindSafe(self.clone().respond(request, started))
+            .catch_unwind()
+            .await
+        {
+            Ok(response) => response,
+            Err(panic) => {
+                let cause = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_string());
+                self.answer("unknown", Err(Error::Internal(cause)), started)
+            }
+        }
+    }
+
+    async fn respond(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        started: Instant,
+    ) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
         let (provider, key) = match route::parse(parts.uri.path()) {
             Route::Healthz => return crate::admin::healthz(),
@@ -174,6 +207,11 @@ impl Ingress {
                 .expect("static response parts are valid"),
             Err(error) => {
                 match error.class() {
+                    Class::Internal => tracing::error!(
+                        provider,
+                        cause = %error.cause(),
+                        "webhook answered 500: internal error"
+                    ),
                     Class::Retryable => tracing::warn!(
                         provider,
                         error = &error as &dyn std::error::Error,
@@ -216,6 +254,10 @@ impl Ingress {
             self.config.body_read_timeout,
         )
         .await?;
+        #[cfg(feature = "fault-injection")]
+        if headers.contains_key("x-cartstream-inject-panic") {
+            panic!("fault injected by the test build (x-cartstream-inject-panic)");
+        }
         let request = providers::Request::new(headers, &body);
         let seen = provider.inspect(&request)?;
         if seen.clue.is_none() && key.is_none() {

@@ -18,7 +18,7 @@ pub mod vendera;
 pub mod zid;
 
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -143,6 +143,16 @@ static PROVIDERS: &[&dyn Provider] = &[
     &standard::Standard,
 ];
 
+/// Whether a sender's timestamp (Unix seconds, from outside) lies within `tolerance` of `now`,
+/// either way. A timestamp too large to be a time is outside, not a panic.
+pub fn within(seconds: u64, now: SystemTime, tolerance: Duration) -> bool {
+    let Some(sent) = UNIX_EPOCH.checked_add(Duration::from_secs(seconds)) else {
+        return false;
+    };
+    let skew = now.duration_since(sent).unwrap_or_else(|e| e.duration());
+    skew <= tolerance
+}
+
 /// The provider with this slug, if there is one.
 pub fn find(slug: &str) -> Option<&'static dyn Provider> {
     PROVIDERS.iter().copied().find(|p| p.slug() == slug)
@@ -202,6 +212,18 @@ mod tests {
             assert_eq!(slugs.iter().filter(|s| *s == slug).count(), 1);
         }
         assert!(find("nope").is_none());
+    }
+
+    #[test]
+    fn timestamps_past_the_end_of_time_are_outside_the_window_without_panicking() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let five_minutes = Duration::from_secs(300);
+        assert!(within(1_700_000_300, now, five_minutes));
+        assert!(within(1_699_999_700, now, five_minutes));
+        assert!(!within(1_700_000_301, now, five_minutes));
+        assert!(!within(0, now, five_minutes));
+        assert!(!within(u64::MAX, now, five_minutes));
+        assert!(!within(u64::MAX / 1000, now, five_minutes));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! any answer but `200 {"success":true}` as a failure.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
@@ -67,9 +67,7 @@ impl Provider for Shopimind {
             .then(|| timestamp.parse().ok())
             .flatten()
             .ok_or(Error::Malformed("X-Shopimind-Timestamp is not an integer"))?;
-        let sent = UNIX_EPOCH + Duration::from_secs(seconds);
-        let skew = now.duration_since(sent).unwrap_or_else(|e| e.duration());
-        if skew > TOLERANCE {
+        if !super::within(seconds, now, TOLERANCE) {
             return Err(Error::Unauthorized(
                 "X-Shopimind-Timestamp outside the tolerance window",
             ));
@@ -103,6 +101,7 @@ mod tests {
     use crate::providers::test_headers as headers;
     use crate::providers::Key;
     use http::HeaderMap;
+    use std::time::UNIX_EPOCH;
 
     const BODY: &[u8] =
         br#"{"event":"integration.installed","installation_id":"pg-1","shop_domain":"demo.shop"}"#;

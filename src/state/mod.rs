@@ -48,6 +48,9 @@ const BLOCK_CACHE_BYTES: usize = 32 << 20;
 /// Past this much write-ahead log, RocksDB flushes the column families that hold it back, so
 /// the log (and the time to replay it at open) stays bounded.
 const MAX_TOTAL_WAL_BYTES: u64 = 128 << 20;
+/// Table files a store keeps open (RocksDB's default is all of them): bounded, so that the
+/// process's open files limit can be shared out between the stores and the connections.
+pub const MAX_OPEN_FILES: i32 = 64;
 
 /// State store failures. All are I/O or corruption: the caller stops the partition.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +189,7 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        options.set_max_open_files(MAX_OPEN_FILES);
         // Most look-ups (a new delivery id, a new cart, its aliases) find nothing: bloom
         // filters answer those without reading a block.
         let mut table = BlockBasedOptions::default();

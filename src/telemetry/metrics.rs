@@ -19,6 +19,7 @@ pub const INGRESS_REQUEST_DURATION: &str = "cartstream_ingress_request_duration_
 pub const INGRESS_SIGNATURE_FAILURES: &str = "cartstream_ingress_signature_failures_total";
 pub const INGRESS_IN_FLIGHT: &str = "cartstream_ingress_in_flight_requests";
 pub const INGRESS_BODY_SIZE: &str = "cartstream_ingress_body_size_bytes";
+pub const CONNECTIONS_REFUSED: &str = "cartstream_http_connections_refused_total";
 pub const KAFKA_ACK_DURATION: &str = "cartstream_kafka_ack_duration_seconds";
 pub const KAFKA_PRODUCE_FAILURES: &str = "cartstream_kafka_produce_failures_total";
 pub const KAFKA_PRODUCER_QUEUE: &str = "cartstream_kafka_producer_queue_messages";
@@ -51,6 +52,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (INGRESS_SIGNATURE_FAILURES, Kind::Counter),
     (INGRESS_IN_FLIGHT, Kind::Gauge),
     (INGRESS_BODY_SIZE, Kind::Histogram),
+    (CONNECTIONS_REFUSED, Kind::Counter),
     (KAFKA_ACK_DURATION, Kind::Histogram),
     (KAFKA_PRODUCE_FAILURES, Kind::Counter),
     (KAFKA_PRODUCER_QUEUE, Kind::Gauge),
@@ -136,6 +138,10 @@ fn describe() {
         INGRESS_BODY_SIZE,
         Unit::Bytes,
         "Size of accepted request bodies, by provider."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections answered 503 and closed because the listener held its maximum, by listener."
     );
     describe_histogram!(
         KAFKA_ACK_DURATION,
@@ -267,6 +273,10 @@ pub fn ingress_in_flight(delta: f64) {
     gauge!(INGRESS_IN_FLIGHT).increment(delta);
 }
 
+pub fn connection_refused(listener: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "listener" => listener).increment(1);
+}
+
 pub fn ingress_body_size(provider: &'static str, bytes: usize) {
     histogram!(INGRESS_BODY_SIZE, "provider" => provider).record(bytes as f64);
 }
@@ -379,7 +389,7 @@ mod tests {
             let rest = name.strip_prefix("cartstream_").expect(name);
             let (subsystem, _) = rest.split_once('_').expect(name);
             assert!(
-                ["ingress", "kafka", "processor", "delivery", "state"].contains(&subsystem),
+                ["ingress", "http", "kafka", "processor", "delivery", "state"].contains(&subsystem),
                 "{name}"
             );
             assert!(

@@ -561,6 +561,10 @@ async fn shopimind_deliveries_are_signed_fresh_and_answered_success() {
             Delivery::new(path, signed_at(secret, now - 301, &body), &body),
         ),
         (
+            "timestamp past the end of time",
+            Delivery::new(path, signed_at(secret, u64::MAX, &body), &body),
+        ),
+        (
             "acme's secret naming globex's installation",
             Delivery::new(path, signed_at(secret, now, globex_body), globex_body),
         ),

@@ -407,6 +407,23 @@ async fn bad_requests_get_their_statuses() {
         .post(
             &daemon.url("/api/webhooks/standard/int_acme_standard_0000001"),
             &stale,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    // A timestamp past the end of time: refused like a stale one, not a panic.
+    let end_of_time = vec![
+        ("webhook-id", "msg_end".to_string()),
+        ("webhook-timestamp", u64::MAX.to_string()),
+        (
+            "webhook-signature",
+            providers::standard::sign(&key, "msg_end", u64::MAX, &body),
+        ),
+    ];
+    let answer = http
+        .post(
+            &daemon.url("/api/webhooks/standard/int_acme_standard_0000001"),
+            &end_of_time,
             body,
         )
         .await;

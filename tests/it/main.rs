@@ -7,6 +7,7 @@
 mod catalogue;
 mod delivery;
 mod failover;
+mod hardening;
 mod ingress;
 mod normalize;
 mod outage;

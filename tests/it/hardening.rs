@@ -1,0 +1,405 @@
+//! Hostile input through the running daemon: requests built to cost the daemon CPU, to panic
+//! it, or to make it reset connections.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use cartstream::providers::{self, Provider};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{
+    brokers, free_port, shopify_headers, unique_prefix, Http, RoleProcess, TestDaemon, TENANTS,
+};
+
+const STANDARD_PATH: &str = "/api/webhooks/standard/int_acme_standard_0000001";
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A role of the daemon in a process of its own (so its CPU time and open files are its own),
+/// ready to serve.
+struct DaemonProcess {
+    process: RoleProcess,
+    ingress: String,
+}
+
+impl DaemonProcess {
+    async fn start(dir: &Path, test: &str, role: &str, open_files: Option<u64>) -> Self {
+        let (ingress_port, admin_port) = (free_port(), free_port());
+        std::fs::write(dir.join("tenants.toml"), TENANTS).unwrap();
+        let config_file = dir.join("cartstream.toml");
+        let prefix = unique_prefix(test);
+        std::fs::write(
+            &config_file,
+            format!(
+                r#"
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+partitions = 3
+[ingress]
+listen = "127.0.0.1:{ingress_port}"
+max_body_bytes = 2097152
+header_read_timeout = "3s"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[processor]
+state_dir = "{state}/processor"
+group_id = "{prefix}-processor"
+[delivery]
+state_dir = "{state}/delivery"
+group_id = "{prefix}-delivery"
+[tenants]
+file = "{tenants}"
+[telemetry]
+log_filter = "warn"
+"#,
+                brokers = brokers(),
+                state = dir.display(),
+                tenants = dir.join("tenants.toml").display(),
+            ),
+        )
+        .unwrap();
+        let process = match open_files {
+            None => RoleProcess::start(role, &config_file),
+            Some(limit) => RoleProcess::start_with_open_files(role, &config_file, limit),
+        };
+        let ready = format!("http://127.0.0.1:{admin_port}/readyz");
+        let started = Instant::now();
+        while status_of(&ready).await != Some(200) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the {role} process is not ready after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        DaemonProcess {
+            process,
+            ingress: format!("http://127.0.0.1:{ingress_port}"),
+        }
+    }
+}
+
+/// The status of a GET, or `None` when nothing answers yet.
+async fn status_of(url: &str) -> Option<u16> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client.get(url.parse().ok()?).await.ok()?;
+    Some(response.status().as_u16())
+}
+
+/// A JSON body of about `bytes` bytes that the standard provider inspects without complaint.
+fn big_body(bytes: usize) -> Vec<u8> {
+    format!(
+        r#"{{"type":"checkout.updated","data":{{"id":"c1","pad":"{}"}}}}"#,
+        "a".repeat(bytes)
+    )
+    .into_bytes()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Standard Webhooks headers whose `webhook-signature` lists `entries` well-formed `v1` tags,
+/// none of them right.
+fn many_signatures(entries: usize) -> Vec<(&'static str, String)> {
+    let wrong = format!("v1,{}", BASE64.encode([7u8; 32]));
+    vec![
+        ("content-type", "application/json".to_string()),
+        ("webhook-id", "msg_amplify".to_string()),
+        ("webhook-timestamp", unix_now().to_string()),
+        ("webhook-signature", vec![wrong; entries].join(" ")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_header_of_thousands_of_entries_costs_no_more_than_one_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = DaemonProcess::start(dir.path(), "hardening-amplify", "ingress", None).await;
+    let http = Http::http1();
+    let url = format!("{}{STANDARD_PATH}", daemon.ingress);
+    let body = big_body(1 << 20);
+
+    // The cost of a forged request with one entry: the body read, parsed and MACed once.
+    let before = daemon.process.cpu_seconds();
+    for _ in 0..3 {
+        let answer = http.post(&url, &many_signatures(1), body.clone()).await;
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    let one_entry = daemon.process.cpu_seconds() - before;
+
+    // 8,000 entries (what fits in HTTP/1.1's header limit): before, each one cost a full HMAC
+    // of the 1 MiB body — seconds of CPU per request.
+    let before = daemon.process.cpu_seconds();
+    for _ in 0..3 {
+        let answer = http.post(&url, &many_signatures(8_000), body.clone()).await;
+        assert_eq!(answer.status, 401, "{answer:?}");
+        assert!(
+            String::from_utf8_lossy(&answer.body).contains("too many webhook-signature entries"),
+            "{answer:?}"
+        );
+    }
+    let hostile = daemon.process.cpu_seconds() - before;
+
+    // The most entries allowed (8): one HMAC per secret still, whatever their number.
+    let before = daemon.process.cpu_seconds();
+    for _ in 0..3 {
+        let answer = http
+            .post(
+                &url,
+                &many_signatures(providers::standard::MAX_SIGNATURES),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    let most_allowed = daemon.process.cpu_seconds() - before;
+    println!(
+        "CPU for 3 requests of 1 MiB: one entry {one_entry:.2} s, 8,000 entries {hostile:.2} s, {} entries {most_allowed:.2} s",
+        providers::standard::MAX_SIGNATURES
+    );
+    // Generous bounds (CPU time is counted in 10 ms ticks and the process has background work),
+    // far below the 8,000 HMACs of 1 MiB each that the hostile header used to cost.
+    let bound = 3.0 * one_entry + 0.5;
+    assert!(hostile <= bound, "{hostile:.2} s > {bound:.2} s");
+    assert!(most_allowed <= bound, "{most_allowed:.2} s > {bound:.2} s");
+
+    // And a genuine delivery is still accepted.
+    let body = big_body(64 << 10);
+    let key = providers::standard::Standard.key(STANDARD_SECRET).unwrap();
+    let now = unix_now();
+    let genuine = vec![
+        ("content-type", "application/json".to_string()),
+        ("webhook-id", "msg_genuine".to_string()),
+        ("webhook-timestamp", now.to_string()),
+        (
+            "webhook-signature",
+            providers::standard::sign(&key, "msg_genuine", now, &body),
+        ),
+    ];
+    let answer = http.post(&url, &genuine, body).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+#[cfg(feature = "fault-injection")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_answering_is_a_500_and_the_daemon_serves_on() {
+    let daemon = TestDaemon::builder("hardening-panic").start().await;
+    let http = Http::http1();
+    let body =
+        crate::support::fixture("shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json");
+    let url = daemon.url("/api/webhooks/shopify");
+    let signed = |id: &str| shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, id);
+
+    let mut faulty = signed("wh-panic-1");
+    faulty.push(("x-cartstream-inject-panic", "1".to_string()));
+    for _ in 0..3 {
+        let answer = http.post(&url, &faulty, body.clone()).await;
+        assert_eq!(answer.status, 500, "{answer:?}");
+        assert_eq!(
+            answer.json(),
+            serde_json::json!({"error": "internal error"}),
+            "{answer:?}"
+        );
+        assert_eq!(answer.headers["content-type"], "application/json");
+    }
+    // The same connection pool, the same process: a good webhook is still answered.
+    let answer = http
+        .post(&url, &signed("wh-after-panic"), body.clone())
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    let metrics = http.get(&daemon.admin_url("/metrics")).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines().any(
+            |line| line.starts_with("cartstream_ingress_requests_total{")
+                && line.contains("status=\"500\"")
+                && line.ends_with(" 3")
+        ),
+        "{text}"
+    );
+    daemon.stop().await;
+}
+
+/// Opens `count` connections to `addr` that send `first` (perhaps nothing) and then wait.
+async fn hold_connections(
+    addr: std::net::SocketAddr,
+    count: usize,
+    first: &[u8],
+) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        if !first.is_empty() {
+            stream.write_all(first).await.unwrap();
+        }
+        held.push(stream);
+    }
+    held
+}
+
+/// How many of `streams` the server has closed (a read ends or fails at once).
+async fn closed_by_server(streams: &mut [TcpStream]) -> usize {
+    let mut closed = 0;
+    for stream in streams.iter_mut() {
+        let mut buffer = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(20), stream.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(_)) => continue, // an answer (408, 503, a GOAWAY) before the close
+                Err(_) => break,       // still open
+            }
+        }
+    }
+    closed
+}
+
+fn shopify_checkout() -> Vec<u8> {
+    crate::support::fixture("shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json")
+}
+
+async fn post_checkout(http: &Http, url: &str, id: &str) -> (u16, Duration) {
+    let body = shopify_checkout();
+    let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, id);
+    let started = Instant::now();
+    let answer = http.post(url, &headers, body).await;
+    (answer.status.as_u16(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_and_do_not_delay_a_good_webhook() {
+    let daemon = TestDaemon::builder("hardening-idle")
+        .config(|config| {
+            config.ingress.header_read_timeout = Duration::from_secs(2);
+            config.ingress.idle_timeout = Duration::from_secs(3);
+        })
+        .start()
+        .await;
+    let http = Http::http1();
+    let url = daemon.url("/api/webhooks/shopify");
+    let (status, usual) = post_checkout(&http, &url, "wh-before-flood").await;
+    assert_eq!(status, 200);
+
+    let addr = daemon.ingress_addr();
+    let mut silent = hold_connections(addr, 2_000, b"").await;
+    let mut half_preface = hold_connections(addr, 500, b"PRI * HTTP/2.0\r\n").await;
+    let mut half_head = hold_connections(
+        addr,
+        300,
+        b"POST /api/webhooks/shopify HTTP/1.1\r\nHost: x\r\n",
+    )
+    .await;
+    // An HTTP/2 connection that made one request and then says nothing more.
+    let h2_io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut h2, h2_connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), h2_io)
+            .await
+            .unwrap();
+    let h2_ended = tokio::spawn(h2_connection);
+    let response = h2
+        .send_request(
+            http::Request::get(daemon.url("/healthz"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // While 2,800 connections are held open, a good webhook is answered as usual.
+    let (status, during) = post_checkout(&http, &url, "wh-during-flood").await;
+    assert_eq!(status, 200);
+    println!("a webhook took {usual:?} before the flood, {during:?} during it");
+    assert!(
+        during < usual + Duration::from_secs(1),
+        "{during:?} during the flood against {usual:?} before"
+    );
+
+    // Past the timeouts, the server has closed every one of them.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        closed_by_server(&mut silent).await,
+        silent.len(),
+        "silent connections"
+    );
+    assert_eq!(
+        closed_by_server(&mut half_preface).await,
+        half_preface.len(),
+        "half HTTP/2 prefaces"
+    );
+    assert_eq!(
+        closed_by_server(&mut half_head).await,
+        half_head.len(),
+        "half HTTP/1 heads"
+    );
+    tokio::time::timeout(Duration::from_secs(5), h2_ended)
+        .await
+        .expect("the idle HTTP/2 connection is closed by the server")
+        .unwrap()
+        .ok();
+
+    let (status, _) = post_checkout(&http, &url, "wh-after-flood").await;
+    assert_eq!(status, 200);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connections_at_start_under_a_1024_file_limit_stops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = DaemonProcess::start(dir.path(), "hardening-flood", "all", Some(1024)).await;
+    let addr: std::net::SocketAddr = daemon
+        .ingress
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    // More connections than the process may open files.
+    let mut flood = Vec::new();
+    for _ in 0..1_100 {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => flood.push(stream),
+            Err(error) => panic!("connect failed: {error}"),
+        }
+    }
+    // Past the cap, connections were answered 503 and closed at once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut refused = 0;
+    for stream in &flood {
+        let mut buffer = [0u8; 256];
+        if matches!(stream.try_read(&mut buffer), Ok(n) if buffer[..n].starts_with(b"HTTP/1.1 503"))
+        {
+            refused += 1;
+        }
+    }
+    println!("{refused} of 1,100 connections were answered 503 at once");
+    assert!(refused > 0, "no connection was refused past the cap");
+    // The roles keep their files: the process is running, and a good webhook is accepted once
+    // the held connections timed out (header_read_timeout 3 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        daemon.process.running(),
+        "the daemon exited under the flood"
+    );
+    let http = Http::http1();
+    let (status, _) = post_checkout(
+        &http,
+        &format!("{}/api/webhooks/shopify", daemon.ingress),
+        "wh-after-start-flood",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        daemon.process.running(),
+        "the daemon exited under the flood"
+    );
+    drop(flood);
+}
