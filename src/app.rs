@@ -119,7 +119,8 @@ pub async fn start(
     let metrics = telemetry::metrics::install();
     let topics = config.kafka.topics();
     if config.kafka.create_topics {
-        kafka::admin::ensure_topics(&config.kafka, &topics.all())
+        let max_message = kafka::max_message_bytes(config.ingress.max_body_bytes);
+        kafka::admin::ensure_topics(&config.kafka, &topics.all(), max_message)
             .await
             .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
     }

@@ -42,6 +42,7 @@ pub enum Error {
 fn kafka_message(error: &kafka::Error) -> &'static str {
     match error {
         kafka::Error::AckTimeout => "Kafka did not acknowledge in time: try again",
+        kafka::Error::TooLarge => "body larger than the Kafka topic accepts",
         _ => "Kafka is unavailable: try again later",
     }
 }
@@ -70,6 +71,7 @@ impl Error {
             Error::Provider(providers::Error::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Kafka(kafka::Error::AckTimeout) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Kafka(kafka::Error::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,7 +91,15 @@ impl Error {
             | Error::Overloaded
             | Error::BodyTimeout
             | Error::RateLimited { .. }
-            | Error::Kafka(_) => Class::Retryable,
+            | Error::Kafka(
+                kafka::Error::QueueFull
+                | kafka::Error::AckTimeout
+                | kafka::Error::Delivery(_)
+                | kafka::Error::Client(_)
+                | kafka::Error::CreateTopic { .. }
+                | kafka::Error::Timeout(_)
+                | kafka::Error::Refused(_),
+            ) => Class::Retryable,
             Error::Internal(_) => Class::Internal,
             _ => Class::Client,
         }
@@ -143,6 +153,7 @@ mod tests {
             ),
             (Error::Kafka(kafka::Error::AckTimeout), 504),
             (Error::Kafka(kafka::Error::QueueFull), 503),
+            (Error::Kafka(kafka::Error::TooLarge), 413),
             (Error::Internal("a bug".to_string()), 500),
         ];
         for (error, status) in cases {

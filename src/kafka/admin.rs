@@ -11,8 +11,15 @@ use super::{Config, Connection, Error};
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Creates every topic in `topics` that does not exist yet, with the configured partitions
-/// and replication factor. Existing topics are left as they are.
-pub async fn ensure_topics(config: &Config, topics: &[&str]) -> Result<(), Error> {
+/// and replication factor, and room for records of `max_message_bytes`
+/// ([`super::max_message_bytes`]; a broker's default is about 1 MiB). Existing topics
+/// are left as they are.
+pub async fn ensure_topics(
+    config: &Config,
+    topics: &[&str],
+    max_message_bytes: usize,
+) -> Result<(), Error> {
+    let max_message_bytes = max_message_bytes.to_string();
     let connection = Connection::default();
     let admin: AdminClient<Connection> = config
         .client_config()
@@ -26,6 +33,7 @@ pub async fn ensure_topics(config: &Config, topics: &[&str]) -> Result<(), Error
                 config.partitions,
                 TopicReplication::Fixed(config.replication_factor),
             )
+            .set("max.message.bytes", &max_message_bytes)
         })
         .collect();
     let options = AdminOptions::new()

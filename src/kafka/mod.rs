@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use connection::{Connection, Refusal};
-pub use producer::Producer;
+pub use producer::{max_message_bytes, Producer};
 
 use crate::config::Problems;
 
@@ -317,6 +317,10 @@ pub enum Error {
     /// The acknowledgement did not arrive within the ack timeout.
     #[error("no acknowledgement from Kafka within the ack timeout")]
     AckTimeout,
+    /// The record is larger than the producer or the topic accepts (`message.max.bytes`,
+    /// `max.message.bytes`): retrying cannot help.
+    #[error("the record is larger than Kafka accepts (the topic's max.message.bytes)")]
+    TooLarge,
     /// The broker refused the record or could not be reached.
     #[error("Kafka did not accept the record")]
     Delivery(#[source] KafkaError),

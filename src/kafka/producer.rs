@@ -24,6 +24,12 @@ use crate::telemetry::metrics;
 /// Room for Kafka headers and framing on top of the largest body.
 const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
 
+/// The largest record the daemon produces, given the largest body it accepts: the producer's
+/// `message.max.bytes`, and the `max.message.bytes` of the topics it creates.
+pub fn max_message_bytes(max_body_bytes: usize) -> usize {
+    (max_body_bytes + RECORD_OVERHEAD_BYTES).max(1_000_000)
+}
+
 /// librdkafka's own default for `message.timeout.ms`.
 const DEFAULT_MESSAGE_TIMEOUT_MS: &str = "300000";
 
@@ -51,7 +57,7 @@ impl Producer {
         for (key, value) in &config.producer {
             client.set(key, value);
         }
-        let max_message = (max_body_bytes + RECORD_OVERHEAD_BYTES).max(1_000_000);
+        let max_message = max_message_bytes(max_body_bytes);
         client
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
@@ -93,6 +99,10 @@ impl Producer {
                 metrics::kafka_produce_failure("queue_full");
                 return Err(Error::QueueFull);
             }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                metrics::kafka_produce_failure("too_large");
+                return Err(Error::TooLarge);
+            }
             Err((e, _)) => {
                 metrics::kafka_produce_failure("broker");
                 return Err(Error::Delivery(e));
@@ -106,11 +116,23 @@ impl Producer {
             Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) => {
                 Err(Error::AckTimeout)
             }
+            Ok(Ok(Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                _,
+            )))) => Err(Error::TooLarge),
             Ok(Ok(Err((e, _)))) => Err(Error::Delivery(e)),
         };
         match &result {
             Ok(()) => metrics::kafka_ack(started.elapsed()),
             Err(Error::AckTimeout) => metrics::kafka_produce_failure("timeout"),
+            Err(Error::TooLarge) => {
+                tracing::warn!(
+                    bytes = body.len(),
+                    topic = %self.topics.inbound,
+                    "a webhook body is larger than the inbound topic accepts: raise its max.message.bytes to at least ingress.max_body_bytes + 64 KiB, or lower ingress.max_body_bytes"
+                );
+                metrics::kafka_produce_failure("too_large")
+            }
             Err(_) => metrics::kafka_produce_failure("broker"),
         }
         result

@@ -106,6 +106,21 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// Standard Webhooks headers that sign `body` correctly.
+fn genuine(id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    let key = providers::standard::Standard.key(STANDARD_SECRET).unwrap();
+    let now = unix_now();
+    vec![
+        ("content-type", "application/json".to_string()),
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", now.to_string()),
+        (
+            "webhook-signature",
+            providers::standard::sign(&key, id, now, body),
+        ),
+    ]
+}
+
 /// Standard Webhooks headers whose `webhook-signature` lists `entries` well-formed `v1` tags,
 /// none of them right.
 fn many_signatures(entries: usize) -> Vec<(&'static str, String)> {
@@ -172,18 +187,7 @@ async fn a_signature_header_of_thousands_of_entries_costs_no_more_than_one_entry
 
     // And a genuine delivery is still accepted.
     let body = big_body(64 << 10);
-    let key = providers::standard::Standard.key(STANDARD_SECRET).unwrap();
-    let now = unix_now();
-    let genuine = vec![
-        ("content-type", "application/json".to_string()),
-        ("webhook-id", "msg_genuine".to_string()),
-        ("webhook-timestamp", now.to_string()),
-        (
-            "webhook-signature",
-            providers::standard::sign(&key, "msg_genuine", now, &body),
-        ),
-    ];
-    let answer = http.post(&url, &genuine, body).await;
+    let answer = http.post(&url, &genuine("msg_genuine", &body), body).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 }
 
@@ -402,4 +406,72 @@ async fn a_flood_of_connections_at_start_under_a_1024_file_limit_stops_nothing()
         "the daemon exited under the flood"
     );
     drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_near_max_body_bytes_fits_the_topics_the_daemon_creates() {
+    // 2 MiB bodies allowed: twice what a broker accepts per record by default.
+    let daemon = TestDaemon::builder("hardening-big-body")
+        .config(|config| config.ingress.max_body_bytes = 2 << 20)
+        .start()
+        .await;
+    let http = Http::http1();
+    let body = big_body((2 << 20) - 4096);
+    let answer = http
+        .post(
+            &daemon.url(STANDARD_PATH),
+            &genuine("msg_big", &body),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let records = crate::support::read_topic(&daemon.brokers, &daemon.topics.inbound);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].value, body);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_larger_than_an_existing_topic_accepts_is_413_not_a_retry() {
+    // The inbound topic exists already, created with a broker's default record limit.
+    let prefix = unique_prefix("hardening-small-topic");
+    let mut config = cartstream::config::Config::default();
+    config.kafka.brokers = brokers();
+    config.kafka.topic_prefix = prefix.clone();
+    config.kafka.partitions = 3;
+    cartstream::kafka::admin::ensure_topics(&config.kafka, &config.kafka.topics().all(), 1_048_588)
+        .await
+        .unwrap();
+    let daemon = TestDaemon::builder("hardening-small-topic")
+        .config(|config| {
+            config.kafka.topic_prefix = prefix;
+            config.ingress.max_body_bytes = 2 << 20;
+        })
+        .start()
+        .await;
+    let http = Http::http1();
+    let body = big_body(3 << 19);
+    let answer = http
+        .post(
+            &daemon.url(STANDARD_PATH),
+            &genuine("msg_too_big", &body),
+            body,
+        )
+        .await;
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"error": "body larger than the Kafka topic accepts"})
+    );
+    // The producer is not stuck: a normal delivery right after is accepted.
+    let small = big_body(1024);
+    let answer = http
+        .post(
+            &daemon.url(STANDARD_PATH),
+            &genuine("msg_small", &small),
+            small,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    daemon.stop().await;
 }
