@@ -93,6 +93,7 @@ impl Error {
             | Error::RateLimited { .. }
             | Error::Kafka(
                 kafka::Error::QueueFull
+                | kafka::Error::Unreachable
                 | kafka::Error::AckTimeout
                 | kafka::Error::Delivery(_)
                 | kafka::Error::Client(_)
@@ -154,6 +155,7 @@ mod tests {
             (Error::Kafka(kafka::Error::AckTimeout), 504),
             (Error::Kafka(kafka::Error::QueueFull), 503),
             (Error::Kafka(kafka::Error::TooLarge), 413),
+            (Error::Kafka(kafka::Error::Unreachable), 503),
             (Error::Internal("a bug".to_string()), 500),
         ];
         for (error, status) in cases {

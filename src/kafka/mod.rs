@@ -317,6 +317,9 @@ pub enum Error {
     /// The acknowledgement did not arrive within the ack timeout.
     #[error("no acknowledgement from Kafka within the ack timeout")]
     AckTimeout,
+    /// Every broker connection is down: the record was not handed to the producer.
+    #[error("every Kafka broker is unreachable")]
+    Unreachable,
     /// The record is larger than the producer or the topic accepts (`message.max.bytes`,
     /// `max.message.bytes`): retrying cannot help.
     #[error("the record is larger than Kafka accepts (the topic's max.message.bytes)")]

@@ -18,6 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio::time::Instant;
 
+use super::connection::Reach;
 use super::{Config, Connection, Error, Topics};
 use crate::telemetry::metrics;
 
@@ -29,6 +30,9 @@ const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
 pub fn max_message_bytes(max_body_bytes: usize) -> usize {
     (max_body_bytes + RECORD_OVERHEAD_BYTES).max(1_000_000)
 }
+
+/// How long a request that finds every broker down waits for one to answer a metadata request.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// librdkafka's own default for `message.timeout.ms`.
 const DEFAULT_MESSAGE_TIMEOUT_MS: &str = "300000";
@@ -93,6 +97,16 @@ impl Producer {
             .headers(headers)
             .timestamp(timestamp_ms);
         let started = Instant::now();
+        let reachable = match self.connection.reach(started) {
+            Reach::Up => true,
+            Reach::Down => false,
+            // A metadata answer clears the state; librdkafka reconnects by itself.
+            Reach::Probe => self.check(PROBE_TIMEOUT).await.is_ok(),
+        };
+        if !reachable {
+            metrics::kafka_produce_failure("unreachable");
+            return Err(Error::Unreachable);
+        }
         let delivery = match self.inner.send_result(record) {
             Ok(delivery) => delivery,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -112,7 +126,10 @@ impl Producer {
             Err(_) => Err(Error::AckTimeout),
             // The producer was dropped before the record's fate was known.
             Ok(Err(_canceled)) => Err(Error::Delivery(KafkaError::Canceled)),
-            Ok(Ok(Ok(_delivered))) => Ok(()),
+            Ok(Ok(Ok(_delivered))) => {
+                self.connection.answered();
+                Ok(())
+            }
             Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) => {
                 Err(Error::AckTimeout)
             }

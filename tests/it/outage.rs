@@ -93,6 +93,51 @@ async fn broker_outage_never_yields_200_and_recovers_without_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_broker_down_webhooks_are_answered_503_at_once() {
+    let mut broker = PrivateBroker::start();
+    let daemon = TestDaemon::builder("outage-fast")
+        .brokers(&broker.brokers())
+        .config(|c| c.ingress.ack_timeout = Duration::from_secs(5))
+        .start()
+        .await;
+    let http = Http::http1();
+    until_accepted(&http, &daemon, "before").await;
+
+    broker.kill();
+    // librdkafka notices the lost connection within moments; give it a few seconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut fast = 0;
+    for i in 0..20 {
+        let id = format!("down-{i}");
+        let body = format!(r#"{{"id":"{id}"}}"#).into_bytes();
+        let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, &id);
+        let started = Instant::now();
+        let answer = http
+            .post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+            .await;
+        let took = started.elapsed();
+        let status = answer.status.as_u16();
+        assert!(
+            status == 503 || status == 504,
+            "answered {status} while down"
+        );
+        if status == 503 && took < Duration::from_millis(500) {
+            assert!(answer.headers.get("retry-after").is_some(), "{answer:?}");
+            fast += 1;
+        }
+    }
+    // One request a second still goes through to find out whether the broker is back (and
+    // waits its ack timeout); the others are refused at once instead of held 5 s each.
+    assert!(fast >= 15, "only {fast} of 20 answered 503 at once");
+
+    broker.restart();
+    until_accepted(&http, &daemon, "after").await;
+    let (status, took) = post(&http, &daemon, "after-recovery").await;
+    assert_eq!(status, 200, "answered after {took:?}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_with_a_hung_broker_ends_within_the_shutdown_timeout() {
     const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
     let broker = PrivateBroker::start();
