@@ -137,7 +137,10 @@ pub fn host_address(url: &url::Url) -> Option<IpAddr> {
     }
 }
 
+/// The error, without the endpoint's URL (whose path or query may hold a token): what an attempt
+/// failed with is recorded on topics and shown by the admin API.
 fn classify(e: reqwest::Error) -> Error {
+    let e = e.without_url();
     if e.is_timeout() {
         return Error::Timeout;
     }
@@ -411,6 +414,24 @@ mod tests {
             assert!(outcome.ends_with(": answered 200"), "{outcome}");
         }
         assert_eq!(accepted, outcomes.len(), "{outcomes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_says_nothing_of_the_url_path_or_query() {
+        let config = Config {
+            allow_private_networks: vec!["127.0.0.0/8".to_string()],
+            ..Config::default()
+        };
+        let client = Client::from_config(&config).unwrap();
+        // Nothing listens on port 1.
+        let url: http::Uri = "http://127.0.0.1:1/hooks/tok_path_secret?token=query_secret"
+            .parse()
+            .unwrap();
+        let err = client.post(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        assert_eq!(err.class(), "connection", "{err:?}");
+        let text = crate::telemetry::error_chain(&err);
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!format!("{err:?}").contains("secret"), "{err:?}");
     }
 
     #[test]
