@@ -11,10 +11,12 @@
 //! `kafka.shutdown_timeout`.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -124,12 +126,8 @@ pub async fn start(
             .await
             .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
     }
-    let producer = kafka::Producer::from_config(
-        &config.kafka,
-        config.ingress.ack_timeout,
-        config.ingress.max_body_bytes,
-    )
-    .context("creating the Kafka producer")?;
+    let producer = kafka::Producer::from_config(&config.kafka, config.ingress.max_body_bytes)
+        .context("creating the Kafka producer")?;
     let registry = Arc::new(registry);
 
     let ingress_listener = match roles.ingress {
@@ -212,24 +210,19 @@ pub async fn start(
             clock.clone(),
         );
         let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let result = processor.run(stop.clone()).await;
-            if result.is_err() {
-                // A processor that cannot go on stops the whole process (and its ingress).
-                stop.cancel();
-            }
-            result
-        })
+        tracker.spawn(run_role(
+            "the processor",
+            async move { processor.run(stop).await },
+            shutdown.clone(),
+        ))
     });
     let delivery = delivery_worker.map(|delivery| {
         let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let result = delivery.run(stop.clone()).await;
-            if result.is_err() {
-                stop.cancel();
-            }
-            result
-        })
+        tracker.spawn(run_role(
+            "the delivery worker",
+            async move { delivery.run(stop).await },
+            shutdown.clone(),
+        ))
     });
     let admin_server = tracker.spawn(server::serve(
         admin_listener,
@@ -263,24 +256,12 @@ pub async fn start(
         }
         let flush_by = Instant::now() + flush_timeout;
         let mut failure = None;
-        if let Some(processor) = processor {
-            match processor.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failure = Some(anyhow::Error::new(e).context("the processor failed")),
-                Err(e) => failure = Some(anyhow::Error::new(e).context("the processor panicked")),
-            }
-        }
-        if let Some(delivery) = delivery {
-            match delivery.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    let e = anyhow::Error::new(e).context("the delivery worker failed");
-                    failure.get_or_insert(e);
-                }
-                Err(e) => {
-                    let e = anyhow::Error::new(e).context("the delivery worker panicked");
-                    failure.get_or_insert(e);
-                }
+        for role in [processor, delivery].into_iter().flatten() {
+            let result = role
+                .await
+                .unwrap_or_else(|e| Err(anyhow::Error::new(e).context("a role's task was lost")));
+            if let Err(e) = result {
+                failure.get_or_insert(e);
             }
         }
         // Whatever the roles left queued: the ingress's records of requests already answered
@@ -351,4 +332,32 @@ async fn signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// Runs one role of the process. When it fails or panics, the whole process stops: `/readyz`
+/// answers 503 at once (draining), the ingress drains, and the process exits with the error,
+/// for its supervisor to restart it — never an ingress that looks ready beside a dead role.
+async fn run_role<E>(
+    name: &'static str,
+    role: impl std::future::Future<Output = Result<(), E>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let result = match AssertUnwindSafe(role).catch_unwind().await {
+        Ok(result) => result.map_err(|e| anyhow::Error::new(e).context(format!("{name} failed"))),
+        Err(panic) => Err(anyhow::anyhow!(
+            "{name} panicked: {}",
+            crate::telemetry::panic_message(panic.as_ref())
+        )),
+    };
+    if let Err(e) = &result {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "{name} stopped; the process stops"
+        );
+        stop.cancel();
+    }
+    result
 }

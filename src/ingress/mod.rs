@@ -161,11 +161,7 @@ impl Ingress {
         {
             Ok(response) => response,
             Err(panic) => {
-                let cause = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_string());
+                let cause = crate::telemetry::panic_message(panic.as_ref());
                 self.answer("unknown", Err(Error::Internal(cause)), started)
             }
         }
@@ -317,12 +313,22 @@ impl Ingress {
                 &body,
                 metadata.headers(),
                 crate::clock::unix_millis(received_at),
+                ack_timeout(provider, self.config.ack_timeout),
             )
             .await
             .map_err(Error::Kafka)?;
         metrics::ingress_body_size(provider.slug(), body.len());
         Ok(provider.accepted_body())
     }
+}
+
+/// How long a request of `provider` waits for Kafka's acknowledgement: `configured`, but never
+/// past four fifths of the platform's own deadline, so that a slow broker is answered 504 (and
+/// retried) before the platform gives up on the delivery rather than after.
+pub fn ack_timeout(provider: &dyn Provider, configured: Duration) -> Duration {
+    provider
+        .answer_deadline()
+        .map_or(configured, |deadline| configured.min(deadline * 4 / 5))
 }
 
 /// Collects the body into one buffer, refusing it as soon as it is known to exceed `limit`.
@@ -360,5 +366,34 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::ingress_in_flight(-1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ack_timeout_ends_before_the_platform_gives_up() {
+        let configured = Duration::from_secs(5);
+        let slug = |slug| providers::find(slug).unwrap();
+        assert_eq!(
+            ack_timeout(slug("shopify"), configured),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            ack_timeout(slug("shopery"), configured),
+            Duration::from_secs(4)
+        );
+        assert_eq!(ack_timeout(slug("flexype"), configured), configured);
+        assert_eq!(
+            ack_timeout(slug("flexype"), Duration::from_secs(20)),
+            Duration::from_secs(8)
+        );
+        assert_eq!(ack_timeout(slug("salla"), configured), configured);
+        assert_eq!(
+            ack_timeout(slug("shopify"), Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
     }
 }

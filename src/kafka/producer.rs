@@ -44,17 +44,11 @@ pub struct Producer {
     /// The same context librdkafka calls back (it holds no other handle on it).
     connection: Connection,
     topics: Arc<Topics>,
-    ack_timeout: Duration,
 }
 
 impl Producer {
-    /// Builds the producer. `ack_timeout` bounds how long a request waits for its record's
-    /// acknowledgement; `max_body_bytes` sizes the largest record librdkafka accepts.
-    pub fn from_config(
-        config: &Config,
-        ack_timeout: Duration,
-        max_body_bytes: usize,
-    ) -> Result<Self, Error> {
+    /// Builds the producer; `max_body_bytes` sizes the largest record librdkafka accepts.
+    pub fn from_config(config: &Config, max_body_bytes: usize) -> Result<Self, Error> {
         let mut client = config.client_config();
         client.set("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS);
         client.set("client.id", "cartstream");
@@ -75,7 +69,6 @@ impl Producer {
             inner,
             connection,
             topics: Arc::new(config.topics()),
-            ack_timeout,
         })
     }
 
@@ -83,13 +76,15 @@ impl Producer {
         &self.topics
     }
 
-    /// Produces one inbound record and waits for the broker's acknowledgement.
+    /// Produces one inbound record and waits up to `ack_timeout` for the broker's
+    /// acknowledgement.
     pub async fn send_inbound(
         &self,
         key: &str,
         body: &[u8],
         headers: OwnedHeaders,
         timestamp_ms: i64,
+        ack_timeout: Duration,
     ) -> Result<(), Error> {
         let record = FutureRecord::to(&self.topics.inbound)
             .key(key)
@@ -122,7 +117,7 @@ impl Producer {
                 return Err(Error::Delivery(e));
             }
         };
-        let result = match tokio::time::timeout(self.ack_timeout, delivery).await {
+        let result = match tokio::time::timeout(ack_timeout, delivery).await {
             Err(_) => Err(Error::AckTimeout),
             // The producer was dropped before the record's fate was known.
             Ok(Err(_canceled)) => Err(Error::Delivery(KafkaError::Canceled)),

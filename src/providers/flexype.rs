@@ -5,7 +5,7 @@
 //! `X-Event-Id` is the delivery id (retries reuse it).
 
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
@@ -37,6 +37,11 @@ struct Store<'a> {
 impl Provider for Flexype {
     fn slug(&self) -> &'static str {
         "flexype"
+    }
+
+    /// "no response within 10 seconds is treated as a delivery failure" (FlexyPe's webhook guide).
+    fn answer_deadline(&self) -> Option<Duration> {
+        Some(Duration::from_secs(10))
     }
 
     fn clue_field(&self) -> Option<&'static str> {

@@ -115,6 +115,12 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
         Event::new(self.slug(), seen.event_type.as_deref(), Bucket::Other)
     }
 
+    /// How long the platform waits for an answer before it counts the delivery as failed (and
+    /// will retry it), from its guide; `None` when the guide does not say.
+    fn answer_deadline(&self) -> Option<Duration> {
+        None
+    }
+
     /// The body of the 200 answer.
     fn accepted_body(&self) -> &'static [u8] {
         br#"{"ok":true}"#

@@ -4,7 +4,7 @@
 //! name (`order-created`, …) is the body's `event`, the delivery id its `id`.
 
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
@@ -27,6 +27,11 @@ struct Envelope<'a> {
 impl Provider for Shopery {
     fn slug(&self) -> &'static str {
         "shopery"
+    }
+
+    /// "a five-second timeout for the entire request" (Shopery's webhooks overview).
+    fn answer_deadline(&self) -> Option<Duration> {
+        Some(Duration::from_secs(5))
     }
 
     fn clue_field(&self) -> Option<&'static str> {

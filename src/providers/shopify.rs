@@ -3,7 +3,7 @@
 //! the tenant. Shopify's newer event deliveries use the same headers without the `X-` prefix.
 
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -26,6 +26,11 @@ pub struct Shopify;
 impl Provider for Shopify {
     fn slug(&self) -> &'static str {
         "shopify"
+    }
+
+    /// Shopify cuts a delivery at five seconds (its webhooks documentation).
+    fn answer_deadline(&self) -> Option<Duration> {
+        Some(Duration::from_secs(5))
     }
 
     fn clue_field(&self) -> Option<&'static str> {

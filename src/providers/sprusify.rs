@@ -4,7 +4,7 @@
 //! and the body's `id` the delivery id (its guide asks for idempotency by that id).
 
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -33,6 +33,11 @@ struct Envelope<'a> {
 impl Provider for Sprusify {
     fn slug(&self) -> &'static str {
         "sprusify"
+    }
+
+    /// "returns HTTP 200 quickly (within 10s)" (Sprusify's webhooks guide).
+    fn answer_deadline(&self) -> Option<Duration> {
+        Some(Duration::from_secs(10))
     }
 
     fn clue_field(&self) -> Option<&'static str> {

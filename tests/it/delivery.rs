@@ -1152,3 +1152,35 @@ async fn an_order_during_the_abandonments_attempt_survives_a_kill() {
         "the stale abandonment never went out"
     );
 }
+
+#[cfg(feature = "fault-injection")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_delivery_worker_fails_readiness_and_stops_the_process() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let bench = Bench::start_with(
+        "delivery-panic",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    let http = crate::support::Http::http1();
+    let ready = http.get(&bench.daemon.admin_url("/readyz")).await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+
+    // The test build's delivery worker panics on this cart.
+    bench
+        .send_now("cartstream-inject-panic", "abandoned_candidate")
+        .await;
+    let Bench { daemon, .. } = bench;
+    let stopped = tokio::time::timeout(WAIT, daemon.running.wait())
+        .await
+        .expect("the process stops when its delivery worker panicked");
+    let error = format!("{:#}", stopped.unwrap_err());
+    assert!(
+        error.contains("the delivery worker panicked: fault injected"),
+        "{error}"
+    );
+}

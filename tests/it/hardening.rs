@@ -475,3 +475,55 @@ async fn a_body_larger_than_an_existing_topic_accepts_is_413_not_a_retry() {
     assert_eq!(answer.status, 200, "{answer:?}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("cartstream.toml");
+    std::fs::write(dir.path().join("tenants.toml"), TENANTS).unwrap();
+    std::fs::write(
+        &config_file,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n[ingress]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[tenants]\nfile = \"{}\"\n[telemetry]\nlog_filter = \"info\"\n",
+            brokers(),
+            unique_prefix("hardening-ansi"),
+            dir.path().join("tenants.toml").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+        .args(["ingress", "--config"])
+        .arg(&config_file)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let started = line.contains("cartstream started");
+            seen.push(line);
+            if started {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("the daemon starts and logs it")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.contains("cartstream started")),
+        "{lines:?}"
+    );
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "a colour code in {line:?}");
+    }
+}

@@ -138,6 +138,30 @@ async fn with_every_broker_down_webhooks_are_answered_503_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_is_answered_504_before_shopify_gives_up_at_five_seconds() {
+    let broker = PrivateBroker::start();
+    let daemon = TestDaemon::builder("outage-deadline")
+        .brokers(&broker.brokers())
+        // Longer than Shopify waits: the provider's own deadline must cut it shorter.
+        .config(|c| c.ingress.ack_timeout = Duration::from_secs(20))
+        .start()
+        .await;
+    let http = Http::http1();
+    until_accepted(&http, &daemon, "before").await;
+
+    broker.pause();
+    let (status, took) = post(&http, &daemon, "frozen").await;
+    broker.resume();
+    assert_eq!(status, 504, "after {took:?}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(5),
+        "answered after {took:?}: Shopify cuts the request at 5 s"
+    );
+    until_accepted(&http, &daemon, "after").await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_with_a_hung_broker_ends_within_the_shutdown_timeout() {
     const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
     let broker = PrivateBroker::start();

@@ -375,6 +375,10 @@ impl Worker {
                 return Ok(Vec::new());
             }
         };
+        #[cfg(feature = "fault-injection")]
+        if transition.cart == "cartstream-inject-panic" {
+            panic!("fault injected by the test build (cart cartstream-inject-panic)");
+        }
         let now = self.clock.now_millis();
         let occurred_ms = DateTime::parse_from_rfc3339(&transition.at)
             .map(|at| at.timestamp_millis())
