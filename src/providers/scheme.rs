@@ -184,7 +184,14 @@ impl Scheme {
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(Cow::Borrowed),
-            Some(Source::Path(path)) => path.find(request.body)?,
+            // A field of the body may name the resource rather than the delivery: with the
+            // body's digest beside it, a retry (the same body) is a duplicate and a new event on
+            // the same resource is not.
+            Some(Source::Path(path)) => path.find(request.body)?.map(|id| {
+                let digest = super::body_hash_id(request.body);
+                let short = digest.strip_prefix("sha256:").unwrap_or(&digest);
+                Cow::Owned(format!("{id}:{}", &short[..16]))
+            }),
             None => None,
         };
         Ok(Inspection {
@@ -243,7 +250,16 @@ mod tests {
         let body = br#"{"data":{"id":42,"x":[1,2]},"meta":{"event":"cart.updated"}}"#;
         let seen = s.inspect(&Request::new(&h, body)).unwrap();
         assert_eq!(seen.event_type.as_deref(), Some("cart.updated"));
-        assert_eq!(seen.delivery_id.as_deref(), Some("42"));
+        // The field's value, then the start of the body's digest: a new event on resource 42
+        // is a new delivery, a retry of this body is not.
+        let digest = crate::providers::body_hash_id(body);
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let expected = format!("42:{}", &hex[..16]);
+        assert_eq!(seen.delivery_id.as_deref(), Some(expected.as_str()));
+        let other = br#"{"data":{"id":42,"x":[3]},"meta":{"event":"cart.updated"}}"#;
+        let again = s.inspect(&Request::new(&h, other)).unwrap();
+        assert_ne!(again.delivery_id, seen.delivery_id);
+        assert!(again.delivery_id.unwrap().starts_with("42:"));
         let seen = s.inspect(&Request::new(&h, br#"{"data":[]}"#)).unwrap();
         assert_eq!(seen, Inspection::default());
         assert!(matches!(

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::normalize::{self as n, Bucket, Customer, Event};
-use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+use super::{Error, Inspection, Keys, Provider, Request};
 
 const SECRET: &[&str] = &["x-shopery-secret"];
 
@@ -20,8 +20,6 @@ pub struct Shopery;
 struct Envelope<'a> {
     #[serde(borrow, default)]
     event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<Scalar<'a>>,
 }
 
 impl Provider for Shopery {
@@ -44,7 +42,10 @@ impl Provider for Shopery {
         Ok(Inspection {
             clue: None,
             event_type: envelope.event,
-            delivery_id: text(envelope.id),
+            // The body's `id` is the resource's (an order receives `orders-created`, then
+            // `orders-updated` with the same id). Shopery's guide: "detect duplicate webhook
+            // events by comparing the payload". The body's digest is the delivery's identity.
+            delivery_id: None,
         })
     }
 
@@ -99,12 +100,15 @@ mod tests {
         br#"{"id":"ord_01HA4XCG60","event":"order-created","data":{"total":"10.00"}}"#;
 
     #[test]
-    fn event_and_id_come_from_the_body_and_there_is_no_clue() {
+    fn the_event_comes_from_the_body_and_there_is_no_clue_or_delivery_id() {
         let h = HeaderMap::new();
         let seen = Shopery.inspect(&Request::new(&h, BODY)).unwrap();
         assert_eq!(seen.clue, None);
         assert_eq!(seen.event_type.as_deref(), Some("order-created"));
-        assert_eq!(seen.delivery_id.as_deref(), Some("ord_01HA4XCG60"));
+        assert_eq!(
+            seen.delivery_id, None,
+            "the body id is the order's: the body identifies"
+        );
         assert!(matches!(
             Shopery.inspect(&Request::new(&HeaderMap::new(), b"[")),
             Err(Error::Malformed(_))

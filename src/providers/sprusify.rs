@@ -26,8 +26,6 @@ struct Envelope<'a> {
     event: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "type")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<Scalar<'a>>,
 }
 
 impl Provider for Sprusify {
@@ -50,7 +48,10 @@ impl Provider for Sprusify {
         Ok(Inspection {
             clue: text(envelope.store_id),
             event_type: envelope.event.or(envelope.kind),
-            delivery_id: text(envelope.id),
+            // The body's `id` names the conversion or referral, not the delivery: a later event
+            // on the same one carries it too. A retry re-sends the same body, so the body's
+            // digest is the delivery's identity.
+            delivery_id: None,
         })
     }
 
@@ -124,16 +125,15 @@ mod tests {
     }
 
     #[test]
-    fn store_id_event_and_id_come_from_the_body() {
+    fn store_id_and_event_come_from_the_body() {
         let h = HeaderMap::new();
         let seen = Sprusify.inspect(&Request::new(&h, BODY)).unwrap();
         assert_eq!(seen.clue.as_deref(), Some("store_abc"));
         assert_eq!(seen.event_type.as_deref(), Some("conversion.created"));
-        assert_eq!(seen.delivery_id.as_deref(), Some("12345"));
+        assert_eq!(seen.delivery_id, None, "the body id is the conversion's");
         let typed = br#"{"id":7,"store_id":9,"type":"click.created"}"#;
         let seen = Sprusify.inspect(&Request::new(&h, typed)).unwrap();
         assert_eq!(seen.event_type.as_deref(), Some("click.created"));
-        assert_eq!(seen.delivery_id.as_deref(), Some("7"));
         assert_eq!(seen.clue.as_deref(), Some("9"));
         assert!(matches!(
             Sprusify.inspect(&Request::new(&h, b"")),

@@ -6,9 +6,14 @@ pub fn cart(tenant: &str, cart: &str) -> Vec<u8> {
     join(&[tenant.as_bytes(), cart.as_bytes()])
 }
 
-/// `dedup`: one marker per (tenant, delivery id).
-pub fn delivery(tenant: &str, delivery_id: &str) -> Vec<u8> {
-    join(&[tenant.as_bytes(), delivery_id.as_bytes()])
+/// `dedup`: one marker per (tenant, provider, delivery id): the same id from two platforms of one
+/// tenant names two deliveries.
+pub fn delivery(tenant: &str, provider: &str, delivery_id: &str) -> Vec<u8> {
+    join(&[
+        tenant.as_bytes(),
+        provider.as_bytes(),
+        delivery_id.as_bytes(),
+    ])
 }
 
 /// `index`: correlation ids and contacts that lead to a cart: `tenant\0kind\0value`.

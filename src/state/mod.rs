@@ -300,7 +300,7 @@ impl Store {
             (self.watermark.max(0) as u64).to_be_bytes(),
         );
 
-        let dedup_key = keys::delivery(input.tenant, input.delivery_id);
+        let dedup_key = keys::delivery(input.tenant, &input.event.provider, input.delivery_id);
         if let Some(seen) = self.db.get_cf(cf(&self.db, DEDUP), &dedup_key)? {
             let seen_ms = decode_u64(&seen).ok_or(Error::Corrupt {
                 what: "dedup marker",

@@ -729,3 +729,114 @@ async fn two_processors_in_one_group_emit_what_one_would() {
     second.stop().await;
     first.stop().await;
 }
+
+/// Acme with three platforms: two of them send no delivery id but a resource id in the body
+/// (Shopery), one sends real delivery ids (Shopify, Standard Webhooks).
+const IDENTITY_TENANTS: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+  secret = "acme-shopify-secret"
+
+  [[tenant.integration]]
+  provider = "standard"
+  integration_key = "int_acme_standard_0000001"
+  secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+  [[tenant.integration]]
+  provider = "shopery"
+  integration_key = "int_acme_shopery_0000001"
+  secret = "acme-shopery-secret"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_a_duplicate_but_a_new_event_on_the_same_resource_or_platform_id_is_not() {
+    let daemon = TestDaemon::builder("identity")
+        .roles(Roles {
+            delivery: false,
+            ..Roles::ALL
+        })
+        .tenants(IDENTITY_TENANTS)
+        .start()
+        .await;
+    let http = Http::http1();
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let (http, url) = (http.clone(), daemon.url(path));
+        async move {
+            let answer = http.post(&url, &headers, body).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+        }
+    };
+
+    // Shopery: an order created, then updated — both carry the order's id as `id`.
+    let shopery = "/api/webhooks/shopery/int_acme_shopery_0000001";
+    let secret = || vec![("x-shopery-secret", "acme-shopery-secret".to_string())];
+    let created = br#"{"id":"ord_7","event":"orders-created","data":{"total":"10.00"}}"#.to_vec();
+    let updated = br#"{"id":"ord_7","event":"orders-updated","data":{"total":"12.00"}}"#.to_vec();
+    post(shopery, secret(), created.clone()).await;
+    post(shopery, secret(), updated).await;
+    // Shopery retries the first: the same bytes.
+    post(shopery, secret(), created).await;
+
+    // The same delivery id from two platforms of one tenant.
+    let body =
+        crate::support::fixture("shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json");
+    let headers = shopify_headers(
+        "acme-shopify-secret",
+        "acme.myshopify.com",
+        &body,
+        "shared-id",
+    );
+    post("/api/webhooks/shopify", headers, body).await;
+    let standard_body = br#"{"type":"checkout.updated","data":{"id":"c1"}}"#.to_vec();
+    let key = cartstream::providers::Provider::key(
+        &cartstream::providers::standard::Standard,
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )
+    .unwrap();
+    let now = Clock::System.now_millis() as u64 / 1000;
+    let standard = vec![
+        ("content-type", "application/json".to_string()),
+        ("webhook-id", "shared-id".to_string()),
+        ("webhook-timestamp", now.to_string()),
+        (
+            "webhook-signature",
+            cartstream::providers::standard::sign(&key, "shared-id", now, &standard_body),
+        ),
+    ];
+    post(
+        "/api/webhooks/standard/int_acme_standard_0000001",
+        standard,
+        standard_body,
+    )
+    .await;
+
+    // Four deliveries; the retry is the only duplicate.
+    read_json_eventually(&daemon.brokers, &daemon.topics.events, 4, WAIT).await;
+    // Time for a fifth, if the retry were taken for a new delivery.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = read_json(&daemon.brokers, &daemon.topics.events);
+    let mut seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["provider"].as_str().unwrap().to_string(),
+                e["provider_event"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("shopery".to_string(), "orders-created".to_string()),
+            ("shopery".to_string(), "orders-updated".to_string()),
+            ("shopify".to_string(), "checkouts/create".to_string()),
+            ("standard".to_string(), "checkout.updated".to_string()),
+        ],
+        "{events:#?}"
+    );
+    daemon.stop().await;
+}
