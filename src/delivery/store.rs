@@ -173,6 +173,13 @@ impl Store {
         })
     }
 
+    /// Makes every write so far durable: syncs the write-ahead log to disk. Until then a power
+    /// cut (not a process crash) may lose the latest writes.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
     /// Deliveries waiting for an attempt (first or retry).
     pub fn pending(&self) -> u64 {
         self.pending

@@ -8,7 +8,7 @@
 //! starting attempts and waits (at most the request timeout) for those in flight — an attempt
 //! whose answer never arrived is simply due again after the restart.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,6 +155,7 @@ impl Delivery {
         // Whether the outbox leaves room to read more transitions: an estimate, taken per tick
         // rather than per record.
         let mut reading = worker.store.outbox_len() < MAX_OUTBOX;
+        let mut unsynced = Unsynced::default();
         let result: Result<(), Error> = loop {
             let mut fenced = None;
             let step = tokio::select! {
@@ -175,9 +176,7 @@ impl Delivery {
                     Ok(message) => {
                         let taken = worker.take(message.payload().unwrap_or_default());
                         if taken.is_ok() {
-                            if let Err(e) = consumer.store_offset_from_message(&message) {
-                                tracing::debug!(error = %e, "storing the offset failed");
-                            }
+                            unsynced.taken(message.partition(), message.offset());
                         }
                         taken.map(|ready| worker.start_ready(ready))
                     }
@@ -195,6 +194,7 @@ impl Delivery {
                         let before = worker.clock.now_millis() - SEEN_RETENTION.as_millis() as i64;
                         worker.store.forget_seen(before, 10_000)?;
                     }
+                    unsynced.release(&worker.store, &consumer, &worker.topics.transitions)?;
                     worker.publish_start();
                     worker.report();
                     reading = worker.store.outbox_len() < MAX_OUTBOX;
@@ -249,12 +249,49 @@ impl Delivery {
         .await;
         worker.publishing.clear();
         worker.publish(deadline).await;
+        if let Err(e) = unsynced.release(&worker.store, &consumer, &worker.topics.transitions) {
+            tracing::error!(error = %e, "syncing the store failed; its last transitions are read again");
+        }
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(error = %e, "committing the consumed transitions failed");
         }
         kafka::close_consumer(consumer, deadline).await;
         tracing::info!(pending = worker.store.pending(), "delivery worker stopped");
         result
+    }
+}
+
+/// The offsets of transitions whose jobs are written to the store but not yet synced to disk.
+/// They are handed to the consumer for its next commit only after the store's log is synced, so
+/// that a commit never covers jobs a power cut could still take away (a process crash cannot:
+/// RocksDB's log is written before each write returns).
+#[derive(Default)]
+struct Unsynced(BTreeMap<i32, i64>);
+
+impl Unsynced {
+    fn taken(&mut self, partition: i32, offset: i64) {
+        self.0.insert(partition, offset);
+    }
+
+    /// Syncs the store, then stores the offsets for the consumer's next commit.
+    fn release<C: Consumer<Lag>>(
+        &mut self,
+        store: &Store,
+        consumer: &C,
+        topic: &str,
+    ) -> Result<(), Error> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        store.sync()?;
+        for (partition, offset) in std::mem::take(&mut self.0) {
+            // A partition revoked meanwhile refuses it: its new owner reads the record again
+            // (at least once, as after any move of a partition).
+            if let Err(e) = consumer.store_offset(topic, partition, offset) {
+                tracing::debug!(error = %e, partition, "storing the offset failed");
+            }
+        }
+        Ok(())
     }
 }
 
