@@ -59,8 +59,12 @@ impl Provider for Shopery {
     fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let (bucket, resource) = match name {
-            Some("order-created") => (Bucket::OrderCompleted, Some("order")),
-            Some(e) if e.starts_with("order-") => (Bucket::Other, Some("order")),
+            // Shopery's guide spells its events both ways: `orders-created` in its overview,
+            // `order-created` in its API's example.
+            Some("order-created" | "orders-created") => (Bucket::OrderCompleted, Some("order")),
+            Some(e) if e.starts_with("order-") || e.starts_with("orders-") => {
+                (Bucket::Other, Some("order"))
+            }
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);

@@ -16,6 +16,7 @@ const SHOP_DOMAIN: &[&str] = &["x-shopify-shop-domain", "shopify-shop-domain"];
 const TOPIC: &[&str] = &["x-shopify-topic", "shopify-topic"];
 const DELIVERY_ID: &[&str] = &[
     "x-shopify-webhook-id",
+    "shopify-webhook-id",
     "x-shopify-event-id",
     "shopify-event-id",
 ];

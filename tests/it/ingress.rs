@@ -694,3 +694,31 @@ fn check_config_lists_every_problem() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopify_event_headers_without_the_x_prefix_carry_the_delivery_id() {
+    let daemon = TestDaemon::builder("shopify-unprefixed").start().await;
+    let http = Http::http1();
+    let body = fixture("shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json");
+    // Shopify's newer event deliveries name their headers without `X-`.
+    let headers: Vec<(&str, String)> =
+        shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, "unused")
+            .into_iter()
+            .filter_map(|(name, value)| match name {
+                "x-shopify-webhook-id" => None,
+                name => Some((name.strip_prefix("x-").unwrap_or(name), value)),
+            })
+            .chain([("shopify-webhook-id", "wh-unprefixed-1".to_string())])
+            .collect();
+    let answer = http
+        .post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let records = read_topic(&daemon.brokers, &daemon.topics.inbound);
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].headers["cartstream-delivery-id"],
+        "wh-unprefixed-1"
+    );
+    daemon.stop().await;
+}

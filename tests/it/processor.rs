@@ -818,25 +818,25 @@ async fn a_retry_is_a_duplicate_but_a_new_event_on_the_same_resource_or_platform
     // Time for a fifth, if the retry were taken for a new delivery.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let events = read_json(&daemon.brokers, &daemon.topics.events);
-    let mut seen: Vec<(String, String)> = events
+    let mut seen: Vec<(String, String, String)> = events
         .iter()
         .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap_or_default().to_string();
             (
-                e["provider"].as_str().unwrap().to_string(),
-                e["provider_event"].as_str().unwrap_or_default().to_string(),
+                text("provider"),
+                text("provider_event"),
+                text("event_bucket"),
             )
         })
         .collect();
     seen.sort();
-    assert_eq!(
-        seen,
-        [
-            ("shopery".to_string(), "orders-created".to_string()),
-            ("shopery".to_string(), "orders-updated".to_string()),
-            ("shopify".to_string(), "checkouts/create".to_string()),
-            ("standard".to_string(), "checkout.updated".to_string()),
-        ],
-        "{events:#?}"
-    );
+    let expected = [
+        ("shopery", "orders-created", "order_completed"),
+        ("shopery", "orders-updated", "other"),
+        ("shopify", "checkouts/create", "abandoned_candidate"),
+        ("standard", "checkout.updated", "other"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(seen, expected, "{events:#?}");
     daemon.stop().await;
 }
