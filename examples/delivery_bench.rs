@@ -208,6 +208,7 @@ async fn throughput(brokers: &str, transitions: usize, rate: usize) -> anyhow::R
     config.delivery.state_dir = state.path().to_path_buf();
     config.delivery.group_id = format!("bench-delivery-{nanos}");
     config.delivery.allow_private_networks = vec!["127.0.0.0/8".to_string()];
+    config.delivery.allow_plain_http = true;
     config.delivery.tick = Duration::from_millis(50);
     let tenants = format!(
         "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"crm\"\n  url = \"{url}\"\n  secret = \"whsec_YWNtZS1jcm0tZGV2LXNpZ25pbmcta2V5LTAwMDAx\"\n"

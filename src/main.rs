@@ -157,7 +157,10 @@ fn load(file: Option<&std::path::Path>) -> Result<(Config, Registry), Problems> 
     let env = config::process_env();
     let (config, mut problems) = Config::load_lenient(file, &env);
     match Registry::load(&config.tenants.file, &env) {
-        Ok(registry) => problems.into_result((config, registry)),
+        Ok(registry) => {
+            config.delivery.check_endpoints(&registry, &mut problems);
+            problems.into_result((config, registry))
+        }
         Err(more) => {
             problems.extend(more);
             Err(problems)

@@ -76,6 +76,9 @@ pub struct Config {
     /// Networks (CIDR) that may be delivered to although private, loopback or link-local,
     /// e.g. `["127.0.0.0/8"]` for a receiver on the same machine.
     pub allow_private_networks: Vec<String>,
+    /// Whether endpoints may be plain `http://` URLs for every tenant (a development setting;
+    /// a tenant may allow it for its own endpoints).
+    pub allow_plain_http: bool,
     #[serde(with = "humantime_serde")]
     pub tick: Duration,
     #[serde(with = "humantime_serde")]
@@ -125,6 +128,7 @@ impl Default for Config {
             circuit_open_for: Duration::from_secs(30),
             max_response_body_bytes: 64 * 1024,
             allow_private_networks: Vec::new(),
+            allow_plain_http: false,
             tick: Duration::from_millis(250),
             publish_timeout: Duration::from_secs(10),
             consumer: BTreeMap::new(),
@@ -205,6 +209,23 @@ impl Config {
             "the delivery worker",
             problems,
         );
+    }
+
+    /// Endpoints that would send transitions — customers' names, e-mails, phones — over plain
+    /// HTTP without an explicit allowance: `delivery.allow_plain_http`, or the tenant's
+    /// `allow_plain_http`.
+    pub fn check_endpoints(&self, registry: &crate::tenants::Registry, problems: &mut Problems) {
+        if self.allow_plain_http {
+            return;
+        }
+        for endpoint in registry.endpoints() {
+            if endpoint.url.scheme_str() == Some("http") && !endpoint.tenant.allow_plain_http {
+                problems.push(format!(
+                    "tenant {} endpoint {}: plain http:// sends customer data in clear; use https://, or set allow_plain_http = true on the tenant (or delivery.allow_plain_http for development)",
+                    endpoint.tenant.id, endpoint.id
+                ));
+            }
+        }
     }
 
     /// The allow-listed networks; invalid entries were refused by [`Config::validate`].

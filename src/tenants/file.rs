@@ -26,6 +26,8 @@ struct TenantSpec {
     #[serde(default, with = "humantime_serde")]
     inactivity_window: Option<Duration>,
     #[serde(default)]
+    allow_plain_http: bool,
+    #[serde(default)]
     integration: Vec<IntegrationSpec>,
     #[serde(default)]
     endpoint: Vec<EndpointSpec>,
@@ -159,6 +161,7 @@ pub(super) fn parse(
         let tenant = Arc::new(Tenant {
             id: Arc::from(spec.id.as_str()),
             inactivity_window: window,
+            allow_plain_http: spec.allow_plain_http,
         });
 
         for (i, spec) in spec.integration.iter().enumerate() {

@@ -41,6 +41,8 @@ pub struct Tenant {
     pub id: Arc<str>,
     /// How long a cart may stay idle before it counts as abandoned.
     pub inactivity_window: Duration,
+    /// Whether its endpoints may be plain `http://` URLs.
+    pub allow_plain_http: bool,
 }
 
 /// One tenant's connection to one platform.

@@ -1057,6 +1057,7 @@ tick = "50ms"
 jitter = 0.0
 circuit_failures = 1000000
 allow_private_networks = ["127.0.0.0/8"]
+allow_plain_http = true
 [tenants]
 file = "{tenants}"
 [telemetry]
@@ -1183,4 +1184,37 @@ async fn a_panic_in_the_delivery_worker_fails_readiness_and_stops_the_process() 
         error.contains("the delivery worker panicked: fault injected"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_endpoints_need_an_explicit_allowance() {
+    let text = tenants(&[("crm", "http://127.0.0.1:9/hooks", "")]);
+    let refused = TestDaemon::builder("plain-http")
+        .roles(Roles::DELIVERY)
+        .tenants(&text)
+        .config(|config| config.delivery.allow_plain_http = false)
+        .try_start()
+        .await;
+    let Err(error) = refused else {
+        panic!("a delivery role started with a plain http:// endpoint");
+    };
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("tenant acme endpoint crm: plain http:// sends customer data in clear"),
+        "{error}"
+    );
+
+    // The tenant allows it for its own endpoints.
+    let allowed = text.replacen(
+        "id = \"acme\"\n",
+        "id = \"acme\"\nallow_plain_http = true\n",
+        1,
+    );
+    let daemon = TestDaemon::builder("plain-http")
+        .roles(Roles::DELIVERY)
+        .tenants(&allowed)
+        .config(|config| config.delivery.allow_plain_http = false)
+        .start()
+        .await;
+    daemon.stop().await;
 }

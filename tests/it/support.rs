@@ -116,6 +116,8 @@ impl TestDaemon {
         config.processor.tick = Duration::from_millis(50);
         config.delivery.group_id = format!("{}-delivery", config.kafka.topic_prefix);
         config.delivery.tick = Duration::from_millis(50);
+        // The tests' receivers listen on loopback, in plain HTTP.
+        config.delivery.allow_plain_http = true;
         let state = tempfile::tempdir().unwrap();
         config.processor.state_dir = state.path().join("processor");
         config.delivery.state_dir = state.path().join("delivery");
