@@ -52,6 +52,8 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
     pub max_in_flight_requests: usize,
+    /// Bytes of request bodies held in memory at once, across all requests.
+    pub max_buffered_bytes: usize,
     pub http2_max_concurrent_streams: u32,
     pub maintenance: bool,
     pub retry_after_seconds: u64,
@@ -72,6 +74,7 @@ impl Default for Config {
             max_connections: 10_000,
             ack_timeout: Duration::from_secs(5),
             max_in_flight_requests: 8192,
+            max_buffered_bytes: 256 * 1024 * 1024,
             http2_max_concurrent_streams: 256,
             maintenance: false,
             retry_after_seconds: 5,
@@ -102,6 +105,7 @@ impl Config {
             ("ack_timeout", self.ack_timeout.as_millis() as u64),
             ("idle_timeout", self.idle_timeout.as_millis() as u64),
             ("max_connections", self.max_connections as u64),
+            ("max_buffered_bytes", self.max_buffered_bytes as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -110,6 +114,12 @@ impl Config {
         }
         if self.max_in_flight_requests > Semaphore::MAX_PERMITS {
             problems.push("ingress.max_in_flight_requests: too large");
+        }
+        if self.max_buffered_bytes > Semaphore::MAX_PERMITS {
+            problems.push("ingress.max_buffered_bytes: too large");
+        }
+        if self.max_buffered_bytes < self.max_body_bytes {
+            problems.push("ingress.max_buffered_bytes: must be at least ingress.max_body_bytes");
         }
         if self.tenant_rate_limit_burst > 0 && self.tenant_rate_limit_per_second == 0 {
             problems.push("ingress.tenant_rate_limit_burst: needs tenant_rate_limit_per_second");
@@ -125,7 +135,10 @@ pub struct Ingress {
     clock: Clock,
     health: Health,
     permits: Arc<Semaphore>,
+    /// Bytes of request bodies that may be held in memory at once.
+    buffered: Arc<Semaphore>,
     rate_limit: Option<DefaultKeyedRateLimiter<Arc<str>>>,
+    not_accepted_log: crate::telemetry::LogLimit,
 }
 
 impl Ingress {
@@ -142,12 +155,14 @@ impl Ingress {
         });
         Arc::new(Ingress {
             permits: Arc::new(Semaphore::new(config.max_in_flight_requests)),
+            buffered: Arc::new(Semaphore::new(config.max_buffered_bytes)),
             config,
             registry,
             producer,
             clock,
             health,
             rate_limit,
+            not_accepted_log: crate::telemetry::LogLimit::new(Duration::from_secs(1)),
         })
     }
 
@@ -208,11 +223,18 @@ impl Ingress {
                         cause = %error.cause(),
                         "webhook answered 500: internal error"
                     ),
-                    Class::Retryable => tracing::warn!(
-                        provider,
-                        error = &error as &dyn std::error::Error,
-                        "webhook not accepted"
-                    ),
+                    // A flood of them (an outage, a burst past the limits) would flood the log:
+                    // one line a second, with how many were not logged.
+                    Class::Retryable => {
+                        if let Some(suppressed) = self.not_accepted_log.allow(Instant::now()) {
+                            tracing::warn!(
+                                provider,
+                                error = &error as &dyn std::error::Error,
+                                suppressed,
+                                "webhook not accepted"
+                            )
+                        }
+                    }
                     Class::Client => tracing::debug!(
                         provider,
                         error = &error as &dyn std::error::Error,
@@ -242,6 +264,12 @@ impl Ingress {
             .try_acquire_owned()
             .map_err(|_| Error::Overloaded)?;
         let _in_flight = InFlight::enter();
+        // Bodies being read are held in memory: their total is bounded too, not only each one.
+        let _buffer = self
+            .buffered
+            .clone()
+            .try_acquire_many_owned(buffer_needed(headers, self.config.max_body_bytes))
+            .map_err(|_| Error::Overloaded)?;
 
         let body = read_body(
             body,
@@ -329,6 +357,17 @@ pub fn ack_timeout(provider: &dyn Provider, configured: Duration) -> Duration {
     provider
         .answer_deadline()
         .map_or(configured, |deadline| configured.min(deadline * 4 / 5))
+}
+
+/// The bytes of the buffer budget a request takes while its body is read: its declared length,
+/// or the largest body allowed when it declares none (one larger is refused before reading).
+fn buffer_needed(headers: &HeaderMap, max_body_bytes: usize) -> u32 {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = declared.map_or(max_body_bytes as u64, |len| len.min(max_body_bytes as u64));
+    u32::try_from(bytes.max(1)).unwrap_or(u32::MAX)
 }
 
 /// Collects the body into one buffer, refusing it as soon as it is known to exceed `limit`.

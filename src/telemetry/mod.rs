@@ -61,6 +61,41 @@ pub fn init_logs(config: &Config) {
 
 /// An error and its causes on one line (`outer: cause: root cause`), for logs and records that
 /// carry an error as text. Errors here never hold a URL or a secret.
+/// At most one log line per period for a kind of event that may come in floods; the next line
+/// says how many were left out. Time is passed in.
+pub struct LogLimit {
+    period: std::time::Duration,
+    state: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+impl LogLimit {
+    pub fn new(period: std::time::Duration) -> Self {
+        LogLimit {
+            period,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(left out since the last line)` when a line may be logged at `now`.
+    pub fn allow(&self, now: tokio::time::Instant) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, suppressed) = &mut *state;
+        match last {
+            Some(at) if now < *at + self.period => {
+                *suppressed += 1;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(suppressed))
+            }
+        }
+    }
+}
+
 /// What a caught panic said, for the log.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -79,4 +114,24 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_flood_is_logged_once_a_period_with_the_count_left_out() {
+        let limit = LogLimit::new(Duration::from_secs(1));
+        let t = Instant::now();
+        assert_eq!(limit.allow(t), Some(0));
+        for i in 1..=99 {
+            assert_eq!(limit.allow(t + Duration::from_millis(i * 5)), None);
+        }
+        assert_eq!(limit.allow(t + Duration::from_secs(1)), Some(99));
+        assert_eq!(limit.allow(t + Duration::from_millis(1500)), None);
+        assert_eq!(limit.allow(t + Duration::from_secs(3)), Some(1));
+    }
 }

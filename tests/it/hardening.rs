@@ -527,3 +527,33 @@ async fn logs_written_to_a_pipe_carry_no_colour_codes() {
         assert!(!line.contains('\u{1b}'), "a colour code in {line:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_cannot_hold_more_memory_than_the_buffer_budget() {
+    let daemon = TestDaemon::builder("hardening-buffered")
+        .config(|config| {
+            config.ingress.max_body_bytes = 32 * 1024;
+            config.ingress.max_buffered_bytes = 64 * 1024;
+            config.ingress.body_read_timeout = Duration::from_secs(3);
+        })
+        .start()
+        .await;
+    let http = Http::http1();
+    let url = daemon.url("/api/webhooks/shopify");
+    let (status, _) = post_checkout(&http, &url, "wh-before-slow").await;
+    assert_eq!(status, 200);
+
+    // Two requests announce 32 KiB bodies and send none of it: the whole budget.
+    let head = b"POST /api/webhooks/shopify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 32768\r\n\r\n";
+    let slow = hold_connections(daemon.ingress_addr(), 2, head).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = post_checkout(&http, &url, "wh-during-slow").await;
+    assert_eq!(status, 503, "a third body does not fit in the budget");
+
+    // Their read timeout ends them (408) and gives the budget back.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, _) = post_checkout(&http, &url, "wh-after-slow").await;
+    assert_eq!(status, 200);
+    drop(slow);
+    daemon.stop().await;
+}
