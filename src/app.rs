@@ -136,6 +136,9 @@ pub async fn start(
             anyhow::bail!("the tenants' endpoints: {}", list.join("; "));
         }
     }
+    for warning in registry.warnings() {
+        tracing::warn!("tenants file: {warning}");
+    }
     let registry = Arc::new(registry);
 
     let ingress_listener = match roles.ingress {

@@ -95,6 +95,9 @@ fn main() -> ExitCode {
         Command::Delivery { config } => run(config.as_deref(), Roles::DELIVERY),
         Command::CheckConfig { config } => match load(config.as_deref()) {
             Ok((config, registry)) => {
+                for warning in registry.warnings() {
+                    println!("warning: {warning}");
+                }
                 println!(
                     "configuration ok: {} tenants, {} integrations, brokers {}",
                     registry.tenants().len(),

@@ -57,6 +57,13 @@ impl Secret {
             standard,
         })
     }
+
+    /// The length in bytes of the key that signs: the decoded key of a `whsec_` secret, else
+    /// the secret's own bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.standard.secret_len().unwrap_or(0)
+    }
 }
 
 /// What a signed request carries besides its body.

@@ -24,7 +24,11 @@ pub struct Key(Material);
 
 #[derive(Clone)]
 enum Material {
-    Secret { mac: HmacSha256, digest: [u8; 32] },
+    Secret {
+        mac: HmacSha256,
+        digest: [u8; 32],
+        len: usize,
+    },
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
@@ -34,7 +38,25 @@ impl Key {
         Key(Material::Secret {
             mac: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
             digest: Sha256::digest(secret).into(),
+            len: secret.len(),
         })
+    }
+
+    /// The length in bytes of a shared secret (after any decoding); `None` for a public key.
+    pub fn secret_len(&self) -> Option<usize> {
+        match &self.0 {
+            Material::Secret { len, .. } => Some(*len),
+            Material::Ed25519(_) => None,
+        }
+    }
+
+    /// The SHA-256 of a shared secret, to find secrets used twice at load time; `None` for a
+    /// public key. Never logged or stored.
+    pub fn secret_digest(&self) -> Option<[u8; 32]> {
+        match &self.0 {
+            Material::Secret { digest, .. } => Some(*digest),
+            Material::Ed25519(_) => None,
+        }
     }
 
     /// An Ed25519 public key (Standard Webhooks `v1a`).

@@ -123,6 +123,9 @@ impl SecretSpec {
 }
 
 const MIN_KEY_LEN: usize = 16;
+/// The shortest shared secret accepted, in bytes after decoding: 128 bits if drawn at random.
+/// Platforms generate longer ones; a short secret can be guessed by asking the ingress.
+pub const MIN_SECRET_LEN: usize = 16;
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -143,6 +146,8 @@ pub(super) fn parse(
     let mut tenant_ids = HashSet::new();
     let mut clues = HashSet::new();
     let mut keys = HashSet::new();
+    // Which integration first used each shared secret, to flag the ones used twice.
+    let mut secret_users: HashMap<[u8; 32], String> = HashMap::new();
 
     for (t, spec) in file.tenant.iter().enumerate() {
         let at = format!("tenant[{t}] ({})", spec.id);
@@ -223,7 +228,14 @@ pub(super) fn parse(
                         }
                     })
                     .ok(),
-                None => None,
+                None => {
+                    if provider.accepts_scheme() {
+                        registry.warnings.push(format!(
+                            "{at}: has no `scheme`: every delivery is refused (401) until one is configured"
+                        ));
+                    }
+                    None
+                }
             };
             let key = |which: &str,
                        secret: &SecretSpec,
@@ -237,6 +249,15 @@ pub(super) fn parse(
                     .key(&value)
                     .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
                     .ok()?;
+                match key.secret_len() {
+                    Some(len) if len < MIN_SECRET_LEN => {
+                        problems.push(format!(
+                            "{at}: {which}: {len} bytes long; at least {MIN_SECRET_LEN} are required (use the secret the platform generated, or 32 random bytes)"
+                        ));
+                        return None;
+                    }
+                    _ => {}
+                }
                 Some((key, value))
             };
             let current = key("secret", &spec.secret, &mut problems);
@@ -244,6 +265,20 @@ pub(super) fn parse(
                 .previous_secret
                 .as_ref()
                 .and_then(|s| key("previous_secret", s, &mut problems));
+            for (key, _) in current.iter().chain(&previous) {
+                let Some(digest) = key.secret_digest() else {
+                    continue;
+                };
+                match secret_users.get(&digest) {
+                    Some(first) if *first != at => registry.warnings.push(format!(
+                        "{at}: shares its secret with {first}: whoever can sign for one can sign for the other, and where the platform does not sign the tenant clue a delivery for one can be presented as the other's; give each integration its own secret where the platform allows"
+                    )),
+                    Some(_) => {}
+                    None => {
+                        secret_users.insert(digest, at.clone());
+                    }
+                }
+            }
             // Where the secret names the integration, each secret of a rotation is a clue.
             let mut integration_clues: Vec<String> = if secret_is_clue {
                 let secrets = current.iter().chain(&previous);
@@ -342,6 +377,10 @@ fn endpoint(
             .map_err(|e| e.to_string())
             .and_then(|value| Secret::new(&value).map_err(str::to_string))
         {
+            Ok(secret) if secret.len() < MIN_SECRET_LEN => problems.push(format!(
+                "{at}: {which}: {} bytes long; at least {MIN_SECRET_LEN} are required (32 random bytes are recommended)",
+                secret.len()
+            )),
             Ok(secret) => secrets.push(secret),
             Err(e) => problems.push(format!("{at}: {which}: {e}")),
         }

@@ -92,6 +92,7 @@ pub struct Registry {
     endpoints: Vec<Endpoint>,
     by_clue: HashMap<(&'static str, String), usize>,
     by_key: HashMap<String, usize>,
+    warnings: Vec<String>,
 }
 
 impl Registry {
@@ -157,6 +158,12 @@ impl Registry {
             None => &self.integrations[by_clue(clue?)?],
         };
         (integration.provider.slug() == provider).then_some(integration)
+    }
+
+    /// What is allowed but unwise in the file (two integrations sharing a secret): reported by
+    /// `check-config` and logged at start.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The tenant with this id.

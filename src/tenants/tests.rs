@@ -21,7 +21,7 @@ inactivity_window = "30m"
   provider = "shopify"
   shop_domain = "Acme.myshopify.com"
   secret = { env = "ACME_SHOPIFY" }
-  previous_secret = "old-acme"
+  previous_secret = "old-acme-shopify-secret"
 
 [[tenant]]
 id = "globex"
@@ -29,7 +29,7 @@ id = "globex"
   [[tenant.integration]]
   provider = "salla"
   merchant_id = "1234509876"
-  secret = "globex-salla"
+  secret = "globex-salla-secret"
 
   [[tenant.integration]]
   provider = "standard"
@@ -39,14 +39,14 @@ id = "globex"
 
 #[test]
 fn resolves_by_clue_and_by_key() {
-    let registry = parse(TWO_TENANTS, &[("ACME_SHOPIFY", "acme-secret")]).unwrap();
+    let registry = parse(TWO_TENANTS, &[("ACME_SHOPIFY", "acme-shopify-secret")]).unwrap();
     let acme = registry
         .resolve("shopify", None, Some("acme.myshopify.com"))
         .unwrap();
     assert_eq!(&*acme.tenant.id, "acme");
     assert_eq!(acme.tenant.inactivity_window, Duration::from_secs(1800));
-    assert!(acme.keys.matches_token(b"acme-secret"));
-    assert!(acme.keys.matches_token(b"old-acme"));
+    assert!(acme.keys.matches_token(b"acme-shopify-secret"));
+    assert!(acme.keys.matches_token(b"old-acme-shopify-secret"));
 
     let globex = registry.resolve("salla", None, Some("1234509876")).unwrap();
     assert_eq!(&*globex.tenant.id, "globex");
@@ -60,7 +60,7 @@ fn resolves_by_clue_and_by_key() {
 
 #[test]
 fn a_key_never_resolves_for_another_provider_or_clue() {
-    let registry = parse(TWO_TENANTS, &[("ACME_SHOPIFY", "x")]).unwrap();
+    let registry = parse(TWO_TENANTS, &[("ACME_SHOPIFY", "acme-shopify-secret")]).unwrap();
     assert!(registry
         .resolve("shopify", Some("int_globex_standard_0001"), None)
         .is_none());
@@ -82,7 +82,7 @@ inactivity_window = "0s"
 
   [[tenant.integration]]
   provider = "nosuch"
-  secret = "x"
+  secret = "some-integration-secret"
 
   [[tenant.integration]]
   provider = "shopify"
@@ -118,7 +118,7 @@ id = "bad id"
 #[test]
 fn secrets_can_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("shop.secret"), "from-file\n").unwrap();
+    std::fs::write(dir.path().join("shop.secret"), "secret-from-a-file\n").unwrap();
     let text = r#"
 [[tenant]]
 id = "acme"
@@ -131,7 +131,7 @@ id = "acme"
     let acme = registry
         .resolve("shopify", None, Some("acme.myshopify.com"))
         .unwrap();
-    assert!(acme.keys.matches_token(b"from-file"));
+    assert!(acme.keys.matches_token(b"secret-from-a-file"));
 }
 
 #[test]
@@ -142,13 +142,13 @@ id = "a"
   [[tenant.integration]]
   provider = "shopify"
   shop_domain = "same.myshopify.com"
-  secret = "1"
+  secret = "store-a-shopify-secret"
 [[tenant]]
 id = "b"
   [[tenant.integration]]
   provider = "shopify"
   shop_domain = "SAME.myshopify.com"
-  secret = "2"
+  secret = "store-b-shopify-secret"
 "#;
     let text = parse(text, &[]).unwrap_err().to_string();
     assert!(text.contains("already has this shop_domain"), "{text}");
@@ -160,27 +160,27 @@ id = "acme"
   [[tenant.integration]]
   provider = "zid"
   store_id = " 1 "
-  secret = "acme-zid"
+  secret = "acme-zid-user:acme-zid-pass"
   [[tenant.integration]]
   provider = "sprusify"
   store_id = "store_abc"
-  secret = "acme-spru"
+  secret = "acme-sprusify-secret"
   [[tenant.integration]]
   provider = "shopimind"
   installation_id = "pg-1"
-  secret = "acme-spm"
+  secret = "acme-shopimind-secret"
   [[tenant.integration]]
   provider = "flexype"
   flexype_store = "My-Store.myshopify.com"
-  secret = "acme-flexype"
+  secret = "acme-flexype-secret"
   [[tenant.integration]]
   provider = "easyorders"
-  secret = "acme-easyorders"
+  secret = "acme-easyorders-secret"
   previous_secret = "acme-easyorders-old"
   [[tenant.integration]]
   provider = "vendera"
   integration_key = "int_acme_vendera_000001"
-  secret = "acme-vendera"
+  secret = "acme-vendera-secret"
   scheme = { auth = "hmac-hex", header = "X-Vendera-Signature", event_type_path = "event" }
 
 [[tenant]]
@@ -192,7 +192,7 @@ id = "globex"
   [[tenant.integration]]
   provider = "shopery"
   integration_key = "int_globex_shopery_0001"
-  secret = "globex-shopery"
+  secret = "globex-shopery-secret"
 "#;
 
 #[test]
@@ -235,14 +235,14 @@ fn an_easyorders_secret_finds_its_integration_and_no_other() {
             )
             .map(|i| i.tenant.id.to_string())
     };
-    assert_eq!(by_secret("acme-easyorders").as_deref(), Some("acme"));
+    assert_eq!(by_secret("acme-easyorders-secret").as_deref(), Some("acme"));
     assert_eq!(by_secret("acme-easyorders-old").as_deref(), Some("acme"));
     assert_eq!(by_secret("globex-easyorders").as_deref(), Some("globex"));
-    assert_eq!(by_secret("acme-zid"), None);
+    assert_eq!(by_secret("acme-zid-user:acme-zid-pass"), None);
     assert_eq!(by_secret("nobody"), None);
     // With the integration key in the URL, the presented secret must be that integration's.
     let globex_key = Some("int_globex_easyorders_01");
-    let acme_secret = providers::secret_clue(b"acme-easyorders");
+    let acme_secret = providers::secret_clue(b"acme-easyorders-secret");
     assert!(registry
         .resolve("easyorders", globex_key, Some(&acme_secret))
         .is_none());
@@ -256,7 +256,11 @@ fn an_easyorders_secret_finds_its_integration_and_no_other() {
 fn the_registry_debug_output_shows_no_secret() {
     let registry = parse(CATALOGUE, &[]).unwrap();
     let debug = format!("{registry:?}");
-    for secret in ["acme-easyorders", "acme-vendera", "globex-shopery"] {
+    for secret in [
+        "acme-easyorders-secret",
+        "acme-vendera-secret",
+        "globex-shopery-secret",
+    ] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
 }
@@ -269,27 +273,27 @@ id = "a"
   [[tenant.integration]]
   provider = "shopery"
   store_id = "1"
-  secret = "x"
+  secret = "some-integration-secret"
   [[tenant.integration]]
   provider = "easyorders"
   installation_id = "1"
-  secret = "same"
+  secret = "same-easyorders-secret"
   [[tenant.integration]]
   provider = "easyorders"
-  secret = "same"
+  secret = "same-easyorders-secret"
   [[tenant.integration]]
   provider = "shopify"
   shop_domain = "a.myshopify.com"
-  secret = "x"
+  secret = "some-integration-secret"
   scheme = { auth = "token", header = "x-secret" }
   [[tenant.integration]]
   provider = "vendera"
   integration_key = "int_a_vendera_0000001"
-  secret = "x"
+  secret = "some-integration-secret"
   scheme = { auth = "hmac-hex", header = "bad header", delivery_id_path = "" }
   [[tenant.integration]]
   provider = "sprusify"
-  secret = "x"
+  secret = "some-integration-secret"
 "#;
     let text = parse(broken, &[]).unwrap_err().to_string();
     for expected in [
@@ -304,7 +308,10 @@ id = "a"
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    assert!(!text.contains("same"), "secrets are never reported: {text}");
+    assert!(
+        !text.contains("same-easyorders"),
+        "secrets are never reported: {text}"
+    );
 }
 
 #[test]
@@ -315,13 +322,20 @@ id = "a"
   [[tenant.integration]]
   provider = "vendera"
   integration_key = "int_a_vendera_0000001"
-  secret = "x"
+  secret = "some-integration-secret"
 "#;
     let registry = parse(text, &[]).unwrap();
     let vendera = registry
         .resolve("vendera", Some("int_a_vendera_0000001"), None)
         .unwrap();
     assert!(vendera.scheme.is_none());
+    assert_eq!(registry.warnings().len(), 1);
+    assert!(
+        registry.warnings()[0]
+            .ends_with("has no `scheme`: every delivery is refused (401) until one is configured"),
+        "{:?}",
+        registry.warnings()
+    );
 }
 
 #[test]
@@ -338,11 +352,11 @@ id = "acme"
   [[tenant.endpoint]]
   id = "orders-only"
   url = "http://10.0.0.7:8080/in"
-  secret = "orders-secret"
+  secret = "acme-orders-hook-secret"
   events = ["order_completed"]
   retry_schedule = ["0s", "30s", "10m"]
 "#;
-    let registry = parse(text, &[("ACME_HOOK", "hook-secret")]).unwrap();
+    let registry = parse(text, &[("ACME_HOOK", "acme-crm-hook-secret")]).unwrap();
     let crm = &registry.endpoints()[0];
     assert_eq!(crm.url.host(), Some("hooks.acme.example"));
     assert_eq!(crm.secrets.len(), 2);
@@ -376,7 +390,7 @@ id = "acme"
         .endpoints_for("globex", providers::Bucket::OrderCompleted)
         .next()
         .is_none());
-    assert!(!format!("{registry:?}").contains("hook-secret"));
+    assert!(!format!("{registry:?}").contains("acme-crm-hook-secret"));
 }
 
 #[test]
@@ -394,13 +408,13 @@ id = "acme"
   [[tenant.endpoint]]
   id = "a"
   url = "https://ok.example/"
-  secret = "s"
+  secret = "endpoint-a-signing-secret"
   retry_schedule = ["soon"]
 
   [[tenant.endpoint]]
   id = "b"
   url = "https://ok.example/"
-  secret = "s2"
+  secret = "endpoint-b-signing-secret"
   events = []
 "#;
     let problems = parse(text, &[]).unwrap_err();
@@ -429,7 +443,7 @@ fn an_address_spelled_another_way_is_refused_with_its_canonical_form() {
         ("[0:0:0:0:0:ffff:7f00:1]", "::ffff:127.0.0.1"),
     ] {
         let text = format!(
-            "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"a\"\n  url = \"http://{host}:8080/in\"\n  secret = \"s\"\n"
+            "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"a\"\n  url = \"http://{host}:8080/in\"\n  secret = \"endpoint-signing-secret\"\n"
         );
         let problems = parse(&text, &[]).unwrap_err();
         let text = problems.iter().collect::<Vec<_>>().join("\n");
@@ -444,8 +458,84 @@ fn an_address_spelled_another_way_is_refused_with_its_canonical_form() {
         "https://hooks.acme.example/in",
     ] {
         let text = format!(
-            "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"a\"\n  url = \"{url}\"\n  secret = \"s\"\n"
+            "[[tenant]]\nid = \"acme\"\n  [[tenant.endpoint]]\n  id = \"a\"\n  url = \"{url}\"\n  secret = \"endpoint-signing-secret\"\n"
         );
         assert!(parse(&text, &[]).is_ok(), "{url}");
     }
+}
+
+#[test]
+fn secrets_shorter_than_the_minimum_are_refused_without_being_shown() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+  secret = "hunter2-short"
+  previous_secret = "acme-shopify-old-secret"
+
+  [[tenant.integration]]
+  provider = "standard"
+  integration_key = "int_acme_standard_0000001"
+  secret = "whsec_c2hvcnQta2V5"
+
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "https://hooks.acme.example/in"
+  secret = "tiny-secret"
+"#;
+    let problems = parse(text, &[]).unwrap_err();
+    let text = problems.iter().collect::<Vec<_>>().join("\n");
+    for expected in [
+        "integration[0] (shopify): secret: 13 bytes long; at least 16 are required",
+        // The key of a whsec_ secret is what follows it, decoded: "short-key".
+        "integration[1] (standard): secret: 9 bytes long; at least 16 are required",
+        "endpoint[0] (crm): secret: 11 bytes long; at least 16 are required",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(problems.len(), 3, "{text}");
+    for secret in ["hunter2", "c2hvcnQta2V5", "tiny-secret\""] {
+        assert!(!text.contains(secret), "{secret} shown in:\n{text}");
+    }
+}
+
+#[test]
+fn integrations_sharing_a_secret_load_with_a_warning_naming_both() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+  secret = "one-app-secret-for-all-shops"
+
+[[tenant]]
+id = "globex"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "globex.myshopify.com"
+  secret = "globex-own-shopify-secret"
+  previous_secret = "one-app-secret-for-all-shops"
+
+  [[tenant.integration]]
+  provider = "salla"
+  merchant_id = "1234509876"
+  secret = "globex-salla-secret"
+"#;
+    let registry = parse(text, &[]).unwrap();
+    let warnings = registry.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("tenant[1] (globex) integration[0] (shopify): shares its secret with tenant[0] (acme) integration[0] (shopify)"),
+        "{warnings:?}"
+    );
+    assert!(!warnings[0].contains("one-app-secret"), "{warnings:?}");
+    assert!(
+        parse(TWO_TENANTS, &[("ACME_SHOPIFY", "acme-shopify-secret")])
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
 }

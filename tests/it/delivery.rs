@@ -32,7 +32,7 @@ use crate::support::{
 const T0: u64 = 1_790_000_000;
 const WAIT: Duration = Duration::from_secs(30);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const OLD_SECRET: &str = "crm-old-secret";
+const OLD_SECRET: &str = "crm-old-signing-secret";
 const TOKEN: &str = "test-admin-token-0123456789";
 
 /// What a receiver got.
@@ -1217,4 +1217,55 @@ async fn plain_http_endpoints_need_an_explicit_allowance() {
         .start()
         .await;
     daemon.stop().await;
+}
+
+/// An abandonment older than its deadline when it reaches delivery (a cart last seen long ago,
+/// a backlog) is not sent to anyone: it ends `expired` and is dead-lettered, so an operator can
+/// still redrive it on purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_abandonment_expires_without_an_attempt() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let bench = Bench::start_with(
+        "delivery-expired",
+        &tenants(&[("crm", &receiver.url(), "")]),
+        None,
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    // The default deadline of an abandonment is 24 hours; this one happened 25 hours ago.
+    let at_ms = clock.now_millis() - 25 * 3600 * 1000;
+    let payload = transition("cart-old", "abandoned_candidate", at_ms).to_string();
+    bench
+        .producer
+        .send(
+            FutureRecord::to(&bench.daemon.topics.transitions)
+                .key("acme")
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let outcomes = bench.outcomes_eventually(1).await;
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0]["outcome"], "expired", "{outcomes:?}");
+    let dead = read_json_eventually(
+        &bench.daemon.brokers,
+        &bench.daemon.topics.dead_letters,
+        1,
+        WAIT,
+    )
+    .await;
+    assert_eq!(dead[0]["reason"], "expired");
+    // A fresh one for the same endpoint is delivered: only the stale one was held back.
+    bench.send_now("cart-new", "abandoned_candidate").await;
+    let received = received_eventually(&receiver, 1).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].headers["x-cartstream-event"],
+        "abandoned_candidate"
+    );
+    assert!(String::from_utf8_lossy(&received[0].body).contains("cart-new"));
+    bench.daemon.stop().await;
 }
