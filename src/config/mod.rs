@@ -87,10 +87,30 @@ impl Config {
             figment = figment.merge((path, value));
         }
         let (mut config, mut problems) = Self::extract(&figment);
+        config.resolve_paths(&figment);
         // Paths in the configuration are relative to its file's folder.
         let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
         config.kafka.resolve_client(env, base, &mut problems);
         (config, problems)
+    }
+
+    /// A relative path set in the config file is relative to that file's folder, so the
+    /// daemon and `check-config` read the same files from any working directory; one from the
+    /// defaults or an environment override stays relative to the working directory.
+    fn resolve_paths(&mut self, figment: &Figment) {
+        let paths = [
+            ("tenants.file", &mut self.tenants.file),
+            ("processor.state_dir", &mut self.processor.state_dir),
+            ("delivery.state_dir", &mut self.delivery.state_dir),
+        ];
+        for (key, path) in paths {
+            let source = figment.find_metadata(key).and_then(|m| m.source.as_ref());
+            if let (Some(figment::Source::File(file)), false) = (source, path.is_absolute()) {
+                if let Some(folder) = file.parent() {
+                    *path = folder.join(&*path);
+                }
+            }
+        }
     }
 
     /// Extracts section by section so that a bad value in one section does not hide the

@@ -154,3 +154,39 @@ fn kafka_client_problems_name_the_key() {
         "{problems}"
     );
 }
+
+#[test]
+fn relative_paths_in_the_file_are_relative_to_its_folder_and_others_to_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cartstream.toml");
+    std::fs::write(
+        &file,
+        "[tenants]\nfile = \"tenants.toml\"\n[processor]\nstate_dir = \"../state/processor\"\n[delivery]\nstate_dir = \"/var/lib/cartstream/delivery\"\n",
+    )
+    .unwrap();
+    let config = Config::load(Some(&file), &HashMap::new()).unwrap();
+    assert_eq!(config.tenants.file, dir.path().join("tenants.toml"));
+    assert_eq!(
+        config.processor.state_dir,
+        dir.path().join("../state/processor")
+    );
+    assert_eq!(
+        config.delivery.state_dir,
+        std::path::Path::new("/var/lib/cartstream/delivery")
+    );
+
+    // A value from the environment or the defaults is taken as it is.
+    let config = Config::load(
+        Some(&file),
+        &env(&[("CARTSTREAM__TENANTS__FILE", "elsewhere/tenants.toml")]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.tenants.file,
+        std::path::Path::new("elsewhere/tenants.toml")
+    );
+    assert_eq!(
+        Config::load(None, &HashMap::new()).unwrap().tenants.file,
+        std::path::Path::new("config/tenants.example.toml")
+    );
+}

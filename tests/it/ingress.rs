@@ -683,16 +683,30 @@ fn check_config_lists_every_problem() {
     }
     assert!(stderr.contains("(5 problems)"), "{stderr}");
 
-    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
-        .args(["check-config", "--config", "config/example.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    // The example configuration names its tenants file relative to its own folder, so it
+    // checks the same from the repository root and from anywhere else.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let elsewhere = tempfile::tempdir().unwrap();
+    for folder in [
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        elsewhere.path(),
+    ] {
+        let ok = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+            .arg("check-config")
+            .arg("--config")
+            .arg(&example)
+            .current_dir(folder)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "from {}: {}",
+            folder.display(),
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&ok.stdout);
+        assert!(stdout.contains("configuration ok: 2 tenants"), "{stdout}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
