@@ -7,6 +7,11 @@
 //! one that has not sent the start of a request within `header_read_timeout` is closed; one with
 //! no request in progress for `idle_timeout` is closed (HTTP/2: with a GOAWAY); HTTP/2 peers
 //! that stop answering pings are dropped.
+//!
+//! The answers hyper makes itself (400 for a request it cannot parse, 414, 431) are JSON like
+//! every other answer ([`json_errors`]).
+
+mod json_errors;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -157,7 +162,8 @@ async fn serve_connection<S, F>(
             Ok::<_, Infallible>(response)
         }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
+    let stream = TokioIo::new(json_errors::JsonErrors::new(stream));
+    let connection = builder.serve_connection(stream, hyper_service);
     tokio::pin!(connection);
     let mut ending = false;
     loop {

@@ -557,3 +557,91 @@ async fn slow_bodies_cannot_hold_more_memory_than_the_buffer_budget() {
     drop(slow);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_in_flight_limit_a_webhook_is_answered_503_with_retry_after_at_once() {
+    let daemon = TestDaemon::builder("hardening-in-flight")
+        .config(|config| {
+            config.ingress.max_in_flight_requests = 2;
+            config.ingress.retry_after_seconds = 4;
+            config.ingress.body_read_timeout = Duration::from_secs(3);
+        })
+        .start()
+        .await;
+    let http = Http::http1();
+    let url = daemon.url("/api/webhooks/shopify");
+
+    // Two requests whose bodies never come hold both in-flight slots until their read timeout.
+    let head = b"POST /api/webhooks/shopify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+    let slow = hold_connections(daemon.ingress_addr(), 2, head).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = shopify_checkout();
+    let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, "wh-3");
+    let started = Instant::now();
+    let answer = http.post(&url, &headers, body).await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.headers["retry-after"], "4");
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"error": "overloaded: try again later"})
+    );
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, _) = post_checkout(&http, &url, "wh-after").await;
+    assert_eq!(status, 200, "the slots are free again");
+    drop(slow);
+    daemon.stop().await;
+}
+
+/// Sends `request` on a new connection and reads the answer until the daemon closes it.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    let _ = read.await.expect("the daemon answers and closes");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_refuses_itself_are_answered_json_too() {
+    let daemon = TestDaemon::builder("hardening-json-errors").start().await;
+    let addr = daemon.ingress_addr();
+    // More header fields than hyper parses (100): small enough to be read whole.
+    let fields: String = (0..120).map(|i| format!("x-field-{i}: {i}\r\n")).collect();
+    let huge = format!(
+        "POST /api/webhooks/shopify HTTP/1.1\r\nhost: x\r\n{fields}content-length: 2\r\n\r\n{{}}"
+    );
+    let cases = [
+        (huge.into_bytes(), "431", "request header fields too large"),
+        (
+            b"POST /api/webhooks/shopify HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n".to_vec(),
+            "400",
+            "the request could not be parsed as HTTP",
+        ),
+        (
+            b"NOT AN HTTP REQUEST\r\n\r\n".to_vec(),
+            "400",
+            "the request could not be parsed as HTTP",
+        ),
+    ];
+    for (request, status, error) in cases {
+        let answer = raw_exchange(addr, &request).await;
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("\r\ncontent-type: application/json"),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(body, serde_json::json!({ "error": error }));
+    }
+    // The daemon's own answers are untouched.
+    let http = Http::http1();
+    let (status, _) = post_checkout(&http, &daemon.url("/api/webhooks/shopify"), "wh-ok").await;
+    assert_eq!(status, 200);
+    daemon.stop().await;
+}

@@ -262,3 +262,39 @@ async fn shutdown_finishes_requests_in_flight() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].headers["cartstream-delivery-id"], "drain-1");
 }
+
+/// A broker that stops answering without closing its connections (frozen, overloaded) is not
+/// known to be down: the webhook waits for the acknowledgement as long as the ack timeout, and
+/// is answered 504, which platforms retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_answering_gives_504_after_the_ack_timeout() {
+    let broker = PrivateBroker::start();
+    let daemon = TestDaemon::builder("outage-frozen")
+        .brokers(&broker.brokers())
+        .config(|c| c.ingress.ack_timeout = ACK_TIMEOUT)
+        .start()
+        .await;
+    let http = Http::http1();
+    until_accepted(&http, &daemon, "before").await;
+
+    broker.pause();
+    let body = br#"{"id":"frozen"}"#.to_vec();
+    let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, "frozen");
+    let started = Instant::now();
+    let answer = http
+        .post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+        .await;
+    let took = started.elapsed();
+    broker.resume();
+    assert_eq!(answer.status, 504, "{answer:?}");
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"error": "Kafka did not acknowledge in time: try again"})
+    );
+    assert!(
+        took >= ACK_TIMEOUT && took < ACK_TIMEOUT + Duration::from_secs(1),
+        "answered after {took:?}"
+    );
+    until_accepted(&http, &daemon, "after").await;
+    daemon.stop().await;
+}
