@@ -303,21 +303,32 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
         .create()
         .expect("a consumer can be created");
     let timeout = Duration::from_secs(10);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .expect("topic metadata");
-    let partitions: Vec<i32> = metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    // A topic created moments ago may not have its partitions' leaders yet (nothing was
+    // produced to it): ask again until every partition answers, as a client would.
+    let settle = Instant::now() + Duration::from_secs(20);
+    let (partitions, watermarks) = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .expect("topic metadata");
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let watermarks: Result<Vec<(i64, i64)>, _> = partitions
+            .iter()
+            .map(|&partition| consumer.fetch_watermarks(topic, partition, timeout))
+            .collect();
+        match watermarks {
+            Ok(watermarks) if !partitions.is_empty() => break (partitions, watermarks),
+            Err(error) if Instant::now() >= settle => panic!("watermarks of {topic}: {error}"),
+            _ if Instant::now() >= settle => panic!("topic {topic} has no partitions"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0i64;
-    for &partition in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .expect("watermarks");
+    for (&partition, (low, high)) in partitions.iter().zip(watermarks) {
         remaining += high - low;
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
