@@ -840,3 +840,55 @@ async fn a_retry_is_a_duplicate_but_a_new_event_on_the_same_resource_or_platform
     assert_eq!(seen, expected, "{events:#?}");
     daemon.stop().await;
 }
+
+/// An order that shares nothing with the abandoned checkout but the customer's phone number —
+/// another cart token, another checkout, no e-mail, the number written another way — is its
+/// recovery: both normalize to the same E.164 number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_from_the_same_phone_recovers_an_abandoned_checkout() {
+    let shop = Shop::start("recovery-phone").await;
+    shop.send(
+        "checkouts/update",
+        "w-p1",
+        json!({
+            "id": 1101,
+            "token": "checkout-phone-1",
+            "cart_token": "cart-phone-1",
+            "phone": "+1 502-459-2181",
+            "total_price": "120.00",
+            "currency": "USD",
+            "updated_at": rfc3339(shop.clock.now_millis()),
+        }),
+    )
+    .await;
+    shop.applied(1).await;
+    shop.advance(WINDOW + Duration::from_secs(60)).await;
+    let abandoned = shop.transitions_eventually(1).await;
+    assert_eq!(abandoned[0]["to"], "abandoned");
+    assert_eq!(abandoned[0]["event"]["customer"]["phone"], "+15024592181");
+
+    shop.send(
+        "orders/create",
+        "w-p2",
+        json!({
+            "id": 5101,
+            "checkout_token": "checkout-from-another-device",
+            "cart_token": "cart-from-another-device",
+            "billing_address": {"phone": "(502) 459-2181", "country_code": "US"},
+            "total_price": "120.00",
+            "currency": "USD",
+            "updated_at": rfc3339(shop.clock.now_millis()),
+        }),
+    )
+    .await;
+    let transitions = shop.transitions_eventually(2).await;
+    let recovery = &transitions[1];
+    assert_eq!(recovery["cart"], abandoned[0]["cart"], "{recovery}");
+    assert_eq!(
+        (&recovery["from"], &recovery["to"]),
+        (&json!("abandoned"), &json!("recovered"))
+    );
+    assert_eq!(recovery["recovered"], true);
+    assert_eq!(recovery["event"]["order_id"], "5101");
+    shop.daemon.stop().await;
+}
