@@ -130,7 +130,7 @@ def check_config(where, docs, binary, values):
         env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSTREAM__")}
         env["CARTSTREAM__TENANTS__FILE"] = os.path.join(tmp, "tenants.toml")
         if "{ env = " in data["tenants.toml"]:
-            env["ACME_SHOPIFY_SECRET"] = "test-secret"
+            env["ACME_SHOPIFY_SECRET"] = "acme-shopify-test-secret"
         if "{ file = " in data["tenants.toml"]:
             # The mounted Secret's path, redirected to a scratch file for the check.
             secret = os.path.join(tmp, "acme-standard")
