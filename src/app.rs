@@ -161,7 +161,11 @@ pub async fn start(
     let shutdown = CancellationToken::new();
     let admin_shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let health = Health::new(shutdown.clone(), producer.clone());
+    let stores = crate::health::Stores::default();
+    let mut health = Health::new(shutdown.clone(), producer.clone());
+    if roles.processor {
+        health = health.with_stores(stores.clone());
+    }
     let delivery_worker = roles.delivery.then(|| {
         Delivery::new(
             config.delivery.clone(),
@@ -219,6 +223,7 @@ pub async fn start(
             registry.clone(),
             producer.clone(),
             clock.clone(),
+            stores.clone(),
         );
         let stop = shutdown.clone();
         tracker.spawn(run_role(

@@ -3,6 +3,11 @@
 //! Alive means the process serves HTTP. Ready means it is not draining and Kafka answers. The
 //! Kafka verdict is reused for a second: probes — on the public port too, where anyone may send
 //! them — cost at most one broker round trip per second, however many arrive.
+//!
+//! A process running the processor also reports its state stores (one per owned inbound
+//! partition: where it is, how far behind, whether it has caught up) in the admin port's
+//! answer. They do not decide readiness: a store that cannot be opened stops the processor, and
+//! with it the process; one still catching up is working as it should.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +29,52 @@ pub struct Health {
     draining: CancellationToken,
     producer: kafka::Producer,
     last: Arc<Mutex<Option<Verdict>>>,
+    stores: Option<Stores>,
+}
+
+/// One state store of this process (a processor's inbound partition), as reported by `/readyz`
+/// on the admin port.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoreState {
+    pub partition: i32,
+    /// The next inbound offset the store applies; `None` before its first record.
+    pub next_offset: Option<i64>,
+    /// Records on the partition not applied yet, from the consumer's last statistics.
+    pub lag: Option<i64>,
+    /// Consumed to the end of its partition (timers then fire on wall-clock time).
+    pub caught_up: bool,
+}
+
+type Report = Box<dyn Fn() -> Vec<StoreState> + Send + Sync>;
+
+/// Where a role holding state stores lets readiness read them. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Stores(Arc<std::sync::Mutex<Option<Report>>>);
+
+impl Stores {
+    /// From now on the stores' states are what `report` says.
+    pub fn attach(&self, report: impl Fn() -> Vec<StoreState> + Send + Sync + 'static) {
+        *self.slot() = Some(Box::new(report));
+    }
+
+    /// The role closed its stores.
+    pub fn detach(&self) {
+        *self.slot() = None;
+    }
+
+    /// The stores' states; none while the role has not opened any.
+    pub fn states(&self) -> Vec<StoreState> {
+        self.slot()
+            .as_ref()
+            .map(|report| report())
+            .unwrap_or_default()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Report>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// When Kafka was last asked, and what it said.
@@ -39,7 +90,19 @@ impl Health {
             draining,
             producer,
             last: Arc::default(),
+            stores: None,
         }
+    }
+
+    /// This process holds state stores (it runs the processor): readiness reports them.
+    pub fn with_stores(mut self, stores: Stores) -> Self {
+        self.stores = Some(stores);
+        self
+    }
+
+    /// The state stores' states, when this process has stores at all.
+    pub fn stores(&self) -> Option<Vec<StoreState>> {
+        self.stores.as_ref().map(Stores::states)
     }
 
     /// `Ok` when the process should receive traffic, else the reason it should not.
@@ -100,5 +163,27 @@ mod tests {
         draining.cancel();
         let health = Health { draining, ..health };
         assert_eq!(health.ready().await, Err("draining"));
+    }
+
+    #[test]
+    fn stores_are_reported_while_attached_and_only_where_there_are_stores() {
+        let config = kafka::Config::default();
+        let producer = kafka::Producer::from_config(&config, 1 << 20).unwrap();
+        let without = Health::new(CancellationToken::new(), producer);
+        assert_eq!(without.stores(), None);
+        let stores = Stores::default();
+        let with = without.with_stores(stores.clone());
+        assert_eq!(with.stores(), Some(vec![]));
+        let state = StoreState {
+            partition: 2,
+            next_offset: Some(40),
+            lag: Some(0),
+            caught_up: true,
+        };
+        let reported = state.clone();
+        stores.attach(move || vec![reported.clone()]);
+        assert_eq!(with.stores(), Some(vec![state]));
+        stores.detach();
+        assert_eq!(with.stores(), Some(vec![]));
     }
 }

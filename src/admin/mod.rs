@@ -121,7 +121,7 @@ impl Admin {
                     .expect("static response parts are valid")
             }
             "/healthz" => healthz(),
-            "/readyz" => readyz(&self.health).await,
+            "/readyz" => readyz(&self.health, true).await,
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
         }
     }
@@ -268,15 +268,20 @@ pub fn healthz() -> Response<Full<Bytes>> {
     json(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 
-/// `200 {"status":"ready"}`, or `503` with the reason.
-pub async fn readyz(health: &Health) -> Response<Full<Bytes>> {
-    match health.ready().await {
-        Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#),
-        Err(reason) => json(
+/// `200 {"status":"ready"}`, or `503` with the reason. With `detailed` (the admin port), a
+/// process holding state stores lists them under `stores`.
+pub async fn readyz(health: &Health, detailed: bool) -> Response<Full<Bytes>> {
+    let (status, mut body) = match health.ready().await {
+        Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "status": "not ready", "error": reason }).to_string(),
+            serde_json::json!({ "status": "not ready", "error": reason }),
         ),
+    };
+    if let Some(stores) = health.stores().filter(|_| detailed) {
+        body["stores"] = serde_json::json!(stores);
     }
+    json(status, body.to_string())
 }
 
 fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

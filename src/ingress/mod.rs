@@ -190,7 +190,7 @@ impl Ingress {
         let (parts, body) = request.into_parts();
         let (provider, key) = match route::parse(parts.uri.path()) {
             Route::Healthz => return crate::admin::healthz(),
-            Route::Readyz => return crate::admin::readyz(&self.health).await,
+            Route::Readyz => return crate::admin::readyz(&self.health, false).await,
             Route::NotFound => return self.answer("unknown", Err(Error::NotFound), started),
             Route::Webhook { provider, key } => (provider, key),
         };

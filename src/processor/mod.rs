@@ -160,6 +160,7 @@ pub struct Processor {
     registry: Arc<Registry>,
     producer: kafka::Producer,
     clock: Clock,
+    stores: crate::health::Stores,
 }
 
 impl Processor {
@@ -169,6 +170,7 @@ impl Processor {
         registry: Arc<Registry>,
         producer: kafka::Producer,
         clock: Clock,
+        stores: crate::health::Stores,
     ) -> Self {
         Processor {
             config,
@@ -176,6 +178,7 @@ impl Processor {
             registry,
             producer,
             clock,
+            stores,
         }
     }
 
@@ -206,6 +209,8 @@ impl Processor {
             runtime.clone(),
             shutdown.clone(),
         );
+        let view = partitions.clone();
+        self.stores.attach(move || view.states());
         let mut consumer = self.join(&partitions)?;
         tracing::info!(
             topic = %topics.inbound,
@@ -250,6 +255,7 @@ impl Processor {
             CommitMode::Async,
         );
         runtime.block_on(kafka::close_consumer(consumer, deadline));
+        self.stores.detach();
         partitions.close_all();
         tracing::info!("processor stopped");
         result

@@ -234,6 +234,25 @@ impl Partitions {
         Ok(())
     }
 
+    /// Each owned partition's store: where it is and how far behind, for `/readyz`.
+    pub fn states(&self) -> Vec<crate::health::StoreState> {
+        let inner = self.lock();
+        inner
+            .owned
+            .iter()
+            .map(|(&partition, owned)| crate::health::StoreState {
+                partition,
+                next_offset: owned.next_offset,
+                lag: inner
+                    .high_watermarks
+                    .get(&partition)
+                    .zip(owned.next_offset)
+                    .map(|(high, next)| (high - next).max(0)),
+                caught_up: owned.caught_up,
+            })
+            .collect()
+    }
+
     /// Marks a partition as consumed to its end.
     pub fn mark_caught_up(&self, partition: i32) {
         if let Some(owned) = self.lock().owned.get_mut(&partition) {

@@ -892,3 +892,49 @@ async fn an_order_from_the_same_phone_recovers_an_abandoned_checkout() {
     assert_eq!(recovery["event"]["order_id"], "5101");
     shop.daemon.stop().await;
 }
+
+/// The admin port's `/readyz` of a process running the processor lists its state stores — one
+/// per owned inbound partition, where it is and whether it has caught up — while the public
+/// port's answer says only whether to send traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_on_the_admin_port_reports_the_processors_state_stores() {
+    let shop = Shop::start("readyz-stores").await;
+    shop.checkout("cart-1", "w-1").await;
+    shop.applied(1).await;
+    let partitions = shop.daemon.config.kafka.partitions as usize;
+    let deadline = std::time::Instant::now() + WAIT;
+    let stores = loop {
+        let answer = shop.http.get(&shop.daemon.admin_url("/readyz")).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let body = answer.json();
+        assert_eq!(body["status"], "ready");
+        let stores = body["stores"].as_array().cloned().unwrap_or_default();
+        let settled = stores.len() == partitions
+            && stores
+                .iter()
+                .all(|s| s["caught_up"] == true && (s["next_offset"].is_null() || s["lag"] == 0));
+        if settled {
+            break stores;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stores never all caught up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut owned: Vec<i64> = stores
+        .iter()
+        .map(|s| s["partition"].as_i64().unwrap())
+        .collect();
+    owned.sort();
+    assert_eq!(owned, (0..partitions as i64).collect::<Vec<_>>());
+    let applied: i64 = stores
+        .iter()
+        .filter_map(|s| s["next_offset"].as_i64())
+        .sum();
+    assert_eq!(applied, 1, "one record applied in all: {stores:?}");
+
+    let public = shop.http.get(&shop.daemon.url("/readyz")).await;
+    assert_eq!(public.json(), json!({"status": "ready"}));
+    shop.daemon.stop().await;
+}
