@@ -547,6 +547,13 @@ impl Store {
                 self.counts.change(Some(Phase::Active), Some(after.phase));
                 let value = serde_json::to_vec(after).expect("a cart always serializes");
                 batch.put_cf(cf(&self.db, CARTS), &stored, value);
+                // An abandoned cart that is never recovered goes `retention` after it was
+                // abandoned, like a closed one after it closed.
+                batch.put_cf(
+                    cf(&self.db, EXPIRY),
+                    keys::expiry_cart(deadline, tenant, cart_key),
+                    [],
+                );
             }
             for transition in step.transitions {
                 records.push(outbox::Record::transition(&transition));
@@ -565,9 +572,10 @@ impl Store {
         Ok(transitions)
     }
 
-    /// Deletes carts closed (completed or recovered) before `now_ms - retention`, with the
-    /// aliases that still lead to them, and de-duplication markers older than the window — at
-    /// most `limit` of each, oldest first, in one batch.
+    /// Deletes carts closed (completed or recovered) or abandoned (and not active again since)
+    /// before `now_ms - retention`, with the aliases that still lead to them, and
+    /// de-duplication markers older than the window — at most `limit` of each, oldest first,
+    /// in one batch.
     pub fn collect_garbage(
         &mut self,
         now_ms: i64,
@@ -592,7 +600,13 @@ impl Store {
             batch.delete_cf(expiry, &key);
             let stored = keys::cart(tenant, cart_key);
             if let Some(cart) = self.get_cart(&stored)? {
-                if cart.closed_at_ms == Some(closed) {
+                // The entry still describes the cart: it has not been active, recovered or
+                // abandoned again since (each of those wrote an entry of its own).
+                let still = match cart.phase {
+                    Phase::Abandoned => cart.deadline_ms() == closed,
+                    _ => cart.closed_at_ms == Some(closed),
+                };
+                if still {
                     self.delete_aliases(&mut batch, &cart)?;
                     batch.delete_cf(cf(&self.db, CARTS), &stored);
                     self.counts.change(Some(cart.phase), None);

@@ -464,3 +464,49 @@ fn garbage_collection_removes_closed_carts_and_old_markers_only() {
     // d3's marker is within the window and still de-duplicates.
     assert!(feed.send("d3", &checkout("c2"), T0 + 3 * day).duplicate);
 }
+
+#[test]
+fn an_abandoned_cart_never_recovered_is_collected_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    let day = 24 * 60 * MINUTE;
+    let retention = Duration::from_secs(2 * 24 * 3600);
+    feed.send("d1", &checkout("gone"), T0);
+    feed.send("d2", &checkout("back"), T0);
+    assert_eq!(feed.fire(T0 + WINDOW).len(), 2, "both abandoned");
+    // "back" comes back to life a day later and is abandoned again.
+    feed.send("d3", &checkout("back"), T0 + day);
+    assert_eq!(feed.fire(T0 + day + WINDOW).len(), 1);
+
+    let nothing = feed
+        .store
+        .collect_garbage(T0 + WINDOW + day, retention, 100)
+        .unwrap();
+    assert_eq!(nothing.carts, 0, "not yet two days after the abandonment");
+
+    let collected = feed
+        .store
+        .collect_garbage(T0 + WINDOW + 2 * day + 1, retention, 100)
+        .unwrap();
+    assert_eq!(collected.carts, 1, "only the cart abandoned two days ago");
+    assert_eq!(feed.store.cart("acme", "gone").unwrap(), None);
+    assert_eq!(
+        feed.store.cart("acme", "back").unwrap().unwrap().phase,
+        Phase::Abandoned,
+        "its first abandonment no longer describes it"
+    );
+    assert_eq!(feed.store.counts().get(Phase::Abandoned), 1);
+    // The collected cart's aliases are gone: a late order for it finds nothing to recover.
+    let late = feed.send("d9", &order(Some("gone"), None), T0 + 3 * day);
+    assert!(late.transitions.is_empty());
+
+    let later = feed
+        .store
+        .collect_garbage(T0 + day + WINDOW + 2 * day + 1, retention, 100)
+        .unwrap();
+    assert_eq!(
+        later.carts, 1,
+        "the second abandonment's retention ran out too"
+    );
+    assert_eq!(feed.store.cart("acme", "back").unwrap(), None);
+}

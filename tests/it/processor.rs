@@ -938,3 +938,42 @@ async fn readiness_on_the_admin_port_reports_the_processors_state_stores() {
     assert_eq!(public.json(), json!({"status": "ready"}));
     shop.daemon.stop().await;
 }
+
+/// An abandoned cart that is never recovered is forgotten `processor.retention` after its
+/// abandonment: an order for it after that is an order of its own, not a recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_cart_is_forgotten_after_the_retention() {
+    let clock = Clock::manual(T0);
+    let daemon = TestDaemon::builder("retention-abandoned")
+        .roles(Roles::ALL)
+        .clock(clock.clone())
+        .config(|config| {
+            patient(config);
+            config.processor.retention = Duration::from_secs(24 * 3600);
+            config.processor.gc_interval = Duration::from_millis(200);
+        })
+        .start()
+        .await;
+    let shop = Shop {
+        daemon,
+        http: Http::http1(),
+        clock,
+    };
+    shop.checkout("cart-old", "w-1").await;
+    shop.applied(1).await;
+    shop.advance(WINDOW + Duration::from_secs(60)).await;
+    assert_eq!(shop.transitions_eventually(1).await[0]["to"], "abandoned");
+
+    shop.advance(Duration::from_secs(24 * 3600 + 60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shop.order("cart-old", "w-2").await;
+    shop.applied(2).await;
+    // Let the processor act on the order; a recovery would be a second transition.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let transitions = shop.transitions();
+    assert!(
+        transitions.iter().all(|t| t["to"] != "recovered"),
+        "{transitions:?}"
+    );
+    shop.daemon.stop().await;
+}
