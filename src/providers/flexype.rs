@@ -118,8 +118,23 @@ impl Provider for Flexype {
             ),
         };
         event.occurred_at = n::timestamp(&body, &["event_time"]);
+        if event.event_bucket == Bucket::AbandonedCandidate {
+            // FlexyPe has already waited for the customer's inactivity: the cart's activity is
+            // dated when it began, so the tenant's window is not added a second time.
+            event.occurred_at = event.occurred_at.as_deref().and_then(inactive_since);
+        }
         event
     }
+}
+
+/// ACR and ASR "fire after 15 minutes of customer inactivity" (FlexyPe's webhook guide).
+const INACTIVITY_BEFORE_RECOVERY_EVENTS: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// When the inactivity that a recovery event sent at `event_time` reports began.
+fn inactive_since(event_time: &str) -> Option<String> {
+    let at = chrono::DateTime::parse_from_rfc3339(event_time).ok()?;
+    let since = at.to_utc() - INACTIVITY_BEFORE_RECOVERY_EVENTS;
+    Some(since.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 /// Store ids are kept as they are; a clue with a dot is a Shopify domain, and domains compare
@@ -166,6 +181,23 @@ mod tests {
             Flexype.inspect(&Request::new(&h, legacy)).unwrap().clue,
             None
         );
+    }
+
+    #[test]
+    fn recovery_events_are_dated_when_the_inactivity_began() {
+        let h = HeaderMap::new();
+        let normalize = |body: &[u8]| {
+            let request = Request::new(&h, body);
+            let seen = Flexype.inspect(&request).unwrap();
+            Flexype.normalize(&request, &seen).occurred_at
+        };
+        assert_eq!(normalize(ACR).as_deref(), Some("2026-05-07T09:45:00Z"));
+        let asr = br#"{"event_time":"2026-05-07T10:00:00Z","event_type":"ABANDONED_SESSION","payload":{}}"#;
+        assert_eq!(normalize(asr).as_deref(), Some("2026-05-07T09:45:00Z"));
+        // Other events happened when FlexyPe says.
+        let viewed =
+            br#"{"event_time":"2026-05-07T10:00:00Z","event_type":"PRODUCT_VIEWED","payload":{}}"#;
+        assert_eq!(normalize(viewed).as_deref(), Some("2026-05-07T10:00:00Z"));
     }
 
     #[test]

@@ -977,3 +977,62 @@ async fn an_abandoned_cart_is_forgotten_after_the_retention() {
     );
     shop.daemon.stop().await;
 }
+
+/// FlexyPe sends an Abandoned Checkout Recovery event after 15 minutes of the customer's
+/// inactivity: with the tenant's window of 15 minutes, the cart is abandoned as the event
+/// arrives, not 15 minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flexype_recovery_event_does_not_wait_the_inactivity_a_second_time() {
+    let clock = Clock::manual(T0);
+    let tenants = format!(
+        "{TENANTS}\n[[tenant]]\nid = \"hooli\"\n  [[tenant.integration]]\n  provider = \"flexype\"\n  flexype_store = \"store_hooli\"\n  secret = \"hooli-flexype-secret\"\n"
+    );
+    let daemon = TestDaemon::builder("flexype-acr")
+        .roles(Roles::ALL)
+        .clock(clock.clone())
+        .tenants(&tenants)
+        .config(patient)
+        .start()
+        .await;
+    let body = json!({
+        "event_time": rfc3339(clock.now_millis()),
+        "event_type": "ACR_CHECKOUT",
+        "event_id": "evt_acr_1",
+        "store": {"id": "store_hooli"},
+        "payload": {
+            "checkout_id": "chk_1",
+            "checkout_url": "https://hooli.example/recover/chk_1",
+            "total_payable": "42.00",
+            "currency": "INR",
+            "user": {"email": "asha@example.com"}
+        }
+    })
+    .to_string()
+    .into_bytes();
+    let headers = vec![
+        ("content-type", "application/json".to_string()),
+        (
+            "x-flexype-authorization",
+            "hooli-flexype-secret".to_string(),
+        ),
+        ("x-webhook-version", "2026-05".to_string()),
+        ("x-event-id", "evt_acr_1".to_string()),
+    ];
+    let answer = Http::http1()
+        .post(&daemon.url("/api/webhooks/flexype"), &headers, body)
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    read_json_eventually(&daemon.brokers, &daemon.topics.events, 1, WAIT).await;
+
+    // A second later — not a window later — the cart is abandoned.
+    clock.advance(Duration::from_secs(1));
+    let transitions =
+        read_json_eventually(&daemon.brokers, &daemon.topics.transitions, 1, WAIT).await;
+    assert_eq!(transitions[0]["tenant_id"], "hooli");
+    assert_eq!(transitions[0]["to"], "abandoned");
+    assert_eq!(
+        transitions[0]["event"]["recovery_url"],
+        "https://hooli.example/recover/chk_1"
+    );
+    daemon.stop().await;
+}
