@@ -142,6 +142,7 @@ fn hot_path(registry: &Registry, case: &Case) -> rdkafka::message::OwnedHeaders 
         delivery_id: &delivery_id,
         received_at: now,
         content_type: Some("application/json"),
+        payload_version: seen.payload_version.as_deref(),
     }
     .headers()
 }

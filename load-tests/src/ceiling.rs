@@ -70,6 +70,7 @@ pub async fn run(
                     delivery_id: &delivery_id,
                     received_at: clock.now(),
                     content_type: Some("application/json"),
+                    payload_version: None,
                 }
                 .headers();
                 let record = FutureRecord::to(&topic)

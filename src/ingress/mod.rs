@@ -334,6 +334,7 @@ impl Ingress {
             content_type: headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
+            payload_version: seen.payload_version.as_deref(),
         };
         self.producer
             .send_inbound(

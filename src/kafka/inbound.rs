@@ -14,6 +14,7 @@ pub const HEADER_TENANT: &str = "cartstream-tenant";
 pub const HEADER_EVENT_TYPE: &str = "cartstream-event-type";
 pub const HEADER_DELIVERY_ID: &str = "cartstream-delivery-id";
 pub const HEADER_RECEIVED_AT: &str = "cartstream-received-at";
+pub const HEADER_PAYLOAD_VERSION: &str = "cartstream-payload-version";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 
 /// What the ingress knows about one verified delivery.
@@ -25,11 +26,13 @@ pub struct Metadata<'a> {
     pub delivery_id: &'a str,
     pub received_at: SystemTime,
     pub content_type: Option<&'a str>,
+    /// The platform's payload version, where it sends one (FlexyPe's `X-Webhook-Version`).
+    pub payload_version: Option<&'a str>,
 }
 
 impl Metadata<'_> {
-    /// The Kafka headers of the record. `event_type` and `content-type` are left out when the
-    /// request had none, rather than sent empty.
+    /// The Kafka headers of the record. `event_type`, the payload version and `content-type`
+    /// are left out when the request had none, rather than sent empty.
     pub fn headers(&self) -> OwnedHeaders {
         let received_at = humantime::format_rfc3339_millis(self.received_at).to_string();
         let mut headers = OwnedHeaders::new_with_capacity(7)
@@ -59,6 +62,12 @@ impl Metadata<'_> {
                 value: Some(event_type),
             });
         }
+        if let Some(version) = self.payload_version {
+            headers = headers.insert(Header {
+                key: HEADER_PAYLOAD_VERSION,
+                value: Some(version),
+            });
+        }
         if let Some(content_type) = self.content_type {
             headers = headers.insert(Header {
                 key: HEADER_CONTENT_TYPE,
@@ -84,6 +93,7 @@ mod tests {
             delivery_id: "wh-1",
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             content_type: None,
+            payload_version: None,
         };
         let headers = meta.headers();
         let pairs: Vec<(String, String)> = headers

@@ -195,6 +195,7 @@ impl Partitions {
             clue: None,
             event_type: delivery.event_type.map(Into::into),
             delivery_id: Some(delivery.delivery_id.into()),
+            payload_version: delivery.payload_version.map(Into::into),
         };
         let event = delivery.provider.normalize(&request, &seen);
         let at_ms = event
@@ -505,6 +506,7 @@ struct Delivery<'m> {
     tenant: &'m str,
     delivery_id: &'m str,
     event_type: Option<&'m str>,
+    payload_version: Option<&'m str>,
     received_ms: i64,
     body: &'m [u8],
 }
@@ -516,6 +518,7 @@ impl<'m> Delivery<'m> {
         let mut tenant = None;
         let mut delivery_id = None;
         let mut event_type = None;
+        let mut payload_version = None;
         let mut received_ms = None;
         if let Some(headers) = message.headers() {
             for header in headers.iter() {
@@ -527,6 +530,7 @@ impl<'m> Delivery<'m> {
                     inbound::HEADER_TENANT => tenant = Some(value),
                     inbound::HEADER_DELIVERY_ID => delivery_id = Some(value),
                     inbound::HEADER_EVENT_TYPE => event_type = Some(value),
+                    inbound::HEADER_PAYLOAD_VERSION => payload_version = Some(value),
                     inbound::HEADER_RECEIVED_AT => {
                         received_ms = humantime::parse_rfc3339(value)
                             .ok()
@@ -549,6 +553,7 @@ impl<'m> Delivery<'m> {
             tenant,
             delivery_id,
             event_type,
+            payload_version,
             received_ms,
             body: message.payload().unwrap_or_default(),
         })

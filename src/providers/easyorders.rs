@@ -54,6 +54,7 @@ impl Provider for EasyOrders {
             // change (a status update, then another, carry the same one): a retry re-sends the
             // same body, so the body's digest is the delivery's identity.
             delivery_id: None,
+            ..Default::default()
         })
     }
 

@@ -14,6 +14,7 @@ use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
 
 const AUTHORIZATION: &[&str] = &["x-flexype-authorization"];
 const EVENT_ID: &[&str] = &["x-event-id"];
+const VERSION: &[&str] = &["x-webhook-version"];
 
 #[derive(Debug)]
 pub struct Flexype;
@@ -59,6 +60,7 @@ impl Provider for Flexype {
             clue,
             event_type: envelope.event_type,
             delivery_id: request.header(EVENT_ID).map(Cow::Borrowed),
+            payload_version: request.header(VERSION).map(Cow::Borrowed),
         })
     }
 
@@ -83,10 +85,18 @@ impl Provider for Flexype {
         };
         let mut event = Event::new(self.slug(), name, bucket);
         let body = n::parse(request.body);
-        // Versioned deliveries (2026-05) wrap the data in "payload"; legacy ones are flat.
-        let data = n::at(&body, &["payload"])
-            .filter(|v| v.is_object())
-            .unwrap_or(&body);
+        // Versioned deliveries (2025-09, 2026-05: X-Webhook-Version) wrap the data in "payload";
+        // legacy ones, which have no version, are flat. Without the header (records written
+        // before it was kept), the body's shape tells.
+        let versioned = match seen.payload_version.as_deref() {
+            Some(version) => !version.trim().is_empty(),
+            None => n::at(&body, &["payload"]).is_some_and(|v| v.is_object()),
+        };
+        let empty = serde_json::Value::Null;
+        let data = match versioned {
+            true => n::at(&body, &["payload"]).unwrap_or(&empty),
+            false => &body,
+        };
         event.resource_type = match name {
             Some("ABANDONED_SESSION") => Some("session".to_string()),
             Some("ABANDONED_CHECKOUT" | "ACR_CHECKOUT") => Some("checkout".to_string()),
@@ -198,6 +208,47 @@ mod tests {
         let viewed =
             br#"{"event_time":"2026-05-07T10:00:00Z","event_type":"PRODUCT_VIEWED","payload":{}}"#;
         assert_eq!(normalize(viewed).as_deref(), Some("2026-05-07T10:00:00Z"));
+    }
+
+    #[test]
+    fn the_payload_version_picks_the_shape_of_the_body() {
+        let h = HeaderMap::new();
+        let flat = br#"{"event_type":"ACR_CHECKOUT","checkout_url":"https://shop.example/r/1","payload":{"checkout_url":"https://shop.example/r/2"}}"#;
+        let recovery_url = |version: Option<&'static str>| {
+            let request = Request::new(&h, flat);
+            let seen = Inspection {
+                payload_version: version.map(Cow::Borrowed),
+                ..Flexype.inspect(&request).unwrap()
+            };
+            Flexype.normalize(&request, &seen).recovery_url
+        };
+        assert_eq!(
+            recovery_url(Some("2026-05")).as_deref(),
+            Some("https://shop.example/r/2")
+        );
+        // No version and a `payload` object: read as versioned, as before the header was kept.
+        assert_eq!(
+            recovery_url(None).as_deref(),
+            Some("https://shop.example/r/2")
+        );
+        let legacy = br#"{"event_type":"ACR_CHECKOUT","checkout_url":"https://shop.example/r/1"}"#;
+        let request = Request::new(&h, legacy);
+        let seen = Flexype.inspect(&request).unwrap();
+        assert_eq!(seen.payload_version, None);
+        assert_eq!(
+            Flexype.normalize(&request, &seen).recovery_url.as_deref(),
+            Some("https://shop.example/r/1")
+        );
+        let versioned = headers(&[("x-webhook-version", "2026-05")]);
+        let seen = Flexype.inspect(&Request::new(&versioned, legacy)).unwrap();
+        assert_eq!(seen.payload_version.as_deref(), Some("2026-05"));
+        assert_eq!(
+            Flexype
+                .normalize(&Request::new(&versioned, legacy), &seen)
+                .recovery_url,
+            None,
+            "a versioned delivery is read from its payload only"
+        );
     }
 
     #[test]

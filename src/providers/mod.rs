@@ -59,6 +59,9 @@ pub struct Inspection<'a> {
     pub event_type: Option<Cow<'a, str>>,
     /// The provider's delivery id for de-duplication; `None` means "hash the body".
     pub delivery_id: Option<Cow<'a, str>>,
+    /// The platform's version of the payload's shape (FlexyPe's `X-Webhook-Version`), where it
+    /// sends one: carried to the processor in the record's headers, it picks the mapping.
+    pub payload_version: Option<Cow<'a, str>>,
 }
 
 /// Why a delivery was refused. The variants carry static texts only: they end up in HTTP

@@ -56,6 +56,7 @@ impl Provider for Salla {
             clue,
             event_type: envelope.event,
             delivery_id: None,
+            ..Default::default()
         })
     }
 

@@ -208,6 +208,7 @@ impl Scheme {
             clue: None,
             event_type,
             delivery_id,
+            ..Default::default()
         })
     }
 }

@@ -46,6 +46,7 @@ impl Provider for Shopery {
             // `orders-updated` with the same id). Shopery's guide: "detect duplicate webhook
             // events by comparing the payload". The body's digest is the delivery's identity.
             delivery_id: None,
+            ..Default::default()
         })
     }
 

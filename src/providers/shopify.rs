@@ -50,6 +50,7 @@ impl Provider for Shopify {
             clue,
             event_type: request.header(TOPIC).map(Cow::Borrowed),
             delivery_id: request.header(DELIVERY_ID).map(Cow::Borrowed),
+            ..Default::default()
         })
     }
 

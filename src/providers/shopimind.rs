@@ -48,6 +48,7 @@ impl Provider for Shopimind {
             clue: text(envelope.installation_id.or(envelope.id_shop_integration)),
             event_type: envelope.event,
             delivery_id: None,
+            ..Default::default()
         })
     }
 

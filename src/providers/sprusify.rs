@@ -52,6 +52,7 @@ impl Provider for Sprusify {
             // on the same one carries it too. A retry re-sends the same body, so the body's
             // digest is the delivery's identity.
             delivery_id: None,
+            ..Default::default()
         })
     }
 

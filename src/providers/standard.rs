@@ -49,6 +49,7 @@ impl Provider for Standard {
             clue: None,
             event_type: envelope.kind,
             delivery_id: Some(Cow::Borrowed(id)),
+            ..Default::default()
         })
     }
 

@@ -48,6 +48,7 @@ impl Provider for Zid {
             clue: text(envelope.store_id),
             event_type: envelope.event,
             delivery_id: None,
+            ..Default::default()
         })
     }
 

@@ -1024,6 +1024,16 @@ async fn a_flexype_recovery_event_does_not_wait_the_inactivity_a_second_time() {
     assert_eq!(answer.status, 200, "{answer:?}");
     read_json_eventually(&daemon.brokers, &daemon.topics.events, 1, WAIT).await;
 
+    let inbound = read_topic(&daemon.brokers, &daemon.topics.inbound);
+    assert_eq!(
+        inbound[0]
+            .headers
+            .get("cartstream-payload-version")
+            .map(String::as_str),
+        Some("2026-05"),
+        "X-Webhook-Version is kept with the record"
+    );
+
     // A second later — not a window later — the cart is abandoned.
     clock.advance(Duration::from_secs(1));
     let transitions =
