@@ -129,7 +129,7 @@ pub async fn start(
     let producer = kafka::Producer::from_config(&config.kafka, config.ingress.max_body_bytes)
         .context("creating the Kafka producer")?;
     if roles.delivery {
-        let mut problems = crate::config::Problems::default();
+        let mut problems = crate::problems::Problems::default();
         config.delivery.check_endpoints(&registry, &mut problems);
         if !problems.is_empty() {
             let list: Vec<&str> = problems.iter().collect();

@@ -1,4 +1,5 @@
-//! What `/healthz` and `/readyz` answer, on the ingress and the admin port alike.
+//! What `/healthz` and `/readyz` answer, on the ingress and the admin port alike: the verdict
+//! and the answers themselves ([`healthz`], [`readyz`]).
 //!
 //! Alive means the process serves HTTP. Ready means it is not draining and Kafka answers. The
 //! Kafka verdict is reused for a second: probes — on the public port too, where anyone may send
@@ -11,6 +12,11 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, StatusCode};
+use http_body_util::Full;
+use hyper::Response;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -131,6 +137,35 @@ impl Health {
         });
         result
     }
+}
+
+/// `200 {"status":"ok"}`: the process is alive.
+pub fn healthz() -> Response<Full<Bytes>> {
+    json(StatusCode::OK, r#"{"status":"ok"}"#)
+}
+
+/// `200 {"status":"ready"}`, or `503` with the reason. With `detailed` (the admin port), a
+/// process holding state stores lists them under `stores`.
+pub async fn readyz(health: &Health, detailed: bool) -> Response<Full<Bytes>> {
+    let (status, mut body) = match health.ready().await {
+        Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "not ready", "error": reason }),
+        ),
+    };
+    if let Some(stores) = health.stores().filter(|_| detailed) {
+        body["stores"] = serde_json::json!(stores);
+    }
+    json(status, body.to_string())
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
 }
 
 #[cfg(test)]

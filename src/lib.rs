@@ -16,7 +16,8 @@
 //! write batch. The processor publishes the outbox to `<prefix>.events.v1` and
 //! `<prefix>.transitions.v1` and removes what Kafka acknowledged.
 //!
-//! Around them: [`config`] (layered loading, every problem at once), [`telemetry`] (logs, and
+//! Around them: [`config`] (layered loading, every problem at once — each a line of
+//! [`problems`], a leaf every section can use), [`telemetry`] (logs, and
 //! the only place metric names exist), [`admin`] (the operator port), [`health`], [`server`]
 //! (the accept loop both ports share), [`clock`] (the injectable wall clock) and [`app`]
 //! (wiring and ordered shutdown; nothing else imports it).
@@ -29,6 +30,7 @@ pub mod delivery;
 pub mod health;
 pub mod ingress;
 pub mod kafka;
+pub mod problems;
 pub mod processor;
 pub mod providers;
 pub mod server;

@@ -13,8 +13,8 @@ use hyper::{Request, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
 use crate::health::Health;
+use crate::problems::Problems;
 use crate::telemetry::metrics;
 use crate::{delivery, kafka};
 
@@ -120,8 +120,8 @@ impl Admin {
                     .body(Full::new(Bytes::from(self.metrics.render())))
                     .expect("static response parts are valid")
             }
-            "/healthz" => healthz(),
-            "/readyz" => readyz(&self.health, true).await,
+            "/healthz" => crate::health::healthz(),
+            "/readyz" => crate::health::readyz(&self.health, true).await,
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
         }
     }
@@ -261,27 +261,6 @@ impl Admin {
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(status, serde_json::json!({ "error": message }).to_string())
-}
-
-/// `200 {"status":"ok"}`: the process is alive.
-pub fn healthz() -> Response<Full<Bytes>> {
-    json(StatusCode::OK, r#"{"status":"ok"}"#)
-}
-
-/// `200 {"status":"ready"}`, or `503` with the reason. With `detailed` (the admin port), a
-/// process holding state stores lists them under `stores`.
-pub async fn readyz(health: &Health, detailed: bool) -> Response<Full<Bytes>> {
-    let (status, mut body) = match health.ready().await {
-        Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "status": "not ready", "error": reason }),
-        ),
-    };
-    if let Some(stores) = health.stores().filter(|_| detailed) {
-        body["stores"] = serde_json::json!(stores);
-    }
-    json(status, body.to_string())
 }
 
 fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

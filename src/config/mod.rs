@@ -5,8 +5,6 @@
 //! type of its section; this module assembles them, and reports every problem at once —
 //! unreadable values, unknown keys and failed validations alike.
 
-mod problems;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -18,7 +16,7 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use problems::Problems;
+pub use crate::problems::Problems;
 
 use crate::{admin, delivery, ingress, kafka, processor, telemetry, tenants};
 

@@ -32,7 +32,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 pub use handle::{Error as HandleError, Handle, Listed, Tested};
 pub use redrive::{Report as RedriveReport, Request as RedriveRequest};

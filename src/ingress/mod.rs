@@ -27,9 +27,9 @@ pub use error::{Class, Error};
 pub use route::Route;
 
 use crate::clock::Clock;
-use crate::config::Problems;
 use crate::health::Health;
 use crate::kafka::{self, inbound};
+use crate::problems::Problems;
 use crate::providers::{self, Keys, Provider};
 use crate::telemetry::metrics;
 use crate::tenants::Registry;
@@ -189,8 +189,8 @@ impl Ingress {
     ) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
         let (provider, key) = match route::parse(parts.uri.path()) {
-            Route::Healthz => return crate::admin::healthz(),
-            Route::Readyz => return crate::admin::readyz(&self.health, false).await,
+            Route::Healthz => return crate::health::healthz(),
+            Route::Readyz => return crate::health::readyz(&self.health, false).await,
             Route::NotFound => return self.answer("unknown", Err(Error::NotFound), started),
             Route::Webhook { provider, key } => (provider, key),
         };

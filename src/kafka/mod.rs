@@ -18,7 +18,7 @@ use tokio::time::Instant;
 pub use connection::{Connection, Refusal};
 pub use producer::{max_message_bytes, Producer};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// Header of processor output records: the record's deterministic id (the delivery id of an
 /// event, the transition id of a transition), so consumers can de-duplicate without parsing.

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::Problems;
+use crate::problems::Problems;
 use crate::tenants::Registry;
 use crate::{kafka, state};
 

@@ -5,7 +5,7 @@ pub mod metrics;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// The `[telemetry]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

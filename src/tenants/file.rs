@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Endpoint, Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
-use crate::config::Problems;
 use crate::delivery::Secret;
+use crate::problems::Problems;
 use crate::providers::{self, scheme, Bucket, Key, Keys, Scheme, SECRET_CLUE};
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
 
 /// The `[tenants]` section of the daemon's configuration.
