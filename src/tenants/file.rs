@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Endpoint, Integration, Registry, Tenant, DEFAULT_INACTIVITY_WINDOW};
-use crate::delivery::Secret;
+use super::{Endpoint, Integration, Registry, Secret, Tenant, DEFAULT_INACTIVITY_WINDOW};
 use crate::problems::Problems;
 use crate::providers::{self, scheme, Bucket, Key, Keys, Scheme, SECRET_CLUE};
 

@@ -5,6 +5,7 @@
 //! integration's keys only. A clue in a payload never authenticates anything by itself.
 
 mod file;
+mod secret;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
+
+pub use secret::Secret;
 
 /// The `[tenants]` section of the daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +79,7 @@ pub struct Endpoint {
     pub url: http::Uri,
     /// The signing secrets: the current one first, then the one being rotated out. Every one
     /// of them signs (Standard Webhooks), so receivers may hold either.
-    pub secrets: Vec<crate::delivery::Secret>,
+    pub secrets: Vec<Secret>,
     /// The transition kinds delivered to it.
     pub events: Vec<crate::providers::Bucket>,
     /// The endpoint's own retry schedule, in place of the global one.
