@@ -20,7 +20,7 @@ pub(super) enum Attempt {
         retry_after: Option<RetryAfter>,
     },
     /// The destination is a private, loopback or link-local address that is not allow-listed:
-    /// no request went out.
+    /// no request went out, and none later would either.
     Refused,
     /// No answer: a timeout, a failed connection or an unusable URL.
     NoAnswer,
@@ -61,7 +61,7 @@ pub(super) struct Schedule<'a> {
 /// Why a delivery is given up (the `reason` of `schemas/delivery_dlq.v1.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reason {
-    /// Every attempt of the schedule failed.
+    /// No attempt left worth making: the schedule ran out, or the destination was refused.
     Exhausted,
     /// Older than its event's deadline.
     Expired,
@@ -246,7 +246,9 @@ pub(super) fn after_attempt(
     if job.superseded {
         return Decision::Superseded;
     }
-    if job.attempts as usize >= schedule.delays.len() {
+    // A refusal is the destination's address against our allow-list: retrying cannot change it
+    // (a change of configuration and a redrive can).
+    if attempt == Attempt::Refused || job.attempts as usize >= schedule.delays.len() {
         return Decision::DeadLetter(Reason::Exhausted);
     }
     let mut delay = jittered(

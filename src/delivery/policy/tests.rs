@@ -121,7 +121,6 @@ fn a_failure_is_retried_after_the_schedules_next_delay() {
         answered(301),
         answered(100),
         Attempt::NoAnswer,
-        Attempt::Refused,
     ] {
         assert_eq!(
             decide(after(1), attempt),
@@ -145,6 +144,19 @@ fn a_failure_of_the_last_attempt_of_the_schedule_is_dead_lettered_as_exhausted()
             "{attempt:?}"
         );
     }
+}
+
+#[test]
+fn a_refused_destination_is_dead_lettered_at_once_not_retried() {
+    assert_eq!(
+        decide(after(1), Attempt::Refused),
+        Decision::DeadLetter(Reason::Exhausted)
+    );
+    // A timeout on the same attempt is retried: the refusal alone ends it.
+    assert_eq!(
+        decide(after(1), Attempt::NoAnswer),
+        Decision::RetryAt(NOW + MINUTE)
+    );
 }
 
 #[test]
