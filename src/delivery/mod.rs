@@ -9,7 +9,9 @@
 //! - [`store`]: pending deliveries in RocksDB (the retry schedule survives restarts and
 //!   crashes), the outcome outbox, disabled endpoints;
 //! - [`breaker`]: each endpoint's circuit breaker;
-//! - [`worker`]: the loop — consume, store, attempt when due, record the outcome, publish
+//! - [`policy`]: the delivery rules, pure — what an answer or an error leads to (delivered,
+//!   retried when, dead-lettered why, endpoint disabled, superseded, expired), given `now`;
+//! - [`worker`]: the loop — consume, store, attempt when due, perform the policy's decision, publish
 //!   (with the loop's side of operator actions and the outbox publisher in files of their own);
 //! - [`records`]: what the worker reads and writes on Kafka — transitions, the webhook body,
 //!   outcome and dead-letter records;
@@ -19,6 +21,7 @@
 mod breaker;
 pub mod client;
 mod handle;
+mod policy;
 mod records;
 pub mod redrive;
 mod signature;
@@ -234,13 +237,6 @@ impl Config {
             .iter()
             .filter_map(|n| n.parse().ok())
             .collect()
-    }
-
-    fn deadline(&self, event: &str) -> Duration {
-        match event {
-            "order_completed" => self.deadlines.order_completed,
-            _ => self.deadlines.abandoned_candidate,
-        }
     }
 }
 

@@ -859,8 +859,28 @@ async fn loopback_destinations_are_refused_unless_allow_listed() {
     .await;
     bench.send_now("cart-1", "abandoned_candidate").await;
     let outcomes = bench.outcomes_eventually(1).await;
-    assert_eq!(outcomes[0]["outcome"], "failed");
+    // Refused at once, not retried through the schedule: no retry can change the address.
+    assert_eq!(outcomes[0]["outcome"], "dead_lettered");
     assert_eq!(outcomes[0]["status_class"], "refused");
+    assert_eq!(outcomes[0]["attempt"], 1);
+    assert_eq!(outcomes[0]["next_attempt_at"], Value::Null);
+    let dead = eventually("the dead letter", WAIT, || {
+        let d = bench.dead_letters();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(dead[0]["reason"], "exhausted");
+    assert_eq!(dead[0]["attempts"], 1);
+    let error = dead[0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("not allow-listed"), "{}", dead[0]);
+    assert!(
+        schema("delivery_dlq.v1.json").is_valid(&dead[0]),
+        "{}",
+        dead[0]
+    );
+    // The next step of the schedule (1m by default) comes and goes without another attempt.
+    bench.advance(Duration::from_secs(2 * 60)).await;
+    assert_eq!(bench.outcomes().len(), 1, "{:?}", bench.outcomes());
     assert!(receiver.received().is_empty());
     bench.daemon.stop().await;
 }

@@ -28,13 +28,13 @@ mod outbox;
 use super::breaker::Breaker;
 use super::client::{self, Answer, Client};
 use super::handle::{Command, Handle};
+use super::policy::{self, Attempt, Decision, End, Progress, Schedule, Supersession};
 use super::records::{dead_letter, outcome_record, Outcome, Transition};
 use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config};
 use crate::clock::Clock;
 use crate::kafka;
-use crate::providers::Bucket;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
 
@@ -396,9 +396,14 @@ impl Worker {
             .find(|e| &*e.tenant.id == tenant && e.id == id)
     }
 
-    fn expired(&self, job: &Job, now_ms: i64) -> bool {
-        let deadline = self.config.deadline(&job.event).as_millis() as i64;
-        now_ms - job.occurred_ms > deadline
+    /// What the rules need to know of `job`'s endpoint now.
+    fn standing(&self, job: &Job) -> policy::Endpoint {
+        policy::Endpoint {
+            configured: self.endpoint(&job.tenant, &job.endpoint).is_some(),
+            disabled: self
+                .disabled
+                .contains(&(job.tenant.clone(), job.endpoint.clone())),
+        }
     }
 
     /// Stores one job per subscribed endpoint of the transition in `payload`; an order ends
@@ -450,40 +455,27 @@ impl Worker {
                 last_error: None,
                 superseded: false,
             };
-            if transition.bucket == Bucket::OrderCompleted {
+            if policy::supersedes_abandonments(transition.bucket) {
                 for pending in self.store.pending_abandonments(
                     &transition.tenant_id,
                     &endpoint.id,
                     &transition.cart,
                 )? {
-                    let pending_key = pending.key();
-                    if self.in_flight.contains(&pending_key) {
+                    match policy::supersede(self.in_flight.contains(&pending.key())) {
                         // Marked in the store: its answer, when it comes, ends it.
-                        changes.push(Change::Schedule(Job {
+                        Supersession::Mark => changes.push(Change::Schedule(Job {
                             superseded: true,
                             ..pending
-                        }));
-                        continue;
+                        })),
+                        Supersession::End => {
+                            self.end(pending, End::Superseded, &mut changes, &mut records, now)
+                        }
                     }
-                    records.push(outcome_record(Outcome::of(&pending, "superseded"), now));
-                    changes.push(Change::Finish {
-                        job: pending,
-                        dead: false,
-                    });
                 }
             }
-            let ends = if self
-                .disabled
-                .contains(&(job.tenant.clone(), job.endpoint.clone()))
-            {
-                Some("skipped_disabled")
-            } else if self.expired(&job, now) {
-                Some("expired")
-            } else {
-                None
-            };
-            match ends {
-                Some(outcome) => self.end(job, outcome, &mut changes, &mut records, now),
+            let standing = self.standing(&job);
+            match policy::before_attempt(&job, standing, &self.config.deadlines, now) {
+                Some(end) => self.end(job, end, &mut changes, &mut records, now),
                 None => {
                     ready.push(job.clone());
                     changes.push(Change::Schedule(job));
@@ -494,27 +486,28 @@ impl Worker {
         Ok(ready)
     }
 
-    /// Ends `job` without an attempt: `skipped_disabled`, `superseded`, `expired`
-    /// (dead-lettered) or `endpoint_removed` (dead-lettered).
+    /// Ends `job` without an attempt, as the policy decided.
     fn end(
         &self,
         job: Job,
-        outcome: &'static str,
+        end: End,
         changes: &mut Vec<Change>,
         records: &mut Vec<OutboxRecord>,
         now: i64,
     ) {
-        let dead = !matches!(outcome, "skipped_disabled" | "superseded");
-        let mut recorded = Outcome::of(&job, outcome);
-        if outcome == "endpoint_removed" {
-            recorded.outcome = "dead_lettered";
+        let mut recorded = Outcome::of(&job, end.outcome());
+        if end == End::EndpointRemoved {
             recorded.error = Some("the endpoint is no longer configured".to_string());
         }
         records.push(outcome_record(recorded, now));
-        if dead {
-            records.push(dead_letter(&job, outcome, now));
+        let reason = end.dead_letter();
+        if let Some(reason) = reason {
+            records.push(dead_letter(&job, reason.as_str(), now));
         }
-        changes.push(Change::Finish { job, dead });
+        changes.push(Change::Finish {
+            job,
+            dead: reason.is_some(),
+        });
     }
 
     /// Starts attempts for due jobs, within the global and per-endpoint limits and the
@@ -563,23 +556,12 @@ impl Worker {
         let mut changes = Vec::new();
         let mut records = Vec::new();
         for job in due {
-            let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-            let ends = if job.superseded {
-                // Its attempt was under way when the order came, and its answer was lost.
-                Some("superseded")
-            } else if self.endpoint(&job.tenant, &job.endpoint).is_none() {
-                Some("endpoint_removed")
-            } else if self.disabled.contains(&endpoint_key) {
-                Some("skipped_disabled")
-            } else if self.expired(&job, now) {
-                Some("expired")
-            } else {
-                None
-            };
-            if let Some(outcome) = ends {
-                self.end(job, outcome, &mut changes, &mut records, now);
+            let standing = self.standing(&job);
+            if let Some(end) = policy::before_attempt(&job, standing, &self.config.deadlines, now) {
+                self.end(job, end, &mut changes, &mut records, now);
                 continue;
             }
+            let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
             if self.endpoint_admits(&endpoint_key, now) {
                 self.start(job, endpoint_key);
             }
@@ -667,88 +649,81 @@ impl Worker {
             .is_some_and(|stored| stored.superseded);
         let now = self.clock.now_millis();
         job.attempts += 1;
-        let (status, retry_after, class, error) = match &result {
+        let (status, class, error) = match &result {
             Ok(answer) => (
                 Some(answer.status),
-                answer.retry_after,
                 metrics::status_class(answer.status),
                 None,
             ),
-            Err(e) => (None, None, e.class(), Some(error_chain(e))),
+            Err(e) => (None, e.class(), Some(error_chain(e))),
         };
         job.last_status = status;
         job.last_error = error.clone();
-        let breaker = self.breakers.entry(endpoint_key.clone()).or_default();
-        let mut changes = Vec::new();
-        let mut records = Vec::new();
-        let attempt = |outcome| Outcome {
-            job: &job,
-            outcome,
-            status,
-            class: Some(class),
-            took: Some(took),
-            error: error.clone(),
-            next_ms: None,
+        let schedule = self
+            .endpoint(&job.tenant, &job.endpoint)
+            .and_then(|e| e.retry_schedule.clone())
+            .unwrap_or_else(|| self.config.retry_schedule.clone());
+        let schedule = Schedule {
+            delays: &schedule,
+            jitter: self.config.jitter,
+            max_retry_after: self.config.max_retry_after,
         };
-        if matches!(status, Some(200..=299)) {
+        let progress = Progress {
+            attempts: job.attempts,
+            superseded,
+        };
+        let decision =
+            policy::after_attempt(progress, Attempt::of(&result), schedule, now, random_unit());
+        let breaker = self.breakers.entry(endpoint_key.clone()).or_default();
+        if decision.endpoint_answered() {
             breaker.succeeded();
-            metrics::delivery_attempt("delivered", class, took);
-            records.push(outcome_record(attempt("delivered"), now));
-            changes.push(Change::Finish { job, dead: false });
-        } else if status == Some(410) {
-            breaker.succeeded();
-            tracing::warn!(
-                tenant = %job.tenant,
-                endpoint = %job.endpoint,
-                "the endpoint answered 410 Gone: disabled"
-            );
-            self.store.disable(&job.tenant, &job.endpoint, now)?;
-            self.disabled.insert(endpoint_key);
-            metrics::delivery_attempt("dead_lettered", class, took);
-            records.push(outcome_record(attempt("dead_lettered"), now));
-            records.push(dead_letter(&job, "gone", now));
-            changes.push(Change::Finish { job, dead: true });
         } else {
             breaker.failed(
                 now,
                 self.config.circuit_failures,
                 self.config.circuit_open_for,
             );
-            let schedule = self
-                .endpoint(&job.tenant, &job.endpoint)
-                .and_then(|e| e.retry_schedule.clone())
-                .unwrap_or_else(|| self.config.retry_schedule.clone());
-            if superseded {
-                metrics::delivery_attempt("failed", class, took);
-                records.push(outcome_record(attempt("superseded"), now));
-                changes.push(Change::Finish { job, dead: false });
-            } else if job.attempts as usize >= schedule.len() {
-                metrics::delivery_attempt("dead_lettered", class, took);
-                records.push(outcome_record(attempt("dead_lettered"), now));
-                records.push(dead_letter(&job, "exhausted", now));
-                changes.push(Change::Finish { job, dead: true });
-            } else {
-                let mut delay = jittered(schedule[job.attempts as usize], self.config.jitter);
-                if matches!(status, Some(429 | 503)) {
-                    if let Some(wait) = retry_after {
-                        let wait = wait.delay_from(now);
-                        delay = delay.max(wait.min(self.config.max_retry_after));
-                    }
-                }
-                let next_ms = now + delay.as_millis() as i64;
-                metrics::delivery_attempt("failed", class, took);
-                records.push(outcome_record(
-                    Outcome {
-                        next_ms: Some(next_ms),
-                        ..attempt("failed")
-                    },
-                    now,
-                ));
-                job.next_ms = next_ms;
-                changes.push(Change::Schedule(job));
-            }
         }
-        self.store.write(changes, &[], records, now)?;
+        metrics::delivery_attempt(decision.attempt_label(), class, took);
+        let next_ms = match decision {
+            Decision::RetryAt(next_ms) => Some(next_ms),
+            _ => None,
+        };
+        let mut records = vec![outcome_record(
+            Outcome {
+                job: &job,
+                outcome: decision.outcome(),
+                status,
+                class: Some(class),
+                took: Some(took),
+                error,
+                next_ms,
+            },
+            now,
+        )];
+        let change = match decision {
+            Decision::Delivered | Decision::Superseded => Change::Finish { job, dead: false },
+            Decision::Disable => {
+                tracing::warn!(
+                    tenant = %job.tenant,
+                    endpoint = %job.endpoint,
+                    "the endpoint answered 410 Gone: disabled"
+                );
+                self.store.disable(&job.tenant, &job.endpoint, now)?;
+                self.disabled.insert(endpoint_key);
+                records.push(dead_letter(&job, policy::Reason::Gone.as_str(), now));
+                Change::Finish { job, dead: true }
+            }
+            Decision::DeadLetter(reason) => {
+                records.push(dead_letter(&job, reason.as_str(), now));
+                Change::Finish { job, dead: true }
+            }
+            Decision::RetryAt(next_ms) => {
+                job.next_ms = next_ms;
+                Change::Schedule(job)
+            }
+        };
+        self.store.write(vec![change], &[], records, now)?;
         Ok(())
     }
 
@@ -768,32 +743,12 @@ fn endpoint_prefix(tenant: &str, endpoint: &str) -> Vec<u8> {
     [tenant.as_bytes(), endpoint.as_bytes()].join(&0u8)
 }
 
-/// `delay` moved by up to `fraction` either way.
-fn jittered(delay: Duration, fraction: f64) -> Duration {
-    if delay.is_zero() || fraction <= 0.0 {
-        return delay;
-    }
+/// A uniform draw in `[0, 1]` that places a retry's jitter (the middle, when the system has no
+/// randomness to give).
+fn random_unit() -> f64 {
     let mut bytes = [0u8; 4];
-    let unit = match getrandom::fill(&mut bytes) {
+    match getrandom::fill(&mut bytes) {
         Ok(()) => u32::from_le_bytes(bytes) as f64 / u32::MAX as f64,
         Err(_) => 0.5,
-    };
-    delay.mul_f64(1.0 + fraction * (2.0 * unit - 1.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_its_fraction() {
-        for _ in 0..100 {
-            let d = jittered(Duration::from_secs(60), 0.1);
-            assert!(
-                d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
-                "{d:?}"
-            );
-        }
-        assert_eq!(jittered(Duration::ZERO, 0.1), Duration::ZERO);
     }
 }
