@@ -61,8 +61,11 @@ pub(super) struct Schedule<'a> {
 /// Why a delivery is given up (the `reason` of `schemas/delivery_dlq.v1.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reason {
-    /// No attempt left worth making: the schedule ran out, or the destination was refused.
+    /// Every attempt of the schedule failed.
     Exhausted,
+    /// The destination's address is private and not allow-listed: no retry can change that
+    /// (a change of configuration and a redrive can).
+    Refused,
     /// Older than its event's deadline.
     Expired,
     /// The endpoint answered 410 and is disabled.
@@ -75,6 +78,7 @@ impl Reason {
     pub(super) fn as_str(self) -> &'static str {
         match self {
             Reason::Exhausted => "exhausted",
+            Reason::Refused => "refused",
             Reason::Expired => "expired",
             Reason::Gone => "gone",
             Reason::EndpointRemoved => "endpoint_removed",
@@ -248,7 +252,10 @@ pub(super) fn after_attempt(
     }
     // A refusal is the destination's address against our allow-list: retrying cannot change it
     // (a change of configuration and a redrive can).
-    if attempt == Attempt::Refused || job.attempts as usize >= schedule.delays.len() {
+    if attempt == Attempt::Refused {
+        return Decision::DeadLetter(Reason::Refused);
+    }
+    if job.attempts as usize >= schedule.delays.len() {
         return Decision::DeadLetter(Reason::Exhausted);
     }
     let mut delay = jittered(

@@ -64,7 +64,13 @@ pub struct Request {
     pub limit: Option<usize>,
 }
 
-const REASONS: [&str; 4] = ["exhausted", "expired", "gone", "endpoint_removed"];
+const REASONS: [&str; 5] = [
+    "exhausted",
+    "refused",
+    "expired",
+    "gone",
+    "endpoint_removed",
+];
 
 /// A [`Request`] checked: times parsed, the limit settled.
 struct Selection {

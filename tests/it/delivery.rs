@@ -869,7 +869,7 @@ async fn loopback_destinations_are_refused_unless_allow_listed() {
         (!d.is_empty()).then_some(d)
     })
     .await;
-    assert_eq!(dead[0]["reason"], "exhausted");
+    assert_eq!(dead[0]["reason"], "refused");
     assert_eq!(dead[0]["attempts"], 1);
     let error = dead[0]["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("not allow-listed"), "{}", dead[0]);

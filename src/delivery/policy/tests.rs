@@ -150,7 +150,7 @@ fn a_failure_of_the_last_attempt_of_the_schedule_is_dead_lettered_as_exhausted()
 fn a_refused_destination_is_dead_lettered_at_once_not_retried() {
     assert_eq!(
         decide(after(1), Attempt::Refused),
-        Decision::DeadLetter(Reason::Exhausted)
+        Decision::DeadLetter(Reason::Refused)
     );
     // A timeout on the same attempt is retried: the refusal alone ends it.
     assert_eq!(
@@ -437,6 +437,7 @@ fn a_pending_abandonment_is_ended_at_once_or_marked_while_in_the_air() {
 fn dead_letter_reasons_are_the_schemas_words() {
     let words: Vec<&str> = [
         Reason::Exhausted,
+        Reason::Refused,
         Reason::Expired,
         Reason::Gone,
         Reason::EndpointRemoved,
@@ -444,5 +445,14 @@ fn dead_letter_reasons_are_the_schemas_words() {
     .iter()
     .map(|r| r.as_str())
     .collect();
-    assert_eq!(words, ["exhausted", "expired", "gone", "endpoint_removed"]);
+    assert_eq!(
+        words,
+        [
+            "exhausted",
+            "refused",
+            "expired",
+            "gone",
+            "endpoint_removed"
+        ]
+    );
 }
