@@ -45,6 +45,11 @@ struct Inner {
     owned: BTreeMap<i32, Partition>,
     /// A partition whose store could not be opened at assignment.
     failed: Option<(i32, state::Error)>,
+    /// Outbox records of partitions closed here (revoked, or dropped by a fenced consumer)
+    /// while still in librdkafka's hands. They reach the topic once the broker answers; should
+    /// the partition come back to this processor, it waits for them instead of producing them
+    /// a second time.
+    unacknowledged: BTreeMap<i32, Vec<(u64, DeliveryFuture)>>,
     paused: bool,
     /// The high watermark of each partition, from the consumer's statistics.
     high_watermarks: BTreeMap<i32, i64>,
@@ -76,6 +81,7 @@ impl Partitions {
             inner: Arc::new(Mutex::new(Inner {
                 owned: BTreeMap::new(),
                 failed: None,
+                unacknowledged: BTreeMap::new(),
                 paused: false,
                 high_watermarks: BTreeMap::new(),
                 deadline: None,
@@ -122,13 +128,14 @@ impl Partitions {
                 Ok((next_offset, store)) => {
                     tracing::info!(partition, ?next_offset, "partition assigned");
                     starts.push((partition, start(next_offset)));
+                    let in_flight = inner.unacknowledged.remove(&partition).unwrap_or_default();
                     inner.owned.insert(
                         partition,
                         Partition {
                             store,
                             next_offset,
                             caught_up: false,
-                            in_flight: Vec::new(),
+                            in_flight,
                         },
                     );
                 }
@@ -150,10 +157,13 @@ impl Partitions {
         for partition in partitions {
             if let Some(mut owned) = inner.owned.remove(partition) {
                 if let Err(e) = self.publish(&mut owned, deadline) {
-                    tracing::warn!(partition, error = %error_chain(&e), "outbox not fully published at revocation; the next owner of the partition cannot resend it, this processor will when it gets the partition back");
+                    tracing::warn!(partition, error = %error_chain(&e), "outbox not fully published at revocation; what is in flight still reaches Kafka, and the next owner publishes the rest");
                 }
                 if let Some(next) = owned.next_offset {
                     offsets.push((*partition, next));
+                }
+                if !owned.in_flight.is_empty() {
+                    inner.unacknowledged.insert(*partition, owned.in_flight);
                 }
                 tracing::info!(partition, "partition revoked");
             }
@@ -162,7 +172,13 @@ impl Partitions {
     }
 
     pub fn close_all(&self) {
-        self.lock().owned.clear();
+        let mut inner = self.lock();
+        let owned = std::mem::take(&mut inner.owned);
+        for (partition, owned) in owned {
+            if !owned.in_flight.is_empty() {
+                inner.unacknowledged.insert(partition, owned.in_flight);
+            }
+        }
     }
 
     /// Applies one inbound record to its partition's store.
