@@ -160,7 +160,8 @@ pub async fn readyz(health: &Health, detailed: bool) -> Response<Full<Bytes>> {
     json(status, body.to_string())
 }
 
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+/// A JSON answer (the admin port's answers use it too).
+pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")

@@ -13,7 +13,7 @@ use hyper::{Request, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
-use crate::health::Health;
+use crate::health::{json, Health};
 use crate::problems::Problems;
 use crate::telemetry::metrics;
 use crate::{delivery, kafka};
@@ -261,12 +261,4 @@ impl Admin {
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(status, serde_json::json!({ "error": message }).to_string())
-}
-
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body.into()))
-        .expect("static response parts are valid")
 }

@@ -162,7 +162,7 @@ impl Scheme {
             .map_or(&b""[..], |v| v.as_bytes());
         let valid = match self.auth {
             Auth::Token => {
-                std::hint::black_box(keys.verify(&[request.body], &[0; 32]));
+                keys.spend_hmac(&[request.body]);
                 !value.is_empty() && keys.matches_token(value)
             }
             Auth::HmacHex => {

@@ -126,6 +126,13 @@ const MIN_KEY_LEN: usize = 16;
 /// Platforms generate longer ones; a short secret can be guessed by asking the ingress.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// The problem with a shared secret of `len` bytes, if it is too short.
+fn too_short(len: usize) -> Option<String> {
+    (len < MIN_SECRET_LEN).then(|| {
+        format!("{len} bytes long; at least {MIN_SECRET_LEN} are required (use the secret the platform generated, or 32 random bytes)")
+    })
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
@@ -248,14 +255,9 @@ pub(super) fn parse(
                     .key(&value)
                     .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
                     .ok()?;
-                match key.secret_len() {
-                    Some(len) if len < MIN_SECRET_LEN => {
-                        problems.push(format!(
-                            "{at}: {which}: {len} bytes long; at least {MIN_SECRET_LEN} are required (use the secret the platform generated, or 32 random bytes)"
-                        ));
-                        return None;
-                    }
-                    _ => {}
+                if let Some(problem) = key.secret_len().and_then(too_short) {
+                    problems.push(format!("{at}: {which}: {problem}"));
+                    return None;
                 }
                 Some((key, value))
             };
@@ -376,11 +378,10 @@ fn endpoint(
             .map_err(|e| e.to_string())
             .and_then(|value| Secret::new(&value).map_err(str::to_string))
         {
-            Ok(secret) if secret.len() < MIN_SECRET_LEN => problems.push(format!(
-                "{at}: {which}: {} bytes long; at least {MIN_SECRET_LEN} are required (32 random bytes are recommended)",
-                secret.len()
-            )),
-            Ok(secret) => secrets.push(secret),
+            Ok(secret) => match too_short(secret.len()) {
+                Some(problem) => problems.push(format!("{at}: {which}: {problem}")),
+                None => secrets.push(secret),
+            },
             Err(e) => problems.push(format!("{at}: {which}: {e}")),
         }
     }
