@@ -19,7 +19,7 @@ for node in 1 2 3; do
     controllers+=("$(free_port)")
     voters="$voters${voters:+,}$node@127.0.0.1:${controllers[$((node - 1))]}"
 done
-cluster=$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())')
+cluster=$(python3 "$here/kafka/cluster_id.py")
 bootstrap=""
 for node in 1 2 3; do
     port=${ports[$((node - 1))]}

@@ -103,7 +103,7 @@ EOF
         secret=${KAFKA_SCRAM_PASSWORD:?KAFKA_SCRAM_PASSWORD is needed with KAFKA_SASL_SSL_PORT}
         format+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$secret]")
     fi
-    cluster=${KAFKA_CLUSTER_ID:-$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())')}
+    cluster=${KAFKA_CLUSTER_ID:-$(python3 "$here/kafka/cluster_id.py")}
     if ! "${jvm[@]}" kafka.tools.StorageTool format --cluster-id "$cluster" --config "$config" \
         "${format[@]}" >"$dir/format.log" 2>&1; then
         cat "$dir/format.log" >&2
