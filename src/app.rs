@@ -122,19 +122,27 @@ pub async fn start(
     let topics = config.kafka.topics();
     if config.kafka.create_topics {
         let max_message = kafka::max_message_bytes(config.ingress.max_body_bytes);
-        kafka::admin::ensure_topics(&config.kafka, &topics.all(), max_message)
-            .await
-            .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
+        kafka::admin::ensure_topics(
+            &config.kafka,
+            &topics.all(),
+            &topics.compacted(),
+            max_message,
+        )
+        .await
+        .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
     }
     let producer = kafka::Producer::from_config(&config.kafka, config.ingress.max_body_bytes)
         .context("creating the Kafka producer")?;
+    let mut problems = crate::problems::Problems::default();
     if roles.delivery {
-        let mut problems = crate::problems::Problems::default();
         config.delivery.check_endpoints(&registry, &mut problems);
-        if !problems.is_empty() {
-            let list: Vec<&str> = problems.iter().collect();
-            anyhow::bail!("the tenants' endpoints: {}", list.join("; "));
-        }
+    }
+    if roles.ingress {
+        config.ingress.check_credentials(&registry, &mut problems);
+    }
+    if !problems.is_empty() {
+        let list: Vec<&str> = problems.iter().collect();
+        anyhow::bail!("the tenants file: {}", list.join("; "));
     }
     for warning in registry.warnings() {
         tracing::warn!("tenants file: {warning}");

@@ -26,6 +26,7 @@ pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod delivery;
 pub mod health;
 pub mod ingress;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -60,6 +61,16 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print the secrets platforms sent in their payloads (ShopiMind's access tokens), opened
+    /// with `ingress.credentials_key`: one JSON line per tenant, installation and field, the
+    /// latest value of each.
+    Credentials {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Print the signature header value a platform would send for a body (for testing).
     Sign {
         /// The provider whose scheme to use.
@@ -108,6 +119,7 @@ fn main() -> ExitCode {
             }
             Err(problems) => report(&problems),
         },
+        Command::Credentials { config, tenant } => credentials(config.as_deref(), tenant),
         Command::Sign {
             provider,
             secret,
@@ -155,6 +167,66 @@ fn run(config: Option<&std::path::Path>, roles: Roles) -> ExitCode {
     }
 }
 
+/// `cartstream credentials`: reads the credentials topic and prints what the key opens.
+fn credentials(file: Option<&std::path::Path>, tenant: Option<String>) -> ExitCode {
+    let (config, problems) = Config::load_lenient(file, &config::process_env());
+    if !problems.is_empty() {
+        return report(&problems);
+    }
+    let Some(vault) = config.ingress.vault() else {
+        eprintln!("ingress.credentials_key is not set: nothing can be opened");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let (latest, unreadable) =
+        match cartstream::kafka::credentials::read_latest(&config.kafka, Duration::from_secs(60)) {
+            Ok(read) => read,
+            Err(e) => {
+                eprintln!("reading {}: {e}", config.kafka.topics().credentials);
+                return ExitCode::FAILURE;
+            }
+        };
+    let mut failed = unreadable;
+    for (key, record) in latest {
+        if tenant.as_ref().is_some_and(|t| *t != record.tenant) {
+            continue;
+        }
+        let value = vault
+            .open_record(key.as_bytes(), &record)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                // As sent, byte for byte: a number is not re-printed through f64.
+                String::from_utf8(bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| {
+                        serde_json::value::RawValue::from_string(text).map_err(|e| e.to_string())
+                    })
+            });
+        match value {
+            Ok(value) => println!(
+                "{}",
+                serde_json::json!({
+                    "tenant": record.tenant,
+                    "provider": record.provider,
+                    "installation": record.installation,
+                    "field": record.field,
+                    "event_type": record.event_type,
+                    "received_at": record.received_at,
+                    "value": value,
+                })
+            ),
+            Err(why) => {
+                eprintln!("{key}: {why}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} records could not be opened or read");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
 /// Loads the configuration and the registry it names, collecting the problems of both.
 fn load(file: Option<&std::path::Path>) -> Result<(Config, Registry), Problems> {
     let env = config::process_env();
@@ -162,6 +234,7 @@ fn load(file: Option<&std::path::Path>) -> Result<(Config, Registry), Problems> 
     match Registry::load(&config.tenants.file, &env) {
         Ok(registry) => {
             config.delivery.check_endpoints(&registry, &mut problems);
+            config.ingress.check_credentials(&registry, &mut problems);
             problems.into_result((config, registry))
         }
         Err(more) => {

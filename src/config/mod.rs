@@ -89,6 +89,9 @@ impl Config {
         // Paths in the configuration are relative to its file's folder.
         let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
         config.kafka.resolve_client(env, base, &mut problems);
+        config
+            .ingress
+            .resolve_credentials_key(env, base, &mut problems);
         (config, problems)
     }
 

@@ -1,16 +1,20 @@
 //! The webhook receiver: route, bound, read the body once, let the provider find the tenant clue,
-//! resolve the integration, verify with its keys only, and produce the untouched body to Kafka.
-//! A request is answered 200 only after the broker acknowledged its record.
+//! resolve the integration, verify with its keys only, and produce the untouched body to Kafka —
+//! untouched but for secrets a platform carries in it, which are sealed into the credentials
+//! topic and redacted ([`crate::credentials`]). A request is answered 200 only after the broker
+//! acknowledged its records.
 
 mod error;
 pub mod route;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -27,6 +31,7 @@ pub use error::{Class, Error};
 pub use route::Route;
 
 use crate::clock::Clock;
+use crate::credentials::{self, Credential, Vault};
 use crate::health::Health;
 use crate::kafka::{self, inbound};
 use crate::problems::Problems;
@@ -61,6 +66,11 @@ pub struct Config {
     pub tenant_rate_limit_burst: u32,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The key secrets carried in payloads are sealed with (32 bytes, base64): the text, or
+    /// `{ env = "VARIABLE" }`, or `{ file = "path" }`. Needed when an integration's platform
+    /// sends such secrets (ShopiMind); see [`crate::credentials`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_key: Option<kafka::Property>,
 }
 
 impl Default for Config {
@@ -81,11 +91,60 @@ impl Default for Config {
             tenant_rate_limit_per_second: 0,
             tenant_rate_limit_burst: 0,
             shutdown_grace: Duration::from_secs(30),
+            credentials_key: None,
         }
     }
 }
 
 impl Config {
+    /// Reads `credentials_key` from where it is kept and checks it is a key.
+    pub fn resolve_credentials_key(
+        &mut self,
+        env: &HashMap<String, String>,
+        base: &Path,
+        problems: &mut Problems,
+    ) {
+        let Some(key) = &mut self.credentials_key else {
+            return;
+        };
+        let checked = key.resolve(env, base).and_then(|()| {
+            let text = key.text().unwrap_or_default();
+            Vault::from_base64(text)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(why) = checked {
+            problems.push(format!("ingress.credentials_key: {why}"));
+        }
+    }
+
+    /// The vault of `credentials_key`, once resolved and checked.
+    pub fn vault(&self) -> Option<Vault> {
+        let text = self.credentials_key.as_ref()?.text()?;
+        Vault::from_base64(text).ok()
+    }
+
+    /// Every integration whose platform sends secrets in its payloads needs a key to keep
+    /// them: without one they would be lost (ShopiMind sends its access token once).
+    pub fn check_credentials(&self, registry: &Registry, problems: &mut Problems) {
+        if self.credentials_key.is_some() {
+            return;
+        }
+        let mut needing: Vec<String> = registry
+            .integrations()
+            .iter()
+            .filter(|i| !i.provider.secret_fields().is_empty())
+            .map(|i| format!("{} ({})", i.tenant.id, i.provider.slug()))
+            .collect();
+        needing.dedup();
+        if !needing.is_empty() {
+            problems.push(format!(
+                "ingress.credentials_key: not set, but these integrations receive secrets in their payloads (an access token sent once), which are kept only sealed with it: {}",
+                needing.join(", ")
+            ));
+        }
+    }
+
     pub fn validate(&self, problems: &mut Problems) {
         let positive = [
             ("max_body_bytes", self.max_body_bytes as u64),
@@ -139,6 +198,7 @@ pub struct Ingress {
     buffered: Arc<Semaphore>,
     rate_limit: Option<DefaultKeyedRateLimiter<Arc<str>>>,
     not_accepted_log: crate::telemetry::LogLimit,
+    vault: Option<Vault>,
 }
 
 impl Ingress {
@@ -153,7 +213,9 @@ impl Ingress {
             let burst = NonZeroU32::new(config.tenant_rate_limit_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        let vault = config.vault();
         Arc::new(Ingress {
+            vault,
             permits: Arc::new(Semaphore::new(config.max_in_flight_requests)),
             buffered: Arc::new(Semaphore::new(config.max_buffered_bytes)),
             config,
@@ -336,19 +398,75 @@ impl Ingress {
                 .and_then(|v| v.to_str().ok()),
             payload_version: seen.payload_version.as_deref(),
         };
+        let ack_timeout = ack_timeout(provider, self.config.ack_timeout);
+        let redacted = credentials::redact(&body, provider.secret_fields());
+        if let Some(redacted) = &redacted {
+            let installation = seen.clue.as_deref().unwrap_or_default();
+            self.keep_secrets(&metadata, installation, redacted, ack_timeout)
+                .await?;
+        }
         self.producer
             .send_inbound(
                 tenant,
-                &body,
+                redacted.as_ref().map_or(&body[..], |r| &r.body),
                 metadata.headers(),
                 crate::clock::unix_millis(received_at),
-                ack_timeout(provider, self.config.ack_timeout),
+                ack_timeout,
             )
             .await
             .map_err(Error::Kafka)?;
         metrics::ingress_body_size(provider.slug(), body.len());
         Ok(provider.accepted_body())
     }
+}
+
+impl Ingress {
+    /// Seals each secret of a delivery into the credentials topic and waits for them all to be
+    /// acknowledged, before its redacted body is produced: once the platform has its 200 the
+    /// secret is kept (a retried delivery only writes the same record again).
+    async fn keep_secrets(
+        &self,
+        metadata: &inbound::Metadata<'_>,
+        installation: &str,
+        redacted: &credentials::Redacted<'_>,
+        ack_timeout: Duration,
+    ) -> Result<(), Error> {
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or(Error::Internal("ingress.credentials_key is not set".into()))?;
+        let timestamp_ms = crate::clock::unix_millis(metadata.received_at);
+        let sends = redacted.secrets.iter().map(|(field, value)| {
+            let key =
+                credentials::record_key(metadata.tenant, metadata.provider, installation, field);
+            let record = Credential {
+                schema: credentials::SCHEMA.to_string(),
+                tenant: metadata.tenant.to_string(),
+                provider: metadata.provider.to_string(),
+                installation: installation.to_string(),
+                field: field.to_string(),
+                event_type: metadata.event_type.map(str::to_string),
+                delivery_id: metadata.delivery_id.to_string(),
+                received_at: rfc3339_millis(metadata.received_at),
+                key_id: vault.key_id().to_string(),
+                sealed: vault.seal(key.as_bytes(), value.get().as_bytes()),
+            };
+            let value = serde_json::to_vec(&record).expect("a credential always serializes");
+            async move {
+                self.producer
+                    .send_credential(&key, &value, timestamp_ms, ack_timeout)
+                    .await
+            }
+        });
+        for result in futures_util::future::join_all(sends).await {
+            result.map_err(Error::Kafka)?;
+        }
+        Ok(())
+    }
+}
+
+fn rfc3339_millis(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// How long a request of `provider` waits for Kafka's acknowledgement: `configured`, but never
@@ -412,6 +530,63 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SHOPIMIND_TENANT: &str = "[[tenant]]\nid = \"acme\"\n[[tenant.integration]]\nprovider = \"shopimind\"\ninstallation_id = \"pg-1\"\nsecret = \"acme-shopimind-secret\"\n";
+
+    #[test]
+    fn an_integration_that_receives_secrets_needs_a_credentials_key() {
+        let registry =
+            Registry::from_toml(SHOPIMIND_TENANT, Path::new("."), &HashMap::new()).unwrap();
+        let mut problems = Problems::default();
+        Config::default().check_credentials(&registry, &mut problems);
+        let listed: Vec<&str> = problems.iter().collect();
+        assert!(
+            listed.len() == 1 && listed[0].contains("acme (shopimind)"),
+            "{listed:?}"
+        );
+
+        let mut config = Config {
+            credentials_key: Some(kafka::Property::Env {
+                env: "KEY".to_string(),
+            }),
+            ..Config::default()
+        };
+        let env = HashMap::from([(
+            "KEY".to_string(),
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
+        )]);
+        let mut problems = Problems::default();
+        config.resolve_credentials_key(&env, Path::new("."), &mut problems);
+        config.check_credentials(&registry, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(config.vault().is_some());
+    }
+
+    #[test]
+    fn a_credentials_key_that_is_not_one_is_a_problem_without_showing_it() {
+        for (text, why) in [("c2hvcnQ=", "not 5 bytes"), ("secret words", "not base64")] {
+            let mut config = Config {
+                credentials_key: Some(kafka::Property::Text(text.to_string())),
+                ..Config::default()
+            };
+            let mut problems = Problems::default();
+            config.resolve_credentials_key(&HashMap::new(), Path::new("."), &mut problems);
+            let listed: Vec<&str> = problems.iter().collect();
+            assert!(
+                listed.len() == 1 && listed[0].contains(why) && !listed[0].contains(text),
+                "{listed:?}"
+            );
+        }
+        let mut config = Config {
+            credentials_key: Some(kafka::Property::Env {
+                env: "UNSET".to_string(),
+            }),
+            ..Config::default()
+        };
+        let mut problems = Problems::default();
+        config.resolve_credentials_key(&HashMap::new(), Path::new("."), &mut problems);
+        assert!(problems.iter().any(|p| p.contains("UNSET is not set")));
+    }
 
     #[test]
     fn the_ack_timeout_ends_before_the_platform_gives_up() {

@@ -13,10 +13,11 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Creates every topic in `topics` that does not exist yet, with the configured partitions
 /// and replication factor, and room for records of `max_message_bytes`
 /// ([`super::max_message_bytes`]; a broker's default is about 1 MiB). Existing topics
-/// are left as they are.
+/// are left as they are. Those in `compacted` keep the latest record per key.
 pub async fn ensure_topics(
     config: &Config,
     topics: &[&str],
+    compacted: &[&str],
     max_message_bytes: usize,
 ) -> Result<(), Error> {
     let max_message_bytes = max_message_bytes.to_string();
@@ -28,12 +29,16 @@ pub async fn ensure_topics(
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {
-            NewTopic::new(
+            let topic = NewTopic::new(
                 name,
                 config.partitions,
                 TopicReplication::Fixed(config.replication_factor),
             )
-            .set("max.message.bytes", &max_message_bytes)
+            .set("max.message.bytes", &max_message_bytes);
+            match compacted.contains(name) {
+                true => topic.set("cleanup.policy", "compact"),
+                false => topic,
+            }
         })
         .collect();
     let options = AdminOptions::new()

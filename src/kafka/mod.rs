@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod connection;
+pub mod credentials;
 pub mod fencing;
 pub mod inbound;
 mod producer;
@@ -55,6 +56,36 @@ pub enum Property {
     Text(String),
     Env { env: String },
     File { file: PathBuf },
+}
+
+impl Property {
+    /// Reads a value kept in the environment or in a file (relative to `base`) and keeps its
+    /// text in place; says why it cannot.
+    pub fn resolve(&mut self, env: &HashMap<String, String>, base: &Path) -> Result<(), String> {
+        let text = match self {
+            Property::Text(_) => return Ok(()),
+            Property::Env { env: name } => env
+                .get(name.as_str())
+                .cloned()
+                .ok_or_else(|| format!("environment variable {name} is not set"))?,
+            Property::File { file } => {
+                let path = base.join(&*file);
+                std::fs::read_to_string(&path)
+                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            }
+        };
+        *self = Property::Text(text);
+        Ok(())
+    }
+
+    /// The text, once [`Property::resolve`]d.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Property::Text(text) => Some(text),
+            _ => None,
+        }
+    }
 }
 
 /// Masked: a client property may be a password.
@@ -146,22 +177,8 @@ impl Config {
         problems: &mut Problems,
     ) {
         for (key, value) in &mut self.client {
-            let text = match value {
-                Property::Text(_) => continue,
-                Property::Env { env: name } => env
-                    .get(name.as_str())
-                    .cloned()
-                    .ok_or_else(|| format!("environment variable {name} is not set")),
-                Property::File { file } => {
-                    let path = base.join(&*file);
-                    std::fs::read_to_string(&path)
-                        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                }
-            };
-            match text {
-                Ok(text) => *value = Property::Text(text),
-                Err(why) => problems.push(format!("kafka.client.\"{key}\": {why}")),
+            if let Err(why) = value.resolve(env, base) {
+                problems.push(format!("kafka.client.\"{key}\": {why}"));
             }
         }
     }
@@ -188,6 +205,7 @@ impl Config {
             transitions: name("transitions"),
             deliveries: name("deliveries"),
             dead_letters: name("deliveries.dlq"),
+            credentials: name("credentials"),
         }
     }
 }
@@ -206,6 +224,9 @@ pub struct Topics {
     /// Deliveries that exhausted their retries, expired or met a 410
     /// (`schemas/delivery_dlq.v1.json`).
     pub dead_letters: String,
+    /// Secrets carried in payloads, sealed; compacted, key (tenant, provider, installation,
+    /// field) (`schemas/credentials.v1.json`).
+    pub credentials: String,
 }
 
 impl Topics {
@@ -216,7 +237,13 @@ impl Topics {
             self.transitions.as_str(),
             self.deliveries.as_str(),
             self.dead_letters.as_str(),
+            self.credentials.as_str(),
         ]
+    }
+
+    /// The topics that keep the latest record per key rather than a time window.
+    pub fn compacted(&self) -> Vec<&str> {
+        vec![self.credentials.as_str()]
     }
 }
 

@@ -91,6 +91,36 @@ impl Producer {
             .payload(body)
             .headers(headers)
             .timestamp(timestamp_ms);
+        self.send_acknowledged(record, ack_timeout).await
+    }
+
+    /// Produces one sealed credential record (`crate::credentials`) and waits up to
+    /// `ack_timeout` for its acknowledgement.
+    pub async fn send_credential(
+        &self,
+        key: &str,
+        value: &[u8],
+        timestamp_ms: i64,
+        ack_timeout: Duration,
+    ) -> Result<(), Error> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: super::inbound::HEADER_SCHEMA,
+            value: Some(crate::credentials::SCHEMA),
+        });
+        let record = FutureRecord::to(&self.topics.credentials)
+            .key(key)
+            .payload(value)
+            .headers(headers)
+            .timestamp(timestamp_ms);
+        self.send_acknowledged(record, ack_timeout).await
+    }
+
+    async fn send_acknowledged(
+        &self,
+        record: FutureRecord<'_, str, [u8]>,
+        ack_timeout: Duration,
+    ) -> Result<(), Error> {
+        let (bytes, topic) = (record.payload.map_or(0, <[u8]>::len), record.topic);
         let started = Instant::now();
         let reachable = match self.connection.reach(started) {
             Reach::Up => true,
@@ -139,9 +169,9 @@ impl Producer {
             Err(Error::AckTimeout) => metrics::kafka_produce_failure("timeout"),
             Err(Error::TooLarge) => {
                 tracing::warn!(
-                    bytes = body.len(),
-                    topic = %self.topics.inbound,
-                    "a webhook body is larger than the inbound topic accepts: raise its max.message.bytes to at least ingress.max_body_bytes + 64 KiB, or lower ingress.max_body_bytes"
+                    bytes,
+                    topic,
+                    "a webhook body is larger than the topic accepts: raise its max.message.bytes to at least ingress.max_body_bytes + 64 KiB, or lower ingress.max_body_bytes"
                 );
                 metrics::kafka_produce_failure("too_large")
             }

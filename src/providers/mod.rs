@@ -124,6 +124,13 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
         None
     }
 
+    /// Top-level body fields that carry the integration's secrets (ShopiMind's access token,
+    /// sent once). The ingress seals their values into the credentials topic and produces the
+    /// body with them redacted (`crate::ingress::credentials`).
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The body of the 200 answer.
     fn accepted_body(&self) -> &'static [u8] {
         br#"{"ok":true}"#

@@ -4,7 +4,8 @@
 //! The timestamp is integer seconds and must be within five minutes of now, either way. The
 //! tenant clue is the body's `installation_id` (legacy alias `id_shop_integration`), the event
 //! name its `event`; there is no delivery id, so the body hash de-duplicates. ShopiMind treats
-//! any answer but `200 {"success":true}` as a failure.
+//! any answer but `200 {"success":true}` as a failure. The access token and configuration values
+//! a lifecycle event carries are kept sealed, never produced in clear ([`Provider::secret_fields`]).
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
@@ -83,6 +84,13 @@ impl Provider for Shopimind {
 
     fn normalize_clue(&self, clue: &str) -> String {
         clue.trim().to_string()
+    }
+
+    /// `integration.installed` carries the installation's API key — "you will not receive it a
+    /// second time" — and `activated`/`config_updated` the values the merchant typed into the
+    /// integration's configuration, secrets among them.
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &["access_token", "refresh_token", "configs"]
     }
 
     fn accepted_body(&self) -> &'static [u8] {

@@ -539,7 +539,11 @@ async fn shopimind_deliveries_are_signed_fresh_and_answered_success() {
             ),
         ])
     }
-    let body = fixture("shopimind/kit_test_integration_installed.json");
+    // A lifecycle event that carries no secret is produced byte for byte (the ones that carry
+    // secrets: `shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear`).
+    let body =
+        br#"{"event":"integration.deactivated","installation_id":"pg-1","shop_domain":"demo.shop"}"#
+            .to_vec();
     let globex_body = br#"{"event":"integration.activated","installation_id":"pg-2"}"#;
     let secret = "acme-shopimind-secret";
     let now = unix_now();
@@ -578,12 +582,155 @@ async fn shopimind_deliveries_are_signed_fresh_and_answered_success() {
         genuine,
         Expected {
             tenant: "acme",
-            event_type: Some("integration.installed"),
+            event_type: Some("integration.deactivated"),
             delivery_id: providers::body_hash_id(&body),
             answer: json!({"success": true}),
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear() {
+    fn signed(body: &[u8]) -> Vec<(&'static str, String)> {
+        let now = unix_now();
+        let signature = providers::shopimind::sign(b"acme-shopimind-secret", now, body);
+        vec![
+            ("content-type", "application/json".to_string()),
+            ("x-shopimind-timestamp", now.to_string()),
+            ("x-shopimind-signature", signature),
+        ]
+    }
+    let daemon = TestDaemon::builder("shopimind-secrets")
+        .tenants(TENANTS)
+        .start()
+        .await;
+    let http = Http::http1();
+    // The install carries the API key, sent only this once, and configuration values.
+    let installed = fixture("shopimind/kit_test_integration_installed.json");
+    let updated = br#"{"event":"integration.config_updated","installation_id":"pg-1","configs":{"api_key":"NEWER-SECRET","colour":"blue"}}"#;
+    for body in [&installed[..], &updated[..]] {
+        let answer = http
+            .post(
+                &daemon.url("/api/webhooks/shopimind"),
+                &signed(body),
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.json(), json!({"success": true}));
+    }
+
+    // The inbound records: the same members, the secrets redacted, nothing in clear.
+    let inbound = read_topic(&daemon.brokers, &daemon.topics.inbound);
+    assert_eq!(inbound.len(), 2, "{inbound:?}");
+    for record in &inbound {
+        let text = String::from_utf8_lossy(&record.value);
+        for secret in ["int_T", "SUPER-SECRET", "NEWER-SECRET", "blue"] {
+            assert!(
+                !text.contains(secret),
+                "{secret} in clear on the inbound topic: {text}"
+            );
+        }
+    }
+    let first: Value = serde_json::from_slice(&inbound[0].value).unwrap();
+    assert_eq!(
+        first,
+        json!({"event": "integration.installed", "installation_id": "pg-1",
+               "access_token": "[redacted]", "shop_domain": "demo.shop", "configs": "[redacted]"})
+    );
+    // A retry of the same delivery is still recognised: the id is the digest of the body sent.
+    assert_eq!(
+        inbound[0].headers["cartstream-delivery-id"],
+        providers::body_hash_id(&installed)
+    );
+
+    // The credentials topic: one record per field, sealed, bound to its key.
+    let sealed = read_topic(&daemon.brokers, &daemon.topics.credentials);
+    assert_eq!(
+        sealed.len(),
+        3,
+        "installed: token + configs, updated: configs"
+    );
+    for record in &sealed {
+        let text = String::from_utf8_lossy(&record.value);
+        for secret in ["int_T", "SUPER-SECRET", "NEWER-SECRET", "blue"] {
+            assert!(!text.contains(secret), "{secret} in clear: {text}");
+        }
+    }
+    let credential_schema = crate::support::schema("credentials.v1.json");
+    let vault =
+        cartstream::credentials::Vault::from_base64(crate::support::CREDENTIALS_KEY).unwrap();
+    let token_key =
+        cartstream::credentials::record_key("acme", "shopimind", "pg-1", "access_token");
+    let token = sealed
+        .iter()
+        .find(|r| r.key.as_deref() == Some(token_key.as_bytes()))
+        .expect("the access token is kept");
+    let record_json: Value = serde_json::from_slice(&token.value).unwrap();
+    assert!(credential_schema.is_valid(&record_json), "{record_json}");
+    let record: cartstream::credentials::Credential = serde_json::from_value(record_json).unwrap();
+    assert_eq!(
+        vault.open_record(token_key.as_bytes(), &record).unwrap(),
+        br#""int_T""#
+    );
+
+    // The operator reads them back: the latest value of each field, the token of the install
+    // kept past the later configuration change.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cartstream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingress]\ncredentials_key = {{ env = \"TEST_CREDENTIALS_KEY\" }}\n[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n",
+            daemon.brokers, daemon.config.kafka.topic_prefix
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+        .args(["credentials", "--tenant", "acme", "--config"])
+        .arg(&config)
+        .env("TEST_CREDENTIALS_KEY", crate::support::CREDENTIALS_KEY)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let values: Vec<(&str, &Value)> = lines
+        .iter()
+        .map(|l| (l["field"].as_str().unwrap(), &l["value"]))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("access_token", &json!("int_T")),
+            (
+                "configs",
+                &json!({"api_key": "NEWER-SECRET", "colour": "blue"})
+            )
+        ]
+    );
+    assert!(lines.iter().all(|l| l["installation"] == "pg-1"));
+
+    // Another key opens nothing, and says so.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+        .args(["credentials", "--config"])
+        .arg(&config)
+        .env(
+            "TEST_CREDENTIALS_KEY",
+            "b3RoZXIta2V5LXRoYXQtb3BlbnMtbm90aGluZyEhISE=",
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("not this key"),
+        "{output:?}"
+    );
+    daemon.stop().await;
 }
 
 fn sprusify_body(store: &str) -> Vec<u8> {

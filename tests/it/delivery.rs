@@ -972,7 +972,7 @@ async fn killing_the_worker_with_retries_pending_loses_none() {
     let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
         .expect("the test configuration is valid");
     let topics = config.kafka.topics();
-    cartstream::kafka::admin::ensure_topics(&config.kafka, &topics.all(), 1 << 20)
+    cartstream::kafka::admin::ensure_topics(&config.kafka, &topics.all(), &[], 1 << 20)
         .await
         .unwrap();
     let producer: FutureProducer = ClientConfig::new()
@@ -1112,7 +1112,7 @@ async fn an_order_during_the_abandonments_attempt_survives_a_kill() {
     let config = cartstream::config::Config::load(Some(&config_file), &Default::default())
         .expect("the test configuration is valid");
     let topics = config.kafka.topics();
-    cartstream::kafka::admin::ensure_topics(&config.kafka, &topics.all(), 1 << 20)
+    cartstream::kafka::admin::ensure_topics(&config.kafka, &topics.all(), &[], 1 << 20)
         .await
         .unwrap();
     let producer: FutureProducer = ClientConfig::new()

@@ -439,9 +439,14 @@ async fn a_body_larger_than_an_existing_topic_accepts_is_413_not_a_retry() {
     config.kafka.brokers = brokers();
     config.kafka.topic_prefix = prefix.clone();
     config.kafka.partitions = 3;
-    cartstream::kafka::admin::ensure_topics(&config.kafka, &config.kafka.topics().all(), 1_048_588)
-        .await
-        .unwrap();
+    cartstream::kafka::admin::ensure_topics(
+        &config.kafka,
+        &config.kafka.topics().all(),
+        &[],
+        1_048_588,
+    )
+    .await
+    .unwrap();
     let daemon = TestDaemon::builder("hardening-small-topic")
         .config(|config| {
             config.kafka.topic_prefix = prefix;

@@ -554,7 +554,7 @@ fn topic_len(brokers: &str, topic: &str) -> i64 {
 /// Creates the topics of `config` and fills the inbound one with `records`.
 async fn prepare(config: &cartstream::config::Config, records: &[Inbound]) {
     let topics = config.kafka.topics();
-    kafka::admin::ensure_topics(&config.kafka, &topics.all(), 1 << 20)
+    kafka::admin::ensure_topics(&config.kafka, &topics.all(), &[], 1 << 20)
         .await
         .unwrap();
     produce(&config.kafka.brokers, &topics.inbound, records).await;

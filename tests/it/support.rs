@@ -81,6 +81,9 @@ id = "globex"
 "#;
 
 /// A daemon running in this process on ephemeral ports, with its own topics.
+/// The `ingress.credentials_key` of every test daemon (32 bytes, base64).
+pub const CREDENTIALS_KEY: &str = "dGVzdC1jcmVkZW50aWFscy1rZXktMzItYnl0ZXMhISE=";
+
 pub struct TestDaemon {
     pub running: Running,
     pub topics: Topics,
@@ -116,6 +119,10 @@ impl TestDaemon {
         config.processor.tick = Duration::from_millis(50);
         config.delivery.group_id = format!("{}-delivery", config.kafka.topic_prefix);
         config.delivery.tick = Duration::from_millis(50);
+        // The test tenants have ShopiMind integrations, whose payloads carry secrets.
+        config.ingress.credentials_key = Some(cartstream::kafka::Property::Text(
+            CREDENTIALS_KEY.to_string(),
+        ));
         // The tests' receivers listen on loopback, in plain HTTP.
         config.delivery.allow_plain_http = true;
         let state = tempfile::tempdir().unwrap();
