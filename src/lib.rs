@@ -37,3 +37,4 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod tenants;
+pub mod topics;
