@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::client::{self, Answer, RetryAfter};
 use super::store::Job;
 use super::Deadlines;
-use crate::providers::Bucket;
+use crate::topics::event::Bucket;
 
 /// What one attempt came back with, as far as the rules care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

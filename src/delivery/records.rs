@@ -1,58 +1,42 @@
-//! What the delivery worker reads and writes on Kafka: transitions in, the webhook body it
-//! sends, and its outcome and dead-letter records.
+//! What the delivery worker makes of the records it reads and writes on Kafka: the webhook
+//! body it sends for a transition, and its outcome and dead-letter records.
 
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{Job, OutboxRecord};
 use super::{DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
-use crate::providers::Bucket;
 use crate::telemetry::metrics;
+use crate::topics::transition::Transition;
 
-/// A transition as read from `<prefix>.transitions.v1` (`schemas/transition.v1.json`).
-#[derive(Debug, Deserialize)]
-pub(super) struct Transition {
-    pub(super) id: String,
-    pub(super) tenant_id: String,
-    pub(super) cart: String,
-    pub(super) from: String,
-    pub(super) to: String,
-    pub(super) bucket: Bucket,
-    pub(super) recovered: bool,
-    pub(super) at: String,
-    pub(super) event: serde_json::Value,
-}
-
-impl Transition {
-    /// The request body (SPEC §6), fixed once so every attempt sends the same bytes.
-    pub(super) fn webhook_body(&self) -> String {
-        let field = |name: &str| self.event.get(name).cloned().unwrap_or_default();
-        json!({
-            "event": self.bucket.as_str(),
-            "id": self.id,
-            "occurred_at": self.at,
-            "tenant_id": self.tenant_id,
-            "data": {
-                "cart": self.cart,
-                "from": self.from,
-                "to": self.to,
-                "recovered": self.recovered,
-                "customer": field("customer"),
-                "cart_value": field("cart_value"),
-                "currency": field("currency"),
-                "item_count": field("item_count"),
-                "recovery_url": field("recovery_url"),
-                "provider": field("provider"),
-                "cart_token": field("cart_token"),
-                "checkout_token": field("checkout_token"),
-                "order_id": field("order_id"),
-            }
-        })
-        .to_string()
-    }
+/// The request body (SPEC §6) of `transition`'s webhook, fixed once so every attempt sends the
+/// same bytes.
+pub(super) fn webhook_body(transition: &Transition) -> String {
+    let event = &transition.event;
+    json!({
+        "event": transition.bucket.as_str(),
+        "id": transition.id,
+        "occurred_at": transition.at,
+        "tenant_id": transition.tenant_id,
+        "data": {
+            "cart": transition.cart,
+            "from": transition.from.as_str(),
+            "to": transition.to.as_str(),
+            "recovered": transition.recovered,
+            "customer": event.customer,
+            "cart_value": event.cart_value,
+            "currency": event.currency,
+            "item_count": event.item_count,
+            "recovery_url": event.recovery_url,
+            "provider": event.provider,
+            "cart_token": event.cart_token,
+            "checkout_token": event.checkout_token,
+            "order_id": event.order_id,
+        }
+    })
+    .to_string()
 }
 
 /// An outcome about to be recorded.

@@ -17,9 +17,11 @@ use super::{Config, Error};
 use crate::clock::unix_millis;
 use crate::kafka::{self, inbound, Topics};
 use crate::providers::{self, Inspection, Request};
-use crate::state::{self, Counts, OutboxKind, Phase, Store, Transition};
+use crate::state::{self, Counts, OutboxKind, Store};
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Registry, DEFAULT_INACTIVITY_WINDOW};
+use crate::topics;
+use crate::topics::transition::{Phase, Transition};
 
 /// Outbox records handed to the producer at once.
 const PUBLISH_BATCH: usize = 1_000;
@@ -403,8 +405,8 @@ impl Partitions {
     ) -> Result<(), kafka::Error> {
         for (sequence, record) in records {
             let (topic, schema) = match record.kind {
-                OutboxKind::Event => (&self.topics.events, providers::normalize::SCHEMA),
-                OutboxKind::Transition => (&self.topics.transitions, state::TRANSITION_SCHEMA),
+                OutboxKind::Event => (&self.topics.events, topics::event::SCHEMA),
+                OutboxKind::Transition => (&self.topics.transitions, topics::transition::SCHEMA),
             };
             let delivery =
                 self.producer

@@ -14,4 +14,42 @@
 //! The roles (ingress, processor, delivery) import `topics`, never each other. Metric labels
 //! come from the enums' `as_str()`.
 
+pub mod event;
 pub mod inbound;
+pub mod transition;
+
+/// A validator for `schemas/{name}`, with every schema of the folder available to its `$ref`s.
+#[cfg(test)]
+fn validator(name: &str) -> jsonschema::Validator {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let mut registry = jsonschema::Registry::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_string();
+        registry = registry
+            .add(
+                format!("https://cartstream.dev/schemas/{file}"),
+                read(&path),
+            )
+            .unwrap();
+    }
+    jsonschema::options()
+        .with_registry(&registry.prepare().unwrap())
+        .build(&read(&dir.join(name)))
+        .unwrap()
+}
+
+/// Panics unless `bytes` is JSON that `schemas/{name}` accepts.
+#[cfg(test)]
+fn assert_matches_schema(name: &str, bytes: &[u8]) {
+    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let validator = validator(name);
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{value}: {errors:?}");
+}

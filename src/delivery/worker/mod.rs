@@ -29,7 +29,7 @@ use super::breaker::Breaker;
 use super::client::{self, Answer, Client};
 use super::handle::{Command, Handle};
 use super::policy::{self, Attempt, Decision, End, Progress, Schedule, Supersession};
-use super::records::{dead_letter, outcome_record, Outcome, Transition};
+use super::records::{dead_letter, outcome_record, webhook_body, Outcome};
 use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config};
@@ -37,6 +37,7 @@ use crate::clock::Clock;
 use crate::kafka;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
+use crate::topics::transition::Transition;
 
 /// Outbox records published per round.
 const PUBLISH_BATCH: usize = 1_000;
@@ -410,7 +411,7 @@ impl Worker {
     /// the pending abandonments of its cart (`superseded`).
     /// Returns the jobs stored due now, for [`Worker::start_ready`].
     fn take(&mut self, payload: &[u8]) -> Result<Vec<Job>, Error> {
-        let transition: Transition = match serde_json::from_slice(payload) {
+        let transition = match Transition::decode(payload) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "skipping a transition record that cannot be read");
@@ -425,7 +426,7 @@ impl Worker {
         let occurred_ms = DateTime::parse_from_rfc3339(&transition.at)
             .map(|at| at.timestamp_millis())
             .unwrap_or(now);
-        let body = transition.webhook_body();
+        let body = webhook_body(&transition);
         let mut ready = Vec::new();
         let mut changes = Vec::new();
         let mut seen = Vec::new();
