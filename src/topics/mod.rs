@@ -14,8 +14,10 @@
 //! The roles (ingress, processor, delivery) import `topics`, never each other. Metric labels
 //! come from the enums' `as_str()`.
 
+pub mod dead_letter;
 pub mod event;
 pub mod inbound;
+pub mod outcome;
 pub mod transition;
 
 /// A validator for `schemas/{name}`, with every schema of the folder available to its `$ref`s.

@@ -29,7 +29,7 @@ use super::breaker::Breaker;
 use super::client::{self, Answer, Client};
 use super::handle::{Command, Handle};
 use super::policy::{self, Attempt, Decision, End, Progress, Schedule, Supersession};
-use super::records::{dead_letter, outcome_record, webhook_body, Outcome};
+use super::records::{dead_letter, outcome_record, webhook_body, Recorded};
 use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config};
@@ -37,6 +37,7 @@ use crate::clock::Clock;
 use crate::kafka;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
+use crate::topics::dead_letter::Reason;
 use crate::topics::transition::Transition;
 
 /// Outbox records published per round.
@@ -496,14 +497,14 @@ impl Worker {
         records: &mut Vec<OutboxRecord>,
         now: i64,
     ) {
-        let mut recorded = Outcome::of(&job, end.outcome());
+        let mut recorded = Recorded::of(&job, end.outcome());
         if end == End::EndpointRemoved {
             recorded.error = Some("the endpoint is no longer configured".to_string());
         }
         records.push(outcome_record(recorded, now));
         let reason = end.dead_letter();
         if let Some(reason) = reason {
-            records.push(dead_letter(&job, reason.as_str(), now));
+            records.push(dead_letter(&job, reason, now));
         }
         changes.push(Change::Finish {
             job,
@@ -685,13 +686,13 @@ impl Worker {
                 self.config.circuit_open_for,
             );
         }
-        metrics::delivery_attempt(decision.attempt_label(), class, took);
+        metrics::delivery_attempt(decision.attempt_label().as_str(), class, took);
         let next_ms = match decision {
             Decision::RetryAt(next_ms) => Some(next_ms),
             _ => None,
         };
         let mut records = vec![outcome_record(
-            Outcome {
+            Recorded {
                 job: &job,
                 outcome: decision.outcome(),
                 status,
@@ -712,11 +713,11 @@ impl Worker {
                 );
                 self.store.disable(&job.tenant, &job.endpoint, now)?;
                 self.disabled.insert(endpoint_key);
-                records.push(dead_letter(&job, policy::Reason::Gone.as_str(), now));
+                records.push(dead_letter(&job, Reason::Gone, now));
                 Change::Finish { job, dead: true }
             }
             Decision::DeadLetter(reason) => {
-                records.push(dead_letter(&job, reason.as_str(), now));
+                records.push(dead_letter(&job, reason, now));
                 Change::Finish { job, dead: true }
             }
             Decision::RetryAt(next_ms) => {
