@@ -4,6 +4,7 @@
 pub mod admin;
 mod connection;
 pub mod fencing;
+pub mod group;
 pub mod inbound;
 mod producer;
 

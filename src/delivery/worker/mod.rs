@@ -313,25 +313,19 @@ fn consumer(
     kafka_config: &kafka::Config,
     topic: &str,
 ) -> Result<StreamConsumer<Lag>, Error> {
-    let instance_id = kafka::static_instance_id("delivery", &config.state_dir);
-    let client = kafka::consumer_config(
+    let member = kafka::group::Member {
+        role: "delivery",
+        group_id: &config.group_id,
+        state_dir: &config.state_dir,
+        properties: &config.consumer,
+        // Offsets are stored only after the transition's jobs are in RocksDB, and committed
+        // from there in the background.
+        auto_commit: true,
+    };
+    let client = member.client_config(
         kafka_config,
-        &[
-            ("client.id", "cartstream-delivery"),
-            ("auto.offset.reset", "earliest"),
-            ("statistics.interval.ms", "5000"),
-            ("group.instance.id", &instance_id),
-            ("session.timeout.ms", kafka::SESSION_TIMEOUT_MS),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-        ],
-        &config.consumer,
-        &[
-            ("group.id", &config.group_id),
-            // Offsets are stored only after the transition's jobs are in RocksDB, and
-            // committed from there in the background.
-            ("enable.auto.commit", "true"),
-            ("enable.auto.offset.store", "false"),
-        ],
+        &[("partition.assignment.strategy", "cooperative-sticky")],
+        &[],
     );
     client
         .create_with_context(Lag {
