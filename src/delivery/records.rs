@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat};
 use serde_json::json;
 
 use super::store::{Job, OutboxRecord};
+use crate::clock::rfc3339;
 use crate::telemetry::metrics;
 use crate::topics::dead_letter::{self, Reason};
 use crate::topics::outcome::{self, Outcome};
@@ -127,11 +127,4 @@ pub(super) fn dead_letter(job: &Job, reason: Reason, now: i64) -> OutboxRecord {
         id: format!("{}/{}", job.transition_id, job.endpoint),
         value: record.encode(),
     }
-}
-
-/// Unix ms as RFC 3339 with milliseconds, in UTC.
-pub(super) fn rfc3339(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }

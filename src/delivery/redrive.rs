@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::DateTime;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -24,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::store::{Adopted, DeadLetter, Job};
+use crate::clock::parse_rfc3339;
 use crate::kafka;
 use crate::topics::dead_letter::{self, Reason};
 
@@ -79,8 +79,7 @@ impl Request {
             value
                 .as_deref()
                 .map(|text| {
-                    DateTime::parse_from_rfc3339(text)
-                        .map(|t| t.timestamp_millis())
+                    parse_rfc3339(text)
                         .map_err(|e| format!("{field} {text:?} is not an RFC 3339 time: {e}"))
                 })
                 .transpose()
@@ -363,11 +362,8 @@ fn letter(payload: &[u8]) -> Result<(Reason, DeadLetter), String> {
         body,
         ..
     } = dead_letter::Record::decode(payload).map_err(|e| e.to_string())?;
-    let millis = |field: &str, text: &str| {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp_millis())
-            .map_err(|e| format!("{field} {text:?}: {e}"))
-    };
+    let millis =
+        |field: &str, text: &str| parse_rfc3339(text).map_err(|e| format!("{field} {text:?}: {e}"));
     let dead_ms = millis("dead_lettered_at", &dead_lettered_at)?;
     let created_ms = millis("created_at", &created_at)?;
     let job = Job {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Config, Error};
-use crate::clock::unix_millis;
+use crate::clock::{parse_rfc3339, unix_millis};
 use crate::kafka::{self, inbound, Topics};
 use crate::providers::{self, Inspection, Request};
 use crate::state::{self, Counts, OutboxKind, Store};
@@ -220,8 +220,7 @@ impl Partitions {
         let at_ms = event
             .occurred_at
             .as_deref()
-            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-            .map(|at| at.timestamp_millis())
+            .and_then(|at| parse_rfc3339(at).ok())
             // A platform clock ahead of ours must not push activity into the future.
             .map_or(delivery.received_ms, |at| at.min(delivery.received_ms));
         let window = registry

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AliasKind;
+use crate::clock::rfc3339;
 use crate::providers::{Bucket, Event};
 pub use crate::topics::transition::{Phase, Transition, SCHEMA as TRANSITION_SCHEMA};
 
@@ -214,10 +215,4 @@ pub fn transition_id(tenant: &str, cart: &str, kind: &str, episode: u32) -> Stri
         hasher.update(part);
     }
     hex::encode(&hasher.finalize()[..16])
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

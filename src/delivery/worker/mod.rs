@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::DateTime;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
@@ -33,7 +32,7 @@ use super::records::{dead_letter, outcome_record, webhook_body, Recorded};
 use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config};
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::kafka;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
@@ -418,9 +417,7 @@ impl Worker {
             panic!("fault injected by the test build (cart cartstream-inject-panic)");
         }
         let now = self.clock.now_millis();
-        let occurred_ms = DateTime::parse_from_rfc3339(&transition.at)
-            .map(|at| at.timestamp_millis())
-            .unwrap_or(now);
+        let occurred_ms = clock::parse_rfc3339(&transition.at).unwrap_or(now);
         let body = webhook_body(&transition);
         let mut ready = Vec::new();
         let mut changes = Vec::new();
