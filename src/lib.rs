@@ -16,6 +16,9 @@
 //! write batch. The processor publishes the outbox to `<prefix>.events.v1` and
 //! `<prefix>.transitions.v1` and removes what Kafka acknowledged.
 //!
+//! Every record that crosses Kafka is defined once in [`topics`] (pure data: type, encoder,
+//! decoder, schema name), shared by the role that writes it and the role that reads it.
+//!
 //! Around them: [`config`] (layered loading, every problem at once — each a line of
 //! [`problems`], a leaf every section can use), [`telemetry`] (logs, and
 //! the only place metric names exist), [`admin`] (the operator port), [`health`], [`server`]
@@ -38,3 +41,4 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod tenants;
+pub mod topics;

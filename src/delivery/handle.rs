@@ -115,7 +115,7 @@ impl Handle {
         Ok(jobs
             .into_iter()
             .map(|job| Listed {
-                next_attempt_at: (!dead).then(|| super::records::rfc3339(job.next_ms)),
+                next_attempt_at: (!dead).then(|| crate::clock::rfc3339(job.next_ms)),
                 transition_id: job.transition_id,
                 tenant_id: job.tenant,
                 endpoint_id: job.endpoint,

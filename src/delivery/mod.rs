@@ -13,8 +13,8 @@
 //!   retried when, dead-lettered why, endpoint disabled, superseded, expired), given `now`;
 //! - [`worker`]: the loop — consume, store, attempt when due, perform the policy's decision, publish
 //!   (with the loop's side of operator actions and the outbox publisher in files of their own);
-//! - [`records`]: what the worker reads and writes on Kafka — transitions, the webhook body,
-//!   outcome and dead-letter records;
+//! - [`records`]: the webhook body of a transition, and the outcome and dead-letter records
+//!   the worker writes (their types are `topics::outcome` and `topics::dead_letter`);
 //! - [`handle`]: operator actions (list, retry, redrive, enable, test) from the admin port;
 //! - [`redrive`]: dead letters read back from the dead-letter topic to be delivered again.
 
@@ -42,10 +42,10 @@ pub use redrive::{Report as RedriveReport, Request as RedriveRequest};
 pub use signature::{sign, verify_signature, verify_standard, Secret, Signature};
 pub use worker::{Delivery, Error};
 
-/// Schema name of an outcome record on `<prefix>.deliveries.v1`.
-pub const OUTCOME_SCHEMA: &str = "cartstream.delivery.v1";
 /// Schema name of a record on `<prefix>.deliveries.dlq.v1`.
-pub const DEAD_LETTER_SCHEMA: &str = "cartstream.delivery_dlq.v1";
+pub use crate::topics::dead_letter::SCHEMA as DEAD_LETTER_SCHEMA;
+/// Schema name of an outcome record on `<prefix>.deliveries.v1`.
+pub use crate::topics::outcome::SCHEMA as OUTCOME_SCHEMA;
 
 /// The `[delivery]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

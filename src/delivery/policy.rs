@@ -9,7 +9,9 @@ use std::time::Duration;
 use super::client::{self, Answer, RetryAfter};
 use super::store::Job;
 use super::Deadlines;
-use crate::providers::Bucket;
+use crate::topics::dead_letter::Reason;
+use crate::topics::event::Bucket;
+use crate::topics::outcome::Outcome;
 
 /// What one attempt came back with, as far as the rules care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,34 +60,6 @@ pub(super) struct Schedule<'a> {
     pub(super) max_retry_after: Duration,
 }
 
-/// Why a delivery is given up (the `reason` of `schemas/delivery_dlq.v1.json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Reason {
-    /// Every attempt of the schedule failed.
-    Exhausted,
-    /// The destination's address is private and not allow-listed: no retry can change that
-    /// (a change of configuration and a redrive can).
-    Refused,
-    /// Older than its event's deadline.
-    Expired,
-    /// The endpoint answered 410 and is disabled.
-    Gone,
-    /// The endpoint left the registry.
-    EndpointRemoved,
-}
-
-impl Reason {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Reason::Exhausted => "exhausted",
-            Reason::Refused => "refused",
-            Reason::Expired => "expired",
-            Reason::Gone => "gone",
-            Reason::EndpointRemoved => "endpoint_removed",
-        }
-    }
-}
-
 /// How a job ends without an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum End {
@@ -101,12 +75,12 @@ pub(super) enum End {
 
 impl End {
     /// The `outcome` recorded.
-    pub(super) fn outcome(self) -> &'static str {
+    pub(super) fn outcome(self) -> Outcome {
         match self {
-            End::Superseded => "superseded",
-            End::EndpointRemoved => "dead_lettered",
-            End::SkippedDisabled => "skipped_disabled",
-            End::Expired => "expired",
+            End::Superseded => Outcome::Superseded,
+            End::EndpointRemoved => Outcome::DeadLettered,
+            End::SkippedDisabled => Outcome::SkippedDisabled,
+            End::Expired => Outcome::Expired,
         }
     }
 
@@ -153,9 +127,10 @@ pub(super) fn before_attempt(
 /// Whether `job` is older than its event's deadline (counted from when the transition
 /// happened, not from when it was read).
 fn expired(job: &Job, deadlines: &Deadlines, now_ms: i64) -> bool {
-    let deadline = match job.event.as_str() {
-        "order_completed" => deadlines.order_completed,
-        _ => deadlines.abandoned_candidate,
+    let deadline = if job.event == Bucket::OrderCompleted.as_str() {
+        deadlines.order_completed
+    } else {
+        deadlines.abandoned_candidate
     };
     now_ms - job.occurred_ms > deadline.as_millis() as i64
 }
@@ -204,22 +179,23 @@ impl Decision {
         matches!(self, Decision::Delivered | Decision::Disable)
     }
 
-    /// The `outcome` label of the attempt's metric.
-    pub(super) fn attempt_label(self) -> &'static str {
+    /// The `outcome` label of the attempt's metric: an attempt that failed counts as failed
+    /// even when an order then ends its delivery as superseded.
+    pub(super) fn attempt_label(self) -> Outcome {
         match self {
-            Decision::Delivered => "delivered",
-            Decision::Disable | Decision::DeadLetter(_) => "dead_lettered",
-            Decision::Superseded | Decision::RetryAt(_) => "failed",
+            Decision::Delivered => Outcome::Delivered,
+            Decision::Disable | Decision::DeadLetter(_) => Outcome::DeadLettered,
+            Decision::Superseded | Decision::RetryAt(_) => Outcome::Failed,
         }
     }
 
     /// The `outcome` recorded.
-    pub(super) fn outcome(self) -> &'static str {
+    pub(super) fn outcome(self) -> Outcome {
         match self {
-            Decision::Delivered => "delivered",
-            Decision::Disable | Decision::DeadLetter(_) => "dead_lettered",
-            Decision::Superseded => "superseded",
-            Decision::RetryAt(_) => "failed",
+            Decision::Delivered => Outcome::Delivered,
+            Decision::Disable | Decision::DeadLetter(_) => Outcome::DeadLettered,
+            Decision::Superseded => Outcome::Superseded,
+            Decision::RetryAt(_) => Outcome::Failed,
         }
     }
 }

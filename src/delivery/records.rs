@@ -1,64 +1,49 @@
-//! What the delivery worker reads and writes on Kafka: transitions in, the webhook body it
-//! sends, and its outcome and dead-letter records.
+//! What the delivery worker makes of the records it reads and writes on Kafka: the webhook
+//! body it sends for a transition, and its outcome and dead-letter records.
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{Job, OutboxRecord};
-use super::{DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
-use crate::providers::Bucket;
+use crate::clock::rfc3339;
 use crate::telemetry::metrics;
+use crate::topics::dead_letter::{self, Reason};
+use crate::topics::outcome::{self, Outcome};
+use crate::topics::transition::Transition;
 
-/// A transition as read from `<prefix>.transitions.v1` (`schemas/transition.v1.json`).
-#[derive(Debug, Deserialize)]
-pub(super) struct Transition {
-    pub(super) id: String,
-    pub(super) tenant_id: String,
-    pub(super) cart: String,
-    pub(super) from: String,
-    pub(super) to: String,
-    pub(super) bucket: Bucket,
-    pub(super) recovered: bool,
-    pub(super) at: String,
-    pub(super) event: serde_json::Value,
-}
-
-impl Transition {
-    /// The request body (SPEC §6), fixed once so every attempt sends the same bytes.
-    pub(super) fn webhook_body(&self) -> String {
-        let field = |name: &str| self.event.get(name).cloned().unwrap_or_default();
-        json!({
-            "event": self.bucket.as_str(),
-            "id": self.id,
-            "occurred_at": self.at,
-            "tenant_id": self.tenant_id,
-            "data": {
-                "cart": self.cart,
-                "from": self.from,
-                "to": self.to,
-                "recovered": self.recovered,
-                "customer": field("customer"),
-                "cart_value": field("cart_value"),
-                "currency": field("currency"),
-                "item_count": field("item_count"),
-                "recovery_url": field("recovery_url"),
-                "provider": field("provider"),
-                "cart_token": field("cart_token"),
-                "checkout_token": field("checkout_token"),
-                "order_id": field("order_id"),
-            }
-        })
-        .to_string()
-    }
+/// The request body (SPEC §6) of `transition`'s webhook, fixed once so every attempt sends the
+/// same bytes.
+pub(super) fn webhook_body(transition: &Transition) -> String {
+    let event = &transition.event;
+    json!({
+        "event": transition.bucket.as_str(),
+        "id": transition.id,
+        "occurred_at": transition.at,
+        "tenant_id": transition.tenant_id,
+        "data": {
+            "cart": transition.cart,
+            "from": transition.from.as_str(),
+            "to": transition.to.as_str(),
+            "recovered": transition.recovered,
+            "customer": event.customer,
+            "cart_value": event.cart_value,
+            "currency": event.currency,
+            "item_count": event.item_count,
+            "recovery_url": event.recovery_url,
+            "provider": event.provider,
+            "cart_token": event.cart_token,
+            "checkout_token": event.checkout_token,
+            "order_id": event.order_id,
+        }
+    })
+    .to_string()
 }
 
 /// An outcome about to be recorded.
-pub(super) struct Outcome<'a> {
+pub(super) struct Recorded<'a> {
     pub(super) job: &'a Job,
-    pub(super) outcome: &'static str,
+    pub(super) outcome: Outcome,
     pub(super) status: Option<u16>,
     pub(super) class: Option<&'static str>,
     pub(super) took: Option<Duration>,
@@ -66,9 +51,9 @@ pub(super) struct Outcome<'a> {
     pub(super) next_ms: Option<i64>,
 }
 
-impl<'a> Outcome<'a> {
-    pub(super) fn of(job: &'a Job, outcome: &'static str) -> Self {
-        Outcome {
+impl<'a> Recorded<'a> {
+    pub(super) fn of(job: &'a Job, outcome: Outcome) -> Self {
+        Recorded {
             job,
             outcome,
             status: None,
@@ -80,67 +65,66 @@ impl<'a> Outcome<'a> {
     }
 }
 
-/// An outcome record for `<prefix>.deliveries.v1` (`schemas/delivery.v1.json`).
-pub(super) fn outcome_record(outcome: Outcome<'_>, now: i64) -> OutboxRecord {
-    let job = outcome.job;
-    metrics::delivery_outcome(outcome.outcome);
-    let value = json!({
-        "schema": OUTCOME_SCHEMA,
-        "transition_id": job.transition_id,
-        "tenant_id": job.tenant,
-        "endpoint_id": job.endpoint,
-        "event": job.event,
-        "cart": job.cart,
-        "attempt": if outcome.class.is_some() { job.attempts } else { 0 },
-        "outcome": outcome.outcome,
-        "status_code": outcome.status,
-        "status_class": outcome.class,
-        "latency_ms": outcome.took.map(|d| d.as_secs_f64() * 1000.0),
-        "error": outcome.error,
-        "next_attempt_at": outcome.next_ms.map(rfc3339),
-        "at": rfc3339(now),
-    });
+/// An outcome record for `<prefix>.deliveries.v1`.
+pub(super) fn outcome_record(recorded: Recorded<'_>, now: i64) -> OutboxRecord {
+    let job = recorded.job;
+    let outcome = recorded.outcome;
+    metrics::delivery_outcome(outcome.as_str(), outcome.is_dead_lettered());
+    let record = outcome::Record {
+        schema: outcome::SCHEMA.to_string(),
+        transition_id: job.transition_id.clone(),
+        tenant_id: job.tenant.clone(),
+        endpoint_id: job.endpoint.clone(),
+        event: job.event.clone(),
+        cart: job.cart.clone(),
+        attempt: if recorded.class.is_some() {
+            job.attempts
+        } else {
+            0
+        },
+        outcome,
+        status_code: recorded.status,
+        status_class: recorded.class.map(str::to_string),
+        latency_ms: recorded.took.map(|d| d.as_secs_f64() * 1000.0),
+        error: recorded.error,
+        next_attempt_at: recorded.next_ms.map(rfc3339),
+        at: rfc3339(now),
+    };
     OutboxRecord {
         dead_letter: false,
         key: job.tenant.clone(),
         id: format!(
             "{}/{}/{}/{}",
-            job.transition_id, job.endpoint, job.attempts, outcome.outcome
+            job.transition_id,
+            job.endpoint,
+            job.attempts,
+            outcome.as_str()
         ),
-        value: value.to_string(),
+        value: record.encode(),
     }
 }
 
-/// A record for `<prefix>.deliveries.dlq.v1` (`schemas/delivery_dlq.v1.json`): everything
-/// needed to deliver it again by hand.
-pub(super) fn dead_letter(job: &Job, reason: &'static str, now: i64) -> OutboxRecord {
-    let body: serde_json::Value = serde_json::from_str(&job.body).unwrap_or_default();
-    let value = json!({
-        "schema": DEAD_LETTER_SCHEMA,
-        "transition_id": job.transition_id,
-        "tenant_id": job.tenant,
-        "endpoint_id": job.endpoint,
-        "event": job.event,
-        "cart": job.cart,
-        "reason": reason,
-        "attempts": job.attempts,
-        "last_status_code": job.last_status,
-        "last_error": job.last_error,
-        "created_at": rfc3339(job.created_ms),
-        "dead_lettered_at": rfc3339(now),
-        "body": body,
-    });
+/// A record for `<prefix>.deliveries.dlq.v1`: everything needed to deliver it again by hand.
+pub(super) fn dead_letter(job: &Job, reason: Reason, now: i64) -> OutboxRecord {
+    let record = dead_letter::Record {
+        schema: dead_letter::SCHEMA.to_string(),
+        transition_id: job.transition_id.clone(),
+        tenant_id: job.tenant.clone(),
+        endpoint_id: job.endpoint.clone(),
+        event: job.event.clone(),
+        cart: job.cart.clone(),
+        reason,
+        attempts: job.attempts,
+        last_status_code: job.last_status,
+        last_error: job.last_error.clone(),
+        created_at: rfc3339(job.created_ms),
+        dead_lettered_at: rfc3339(now),
+        body: dead_letter::Record::body(&job.body),
+    };
     OutboxRecord {
         dead_letter: true,
         key: job.tenant.clone(),
         id: format!("{}/{}", job.transition_id, job.endpoint),
-        value: value.to_string(),
+        value: record.encode(),
     }
-}
-
-/// Unix ms as RFC 3339 with milliseconds, in UTC.
-pub(super) fn rfc3339(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }

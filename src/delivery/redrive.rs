@@ -15,16 +15,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::DateTime;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+
 use tokio::time::Instant;
 
 use super::store::{Adopted, DeadLetter, Job};
+use crate::clock::parse_rfc3339;
 use crate::kafka;
+use crate::topics::dead_letter::{self, Reason};
 
 /// The longest a redrive reads the topic before it answers with what it has.
 pub const READ_TIME: Duration = Duration::from_secs(20);
@@ -64,14 +65,6 @@ pub struct Request {
     pub limit: Option<usize>,
 }
 
-const REASONS: [&str; 5] = [
-    "exhausted",
-    "refused",
-    "expired",
-    "gone",
-    "endpoint_removed",
-];
-
 /// A [`Request`] checked: times parsed, the limit settled.
 struct Selection {
     request: Request,
@@ -86,8 +79,7 @@ impl Request {
             value
                 .as_deref()
                 .map(|text| {
-                    DateTime::parse_from_rfc3339(text)
-                        .map(|t| t.timestamp_millis())
+                    parse_rfc3339(text)
                         .map_err(|e| format!("{field} {text:?} is not an RFC 3339 time: {e}"))
                 })
                 .transpose()
@@ -100,8 +92,9 @@ impl Request {
             }
         }
         if let Some(reason) = &self.reason {
-            if !REASONS.contains(&reason.as_str()) {
-                return Err(format!("reason {reason:?} is not one of {REASONS:?}"));
+            if Reason::from_wire(reason).is_none() {
+                let words = Reason::ALL.map(Reason::as_str);
+                return Err(format!("reason {reason:?} is not one of {words:?}"));
             }
         }
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
@@ -131,11 +124,11 @@ impl Selection {
     }
 
     /// Whether the dead letter `letter`, given up for `reason`, is one the request selects.
-    fn admits(&self, letter: &DeadLetter, reason: &str) -> bool {
+    fn admits(&self, letter: &DeadLetter, reason: &Reason) -> bool {
         let (r, job, dead_ms) = (&self.request, &letter.job, letter.dead_ms);
         r.tenant_id.as_ref().is_none_or(|t| *t == job.tenant)
             && r.endpoint_id.as_ref().is_none_or(|e| *e == job.endpoint)
-            && r.reason.as_deref().is_none_or(|r| r == reason)
+            && r.reason.as_deref().is_none_or(|r| *reason == r)
             && self.since_ms.is_none_or(|since| dead_ms >= since)
             && self.until_ms.is_none_or(|until| dead_ms < until)
     }
@@ -188,21 +181,6 @@ pub(super) struct Source {
     pub group: String,
     /// librdkafka consumer properties passed through (`delivery.consumer`).
     pub consumer: BTreeMap<String, String>,
-}
-
-/// A dead-letter record as `schemas/delivery_dlq.v1.json` describes it (the fields redrive
-/// needs).
-#[derive(Debug, Deserialize)]
-struct Record {
-    transition_id: String,
-    tenant_id: String,
-    endpoint_id: String,
-    event: String,
-    cart: String,
-    reason: String,
-    created_at: String,
-    dead_lettered_at: String,
-    body: Box<RawValue>,
 }
 
 /// What was read, and where to move the shared position once it is scheduled.
@@ -371,8 +349,8 @@ impl Reading {
 }
 
 /// A dead-letter record as a job to schedule again, with the reason it was given up.
-fn letter(payload: &[u8]) -> Result<(String, DeadLetter), String> {
-    let Record {
+fn letter(payload: &[u8]) -> Result<(Reason, DeadLetter), String> {
+    let dead_letter::Record {
         transition_id,
         tenant_id,
         endpoint_id,
@@ -382,12 +360,10 @@ fn letter(payload: &[u8]) -> Result<(String, DeadLetter), String> {
         created_at,
         dead_lettered_at,
         body,
-    } = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    let millis = |field: &str, text: &str| {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp_millis())
-            .map_err(|e| format!("{field} {text:?}: {e}"))
-    };
+        ..
+    } = dead_letter::Record::decode(payload).map_err(|e| e.to_string())?;
+    let millis =
+        |field: &str, text: &str| parse_rfc3339(text).map_err(|e| format!("{field} {text:?}: {e}"));
     let dead_ms = millis("dead_lettered_at", &dead_lettered_at)?;
     let created_ms = millis("created_at", &created_at)?;
     let job = Job {

@@ -1,80 +1,37 @@
-//! The record format of `<prefix>.inbound.v1`: key = tenant id, value = the raw request body
-//! byte for byte, and the metadata in Kafka headers. These header names are a public contract
-//! (docs/topics.md); consumers must not need the body to route a record.
+//! The librdkafka side of `<prefix>.inbound.v1`, whose record `topics::inbound` defines: its
+//! metadata as librdkafka's headers, and back.
 
-use std::time::SystemTime;
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::Message;
 
-use rdkafka::message::{Header, OwnedHeaders};
-
-pub const SCHEMA: &str = "cartstream.inbound.v1";
-
-pub const HEADER_SCHEMA: &str = "cartstream-schema";
-pub const HEADER_PROVIDER: &str = "cartstream-provider";
-pub const HEADER_TENANT: &str = "cartstream-tenant";
-pub const HEADER_EVENT_TYPE: &str = "cartstream-event-type";
-pub const HEADER_DELIVERY_ID: &str = "cartstream-delivery-id";
-pub const HEADER_RECEIVED_AT: &str = "cartstream-received-at";
-pub const HEADER_PAYLOAD_VERSION: &str = "cartstream-payload-version";
-pub const HEADER_CONTENT_TYPE: &str = "content-type";
-
-/// What the ingress knows about one verified delivery.
-#[derive(Debug, Clone)]
-pub struct Metadata<'a> {
-    pub provider: &'a str,
-    pub tenant: &'a str,
-    pub event_type: Option<&'a str>,
-    pub delivery_id: &'a str,
-    pub received_at: SystemTime,
-    pub content_type: Option<&'a str>,
-    /// The platform's payload version, where it sends one (FlexyPe's `X-Webhook-Version`).
-    pub payload_version: Option<&'a str>,
-}
+pub use crate::topics::inbound::*;
 
 impl Metadata<'_> {
-    /// The Kafka headers of the record. `event_type`, the payload version and `content-type`
-    /// are left out when the request had none, rather than sent empty.
+    /// The Kafka headers of the record ([`Metadata::encode`]).
     pub fn headers(&self) -> OwnedHeaders {
-        let received_at = humantime::format_rfc3339_millis(self.received_at).to_string();
-        let mut headers = OwnedHeaders::new_with_capacity(7)
-            .insert(Header {
-                key: HEADER_SCHEMA,
-                value: Some(SCHEMA),
-            })
-            .insert(Header {
-                key: HEADER_PROVIDER,
-                value: Some(self.provider),
-            })
-            .insert(Header {
-                key: HEADER_TENANT,
-                value: Some(self.tenant),
-            })
-            .insert(Header {
-                key: HEADER_DELIVERY_ID,
-                value: Some(self.delivery_id),
-            })
-            .insert(Header {
-                key: HEADER_RECEIVED_AT,
-                value: Some(&received_at),
-            });
-        if let Some(event_type) = self.event_type {
-            headers = headers.insert(Header {
-                key: HEADER_EVENT_TYPE,
-                value: Some(event_type),
-            });
-        }
-        if let Some(version) = self.payload_version {
-            headers = headers.insert(Header {
-                key: HEADER_PAYLOAD_VERSION,
-                value: Some(version),
-            });
-        }
-        if let Some(content_type) = self.content_type {
-            headers = headers.insert(Header {
-                key: HEADER_CONTENT_TYPE,
-                value: Some(content_type),
-            });
-        }
-        headers
+        let pairs = self.encode();
+        pairs.iter().fold(
+            OwnedHeaders::new_with_capacity(pairs.len()),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value.as_ref()),
+                })
+            },
+        )
+    }
+}
+
+impl<'m> Metadata<'m> {
+    /// The metadata of a consumed record ([`Metadata::decode`] of its headers, its timestamp
+    /// standing in for a missing arrival time).
+    pub fn read(message: &'m BorrowedMessage<'_>) -> Result<Self, Invalid> {
+        let headers = message.headers();
+        let pairs = headers
+            .into_iter()
+            .flat_map(|headers| headers.iter())
+            .map(|header| (header.key, header.value));
+        Metadata::decode(pairs, message.timestamp().to_millis())
     }
 }
 

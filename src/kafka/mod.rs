@@ -5,6 +5,7 @@ pub mod admin;
 mod connection;
 pub mod credentials;
 pub mod fencing;
+pub mod group;
 pub mod inbound;
 mod producer;
 

@@ -285,21 +285,17 @@ impl Processor {
     }
 
     fn consumer(&self, context: Context) -> Result<BaseConsumer<Context>, Error> {
-        let instance_id = kafka::static_instance_id("processor", &self.config.state_dir);
-        let client = kafka::consumer_config(
+        let member = kafka::group::Member {
+            role: "processor",
+            group_id: &self.config.group_id,
+            state_dir: &self.config.state_dir,
+            properties: &self.config.consumer,
+            auto_commit: false,
+        };
+        let client = member.client_config(
             &self.kafka,
+            &[],
             &[
-                ("client.id", "cartstream-processor"),
-                ("auto.offset.reset", "earliest"),
-                ("statistics.interval.ms", "5000"),
-                ("group.instance.id", &instance_id),
-                ("session.timeout.ms", kafka::SESSION_TIMEOUT_MS),
-            ],
-            &self.config.consumer,
-            &[
-                ("group.id", &self.config.group_id),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
                 ("enable.partition.eof", "true"),
                 // A rebalance moves only the partitions that change owner: the others go on
                 // being consumed, their stores stay open.

@@ -5,22 +5,23 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 use http::HeaderMap;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Message, Offset};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Config, Error};
-use crate::clock::unix_millis;
+use crate::clock::{parse_rfc3339, unix_millis};
 use crate::kafka::{self, inbound, Topics};
 use crate::providers::{self, Inspection, Request};
-use crate::state::{self, Counts, OutboxKind, Phase, Store, Transition};
+use crate::state::{self, Counts, OutboxKind, Store};
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Registry, DEFAULT_INACTIVITY_WINDOW};
+use crate::topics;
+use crate::topics::transition::{Phase, Transition};
 
 /// Outbox records handed to the producer at once.
 const PUBLISH_BATCH: usize = 1_000;
@@ -205,6 +206,8 @@ impl Partitions {
                 return Ok(());
             }
         };
+        // The record carries no request headers: what a provider reads from them (event type,
+        // delivery id, payload version) came along in the metadata, as `seen`.
         let headers = HeaderMap::new();
         let request = Request::new(&headers, delivery.body);
         let seen = Inspection {
@@ -217,8 +220,7 @@ impl Partitions {
         let at_ms = event
             .occurred_at
             .as_deref()
-            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-            .map(|at| at.timestamp_millis())
+            .and_then(|at| parse_rfc3339(at).ok())
             // A platform clock ahead of ours must not push activity into the future.
             .map_or(delivery.received_ms, |at| at.min(delivery.received_ms));
         let window = registry
@@ -402,8 +404,8 @@ impl Partitions {
     ) -> Result<(), kafka::Error> {
         for (sequence, record) in records {
             let (topic, schema) = match record.kind {
-                OutboxKind::Event => (&self.topics.events, providers::normalize::SCHEMA),
-                OutboxKind::Transition => (&self.topics.transitions, state::TRANSITION_SCHEMA),
+                OutboxKind::Event => (&self.topics.events, topics::event::SCHEMA),
+                OutboxKind::Transition => (&self.topics.transitions, topics::transition::SCHEMA),
             };
             let delivery =
                 self.producer
@@ -530,47 +532,14 @@ struct Delivery<'m> {
 impl<'m> Delivery<'m> {
     /// The metadata the ingress wrote; an unusable record yields the reason it is skipped.
     fn read(message: &'m BorrowedMessage<'_>) -> Result<Self, &'static str> {
-        let mut provider = None;
-        let mut tenant = None;
-        let mut delivery_id = None;
-        let mut event_type = None;
-        let mut payload_version = None;
-        let mut received_ms = None;
-        if let Some(headers) = message.headers() {
-            for header in headers.iter() {
-                let Some(value) = header.value.and_then(|v| std::str::from_utf8(v).ok()) else {
-                    continue;
-                };
-                match header.key {
-                    inbound::HEADER_PROVIDER => provider = Some(value),
-                    inbound::HEADER_TENANT => tenant = Some(value),
-                    inbound::HEADER_DELIVERY_ID => delivery_id = Some(value),
-                    inbound::HEADER_EVENT_TYPE => event_type = Some(value),
-                    inbound::HEADER_PAYLOAD_VERSION => payload_version = Some(value),
-                    inbound::HEADER_RECEIVED_AT => {
-                        received_ms = humantime::parse_rfc3339(value)
-                            .ok()
-                            .map(|at: SystemTime| unix_millis(at))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let provider = providers::find(provider.ok_or("no_provider")?).ok_or("unknown_provider")?;
-        let tenant = tenant.filter(|t| !t.is_empty()).ok_or("no_tenant")?;
-        let delivery_id = delivery_id
-            .filter(|d| !d.is_empty())
-            .ok_or("no_delivery_id")?;
-        let received_ms = received_ms
-            .or_else(|| message.timestamp().to_millis())
-            .ok_or("no_received_at")?;
+        let metadata = inbound::Metadata::read(message).map_err(inbound::Invalid::as_str)?;
         Ok(Delivery {
-            provider,
-            tenant,
-            delivery_id,
-            event_type,
-            payload_version,
-            received_ms,
+            provider: providers::find(metadata.provider).ok_or("unknown_provider")?,
+            tenant: metadata.tenant,
+            delivery_id: metadata.delivery_id,
+            event_type: metadata.event_type,
+            payload_version: metadata.payload_version,
+            received_ms: unix_millis(metadata.received_at),
             body: message.payload().unwrap_or_default(),
         })
     }

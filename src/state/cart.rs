@@ -5,36 +5,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AliasKind;
+use crate::clock::rfc3339;
 use crate::providers::{Bucket, Event};
-
-/// Where a cart is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Recent activity; an inactivity timer is armed at `last_activity + window`.
-    Active,
-    /// The timer fired while active: the follow-up was triggered.
-    Abandoned,
-    /// An order arrived while active (terminal).
-    Completed,
-    /// An order arrived after abandonment (terminal).
-    Recovered,
-}
-
-impl Phase {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Completed | Phase::Recovered)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Active => "active",
-            Phase::Abandoned => "abandoned",
-            Phase::Completed => "completed",
-            Phase::Recovered => "recovered",
-        }
-    }
-}
+pub use crate::topics::transition::{Phase, Transition, SCHEMA as TRANSITION_SCHEMA};
 
 /// One tenant's cart, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,27 +45,6 @@ impl Cart {
         .filter_map(|(kind, value)| Some((kind, value.as_deref()?)))
     }
 }
-
-/// A cart changing phase: what the processor publishes on `cartstream.transitions.v1`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transition {
-    pub schema: String,
-    /// Deterministic: the same input replayed yields the same id.
-    pub id: String,
-    pub tenant_id: String,
-    pub cart: String,
-    pub from: Phase,
-    pub to: Phase,
-    /// `abandoned_candidate` or `order_completed`.
-    pub bucket: Bucket,
-    pub recovered: bool,
-    /// Event time of the transition, RFC 3339 UTC.
-    pub at: String,
-    /// The cart as last described (customer, value, recovery URL, provider, ids).
-    pub event: Event,
-}
-
-pub const TRANSITION_SCHEMA: &str = "cartstream.transition.v1";
 
 /// The outcome of one step.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -263,10 +215,4 @@ pub fn transition_id(tenant: &str, cart: &str, kind: &str, episode: u32) -> Stri
         hasher.update(part);
     }
     hex::encode(&hasher.finalize()[..16])
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

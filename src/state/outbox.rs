@@ -1,9 +1,8 @@
 //! Records waiting in the store until Kafka acknowledges them. Their ids are deterministic (the
 //! delivery id, the transition id), so producing one again after a crash repeats the same record.
 
-use crate::providers::Event;
-
-use super::Transition;
+use crate::topics::event::{self, Event};
+use crate::topics::transition::Transition;
 
 /// Which topic a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,14 +25,16 @@ pub struct Record {
 impl Record {
     /// The normalized event of one distinct delivery, with its tenant and delivery id.
     pub fn event(tenant: &str, delivery_id: &str, event: &Event) -> Self {
-        let mut value = serde_json::to_value(event).expect("an event always serializes");
-        value["tenant_id"] = tenant.into();
-        value["delivery_id"] = delivery_id.into();
+        let record = event::Record {
+            tenant_id: tenant.to_string(),
+            delivery_id: delivery_id.to_string(),
+            event: event.clone(),
+        };
         Record {
             kind: Kind::Event,
             key: tenant.to_string(),
             id: delivery_id.to_string(),
-            value: serde_json::to_vec(&value).expect("JSON values serialize"),
+            value: record.encode(),
         }
     }
 
@@ -42,7 +43,7 @@ impl Record {
             kind: Kind::Transition,
             key: transition.tenant_id.clone(),
             id: transition.id.clone(),
-            value: serde_json::to_vec(transition).expect("a transition always serializes"),
+            value: transition.encode(),
         }
     }
 

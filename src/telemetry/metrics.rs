@@ -336,10 +336,11 @@ pub fn delivery_attempt(result: &'static str, class: &'static str, took: Duratio
     histogram!(DELIVERY_REQUEST_DURATION).record(took.as_secs_f64());
 }
 
-/// One recorded outcome record.
-pub fn delivery_outcome(outcome: &'static str) {
+/// One recorded outcome record; `dead_lettered` when the delivery went to the dead-letter topic
+/// with it.
+pub fn delivery_outcome(outcome: &'static str, dead_lettered: bool) {
     counter!(DELIVERY_OUTCOMES, "outcome" => outcome).increment(1);
-    if outcome == "dead_lettered" || outcome == "expired" {
+    if dead_lettered {
         counter!(DELIVERY_DEAD_LETTERED).increment(1);
     }
 }

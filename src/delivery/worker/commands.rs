@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::Worker;
+use crate::clock::rfc3339;
 use crate::delivery::handle::{Command, Tested};
-use crate::delivery::records::rfc3339;
 use crate::delivery::sign;
 use crate::delivery::store;
 use crate::telemetry::{error_chain, metrics};

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::DateTime;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
@@ -29,14 +28,16 @@ use super::breaker::Breaker;
 use super::client::{self, Answer, Client};
 use super::handle::{Command, Handle};
 use super::policy::{self, Attempt, Decision, End, Progress, Schedule, Supersession};
-use super::records::{dead_letter, outcome_record, Outcome, Transition};
+use super::records::{dead_letter, outcome_record, webhook_body, Recorded};
 use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config};
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::kafka;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
+use crate::topics::dead_letter::Reason;
+use crate::topics::transition::Transition;
 
 /// Outbox records published per round.
 const PUBLISH_BATCH: usize = 1_000;
@@ -311,25 +312,19 @@ fn consumer(
     kafka_config: &kafka::Config,
     topic: &str,
 ) -> Result<StreamConsumer<Lag>, Error> {
-    let instance_id = kafka::static_instance_id("delivery", &config.state_dir);
-    let client = kafka::consumer_config(
+    let member = kafka::group::Member {
+        role: "delivery",
+        group_id: &config.group_id,
+        state_dir: &config.state_dir,
+        properties: &config.consumer,
+        // Offsets are stored only after the transition's jobs are in RocksDB, and committed
+        // from there in the background.
+        auto_commit: true,
+    };
+    let client = member.client_config(
         kafka_config,
-        &[
-            ("client.id", "cartstream-delivery"),
-            ("auto.offset.reset", "earliest"),
-            ("statistics.interval.ms", "5000"),
-            ("group.instance.id", &instance_id),
-            ("session.timeout.ms", kafka::SESSION_TIMEOUT_MS),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-        ],
-        &config.consumer,
-        &[
-            ("group.id", &config.group_id),
-            // Offsets are stored only after the transition's jobs are in RocksDB, and
-            // committed from there in the background.
-            ("enable.auto.commit", "true"),
-            ("enable.auto.offset.store", "false"),
-        ],
+        &[("partition.assignment.strategy", "cooperative-sticky")],
+        &[],
     );
     client
         .create_with_context(Lag {
@@ -410,7 +405,7 @@ impl Worker {
     /// the pending abandonments of its cart (`superseded`).
     /// Returns the jobs stored due now, for [`Worker::start_ready`].
     fn take(&mut self, payload: &[u8]) -> Result<Vec<Job>, Error> {
-        let transition: Transition = match serde_json::from_slice(payload) {
+        let transition = match Transition::decode(payload) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "skipping a transition record that cannot be read");
@@ -422,10 +417,8 @@ impl Worker {
             panic!("fault injected by the test build (cart cartstream-inject-panic)");
         }
         let now = self.clock.now_millis();
-        let occurred_ms = DateTime::parse_from_rfc3339(&transition.at)
-            .map(|at| at.timestamp_millis())
-            .unwrap_or(now);
-        let body = transition.webhook_body();
+        let occurred_ms = clock::parse_rfc3339(&transition.at).unwrap_or(now);
+        let body = webhook_body(&transition);
         let mut ready = Vec::new();
         let mut changes = Vec::new();
         let mut seen = Vec::new();
@@ -495,14 +488,14 @@ impl Worker {
         records: &mut Vec<OutboxRecord>,
         now: i64,
     ) {
-        let mut recorded = Outcome::of(&job, end.outcome());
+        let mut recorded = Recorded::of(&job, end.outcome());
         if end == End::EndpointRemoved {
             recorded.error = Some("the endpoint is no longer configured".to_string());
         }
         records.push(outcome_record(recorded, now));
         let reason = end.dead_letter();
         if let Some(reason) = reason {
-            records.push(dead_letter(&job, reason.as_str(), now));
+            records.push(dead_letter(&job, reason, now));
         }
         changes.push(Change::Finish {
             job,
@@ -684,13 +677,13 @@ impl Worker {
                 self.config.circuit_open_for,
             );
         }
-        metrics::delivery_attempt(decision.attempt_label(), class, took);
+        metrics::delivery_attempt(decision.attempt_label().as_str(), class, took);
         let next_ms = match decision {
             Decision::RetryAt(next_ms) => Some(next_ms),
             _ => None,
         };
         let mut records = vec![outcome_record(
-            Outcome {
+            Recorded {
                 job: &job,
                 outcome: decision.outcome(),
                 status,
@@ -711,11 +704,11 @@ impl Worker {
                 );
                 self.store.disable(&job.tenant, &job.endpoint, now)?;
                 self.disabled.insert(endpoint_key);
-                records.push(dead_letter(&job, policy::Reason::Gone.as_str(), now));
+                records.push(dead_letter(&job, Reason::Gone, now));
                 Change::Finish { job, dead: true }
             }
             Decision::DeadLetter(reason) => {
-                records.push(dead_letter(&job, reason.as_str(), now));
+                records.push(dead_letter(&job, reason, now));
                 Change::Finish { job, dead: true }
             }
             Decision::RetryAt(next_ms) => {

@@ -4,8 +4,8 @@
 
 use super::{Worker, PUBLISH_BATCH};
 use crate::delivery::store::OutboxRecord;
-use crate::delivery::{DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA};
 use crate::kafka;
+use crate::topics::{dead_letter, outcome};
 
 impl Worker {
     /// Hands outbox records not yet under way to the producer; a task awaits Kafka's verdicts
@@ -71,8 +71,8 @@ impl Worker {
         record: &OutboxRecord,
     ) -> Result<rdkafka::producer::DeliveryFuture, kafka::Error> {
         let (topic, schema) = match record.dead_letter {
-            true => (&self.topics.dead_letters, DEAD_LETTER_SCHEMA),
-            false => (&self.topics.deliveries, OUTCOME_SCHEMA),
+            true => (&self.topics.dead_letters, dead_letter::SCHEMA),
+            false => (&self.topics.deliveries, outcome::SCHEMA),
         };
         self.producer.enqueue(
             topic,

@@ -1,0 +1,107 @@
+//! The consumer settings of a role that keeps state of its own and consumes its topic in a
+//! group (the processor, the delivery worker): one builder for what both rely on.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rdkafka::config::ClientConfig;
+
+use super::{consumer_config, static_instance_id, Config, SESSION_TIMEOUT_MS};
+
+/// A role's membership of its consumer group.
+pub struct Member<'a> {
+    /// `processor` or `delivery`: names the client and, with the state folder, the static
+    /// member.
+    pub role: &'static str,
+    pub group_id: &'a str,
+    pub state_dir: &'a Path,
+    /// The operator's pass-through properties (`<role>.consumer`).
+    pub properties: &'a BTreeMap<String, String>,
+    /// Whether librdkafka commits stored offsets in the background. Either way an offset is
+    /// stored only by the role, once the record's effects are in its store.
+    pub auto_commit: bool,
+}
+
+impl Member<'_> {
+    /// The consumer's client configuration ([`consumer_config`]): shared defaults — the client
+    /// id, reading from the earliest offset without a committed one, statistics every 5 s, static
+    /// membership and its session timeout — then the role's `defaults`; the pass-through; then
+    /// the group id, the commit settings and the role's `forced` settings, which the
+    /// pass-through cannot change.
+    pub fn client_config(
+        &self,
+        kafka: &Config,
+        defaults: &[(&str, &str)],
+        forced: &[(&str, &str)],
+    ) -> ClientConfig {
+        let client_id = format!("cartstream-{}", self.role);
+        let instance_id = static_instance_id(self.role, self.state_dir);
+        let mut all_defaults = vec![
+            ("client.id", client_id.as_str()),
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "5000"),
+            ("group.instance.id", instance_id.as_str()),
+            ("session.timeout.ms", SESSION_TIMEOUT_MS),
+        ];
+        all_defaults.extend_from_slice(defaults);
+        let mut all_forced = vec![
+            ("group.id", self.group_id),
+            (
+                "enable.auto.commit",
+                if self.auto_commit { "true" } else { "false" },
+            ),
+            ("enable.auto.offset.store", "false"),
+        ];
+        all_forced.extend_from_slice(forced);
+        consumer_config(kafka, &all_defaults, self.properties, &all_forced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_sets_the_shared_settings_and_keeps_its_forced_ones() {
+        let properties = BTreeMap::from([
+            ("fetch.max.bytes".to_string(), "1000".to_string()),
+            ("auto.offset.reset".to_string(), "latest".to_string()),
+            ("enable.partition.eof".to_string(), "false".to_string()),
+        ]);
+        let member = Member {
+            role: "processor",
+            group_id: "cartstream-processor",
+            state_dir: Path::new("/var/lib/cartstream"),
+            properties: &properties,
+            auto_commit: false,
+        };
+        let kafka = Config::default();
+        let client = member.client_config(&kafka, &[], &[("enable.partition.eof", "true")]);
+        for (key, value) in [
+            ("client.id", "cartstream-processor"),
+            ("group.id", "cartstream-processor"),
+            ("session.timeout.ms", SESSION_TIMEOUT_MS),
+            ("statistics.interval.ms", "5000"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", "latest"),
+            ("fetch.max.bytes", "1000"),
+            ("bootstrap.servers", kafka.brokers.as_str()),
+        ] {
+            assert_eq!(client.get(key), Some(value), "{key}");
+        }
+        assert_eq!(
+            client.get("group.instance.id"),
+            Some(static_instance_id("processor", member.state_dir).as_str())
+        );
+        let delivery = Member {
+            role: "delivery",
+            auto_commit: true,
+            ..member
+        };
+        let client = delivery.client_config(&kafka, &[], &[]);
+        assert_eq!(client.get("client.id"), Some("cartstream-delivery"));
+        assert_eq!(client.get("enable.auto.commit"), Some("true"));
+    }
+}
