@@ -13,7 +13,7 @@
 //!   ([`redact`]). This is the one place where an inbound record's value is not the request body
 //!   byte for byte.
 //!
-//! Pure: no Kafka, no I/O.
+//! Pure: no Kafka, no I/O. The record is [`crate::topics::credentials`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,11 +22,11 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-pub const SCHEMA: &str = "cartstream.credentials.v1";
+use crate::topics::credentials::Credential;
 
 /// What a redacted value is replaced with in the inbound record.
 pub const REDACTED: &str = "[redacted]";
@@ -196,38 +196,10 @@ impl Vault {
     }
 }
 
-/// One record of `<prefix>.credentials.v1` (`schemas/credentials.v1.json`). Its Kafka key is
-/// [`record_key`]; the sealed value is bound to that key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credential {
-    pub schema: String,
-    pub tenant: String,
-    pub provider: String,
-    /// The platform's installation (ShopiMind's `installation_id`); empty when the delivery named
-    /// none.
-    pub installation: String,
-    /// The body field the value came from.
-    pub field: String,
-    pub event_type: Option<String>,
-    pub delivery_id: String,
-    /// RFC 3339, milliseconds.
-    pub received_at: String,
-    /// Which key sealed it (the first 8 bytes of its SHA-256, hex).
-    pub key_id: String,
-    /// base64 of nonce ‖ AES-256-GCM ciphertext ‖ tag of the field's JSON value as sent.
-    pub sealed: String,
-}
-
-/// The compaction key of a credential: one per tenant, provider, installation and field, so a
-/// later `config_updated` replaces the configuration but not the access token of the install.
-pub fn record_key(tenant: &str, provider: &str, installation: &str, field: &str) -> String {
-    serde_json::to_string(&[tenant, provider, installation, field])
-        .expect("strings always serialize")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topics::credentials::record_key;
 
     const INSTALLED: &[u8] = br#"{"event":"integration.installed","installation_id":"pg-1","access_token":"int_T","shop_domain":"demo.shop","configs":{"api_key":"SUPER-SECRET"}}"#;
     const FIELDS: &[&str] = &["access_token", "refresh_token", "configs"];
@@ -315,14 +287,6 @@ mod tests {
         assert_eq!(
             Vault::from_base64("not base64!").unwrap_err(),
             Error::KeyNotBase64
-        );
-    }
-
-    #[test]
-    fn record_keys_cannot_be_confused_by_the_separator() {
-        assert_ne!(
-            record_key("a/b", "shopimind", "c", "access_token"),
-            record_key("a", "shopimind", "b/c", "access_token")
         );
     }
 }

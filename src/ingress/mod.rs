@@ -31,13 +31,14 @@ pub use error::{Class, Error};
 pub use route::Route;
 
 use crate::clock::Clock;
-use crate::credentials::{self, Credential, Vault};
+use crate::credentials::{self, Vault};
 use crate::health::Health;
 use crate::kafka::{self, inbound};
 use crate::problems::Problems;
 use crate::providers::{self, Keys, Provider};
 use crate::telemetry::metrics;
 use crate::tenants::Registry;
+use crate::topics::credentials::{self as credential, Credential};
 
 /// The `[ingress]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -438,9 +439,9 @@ impl Ingress {
         let timestamp_ms = crate::clock::unix_millis(metadata.received_at);
         let sends = redacted.secrets.iter().map(|(field, value)| {
             let key =
-                credentials::record_key(metadata.tenant, metadata.provider, installation, field);
+                credential::record_key(metadata.tenant, metadata.provider, installation, field);
             let record = Credential {
-                schema: credentials::SCHEMA.to_string(),
+                schema: credential::SCHEMA.to_string(),
                 tenant: metadata.tenant.to_string(),
                 provider: metadata.provider.to_string(),
                 installation: installation.to_string(),

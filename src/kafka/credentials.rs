@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{Config, Error};
-use crate::credentials::Credential;
+use crate::topics::credentials::Credential;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 

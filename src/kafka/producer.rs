@@ -105,7 +105,7 @@ impl Producer {
     ) -> Result<(), Error> {
         let headers = OwnedHeaders::new().insert(Header {
             key: super::inbound::HEADER_SCHEMA,
-            value: Some(crate::credentials::SCHEMA),
+            value: Some(crate::topics::credentials::SCHEMA),
         });
         let record = FutureRecord::to(&self.topics.credentials)
             .key(key)

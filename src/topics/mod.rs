@@ -8,12 +8,14 @@
 //! - [`transition`]: a cart transition on `<prefix>.transitions.v1` (written by `state`
 //!   through the processor, read by delivery), with its phases;
 //! - [`outcome`]: a delivery outcome on `<prefix>.deliveries.v1`;
-//! - [`dead_letter`]: a given-up delivery on `<prefix>.deliveries.dlq.v1`, with its reasons.
+//! - [`dead_letter`]: a given-up delivery on `<prefix>.deliveries.dlq.v1`, with its reasons;
+//! - [`credentials`]: a secret a platform sent in a payload, sealed, on `<prefix>.credentials.v1`.
 //!
 //! Pure data: serde only — no rdkafka, no I/O — so `state` may use it and still know no broker.
 //! The roles (ingress, processor, delivery) import `topics`, never each other. Metric labels
 //! come from the enums' `as_str()`.
 
+pub mod credentials;
 pub mod dead_letter;
 pub mod event;
 pub mod inbound;

@@ -662,14 +662,15 @@ async fn shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear() 
     let vault =
         cartstream::credentials::Vault::from_base64(crate::support::CREDENTIALS_KEY).unwrap();
     let token_key =
-        cartstream::credentials::record_key("acme", "shopimind", "pg-1", "access_token");
+        cartstream::topics::credentials::record_key("acme", "shopimind", "pg-1", "access_token");
     let token = sealed
         .iter()
         .find(|r| r.key.as_deref() == Some(token_key.as_bytes()))
         .expect("the access token is kept");
     let record_json: Value = serde_json::from_slice(&token.value).unwrap();
     assert!(credential_schema.is_valid(&record_json), "{record_json}");
-    let record: cartstream::credentials::Credential = serde_json::from_value(record_json).unwrap();
+    let record: cartstream::topics::credentials::Credential =
+        serde_json::from_value(record_json).unwrap();
     assert_eq!(
         vault.open_record(token_key.as_bytes(), &record).unwrap(),
         br#""int_T""#
