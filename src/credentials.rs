@@ -21,8 +21,6 @@ use std::fmt;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -49,7 +47,7 @@ pub fn redact<'a>(body: &'a [u8], fields: &[&str]) -> Option<Redacted<'a>> {
     if fields.is_empty() {
         return None;
     }
-    let Members(members) = serde_json::from_slice(body).ok()?;
+    let members = crate::providers::normalize::members(body)?;
     let secret = |name: &str, value: &RawValue| fields.contains(&name) && value.get() != "null";
     if !members.iter().any(|(name, value)| secret(name, value)) {
         return None;
@@ -72,29 +70,6 @@ pub fn redact<'a>(body: &'a [u8], fields: &[&str]) -> Option<Redacted<'a>> {
     }
     out.push(b'}');
     Some(Redacted { body: out, secrets })
-}
-
-/// A JSON object's members in body order, values unparsed (duplicates kept).
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct InOrder;
-        impl<'de> Visitor<'de> for InOrder {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::new();
-                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    members.push(entry);
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(InOrder)
-    }
 }
 
 /// The key credentials are sealed with (`ingress.credentials_key`: 32 bytes, base64).

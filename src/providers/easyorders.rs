@@ -77,7 +77,7 @@ impl Provider for EasyOrders {
         event.order_id = n::first_text(&body, &[&["order_id"], &["id"]]);
         event.resource_id = event.order_id.clone();
         // EasyOrders states no currency and no phone country: both stay as sent or null.
-        event.cart_value = n::decimal(&body, &["total_cost"]);
+        event.cart_value = n::decimal(request.body, &["total_cost"]);
         event.item_count = n::item_count(&body, &["cart_items"], "quantity");
         event.customer = Customer {
             name: n::text(&body, &["full_name"]),

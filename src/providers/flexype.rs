@@ -106,7 +106,8 @@ impl Provider for Flexype {
         event.checkout_token = n::text(data, &["checkout_id"]);
         event.cart_token = n::text(data, &["cart_token"]);
         event.recovery_url = n::url(data, &["checkout_url"]);
-        event.cart_value = n::decimal(data, &["total_payable"]);
+        let within: &[&str] = if versioned { &["payload"] } else { &[] };
+        event.cart_value = n::decimal(request.body, &[within, &["total_payable"]].concat());
         event.currency = n::currency(data, &["currency"]);
         event.item_count = n::item_count(data, &["cart_items"], "quantity");
         let user = |field: &str| n::text(data, &["user", field]);

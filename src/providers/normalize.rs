@@ -4,10 +4,12 @@
 //! (never floats), E.164 phones when the country is known, RFC 3339 UTC timestamps, and `null`
 //! for anything the payload does not say (never a guess).
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The schema name and version every normalized event carries.
@@ -121,15 +123,77 @@ pub fn first_text(value: &Value, paths: &[&[&str]]) -> Option<String> {
     paths.iter().find_map(|path| text(value, path))
 }
 
-/// A money amount at `path` as a decimal string. Strings must already be decimals (`"12.50"`);
-/// numbers are written as JSON wrote them when they are decimals (`12.5`), refused otherwise.
-pub fn decimal(value: &Value, path: &[&str]) -> Option<String> {
-    let candidate = match at(value, path)? {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
+/// A money amount at `path` of the JSON `body` as a decimal string. Strings must already be
+/// decimals (`"12.50"`); numbers are taken as the body wrote them (`12.50` stays `12.50`) and
+/// refused unless they are decimals. Read from the body's text, not from a parsed [`Value`],
+/// whose numbers are `f64`: an amount never passes through binary floating point.
+pub fn decimal(body: &[u8], path: &[&str]) -> Option<String> {
+    let raw = raw_at(body, path)?.get();
+    let candidate = match raw.starts_with('"') {
+        true => serde_json::from_str::<Cow<'_, str>>(raw)
+            .ok()?
+            .trim()
+            .to_string(),
+        false => raw.to_string(),
     };
     is_decimal(&candidate).then_some(candidate)
+}
+
+/// The JSON text at `path` (object keys; array indexes as decimal strings), as the body wrote
+/// it. Of repeated keys the last counts, as in a parsed [`Value`].
+pub fn raw_at<'b>(body: &'b [u8], path: &[&str]) -> Option<&'b RawValue> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut current: &'b RawValue = serde_json::from_str(text).ok()?;
+    for key in path {
+        let json = current.get();
+        current = match json.as_bytes().first()? {
+            b'{' => {
+                let members: Vec<(Cow<'b, str>, &'b RawValue)> =
+                    serde_json::from_str::<Members<'b>>(json).ok()?.0;
+                members.into_iter().rev().find(|(k, _)| k == key)?.1
+            }
+            b'[' => {
+                let items: Vec<&'b RawValue> = serde_json::from_str(json).ok()?;
+                items.get(key.parse::<usize>().ok()?).copied()?
+            }
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// A JSON object's members in order, values unparsed.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+/// The members of a JSON object body in body order, values unparsed (repeated keys kept);
+/// `None` when the body is not a JSON object.
+pub fn members(body: &[u8]) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    serde_json::from_slice::<Members<'_>>(body)
+        .ok()
+        .map(|m| m.0)
 }
 
 fn is_decimal(s: &str) -> bool {
@@ -236,18 +300,39 @@ mod tests {
 
     #[test]
     fn money_stays_decimal_text() {
-        let v = json!({"a": "379.69", "b": 100, "c": 34.99, "d": "12,50", "e": 1e21, "f": "-3.5"});
-        assert_eq!(decimal(&v, &["a"]).as_deref(), Some("379.69"));
-        assert_eq!(decimal(&v, &["b"]).as_deref(), Some("100"));
-        assert_eq!(decimal(&v, &["c"]).as_deref(), Some("34.99"));
-        assert_eq!(decimal(&v, &["d"]), None);
+        let v = br#"{"a": "379.69", "b": 100, "c": 34.99, "d": "12,50", "e": 1e21, "f": "-3.5"}"#;
+        assert_eq!(decimal(v, &["a"]).as_deref(), Some("379.69"));
+        assert_eq!(decimal(v, &["b"]).as_deref(), Some("100"));
+        assert_eq!(decimal(v, &["c"]).as_deref(), Some("34.99"));
+        assert_eq!(decimal(v, &["d"]), None);
         assert_eq!(
-            decimal(&v, &["e"]),
+            decimal(v, &["e"]),
             None,
             "exponent notation is not a decimal string"
         );
-        assert_eq!(decimal(&v, &["f"]).as_deref(), Some("-3.5"));
-        assert_eq!(decimal(&v, &["missing"]), None);
+        assert_eq!(decimal(v, &["f"]).as_deref(), Some("-3.5"));
+        assert_eq!(decimal(v, &["missing"]), None);
+    }
+
+    #[test]
+    fn amounts_written_as_numbers_keep_every_digit_the_body_wrote() {
+        // As f64 these would come out as 10.1, 100.0 and 1234567890123456.8.
+        let body =
+            br#"{"a": 10.10, "b": 100.00, "c": 1234567890123456.78, "d": {"e": [1, "0.30"]}}"#;
+        assert_eq!(decimal(body, &["a"]).as_deref(), Some("10.10"));
+        assert_eq!(decimal(body, &["b"]).as_deref(), Some("100.00"));
+        assert_eq!(
+            decimal(body, &["c"]).as_deref(),
+            Some("1234567890123456.78")
+        );
+        assert_eq!(decimal(body, &["d", "e", "1"]).as_deref(), Some("0.30"));
+        assert_eq!(decimal(body, &["d", "e", "2"]), None);
+        assert_eq!(decimal(b"not json", &["a"]), None);
+        assert_eq!(
+            decimal(br#"{"a": 1, "a": 2.50}"#, &["a"]).as_deref(),
+            Some("2.50"),
+            "the last of repeated keys, as a parsed Value has it"
+        );
     }
 
     #[test]

@@ -117,15 +117,15 @@ impl Provider for Salla {
         // Totals come as {"amount": 100, "currency": "SAR"} or, in the purchased event, flat.
         let (value, currency) = match n::at(&data, &["total"]) {
             Some(serde_json::Value::Object(_)) => (
-                n::decimal(&data, &["total", "amount"]),
+                n::decimal(request.body, &["data", "total", "amount"]),
                 n::currency(&data, &["total", "currency"]),
             ),
             Some(_) => (
-                n::decimal(&data, &["total"]),
+                n::decimal(request.body, &["data", "total"]),
                 n::currency(&data, &["currency"]),
             ),
             None => (
-                n::decimal(&data, &["amounts", "total", "amount"]),
+                n::decimal(request.body, &["data", "amounts", "total", "amount"]),
                 n::currency(&data, &["amounts", "total", "currency"]),
             ),
         };

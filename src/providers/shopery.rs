@@ -72,14 +72,16 @@ impl Provider for Shopery {
         let body = n::parse(request.body);
         // Shopery's payload is "the order"; its fields are not published, so only what the
         // common names give is read.
-        let data = n::at(&body, &["data"])
-            .filter(|v| v.is_object())
-            .unwrap_or(&body);
+        let within: &[&str] = match n::at(&body, &["data"]).is_some_and(|v| v.is_object()) {
+            true => &["data"],
+            false => &[],
+        };
+        let data = n::at(&body, within).unwrap_or(&body);
         event.resource_type = resource.map(str::to_string);
         event.resource_id = n::text(data, &["id"]).or_else(|| n::text(&body, &["id"]));
         if resource == Some("order") {
             event.order_id = event.resource_id.clone();
-            event.cart_value = n::decimal(data, &["total"]);
+            event.cart_value = n::decimal(request.body, &[within, &["total"]].concat());
             event.currency = n::currency(data, &["currency"]);
             event.customer = Customer {
                 name: n::text(data, &["customer", "name"]),

@@ -133,7 +133,7 @@ impl Provider for Shopify {
                 country.as_deref(),
             ),
         };
-        event.cart_value = n::decimal(&body, &["total_price"]);
+        event.cart_value = n::decimal(request.body, &["total_price"]);
         event.currency = n::currency(&body, &["currency"])
             .or_else(|| n::currency(&body, &["presentment_currency"]));
         event.item_count = n::item_count(&body, &["line_items"], "quantity");

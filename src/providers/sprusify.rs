@@ -86,7 +86,7 @@ impl Provider for Sprusify {
         event.resource_id = n::text(&body, &["id"]);
         if resource == Some("order") {
             event.order_id = n::first_text(&body, &[&["order_id"], &["id"]]);
-            event.cart_value = n::decimal(&body, &["total"]);
+            event.cart_value = n::decimal(request.body, &["total"]);
             event.currency = n::currency(&body, &["currency"]);
             event.customer.email = n::email(&body, &["customer_email"]);
         }

@@ -86,9 +86,11 @@ impl Provider for Zid {
         let mut event = Event::new(self.slug(), name, bucket);
         let body = n::parse(request.body);
         // Order events carry the order schema, possibly under "order" (as the REST API does).
-        let data = n::at(&body, &["order"])
-            .filter(|v| v.is_object())
-            .unwrap_or(&body);
+        let within: &[&str] = match n::at(&body, &["order"]).is_some_and(|v| v.is_object()) {
+            true => &["order"],
+            false => &[],
+        };
+        let data = n::at(&body, within).unwrap_or(&body);
         event.resource_type = resource.map(str::to_string);
         event.resource_id = n::text(data, &["id"]);
         match resource {
@@ -96,7 +98,7 @@ impl Provider for Zid {
                 event.cart_token = n::first_text(data, &[&["cart_id"], &["id"]]);
                 event.order_id = n::text(data, &["order_id"]);
                 event.recovery_url = n::url(data, &["url"]);
-                event.cart_value = n::decimal(data, &["cart_total"]);
+                event.cart_value = n::decimal(request.body, &[within, &["cart_total"]].concat());
                 event.customer = Customer {
                     name: n::text(data, &["customer_name"]),
                     email: n::email(data, &["customer_email"]),
@@ -105,7 +107,7 @@ impl Provider for Zid {
             }
             _ => {
                 event.order_id = n::text(data, &["id"]).filter(|_| resource == Some("order"));
-                event.cart_value = n::decimal(data, &["order_total"]);
+                event.cart_value = n::decimal(request.body, &[within, &["order_total"]].concat());
                 event.item_count = n::item_count(data, &["products"], "quantity");
                 event.customer = Customer {
                     name: n::text(data, &["customer", "name"]),

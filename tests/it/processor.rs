@@ -841,6 +841,51 @@ async fn a_retry_is_a_duplicate_but_a_new_event_on_the_same_resource_or_platform
     daemon.stop().await;
 }
 
+/// Amounts a platform writes as JSON numbers reach the events as the decimal text it wrote: as
+/// `f64` they came out as `10.1` and `1234567890123456.8`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_written_as_json_numbers_reaches_the_events_digit_for_digit() {
+    let daemon = TestDaemon::builder("money")
+        .roles(Roles {
+            delivery: false,
+            ..Roles::ALL
+        })
+        .tenants(IDENTITY_TENANTS)
+        .start()
+        .await;
+    let http = Http::http1();
+    let headers = [("x-shopery-secret", "acme-shopery-secret".to_string())];
+    for body in [
+        &br#"{"id":"ord_20","event":"orders-created","data":{"total":10.10,"currency":"EUR"}}"#[..],
+        br#"{"id":"ord_21","event":"orders-created","data":{"total":1234567890123456.78,"currency":"IDR"}}"#,
+    ] {
+        let answer = http
+            .post(
+                &daemon.url("/api/webhooks/shopery/int_acme_shopery_0000001"),
+                &headers,
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    let events = read_json_eventually(&daemon.brokers, &daemon.topics.events, 2, WAIT).await;
+    let mut values: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["order_id"].as_str().unwrap(),
+                e["cart_value"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    values.sort();
+    assert_eq!(
+        values,
+        [("ord_20", "10.10"), ("ord_21", "1234567890123456.78")]
+    );
+    daemon.stop().await;
+}
+
 /// An order that shares nothing with the abandoned checkout but the customer's phone number —
 /// another cart token, another checkout, no e-mail, the number written another way — is its
 /// recovery: both normalize to the same E.164 number.
