@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -448,7 +448,7 @@ impl Ingress {
                 field: field.to_string(),
                 event_type: metadata.event_type.map(str::to_string),
                 delivery_id: metadata.delivery_id.to_string(),
-                received_at: rfc3339_millis(metadata.received_at),
+                received_at: crate::clock::rfc3339(timestamp_ms),
                 key_id: vault.key_id().to_string(),
                 sealed: vault.seal(key.as_bytes(), value.get().as_bytes()),
             };
@@ -464,10 +464,6 @@ impl Ingress {
         }
         Ok(())
     }
-}
-
-fn rfc3339_millis(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// How long a request of `provider` waits for Kafka's acknowledgement: `configured`, but never
