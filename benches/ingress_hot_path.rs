@@ -143,6 +143,7 @@ fn hot_path(registry: &Registry, case: &Case) -> rdkafka::message::OwnedHeaders 
         received_at: now,
         content_type: Some("application/json"),
         payload_version: seen.payload_version.as_deref(),
+        test: seen.test,
     }
     .headers()
 }

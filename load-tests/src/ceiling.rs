@@ -71,6 +71,7 @@ pub async fn run(
                     received_at: clock.now(),
                     content_type: Some("application/json"),
                     payload_version: None,
+                    test: false,
                 }
                 .headers();
                 let record = FutureRecord::to(&topic)

@@ -350,9 +350,17 @@ impl Ingress {
         if seen.clue.is_none() && key.is_none() {
             return Err(Error::MissingClue);
         }
-        let integration = self
+        let mut integration = self
             .registry
             .resolve(provider.slug(), key, seen.clue.as_deref());
+        // A sample store behind an integration key: a platform's test, if the secret verifies.
+        let mut sample = false;
+        if integration.is_none() {
+            integration = self
+                .registry
+                .resolve_sample(provider.slug(), key, seen.clue.as_deref());
+            sample = integration.is_some();
+        }
         // Unknown tenants are verified against keys nobody has, so the answer (and its timing)
         // is the one a wrong signature gets.
         let keys = integration.map_or(Keys::unknown_tenant(), |i| &i.keys);
@@ -398,7 +406,15 @@ impl Ingress {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
             payload_version: seen.payload_version.as_deref(),
+            test: sample || seen.test,
         };
+        if metadata.test {
+            tracing::info!(
+                provider = provider.slug(),
+                tenant = %tenant,
+                "a platform test delivery: answered 200 and marked cartstream-test"
+            );
+        }
         let ack_timeout = ack_timeout(provider, self.config.ack_timeout);
         let redacted = credentials::redact(&body, provider.secret_fields());
         if let Some(redacted) = &redacted {

@@ -51,6 +51,7 @@ mod tests {
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             content_type: None,
             payload_version: None,
+            test: false,
         };
         let headers = meta.headers();
         let pairs: Vec<(String, String)> = headers

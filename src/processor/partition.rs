@@ -206,6 +206,17 @@ impl Partitions {
                 return Ok(());
             }
         };
+        if delivery.test {
+            tracing::debug!(
+                partition,
+                offset,
+                "a platform test delivery; no cart tracked"
+            );
+            metrics::processor_test_delivery(delivery.provider.slug());
+            owned.store.skip(offset).map_err(fail)?;
+            owned.next_offset = Some(offset + 1);
+            return Ok(());
+        }
         // The record carries no request headers: what a provider reads from them (event type,
         // delivery id, payload version) came along in the metadata, as `seen`.
         let headers = HeaderMap::new();
@@ -215,6 +226,7 @@ impl Partitions {
             event_type: delivery.event_type.map(Into::into),
             delivery_id: Some(delivery.delivery_id.into()),
             payload_version: delivery.payload_version.map(Into::into),
+            test: false,
         };
         let event = delivery.provider.normalize(&request, &seen);
         let at_ms = event
@@ -527,6 +539,8 @@ struct Delivery<'m> {
     payload_version: Option<&'m str>,
     received_ms: i64,
     body: &'m [u8],
+    /// A platform's test delivery (`cartstream-test`): skipped, no cart tracked.
+    test: bool,
 }
 
 impl<'m> Delivery<'m> {
@@ -541,6 +555,7 @@ impl<'m> Delivery<'m> {
             payload_version: metadata.payload_version,
             received_ms: unix_millis(metadata.received_at),
             body: message.payload().unwrap_or_default(),
+            test: metadata.test,
         })
     }
 }

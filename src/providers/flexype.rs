@@ -8,9 +8,10 @@ use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::normalize::{self as n, Bucket, Customer, Event};
-use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+use super::{text, Error, Inspection, Keys, Provider, Request, Scalar, TestFlags};
 
 const AUTHORIZATION: &[&str] = &["x-flexype-authorization"];
 const EVENT_ID: &[&str] = &["x-event-id"];
@@ -25,6 +26,22 @@ struct Envelope<'a> {
     event_type: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     store: Option<Store<'a>>,
+    #[serde(borrow, default)]
+    test: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    is_test: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sample: Option<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    fn test_flags(&self) -> TestFlags<'a> {
+        TestFlags {
+            test: self.test,
+            is_test: self.is_test,
+            sample: self.sample,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -52,12 +69,14 @@ impl Provider for Flexype {
     fn inspect<'a>(&self, request: &Request<'a>) -> Result<Inspection<'a>, Error> {
         let envelope: Envelope<'a> = serde_json::from_slice(request.body)
             .map_err(|_| Error::Malformed("body is not a JSON object"))?;
+        let test = super::test_marks(envelope.event_type.as_deref(), &envelope.test_flags());
         let clue = envelope
             .store
             .and_then(|store| text(store.id).or(store.shopify_domain))
             .map(normalize);
         Ok(Inspection {
             clue,
+            test,
             event_type: envelope.event_type,
             delivery_id: request.header(EVENT_ID).map(Cow::Borrowed),
             payload_version: request.header(VERSION).map(Cow::Borrowed),

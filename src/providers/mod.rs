@@ -62,6 +62,43 @@ pub struct Inspection<'a> {
     /// The platform's version of the payload's shape (FlexyPe's `X-Webhook-Version`), where it
     /// sends one: carried to the processor in the record's headers, it picks the mapping.
     pub payload_version: Option<Cow<'a, str>>,
+    /// The payload says it is the platform's test or sample delivery ([`test_marks`]): answered
+    /// 200 and marked `cartstream-test` on the inbound record; no cart is tracked from it.
+    pub test: bool,
+}
+
+/// The event names by which platforms mark a test or sample delivery, compared ignoring case.
+pub const TEST_EVENT_NAMES: &[&str] = &[
+    "test",
+    "ping",
+    "sample",
+    "webhook.test",
+    "test.webhook",
+    "webhook_test",
+    "test_webhook",
+];
+
+/// Whether an event name or a top-level flag (`"test": true`, `"is_test": true`,
+/// `"sample": true`) marks a body as a platform's test or sample delivery. The flags are read as
+/// raw JSON, so a flag of another type never makes a real delivery unreadable.
+pub fn test_marks(event_type: Option<&str>, flags: &TestFlags<'_>) -> bool {
+    let named = event_type.is_some_and(|name| {
+        TEST_EVENT_NAMES
+            .iter()
+            .any(|test| name.trim().eq_ignore_ascii_case(test))
+    });
+    let flagged = [flags.test, flags.is_test, flags.sample]
+        .iter()
+        .any(|flag| flag.is_some_and(|raw| raw.get() == "true"));
+    named || flagged
+}
+
+/// The top-level flags [`test_marks`] reads, taken from a provider's envelope.
+#[derive(Debug, Default)]
+pub struct TestFlags<'a> {
+    pub test: Option<&'a serde_json::value::RawValue>,
+    pub is_test: Option<&'a serde_json::value::RawValue>,
+    pub sample: Option<&'a serde_json::value::RawValue>,
 }
 
 /// Why a delivery was refused. The variants carry static texts only: they end up in HTTP
@@ -219,6 +256,49 @@ pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_deliveries_are_named_or_flagged() {
+        let none = TestFlags::default();
+        for name in ["test", "TEST", " Ping ", "webhook.test", "WEBHOOK_TEST"] {
+            assert!(test_marks(Some(name), &none), "{name}");
+        }
+        for name in ["ABANDONED_CHECKOUT", "contest", "testing", ""] {
+            assert!(!test_marks(Some(name), &none), "{name}");
+        }
+        assert!(!test_marks(None, &none));
+        let yes: &serde_json::value::RawValue = serde_json::from_str("true").unwrap();
+        let no: &serde_json::value::RawValue = serde_json::from_str("false").unwrap();
+        let text: &serde_json::value::RawValue = serde_json::from_str(r#""true""#).unwrap();
+        assert!(test_marks(
+            None,
+            &TestFlags {
+                is_test: Some(yes),
+                ..TestFlags::default()
+            }
+        ));
+        assert!(test_marks(
+            None,
+            &TestFlags {
+                sample: Some(yes),
+                ..TestFlags::default()
+            }
+        ));
+        assert!(!test_marks(
+            None,
+            &TestFlags {
+                test: Some(no),
+                ..TestFlags::default()
+            }
+        ));
+        assert!(!test_marks(
+            None,
+            &TestFlags {
+                test: Some(text),
+                ..TestFlags::default()
+            }
+        ));
+    }
 
     #[test]
     fn every_slug_is_unique_and_found() {

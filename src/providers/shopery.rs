@@ -7,9 +7,10 @@ use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::normalize::{self as n, Bucket, Customer, Event};
-use super::{Error, Inspection, Keys, Provider, Request};
+use super::{Error, Inspection, Keys, Provider, Request, TestFlags};
 
 const SECRET: &[&str] = &["x-shopery-secret"];
 
@@ -20,6 +21,22 @@ pub struct Shopery;
 struct Envelope<'a> {
     #[serde(borrow, default)]
     event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    test: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    is_test: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sample: Option<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    fn test_flags(&self) -> TestFlags<'a> {
+        TestFlags {
+            test: self.test,
+            is_test: self.is_test,
+            sample: self.sample,
+        }
+    }
 }
 
 impl Provider for Shopery {
@@ -37,10 +54,19 @@ impl Provider for Shopery {
     }
 
     fn inspect<'a>(&self, request: &Request<'a>) -> Result<Inspection<'a>, Error> {
+        // The back office's Test URL "will try to connect to your endpoint and will expect a
+        // HTTP 200": a request without a body is that connection test.
+        if request.body.trim_ascii().is_empty() {
+            return Ok(Inspection {
+                test: true,
+                ..Default::default()
+            });
+        }
         let envelope: Envelope<'a> = serde_json::from_slice(request.body)
             .map_err(|_| Error::Malformed("body is not a JSON object"))?;
         Ok(Inspection {
             clue: None,
+            test: super::test_marks(envelope.event.as_deref(), &envelope.test_flags()),
             event_type: envelope.event,
             // The body's `id` is the resource's (an order receives `orders-created`, then
             // `orders-updated` with the same id). Shopery's guide: "detect duplicate webhook
@@ -105,6 +131,19 @@ mod tests {
 
     const BODY: &[u8] =
         br#"{"id":"ord_01HA4XCG60","event":"order-created","data":{"total":"10.00"}}"#;
+
+    #[test]
+    fn an_empty_body_is_the_test_urls_connection_check_and_marked_bodies_are_tests() {
+        let h = HeaderMap::new();
+        assert!(Shopery.inspect(&Request::new(&h, b"")).unwrap().test);
+        assert!(Shopery.inspect(&Request::new(&h, b" \n")).unwrap().test);
+        assert!(!Shopery.inspect(&Request::new(&h, BODY)).unwrap().test);
+        let marked = br#"{"id":"ord_1","event":"order-created","test":true}"#;
+        assert!(Shopery.inspect(&Request::new(&h, marked)).unwrap().test);
+        // A flag of another type neither marks a test nor makes the body unreadable.
+        let odd = br#"{"id":"ord_1","event":"order-created","test":"no","sample":{"a":1}}"#;
+        assert!(!Shopery.inspect(&Request::new(&h, odd)).unwrap().test);
+    }
 
     #[test]
     fn the_event_comes_from_the_body_and_there_is_no_clue_or_delivery_id() {

@@ -26,6 +26,7 @@ pub const KAFKA_PRODUCER_QUEUE: &str = "cartstream_kafka_producer_queue_messages
 pub const PROCESSOR_EVENTS: &str = "cartstream_processor_events_total";
 pub const PROCESSOR_DUPLICATES: &str = "cartstream_processor_duplicates_total";
 pub const PROCESSOR_INVALID_RECORDS: &str = "cartstream_processor_invalid_records_total";
+pub const PROCESSOR_TEST_DELIVERIES: &str = "cartstream_processor_test_deliveries_total";
 pub const PROCESSOR_TRANSITIONS: &str = "cartstream_processor_transitions_total";
 pub const PROCESSOR_TIMERS_FIRED: &str = "cartstream_processor_timers_fired_total";
 pub const PROCESSOR_TIMERS_PENDING: &str = "cartstream_processor_timers_pending";
@@ -59,6 +60,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (PROCESSOR_EVENTS, Kind::Counter),
     (PROCESSOR_DUPLICATES, Kind::Counter),
     (PROCESSOR_INVALID_RECORDS, Kind::Counter),
+    (PROCESSOR_TEST_DELIVERIES, Kind::Counter),
     (PROCESSOR_TRANSITIONS, Kind::Counter),
     (PROCESSOR_TIMERS_FIRED, Kind::Counter),
     (PROCESSOR_TIMERS_PENDING, Kind::Gauge),
@@ -167,6 +169,10 @@ fn describe() {
     describe_counter!(
         PROCESSOR_INVALID_RECORDS,
         "Inbound records skipped because their metadata could not be read, by reason."
+    );
+    describe_counter!(
+        PROCESSOR_TEST_DELIVERIES,
+        "Platform test deliveries (marked cartstream-test) skipped without tracking a cart, by provider."
     );
     describe_counter!(
         PROCESSOR_TRANSITIONS,
@@ -299,6 +305,10 @@ pub fn processor_event(bucket: &'static str) {
 
 pub fn processor_duplicate() {
     counter!(PROCESSOR_DUPLICATES).increment(1);
+}
+
+pub fn processor_test_delivery(provider: &'static str) {
+    counter!(PROCESSOR_TEST_DELIVERIES, "provider" => provider).increment(1);
 }
 
 pub fn processor_invalid_record(reason: &'static str) {

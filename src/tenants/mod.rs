@@ -163,6 +163,20 @@ impl Registry {
         (integration.provider.slug() == provider).then_some(integration)
     }
 
+    /// The integration a platform's test delivery comes from: named by the URL's integration
+    /// `key`, while the payload's `clue` (a sample store) names no integration at all. Only a
+    /// delivery whose secret then verifies with this integration's keys is taken, as a test.
+    pub fn resolve_sample(
+        &self,
+        provider: &str,
+        key: Option<&str>,
+        clue: Option<&str>,
+    ) -> Option<&Integration> {
+        let found = &self.integrations[*self.by_key.get(key?)?];
+        let unknown_clue = !self.by_clue.contains_key(&(provider, clue?.to_string()));
+        (found.provider.slug() == provider && found.clue.is_some() && unknown_clue).then_some(found)
+    }
+
     /// What is allowed but unwise in the file (two integrations sharing a secret): reported by
     /// `check-config` and logged at start.
     pub fn warnings(&self) -> &[String] {

@@ -59,6 +59,41 @@ fn resolves_by_clue_and_by_key() {
 }
 
 #[test]
+fn a_sample_store_behind_a_key_resolves_only_as_a_test_of_that_integration() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "flexype"
+  flexype_store = "store_acme"
+  integration_key = "int_acme_flexype_0000001"
+  secret = "acme-flexype-secret"
+
+[[tenant]]
+id = "globex"
+  [[tenant.integration]]
+  provider = "flexype"
+  flexype_store = "store_globex"
+  secret = "globex-flexype-secret"
+"#;
+    let registry = parse(text, &[]).unwrap();
+    let key = Some("int_acme_flexype_0000001");
+    let sample = registry.resolve_sample("flexype", key, Some("sample_store"));
+    assert_eq!(sample.map(|i| &*i.tenant.id), Some("acme"));
+    // A store some integration has is never a sample: another tenant's is a mismatch.
+    assert!(registry
+        .resolve_sample("flexype", key, Some("store_globex"))
+        .is_none());
+    assert!(registry
+        .resolve_sample("flexype", None, Some("sample_store"))
+        .is_none());
+    assert!(registry
+        .resolve_sample("shopery", key, Some("sample_store"))
+        .is_none());
+    assert!(registry.resolve_sample("flexype", key, None).is_none());
+}
+
+#[test]
 fn a_key_never_resolves_for_another_provider_or_clue() {
     let registry = parse(TWO_TENANTS, &[("ACME_SHOPIFY", "acme-shopify-secret")]).unwrap();
     assert!(registry

@@ -21,6 +21,8 @@ pub const HEADER_DELIVERY_ID: &str = "cartstream-delivery-id";
 pub const HEADER_RECEIVED_AT: &str = "cartstream-received-at";
 pub const HEADER_PAYLOAD_VERSION: &str = "cartstream-payload-version";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
+/// `true` on a platform's test or sample delivery; absent otherwise.
+pub const HEADER_TEST: &str = "cartstream-test";
 
 /// What the ingress knows about one verified delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub struct Metadata<'a> {
     pub content_type: Option<&'a str>,
     /// The platform's payload version, where it sends one (FlexyPe's `X-Webhook-Version`).
     pub payload_version: Option<&'a str>,
+    /// A platform's test or sample delivery: consumers skip it (the processor tracks no cart).
+    pub test: bool,
 }
 
 /// Why a record's headers are not the metadata of a delivery (not written by a cartstream
@@ -82,6 +86,9 @@ impl<'a> Metadata<'a> {
                 headers.push((name, Cow::Borrowed(value)));
             }
         }
+        if self.test {
+            headers.push((HEADER_TEST, Cow::Borrowed("true")));
+        }
         headers
     }
 
@@ -100,6 +107,7 @@ impl<'a> Metadata<'a> {
         let mut payload_version = None;
         let mut content_type = None;
         let mut received_at = None;
+        let mut test = false;
         for (name, value) in headers {
             let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
                 continue;
@@ -112,6 +120,7 @@ impl<'a> Metadata<'a> {
                 HEADER_PAYLOAD_VERSION => payload_version = Some(value),
                 HEADER_CONTENT_TYPE => content_type = Some(value),
                 HEADER_RECEIVED_AT => received_at = humantime::parse_rfc3339(value).ok(),
+                HEADER_TEST => test = value == "true",
                 _ => {}
             }
         }
@@ -134,6 +143,7 @@ impl<'a> Metadata<'a> {
             received_at,
             content_type,
             payload_version,
+            test,
         })
     }
 }
@@ -160,6 +170,7 @@ mod tests {
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             content_type: Some("application/json"),
             payload_version: Some("2"),
+            test: false,
         }
     }
 
@@ -190,6 +201,21 @@ mod tests {
         let headers = bare.encode();
         assert_eq!(headers.len(), 5, "absent values are left out: {headers:?}");
         assert_eq!(decode(&headers, None), Ok(bare));
+    }
+
+    #[test]
+    fn a_test_delivery_is_marked_and_read_back_as_one() {
+        let test = Metadata {
+            test: true,
+            ..metadata()
+        };
+        let headers = test.encode();
+        assert!(headers.contains(&(HEADER_TEST, Cow::Borrowed("true"))));
+        assert_eq!(decode(&headers, None), Ok(test));
+        assert!(!metadata()
+            .encode()
+            .iter()
+            .any(|(name, _)| *name == HEADER_TEST));
     }
 
     #[test]

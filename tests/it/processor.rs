@@ -841,6 +841,138 @@ async fn a_retry_is_a_duplicate_but_a_new_event_on_the_same_resource_or_platform
     daemon.stop().await;
 }
 
+const TEST_DELIVERY_TENANTS: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "flexype"
+  flexype_store = "store_acme"
+  integration_key = "int_acme_flexype_0000001"
+  secret = "acme-flexype-secret"
+
+  [[tenant.integration]]
+  provider = "shopery"
+  integration_key = "int_acme_shopery_0000001"
+  secret = "acme-shopery-secret"
+"#;
+
+/// FlexyPe's Test button "send[s] a sample payload", Shopery's Test URL "will try to connect to
+/// your endpoint and will expect a HTTP 200". Authentic tests are answered 200, marked
+/// `cartstream-test` and track no cart; where nothing names a tenant the answer stays an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_test_deliveries_are_answered_200_marked_and_track_no_cart() {
+    let daemon = TestDaemon::builder("platform-tests")
+        .roles(Roles {
+            delivery: false,
+            ..Roles::ALL
+        })
+        .tenants(TEST_DELIVERY_TENANTS)
+        .start()
+        .await;
+    let http = Http::http1();
+    let flexype = |secret: &str, event_id: &str| {
+        vec![
+            ("content-type", "application/json".to_string()),
+            ("x-flexype-authorization", secret.to_string()),
+            ("x-event-id", event_id.to_string()),
+        ]
+    };
+    let checkout = |store: &str, event_type: &str, checkout: &str| {
+        json!({
+            "event_time": rfc3339(Clock::System.now_millis()),
+            "event_type": event_type,
+            "store": {"id": store},
+            "checkout_id": checkout,
+            "total_payable": "10.00",
+            "user": {"email": "sample@example.com"}
+        })
+        .to_string()
+    };
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>, body: String| {
+        let (http, url) = (http.clone(), daemon.url(path));
+        async move { http.post(&url, &headers, body).await }
+    };
+    let keyed = "/api/webhooks/flexype/int_acme_flexype_0000001";
+    // A sample store behind the integration's key, with the real secret: a test.
+    let sample = post(
+        keyed,
+        flexype("acme-flexype-secret", "evt-test-1"),
+        checkout("sample_store", "ABANDONED_CHECKOUT", "chk-sample"),
+    )
+    .await;
+    assert_eq!(sample.status, 200, "{sample:?}");
+    // The merchant's own store, but the event says it is a test.
+    let named = post(
+        keyed,
+        flexype("acme-flexype-secret", "evt-test-2"),
+        checkout("store_acme", "TEST", "chk-named"),
+    )
+    .await;
+    assert_eq!(named.status, 200, "{named:?}");
+    // Shopery's connection test: no body, the endpoint secret.
+    let shopery = "/api/webhooks/shopery/int_acme_shopery_0000001";
+    let ping = post(
+        shopery,
+        vec![("x-shopery-secret", "acme-shopery-secret".to_string())],
+        String::new(),
+    )
+    .await;
+    assert_eq!(ping.status, 200, "{ping:?}");
+
+    // Not authentic, or nothing names a tenant: clear JSON errors, nothing produced.
+    let refusals = [
+        post(
+            keyed,
+            flexype("not-the-secret-at-all", "evt-test-3"),
+            checkout("sample_store", "ABANDONED_CHECKOUT", "chk-x"),
+        )
+        .await,
+        post(
+            "/api/webhooks/flexype",
+            flexype("acme-flexype-secret", "evt-test-4"),
+            checkout("sample_store", "ABANDONED_CHECKOUT", "chk-y"),
+        )
+        .await,
+        post(
+            shopery,
+            vec![("x-shopery-secret", "not-the-secret-at-all".to_string())],
+            String::new(),
+        )
+        .await,
+    ];
+    for refusal in &refusals {
+        assert_eq!(refusal.status, 401, "{refusal:?}");
+        assert!(refusal.json()["error"].is_string(), "{refusal:?}");
+    }
+
+    // A real checkout afterwards is tracked as usual.
+    let real = post(
+        keyed,
+        flexype("acme-flexype-secret", "evt-real-1"),
+        checkout("store_acme", "ABANDONED_CHECKOUT", "chk-real"),
+    )
+    .await;
+    assert_eq!(real.status, 200, "{real:?}");
+
+    let inbound = read_topic(&daemon.brokers, &daemon.topics.inbound);
+    let marked: Vec<&str> = inbound
+        .iter()
+        .map(|r| r.headers.get("cartstream-test").map_or("-", String::as_str))
+        .collect();
+    assert_eq!(marked, ["true", "true", "true", "-"], "{inbound:?}");
+    // Only the real checkout became an event (and a cart).
+    read_json_eventually(&daemon.brokers, &daemon.topics.events, 1, WAIT).await;
+    // Time for the tests' events too, were they tracked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = read_json(&daemon.brokers, &daemon.topics.events);
+    let checkouts: Vec<&str> = events
+        .iter()
+        .map(|e| e["checkout_token"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(checkouts, ["chk-real"], "{events:#?}");
+    daemon.stop().await;
+}
+
 /// Amounts a platform writes as JSON numbers reach the events as the decimal text it wrote: as
 /// `f64` they came out as `10.1` and `1234567890123456.8`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
