@@ -728,11 +728,7 @@ impl Worker {
         } = attempted;
         let key = job.key();
         let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-        self.in_flight.remove(&key);
-        if let Some(busy) = self.per_endpoint.get_mut(&endpoint_key) {
-            *busy = busy.saturating_sub(1);
-        }
-        metrics::delivery_in_flight(self.in_flight.len());
+        self.release(&key, &endpoint_key);
         // An order for the cart came while the request was in the air.
         let superseded = self
             .store
@@ -750,6 +746,46 @@ impl Worker {
         };
         job.last_status = status;
         job.last_error = error.clone();
+        let decision = self.decide(&job, &result, superseded, now);
+        self.tell_breaker(&endpoint_key, &decision, now);
+        metrics::delivery_attempt(decision.attempt_label().as_str(), class, took);
+        let next_ms = match decision {
+            Decision::RetryAt(next_ms) => Some(next_ms),
+            _ => None,
+        };
+        let outcome = outcome_record(
+            Recorded {
+                job: &job,
+                outcome: decision.outcome(),
+                status,
+                class: Some(class),
+                took: Some(took),
+                error,
+                next_ms,
+            },
+            now,
+        );
+        self.perform(job, decision, outcome, endpoint_key, now)
+    }
+
+    /// Frees the attempt's place among those in flight, overall and at its endpoint.
+    fn release(&mut self, key: &[u8], endpoint_key: &EndpointKey) {
+        self.in_flight.remove(key);
+        if let Some(busy) = self.per_endpoint.get_mut(endpoint_key) {
+            *busy = busy.saturating_sub(1);
+        }
+        metrics::delivery_in_flight(self.in_flight.len());
+    }
+
+    /// What the delivery rules make of an attempt's `result`, under the endpoint's schedule
+    /// (or the configured one).
+    fn decide(
+        &self,
+        job: &Job,
+        result: &Result<Answer, client::Error>,
+        superseded: bool,
+        now: i64,
+    ) -> Decision {
         let schedule = self
             .endpoint(&job.tenant, &job.endpoint)
             .and_then(|e| e.retry_schedule.clone())
@@ -763,8 +799,11 @@ impl Worker {
             attempts: job.attempts,
             superseded,
         };
-        let decision =
-            policy::after_attempt(progress, Attempt::of(&result), schedule, now, random_unit());
+        policy::after_attempt(progress, Attempt::of(result), schedule, now, random_unit())
+    }
+
+    /// Counts the attempt on the endpoint's circuit breaker: whether the endpoint answered.
+    fn tell_breaker(&mut self, endpoint_key: &EndpointKey, decision: &Decision, now: i64) {
         let breaker = self.breakers.entry(endpoint_key.clone()).or_default();
         if decision.endpoint_answered() {
             breaker.succeeded();
@@ -775,23 +814,19 @@ impl Worker {
                 self.config.circuit_open_for,
             );
         }
-        metrics::delivery_attempt(decision.attempt_label().as_str(), class, took);
-        let next_ms = match decision {
-            Decision::RetryAt(next_ms) => Some(next_ms),
-            _ => None,
-        };
-        let mut records = vec![outcome_record(
-            Recorded {
-                job: &job,
-                outcome: decision.outcome(),
-                status,
-                class: Some(class),
-                took: Some(took),
-                error,
-                next_ms,
-            },
-            now,
-        )];
+    }
+
+    /// Performs `decision` on `job`: finishes it (dead-lettered or not, disabling a gone
+    /// endpoint) or schedules its retry, written with its outcome record in one batch.
+    fn perform(
+        &mut self,
+        mut job: Job,
+        decision: Decision,
+        outcome: OutboxRecord,
+        endpoint_key: EndpointKey,
+        now: i64,
+    ) -> Result<(), Error> {
+        let mut records = vec![outcome];
         let change = match decision {
             Decision::Delivered | Decision::Superseded => Change::Finish { job, dead: false },
             Decision::Disable => {
