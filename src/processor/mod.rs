@@ -314,6 +314,33 @@ impl Processor {
         last_gc: &mut Instant,
     ) -> Result<(), Error> {
         partitions.check()?;
+        let consumed = self.consume_batch(consumer, partitions)?;
+        let now = self.clock.now_millis();
+        self.fire_timers(partitions, now, last_fire)?;
+        publish_or_pause(consumer, partitions);
+        if consumed > 0 {
+            commit(
+                consumer,
+                partitions.topic(),
+                &partitions.offsets(),
+                CommitMode::Async,
+            );
+        }
+        if last_gc.elapsed() >= self.config.gc_interval {
+            *last_gc = Instant::now();
+            partitions.collect_garbage(now)?;
+        }
+        partitions.report();
+        Ok(())
+    }
+
+    /// Applies up to `max_batch_records` records, waiting one tick at most for the first;
+    /// returns how many. Being fenced out of the group is an error.
+    fn consume_batch(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        partitions: &Partitions,
+    ) -> Result<usize, Error> {
         let mut timeout = self.config.tick;
         let mut consumed = 0;
         while consumed < self.config.max_batch_records {
@@ -337,38 +364,35 @@ impl Processor {
                 }
             }
         }
+        Ok(consumed)
+    }
 
-        let now = self.clock.now_millis();
+    /// Fires the timers due at `now`, at most `max_timers_per_second` for the time since the
+    /// last round (a second at most), and at least one.
+    fn fire_timers(
+        &self,
+        partitions: &Partitions,
+        now: i64,
+        last_fire: &mut Instant,
+    ) -> Result<(), Error> {
         let elapsed = last_fire.elapsed().min(Duration::from_secs(1));
         *last_fire = Instant::now();
         let budget = ((self.config.max_timers_per_second as f64) * elapsed.as_secs_f64()).ceil();
-        partitions.fire_due(now, budget.max(1.0) as usize)?;
+        partitions.fire_due(now, budget.max(1.0) as usize)
+    }
+}
 
-        if !partitions.publish_all() {
-            // Kafka does not take the outbox: stop consuming until it does, so the outbox
-            // stays bounded. Polling goes on to keep the group membership.
-            let assignment = consumer.assignment().unwrap_or_default();
-            let _ = consumer.pause(&assignment);
-            partitions.set_paused(true);
-        } else if partitions.paused() {
-            let assignment = consumer.assignment().unwrap_or_default();
-            let _ = consumer.resume(&assignment);
-            partitions.set_paused(false);
-        }
-        if consumed > 0 {
-            commit(
-                consumer,
-                partitions.topic(),
-                &partitions.offsets(),
-                CommitMode::Async,
-            );
-        }
-        if last_gc.elapsed() >= self.config.gc_interval {
-            *last_gc = Instant::now();
-            partitions.collect_garbage(now)?;
-        }
-        partitions.report();
-        Ok(())
+/// Publishes the outboxes. While Kafka does not take them, consuming stops, so the outboxes
+/// stay bounded; polling goes on to keep the group membership.
+fn publish_or_pause(consumer: &BaseConsumer<Context>, partitions: &Partitions) {
+    if !partitions.publish_all() {
+        let assignment = consumer.assignment().unwrap_or_default();
+        let _ = consumer.pause(&assignment);
+        partitions.set_paused(true);
+    } else if partitions.paused() {
+        let assignment = consumer.assignment().unwrap_or_default();
+        let _ = consumer.resume(&assignment);
+        partitions.set_paused(false);
     }
 }
 
