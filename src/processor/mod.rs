@@ -197,28 +197,53 @@ impl Processor {
         runtime: tokio::runtime::Handle,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
+        let partitions = self.start(&runtime, &shutdown)?;
+        let consumer = self.join(&partitions)?;
+        tracing::info!(
+            topic = %partitions.topic(),
+            group = %self.config.group_id,
+            state_dir = %self.config.state_dir.display(),
+            "processor started"
+        );
+        // `?`: a new member that cannot join ends the processor at once.
+        let (consumer, result) = self.consume(consumer, &partitions, &runtime, &shutdown)?;
+        self.stop(consumer, &partitions, &runtime);
+        result
+    }
+
+    /// Creates the state folder and the partitions' shared view, whose stores the readiness
+    /// answer reports on.
+    fn start(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        shutdown: &CancellationToken,
+    ) -> Result<Partitions, Error> {
         std::fs::create_dir_all(&self.config.state_dir).map_err(|source| Error::StateDir {
             path: self.config.state_dir.clone(),
             source,
         })?;
-        let topics = self.kafka.topics();
         let partitions = Partitions::new(
             self.config.clone(),
-            topics.clone(),
+            self.kafka.topics(),
             self.producer.clone(),
             runtime.clone(),
             shutdown.clone(),
         );
         let view = partitions.clone();
         self.stores.attach(move || view.states());
-        let mut consumer = self.join(&partitions)?;
-        tracing::info!(
-            topic = %topics.inbound,
-            group = %self.config.group_id,
-            state_dir = %self.config.state_dir.display(),
-            "processor started"
-        );
+        Ok(partitions)
+    }
 
+    /// Rounds until `shutdown` or a failure; a fenced consumer is replaced by a new member,
+    /// unless that happens too often. Returns the consumer in use and how the rounds ended;
+    /// `Err` when a new member cannot join.
+    fn consume(
+        &self,
+        mut consumer: BaseConsumer<Context>,
+        partitions: &Partitions,
+        runtime: &tokio::runtime::Handle,
+        shutdown: &CancellationToken,
+    ) -> Result<(BaseConsumer<Context>, Result<(), Error>), Error> {
         let mut last_fire = Instant::now();
         let mut last_gc = Instant::now();
         let mut rejoins = kafka::fencing::Rejoins::default();
@@ -226,11 +251,11 @@ impl Processor {
             if shutdown.is_cancelled() {
                 break Ok(());
             }
-            match self.step(&consumer, &partitions, &mut last_fire, &mut last_gc) {
+            match self.step(&consumer, partitions, &mut last_fire, &mut last_gc) {
                 Ok(()) => {}
                 Err(Error::Fenced(reason)) if rejoins.allow(Instant::now()) => {
                     tracing::warn!(%reason, "fenced out of the consumer group; rejoining");
-                    consumer = self.rejoin(consumer, &partitions, &runtime)?;
+                    consumer = self.rejoin(consumer, partitions, runtime)?;
                 }
                 Err(Error::Fenced(reason)) => {
                     break Err(Error::FencedTooOften(kafka::fencing::too_often(
@@ -241,10 +266,19 @@ impl Processor {
                 Err(e) => break Err(e),
             }
         };
-        // Stop reading; give Kafka until the deadline for what is left in the outboxes, the
-        // progress commit and leaving the group (whose revocation publishes and closes every
-        // store). What Kafka has not acknowledged by then stays in the outboxes, to be
-        // published when this processor owns the partitions again.
+        Ok((consumer, result))
+    }
+
+    /// Stops reading; gives Kafka until the deadline for what is left in the outboxes, the
+    /// progress commit and leaving the group (whose revocation publishes and closes every
+    /// store). What Kafka has not acknowledged by then stays in the outboxes, to be
+    /// published when this processor owns the partitions again.
+    fn stop(
+        &self,
+        consumer: BaseConsumer<Context>,
+        partitions: &Partitions,
+        runtime: &tokio::runtime::Handle,
+    ) {
         let deadline = Instant::now() + self.kafka.shutdown_timeout;
         partitions.stop_by(deadline);
         partitions.publish_all();
@@ -258,7 +292,6 @@ impl Processor {
         self.stores.detach();
         partitions.close_all();
         tracing::info!("processor stopped");
-        result
     }
 
     /// A consumer of the inbound topic in the processor's group.
