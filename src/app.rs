@@ -119,8 +119,176 @@ pub async fn start(
     roles: Roles,
 ) -> anyhow::Result<Running> {
     let metrics = telemetry::metrics::install();
-    let topics = config.kafka.topics();
+    let producer = connect_kafka(&config).await?;
+    let registry = check_tenants(&config, registry, roles)?;
+    let (ingress_listener, admin_listener) = bind(&config, roles).await?;
+    let ingress_addr = ingress_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let admin_shutdown = CancellationToken::new();
+    let wiring = Wiring {
+        config: &config,
+        registry,
+        producer: producer.clone(),
+        clock,
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+    };
+    let stores = crate::health::Stores::default();
+    let mut health = Health::new(shutdown.clone(), producer.clone());
+    if roles.processor {
+        health = health.with_stores(stores.clone());
+    }
+    let delivery_worker = roles.delivery.then(|| wiring.delivery());
+    let admin = Admin::new(
+        metrics,
+        health.clone(),
+        producer.clone(),
+        config.admin.token.clone(),
+        delivery_worker.as_ref().map(Delivery::handle),
+    );
+
+    let options = ingress_options(&config, roles);
+    let ingress_server =
+        ingress_listener.map(|listener| wiring.serve_ingress(listener, &health, options.clone()));
+    let processor = roles
+        .processor
+        .then(|| wiring.run_processor(stores.clone()));
+    let delivery = delivery_worker.map(|delivery| wiring.run_delivery(delivery));
+    let admin_server = wiring.serve_admin(admin_listener, admin, options, &admin_shutdown);
+    tracing::info!(
+        ingress_addr = ?ingress_addr,
+        %admin_addr,
+        processor = roles.processor,
+        delivery = roles.delivery,
+        brokers = %config.kafka.brokers,
+        "cartstream started"
+    );
+
+    let done = tokio::spawn(stop_in_order(Tasks {
+        shutdown: shutdown.clone(),
+        ingress: ingress_server,
+        roles: [processor, delivery].into_iter().flatten().collect(),
+        admin_shutdown,
+        admin: admin_server,
+        tracker: wiring.tracker,
+        producer,
+        flush_timeout: config.kafka.shutdown_timeout,
+    }));
+    Ok(Running {
+        ingress_addr,
+        admin_addr,
+        shutdown,
+        done: Some(done),
+    })
+}
+
+/// What the roles are built from and run under.
+struct Wiring<'c> {
+    config: &'c Config,
+    registry: Arc<Registry>,
+    producer: kafka::Producer,
+    clock: Clock,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Wiring<'_> {
+    fn delivery(&self) -> Delivery {
+        Delivery::new(
+            self.config.delivery.clone(),
+            self.config.kafka.clone(),
+            self.registry.clone(),
+            self.producer.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// Serves the ingress on `listener` until shutdown, then drains it.
+    fn serve_ingress(
+        &self,
+        listener: TcpListener,
+        health: &Health,
+        options: server::Options,
+    ) -> JoinHandle<()> {
+        let ingress = Ingress::new(
+            self.config.ingress.clone(),
+            self.registry.clone(),
+            self.producer.clone(),
+            self.clock.clone(),
+            health.clone(),
+        );
+        self.tracker.spawn(server::serve(
+            listener,
+            move |request| ingress.clone().handle(request),
+            options,
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ))
+    }
+
+    fn run_processor(&self, stores: crate::health::Stores) -> JoinHandle<anyhow::Result<()>> {
+        let processor = Processor::new(
+            self.config.processor.clone(),
+            self.config.kafka.clone(),
+            self.registry.clone(),
+            self.producer.clone(),
+            self.clock.clone(),
+            stores,
+        );
+        self.run_role("the processor", |stop| processor.run(stop))
+    }
+
+    fn run_delivery(&self, delivery: Delivery) -> JoinHandle<anyhow::Result<()>> {
+        self.run_role("the delivery worker", |stop| delivery.run(stop))
+    }
+
+    /// Runs a role on the tracker until shutdown (see [`run_role`]).
+    fn run_role<F, E>(
+        &self,
+        name: &'static str,
+        run: impl FnOnce(CancellationToken) -> F,
+    ) -> JoinHandle<anyhow::Result<()>>
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let role = run(self.shutdown.clone());
+        self.tracker
+            .spawn(run_role(name, role, self.shutdown.clone()))
+    }
+
+    /// Serves the admin port until `admin_shutdown`, which comes last in a stop.
+    fn serve_admin(
+        &self,
+        listener: TcpListener,
+        admin: Arc<Admin>,
+        options: server::Options,
+        admin_shutdown: &CancellationToken,
+    ) -> JoinHandle<()> {
+        self.tracker.spawn(server::serve(
+            listener,
+            move |request| admin.clone().handle(request),
+            server::Options {
+                name: "admin",
+                max_connections: server::ADMIN_CONNECTIONS,
+                grace: Duration::from_secs(1),
+                ..options
+            },
+            admin_shutdown.clone(),
+            self.tracker.clone(),
+        ))
+    }
+}
+
+/// Creates the topics when configured to, and the producer every role shares.
+async fn connect_kafka(config: &Config) -> anyhow::Result<kafka::Producer> {
     if config.kafka.create_topics {
+        let topics = config.kafka.topics();
         let max_message = kafka::max_message_bytes(config.ingress.max_body_bytes);
         kafka::admin::ensure_topics(
             &config.kafka,
@@ -131,8 +299,16 @@ pub async fn start(
         .await
         .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
     }
-    let producer = kafka::Producer::from_config(&config.kafka, config.ingress.max_body_bytes)
-        .context("creating the Kafka producer")?;
+    kafka::Producer::from_config(&config.kafka, config.ingress.max_body_bytes)
+        .context("creating the Kafka producer")
+}
+
+/// Refuses a tenants file the configured roles cannot serve; logs its warnings.
+fn check_tenants(
+    config: &Config,
+    registry: Registry,
+    roles: Roles,
+) -> anyhow::Result<Arc<Registry>> {
     let mut problems = crate::problems::Problems::default();
     if roles.delivery {
         config.delivery.check_endpoints(&registry, &mut problems);
@@ -147,9 +323,12 @@ pub async fn start(
     for warning in registry.warnings() {
         tracing::warn!("tenants file: {warning}");
     }
-    let registry = Arc::new(registry);
+    Ok(Arc::new(registry))
+}
 
-    let ingress_listener = match roles.ingress {
+/// Binds the ingress port (when this process runs the ingress) and the admin port.
+async fn bind(config: &Config, roles: Roles) -> anyhow::Result<(Option<TcpListener>, TcpListener)> {
+    let ingress = match roles.ingress {
         true => Some(
             TcpListener::bind(config.ingress.listen)
                 .await
@@ -157,40 +336,15 @@ pub async fn start(
         ),
         false => None,
     };
-    let admin_listener = TcpListener::bind(config.admin.listen)
+    let admin = TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding the admin port to {}", config.admin.listen))?;
-    let ingress_addr = ingress_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
-    let admin_addr = admin_listener.local_addr()?;
+    Ok((ingress, admin))
+}
 
-    let shutdown = CancellationToken::new();
-    let admin_shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let stores = crate::health::Stores::default();
-    let mut health = Health::new(shutdown.clone(), producer.clone());
-    if roles.processor {
-        health = health.with_stores(stores.clone());
-    }
-    let delivery_worker = roles.delivery.then(|| {
-        Delivery::new(
-            config.delivery.clone(),
-            config.kafka.clone(),
-            registry.clone(),
-            producer.clone(),
-            clock.clone(),
-        )
-    });
-    let admin = Admin::new(
-        metrics,
-        health.clone(),
-        producer.clone(),
-        config.admin.token.clone(),
-        delivery_worker.as_ref().map(Delivery::handle),
-    );
-
+/// The ingress server's options, its connections capped by the open files limit (raised to
+/// the hard limit here first); the admin server starts from them too.
+fn ingress_options(config: &Config, roles: Roles) -> server::Options {
     let open_files = server::raise_open_files_limit();
     let max_connections = server::connection_cap(config.ingress.max_connections, open_files);
     if max_connections < config.ingress.max_connections && roles.ingress {
@@ -200,126 +354,84 @@ pub async fn start(
             "the open files limit caps the ingress's connections below ingress.max_connections"
         );
     }
-    let options = server::Options {
+    server::Options {
         name: "ingress",
         header_read_timeout: config.ingress.header_read_timeout,
         idle_timeout: config.ingress.idle_timeout,
         max_connections,
         http2_max_concurrent_streams: config.ingress.http2_max_concurrent_streams,
         grace: config.ingress.shutdown_grace,
-    };
-    let ingress_server = ingress_listener.map(|listener| {
-        let ingress = Ingress::new(
-            config.ingress.clone(),
-            registry.clone(),
-            producer.clone(),
-            clock.clone(),
-            health.clone(),
-        );
-        tracker.spawn(server::serve(
-            listener,
-            move |request| ingress.clone().handle(request),
-            options.clone(),
-            shutdown.clone(),
-            tracker.clone(),
-        ))
-    });
-    let processor = roles.processor.then(|| {
-        let processor = Processor::new(
-            config.processor.clone(),
-            config.kafka.clone(),
-            registry.clone(),
-            producer.clone(),
-            clock.clone(),
-            stores.clone(),
-        );
-        let stop = shutdown.clone();
-        tracker.spawn(run_role(
-            "the processor",
-            async move { processor.run(stop).await },
-            shutdown.clone(),
-        ))
-    });
-    let delivery = delivery_worker.map(|delivery| {
-        let stop = shutdown.clone();
-        tracker.spawn(run_role(
-            "the delivery worker",
-            async move { delivery.run(stop).await },
-            shutdown.clone(),
-        ))
-    });
-    let admin_server = tracker.spawn(server::serve(
-        admin_listener,
-        move |request| admin.clone().handle(request),
-        server::Options {
-            name: "admin",
-            max_connections: server::ADMIN_CONNECTIONS,
-            grace: Duration::from_secs(1),
-            ..options
-        },
-        admin_shutdown.clone(),
-        tracker.clone(),
-    ));
-    tracing::info!(
-        ingress_addr = ?ingress_addr,
-        %admin_addr,
-        processor = roles.processor,
-        delivery = roles.delivery,
-        brokers = %config.kafka.brokers,
-        "cartstream started"
-    );
+    }
+}
 
-    let stopped = shutdown.clone();
-    let flush_timeout = config.kafka.shutdown_timeout;
-    let done = tokio::spawn(async move {
-        // The processor and the delivery worker see the same token and stop meanwhile.
-        stopped.cancelled().await;
-        if let Some(server) = ingress_server {
-            server.await.context("the ingress server panicked")?;
-            tracing::info!("ingress drained");
-        }
-        let flush_by = Instant::now() + flush_timeout;
-        let mut failure = None;
-        for role in [processor, delivery].into_iter().flatten() {
-            let result = role
-                .await
-                .unwrap_or_else(|e| Err(anyhow::Error::new(e).context("a role's task was lost")));
-            if let Err(e) = result {
-                failure.get_or_insert(e);
-            }
-        }
-        // Whatever the roles left queued: the ingress's records of requests already answered
-        // (acknowledged ones are delivered by now), the last outbox records.
-        let flushed = producer
-            .flush(flush_by.saturating_duration_since(Instant::now()))
-            .await
-            .map_err(|e| match e {
-                // Its share of the time may be all gone; the budget is what was exceeded.
-                kafka::Error::Timeout(_) => kafka::Error::Timeout(flush_timeout),
-                e => e,
-            });
-        admin_shutdown.cancel();
-        admin_server.await.context("the admin server panicked")?;
-        tracker.close();
-        tracker.wait().await;
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
-        flushed.with_context(|| {
-            format!(
-                "flushing the producer at shutdown ({} records not delivered)",
-                producer.queue_len()
-            )
-        })?;
-        tracing::info!("stopped");
-        Ok(())
-    });
-    Ok(Running {
-        ingress_addr,
-        admin_addr,
+/// What a started daemon stops, in order.
+struct Tasks {
+    shutdown: CancellationToken,
+    ingress: Option<JoinHandle<()>>,
+    /// The processor and the delivery worker, as this process runs them.
+    roles: Vec<JoinHandle<anyhow::Result<()>>>,
+    admin_shutdown: CancellationToken,
+    admin: JoinHandle<()>,
+    tracker: TaskTracker,
+    producer: kafka::Producer,
+    flush_timeout: Duration,
+}
+
+/// Waits for `shutdown`, then stops the daemon in order: the ingress drains, the roles stop
+/// (they see the same token), the producer flushes, the admin port closes. The first role's
+/// failure, or else a flush that did not finish, is the daemon's error.
+async fn stop_in_order(tasks: Tasks) -> anyhow::Result<()> {
+    let Tasks {
         shutdown,
-        done: Some(done),
-    })
+        ingress,
+        roles,
+        admin_shutdown,
+        admin,
+        tracker,
+        producer,
+        flush_timeout,
+    } = tasks;
+    // The processor and the delivery worker see the same token and stop meanwhile.
+    shutdown.cancelled().await;
+    if let Some(server) = ingress {
+        server.await.context("the ingress server panicked")?;
+        tracing::info!("ingress drained");
+    }
+    let flush_by = Instant::now() + flush_timeout;
+    let mut failure = None;
+    for role in roles {
+        let result = role
+            .await
+            .unwrap_or_else(|e| Err(anyhow::Error::new(e).context("a role's task was lost")));
+        if let Err(e) = result {
+            failure.get_or_insert(e);
+        }
+    }
+    // Whatever the roles left queued: the ingress's records of requests already answered
+    // (acknowledged ones are delivered by now), the last outbox records.
+    let flushed = producer
+        .flush(flush_by.saturating_duration_since(Instant::now()))
+        .await
+        .map_err(|e| match e {
+            // Its share of the time may be all gone; the budget is what was exceeded.
+            kafka::Error::Timeout(_) => kafka::Error::Timeout(flush_timeout),
+            e => e,
+        });
+    admin_shutdown.cancel();
+    admin.await.context("the admin server panicked")?;
+    tracker.close();
+    tracker.wait().await;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    flushed.with_context(|| {
+        format!(
+            "flushing the producer at shutdown ({} records not delivered)",
+            producer.queue_len()
+        )
+    })?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Runs until SIGINT or SIGTERM, then shuts down in order.

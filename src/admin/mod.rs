@@ -140,28 +140,28 @@ struct Target {
 /// Largest accepted action body.
 const MAX_ACTION_BODY_BYTES: usize = 16 * 1024;
 
+/// An answer to an admin action: its JSON, or why the delivery role could not act.
+type Answer = Result<serde_json::Value, delivery::HandleError>;
+
+/// An action refused before the delivery role acts: the status and message to answer.
+struct Refused(StatusCode, String);
+
+impl Refused {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refused(status, message.into())
+    }
+
+    fn response(&self) -> Response<Full<Bytes>> {
+        error(self.0, &self.1)
+    }
+}
+
 impl Admin {
     /// `/admin/…`: delivery actions, behind the bearer token.
     async fn action(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let Some(token) = &self.token else {
-            return error(
-                StatusCode::FORBIDDEN,
-                "admin actions are off: set admin.token",
-            );
-        };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| token.matches(p)) {
-            return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-        }
-        let Some(delivery) = &self.delivery else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "this process does not run the delivery role",
-            );
+        let delivery = match self.authorize(&request) {
+            Ok(delivery) => delivery,
+            Err(refused) => return refused.response(),
         };
         let (method, path) = (request.method().clone(), request.uri().path().to_string());
         let query = request.uri().query().unwrap_or_default().to_string();
@@ -172,83 +172,30 @@ impl Admin {
             Ok(body) => body.to_bytes(),
             Err(_) => return error(StatusCode::BAD_REQUEST, "the body cannot be read"),
         };
-        let target = || -> Result<Target, String> {
-            serde_json::from_slice(&body).map_err(|e| {
-                format!("expected {{\"tenant_id\", \"endpoint_id\"[, \"transition_id\"]}}: {e}")
-            })
-        };
         let answer = match (method, path.as_str()) {
-            (Method::GET, "/admin/deliveries") => {
-                let dead = query.split('&').any(|p| p == "state=dead");
-                let limit = query
-                    .split('&')
-                    .find_map(|p| p.strip_prefix("limit=")?.parse().ok())
-                    .unwrap_or(100usize);
-                delivery
-                    .list(dead, limit)
-                    .await
-                    .map(|list| serde_json::json!({ "deliveries": list }))
-            }
-            (Method::POST, "/admin/deliveries/retry") => {
-                let target = match target() {
-                    Ok(t) => t,
-                    Err(message) => return error(StatusCode::BAD_REQUEST, &message),
-                };
-                let Some(transition) = target.transition_id else {
-                    return error(StatusCode::BAD_REQUEST, "transition_id is required");
-                };
-                match delivery
-                    .retry(target.tenant_id, target.endpoint_id, transition)
-                    .await
-                {
-                    Ok(false) => {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            "no such pending or dead-lettered delivery",
-                        )
-                    }
-                    other => other.map(|_| serde_json::json!({ "retried": true })),
-                }
-            }
-            (Method::POST, "/admin/dead-letters/redrive") => {
-                // No body, or `{}`: every dead letter no redrive has read yet.
-                let request = match body.iter().all(u8::is_ascii_whitespace) {
-                    true => Ok(delivery::RedriveRequest::default()),
-                    false => serde_json::from_slice::<delivery::RedriveRequest>(&body),
-                };
-                match request {
-                    Ok(request) => delivery.redrive(request).await.and_then(|report| {
-                        serde_json::to_value(report)
-                            .map_err(|e| delivery::HandleError::Failed(e.to_string()))
-                    }),
-                    Err(e) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            &format!("expected a redrive request (docs/operations.md): {e}"),
-                        )
-                    }
-                }
-            }
-            (Method::POST, "/admin/endpoints/enable") => {
-                let target = match target() {
-                    Ok(t) => t,
-                    Err(message) => return error(StatusCode::BAD_REQUEST, &message),
-                };
-                delivery
+            (Method::GET, "/admin/deliveries") => list(delivery, &query).await,
+            (Method::POST, "/admin/deliveries/retry") => match retry(delivery, &body).await {
+                Ok(answer) => answer,
+                Err(refused) => return refused.response(),
+            },
+            (Method::POST, "/admin/dead-letters/redrive") => match redrive(delivery, &body).await {
+                Ok(answer) => answer,
+                Err(refused) => return refused.response(),
+            },
+            (Method::POST, "/admin/endpoints/enable") => match target(&body) {
+                Ok(target) => delivery
                     .enable(target.tenant_id, target.endpoint_id)
                     .await
-                    .map(|was| serde_json::json!({ "was_disabled": was }))
-            }
-            (Method::POST, "/admin/endpoints/test") => {
-                let target = match target() {
-                    Ok(t) => t,
-                    Err(message) => return error(StatusCode::BAD_REQUEST, &message),
-                };
-                delivery
+                    .map(|was| serde_json::json!({ "was_disabled": was })),
+                Err(refused) => return refused.response(),
+            },
+            (Method::POST, "/admin/endpoints/test") => match target(&body) {
+                Ok(target) => delivery
                     .test(target.tenant_id, target.endpoint_id)
                     .await
-                    .map(|tested| serde_json::json!({ "test": tested }))
-            }
+                    .map(|tested| serde_json::json!({ "test": tested })),
+                Err(refused) => return refused.response(),
+            },
             _ => return error(StatusCode::NOT_FOUND, "no such action"),
         };
         match answer {
@@ -257,6 +204,95 @@ impl Admin {
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         }
     }
+
+    /// The delivery role to act on, once the request shows the admin token; else the refusal.
+    fn authorize(&self, request: &Request<Incoming>) -> Result<&delivery::Handle, Refused> {
+        let Some(token) = &self.token else {
+            return Err(Refused::new(
+                StatusCode::FORBIDDEN,
+                "admin actions are off: set admin.token",
+            ));
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| token.matches(p)) {
+            return Err(Refused::new(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required",
+            ));
+        }
+        self.delivery.as_ref().ok_or_else(|| {
+            Refused::new(
+                StatusCode::NOT_FOUND,
+                "this process does not run the delivery role",
+            )
+        })
+    }
+}
+
+/// `GET /admin/deliveries[?state=dead][&limit=N]`: failed (or dead) deliveries.
+async fn list(delivery: &delivery::Handle, query: &str) -> Answer {
+    let dead = query.split('&').any(|p| p == "state=dead");
+    let limit = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("limit=")?.parse().ok())
+        .unwrap_or(100usize);
+    delivery
+        .list(dead, limit)
+        .await
+        .map(|list| serde_json::json!({ "deliveries": list }))
+}
+
+/// `POST /admin/deliveries/retry`: one pending or dead-lettered delivery, due at once.
+async fn retry(delivery: &delivery::Handle, body: &[u8]) -> Result<Answer, Refused> {
+    let target = target(body)?;
+    let Some(transition) = target.transition_id else {
+        return Err(Refused::new(
+            StatusCode::BAD_REQUEST,
+            "transition_id is required",
+        ));
+    };
+    match delivery
+        .retry(target.tenant_id, target.endpoint_id, transition)
+        .await
+    {
+        Ok(false) => Err(Refused::new(
+            StatusCode::NOT_FOUND,
+            "no such pending or dead-lettered delivery",
+        )),
+        other => Ok(other.map(|_| serde_json::json!({ "retried": true }))),
+    }
+}
+
+/// `POST /admin/dead-letters/redrive`: dead letters read back from their topic.
+async fn redrive(delivery: &delivery::Handle, body: &[u8]) -> Result<Answer, Refused> {
+    // No body, or `{}`: every dead letter no redrive has read yet.
+    let request = match body.iter().all(u8::is_ascii_whitespace) {
+        true => Ok(delivery::RedriveRequest::default()),
+        false => serde_json::from_slice::<delivery::RedriveRequest>(body),
+    };
+    match request {
+        Ok(request) => Ok(delivery.redrive(request).await.and_then(|report| {
+            serde_json::to_value(report).map_err(|e| delivery::HandleError::Failed(e.to_string()))
+        })),
+        Err(e) => Err(Refused::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected a redrive request (docs/operations.md): {e}"),
+        )),
+    }
+}
+
+/// The endpoint (and delivery) an action names; a bad body is answered 400.
+fn target(body: &[u8]) -> Result<Target, Refused> {
+    serde_json::from_slice(body).map_err(|e| {
+        Refused::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"tenant_id\", \"endpoint_id\"[, \"transition_id\"]}}: {e}"),
+        )
+    })
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {

@@ -196,11 +196,29 @@ impl Source {
     /// Reads the dead letters `request` selects (blocking: run it off the runtime).
     pub fn read(&self, request: Request) -> Result<Reading, Error> {
         let selection = request.select().map_err(Error::Request)?;
-        let kafka_error = |source| Error::Kafka {
+        let consumer = self.consumer()?;
+        let partitions = self.partitions(&consumer)?;
+        let ends = self.assign(&consumer, &partitions, selection.request.from)?;
+        let (letters, positions, report) = self.collect(&consumer, ends, &selection);
+        Ok(Reading {
+            consumer,
+            letters,
+            positions,
+            saves_position: selection.saves_position(),
+            report,
+        })
+    }
+
+    fn kafka_error(&self, source: KafkaError) -> Error {
+        Error::Kafka {
             topic: self.topic.clone(),
             source,
-        };
-        let consumer: BaseConsumer = kafka::consumer_config(
+        }
+    }
+
+    /// A consumer in the redrive group that commits only what a redrive adopted.
+    fn consumer(&self) -> Result<BaseConsumer, Error> {
+        kafka::consumer_config(
             &self.kafka,
             &[("client.id", "cartstream-redrive")],
             &self.consumer,
@@ -212,11 +230,14 @@ impl Source {
             ],
         )
         .create()
-        .map_err(kafka_error)?;
+        .map_err(|e| self.kafka_error(e))
+    }
 
+    /// The partitions of the dead-letter topic; none is an error.
+    fn partitions(&self, consumer: &BaseConsumer) -> Result<Vec<i32>, Error> {
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), KAFKA_TIMEOUT)
-            .map_err(kafka_error)?;
+            .map_err(|e| self.kafka_error(e))?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
@@ -226,24 +247,34 @@ impl Source {
         if partitions.is_empty() {
             return Err(Error::NoTopic(self.topic.clone()));
         }
+        Ok(partitions)
+    }
+
+    /// Assigns the consumer every partition with something to read from `from` on; returns
+    /// where each of those ends. The end is fixed now, so dead letters written while the
+    /// redrive runs wait for the next one.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer,
+        partitions: &[i32],
+        from: Start,
+    ) -> Result<BTreeMap<i32, i64>, Error> {
         let mut listed = TopicPartitionList::new();
-        for partition in &partitions {
+        for partition in partitions {
             listed.add_partition(&self.topic, *partition);
         }
-        let committed = match selection.request.from {
+        let committed = match from {
             Start::Unredriven => consumer
                 .committed_offsets(listed, KAFKA_TIMEOUT)
-                .map_err(kafka_error)?,
+                .map_err(|e| self.kafka_error(e))?,
             Start::Beginning => listed,
         };
-        // Where each partition starts and ends; the end is fixed now, so dead letters written
-        // while the redrive runs wait for the next one.
         let mut ends = BTreeMap::new();
         let mut assignment = TopicPartitionList::new();
-        for partition in &partitions {
+        for partition in partitions {
             let (low, high) = consumer
                 .fetch_watermarks(&self.topic, *partition, KAFKA_TIMEOUT)
-                .map_err(kafka_error)?;
+                .map_err(|e| self.kafka_error(e))?;
             let start = match committed
                 .find_partition(&self.topic, *partition)
                 .map(|p| p.offset())
@@ -255,11 +286,24 @@ impl Source {
                 ends.insert(*partition, high);
                 assignment
                     .add_partition_offset(&self.topic, *partition, Offset::Offset(start))
-                    .map_err(kafka_error)?;
+                    .map_err(|e| self.kafka_error(e))?;
             }
         }
-        consumer.assign(&assignment).map_err(kafka_error)?;
+        consumer
+            .assign(&assignment)
+            .map_err(|e| self.kafka_error(e))?;
+        Ok(ends)
+    }
 
+    /// Reads up to each partition's end, the selection's limit or [`READ_TIME`]: the letters
+    /// the selection admits, the position after the last record read in each partition, and
+    /// the report.
+    fn collect(
+        &self,
+        consumer: &BaseConsumer,
+        mut ends: BTreeMap<i32, i64>,
+        selection: &Selection,
+    ) -> (Vec<DeadLetter>, BTreeMap<i32, i64>, Report) {
         let mut report = Report::default();
         let mut letters = Vec::new();
         let mut positions = BTreeMap::new();
@@ -304,13 +348,7 @@ impl Source {
             }
         }
         report.complete = ends.is_empty();
-        Ok(Reading {
-            consumer,
-            letters,
-            positions,
-            saves_position: selection.saves_position(),
-            report,
-        })
+        (letters, positions, report)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod fencing;
 pub mod group;
 pub mod inbound;
+pub mod outbox;
 mod producer;
 
 use std::collections::{BTreeMap, HashMap};

@@ -197,28 +197,53 @@ impl Processor {
         runtime: tokio::runtime::Handle,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
+        let partitions = self.start(&runtime, &shutdown)?;
+        let consumer = self.join(&partitions)?;
+        tracing::info!(
+            topic = %partitions.topic(),
+            group = %self.config.group_id,
+            state_dir = %self.config.state_dir.display(),
+            "processor started"
+        );
+        // `?`: a new member that cannot join ends the processor at once.
+        let (consumer, result) = self.consume(consumer, &partitions, &runtime, &shutdown)?;
+        self.stop(consumer, &partitions, &runtime);
+        result
+    }
+
+    /// Creates the state folder and the partitions' shared view, whose stores the readiness
+    /// answer reports on.
+    fn start(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        shutdown: &CancellationToken,
+    ) -> Result<Partitions, Error> {
         std::fs::create_dir_all(&self.config.state_dir).map_err(|source| Error::StateDir {
             path: self.config.state_dir.clone(),
             source,
         })?;
-        let topics = self.kafka.topics();
         let partitions = Partitions::new(
             self.config.clone(),
-            topics.clone(),
+            self.kafka.topics(),
             self.producer.clone(),
             runtime.clone(),
             shutdown.clone(),
         );
         let view = partitions.clone();
         self.stores.attach(move || view.states());
-        let mut consumer = self.join(&partitions)?;
-        tracing::info!(
-            topic = %topics.inbound,
-            group = %self.config.group_id,
-            state_dir = %self.config.state_dir.display(),
-            "processor started"
-        );
+        Ok(partitions)
+    }
 
+    /// Rounds until `shutdown` or a failure; a fenced consumer is replaced by a new member,
+    /// unless that happens too often. Returns the consumer in use and how the rounds ended;
+    /// `Err` when a new member cannot join.
+    fn consume(
+        &self,
+        mut consumer: BaseConsumer<Context>,
+        partitions: &Partitions,
+        runtime: &tokio::runtime::Handle,
+        shutdown: &CancellationToken,
+    ) -> Result<(BaseConsumer<Context>, Result<(), Error>), Error> {
         let mut last_fire = Instant::now();
         let mut last_gc = Instant::now();
         let mut rejoins = kafka::fencing::Rejoins::default();
@@ -226,11 +251,11 @@ impl Processor {
             if shutdown.is_cancelled() {
                 break Ok(());
             }
-            match self.step(&consumer, &partitions, &mut last_fire, &mut last_gc) {
+            match self.step(&consumer, partitions, &mut last_fire, &mut last_gc) {
                 Ok(()) => {}
                 Err(Error::Fenced(reason)) if rejoins.allow(Instant::now()) => {
                     tracing::warn!(%reason, "fenced out of the consumer group; rejoining");
-                    consumer = self.rejoin(consumer, &partitions, &runtime)?;
+                    consumer = self.rejoin(consumer, partitions, runtime)?;
                 }
                 Err(Error::Fenced(reason)) => {
                     break Err(Error::FencedTooOften(kafka::fencing::too_often(
@@ -241,10 +266,19 @@ impl Processor {
                 Err(e) => break Err(e),
             }
         };
-        // Stop reading; give Kafka until the deadline for what is left in the outboxes, the
-        // progress commit and leaving the group (whose revocation publishes and closes every
-        // store). What Kafka has not acknowledged by then stays in the outboxes, to be
-        // published when this processor owns the partitions again.
+        Ok((consumer, result))
+    }
+
+    /// Stops reading; gives Kafka until the deadline for what is left in the outboxes, the
+    /// progress commit and leaving the group (whose revocation publishes and closes every
+    /// store). What Kafka has not acknowledged by then stays in the outboxes, to be
+    /// published when this processor owns the partitions again.
+    fn stop(
+        &self,
+        consumer: BaseConsumer<Context>,
+        partitions: &Partitions,
+        runtime: &tokio::runtime::Handle,
+    ) {
         let deadline = Instant::now() + self.kafka.shutdown_timeout;
         partitions.stop_by(deadline);
         partitions.publish_all();
@@ -258,7 +292,6 @@ impl Processor {
         self.stores.detach();
         partitions.close_all();
         tracing::info!("processor stopped");
-        result
     }
 
     /// A consumer of the inbound topic in the processor's group.
@@ -314,6 +347,33 @@ impl Processor {
         last_gc: &mut Instant,
     ) -> Result<(), Error> {
         partitions.check()?;
+        let consumed = self.consume_batch(consumer, partitions)?;
+        let now = self.clock.now_millis();
+        self.fire_timers(partitions, now, last_fire)?;
+        publish_or_pause(consumer, partitions);
+        if consumed > 0 {
+            commit(
+                consumer,
+                partitions.topic(),
+                &partitions.offsets(),
+                CommitMode::Async,
+            );
+        }
+        if last_gc.elapsed() >= self.config.gc_interval {
+            *last_gc = Instant::now();
+            partitions.collect_garbage(now)?;
+        }
+        partitions.report();
+        Ok(())
+    }
+
+    /// Applies up to `max_batch_records` records, waiting one tick at most for the first;
+    /// returns how many. Being fenced out of the group is an error.
+    fn consume_batch(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        partitions: &Partitions,
+    ) -> Result<usize, Error> {
         let mut timeout = self.config.tick;
         let mut consumed = 0;
         while consumed < self.config.max_batch_records {
@@ -337,38 +397,35 @@ impl Processor {
                 }
             }
         }
+        Ok(consumed)
+    }
 
-        let now = self.clock.now_millis();
+    /// Fires the timers due at `now`, at most `max_timers_per_second` for the time since the
+    /// last round (a second at most), and at least one.
+    fn fire_timers(
+        &self,
+        partitions: &Partitions,
+        now: i64,
+        last_fire: &mut Instant,
+    ) -> Result<(), Error> {
         let elapsed = last_fire.elapsed().min(Duration::from_secs(1));
         *last_fire = Instant::now();
         let budget = ((self.config.max_timers_per_second as f64) * elapsed.as_secs_f64()).ceil();
-        partitions.fire_due(now, budget.max(1.0) as usize)?;
+        partitions.fire_due(now, budget.max(1.0) as usize)
+    }
+}
 
-        if !partitions.publish_all() {
-            // Kafka does not take the outbox: stop consuming until it does, so the outbox
-            // stays bounded. Polling goes on to keep the group membership.
-            let assignment = consumer.assignment().unwrap_or_default();
-            let _ = consumer.pause(&assignment);
-            partitions.set_paused(true);
-        } else if partitions.paused() {
-            let assignment = consumer.assignment().unwrap_or_default();
-            let _ = consumer.resume(&assignment);
-            partitions.set_paused(false);
-        }
-        if consumed > 0 {
-            commit(
-                consumer,
-                partitions.topic(),
-                &partitions.offsets(),
-                CommitMode::Async,
-            );
-        }
-        if last_gc.elapsed() >= self.config.gc_interval {
-            *last_gc = Instant::now();
-            partitions.collect_garbage(now)?;
-        }
-        partitions.report();
-        Ok(())
+/// Publishes the outboxes. While Kafka does not take them, consuming stops, so the outboxes
+/// stay bounded; polling goes on to keep the group membership.
+fn publish_or_pause(consumer: &BaseConsumer<Context>, partitions: &Partitions) {
+    if !partitions.publish_all() {
+        let assignment = consumer.assignment().unwrap_or_default();
+        let _ = consumer.pause(&assignment);
+        partitions.set_paused(true);
+    } else if partitions.paused() {
+        let assignment = consumer.assignment().unwrap_or_default();
+        let _ = consumer.resume(&assignment);
+        partitions.set_paused(false);
     }
 }
 

@@ -8,14 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderMap;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Message, Offset};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Config, Error};
 use crate::clock::{parse_rfc3339, unix_millis};
-use crate::kafka::{self, inbound, Topics};
+use crate::kafka::{self, inbound, outbox, Topics};
 use crate::providers::{self, Inspection, Request};
 use crate::state::{self, Counts, OutboxKind, Store};
 use crate::telemetry::{error_chain, metrics};
@@ -39,7 +38,7 @@ struct Partition {
     /// A publication that times out waits for these the next time instead of producing them
     /// again: librdkafka keeps retrying them (up to `message.timeout.ms`), so a second copy
     /// would reach the topic when the broker comes back.
-    in_flight: Vec<(u64, DeliveryFuture)>,
+    in_flight: outbox::InFlight,
 }
 
 struct Inner {
@@ -50,7 +49,7 @@ struct Inner {
     /// while still in librdkafka's hands. They reach the topic once the broker answers; should
     /// the partition come back to this processor, it waits for them instead of producing them
     /// a second time.
-    unacknowledged: BTreeMap<i32, Vec<(u64, DeliveryFuture)>>,
+    unacknowledged: BTreeMap<i32, outbox::InFlight>,
     paused: bool,
     /// The high watermark of each partition, from the consumer's statistics.
     high_watermarks: BTreeMap<i32, i64>,
@@ -345,86 +344,34 @@ impl Partitions {
         owned: &mut Partition,
         deadline: Option<Instant>,
     ) -> Result<(), PublishError> {
-        loop {
-            let mut failure = None;
-            if owned.in_flight.is_empty() {
-                let records = owned.store.outbox(PUBLISH_BATCH)?;
-                if records.is_empty() {
-                    return Ok(());
-                }
-                failure = self.enqueue(&records, &mut owned.in_flight).err();
-            }
-            let timeout = match deadline {
-                Some(deadline) => match deadline.saturating_duration_since(Instant::now()) {
-                    left if left.is_zero() => return Err(PublishError::Stopping),
-                    left => left.min(self.config.publish_timeout),
-                },
-                None if self.shutdown.is_cancelled() => return Err(PublishError::Stopping),
-                None => self.config.publish_timeout,
-            };
-            let in_flight = &mut owned.in_flight;
-            let (answered, outcome) = self.runtime.block_on(async {
-                let mut answered = 0;
-                let waited = tokio::time::timeout(timeout, async {
-                    for (_, delivery) in in_flight.iter_mut() {
-                        match delivery.await {
-                            Ok(Ok(_)) => answered += 1,
-                            Ok(Err((e, _))) => return Err(kafka::Error::Delivery(e)),
-                            Err(_) => {
-                                return Err(kafka::Error::Delivery(
-                                    rdkafka::error::KafkaError::Canceled,
-                                ))
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-                .await;
-                let outcome = match waited {
-                    Ok(result) => result,
-                    Err(_) => Err(kafka::Error::Timeout(timeout)),
-                };
-                (answered, outcome)
-            });
-            let acknowledged: Vec<u64> = owned
-                .in_flight
-                .drain(..answered)
-                .map(|(sequence, _)| sequence)
-                .collect();
-            owned.store.acknowledge(&acknowledged)?;
-            match outcome {
-                Ok(()) => {}
-                // Still in librdkafka's hands: wait for them next time.
-                Err(e @ kafka::Error::Timeout(_)) => return Err(e.into()),
-                // Given up on: produce them again from the outbox.
-                Err(e) => {
-                    owned.in_flight.clear();
-                    return Err(e.into());
-                }
-            }
-            if let Some(e) = failure {
-                return Err(e.into());
-            }
-        }
-    }
-
-    /// Hands `records` to librdkafka in order, adding each to `in_flight`, until one is refused.
-    fn enqueue(
-        &self,
-        records: &[(u64, state::OutboxRecord)],
-        in_flight: &mut Vec<(u64, DeliveryFuture)>,
-    ) -> Result<(), kafka::Error> {
-        for (sequence, record) in records {
+        let time_left = || match deadline {
+            Some(deadline) => match deadline.saturating_duration_since(Instant::now()) {
+                left if left.is_zero() => None,
+                left => Some(left.min(self.config.publish_timeout)),
+            },
+            None if self.shutdown.is_cancelled() => None,
+            None => Some(self.config.publish_timeout),
+        };
+        let enqueue = |record: &state::OutboxRecord| {
             let (topic, schema) = match record.kind {
                 OutboxKind::Event => (&self.topics.events, topics::event::SCHEMA),
                 OutboxKind::Transition => (&self.topics.transitions, topics::transition::SCHEMA),
             };
-            let delivery =
-                self.producer
-                    .enqueue(topic, &record.key, &record.value, schema, &record.id)?;
-            in_flight.push((*sequence, delivery));
-        }
-        Ok(())
+            self.producer
+                .enqueue(topic, &record.key, &record.value, schema, &record.id)
+        };
+        let published = outbox::publish(
+            &mut owned.store,
+            &mut owned.in_flight,
+            PUBLISH_BATCH,
+            enqueue,
+            time_left,
+        );
+        self.runtime.block_on(published).map_err(|e| match e {
+            outbox::Error::Kafka(e) => PublishError::Kafka(e),
+            outbox::Error::Read(e) | outbox::Error::Acknowledge(e) => PublishError::State(e),
+            outbox::Error::Stopping => PublishError::Stopping,
+        })
     }
 
     pub fn set_paused(&self, paused: bool) {
@@ -505,6 +452,20 @@ impl Partitions {
         metrics::processor_outbox(outbox);
         metrics::processor_lag(lag);
         metrics::processor_partitions(inner.owned.len());
+    }
+}
+
+/// A partition's store publishes its outbox through the one outbox loop.
+impl outbox::Outbox for Store {
+    type Record = state::OutboxRecord;
+    type Error = state::Error;
+
+    fn unpublished(&self, limit: usize) -> Result<Vec<(u64, Self::Record)>, state::Error> {
+        self.outbox(limit)
+    }
+
+    fn acknowledge(&mut self, sequences: &[u64]) -> Result<(), state::Error> {
+        Store::acknowledge(self, sequences)
     }
 }
 

@@ -92,15 +92,45 @@ impl Provider for Standard {
                 .map_err(|_| "whpk_ key is not base64")?;
             return Key::ed25519(&bytes).ok_or("whpk_ key is not a 32-byte Ed25519 public key");
         }
-        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-        let bytes = BASE64
-            .decode(encoded)
-            .map_err(|_| "secret is not whsec_ followed by base64")?;
-        if bytes.is_empty() {
-            return Err("secret is empty");
-        }
-        Ok(Key::new(&bytes))
+        // A platform's secret without the prefix is still the base64 of its key.
+        whsec_key(secret, Unprefixed::Base64).map_err(|e| match e {
+            SecretError::NotBase64 => "secret is not whsec_ followed by base64",
+            SecretError::Empty => "secret is empty",
+        })
     }
+}
+
+/// What a secret without the `whsec_` prefix stands for: the caller knows where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unprefixed {
+    /// The base64 of the key, as if `whsec_` preceded it.
+    Base64,
+    /// The key itself, its bytes as written.
+    Raw,
+}
+
+/// Why a secret yields no HMAC key. Each caller words it for its own readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretError {
+    /// What should be base64 is not.
+    NotBase64,
+    /// The key would have no bytes.
+    Empty,
+}
+
+/// The HMAC key of a Standard Webhooks secret: the base64 after `whsec_`, decoded; a secret
+/// without the prefix is read as `unprefixed` says. The one place the `whsec_` form is decoded.
+pub fn whsec_key(secret: &str, unprefixed: Unprefixed) -> Result<Key, SecretError> {
+    let decode = |encoded: &str| BASE64.decode(encoded).map_err(|_| SecretError::NotBase64);
+    let bytes = match (secret.strip_prefix("whsec_"), unprefixed) {
+        (Some(encoded), _) => decode(encoded)?,
+        (None, Unprefixed::Base64) => decode(secret)?,
+        (None, Unprefixed::Raw) => secret.as_bytes().to_vec(),
+    };
+    if bytes.is_empty() {
+        return Err(SecretError::Empty);
+    }
+    Ok(Key::new(&bytes))
 }
 
 /// Most entries a `webhook-signature` list may have: one per key the sender signs with during

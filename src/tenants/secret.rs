@@ -1,8 +1,6 @@
 //! An endpoint's signing secret, as the tenants file configures it and delivery signs with it.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-
+use crate::providers::standard::{whsec_key, SecretError, Unprefixed};
 use crate::providers::Key;
 
 /// An endpoint's signing secret, ready for both schemes. Its `Debug` never shows it.
@@ -25,18 +23,11 @@ impl Secret {
         if value.is_empty() {
             return Err("secret is empty");
         }
-        let standard = match value.strip_prefix("whsec_") {
-            Some(encoded) => {
-                let bytes = BASE64
-                    .decode(encoded)
-                    .map_err(|_| "a whsec_ secret must be followed by base64")?;
-                if bytes.is_empty() {
-                    return Err("secret is empty");
-                }
-                Key::new(&bytes)
-            }
-            None => Key::new(value.as_bytes()),
-        };
+        // An endpoint's secret without the prefix signs with its own bytes.
+        let standard = whsec_key(value, Unprefixed::Raw).map_err(|e| match e {
+            SecretError::NotBase64 => "a whsec_ secret must be followed by base64",
+            SecretError::Empty => "secret is empty",
+        })?;
         Ok(Secret {
             plain: Key::new(value.as_bytes()),
             standard,

@@ -112,7 +112,32 @@ impl Delivery {
 
     /// Delivers until `shutdown`, then lets in-flight requests finish (at most the request
     /// timeout), publishes recorded outcomes and commits the consumed transitions.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let kafka = self.kafka.clone();
+        let (mut worker, mut inbox, consumer) = self.start()?;
+        let mut reading = Reading::new(consumer, &worker);
+        // `?`: a store or a consumer that fails between rounds ends the worker at once.
+        let result = loop {
+            match reading.deliver(&mut worker, &mut inbox, &shutdown).await? {
+                Round::Ended(result) => break result,
+                Round::Fenced(reason) => {
+                    if !reading.rejoins.allow(tokio::time::Instant::now()) {
+                        break Err(Error::FencedTooOften(kafka::fencing::too_often(
+                            "delivery", &reason,
+                        )));
+                    }
+                    tracing::warn!(%reason, "fenced out of the consumer group; rejoining");
+                    reading = reading.rejoin(&worker, &kafka).await?;
+                }
+            }
+        };
+        worker.park(&mut inbox.answers).await;
+        worker.stop(&mut inbox.acks, reading, &kafka).await;
+        result
+    }
+
+    /// Opens the store, the HTTP client and the consumer; the worker and what reports to it.
+    fn start(self) -> Result<(Worker, Inbox, StreamConsumer<Lag>), Error> {
         std::fs::create_dir_all(&self.config.state_dir).map_err(|source| Error::StateDir {
             path: self.config.state_dir.clone(),
             source,
@@ -120,10 +145,9 @@ impl Delivery {
         let store = Store::open(&self.config.state_dir)?;
         let client = Client::from_config(&self.config).map_err(Error::Client)?;
         let topics = self.kafka.topics();
-        let mut consumer = join(&self.config, &self.kafka, &topics.transitions)?;
-        let mut rejoins = kafka::fencing::Rejoins::default();
-        let (results, mut answers) = mpsc::channel(self.config.max_in_flight_requests);
-        let (published, mut acks) = mpsc::channel(64);
+        let consumer = join(&self.config, &self.kafka, &topics.transitions)?;
+        let (results, answers) = mpsc::channel(self.config.max_in_flight_requests);
+        let (published, acks) = mpsc::channel(64);
         let disabled: HashSet<(String, String)> = store.disabled()?.into_iter().collect();
         tracing::info!(
             topic = %topics.transitions,
@@ -132,7 +156,7 @@ impl Delivery {
             pending = store.pending(),
             "delivery worker started"
         );
-        let mut worker = Worker {
+        let worker = Worker {
             config: Arc::new(self.config),
             topics,
             registry: self.registry,
@@ -149,83 +173,146 @@ impl Delivery {
             published,
             publishing: HashSet::new(),
         };
+        let inbox = Inbox {
+            answers,
+            acks,
+            commands: self.commands,
+        };
+        Ok((worker, inbox, consumer))
+    }
+}
 
+/// What reports to the loop: attempts' answers, Kafka's verdicts on the outbox, operator
+/// actions.
+struct Inbox {
+    answers: mpsc::Receiver<Attempted>,
+    acks: mpsc::Receiver<(Vec<u64>, Vec<u64>)>,
+    commands: mpsc::Receiver<Command>,
+}
+
+/// The transitions consumer and what the loop keeps between rounds.
+struct Reading {
+    consumer: StreamConsumer<Lag>,
+    rejoins: kafka::fencing::Rejoins,
+    unsynced: Unsynced,
+    tick: tokio::time::Interval,
+    last_forget: tokio::time::Instant,
+    /// Whether the outbox leaves room to read more transitions: an estimate, taken per tick
+    /// rather than per record.
+    open: bool,
+}
+
+impl Reading {
+    fn new(consumer: StreamConsumer<Lag>, worker: &Worker) -> Self {
         let mut tick = tokio::time::interval(worker.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_forget = tokio::time::Instant::now();
-        // Whether the outbox leaves room to read more transitions: an estimate, taken per tick
-        // rather than per record.
-        let mut reading = worker.store.outbox_len() < MAX_OUTBOX;
-        let mut unsynced = Unsynced::default();
-        let result: Result<(), Error> = loop {
+        Reading {
+            consumer,
+            rejoins: kafka::fencing::Rejoins::default(),
+            unsynced: Unsynced::default(),
+            tick,
+            last_forget: tokio::time::Instant::now(),
+            open: worker.store.outbox_len() < MAX_OUTBOX,
+        }
+    }
+
+    /// The loop, until `shutdown`, a failure or being fenced out: answers, Kafka's verdicts,
+    /// operator actions, transitions (while the outbox has room) and the tick. `Err` is a
+    /// failure that ends the worker at once, without parking.
+    async fn deliver(
+        &mut self,
+        worker: &mut Worker,
+        inbox: &mut Inbox,
+        shutdown: &CancellationToken,
+    ) -> Result<Round, Error> {
+        loop {
             let mut fenced = None;
             let step = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break Ok(()),
-                Some(answer) = answers.recv() => {
+                _ = shutdown.cancelled() => return Ok(Round::Ended(Ok(()))),
+                Some(answer) = inbox.answers.recv() => {
                     worker.finish(answer).and_then(|()| worker.dispatch())
                 }
-                Some(report) = acks.recv() => {
+                Some(report) = inbox.acks.recv() => {
                     worker.acknowledged(report);
                     Ok(())
                 }
-                Some(command) = self.commands.recv() => {
+                Some(command) = inbox.commands.recv() => {
                     worker.command(command);
                     worker.dispatch()
                 }
-                message = consumer.recv(), if reading => match message {
+                message = self.consumer.recv(), if self.open => match message {
                     Ok(message) => {
                         let taken = worker.take(message.payload().unwrap_or_default());
                         if taken.is_ok() {
-                            unsynced.taken(message.partition(), message.offset());
+                            self.unsynced.taken(message.partition(), message.offset());
                         }
                         taken.map(|ready| worker.start_ready(ready))
                     }
                     Err(e) => {
-                        fenced = kafka::fencing::fenced(consumer.client());
+                        fenced = kafka::fencing::fenced(self.consumer.client());
                         if fenced.is_none() {
                             tracing::warn!(error = %e, "consumer error");
                         }
                         Ok(())
                     }
                 },
-                _ = tick.tick() => {
-                    if last_forget.elapsed() >= Duration::from_secs(60) {
-                        last_forget = tokio::time::Instant::now();
-                        let before = worker.clock.now_millis() - SEEN_RETENTION.as_millis() as i64;
-                        worker.store.forget_seen(before, 10_000)?;
-                    }
-                    unsynced.release(&worker.store, &consumer, &worker.topics.transitions)?;
-                    worker.publish_start();
-                    worker.report();
-                    reading = worker.store.outbox_len() < MAX_OUTBOX;
-                    worker.dispatch()
-                }
+                _ = self.tick.tick() => self.on_tick(worker)?,
             };
             if let Err(e) = step {
-                break Err(e);
+                return Ok(Round::Ended(Err(e)));
             }
             if let Some(reason) = fenced {
-                // The jobs of what was read are in the store; what was not is read again by
-                // the new member (a transition already taken is recognised as seen).
-                if !rejoins.allow(tokio::time::Instant::now()) {
-                    break Err(Error::FencedTooOften(kafka::fencing::too_often(
-                        "delivery", &reason,
-                    )));
-                }
-                tracing::warn!(%reason, "fenced out of the consumer group; rejoining");
-                let deadline = tokio::time::Instant::now() + self.kafka.shutdown_timeout;
-                kafka::close_consumer(consumer, deadline).await;
-                consumer = join(&worker.config, &self.kafka, &worker.topics.transitions)?;
+                return Ok(Round::Fenced(reason));
             }
-        };
+        }
+    }
 
-        // Park: no new attempts; wait for those in flight, at most one request timeout.
-        worker.tracker.close();
-        let parked = tokio::time::timeout(worker.config.timeout + Duration::from_secs(1), async {
-            while !worker.in_flight.is_empty() {
+    /// Forgets old `seen` markers (once a minute), lets synced offsets be committed,
+    /// publishes the outbox, reports, and dispatches what came due. `Err`: the store failed.
+    fn on_tick(&mut self, worker: &mut Worker) -> Result<Result<(), Error>, Error> {
+        if self.last_forget.elapsed() >= Duration::from_secs(60) {
+            self.last_forget = tokio::time::Instant::now();
+            let before = worker.clock.now_millis() - SEEN_RETENTION.as_millis() as i64;
+            worker.store.forget_seen(before, 10_000)?;
+        }
+        self.unsynced
+            .release(&worker.store, &self.consumer, &worker.topics.transitions)?;
+        worker.publish_start();
+        worker.report();
+        self.open = worker.store.outbox_len() < MAX_OUTBOX;
+        Ok(worker.dispatch())
+    }
+
+    /// Leaves the group after being fenced out and joins it with a new consumer. The jobs of
+    /// what was read are in the store; what was not is read again by the new member (a
+    /// transition already taken is recognised as seen).
+    async fn rejoin(self, worker: &Worker, kafka: &kafka::Config) -> Result<Self, Error> {
+        let deadline = tokio::time::Instant::now() + kafka.shutdown_timeout;
+        kafka::close_consumer(self.consumer, deadline).await;
+        Ok(Reading {
+            consumer: join(&worker.config, kafka, &worker.topics.transitions)?,
+            ..self
+        })
+    }
+}
+
+/// How a stretch of the loop ended.
+enum Round {
+    /// At shutdown (`Ok`) or on a failure, after which the worker parks.
+    Ended(Result<(), Error>),
+    /// Fenced out of the group, for this reason.
+    Fenced(String),
+}
+
+impl Worker {
+    /// Starts no new attempts and waits for those in flight, at most one request timeout.
+    async fn park(&mut self, answers: &mut mpsc::Receiver<Attempted>) {
+        self.tracker.close();
+        let parked = tokio::time::timeout(self.config.timeout + Duration::from_secs(1), async {
+            while !self.in_flight.is_empty() {
                 match answers.recv().await {
-                    Some(answer) => worker.finish(answer)?,
+                    Some(answer) => self.finish(answer)?,
                     None => break,
                 }
             }
@@ -235,30 +322,41 @@ impl Delivery {
         if let Ok(Err(e)) = parked {
             tracing::error!(error = %e, "recording the last outcomes failed");
         }
-        // Kafka gets until the deadline for the rest: what is left in the outbox stays there
-        // and is published after the restart. Let the publications under way report, then
-        // publish the rest.
-        let deadline = tokio::time::Instant::now() + self.kafka.shutdown_timeout;
+    }
+
+    /// Gives Kafka until the deadline for the rest: the publications under way report, the
+    /// outbox is published, the consumed transitions are committed and the group is left.
+    /// What is left in the outbox stays there and is published after the restart.
+    async fn stop(
+        &mut self,
+        acks: &mut mpsc::Receiver<(Vec<u64>, Vec<u64>)>,
+        mut reading: Reading,
+        kafka: &kafka::Config,
+    ) {
+        let deadline = tokio::time::Instant::now() + kafka.shutdown_timeout;
         let _ = tokio::time::timeout_at(deadline, async {
-            while !worker.publishing.is_empty() {
+            while !self.publishing.is_empty() {
                 match acks.recv().await {
-                    Some(report) => worker.acknowledged(report),
+                    Some(report) => self.acknowledged(report),
                     None => break,
                 }
             }
         })
         .await;
-        worker.publishing.clear();
-        worker.publish(deadline).await;
-        if let Err(e) = unsynced.release(&worker.store, &consumer, &worker.topics.transitions) {
+        self.publishing.clear();
+        self.publish(deadline).await;
+        let consumer = reading.consumer;
+        if let Err(e) = reading
+            .unsynced
+            .release(&self.store, &consumer, &self.topics.transitions)
+        {
             tracing::error!(error = %e, "syncing the store failed; its last transitions are read again");
         }
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(error = %e, "committing the consumed transitions failed");
         }
         kafka::close_consumer(consumer, deadline).await;
-        tracing::info!(pending = worker.store.pending(), "delivery worker stopped");
-        result
+        tracing::info!(pending = self.store.pending(), "delivery worker stopped");
     }
 }
 
@@ -630,11 +728,7 @@ impl Worker {
         } = attempted;
         let key = job.key();
         let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-        self.in_flight.remove(&key);
-        if let Some(busy) = self.per_endpoint.get_mut(&endpoint_key) {
-            *busy = busy.saturating_sub(1);
-        }
-        metrics::delivery_in_flight(self.in_flight.len());
+        self.release(&key, &endpoint_key);
         // An order for the cart came while the request was in the air.
         let superseded = self
             .store
@@ -652,6 +746,46 @@ impl Worker {
         };
         job.last_status = status;
         job.last_error = error.clone();
+        let decision = self.decide(&job, &result, superseded, now);
+        self.tell_breaker(&endpoint_key, &decision, now);
+        metrics::delivery_attempt(decision.attempt_label().as_str(), class, took);
+        let next_ms = match decision {
+            Decision::RetryAt(next_ms) => Some(next_ms),
+            _ => None,
+        };
+        let outcome = outcome_record(
+            Recorded {
+                job: &job,
+                outcome: decision.outcome(),
+                status,
+                class: Some(class),
+                took: Some(took),
+                error,
+                next_ms,
+            },
+            now,
+        );
+        self.perform(job, decision, outcome, endpoint_key, now)
+    }
+
+    /// Frees the attempt's place among those in flight, overall and at its endpoint.
+    fn release(&mut self, key: &[u8], endpoint_key: &EndpointKey) {
+        self.in_flight.remove(key);
+        if let Some(busy) = self.per_endpoint.get_mut(endpoint_key) {
+            *busy = busy.saturating_sub(1);
+        }
+        metrics::delivery_in_flight(self.in_flight.len());
+    }
+
+    /// What the delivery rules make of an attempt's `result`, under the endpoint's schedule
+    /// (or the configured one).
+    fn decide(
+        &self,
+        job: &Job,
+        result: &Result<Answer, client::Error>,
+        superseded: bool,
+        now: i64,
+    ) -> Decision {
         let schedule = self
             .endpoint(&job.tenant, &job.endpoint)
             .and_then(|e| e.retry_schedule.clone())
@@ -665,8 +799,11 @@ impl Worker {
             attempts: job.attempts,
             superseded,
         };
-        let decision =
-            policy::after_attempt(progress, Attempt::of(&result), schedule, now, random_unit());
+        policy::after_attempt(progress, Attempt::of(result), schedule, now, random_unit())
+    }
+
+    /// Counts the attempt on the endpoint's circuit breaker: whether the endpoint answered.
+    fn tell_breaker(&mut self, endpoint_key: &EndpointKey, decision: &Decision, now: i64) {
         let breaker = self.breakers.entry(endpoint_key.clone()).or_default();
         if decision.endpoint_answered() {
             breaker.succeeded();
@@ -677,23 +814,19 @@ impl Worker {
                 self.config.circuit_open_for,
             );
         }
-        metrics::delivery_attempt(decision.attempt_label().as_str(), class, took);
-        let next_ms = match decision {
-            Decision::RetryAt(next_ms) => Some(next_ms),
-            _ => None,
-        };
-        let mut records = vec![outcome_record(
-            Recorded {
-                job: &job,
-                outcome: decision.outcome(),
-                status,
-                class: Some(class),
-                took: Some(took),
-                error,
-                next_ms,
-            },
-            now,
-        )];
+    }
+
+    /// Performs `decision` on `job`: finishes it (dead-lettered or not, disabling a gone
+    /// endpoint) or schedules its retry, written with its outcome record in one batch.
+    fn perform(
+        &mut self,
+        mut job: Job,
+        decision: Decision,
+        outcome: OutboxRecord,
+        endpoint_key: EndpointKey,
+        now: i64,
+    ) -> Result<(), Error> {
+        let mut records = vec![outcome];
         let change = match decision {
             Decision::Delivered | Decision::Superseded => Change::Finish { job, dead: false },
             Decision::Disable => {

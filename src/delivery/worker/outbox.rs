@@ -3,8 +3,8 @@
 //! up an endpoint's retries.
 
 use super::{Worker, PUBLISH_BATCH};
-use crate::delivery::store::OutboxRecord;
-use crate::kafka;
+use crate::delivery::store::{self, OutboxRecord, Store};
+use crate::kafka::{self, outbox};
 use crate::topics::{dead_letter, outcome};
 
 impl Worker {
@@ -18,19 +18,19 @@ impl Worker {
                 return;
             }
         };
+        let fresh = records
+            .into_iter()
+            .filter(|(sequence, _)| !self.publishing.contains(sequence))
+            .take(PUBLISH_BATCH);
         let mut pending = Vec::new();
-        for (sequence, record) in records {
-            if self.publishing.contains(&sequence) || pending.len() >= PUBLISH_BATCH {
-                continue;
-            }
-            match self.enqueue(&record) {
-                Ok(delivery) => {
-                    self.publishing.insert(sequence);
-                    pending.push((sequence, delivery));
-                }
-                Err(_) => break,
-            }
-        }
+        // A refused record waits for the next tick, with those after it.
+        let _ = outbox::hand_over(
+            fresh,
+            |record| enqueue(&self.producer, &self.topics, record),
+            &mut pending,
+        );
+        self.publishing
+            .extend(pending.iter().map(|(sequence, _)| *sequence));
         if pending.is_empty() {
             return;
         }
@@ -66,75 +66,75 @@ impl Worker {
         }
     }
 
-    fn enqueue(
-        &self,
-        record: &OutboxRecord,
-    ) -> Result<rdkafka::producer::DeliveryFuture, kafka::Error> {
-        let (topic, schema) = match record.dead_letter {
-            true => (&self.topics.dead_letters, dead_letter::SCHEMA),
-            false => (&self.topics.deliveries, outcome::SCHEMA),
-        };
-        self.producer.enqueue(
-            topic,
-            &record.key,
-            record.value.as_bytes(),
-            schema,
-            &record.id,
-        )
-    }
-
     /// Hands the whole outbox to Kafka and waits, until `deadline` at most (at shutdown).
     /// Whether it is empty now.
     pub(super) async fn publish(&mut self, deadline: tokio::time::Instant) -> bool {
-        loop {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    waiting = self.store.outbox_len(),
-                    "no time left to publish outcome records; keeping them"
-                );
-                return false;
+        let timeout = self.config.publish_timeout;
+        let time_left = || match deadline.saturating_duration_since(tokio::time::Instant::now()) {
+            left if left.is_zero() => None,
+            left => Some(left.min(timeout)),
+        };
+        let (producer, topics) = (&self.producer, &self.topics);
+        // What Kafka has not answered by the deadline is produced again after the restart.
+        let mut in_flight = Vec::new();
+        let published = outbox::publish(
+            &mut self.store,
+            &mut in_flight,
+            PUBLISH_BATCH,
+            |record| enqueue(producer, topics, record),
+            time_left,
+        )
+        .await;
+        match published {
+            Ok(()) => return true,
+            Err(outbox::Error::Stopping) => tracing::warn!(
+                waiting = self.store.outbox_len(),
+                "no time left to publish outcome records; keeping them"
+            ),
+            Err(outbox::Error::Read(e)) => {
+                tracing::error!(error = %e, "reading the outbox failed")
             }
-            let records = match self.store.outbox(PUBLISH_BATCH) {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the outbox failed");
-                    return false;
-                }
-            };
-            if records.is_empty() {
-                return true;
+            Err(outbox::Error::Acknowledge(e)) => {
+                tracing::error!(error = %e, "dropping acknowledged outbox records failed")
             }
-            let mut pending = Vec::with_capacity(records.len());
-            for (sequence, record) in &records {
-                match self.enqueue(record) {
-                    Ok(delivery) => pending.push((*sequence, delivery)),
-                    Err(_) => break,
-                }
-            }
-            let complete = pending.len() == records.len();
-            let mut acknowledged = Vec::with_capacity(pending.len());
-            let wait = deadline.min(tokio::time::Instant::now() + self.config.publish_timeout);
-            let _ = tokio::time::timeout_at(wait, async {
-                for (sequence, delivery) in pending {
-                    match delivery.await {
-                        Ok(Ok(_)) => acknowledged.push(sequence),
-                        _ => return,
-                    }
-                }
-            })
-            .await;
-            let all = complete && acknowledged.len() == records.len();
-            if let Err(e) = self.store.acknowledge(&acknowledged) {
-                tracing::error!(error = %e, "dropping acknowledged outbox records failed");
-                return false;
-            }
-            if !all {
-                tracing::warn!(
-                    waiting = self.store.outbox_len(),
-                    "Kafka did not take every outcome record; keeping them"
-                );
-                return false;
-            }
+            Err(outbox::Error::Kafka(_)) => tracing::warn!(
+                waiting = self.store.outbox_len(),
+                "Kafka did not take every outcome record; keeping them"
+            ),
         }
+        false
+    }
+}
+
+/// Hands one outbox record to the producer: an outcome, or a dead letter.
+fn enqueue(
+    producer: &kafka::Producer,
+    topics: &kafka::Topics,
+    record: &OutboxRecord,
+) -> Result<rdkafka::producer::DeliveryFuture, kafka::Error> {
+    let (topic, schema) = match record.dead_letter {
+        true => (&topics.dead_letters, dead_letter::SCHEMA),
+        false => (&topics.deliveries, outcome::SCHEMA),
+    };
+    producer.enqueue(
+        topic,
+        &record.key,
+        record.value.as_bytes(),
+        schema,
+        &record.id,
+    )
+}
+
+/// The delivery store publishes its outbox through the one outbox loop.
+impl outbox::Outbox for Store {
+    type Record = OutboxRecord;
+    type Error = store::Error;
+
+    fn unpublished(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, store::Error> {
+        self.outbox(limit)
+    }
+
+    fn acknowledge(&mut self, sequences: &[u64]) -> Result<(), store::Error> {
+        Store::acknowledge(self, sequences)
     }
 }
