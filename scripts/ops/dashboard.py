@@ -105,9 +105,10 @@ def dashboard():
          [(gauge("cartstream_processor_consumer_lag_records", "pod"), "{{pod}}")]),
         ("Events by bucket", "ops",
          [(rate("cartstream_processor_events_total", "bucket"), "{{bucket}}")], stack),
-        ("Duplicates and invalid records", "ops",
+        ("Duplicates, invalid records, platform tests", "ops",
          [(rate("cartstream_processor_duplicates_total"), "duplicates"),
-          (rate("cartstream_processor_invalid_records_total", "reason"), "invalid {{reason}}")]),
+          (rate("cartstream_processor_invalid_records_total", "reason"), "invalid {{reason}}"),
+          (rate("cartstream_processor_test_deliveries_total", "provider"), "test {{provider}}")]),
     )
     d.line(
         ("Carts by state", "short",

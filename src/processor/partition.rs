@@ -41,6 +41,15 @@ struct Partition {
     in_flight: outbox::InFlight,
 }
 
+impl Partition {
+    /// Records `offset` as passed without effect (an unreadable record, a platform's test).
+    fn skip(&mut self, offset: i64) -> Result<(), state::Error> {
+        self.store.skip(offset)?;
+        self.next_offset = Some(offset + 1);
+        Ok(())
+    }
+}
+
 struct Inner {
     owned: BTreeMap<i32, Partition>,
     /// A partition whose store could not be opened at assignment.
@@ -196,38 +205,23 @@ impl Partitions {
         }
         let fail = |source| Error::State { partition, source };
         let delivery = match Delivery::read(message) {
-            Ok(delivery) => delivery,
+            Ok(delivery) if !delivery.test => delivery,
+            Ok(test) => {
+                tracing::debug!(
+                    partition,
+                    offset,
+                    "a platform test delivery; no cart tracked"
+                );
+                metrics::processor_test_delivery(test.provider.slug());
+                return owned.skip(offset).map_err(fail);
+            }
             Err(reason) => {
                 tracing::warn!(partition, offset, reason, "inbound record skipped");
                 metrics::processor_invalid_record(reason);
-                owned.store.skip(offset).map_err(fail)?;
-                owned.next_offset = Some(offset + 1);
-                return Ok(());
+                return owned.skip(offset).map_err(fail);
             }
         };
-        if delivery.test {
-            tracing::debug!(
-                partition,
-                offset,
-                "a platform test delivery; no cart tracked"
-            );
-            metrics::processor_test_delivery(delivery.provider.slug());
-            owned.store.skip(offset).map_err(fail)?;
-            owned.next_offset = Some(offset + 1);
-            return Ok(());
-        }
-        // The record carries no request headers: what a provider reads from them (event type,
-        // delivery id, payload version) came along in the metadata, as `seen`.
-        let headers = HeaderMap::new();
-        let request = Request::new(&headers, delivery.body);
-        let seen = Inspection {
-            clue: None,
-            event_type: delivery.event_type.map(Into::into),
-            delivery_id: Some(delivery.delivery_id.into()),
-            payload_version: delivery.payload_version.map(Into::into),
-            test: false,
-        };
-        let event = delivery.provider.normalize(&request, &seen);
+        let event = delivery.normalize();
         let at_ms = event
             .occurred_at
             .as_deref()
@@ -505,6 +499,21 @@ struct Delivery<'m> {
 }
 
 impl<'m> Delivery<'m> {
+    /// The provider's normalized event. The record carries no request headers: what a provider
+    /// reads from them (event type, delivery id, payload version) came along in the metadata.
+    fn normalize(&self) -> providers::Event {
+        let headers = HeaderMap::new();
+        let request = Request::new(&headers, self.body);
+        let seen = Inspection {
+            clue: None,
+            event_type: self.event_type.map(Into::into),
+            delivery_id: Some(self.delivery_id.into()),
+            payload_version: self.payload_version.map(Into::into),
+            test: false,
+        };
+        self.provider.normalize(&request, &seen)
+    }
+
     /// The metadata the ingress wrote; an unusable record yields the reason it is skipped.
     fn read(message: &'m BorrowedMessage<'_>) -> Result<Self, &'static str> {
         let metadata = inbound::Metadata::read(message).map_err(inbound::Invalid::as_str)?;
