@@ -235,15 +235,8 @@ impl Source {
 
     /// The partitions of the dead-letter topic; none is an error.
     fn partitions(&self, consumer: &BaseConsumer) -> Result<Vec<i32>, Error> {
-        let metadata = consumer
-            .fetch_metadata(Some(&self.topic), KAFKA_TIMEOUT)
+        let partitions = kafka::topic_partitions(consumer, &self.topic, KAFKA_TIMEOUT)
             .map_err(|e| self.kafka_error(e))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
         if partitions.is_empty() {
             return Err(Error::NoTopic(self.topic.clone()));
         }

@@ -33,15 +33,8 @@ pub fn read_latest(
     )
     .create()
     .map_err(Error::Client)?;
-    let metadata = consumer
-        .fetch_metadata(Some(&topic), KAFKA_TIMEOUT)
-        .map_err(Error::Client)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions =
+        super::topic_partitions(&consumer, &topic, KAFKA_TIMEOUT).map_err(Error::Client)?;
     let mut ends = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {

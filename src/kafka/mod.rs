@@ -272,6 +272,24 @@ pub fn consumer_config(
     client
 }
 
+/// The partitions `topic` has, as the cluster's metadata says; none when it does not exist.
+pub fn topic_partitions<
+    C: rdkafka::consumer::Consumer<X>,
+    X: rdkafka::consumer::ConsumerContext,
+>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// How long the group waits for a member that stopped heartbeating before it gives that member's
 /// partitions to the others: the stall when a machine is lost for good. A member that restarts
 /// under its static id (see [`static_instance_id`]) takes its partitions back at once instead.
