@@ -31,6 +31,8 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod delivery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod ingress;
 pub mod kafka;

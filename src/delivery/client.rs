@@ -180,8 +180,8 @@ impl RetryAfter {
     }
 }
 
-/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<RetryAfter> {
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP date; anything else is `None`.
+pub fn parse_retry_after(value: &str) -> Option<RetryAfter> {
     let value = value.trim();
     match value.parse::<u64>() {
         Ok(seconds) => Some(RetryAfter::Delay(Duration::from_secs(seconds))),

@@ -1,0 +1,227 @@
+//! The properties the fuzz targets check (`fuzz/`, run by `scripts/fuzz.sh`). Each function
+//! takes the fuzzer's bytes, drives one surface that reads input from outside, and panics only
+//! when a property fails. They live in the library so that `tests/fuzz_corpus.rs` replays every
+//! stored corpus input and every past crash on the stable toolchain.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::delivery::client::{host_address, is_public, parse_retry_after, RetryAfter};
+use crate::ingress::route::{self, Route};
+use crate::providers::{self, Keys, Request};
+use crate::topics::event::Record;
+
+/// A property over the fuzzer's bytes: returns when it holds, panics when it does not.
+pub type Property = fn(&[u8]);
+
+/// The fuzz targets, by the name of their folder under `fuzz/corpus/`.
+pub const TARGETS: &[(&str, Property)] = &[
+    ("provider", provider),
+    ("route", route),
+    ("tenants", tenants),
+    ("config", config),
+    ("retry_after", retry_after),
+    ("url_guard", url_guard),
+];
+
+/// One delivery to one provider. The input is a provider index byte, then a header block and
+/// the body separated by a blank line: the block's first line is `secret now` (the secret the
+/// integration is configured with and the verifier's clock in Unix seconds), the other lines
+/// are `name: value` headers. Properties: inspecting, verifying and normalizing never panic,
+/// and the normalized event survives its topic's encoding unchanged.
+pub fn provider(data: &[u8]) {
+    let Some((&index, rest)) = data.split_first() else {
+        return;
+    };
+    let all: Vec<_> = providers::all().collect();
+    let provider = all[usize::from(index) % all.len()];
+    let (block, body) = match rest.windows(2).position(|w| w == b"\n\n") {
+        Some(at) => (&rest[..at], &rest[at + 2..]),
+        None => (&[][..], rest),
+    };
+    let block = String::from_utf8_lossy(block);
+    let mut lines = block.lines();
+    let (secret, now) = match lines.next().unwrap_or_default().split_once(' ') {
+        Some((secret, now)) => (secret.to_string(), now.trim().parse::<u64>().unwrap_or(0)),
+        None => ("fuzzing-secret-0123456789".to_string(), 0),
+    };
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let request = Request::new(&headers, body);
+    let Ok(seen) = provider.inspect(&request) else {
+        return;
+    };
+    if let Ok(key) = provider.key(&secret) {
+        let now = UNIX_EPOCH
+            .checked_add(Duration::from_secs(now))
+            .unwrap_or(UNIX_EPOCH);
+        let _ = provider.verify(&request, &Keys::new(key, None), now);
+    }
+    let event = provider.normalize(&request, &seen);
+    let record = Record {
+        tenant_id: "t".into(),
+        delivery_id: "d".into(),
+        event,
+    };
+    let decoded = Record::decode(&record.encode()).expect("an encoded event decodes");
+    assert_eq!(decoded, record, "an event changed through its encoding");
+}
+
+/// A request path. Property: a webhook route is exactly `/api/webhooks/{provider}` or
+/// `/api/webhooks/{provider}/{key}` (one trailing slash allowed), with non-empty segments.
+pub fn route(data: &[u8]) {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Route::Webhook { provider, key } = route::parse(path) {
+        let mut rebuilt = format!("/api/webhooks/{provider}");
+        if let Some(key) = key {
+            assert!(!key.is_empty() && !key.contains('/'), "key {key:?}");
+            rebuilt.push('/');
+            rebuilt.push_str(key);
+        }
+        assert!(
+            !provider.is_empty() && !provider.contains('/'),
+            "provider {provider:?}"
+        );
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        assert_eq!(trimmed, rebuilt, "route of {path:?}");
+    }
+}
+
+/// A tenants file. Property: loading never panics, whatever the text.
+pub fn tenants(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let base = Path::new("/nonexistent/cartstream-fuzz");
+    let env = HashMap::from([("FUZZ_SECRET".to_string(), "x".repeat(40))]);
+    if let Ok(registry) = crate::tenants::Registry::from_toml(text, base, &env) {
+        let _ = registry.warnings();
+    }
+}
+
+/// Configuration from the environment: each input line is `NAME=VALUE`, read as
+/// `CARTSTREAM__NAME`. Property: loading never panics, whatever the values.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let env: HashMap<String, String> = text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (format!("CARTSTREAM__{name}"), value.to_string()))
+        .collect();
+    let _ = crate::config::Config::load(None, &env);
+}
+
+/// A `Retry-After` value and the worker's clock (the first 8 bytes, Unix ms). Properties: never
+/// a panic; a delay is read only from digits; a delay from any clock is at most the value.
+pub fn retry_after(data: &[u8]) {
+    if data.len() < 8 {
+        return;
+    }
+    let now_ms = i64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+    let Ok(value) = std::str::from_utf8(&data[8..]) else {
+        return;
+    };
+    match parse_retry_after(value) {
+        Some(RetryAfter::Delay(delay)) => {
+            assert!(
+                value.trim().bytes().all(|b| b.is_ascii_digit()),
+                "{value:?}"
+            );
+            assert_eq!(RetryAfter::Delay(delay).delay_from(now_ms), delay);
+        }
+        Some(at @ RetryAfter::At(when)) => {
+            let delay = at.delay_from(now_ms);
+            let now = UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64);
+            assert!(when <= now + delay, "{value:?} at {now_ms}");
+        }
+        None => {}
+    }
+}
+
+/// An endpoint URL as a tenants file gives it. Property: when the HTTP client would connect to
+/// the host as a literal address (without asking the resolver, which filters what it returns),
+/// the guard sees that same address, so it is judged before any connection.
+pub fn url_guard(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(uri) = text.parse::<http::Uri>() else {
+        return;
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return;
+    }
+    // What the delivery client does with an endpoint's URI before posting.
+    let Ok(url) = url::Url::parse(&uri.to_string()) else {
+        return;
+    };
+    let guarded = host_address(&url);
+    // What the connector does with the URL it is given: a host that reads as an address is
+    // connected to directly.
+    let Ok(sent) = url.as_str().parse::<http::Uri>() else {
+        return;
+    };
+    let Some(host) = sent.host() else {
+        return;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let direct = host
+        .parse::<Ipv4Addr>()
+        .map(IpAddr::V4)
+        .or_else(|_| host.parse::<Ipv6Addr>().map(IpAddr::V6))
+        .ok();
+    if let Some(direct) = direct {
+        assert_eq!(
+            guarded.map(|ip| ip.to_canonical()),
+            Some(direct.to_canonical()),
+            "{text:?}: the client connects to {direct} directly but the guard saw {guarded:?}"
+        );
+        if direct.to_canonical().is_loopback() || direct.is_unspecified() {
+            assert!(!is_public(direct), "{text:?}: {direct} counted as public");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TARGETS;
+
+    /// The corpus the fuzzer kept and every input that once failed (`fuzz/regressions/`),
+    /// replayed through the same properties on every test run.
+    #[test]
+    fn every_stored_fuzz_input_still_holds_its_property() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        for (target, property) in TARGETS {
+            let mut replayed = 0;
+            for folder in ["corpus", "regressions"] {
+                let Ok(entries) = std::fs::read_dir(root.join(folder).join(target)) else {
+                    continue;
+                };
+                for entry in entries {
+                    let path = entry.expect("a readable folder").path();
+                    let input = std::fs::read(&path).expect("a readable input");
+                    let outcome = std::panic::catch_unwind(|| property(&input));
+                    assert!(outcome.is_ok(), "{target}: {} fails", path.display());
+                    replayed += 1;
+                }
+            }
+            assert!(replayed > 0, "{target}: no stored input");
+        }
+    }
+}
