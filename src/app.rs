@@ -157,7 +157,7 @@ pub async fn start(
         ingress_listener.map(|listener| wiring.serve_ingress(listener, &health, options.clone()));
     let processor = roles
         .processor
-        .then(|| wiring.run_processor(stores.clone()));
+        .then(|| wiring.run_processor(stores.clone(), health.stalls()));
     let delivery = delivery_worker.map(|delivery| wiring.run_delivery(delivery));
     let admin_server = wiring.serve_admin(admin_listener, admin, options, &admin_shutdown);
     tracing::info!(
@@ -231,7 +231,11 @@ impl Wiring<'_> {
         ))
     }
 
-    fn run_processor(&self, stores: crate::health::Stores) -> JoinHandle<anyhow::Result<()>> {
+    fn run_processor(
+        &self,
+        stores: crate::health::Stores,
+        stalls: crate::health::Stalls,
+    ) -> JoinHandle<anyhow::Result<()>> {
         let processor = Processor::new(
             self.config.processor.clone(),
             self.config.kafka.clone(),
@@ -239,6 +243,7 @@ impl Wiring<'_> {
             self.producer.clone(),
             self.clock.clone(),
             stores,
+            stalls,
         );
         self.run_role("the processor", |stop| processor.run(stop))
     }

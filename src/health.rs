@@ -7,9 +7,12 @@
 //!
 //! A process running the processor also reports its state stores (one per owned inbound
 //! partition: where it is, how far behind, whether it has caught up) in the admin port's
-//! answer. They do not decide readiness: a store that cannot be opened stops the processor, and
-//! with it the process; one still catching up is working as it should.
+//! answer. Catching up does not decide readiness: a store still behind is working as it should.
+//! A role whose state volume cannot be written (full, or failing) stops consuming and keeps
+//! running; it reports the stall here ([`Stalls`]) and `/readyz` answers 503 with the reason
+//! until the role has recovered by itself.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +39,7 @@ pub struct Health {
     producer: kafka::Producer,
     last: Arc<Mutex<Option<Verdict>>>,
     stores: Option<Stores>,
+    stalls: Stalls,
 }
 
 /// One state store of this process (a processor's inbound partition), as reported by `/readyz`
@@ -83,6 +87,33 @@ impl Stores {
     }
 }
 
+/// The roles that are running but cannot make progress, each with the reason. Cheap to clone;
+/// every clone is the same set.
+#[derive(Clone, Default)]
+pub struct Stalls(Arc<std::sync::Mutex<BTreeMap<&'static str, &'static str>>>);
+
+impl Stalls {
+    /// `role` cannot make progress, for `reason`, until it calls [`Stalls::recovered`].
+    pub fn stalled(&self, role: &'static str, reason: &'static str) {
+        self.slot().insert(role, reason);
+    }
+
+    pub fn recovered(&self, role: &'static str) {
+        self.slot().remove(role);
+    }
+
+    /// The first stalled role's reason, if any role is stalled.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.slot().values().next().copied()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, &'static str>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// When Kafka was last asked, and what it said.
 #[derive(Clone, Copy)]
 struct Verdict {
@@ -97,7 +128,13 @@ impl Health {
             producer,
             last: Arc::default(),
             stores: None,
+            stalls: Stalls::default(),
         }
+    }
+
+    /// Where the roles of this process report a stall.
+    pub fn stalls(&self) -> Stalls {
+        self.stalls.clone()
     }
 
     /// This process holds state stores (it runs the processor): readiness reports them.
@@ -115,6 +152,9 @@ impl Health {
     pub async fn ready(&self) -> Result<(), &'static str> {
         if self.draining.is_cancelled() {
             return Err("draining");
+        }
+        if let Some(reason) = self.stalls.reason() {
+            return Err(reason);
         }
         // One check at a time; those who waited for it take its verdict.
         let mut last = self.last.lock().await;
@@ -199,6 +239,31 @@ mod tests {
         draining.cancel();
         let health = Health { draining, ..health };
         assert_eq!(health.ready().await, Err("draining"));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_role_makes_the_process_unready_until_it_recovers() {
+        let config = kafka::Config {
+            brokers: "127.0.0.1:1".to_string(),
+            ..kafka::Config::default()
+        };
+        let producer = kafka::Producer::from_config(&config, 1 << 20).unwrap();
+        let health = Health::new(CancellationToken::new(), producer);
+        let stalls = health.stalls();
+        stalls.stalled("processor", "processor state volume cannot be written");
+        stalls.stalled("delivery", "delivery state volume cannot be written");
+        // Answered at once, without asking Kafka (nothing listens there).
+        assert_eq!(
+            health.ready().await,
+            Err("delivery state volume cannot be written")
+        );
+        stalls.recovered("delivery");
+        assert_eq!(
+            health.ready().await,
+            Err("processor state volume cannot be written")
+        );
+        stalls.recovered("processor");
+        assert_eq!(health.ready().await, Err("kafka unreachable"));
     }
 
     #[test]

@@ -44,3 +44,4 @@ pub mod state;
 pub mod telemetry;
 pub mod tenants;
 pub mod topics;
+pub mod volume;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::problems::Problems;
+use crate::telemetry::{error_chain, metrics};
 use crate::tenants::Registry;
 use crate::{kafka, state};
 
@@ -77,6 +78,13 @@ impl Default for Config {
 }
 
 /// Consumer properties the processor sets itself.
+/// How this role names itself in readiness and metrics.
+const ROLE: &str = "processor";
+/// What `/readyz` answers while the state volume cannot be written.
+const STALLED: &str = "processor state volume cannot be written";
+/// How often a stalled processor checks whether its state volume can be written again.
+const VOLUME_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 pub const FORCED_CONSUMER_PROPERTIES: &[&str] = &[
     "bootstrap.servers",
     "group.id",
@@ -161,6 +169,7 @@ pub struct Processor {
     producer: kafka::Producer,
     clock: Clock,
     stores: crate::health::Stores,
+    stalls: crate::health::Stalls,
 }
 
 impl Processor {
@@ -171,6 +180,7 @@ impl Processor {
         producer: kafka::Producer,
         clock: Clock,
         stores: crate::health::Stores,
+        stalls: crate::health::Stalls,
     ) -> Self {
         Processor {
             config,
@@ -179,6 +189,7 @@ impl Processor {
             producer,
             clock,
             stores,
+            stalls,
         }
     }
 
@@ -247,6 +258,7 @@ impl Processor {
         let mut last_fire = Instant::now();
         let mut last_gc = Instant::now();
         let mut rejoins = kafka::fencing::Rejoins::default();
+        metrics::state_stalled(ROLE, false);
         let result = loop {
             if shutdown.is_cancelled() {
                 break Ok(());
@@ -263,10 +275,56 @@ impl Processor {
                         &reason,
                     )))
                 }
+                Err(Error::State { partition, source }) if source.is_volume() => {
+                    tracing::error!(partition, state_dir = %self.config.state_dir.display(), error = %error_chain(&source), "the state volume cannot be written; consuming paused until it can");
+                    consumer = self.stall(consumer, partitions, runtime, shutdown)?;
+                }
                 Err(e) => break Err(e),
             }
         };
         Ok((consumer, result))
+    }
+
+    /// Waits out a state volume that cannot be written (full, or failing). Nothing past the
+    /// stores' offsets was applied: the write that failed held the record's effects and its
+    /// offset together. Consuming is paused — polling goes on, to keep the group membership —
+    /// and `/readyz` says why, until a probe write to the state folder succeeds; then the
+    /// processor rejoins, so every store reopens at its own offset and reads the held records
+    /// again. Returns the consumer to go on with.
+    fn stall(
+        &self,
+        consumer: BaseConsumer<Context>,
+        partitions: &Partitions,
+        runtime: &tokio::runtime::Handle,
+        shutdown: &CancellationToken,
+    ) -> Result<BaseConsumer<Context>, Error> {
+        self.stalls.stalled(ROLE, STALLED);
+        metrics::state_stalled(ROLE, true);
+        let assignment = consumer.assignment().unwrap_or_default();
+        let _ = consumer.pause(&assignment);
+        partitions.set_paused(true);
+        let mut probed = Instant::now();
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(consumer);
+            }
+            // Records of partitions assigned meanwhile are read again after the rejoin.
+            let _ = consumer.poll(self.config.tick);
+            if probed.elapsed() < VOLUME_PROBE_INTERVAL {
+                continue;
+            }
+            probed = Instant::now();
+            match crate::volume::probe(&self.config.state_dir) {
+                Ok(()) => break,
+                Err(e) => tracing::debug!(error = %e, "the state volume still cannot be written"),
+            }
+        }
+        tracing::info!("the state volume can be written again; rejoining to resume");
+        let consumer = self.rejoin(consumer, partitions, runtime)?;
+        partitions.set_paused(false);
+        self.stalls.recovered(ROLE);
+        metrics::state_stalled(ROLE, false);
+        Ok(consumer)
     }
 
     /// Stops reading; gives Kafka until the deadline for what is left in the outboxes, the

@@ -61,6 +61,13 @@ pub enum Error {
     Corrupt { what: &'static str },
 }
 
+impl Error {
+    /// The state volume cannot be written (full, or failing): see [`crate::volume`].
+    pub fn is_volume(&self) -> bool {
+        matches!(self, Error::Rocks(e) if crate::volume::is_volume_error(e))
+    }
+}
+
 /// How long the store remembers things.
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {

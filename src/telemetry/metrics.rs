@@ -45,6 +45,7 @@ pub const DELIVERY_CONSUMER_LAG: &str = "cartstream_delivery_consumer_lag_record
 pub const DELIVERY_OUTBOX: &str = "cartstream_delivery_outbox_records";
 pub const STATE_CARTS: &str = "cartstream_state_carts";
 pub const STATE_WRITE_DURATION: &str = "cartstream_state_write_duration_seconds";
+pub const STATE_STALLED: &str = "cartstream_state_volume_stalled";
 
 /// Every name above with its kind, for documentation and the naming test.
 pub const ALL: &[(&str, Kind)] = &[
@@ -79,6 +80,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (DELIVERY_OUTBOX, Kind::Gauge),
     (STATE_CARTS, Kind::Gauge),
     (STATE_WRITE_DURATION, Kind::Histogram),
+    (STATE_STALLED, Kind::Gauge),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +247,10 @@ fn describe() {
         Unit::Seconds,
         "Time to apply one inbound record to the state store (one atomic write batch)."
     );
+    describe_gauge!(
+        STATE_STALLED,
+        "1 while the role's state volume cannot be written and it has stopped consuming."
+    );
 }
 
 /// The fixed vocabulary of HTTP statuses the ingress answers with.
@@ -384,6 +390,11 @@ pub fn status_class(status: u16) -> &'static str {
 
 pub fn state_carts(state: &'static str, carts: u64) {
     gauge!(STATE_CARTS, "state" => state).set(carts as f64);
+}
+
+/// Whether `role` (`processor`, `delivery`) is stalled on its state volume.
+pub fn state_stalled(role: &'static str, stalled: bool) {
+    gauge!(STATE_STALLED, "role" => role).set(if stalled { 1.0 } else { 0.0 });
 }
 
 pub fn state_write(took: Duration) {

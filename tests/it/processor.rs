@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     brokers, eventually, read_json, read_json_eventually, read_topic, schemas, shopify_headers,
-    unique_prefix, Http, RoleProcess, TestDaemon, TENANTS,
+    unique_prefix, Answer, Http, RoleProcess, TestDaemon, Volume, TENANTS,
 };
 
 /// The default inactivity window (the test tenants set none).
@@ -1222,4 +1222,93 @@ async fn a_flexype_recovery_event_does_not_wait_the_inactivity_a_second_time() {
         "https://hooli.example/recover/chk_1"
     );
     daemon.stop().await;
+}
+
+/// The processor's state volume fills up mid-stream. The processor stops consuming and says
+/// why on `/readyz` (503) and in its metrics, the ingress goes on accepting, and once space
+/// returns it resumes by itself: every delivery applied exactly once, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_volume_pauses_the_processor_until_space_returns() {
+    let volume = Volume::mount(32);
+    let state_dir = volume.path().join("processor");
+    let clock = Clock::manual(T0);
+    let daemon = TestDaemon::builder("volume-full")
+        .roles(Roles::ALL)
+        .clock(clock.clone())
+        .config(move |config| {
+            patient(config);
+            config.processor.state_dir = state_dir;
+        })
+        .start()
+        .await;
+    let shop = Shop {
+        daemon,
+        http: Http::http1(),
+        clock,
+    };
+    let readyz = shop.daemon.admin_url("/readyz");
+    let metrics = shop.daemon.admin_url("/metrics");
+    for i in 0..10 {
+        shop.checkout(&format!("cart-{i}"), &format!("w-{i}")).await;
+    }
+    shop.applied(10).await;
+    assert_eq!(shop.http.get(&readyz).await.status, 200);
+
+    let filler = volume.fill();
+    // The ingress does not use the volume: it still answers 200.
+    for i in 10..20 {
+        shop.checkout(&format!("cart-{i}"), &format!("w-{i}")).await;
+    }
+    let stalled = wait_for(&shop.http, &readyz, |answer| answer.status == 503).await;
+    assert_eq!(
+        stalled.json()["error"],
+        "processor state volume cannot be written"
+    );
+    let scrape = String::from_utf8(shop.http.get(&metrics).await.body.to_vec()).unwrap();
+    assert!(
+        scrape.contains("cartstream_state_volume_stalled{role=\"processor\"} 1"),
+        "{scrape}"
+    );
+    let events_while_full = shop.events().len();
+    assert!(events_while_full < 20, "the full volume took every write");
+
+    std::fs::remove_file(filler).unwrap();
+    wait_for(&shop.http, &readyz, |answer| answer.status == 200).await;
+    for i in 20..25 {
+        shop.checkout(&format!("cart-{i}"), &format!("w-{i}")).await;
+    }
+    shop.applied(25).await;
+    // Published once more only when applied once more: give a duplicate time to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = shop.events();
+    let ids: BTreeSet<&str> = events
+        .iter()
+        .map(|event| event["delivery_id"].as_str().unwrap())
+        .collect();
+    let expected: BTreeSet<String> = (0..25).map(|i| format!("w-{i}")).collect();
+    assert_eq!(
+        ids,
+        expected.iter().map(String::as_str).collect(),
+        "every delivery applied"
+    );
+    assert_eq!(events.len(), 25, "each delivery applied once");
+    let scrape = String::from_utf8(shop.http.get(&metrics).await.body.to_vec()).unwrap();
+    assert!(
+        scrape.contains("cartstream_state_volume_stalled{role=\"processor\"} 0"),
+        "{scrape}"
+    );
+    shop.daemon.stop().await;
+}
+
+/// Asks `url` every 250 ms until `done` holds for the answer; panics after 60 s.
+async fn wait_for(http: &Http, url: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = http.get(url).await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "{url}: last answer {answer:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

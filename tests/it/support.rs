@@ -762,3 +762,53 @@ impl Drop for RoleProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A small tmpfs mounted for one test: a state volume that can be filled (root only, as the
+/// tests run in CI). Unmounted when dropped.
+pub struct Volume {
+    dir: tempfile::TempDir,
+}
+
+impl Volume {
+    pub fn mount(megabytes: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root: {status}");
+        Volume { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the volume has no space left; returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        loop {
+            if let Err(e) = file.write_all(&chunk) {
+                assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
+                break;
+            }
+        }
+        // Small writes too, until not even one byte fits.
+        while file.write_all(&[0u8; 512]).is_ok() {}
+        while file.write_all(&[0u8]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
