@@ -15,6 +15,19 @@ pub fn is_volume_error(error: &rocksdb::Error) -> bool {
     error.kind() == rocksdb::ErrorKind::IOError
 }
 
+/// Test builds only (feature `fault-injection`): with `CARTSTREAM_FAULT_POWER_CUT=1` in the
+/// environment, a store keeps its log writes in its own memory until it is synced, so killing
+/// the process loses every write not synced yet — what a power cut does to the writes the
+/// operating system had not put on disk. `tests/it/delivery.rs` cuts the power this way.
+pub fn simulate_power_cut(options: &mut rocksdb::Options) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("CARTSTREAM_FAULT_POWER_CUT").is_some_and(|value| value == "1") {
+        options.set_manual_wal_flush(true);
+        options.set_writable_file_max_buffer_size(256 << 20);
+    }
+    let _ = options;
+}
+
 /// Writes, syncs and removes a probe file in `dir`: `Ok` when the volume takes writes again.
 pub fn probe(dir: &Path) -> std::io::Result<()> {
     let path = dir.join(PROBE_FILE);

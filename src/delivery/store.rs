@@ -154,6 +154,7 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        crate::volume::simulate_power_cut(&mut options);
         options.set_max_open_files(crate::state::MAX_OPEN_FILES);
         let families = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;

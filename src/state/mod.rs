@@ -196,6 +196,7 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        crate::volume::simulate_power_cut(&mut options);
         options.set_max_open_files(MAX_OPEN_FILES);
         // Most look-ups (a new delivery id, a new cart, its aliases) find nothing: bloom
         // filters answer those without reading a block.

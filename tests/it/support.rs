@@ -699,9 +699,15 @@ pub struct RoleProcess {
 
 impl RoleProcess {
     pub fn start(role: &str, config_file: &Path) -> Self {
+        Self::start_with_env(role, config_file, &[])
+    }
+
+    /// The same, with these variables added to the environment.
+    pub fn start_with_env(role: &str, config_file: &Path, env: &[(&str, &str)]) -> Self {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
             .args([role, "--config"])
             .arg(config_file)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()

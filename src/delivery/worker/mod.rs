@@ -363,7 +363,8 @@ impl Worker {
 /// The offsets of transitions whose jobs are written to the store but not yet synced to disk.
 /// They are handed to the consumer for its next commit only after the store's log is synced, so
 /// that a commit never covers jobs a power cut could still take away (a process crash cannot:
-/// RocksDB's log is written before each write returns).
+/// RocksDB's log is written before each write returns). The log is synced every tick, so a power
+/// cut also takes back at most a tick's outcomes (whose deliveries are then attempted again).
 #[derive(Default)]
 struct Unsynced(BTreeMap<i32, i64>);
 
@@ -379,9 +380,6 @@ impl Unsynced {
         consumer: &C,
         topic: &str,
     ) -> Result<(), Error> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
         store.sync()?;
         for (partition, offset) in std::mem::take(&mut self.0) {
             // A partition revoked meanwhile refuses it: its new owner reads the record again
