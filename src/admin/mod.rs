@@ -111,6 +111,11 @@ impl Admin {
             "/metrics" => {
                 // Sampled at scrape time, so the gauge is exact when read.
                 metrics::kafka_producer_queue(self.producer.queue_len());
+                metrics::runtime_tasks(
+                    tokio::runtime::Handle::current()
+                        .metrics()
+                        .num_alive_tasks(),
+                );
                 self.metrics.run_upkeep();
                 Response::builder()
                     .header(

@@ -46,6 +46,7 @@ pub const DELIVERY_OUTBOX: &str = "cartstream_delivery_outbox_records";
 pub const STATE_CARTS: &str = "cartstream_state_carts";
 pub const STATE_WRITE_DURATION: &str = "cartstream_state_write_duration_seconds";
 pub const STATE_STALLED: &str = "cartstream_state_volume_stalled";
+pub const RUNTIME_TASKS: &str = "cartstream_runtime_tasks";
 
 /// Every name above with its kind, for documentation and the naming test.
 pub const ALL: &[(&str, Kind)] = &[
@@ -81,6 +82,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (STATE_CARTS, Kind::Gauge),
     (STATE_WRITE_DURATION, Kind::Histogram),
     (STATE_STALLED, Kind::Gauge),
+    (RUNTIME_TASKS, Kind::Gauge),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +250,10 @@ fn describe() {
         "Time to apply one inbound record to the state store (one atomic write batch)."
     );
     describe_gauge!(
+        RUNTIME_TASKS,
+        "Tasks alive on the async runtime (connections, requests, attempts, background work)."
+    );
+    describe_gauge!(
         STATE_STALLED,
         "1 while the role's state volume cannot be written and it has stopped consuming."
     );
@@ -390,6 +396,11 @@ pub fn status_class(status: u16) -> &'static str {
 
 pub fn state_carts(state: &'static str, carts: u64) {
     gauge!(STATE_CARTS, "state" => state).set(carts as f64);
+}
+
+/// Tasks alive on the async runtime, sampled at scrape time: a leak shows as a rising line.
+pub fn runtime_tasks(tasks: usize) {
+    gauge!(RUNTIME_TASKS).set(tasks as f64);
 }
 
 /// Whether `role` (`processor`, `delivery`) is stalled on its state volume.
