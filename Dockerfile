@@ -1,4 +1,5 @@
-# cartstream container image: a release build on Debian, run on debian-slim as a non-root user.
+# cartstream container image: a release build on Debian, stripped (scripts/dist.sh), run on
+# debian-slim as a non-root user.
 #   docker build -t cartstream:0.1.0 .
 # The Helm chart (helm/cartstream) runs it with a read-only root file system; the processor's
 # static membership needs /bin/sh, which debian-slim has.
@@ -13,8 +14,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin cartstream \
-    && cp target/release/cartstream /usr/local/bin/cartstream
+    scripts/dist.sh /usr/local/lib/cartstream \
+    && cp /usr/local/lib/cartstream/cartstream /usr/local/bin/cartstream
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
