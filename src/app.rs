@@ -143,7 +143,9 @@ pub async fn start(
     if roles.processor {
         health = health.with_stores(stores.clone());
     }
-    let delivery_worker = roles.delivery.then(|| wiring.delivery());
+    let delivery_worker = roles
+        .delivery
+        .then(|| wiring.delivery().with_stalls(health.stalls()));
     let admin = Admin::new(
         metrics,
         health.clone(),

@@ -48,6 +48,13 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The state volume cannot be written (full, or failing): see [`crate::volume`].
+    pub fn is_volume(&self) -> bool {
+        matches!(self, Error::Db(e) if crate::volume::is_volume_error(e))
+    }
+}
+
 /// One transition to deliver to one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::support::{
     brokers, eventually, read_json, read_json_eventually, schema, shopify_headers, unique_prefix,
-    Http, RoleProcess, TestDaemon, TENANTS,
+    wait_for, Http, RoleProcess, TestDaemon, Volume, TENANTS,
 };
 
 const T0: u64 = 1_790_000_000;
@@ -1311,5 +1311,84 @@ async fn a_stale_abandonment_expires_without_an_attempt() {
         "abandoned_candidate"
     );
     assert!(String::from_utf8_lossy(&received[0].body).contains("cart-new"));
+    bench.daemon.stop().await;
+}
+
+/// The worker's state volume fills up. It stops taking transitions and says why on `/readyz`
+/// (503) and in its metrics; once space returns it resumes by itself: every transition
+/// delivered, each with its outcome, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_volume_pauses_the_worker_until_space_returns() {
+    let volume = Volume::mount(32);
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let text = tenants(&[("crm", &receiver.url(), "")]);
+    let bench = Bench::start_with(
+        "delivery-volume-full",
+        &text,
+        Some(volume.path()),
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    let http = Http::http1();
+    let readyz = bench.daemon.admin_url("/readyz");
+    let metrics = bench.daemon.admin_url("/metrics");
+    let send = |from: usize, to: usize| {
+        let bench = &bench;
+        async move {
+            for i in from..to {
+                bench
+                    .send_now(&format!("cart-{i}"), "abandoned_candidate")
+                    .await;
+            }
+        }
+    };
+    send(0, 10).await;
+    bench.outcomes_eventually(10).await;
+    assert_eq!(http.get(&readyz).await.status, 200);
+
+    let filler = volume.fill();
+    send(10, 30).await;
+    let stalled = wait_for(&http, &readyz, |answer| answer.status == 503).await;
+    assert_eq!(
+        stalled.json()["error"],
+        "delivery state volume cannot be written"
+    );
+    let scrape = String::from_utf8(http.get(&metrics).await.body.to_vec()).unwrap();
+    assert!(
+        scrape.contains("cartstream_state_volume_stalled{role=\"delivery\"} 1"),
+        "{scrape}"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    wait_for(&http, &readyz, |answer| answer.status == 200).await;
+    send(30, 35).await;
+    let expected: std::collections::BTreeSet<String> = (0..35)
+        .map(|i| transition_id("acme", &format!("cart-{i}"), "abandoned_candidate", 0))
+        .collect();
+    let delivered = eventually("every transition delivered", WAIT, || {
+        let delivered: std::collections::BTreeSet<String> = bench
+            .outcomes()
+            .into_iter()
+            .filter(|o| o["outcome"] == "delivered")
+            .map(|o| o["transition_id"].as_str().unwrap().to_string())
+            .collect();
+        (delivered.len() >= expected.len()).then_some(delivered)
+    })
+    .await;
+    assert_eq!(delivered, expected);
+    let carts: std::collections::BTreeSet<String> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["cart"].to_string())
+        .collect();
+    assert_eq!(carts.len(), 35, "the receiver got every cart");
+    let scrape = String::from_utf8(http.get(&metrics).await.body.to_vec()).unwrap();
+    assert!(
+        scrape.contains("cartstream_state_volume_stalled{role=\"delivery\"} 0"),
+        "{scrape}"
+    );
     bench.daemon.stop().await;
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     brokers, eventually, read_json, read_json_eventually, read_topic, schemas, shopify_headers,
-    unique_prefix, Answer, Http, RoleProcess, TestDaemon, Volume, TENANTS,
+    unique_prefix, wait_for, Http, RoleProcess, TestDaemon, Volume, TENANTS,
 };
 
 /// The default inactivity window (the test tenants set none).
@@ -1314,17 +1314,4 @@ async fn a_full_state_volume_pauses_the_processor_until_space_returns() {
         "{scrape}"
     );
     shop.daemon.stop().await;
-}
-
-/// Asks `url` every 250 ms until `done` holds for the answer; panics after 60 s.
-async fn wait_for(http: &Http, url: &str, done: impl Fn(&Answer) -> bool) -> Answer {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let answer = http.get(url).await;
-        if done(&answer) {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "{url}: last answer {answer:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }

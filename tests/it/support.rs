@@ -818,3 +818,16 @@ impl Drop for Volume {
             .status();
     }
 }
+
+/// Asks `url` every 250 ms until `done` holds for the answer; panics after 60 s.
+pub async fn wait_for(http: &Http, url: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = http.get(url).await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "{url}: last answer {answer:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -33,6 +33,7 @@ use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::{sign, Config};
 use crate::clock::{self, Clock};
+use crate::health::Stalls;
 use crate::kafka;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
@@ -65,9 +66,18 @@ pub enum Error {
     FencedTooOften(String),
 }
 
+/// How this role names itself in readiness and metrics.
+const ROLE: &str = "delivery";
+/// What `/readyz` answers while the state volume cannot be written.
+const STALLED: &str = "delivery state volume cannot be written";
+/// How often a stalled worker checks whether its state volume can be written again.
+const VOLUME_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A delivery worker, ready to run.
 pub struct Delivery {
-    commands: mpsc::Receiver<Command>,
+    /// Taken by the running worker; given back when it stops for its state volume.
+    commands: Option<mpsc::Receiver<Command>>,
+    stalls: Stalls,
     handle: Handle,
     config: Config,
     kafka: kafka::Config,
@@ -92,7 +102,8 @@ impl Delivery {
             consumer: config.consumer.clone(),
         };
         Delivery {
-            commands,
+            commands: Some(commands),
+            stalls: Stalls::default(),
             handle: Handle {
                 commands: sender,
                 dead_letters: Arc::new(dead_letters),
@@ -105,6 +116,12 @@ impl Delivery {
         }
     }
 
+    /// Where the worker reports that its state volume cannot be written (readiness).
+    pub fn with_stalls(mut self, stalls: Stalls) -> Self {
+        self.stalls = stalls;
+        self
+    }
+
     /// Operator actions on this worker, for the admin port.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
@@ -112,13 +129,75 @@ impl Delivery {
 
     /// Delivers until `shutdown`, then lets in-flight requests finish (at most the request
     /// timeout), publishes recorded outcomes and commits the consumed transitions.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+    ///
+    /// When the state volume cannot be written (full, or failing), the worker stops the same
+    /// way — nothing it could not write is committed — waits until the volume takes writes
+    /// again (`/readyz` says why meanwhile), and starts afresh from its store and the committed
+    /// offsets.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
+        metrics::state_stalled(ROLE, false);
+        loop {
+            let stopped = match self.start() {
+                Ok((worker, inbox, consumer)) => {
+                    self.deliver_until_stopped(worker, inbox, consumer, &shutdown)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match stopped {
+                Err(Error::Store(e)) if e.is_volume() && !shutdown.is_cancelled() => {
+                    tracing::error!(state_dir = %self.config.state_dir.display(), error = %error_chain(&e), "the state volume cannot be written; delivering paused until it can");
+                    self.wait_for_volume(&shutdown).await;
+                }
+                stopped => return stopped,
+            }
+        }
+    }
+
+    /// Reports the stall and probes the state folder every second until it takes writes again
+    /// (or `shutdown`).
+    async fn wait_for_volume(&self, shutdown: &CancellationToken) {
+        self.stalls.stalled(ROLE, STALLED);
+        metrics::state_stalled(ROLE, true);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(VOLUME_PROBE_INTERVAL) => {}
+            }
+            let dir = self.config.state_dir.clone();
+            match tokio::task::spawn_blocking(move || crate::volume::probe(&dir)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "the state volume still cannot be written")
+                }
+                Err(e) => tracing::debug!(error = %e, "probing the state volume failed"),
+            }
+        }
+        tracing::info!("the state volume can be written again; the delivery worker starts afresh");
+        self.stalls.recovered(ROLE);
+        metrics::state_stalled(ROLE, false);
+    }
+
+    /// One run of the worker, from its store and the committed offsets, until `shutdown` or a
+    /// failure. The operator actions' channel is given back for the next run.
+    async fn deliver_until_stopped(
+        &mut self,
+        mut worker: Worker,
+        mut inbox: Inbox,
+        consumer: StreamConsumer<Lag>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
         let kafka = self.kafka.clone();
-        let (mut worker, mut inbox, consumer) = self.start()?;
         let mut reading = Reading::new(consumer, &worker);
-        // `?`: a store or a consumer that fails between rounds ends the worker at once.
         let result = loop {
-            match reading.deliver(&mut worker, &mut inbox, &shutdown).await? {
+            let round = match reading.deliver(&mut worker, &mut inbox, shutdown).await {
+                Ok(round) => round,
+                // The volume: stop as at shutdown (nothing unwritten gets committed), then wait.
+                Err(Error::Store(e)) if e.is_volume() => Round::Ended(Err(Error::Store(e))),
+                // Anything else that fails between rounds ends the worker at once.
+                Err(e) => return Err(e),
+            };
+            match round {
                 Round::Ended(result) => break result,
                 Round::Fenced(reason) => {
                     if !reading.rejoins.allow(tokio::time::Instant::now()) {
@@ -133,11 +212,12 @@ impl Delivery {
         };
         worker.park(&mut inbox.answers).await;
         worker.stop(&mut inbox.acks, reading, &kafka).await;
+        self.commands = Some(inbox.commands);
         result
     }
 
     /// Opens the store, the HTTP client and the consumer; the worker and what reports to it.
-    fn start(self) -> Result<(Worker, Inbox, StreamConsumer<Lag>), Error> {
+    fn start(&mut self) -> Result<(Worker, Inbox, StreamConsumer<Lag>), Error> {
         std::fs::create_dir_all(&self.config.state_dir).map_err(|source| Error::StateDir {
             path: self.config.state_dir.clone(),
             source,
@@ -157,11 +237,11 @@ impl Delivery {
             "delivery worker started"
         );
         let worker = Worker {
-            config: Arc::new(self.config),
+            config: Arc::new(self.config.clone()),
             topics,
-            registry: self.registry,
-            producer: self.producer,
-            clock: self.clock,
+            registry: self.registry.clone(),
+            producer: self.producer.clone(),
+            clock: self.clock.clone(),
             store,
             client,
             results,
@@ -176,7 +256,7 @@ impl Delivery {
         let inbox = Inbox {
             answers,
             acks,
-            commands: self.commands,
+            commands: self.commands.take().expect("given back by the last run"),
         };
         Ok((worker, inbox, consumer))
     }
