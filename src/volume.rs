@@ -5,6 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
+/// How often a stalled role probes its state volume.
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The bytes a probe writes and syncs: room for the stores to reopen and flush, not one block.
 const PROBE_BYTES: usize = 4 << 20;
 const PROBE_FILE: &str = ".cartstream-volume-probe";

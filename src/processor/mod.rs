@@ -82,8 +82,6 @@ impl Default for Config {
 const ROLE: &str = "processor";
 /// What `/readyz` answers while the state volume cannot be written.
 const STALLED: &str = "processor state volume cannot be written";
-/// How often a stalled processor checks whether its state volume can be written again.
-const VOLUME_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub const FORCED_CONSUMER_PROPERTIES: &[&str] = &[
     "bootstrap.servers",
@@ -310,7 +308,7 @@ impl Processor {
             }
             // Records of partitions assigned meanwhile are read again after the rejoin.
             let _ = consumer.poll(self.config.tick);
-            if probed.elapsed() < VOLUME_PROBE_INTERVAL {
+            if probed.elapsed() < crate::volume::PROBE_INTERVAL {
                 continue;
             }
             probed = Instant::now();

@@ -70,8 +70,6 @@ pub enum Error {
 const ROLE: &str = "delivery";
 /// What `/readyz` answers while the state volume cannot be written.
 const STALLED: &str = "delivery state volume cannot be written";
-/// How often a stalled worker checks whether its state volume can be written again.
-const VOLUME_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A delivery worker, ready to run.
 pub struct Delivery {
@@ -162,7 +160,7 @@ impl Delivery {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(VOLUME_PROBE_INTERVAL) => {}
+                _ = tokio::time::sleep(crate::volume::PROBE_INTERVAL) => {}
             }
             let dir = self.config.state_dir.clone();
             match tokio::task::spawn_blocking(move || crate::volume::probe(&dir)).await {
