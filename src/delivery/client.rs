@@ -183,10 +183,14 @@ impl RetryAfter {
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP date; anything else is `None`.
 pub fn parse_retry_after(value: &str) -> Option<RetryAfter> {
     let value = value.trim();
-    match value.parse::<u64>() {
-        Ok(seconds) => Some(RetryAfter::Delay(Duration::from_secs(seconds))),
-        Err(_) => httpdate::parse_http_date(value).ok().map(RetryAfter::At),
+    // delay-seconds is 1*DIGIT: no sign (which `u64::from_str` would take).
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return value
+            .parse::<u64>()
+            .ok()
+            .map(|seconds| RetryAfter::Delay(Duration::from_secs(seconds)));
     }
+    httpdate::parse_http_date(value).ok().map(RetryAfter::At)
 }
 
 /// Resolves names and keeps only the addresses that may be delivered to.
@@ -444,5 +448,7 @@ mod tests {
         assert_eq!(date.delay_from(now_ms + 3_600_000), Duration::ZERO);
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-5"), None);
+        // Found by the fuzzer: `u64::from_str` takes a sign, delay-seconds does not.
+        assert_eq!(parse_retry_after("+8"), None);
     }
 }
