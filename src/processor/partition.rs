@@ -501,7 +501,7 @@ struct Delivery<'m> {
 impl<'m> Delivery<'m> {
     /// The provider's normalized event. The record carries no request headers: what a provider
     /// reads from them (event type, delivery id, payload version) came along in the metadata.
-    fn normalize(&self) -> providers::Event {
+    fn normalize(&self) -> topics::event::Event {
         let headers = HeaderMap::new();
         let request = Request::new(&headers, self.body);
         let seen = Inspection {

@@ -12,8 +12,9 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{secret_clue, Error, Inspection, Keys, Provider, Request, SECRET_CLUE};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const SECRET: &[&str] = &["secret"];
 

@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar, TestFlags};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const AUTHORIZATION: &[&str] = &["x-flexype-authorization"];
 const EVENT_ID: &[&str] = &["x-event-id"];

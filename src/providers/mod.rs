@@ -25,8 +25,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use keys::{secret_clue, Key, Keys};
-pub use normalize::{Bucket, Event};
 pub use scheme::Scheme;
+
+use crate::topics::event::{Bucket, Event};
 
 /// What a provider sees of one delivery: the request headers and the raw body, untouched.
 #[derive(Clone, Copy, Debug)]

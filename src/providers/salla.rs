@@ -8,8 +8,9 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Keys, Provider, Request};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const STRATEGY: &[&str] = &["x-salla-security-strategy"];
 const SIGNATURE: &[&str] = &["x-salla-signature"];

@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Keys, Provider, Request, TestFlags};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const SECRET: &[&str] = &["x-shopery-secret"];
 

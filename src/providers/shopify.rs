@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Keys, Provider, Request};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const HMAC: &[&str] = &["x-shopify-hmac-sha256", "shopify-hmac-sha256"];
 const SHOP_DOMAIN: &[&str] = &["x-shopify-shop-domain", "shopify-shop-domain"];

@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Event};
+use super::normalize as n;
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+use crate::topics::event::{Bucket, Event};
 
 const SIGNATURE: &[&str] = &["x-spru-signature"];
 

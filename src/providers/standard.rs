@@ -11,8 +11,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Key, Keys, Provider, Request};
+use crate::topics::event::{Bucket, Event};
 
 const ID: &[&str] = &["webhook-id"];
 const TIMESTAMP: &[&str] = &["webhook-timestamp"];

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::AliasKind;
 use crate::clock::rfc3339;
-use crate::providers::{Bucket, Event};
+use crate::topics::event::{Bucket, Customer, Event};
 pub use crate::topics::transition::{Phase, Transition, SCHEMA as TRANSITION_SCHEMA};
 
 /// One tenant's cart, as the store keeps it.
@@ -193,7 +193,7 @@ fn merge(old: &Event, new: &Event) -> Event {
         currency: pick(&new.currency, &old.currency),
         recovery_url: pick(&new.recovery_url, &old.recovery_url),
         item_count: new.item_count.or(old.item_count),
-        customer: crate::providers::normalize::Customer {
+        customer: Customer {
             name: pick(&new.customer.name, &old.customer.name),
             email: pick(&new.customer.email, &old.customer.email),
             phone: pick(&new.customer.phone, &old.customer.phone),

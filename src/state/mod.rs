@@ -29,7 +29,7 @@ pub use keys::AliasKind;
 
 pub use outbox::{Kind as OutboxKind, Record as OutboxRecord};
 
-use crate::providers::{Bucket, Event};
+use crate::topics::event::{Bucket, Event};
 
 const CARTS: &str = "carts";
 const DEDUP: &str = "dedup";

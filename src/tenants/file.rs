@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::{Endpoint, Integration, Registry, Secret, Tenant, DEFAULT_INACTIVITY_WINDOW};
 use crate::problems::Problems;
-use crate::providers::{self, scheme, Bucket, Key, Keys, Scheme, SECRET_CLUE};
+use crate::providers::{self, scheme, Key, Keys, Scheme, SECRET_CLUE};
+use crate::topics::event::Bucket;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
