@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http::HeaderMap;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset};
 use tokio::time::Instant;
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Config, Error};
 use crate::clock::{parse_rfc3339, unix_millis};
 use crate::kafka::{self, inbound, outbox, Topics};
-use crate::providers::{self, Inspection, Request};
+use crate::providers::{self, Inspection};
 use crate::state::{self, Counts, OutboxKind, Store};
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Registry, DEFAULT_INACTIVITY_WINDOW};
@@ -499,11 +498,9 @@ struct Delivery<'m> {
 }
 
 impl<'m> Delivery<'m> {
-    /// The provider's normalized event. The record carries no request headers: what a provider
-    /// reads from them (event type, delivery id, payload version) came along in the metadata.
+    /// The provider's normalized event: the body, and what the ingress's inspection saw of the
+    /// request (event type, delivery id, payload version), which came along in the metadata.
     fn normalize(&self) -> topics::event::Event {
-        let headers = HeaderMap::new();
-        let request = Request::new(&headers, self.body);
         let seen = Inspection {
             clue: None,
             event_type: self.event_type.map(Into::into),
@@ -511,7 +508,7 @@ impl<'m> Delivery<'m> {
             payload_version: self.payload_version.map(Into::into),
             test: false,
         };
-        self.provider.normalize(&request, &seen)
+        self.provider.normalize(self.body, &seen)
     }
 
     /// The metadata the ingress wrote; an unusable record yields the reason it is skipped.

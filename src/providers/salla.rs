@@ -90,7 +90,7 @@ impl Provider for Salla {
         clue.trim().to_string()
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let (bucket, resource) = match name {
             Some("abandoned.cart") => (Bucket::AbandonedCandidate, Some("cart")),
@@ -101,8 +101,8 @@ impl Provider for Salla {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let body = n::parse(request.body);
-        let data = n::at(&body, &["data"]).cloned().unwrap_or_default();
+        let json = n::parse(body);
+        let data = n::at(&json, &["data"]).cloned().unwrap_or_default();
         event.resource_type = resource.map(str::to_string);
         event.resource_id = n::text(&data, &["id"]);
         match resource {
@@ -118,15 +118,15 @@ impl Provider for Salla {
         // Totals come as {"amount": 100, "currency": "SAR"} or, in the purchased event, flat.
         let (value, currency) = match n::at(&data, &["total"]) {
             Some(serde_json::Value::Object(_)) => (
-                n::decimal(request.body, &["data", "total", "amount"]),
+                n::decimal(body, &["data", "total", "amount"]),
                 n::currency(&data, &["total", "currency"]),
             ),
             Some(_) => (
-                n::decimal(request.body, &["data", "total"]),
+                n::decimal(body, &["data", "total"]),
                 n::currency(&data, &["currency"]),
             ),
             None => (
-                n::decimal(request.body, &["data", "amounts", "total", "amount"]),
+                n::decimal(body, &["data", "amounts", "total", "amount"]),
                 n::currency(&data, &["amounts", "total", "currency"]),
             ),
         };
@@ -160,7 +160,7 @@ impl Provider for Salla {
             Some("cart") => n::url(&data, &["checkout_url"]),
             _ => None,
         };
-        event.occurred_at = n::timestamp(&body, &["created_at"]);
+        event.occurred_at = n::timestamp(&json, &["created_at"]);
         event
     }
 }
