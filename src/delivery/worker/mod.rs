@@ -503,35 +503,45 @@ impl Worker {
     /// the pending abandonments of its cart (`superseded`).
     /// Returns the jobs stored due now, for [`Worker::start_ready`].
     fn take(&mut self, payload: &[u8]) -> Result<Vec<Job>, Error> {
-        let transition = match Transition::decode(payload) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping a transition record that cannot be read");
-                return Ok(Vec::new());
-            }
+        let Some(transition) = read(payload) else {
+            return Ok(Vec::new());
         };
-        #[cfg(feature = "fault-injection")]
-        if transition.cart == "cartstream-inject-panic" {
-            panic!("fault injected by the test build (cart cartstream-inject-panic)");
-        }
         let now = self.clock.now_millis();
-        let occurred_ms = clock::parse_rfc3339(&transition.at).unwrap_or(now);
-        let body = webhook_body(&transition);
+        let mut batch = Batch::default();
         let mut ready = Vec::new();
-        let mut changes = Vec::new();
-        let mut seen = Vec::new();
-        let mut records = Vec::new();
-        let endpoints: Vec<&Endpoint> = self
+        for job in self.unseen_jobs(&transition, now, &mut batch.seen)? {
+            if policy::supersedes_abandonments(transition.bucket) {
+                self.supersede_abandonments(&job, &mut batch, now)?;
+            }
+            if let Some(job) = self.admit(job, &mut batch, now) {
+                ready.push(job);
+            }
+        }
+        batch.write(&mut self.store, now)?;
+        Ok(ready)
+    }
+
+    /// A job for each endpoint subscribed to the transition's bucket that has not seen the
+    /// transition yet; their keys go to `seen`.
+    fn unseen_jobs(
+        &self,
+        transition: &Transition,
+        now: i64,
+        seen: &mut Vec<Vec<u8>>,
+    ) -> Result<Vec<Job>, Error> {
+        let occurred_ms = clock::parse_rfc3339(&transition.at).unwrap_or(now);
+        let body = webhook_body(transition);
+        let mut jobs = Vec::new();
+        for endpoint in self
             .registry
             .endpoints_for(&transition.tenant_id, transition.bucket)
-            .collect();
-        for endpoint in endpoints {
+        {
             let key = store::key(&transition.tenant_id, &endpoint.id, &transition.id);
             if self.store.seen(&key)? {
                 continue;
             }
             seen.push(key);
-            let job = Job {
+            jobs.push(Job {
                 transition_id: transition.id.clone(),
                 tenant: transition.tenant_id.clone(),
                 endpoint: endpoint.id.clone(),
@@ -545,57 +555,62 @@ impl Worker {
                 last_status: None,
                 last_error: None,
                 superseded: false,
-            };
-            if policy::supersedes_abandonments(transition.bucket) {
-                for pending in self.store.pending_abandonments(
-                    &transition.tenant_id,
-                    &endpoint.id,
-                    &transition.cart,
-                )? {
-                    match policy::supersede(self.in_flight.contains(&pending.key())) {
-                        // Marked in the store: its answer, when it comes, ends it.
-                        Supersession::Mark => changes.push(Change::Schedule(Job {
-                            superseded: true,
-                            ..pending
-                        })),
-                        Supersession::End => {
-                            self.end(pending, End::Superseded, &mut changes, &mut records, now)
-                        }
-                    }
-                }
-            }
-            let standing = self.standing(&job);
-            match policy::before_attempt(&job, standing, &self.config.deadlines, now) {
-                Some(end) => self.end(job, end, &mut changes, &mut records, now),
-                None => {
-                    ready.push(job.clone());
-                    changes.push(Change::Schedule(job));
-                }
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Ends the pending abandonments of `order`'s cart at its endpoint; one whose
+    /// attempt is in the air is marked instead, and its answer ends it.
+    fn supersede_abandonments(
+        &self,
+        order: &Job,
+        batch: &mut Batch,
+        now: i64,
+    ) -> Result<(), Error> {
+        let pending =
+            self.store
+                .pending_abandonments(&order.tenant, &order.endpoint, &order.cart)?;
+        for pending in pending {
+            match policy::supersede(self.in_flight.contains(&pending.key())) {
+                // Marked in the store: its answer, when it comes, ends it.
+                Supersession::Mark => batch.changes.push(Change::Schedule(Job {
+                    superseded: true,
+                    ..pending
+                })),
+                Supersession::End => self.end(pending, End::Superseded, batch, now),
             }
         }
-        self.store.write(changes, &seen, records, now)?;
-        Ok(ready)
+        Ok(())
+    }
+
+    /// Schedules a new job and returns it to be started, unless the rules end it at once.
+    fn admit(&self, job: Job, batch: &mut Batch, now: i64) -> Option<Job> {
+        let standing = self.standing(&job);
+        match policy::before_attempt(&job, standing, &self.config.deadlines, now) {
+            Some(end) => {
+                self.end(job, end, batch, now);
+                None
+            }
+            None => {
+                batch.changes.push(Change::Schedule(job.clone()));
+                Some(job)
+            }
+        }
     }
 
     /// Ends `job` without an attempt, as the policy decided.
-    fn end(
-        &self,
-        job: Job,
-        end: End,
-        changes: &mut Vec<Change>,
-        records: &mut Vec<OutboxRecord>,
-        now: i64,
-    ) {
+    fn end(&self, job: Job, end: End, batch: &mut Batch, now: i64) {
         let mut recorded = Recorded::of(&job, end.outcome());
         if end == End::EndpointRemoved {
             recorded.error = Some("the endpoint is no longer configured".to_string());
         }
-        records.push(outcome_record(recorded, now));
+        batch.records.push(outcome_record(recorded, now));
         let reason = end.dead_letter();
         if let Some(reason) = reason {
-            records.push(dead_letter(&job, reason, now));
+            batch.records.push(dead_letter(&job, reason, now));
         }
-        changes.push(Change::Finish {
+        batch.changes.push(Change::Finish {
             job,
             dead: reason.is_some(),
         });
@@ -644,12 +659,11 @@ impl Worker {
             *left -= 1;
             false
         })?;
-        let mut changes = Vec::new();
-        let mut records = Vec::new();
+        let mut batch = Batch::default();
         for job in due {
             let standing = self.standing(&job);
             if let Some(end) = policy::before_attempt(&job, standing, &self.config.deadlines, now) {
-                self.end(job, end, &mut changes, &mut records, now);
+                self.end(job, end, &mut batch, now);
                 continue;
             }
             let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
@@ -657,8 +671,8 @@ impl Worker {
                 self.start(job, endpoint_key);
             }
         }
-        if !changes.is_empty() || !records.is_empty() {
-            self.store.write(changes, &[], records, now)?;
+        if !batch.is_empty() {
+            batch.write(&mut self.store, now)?;
         }
         Ok(())
     }
@@ -862,6 +876,41 @@ impl Worker {
             self.disabled.len(),
             self.store.outbox_len(),
         );
+    }
+}
+
+/// The transition in a record's payload; one that cannot be read is skipped, with a warning.
+fn read(payload: &[u8]) -> Option<Transition> {
+    let transition = match Transition::decode(payload) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a transition record that cannot be read");
+            return None;
+        }
+    };
+    #[cfg(feature = "fault-injection")]
+    if transition.cart == "cartstream-inject-panic" {
+        panic!("fault injected by the test build (cart cartstream-inject-panic)");
+    }
+    Some(transition)
+}
+
+/// What one turn of the loop writes to the store, in one batch.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Change>,
+    /// The keys of the transitions handled, marked seen.
+    seen: Vec<Vec<u8>>,
+    records: Vec<OutboxRecord>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.seen.is_empty() && self.records.is_empty()
+    }
+
+    fn write(self, store: &mut Store, now: i64) -> Result<(), store::Error> {
+        store.write(self.changes, &self.seen, self.records, now)
     }
 }
 
