@@ -130,24 +130,7 @@ impl Provider for Flexype {
         event.cart_value = n::decimal(body, &[within, &["total_payable"]].concat());
         event.currency = n::currency(data, &["currency"]);
         event.item_count = n::item_count(data, &["cart_items"], "quantity");
-        let user = |field: &str| n::text(data, &["user", field]);
-        let phone = match (
-            user("dial_code"),
-            user("phone_no").or_else(|| user("phone")),
-        ) {
-            (Some(code), Some(number)) if !number.starts_with('+') => {
-                Some(format!("+{}{number}", code.trim_start_matches('+')))
-            }
-            (_, number) => number,
-        };
-        event.customer = Customer {
-            name: user("full_name").or_else(|| n::full_name(user("first_name"), user("last_name"))),
-            email: n::email(data, &["user", "email"]),
-            phone: n::phone(
-                phone,
-                n::text(data, &["user", "address", "country_code"]).as_deref(),
-            ),
-        };
+        event.customer = customer(data);
         event.occurred_at = n::timestamp(&json, &["event_time"]);
         if event.event_bucket == Bucket::AbandonedCandidate {
             // FlexyPe has already waited for the customer's inactivity: the cart's activity is
@@ -155,6 +138,28 @@ impl Provider for Flexype {
             event.occurred_at = event.occurred_at.as_deref().and_then(inactive_since);
         }
         event
+    }
+}
+
+/// The `user` of `data`; the dialling code may come apart from the number.
+fn customer(data: &serde_json::Value) -> Customer {
+    let user = |field: &str| n::text(data, &["user", field]);
+    let phone = match (
+        user("dial_code"),
+        user("phone_no").or_else(|| user("phone")),
+    ) {
+        (Some(code), Some(number)) if !number.starts_with('+') => {
+            Some(format!("+{}{number}", code.trim_start_matches('+')))
+        }
+        (_, number) => number,
+    };
+    Customer {
+        name: user("full_name").or_else(|| n::full_name(user("first_name"), user("last_name"))),
+        email: n::email(data, &["user", "email"]),
+        phone: n::phone(
+            phone,
+            n::text(data, &["user", "address", "country_code"]).as_deref(),
+        ),
     }
 }
 

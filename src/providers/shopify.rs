@@ -100,40 +100,7 @@ impl Provider for Shopify {
             }
             _ => {}
         }
-        let country = n::first_text(
-            &json,
-            &[
-                &["billing_address", "country_code"],
-                &["shipping_address", "country_code"],
-                &["customer", "default_address", "country_code"],
-            ],
-        );
-        let name = |person: &str| {
-            n::full_name(
-                n::text(&json, &[person, "first_name"]),
-                n::text(&json, &[person, "last_name"]),
-            )
-        };
-        event.customer = Customer {
-            name: name("customer")
-                .or_else(|| name("billing_address"))
-                .or_else(|| name("shipping_address")),
-            email: n::email(&json, &["email"])
-                .or_else(|| n::email(&json, &["contact_email"]))
-                .or_else(|| n::email(&json, &["customer", "email"])),
-            phone: n::phone(
-                n::first_text(
-                    &json,
-                    &[
-                        &["phone"],
-                        &["customer", "phone"],
-                        &["billing_address", "phone"],
-                        &["shipping_address", "phone"],
-                    ],
-                ),
-                country.as_deref(),
-            ),
-        };
+        event.customer = customer(&json);
         event.cart_value = n::decimal(body, &["total_price"]);
         event.currency = n::currency(&json, &["currency"])
             .or_else(|| n::currency(&json, &["presentment_currency"]));
@@ -141,6 +108,45 @@ impl Provider for Shopify {
         event.occurred_at =
             n::timestamp(&json, &["updated_at"]).or_else(|| n::timestamp(&json, &["created_at"]));
         event
+    }
+}
+
+/// The customer: named by the order's customer, else its billing or shipping address; their
+/// e-mail; their phone, in E.164 when an address gives the country.
+fn customer(json: &serde_json::Value) -> Customer {
+    let country = n::first_text(
+        json,
+        &[
+            &["billing_address", "country_code"],
+            &["shipping_address", "country_code"],
+            &["customer", "default_address", "country_code"],
+        ],
+    );
+    let name = |person: &str| {
+        n::full_name(
+            n::text(json, &[person, "first_name"]),
+            n::text(json, &[person, "last_name"]),
+        )
+    };
+    Customer {
+        name: name("customer")
+            .or_else(|| name("billing_address"))
+            .or_else(|| name("shipping_address")),
+        email: n::email(json, &["email"])
+            .or_else(|| n::email(json, &["contact_email"]))
+            .or_else(|| n::email(json, &["customer", "email"])),
+        phone: n::phone(
+            n::first_text(
+                json,
+                &[
+                    &["phone"],
+                    &["customer", "phone"],
+                    &["billing_address", "phone"],
+                    &["shipping_address", "phone"],
+                ],
+            ),
+            country.as_deref(),
+        ),
     }
 }
 
