@@ -65,10 +65,10 @@ fn load(name: &'static str) -> Case {
     }
 }
 
-fn normalize(case: &Case) -> providers::Event {
+fn normalize(case: &Case) -> cartstream::topics::event::Event {
     let request = Request::new(&case.headers, &case.body);
     let seen = case.provider.inspect(&request).unwrap();
-    case.provider.normalize(&request, &seen)
+    case.provider.normalize(&case.body, &seen)
 }
 
 fn bench(c: &mut Criterion) {

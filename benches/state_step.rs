@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use cartstream::providers::{Bucket, Event};
 use cartstream::state::{Input, Store, Windows};
+use cartstream::topics::event::{Bucket, Event};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 fn checkout(cart: u64) -> Event {

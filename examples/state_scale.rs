@@ -36,9 +36,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use cartstream::providers::normalize::Customer;
-use cartstream::providers::{Bucket, Event};
 use cartstream::state::{Input, Phase, Store, Windows};
+use cartstream::topics::event::{Bucket, Customer, Event};
 
 const USAGE: &str =
     "usage: state_scale [--carts N] [--tenants N] [--batch N] [--dir PATH]  (N may use _ separators)";

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::FutureExt;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -27,7 +28,7 @@ use crate::admin::Admin;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::Delivery;
-use crate::health::Health;
+use crate::health::{Health, Stalls, Stores};
 use crate::ingress::Ingress;
 use crate::processor::Processor;
 use crate::tenants::Registry;
@@ -121,47 +122,23 @@ pub async fn start(
     let metrics = telemetry::metrics::install();
     let producer = connect_kafka(&config).await?;
     let registry = check_tenants(&config, registry, roles)?;
-    let (ingress_listener, admin_listener) = bind(&config, roles).await?;
-    let ingress_addr = ingress_listener
+    let listeners = bind(&config, roles).await?;
+    let ingress_addr = listeners
+        .ingress
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
-    let admin_addr = admin_listener.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
 
-    let shutdown = CancellationToken::new();
-    let admin_shutdown = CancellationToken::new();
     let wiring = Wiring {
         config: &config,
         registry,
-        producer: producer.clone(),
+        producer,
         clock,
-        shutdown: shutdown.clone(),
+        shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
     };
-    let stores = crate::health::Stores::default();
-    let mut health = Health::new(shutdown.clone(), producer.clone());
-    if roles.processor {
-        health = health.with_stores(stores.clone());
-    }
-    let delivery_worker = roles
-        .delivery
-        .then(|| wiring.delivery().with_stalls(health.stalls()));
-    let admin = Admin::new(
-        metrics,
-        health.clone(),
-        producer.clone(),
-        config.admin.token.clone(),
-        delivery_worker.as_ref().map(Delivery::handle),
-    );
-
-    let options = ingress_options(&config, roles);
-    let ingress_server =
-        ingress_listener.map(|listener| wiring.serve_ingress(listener, &health, options.clone()));
-    let processor = roles
-        .processor
-        .then(|| wiring.run_processor(stores.clone(), health.stalls()));
-    let delivery = delivery_worker.map(|delivery| wiring.run_delivery(delivery));
-    let admin_server = wiring.serve_admin(admin_listener, admin, options, &admin_shutdown);
+    let tasks = wiring.spawn(roles, listeners, metrics);
     tracing::info!(
         ingress_addr = ?ingress_addr,
         %admin_addr,
@@ -170,17 +147,8 @@ pub async fn start(
         brokers = %config.kafka.brokers,
         "cartstream started"
     );
-
-    let done = tokio::spawn(stop_in_order(Tasks {
-        shutdown: shutdown.clone(),
-        ingress: ingress_server,
-        roles: [processor, delivery].into_iter().flatten().collect(),
-        admin_shutdown,
-        admin: admin_server,
-        tracker: wiring.tracker,
-        producer,
-        flush_timeout: config.kafka.shutdown_timeout,
-    }));
+    let shutdown = tasks.shutdown.clone();
+    let done = tokio::spawn(stop_in_order(tasks));
     Ok(Running {
         ingress_addr,
         admin_addr,
@@ -200,6 +168,54 @@ struct Wiring<'c> {
 }
 
 impl Wiring<'_> {
+    /// Starts the roles asked for and the admin port on the tracker; returns what
+    /// [`stop_in_order`] stops.
+    fn spawn(self, roles: Roles, listeners: Listeners, metrics: PrometheusHandle) -> Tasks {
+        let stores = Stores::default();
+        let health = self.health(roles, &stores);
+        let delivery_worker = roles
+            .delivery
+            .then(|| self.delivery().with_stalls(health.stalls()));
+        let admin = Admin::new(
+            metrics,
+            health.clone(),
+            self.producer.clone(),
+            self.config.admin.token.clone(),
+            delivery_worker.as_ref().map(Delivery::handle),
+        );
+
+        let options = ingress_options(self.config, roles);
+        let ingress = listeners
+            .ingress
+            .map(|listener| self.serve_ingress(listener, &health, options.clone()));
+        let processor = roles
+            .processor
+            .then(|| self.run_processor(stores, health.stalls()));
+        let delivery = delivery_worker.map(|delivery| self.run_delivery(delivery));
+        let admin_shutdown = CancellationToken::new();
+        let admin = self.serve_admin(listeners.admin, admin, options, &admin_shutdown);
+        Tasks {
+            shutdown: self.shutdown,
+            ingress,
+            roles: [processor, delivery].into_iter().flatten().collect(),
+            admin_shutdown,
+            admin,
+            tracker: self.tracker,
+            producer: self.producer,
+            flush_timeout: self.config.kafka.shutdown_timeout,
+        }
+    }
+
+    /// The health answers of both ports; with the processor here, readiness also waits for
+    /// its state stores.
+    fn health(&self, roles: Roles, stores: &Stores) -> Health {
+        let health = Health::new(self.shutdown.clone(), self.producer.clone());
+        match roles.processor {
+            true => health.with_stores(stores.clone()),
+            false => health,
+        }
+    }
+
     fn delivery(&self) -> Delivery {
         Delivery::new(
             self.config.delivery.clone(),
@@ -233,11 +249,7 @@ impl Wiring<'_> {
         ))
     }
 
-    fn run_processor(
-        &self,
-        stores: crate::health::Stores,
-        stalls: crate::health::Stalls,
-    ) -> JoinHandle<anyhow::Result<()>> {
+    fn run_processor(&self, stores: Stores, stalls: Stalls) -> JoinHandle<anyhow::Result<()>> {
         let processor = Processor::new(
             self.config.processor.clone(),
             self.config.kafka.clone(),
@@ -333,8 +345,15 @@ fn check_tenants(
     Ok(Arc::new(registry))
 }
 
+/// The ports a process listens on.
+struct Listeners {
+    /// When this process runs the ingress.
+    ingress: Option<TcpListener>,
+    admin: TcpListener,
+}
+
 /// Binds the ingress port (when this process runs the ingress) and the admin port.
-async fn bind(config: &Config, roles: Roles) -> anyhow::Result<(Option<TcpListener>, TcpListener)> {
+async fn bind(config: &Config, roles: Roles) -> anyhow::Result<Listeners> {
     let ingress = match roles.ingress {
         true => Some(
             TcpListener::bind(config.ingress.listen)
@@ -346,7 +365,7 @@ async fn bind(config: &Config, roles: Roles) -> anyhow::Result<(Option<TcpListen
     let admin = TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding the admin port to {}", config.admin.listen))?;
-    Ok((ingress, admin))
+    Ok(Listeners { ingress, admin })
 }
 
 /// The ingress server's options, its connections capped by the open files limit (raised to

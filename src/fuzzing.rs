@@ -71,7 +71,7 @@ pub fn provider(data: &[u8]) {
             .unwrap_or(UNIX_EPOCH);
         let _ = provider.verify(&request, &Keys::new(key, None), now);
     }
-    let event = provider.normalize(&request, &seen);
+    let event = provider.normalize(request.body, &seen);
     let record = Record {
         tenant_id: "t".into(),
         delivery_id: "d".into(),

@@ -66,18 +66,7 @@ pub async fn serve<S, F>(
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(options.http2_max_concurrent_streams)
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = connection_builder(&options);
     let open = Arc::new(Semaphore::new(options.max_connections));
     let connections = TaskTracker::new();
     let closing = CancellationToken::new();
@@ -122,11 +111,34 @@ pub async fn serve<S, F>(
         }));
     }
     drop(listener);
+    drain(connections, options.grace, closing).await;
+}
+
+/// HTTP/1.1 with keep-alive and HTTP/2 with pings, as `options` say.
+fn connection_builder(options: &Options) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(options.http2_max_concurrent_streams)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+/// Waits for the open connections to finish their requests, at most `grace`; then closes
+/// those still open.
+async fn drain(connections: TaskTracker, grace: Duration, closing: CancellationToken) {
     connections.close();
     tokio::select! {
         _ = connections.wait() => {}
-        _ = tokio::time::sleep(options.grace) => {
-            tracing::warn!(grace = ?options.grace, "connections still open after the grace period; closing them");
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!(grace = ?grace, "connections still open after the grace period; closing them");
             closing.cancel();
         }
     }

@@ -139,14 +139,6 @@ impl Default for Config {
     }
 }
 
-/// Consumer properties the delivery worker sets itself.
-pub const FORCED_CONSUMER_PROPERTIES: &[&str] = &[
-    "bootstrap.servers",
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-];
-
 /// Most attempts a schedule may have.
 pub const MAX_ATTEMPTS: usize = 20;
 
@@ -205,10 +197,10 @@ impl Config {
                 ));
             }
         }
-        crate::kafka::refuse_forced(
+        crate::kafka::group::refuse_forced(
             "delivery.consumer",
             &self.consumer,
-            FORCED_CONSUMER_PROPERTIES,
+            &[],
             "the delivery worker",
             problems,
         );

@@ -37,7 +37,7 @@ use crate::kafka::{self, inbound};
 use crate::problems::Problems;
 use crate::providers::{self, Keys, Provider};
 use crate::telemetry::metrics;
-use crate::tenants::Registry;
+use crate::tenants::{Integration, Registry};
 use crate::topics::credentials::{self as credential, Credential};
 
 /// The `[ingress]` section.
@@ -311,6 +311,9 @@ impl Ingress {
         response
     }
 
+    /// Takes one webhook in: admitted within the limits, its body read, its sender
+    /// authenticated and within its rate, produced to Kafka — the provider's 200 body once
+    /// Kafka acknowledged it.
     async fn webhook(
         &self,
         provider: &'static dyn Provider,
@@ -318,22 +321,7 @@ impl Ingress {
         headers: &HeaderMap,
         body: Incoming,
     ) -> Result<&'static [u8], Error> {
-        if self.config.maintenance {
-            return Err(Error::Maintenance);
-        }
-        let _permit = self
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Overloaded)?;
-        let _in_flight = InFlight::enter();
-        // Bodies being read are held in memory: their total is bounded too, not only each one.
-        let _buffer = self
-            .buffered
-            .clone()
-            .try_acquire_many_owned(buffer_needed(headers, self.config.max_body_bytes))
-            .map_err(|_| Error::Overloaded)?;
-
+        let _admitted = self.admit(headers)?;
         let body = read_body(
             body,
             headers,
@@ -346,7 +334,47 @@ impl Ingress {
             panic!("fault injected by the test build (x-cartstream-inject-panic)");
         }
         let request = providers::Request::new(headers, &body);
-        let seen = provider.inspect(&request)?;
+        let sender = self.authenticate(provider, key, &request)?;
+        self.check_rate_limit(&sender.integration.tenant.id)?;
+        self.produce(provider, sender, &request).await?;
+        metrics::ingress_body_size(provider.slug(), body.len());
+        Ok(provider.accepted_body())
+    }
+
+    /// Admits a request unless in maintenance or past the limits: one of the in-flight
+    /// permits, and room for its body in the buffer — bodies being read are held in memory,
+    /// so their total is bounded too, not only each one.
+    fn admit(&self, headers: &HeaderMap) -> Result<Admitted, Error> {
+        if self.config.maintenance {
+            return Err(Error::Maintenance);
+        }
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded)?;
+        let in_flight = InFlight::enter();
+        let buffer = self
+            .buffered
+            .clone()
+            .try_acquire_many_owned(buffer_needed(headers, self.config.max_body_bytes))
+            .map_err(|_| Error::Overloaded)?;
+        Ok(Admitted {
+            _buffer: buffer,
+            _in_flight: in_flight,
+            _permit: permit,
+        })
+    }
+
+    /// Finds the integration the request's clue or URL key names and verifies the request
+    /// with its keys only (or its own scheme's).
+    fn authenticate<'s, 'a>(
+        &'s self,
+        provider: &'static dyn Provider,
+        key: Option<&str>,
+        request: &providers::Request<'a>,
+    ) -> Result<Authenticated<'s, 'a>, Error> {
+        let seen = provider.inspect(request)?;
         if seen.clue.is_none() && key.is_none() {
             return Err(Error::MissingClue);
         }
@@ -367,8 +395,8 @@ impl Ingress {
         // An integration's own scheme replaces its provider's conventions (Vendera).
         let scheme = integration.and_then(|i| i.scheme.as_ref());
         let verdict = match scheme {
-            Some(scheme) => scheme.verify(&request, keys),
-            None => provider.verify(&request, keys, self.clock.now()),
+            Some(scheme) => scheme.verify(request, keys),
+            None => provider.verify(request, keys, self.clock.now()),
         };
         if let Err(providers::Error::Unauthorized(_)) = verdict {
             metrics::ingress_signature_failure(provider.slug());
@@ -379,10 +407,18 @@ impl Ingress {
             return Err(providers::Error::Unauthorized("unauthorized").into());
         };
         let seen = match scheme {
-            Some(scheme) => scheme.inspect(&request)?,
+            Some(scheme) => scheme.inspect(request)?,
             None => seen,
         };
-        let tenant = &integration.tenant.id;
+        Ok(Authenticated {
+            integration,
+            seen,
+            sample,
+        })
+    }
+
+    /// Refuses the request while its tenant is past the configured rate.
+    fn check_rate_limit(&self, tenant: &Arc<str>) -> Result<(), Error> {
         if let Some(limiter) = &self.rate_limit {
             if let Err(not_until) = limiter.check_key(tenant) {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
@@ -391,10 +427,27 @@ impl Ingress {
                 });
             }
         }
+        Ok(())
+    }
 
+    /// Produces the delivery to the inbound topic, its metadata in headers, and waits for
+    /// Kafka's acknowledgement; secrets it carries are sealed into the credentials topic first
+    /// and produced only redacted.
+    async fn produce(
+        &self,
+        provider: &'static dyn Provider,
+        sender: Authenticated<'_, '_>,
+        request: &providers::Request<'_>,
+    ) -> Result<(), Error> {
+        let Authenticated {
+            integration,
+            seen,
+            sample,
+        } = sender;
+        let tenant = &integration.tenant.id;
         let delivery_id = seen
             .delivery_id
-            .unwrap_or_else(|| Cow::Owned(providers::body_hash_id(&body)));
+            .unwrap_or_else(|| Cow::Owned(providers::body_hash_id(request.body)));
         let received_at = self.clock.now();
         let metadata = inbound::Metadata {
             provider: provider.slug(),
@@ -402,7 +455,8 @@ impl Ingress {
             event_type: seen.event_type.as_deref().or(integration.event.as_deref()),
             delivery_id: &delivery_id,
             received_at,
-            content_type: headers
+            content_type: request
+                .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
             payload_version: seen.payload_version.as_deref(),
@@ -416,7 +470,7 @@ impl Ingress {
             );
         }
         let ack_timeout = ack_timeout(provider, self.config.ack_timeout);
-        let redacted = credentials::redact(&body, provider.secret_fields());
+        let redacted = credentials::redact(request.body, provider.secret_fields());
         if let Some(redacted) = &redacted {
             let installation = seen.clue.as_deref().unwrap_or_default();
             self.keep_secrets(&metadata, installation, redacted, ack_timeout)
@@ -425,16 +479,30 @@ impl Ingress {
         self.producer
             .send_inbound(
                 tenant,
-                redacted.as_ref().map_or(&body[..], |r| &r.body),
+                redacted.as_ref().map_or(request.body, |r| &r.body),
                 metadata.headers(),
                 crate::clock::unix_millis(received_at),
                 ack_timeout,
             )
             .await
-            .map_err(Error::Kafka)?;
-        metrics::ingress_body_size(provider.slug(), body.len());
-        Ok(provider.accepted_body())
+            .map_err(Error::Kafka)
     }
+}
+
+/// What an admitted request holds until it is answered (released in this order).
+struct Admitted {
+    _buffer: tokio::sync::OwnedSemaphorePermit,
+    _in_flight: InFlight,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A request whose sender is known.
+struct Authenticated<'s, 'a> {
+    integration: &'s Integration,
+    /// What the provider, or the integration's scheme, read of the request.
+    seen: providers::Inspection<'a>,
+    /// A sample store's delivery behind an integration key: a platform's test.
+    sample: bool,
 }
 
 impl Ingress {

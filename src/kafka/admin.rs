@@ -26,21 +26,7 @@ pub async fn ensure_topics(
         .client_config()
         .create_with_context(connection.clone())
         .map_err(Error::Client)?;
-    let new_topics: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|name| {
-            let topic = NewTopic::new(
-                name,
-                config.partitions,
-                TopicReplication::Fixed(config.replication_factor),
-            )
-            .set("max.message.bytes", &max_message_bytes);
-            match compacted.contains(name) {
-                true => topic.set("cleanup.policy", "compact"),
-                false => topic,
-            }
-        })
-        .collect();
+    let new_topics = new_topics(config, topics, compacted, &max_message_bytes);
     let options = AdminOptions::new()
         .operation_timeout(Some(ADMIN_TIMEOUT))
         .request_timeout(Some(ADMIN_TIMEOUT));
@@ -74,4 +60,29 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// What to create: every topic with the configured partitions and replication factor, room
+/// for `max_message_bytes`, and those in `compacted` compacted.
+fn new_topics<'a>(
+    config: &Config,
+    topics: &[&'a str],
+    compacted: &[&str],
+    max_message_bytes: &'a str,
+) -> Vec<NewTopic<'a>> {
+    topics
+        .iter()
+        .map(|name| {
+            let topic = NewTopic::new(
+                name,
+                config.partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            )
+            .set("max.message.bytes", max_message_bytes);
+            match compacted.contains(name) {
+                true => topic.set("cleanup.policy", "compact"),
+                false => topic,
+            }
+        })
+        .collect()
 }

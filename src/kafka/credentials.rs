@@ -33,22 +33,7 @@ pub fn read_latest(
     )
     .create()
     .map_err(Error::Client)?;
-    let partitions =
-        super::topic_partitions(&consumer, &topic, KAFKA_TIMEOUT).map_err(Error::Client)?;
-    let mut ends = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, partition, KAFKA_TIMEOUT)
-            .map_err(Error::Client)?;
-        if low < high {
-            ends.insert(partition, high);
-            assignment
-                .add_partition_offset(&topic, partition, Offset::Offset(low))
-                .map_err(Error::Client)?;
-        }
-    }
-    consumer.assign(&assignment).map_err(Error::Client)?;
+    let mut ends = assign_from_start(&consumer, &topic)?;
     let (mut latest, mut unreadable) = (BTreeMap::new(), 0);
     let deadline = Instant::now() + read_for;
     while !ends.is_empty() {
@@ -80,4 +65,26 @@ pub fn read_latest(
         }
     }
     Ok((latest, unreadable))
+}
+
+/// Assigns `consumer` every partition of `topic` that holds records, from its first one;
+/// returns where each ends now (its high watermark), which the read goes up to.
+fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
+    let partitions =
+        super::topic_partitions(consumer, topic, KAFKA_TIMEOUT).map_err(Error::Client)?;
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, KAFKA_TIMEOUT)
+            .map_err(Error::Client)?;
+        if low < high {
+            ends.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(low))
+                .map_err(Error::Client)?;
+        }
+    }
+    consumer.assign(&assignment).map_err(Error::Client)?;
+    Ok(ends)
 }

@@ -7,6 +7,16 @@ use std::path::Path;
 use rdkafka::config::ClientConfig;
 
 use super::{consumer_config, static_instance_id, Config, SESSION_TIMEOUT_MS};
+use crate::problems::Problems;
+
+/// What every member sets itself, whatever the pass-through says: the brokers, the group id
+/// and the commit settings.
+const FORCED: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
 
 /// A role's membership of its consumer group.
 pub struct Member<'a> {
@@ -57,6 +67,24 @@ impl Member<'_> {
     }
 }
 
+/// Reports every property of the pass-through table `section` that a member sets itself —
+/// those of every member, and the role's `forced` settings as it gives them to
+/// [`Member::client_config`] — and so cannot be overridden there.
+pub fn refuse_forced(
+    section: &str,
+    properties: &BTreeMap<String, String>,
+    forced: &[(&str, &str)],
+    setter: &str,
+    problems: &mut Problems,
+) {
+    let names: Vec<&str> = FORCED
+        .iter()
+        .copied()
+        .chain(forced.iter().map(|(name, _)| *name))
+        .collect();
+    super::refuse_forced(section, properties, &names, setter, problems);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +131,31 @@ mod tests {
         let client = delivery.client_config(&kafka, &[], &[]);
         assert_eq!(client.get("client.id"), Some("cartstream-delivery"));
         assert_eq!(client.get("enable.auto.commit"), Some("true"));
+    }
+
+    #[test]
+    fn what_the_pass_through_may_not_set_is_what_a_member_overrides() {
+        let kafka = Config::default();
+        for key in FORCED {
+            let properties = BTreeMap::from([(key.to_string(), "from-the-table".to_string())]);
+            let member = Member {
+                role: "delivery",
+                group_id: "cartstream-delivery",
+                state_dir: Path::new("/var/lib/cartstream"),
+                properties: &properties,
+                auto_commit: true,
+            };
+            let client = member.client_config(&kafka, &[], &[]);
+            assert_ne!(client.get(key), Some("from-the-table"), "{key}");
+            let mut problems = Problems::default();
+            refuse_forced(
+                "delivery.consumer",
+                &properties,
+                &[],
+                "the delivery worker",
+                &mut problems,
+            );
+            assert_eq!(problems.len(), 1, "{key}");
+        }
     }
 }

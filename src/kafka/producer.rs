@@ -115,6 +115,8 @@ impl Producer {
         self.send_acknowledged(record, ack_timeout).await
     }
 
+    /// Sends `record` and waits for the broker's acknowledgement, at most `ack_timeout`;
+    /// counted either way.
     async fn send_acknowledged(
         &self,
         record: FutureRecord<'_, str, [u8]>,
@@ -122,32 +124,66 @@ impl Producer {
     ) -> Result<(), Error> {
         let (bytes, topic) = (record.payload.map_or(0, <[u8]>::len), record.topic);
         let started = Instant::now();
-        let reachable = match self.connection.reach(started) {
-            Reach::Up => true,
-            Reach::Down => false,
-            // A metadata answer clears the state; librdkafka reconnects by itself.
-            Reach::Probe => self.check(PROBE_TIMEOUT).await.is_ok(),
-        };
-        if !reachable {
+        if !self.reachable(started).await {
             metrics::kafka_produce_failure("unreachable");
             return Err(Error::Unreachable);
         }
-        let delivery = match self.inner.send_result(record) {
-            Ok(delivery) => delivery,
+        let delivery = self.queue(record)?;
+        let result = self.acknowledgement(delivery, ack_timeout).await;
+        match &result {
+            Ok(()) => metrics::kafka_ack(started.elapsed()),
+            Err(Error::AckTimeout) => metrics::kafka_produce_failure("timeout"),
+            Err(Error::TooLarge) => {
+                tracing::warn!(
+                    bytes,
+                    topic,
+                    "a webhook body is larger than the topic accepts: raise its max.message.bytes to at least ingress.max_body_bytes + 64 KiB, or lower ingress.max_body_bytes"
+                );
+                metrics::kafka_produce_failure("too_large")
+            }
+            Err(_) => metrics::kafka_produce_failure("broker"),
+        }
+        result
+    }
+
+    /// Whether a broker is worth sending to: not while every connection is down, but once a
+    /// second a metadata request probes (its answer clears the state; librdkafka reconnects
+    /// by itself).
+    async fn reachable(&self, now: Instant) -> bool {
+        match self.connection.reach(now) {
+            Reach::Up => true,
+            Reach::Down => false,
+            Reach::Probe => self.check(PROBE_TIMEOUT).await.is_ok(),
+        }
+    }
+
+    /// Hands `record` to librdkafka; a refusal is counted.
+    fn queue(&self, record: FutureRecord<'_, str, [u8]>) -> Result<DeliveryFuture, Error> {
+        match self.inner.send_result(record) {
+            Ok(delivery) => Ok(delivery),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 metrics::kafka_produce_failure("queue_full");
-                return Err(Error::QueueFull);
+                Err(Error::QueueFull)
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                 metrics::kafka_produce_failure("too_large");
-                return Err(Error::TooLarge);
+                Err(Error::TooLarge)
             }
             Err((e, _)) => {
                 metrics::kafka_produce_failure("broker");
-                return Err(Error::Delivery(e));
+                Err(Error::Delivery(e))
             }
-        };
-        let result = match tokio::time::timeout(ack_timeout, delivery).await {
+        }
+    }
+
+    /// The broker's verdict on an enqueued record, or [`Error::AckTimeout`] when none came
+    /// within `ack_timeout` (the record stays queued).
+    async fn acknowledgement(
+        &self,
+        delivery: DeliveryFuture,
+        ack_timeout: Duration,
+    ) -> Result<(), Error> {
+        match tokio::time::timeout(ack_timeout, delivery).await {
             Err(_) => Err(Error::AckTimeout),
             // The producer was dropped before the record's fate was known.
             Ok(Err(_canceled)) => Err(Error::Delivery(KafkaError::Canceled)),
@@ -163,21 +199,7 @@ impl Producer {
                 _,
             )))) => Err(Error::TooLarge),
             Ok(Ok(Err((e, _)))) => Err(Error::Delivery(e)),
-        };
-        match &result {
-            Ok(()) => metrics::kafka_ack(started.elapsed()),
-            Err(Error::AckTimeout) => metrics::kafka_produce_failure("timeout"),
-            Err(Error::TooLarge) => {
-                tracing::warn!(
-                    bytes,
-                    topic,
-                    "a webhook body is larger than the topic accepts: raise its max.message.bytes to at least ingress.max_body_bytes + 64 KiB, or lower ingress.max_body_bytes"
-                );
-                metrics::kafka_produce_failure("too_large")
-            }
-            Err(_) => metrics::kafka_produce_failure("broker"),
         }
-        result
     }
 
     /// Hands one JSON output record to librdkafka, with its `cartstream-schema` and

@@ -77,19 +77,18 @@ impl Default for Config {
     }
 }
 
-/// Consumer properties the processor sets itself.
 /// How this role names itself in readiness and metrics.
 const ROLE: &str = "processor";
 /// What `/readyz` answers while the state volume cannot be written.
 const STALLED: &str = "processor state volume cannot be written";
 
-pub const FORCED_CONSUMER_PROPERTIES: &[&str] = &[
-    "bootstrap.servers",
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "enable.partition.eof",
-    "partition.assignment.strategy",
+/// The consumer settings the processor forces, beyond those of every group member
+/// (`kafka::group`): the pass-through (`processor.consumer`) cannot change them.
+const FORCED_CONSUMER_SETTINGS: &[(&str, &str)] = &[
+    ("enable.partition.eof", "true"),
+    // A rebalance moves only the partitions that change owner: the others go on being
+    // consumed, their stores stay open.
+    ("partition.assignment.strategy", "cooperative-sticky"),
 ];
 
 impl Config {
@@ -116,10 +115,10 @@ impl Config {
         if self.max_batch_records == 0 {
             problems.push("processor.max_batch_records: must be at least 1");
         }
-        crate::kafka::refuse_forced(
+        crate::kafka::group::refuse_forced(
             "processor.consumer",
             &self.consumer,
-            FORCED_CONSUMER_PROPERTIES,
+            FORCED_CONSUMER_SETTINGS,
             "the processor",
             problems,
         );
@@ -381,16 +380,7 @@ impl Processor {
             properties: &self.config.consumer,
             auto_commit: false,
         };
-        let client = member.client_config(
-            &self.kafka,
-            &[],
-            &[
-                ("enable.partition.eof", "true"),
-                // A rebalance moves only the partitions that change owner: the others go on
-                // being consumed, their stores stay open.
-                ("partition.assignment.strategy", "cooperative-sticky"),
-            ],
-        );
+        let client = member.client_config(&self.kafka, &[], FORCED_CONSUMER_SETTINGS);
         client.create_with_context(context).map_err(Error::Consumer)
     }
 

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http::HeaderMap;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset};
 use tokio::time::Instant;
@@ -15,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use super::{Config, Error};
 use crate::clock::{parse_rfc3339, unix_millis};
 use crate::kafka::{self, inbound, outbox, Topics};
-use crate::providers::{self, Inspection, Request};
+use crate::providers::{self, Inspection};
 use crate::state::{self, Counts, OutboxKind, Store};
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Registry, DEFAULT_INACTIVITY_WINDOW};
 use crate::topics;
+use crate::topics::event::Event;
 use crate::topics::transition::{Phase, Transition};
 
 /// Outbox records handed to the producer at once.
@@ -42,6 +42,36 @@ struct Partition {
 }
 
 impl Partition {
+    /// Normalizes `delivery` and applies it at `offset`: its effects on the cart and the
+    /// offset in one write.
+    fn apply(
+        &mut self,
+        offset: i64,
+        delivery: &Delivery<'_>,
+        registry: &Registry,
+    ) -> Result<(), state::Error> {
+        let event = delivery.normalize();
+        let at_ms = delivery.activity_ms(&event);
+        let window = registry
+            .tenant(delivery.tenant)
+            .map_or(DEFAULT_INACTIVITY_WINDOW, |t| t.inactivity_window);
+
+        let started = Instant::now();
+        let applied = self.store.apply(state::Input {
+            offset,
+            tenant: delivery.tenant,
+            delivery_id: delivery.delivery_id,
+            event: &event,
+            at_ms,
+            received_ms: delivery.received_ms,
+            window_ms: window.as_millis() as i64,
+        })?;
+        metrics::state_write(started.elapsed());
+        self.next_offset = Some(offset + 1);
+        count_applied(&event, &applied);
+        Ok(())
+    }
+
     /// Records `offset` as passed without effect (an unreadable record, a platform's test).
     fn skip(&mut self, offset: i64) -> Result<(), state::Error> {
         self.store.skip(offset)?;
@@ -203,59 +233,11 @@ impl Partitions {
         if owned.next_offset.is_some_and(|next| offset < next) {
             return Ok(()); // applied before
         }
-        let fail = |source| Error::State { partition, source };
-        let delivery = match Delivery::read(message) {
-            Ok(delivery) if !delivery.test => delivery,
-            Ok(test) => {
-                tracing::debug!(
-                    partition,
-                    offset,
-                    "a platform test delivery; no cart tracked"
-                );
-                metrics::processor_test_delivery(test.provider.slug());
-                return owned.skip(offset).map_err(fail);
-            }
-            Err(reason) => {
-                tracing::warn!(partition, offset, reason, "inbound record skipped");
-                metrics::processor_invalid_record(reason);
-                return owned.skip(offset).map_err(fail);
-            }
+        let applied = match to_apply(message, partition, offset) {
+            Some(delivery) => owned.apply(offset, &delivery, registry),
+            None => owned.skip(offset),
         };
-        let event = delivery.normalize();
-        let at_ms = event
-            .occurred_at
-            .as_deref()
-            .and_then(|at| parse_rfc3339(at).ok())
-            // A platform clock ahead of ours must not push activity into the future.
-            .map_or(delivery.received_ms, |at| at.min(delivery.received_ms));
-        let window = registry
-            .tenant(delivery.tenant)
-            .map_or(DEFAULT_INACTIVITY_WINDOW, |t| t.inactivity_window);
-
-        let started = Instant::now();
-        let applied = owned
-            .store
-            .apply(state::Input {
-                offset,
-                tenant: delivery.tenant,
-                delivery_id: delivery.delivery_id,
-                event: &event,
-                at_ms,
-                received_ms: delivery.received_ms,
-                window_ms: window.as_millis() as i64,
-            })
-            .map_err(fail)?;
-        metrics::state_write(started.elapsed());
-        owned.next_offset = Some(offset + 1);
-
-        if applied.duplicate {
-            metrics::processor_duplicate();
-        } else {
-            metrics::processor_event(event.event_bucket.as_str());
-        }
-        count_transitions(&applied.fired);
-        count_transitions(&applied.transitions);
-        Ok(())
+        applied.map_err(|source| Error::State { partition, source })
     }
 
     /// Each owned partition's store: where it is and how far behind, for `/readyz`.
@@ -479,6 +461,42 @@ fn start(next_offset: Option<i64>) -> Offset {
     next_offset.map_or(Offset::Beginning, Offset::Offset)
 }
 
+/// The delivery in `message`, unless it is skipped — unreadable, or a platform's test — which
+/// is logged and counted.
+fn to_apply<'m>(
+    message: &'m BorrowedMessage<'_>,
+    partition: i32,
+    offset: i64,
+) -> Option<Delivery<'m>> {
+    match Delivery::read(message) {
+        Ok(delivery) if !delivery.test => Some(delivery),
+        Ok(test) => {
+            tracing::debug!(
+                partition,
+                offset,
+                "a platform test delivery; no cart tracked"
+            );
+            metrics::processor_test_delivery(test.provider.slug());
+            None
+        }
+        Err(reason) => {
+            tracing::warn!(partition, offset, reason, "inbound record skipped");
+            metrics::processor_invalid_record(reason);
+            None
+        }
+    }
+}
+
+fn count_applied(event: &Event, applied: &state::Applied) {
+    if applied.duplicate {
+        metrics::processor_duplicate();
+    } else {
+        metrics::processor_event(event.event_bucket.as_str());
+    }
+    count_transitions(&applied.fired);
+    count_transitions(&applied.transitions);
+}
+
 fn count_transitions(transitions: &[Transition]) {
     for transition in transitions {
         metrics::processor_transition(transition.to.as_str());
@@ -499,11 +517,9 @@ struct Delivery<'m> {
 }
 
 impl<'m> Delivery<'m> {
-    /// The provider's normalized event. The record carries no request headers: what a provider
-    /// reads from them (event type, delivery id, payload version) came along in the metadata.
-    fn normalize(&self) -> providers::Event {
-        let headers = HeaderMap::new();
-        let request = Request::new(&headers, self.body);
+    /// The provider's normalized event: the body, and what the ingress's inspection saw of the
+    /// request (event type, delivery id, payload version), which came along in the metadata.
+    fn normalize(&self) -> Event {
         let seen = Inspection {
             clue: None,
             event_type: self.event_type.map(Into::into),
@@ -511,7 +527,17 @@ impl<'m> Delivery<'m> {
             payload_version: self.payload_version.map(Into::into),
             test: false,
         };
-        self.provider.normalize(&request, &seen)
+        self.provider.normalize(self.body, &seen)
+    }
+
+    /// When the cart was last active by this delivery: the event's time, but never after the
+    /// record arrived — a platform clock ahead of ours must not push activity into the future.
+    fn activity_ms(&self, event: &Event) -> i64 {
+        event
+            .occurred_at
+            .as_deref()
+            .and_then(|at| parse_rfc3339(at).ok())
+            .map_or(self.received_ms, |at| at.min(self.received_ms))
     }
 
     /// The metadata the ingress wrote; an unusable record yields the reason it is skipped.

@@ -12,8 +12,9 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{secret_clue, Error, Inspection, Keys, Provider, Request, SECRET_CLUE};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const SECRET: &[&str] = &["secret"];
 
@@ -65,27 +66,27 @@ impl Provider for EasyOrders {
         keys.require_token(secret.trim().as_bytes(), "invalid secret")
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let bucket = match name {
             Some(ORDER_CREATED) => Bucket::OrderCompleted,
             _ => Bucket::Other,
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let body = n::parse(request.body);
+        let json = n::parse(body);
         event.resource_type = Some("order".to_string());
-        event.order_id = n::first_text(&body, &[&["order_id"], &["id"]]);
+        event.order_id = n::first_text(&json, &[&["order_id"], &["id"]]);
         event.resource_id = event.order_id.clone();
         // EasyOrders states no currency and no phone country: both stay as sent or null.
-        event.cart_value = n::decimal(request.body, &["total_cost"]);
-        event.item_count = n::item_count(&body, &["cart_items"], "quantity");
+        event.cart_value = n::decimal(body, &["total_cost"]);
+        event.item_count = n::item_count(&json, &["cart_items"], "quantity");
         event.customer = Customer {
-            name: n::text(&body, &["full_name"]),
-            email: n::email(&body, &["email"]),
-            phone: n::phone(n::text(&body, &["phone"]), None),
+            name: n::text(&json, &["full_name"]),
+            email: n::email(&json, &["email"]),
+            phone: n::phone(n::text(&json, &["phone"]), None),
         };
         event.occurred_at =
-            n::timestamp(&body, &["updated_at"]).or_else(|| n::timestamp(&body, &["created_at"]));
+            n::timestamp(&json, &["updated_at"]).or_else(|| n::timestamp(&json, &["created_at"]));
         event
     }
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar, TestFlags};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const AUTHORIZATION: &[&str] = &["x-flexype-authorization"];
 const EVENT_ID: &[&str] = &["x-event-id"];
@@ -94,7 +95,7 @@ impl Provider for Flexype {
         normalize(Cow::Borrowed(clue.trim())).into_owned()
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let bucket = match name {
             Some("ABANDONED_CHECKOUT" | "ACR_CHECKOUT" | "ABANDONED_SESSION") => {
@@ -103,18 +104,18 @@ impl Provider for Flexype {
             _ => Bucket::Other,
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let body = n::parse(request.body);
+        let json = n::parse(body);
         // Versioned deliveries (2025-09, 2026-05: X-Webhook-Version) wrap the data in "payload";
         // legacy ones, which have no version, are flat. Without the header (records written
         // before it was kept), the body's shape tells.
         let versioned = match seen.payload_version.as_deref() {
             Some(version) => !version.trim().is_empty(),
-            None => n::at(&body, &["payload"]).is_some_and(|v| v.is_object()),
+            None => n::at(&json, &["payload"]).is_some_and(|v| v.is_object()),
         };
         let empty = serde_json::Value::Null;
         let data = match versioned {
-            true => n::at(&body, &["payload"]).unwrap_or(&empty),
-            false => &body,
+            true => n::at(&json, &["payload"]).unwrap_or(&empty),
+            false => &json,
         };
         event.resource_type = match name {
             Some("ABANDONED_SESSION") => Some("session".to_string()),
@@ -126,34 +127,39 @@ impl Provider for Flexype {
         event.cart_token = n::text(data, &["cart_token"]);
         event.recovery_url = n::url(data, &["checkout_url"]);
         let within: &[&str] = if versioned { &["payload"] } else { &[] };
-        event.cart_value = n::decimal(request.body, &[within, &["total_payable"]].concat());
+        event.cart_value = n::decimal(body, &[within, &["total_payable"]].concat());
         event.currency = n::currency(data, &["currency"]);
         event.item_count = n::item_count(data, &["cart_items"], "quantity");
-        let user = |field: &str| n::text(data, &["user", field]);
-        let phone = match (
-            user("dial_code"),
-            user("phone_no").or_else(|| user("phone")),
-        ) {
-            (Some(code), Some(number)) if !number.starts_with('+') => {
-                Some(format!("+{}{number}", code.trim_start_matches('+')))
-            }
-            (_, number) => number,
-        };
-        event.customer = Customer {
-            name: user("full_name").or_else(|| n::full_name(user("first_name"), user("last_name"))),
-            email: n::email(data, &["user", "email"]),
-            phone: n::phone(
-                phone,
-                n::text(data, &["user", "address", "country_code"]).as_deref(),
-            ),
-        };
-        event.occurred_at = n::timestamp(&body, &["event_time"]);
+        event.customer = customer(data);
+        event.occurred_at = n::timestamp(&json, &["event_time"]);
         if event.event_bucket == Bucket::AbandonedCandidate {
             // FlexyPe has already waited for the customer's inactivity: the cart's activity is
             // dated when it began, so the tenant's window is not added a second time.
             event.occurred_at = event.occurred_at.as_deref().and_then(inactive_since);
         }
         event
+    }
+}
+
+/// The `user` of `data`; the dialling code may come apart from the number.
+fn customer(data: &serde_json::Value) -> Customer {
+    let user = |field: &str| n::text(data, &["user", field]);
+    let phone = match (
+        user("dial_code"),
+        user("phone_no").or_else(|| user("phone")),
+    ) {
+        (Some(code), Some(number)) if !number.starts_with('+') => {
+            Some(format!("+{}{number}", code.trim_start_matches('+')))
+        }
+        (_, number) => number,
+    };
+    Customer {
+        name: user("full_name").or_else(|| n::full_name(user("first_name"), user("last_name"))),
+        email: n::email(data, &["user", "email"]),
+        phone: n::phone(
+            phone,
+            n::text(data, &["user", "address", "country_code"]).as_deref(),
+        ),
     }
 }
 
@@ -219,7 +225,7 @@ mod tests {
         let normalize = |body: &[u8]| {
             let request = Request::new(&h, body);
             let seen = Flexype.inspect(&request).unwrap();
-            Flexype.normalize(&request, &seen).occurred_at
+            Flexype.normalize(request.body, &seen).occurred_at
         };
         assert_eq!(normalize(ACR).as_deref(), Some("2026-05-07T09:45:00Z"));
         let asr = br#"{"event_time":"2026-05-07T10:00:00Z","event_type":"ABANDONED_SESSION","payload":{}}"#;
@@ -240,7 +246,7 @@ mod tests {
                 payload_version: version.map(Cow::Borrowed),
                 ..Flexype.inspect(&request).unwrap()
             };
-            Flexype.normalize(&request, &seen).recovery_url
+            Flexype.normalize(request.body, &seen).recovery_url
         };
         assert_eq!(
             recovery_url(Some("2026-05")).as_deref(),
@@ -256,16 +262,17 @@ mod tests {
         let seen = Flexype.inspect(&request).unwrap();
         assert_eq!(seen.payload_version, None);
         assert_eq!(
-            Flexype.normalize(&request, &seen).recovery_url.as_deref(),
+            Flexype
+                .normalize(request.body, &seen)
+                .recovery_url
+                .as_deref(),
             Some("https://shop.example/r/1")
         );
         let versioned = headers(&[("x-webhook-version", "2026-05")]);
         let seen = Flexype.inspect(&Request::new(&versioned, legacy)).unwrap();
         assert_eq!(seen.payload_version.as_deref(), Some("2026-05"));
         assert_eq!(
-            Flexype
-                .normalize(&Request::new(&versioned, legacy), &seen)
-                .recovery_url,
+            Flexype.normalize(legacy, &seen).recovery_url,
             None,
             "a versioned delivery is read from its payload only"
         );

@@ -25,8 +25,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use keys::{secret_clue, Key, Keys};
-pub use normalize::{Bucket, Event};
 pub use scheme::Scheme;
+
+use crate::topics::event::{Bucket, Event};
 
 /// What a provider sees of one delivery: the request headers and the raw body, untouched.
 #[derive(Clone, Copy, Debug)]
@@ -144,14 +145,17 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
         clue.to_string()
     }
 
-    /// Maps a verified delivery into the common event shape (SPEC §4). Pure and total: a body
-    /// that is not what the provider documents yields an event with less filled in, never an
-    /// error. `seen` is what [`Provider::inspect`] returned for the same request.
+    /// Maps a verified delivery's body into the common event shape (SPEC §4). Pure and total: a
+    /// body that is not what the provider documents yields an event with less filled in, never
+    /// an error. `seen` is what [`Provider::inspect`] returned for the same request: whatever a
+    /// provider reads from the request's headers (event type, delivery id, payload version)
+    /// reaches it there, so the body and `seen` are all that normalizing needs — and all that
+    /// the inbound record carries to the processor.
     ///
     /// The default knows nothing of the payload: bucket `other`, the event name, nothing else —
     /// right for platforms whose deliveries carry no cart or order data.
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
-        let _ = request;
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
+        let _ = body;
         Event::new(self.slug(), seen.event_type.as_deref(), Bucket::Other)
     }
 

@@ -1,99 +1,14 @@
-//! The normalized event (SPEC §4.1, §4.2): one shape for every platform, so that everything
-//! downstream — cart state, data teams' warehouses — handles a single format. Each provider maps
-//! its own payload into it; the helpers here are the shared rules: decimal strings for money
-//! (never floats), E.164 phones when the country is known, RFC 3339 UTC timestamps, and `null`
-//! for anything the payload does not say (never a guess).
+//! The rules by which every provider maps its payload into the normalized event (SPEC §4.2),
+//! whose shape, [`Event`](crate::topics::event::Event), `topics::event` owns: decimal strings
+//! for money (never floats), E.164 phones when the country is known, RFC 3339 UTC timestamps,
+//! and `null` for anything the payload does not say (never a guess).
 
 use std::borrow::Cow;
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-
-/// The schema name and version every normalized event carries.
-pub const SCHEMA: &str = "cartstream.event.v1";
-
-/// What an event means for a cart (SPEC §4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Bucket {
-    /// A cart or checkout started or changed and is not completed.
-    AbandonedCandidate,
-    /// Payment confirmed or order placed.
-    OrderCompleted,
-    /// Stored and counted; no customer action.
-    Other,
-}
-
-impl Bucket {
-    /// The wire name, also the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Bucket::AbandonedCandidate => "abandoned_candidate",
-            Bucket::OrderCompleted => "order_completed",
-            Bucket::Other => "other",
-        }
-    }
-}
-
-/// The customer, as far as the payload names them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Customer {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    /// E.164 (`+15024592181`) when the country is known, else as the platform sent it.
-    pub phone: Option<String>,
-}
-
-/// One inbound delivery in the common shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub schema: String,
-    pub provider: String,
-    /// The provider's own event name (`checkouts/create`, `abandoned.cart`, …).
-    pub provider_event: Option<String>,
-    pub event_bucket: Bucket,
-    /// `cart`, `checkout`, `order`, … — the kind of resource the payload describes.
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub cart_token: Option<String>,
-    pub checkout_token: Option<String>,
-    pub order_id: Option<String>,
-    pub customer: Customer,
-    /// The cart or order total as a decimal string (`"379.69"`), never a float.
-    pub cart_value: Option<String>,
-    /// ISO 4217 code of `cart_value`.
-    pub currency: Option<String>,
-    pub item_count: Option<u64>,
-    pub recovery_url: Option<String>,
-    /// When the platform says the event happened, RFC 3339 in UTC.
-    pub occurred_at: Option<String>,
-}
-
-impl Event {
-    /// An event with nothing known but its provider, name and bucket.
-    pub fn new(provider: &str, provider_event: Option<&str>, bucket: Bucket) -> Self {
-        Event {
-            schema: SCHEMA.to_string(),
-            provider: provider.to_string(),
-            provider_event: provider_event.map(str::to_string),
-            event_bucket: bucket,
-            resource_type: None,
-            resource_id: None,
-            cart_token: None,
-            checkout_token: None,
-            order_id: None,
-            customer: Customer::default(),
-            cart_value: None,
-            currency: None,
-            item_count: None,
-            recovery_url: None,
-            occurred_at: None,
-        }
-    }
-}
 
 /// Parses a body as JSON; `Value::Null` when it is not JSON (normalization then finds nothing).
 pub fn parse(body: &[u8]) -> Value {

@@ -8,8 +8,9 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Keys, Provider, Request};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const STRATEGY: &[&str] = &["x-salla-security-strategy"];
 const SIGNATURE: &[&str] = &["x-salla-signature"];
@@ -89,7 +90,7 @@ impl Provider for Salla {
         clue.trim().to_string()
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let (bucket, resource) = match name {
             Some("abandoned.cart") => (Bucket::AbandonedCandidate, Some("cart")),
@@ -100,8 +101,8 @@ impl Provider for Salla {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let body = n::parse(request.body);
-        let data = n::at(&body, &["data"]).cloned().unwrap_or_default();
+        let json = n::parse(body);
+        let data = n::at(&json, &["data"]).cloned().unwrap_or_default();
         event.resource_type = resource.map(str::to_string);
         event.resource_id = n::text(&data, &["id"]);
         match resource {
@@ -114,53 +115,60 @@ impl Provider for Salla {
             }
             _ => {}
         }
-        // Totals come as {"amount": 100, "currency": "SAR"} or, in the purchased event, flat.
-        let (value, currency) = match n::at(&data, &["total"]) {
-            Some(serde_json::Value::Object(_)) => (
-                n::decimal(request.body, &["data", "total", "amount"]),
-                n::currency(&data, &["total", "currency"]),
-            ),
-            Some(_) => (
-                n::decimal(request.body, &["data", "total"]),
-                n::currency(&data, &["currency"]),
-            ),
-            None => (
-                n::decimal(request.body, &["data", "amounts", "total", "amount"]),
-                n::currency(&data, &["amounts", "total", "currency"]),
-            ),
-        };
+        let (value, currency) = total(body, &data);
         event.cart_value = value;
         event.currency = currency.or_else(|| n::currency(&data, &["currency"]));
-        // Order customers carry the dialling code apart from the number.
-        let mobile = match (
-            n::text(&data, &["customer", "mobile_code"]),
-            n::text(&data, &["customer", "mobile"]),
-        ) {
-            (Some(code), Some(number)) if !number.starts_with('+') => {
-                Some(format!("{code}{number}"))
-            }
-            (_, number) => number,
-        };
-        event.customer = Customer {
-            name: n::text(&data, &["customer", "name"]).or_else(|| {
-                n::full_name(
-                    n::text(&data, &["customer", "first_name"]),
-                    n::text(&data, &["customer", "last_name"]),
-                )
-            }),
-            email: n::email(&data, &["customer", "email"]),
-            phone: n::phone(
-                mobile,
-                n::text(&data, &["customer", "country_code"]).as_deref(),
-            ),
-        };
+        event.customer = customer(&data);
         event.item_count = n::item_count(&data, &["items"], "quantity");
         event.recovery_url = match resource {
             Some("cart") => n::url(&data, &["checkout_url"]),
             _ => None,
         };
-        event.occurred_at = n::timestamp(&body, &["created_at"]);
+        event.occurred_at = n::timestamp(&json, &["created_at"]);
         event
+    }
+}
+
+/// The total and its currency. Totals come as `{"amount": 100, "currency": "SAR"}` or, in the
+/// purchased event, flat.
+fn total(body: &[u8], data: &serde_json::Value) -> (Option<String>, Option<String>) {
+    match n::at(data, &["total"]) {
+        Some(serde_json::Value::Object(_)) => (
+            n::decimal(body, &["data", "total", "amount"]),
+            n::currency(data, &["total", "currency"]),
+        ),
+        Some(_) => (
+            n::decimal(body, &["data", "total"]),
+            n::currency(data, &["currency"]),
+        ),
+        None => (
+            n::decimal(body, &["data", "amounts", "total", "amount"]),
+            n::currency(data, &["amounts", "total", "currency"]),
+        ),
+    }
+}
+
+/// The customer of `data`; order customers carry the dialling code apart from the number.
+fn customer(data: &serde_json::Value) -> Customer {
+    let mobile = match (
+        n::text(data, &["customer", "mobile_code"]),
+        n::text(data, &["customer", "mobile"]),
+    ) {
+        (Some(code), Some(number)) if !number.starts_with('+') => Some(format!("{code}{number}")),
+        (_, number) => number,
+    };
+    Customer {
+        name: n::text(data, &["customer", "name"]).or_else(|| {
+            n::full_name(
+                n::text(data, &["customer", "first_name"]),
+                n::text(data, &["customer", "last_name"]),
+            )
+        }),
+        email: n::email(data, &["customer", "email"]),
+        phone: n::phone(
+            mobile,
+            n::text(data, &["customer", "country_code"]).as_deref(),
+        ),
     }
 }
 

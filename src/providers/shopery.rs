@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Keys, Provider, Request, TestFlags};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const SECRET: &[&str] = &["x-shopery-secret"];
 
@@ -83,7 +84,7 @@ impl Provider for Shopery {
         keys.require_token(secret.as_bytes(), "invalid X-Shopery-Secret")
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let (bucket, resource) = match name {
             // Shopery's guide spells its events both ways: `orders-created` in its overview,
@@ -95,19 +96,19 @@ impl Provider for Shopery {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let body = n::parse(request.body);
+        let json = n::parse(body);
         // Shopery's payload is "the order"; its fields are not published, so only what the
         // common names give is read.
-        let within: &[&str] = match n::at(&body, &["data"]).is_some_and(|v| v.is_object()) {
+        let within: &[&str] = match n::at(&json, &["data"]).is_some_and(|v| v.is_object()) {
             true => &["data"],
             false => &[],
         };
-        let data = n::at(&body, within).unwrap_or(&body);
+        let data = n::at(&json, within).unwrap_or(&json);
         event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(data, &["id"]).or_else(|| n::text(&body, &["id"]));
+        event.resource_id = n::text(data, &["id"]).or_else(|| n::text(&json, &["id"]));
         if resource == Some("order") {
             event.order_id = event.resource_id.clone();
-            event.cart_value = n::decimal(request.body, &[within, &["total"]].concat());
+            event.cart_value = n::decimal(body, &[within, &["total"]].concat());
             event.currency = n::currency(data, &["currency"]);
             event.customer = Customer {
                 name: n::text(data, &["customer", "name"]),
@@ -117,7 +118,7 @@ impl Provider for Shopery {
             event.item_count = n::item_count(data, &["items"], "quantity");
         }
         event.occurred_at =
-            n::timestamp(data, &["created_at"]).or_else(|| n::timestamp(&body, &["created_at"]));
+            n::timestamp(data, &["created_at"]).or_else(|| n::timestamp(&json, &["created_at"]));
         event
     }
 }

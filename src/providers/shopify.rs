@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Keys, Provider, Request};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const HMAC: &[&str] = &["x-shopify-hmac-sha256", "shopify-hmac-sha256"];
 const SHOP_DOMAIN: &[&str] = &["x-shopify-shop-domain", "shopify-shop-domain"];
@@ -70,7 +71,7 @@ impl Provider for Shopify {
         clue.trim().to_ascii_lowercase()
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let topic = seen.event_type.as_deref();
         let resource = topic
             .and_then(|t| t.split('/').next())
@@ -81,65 +82,71 @@ impl Provider for Shopify {
                 _ => None,
             });
         let mut event = Event::new(self.slug(), topic, bucket(topic));
-        let body = n::parse(request.body);
+        let json = n::parse(body);
         event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(&body, &["id"]);
+        event.resource_id = n::text(&json, &["id"]);
         match resource {
             Some("checkout") => {
-                event.checkout_token = n::text(&body, &["token"]);
-                event.cart_token = n::text(&body, &["cart_token"]);
-                event.order_id = n::text(&body, &["order_id"]);
-                event.recovery_url = n::url(&body, &["abandoned_checkout_url"]);
+                event.checkout_token = n::text(&json, &["token"]);
+                event.cart_token = n::text(&json, &["cart_token"]);
+                event.order_id = n::text(&json, &["order_id"]);
+                event.recovery_url = n::url(&json, &["abandoned_checkout_url"]);
             }
-            Some("cart") => event.cart_token = n::text(&body, &["token"]),
+            Some("cart") => event.cart_token = n::text(&json, &["token"]),
             Some("order") => {
-                event.order_id = n::text(&body, &["id"]);
-                event.checkout_token = n::text(&body, &["checkout_token"]);
-                event.cart_token = n::text(&body, &["cart_token"]);
+                event.order_id = n::text(&json, &["id"]);
+                event.checkout_token = n::text(&json, &["checkout_token"]);
+                event.cart_token = n::text(&json, &["cart_token"]);
             }
             _ => {}
         }
-        let country = n::first_text(
-            &body,
-            &[
-                &["billing_address", "country_code"],
-                &["shipping_address", "country_code"],
-                &["customer", "default_address", "country_code"],
-            ],
-        );
-        let name = |person: &str| {
-            n::full_name(
-                n::text(&body, &[person, "first_name"]),
-                n::text(&body, &[person, "last_name"]),
-            )
-        };
-        event.customer = Customer {
-            name: name("customer")
-                .or_else(|| name("billing_address"))
-                .or_else(|| name("shipping_address")),
-            email: n::email(&body, &["email"])
-                .or_else(|| n::email(&body, &["contact_email"]))
-                .or_else(|| n::email(&body, &["customer", "email"])),
-            phone: n::phone(
-                n::first_text(
-                    &body,
-                    &[
-                        &["phone"],
-                        &["customer", "phone"],
-                        &["billing_address", "phone"],
-                        &["shipping_address", "phone"],
-                    ],
-                ),
-                country.as_deref(),
-            ),
-        };
-        event.cart_value = n::decimal(request.body, &["total_price"]);
-        event.currency = n::currency(&body, &["currency"])
-            .or_else(|| n::currency(&body, &["presentment_currency"]));
-        event.item_count = n::item_count(&body, &["line_items"], "quantity");
+        event.customer = customer(&json);
+        event.cart_value = n::decimal(body, &["total_price"]);
+        event.currency = n::currency(&json, &["currency"])
+            .or_else(|| n::currency(&json, &["presentment_currency"]));
+        event.item_count = n::item_count(&json, &["line_items"], "quantity");
         event.occurred_at =
-            n::timestamp(&body, &["updated_at"]).or_else(|| n::timestamp(&body, &["created_at"]));
+            n::timestamp(&json, &["updated_at"]).or_else(|| n::timestamp(&json, &["created_at"]));
         event
+    }
+}
+
+/// The customer: named by the order's customer, else its billing or shipping address; their
+/// e-mail; their phone, in E.164 when an address gives the country.
+fn customer(json: &serde_json::Value) -> Customer {
+    let country = n::first_text(
+        json,
+        &[
+            &["billing_address", "country_code"],
+            &["shipping_address", "country_code"],
+            &["customer", "default_address", "country_code"],
+        ],
+    );
+    let name = |person: &str| {
+        n::full_name(
+            n::text(json, &[person, "first_name"]),
+            n::text(json, &[person, "last_name"]),
+        )
+    };
+    Customer {
+        name: name("customer")
+            .or_else(|| name("billing_address"))
+            .or_else(|| name("shipping_address")),
+        email: n::email(json, &["email"])
+            .or_else(|| n::email(json, &["contact_email"]))
+            .or_else(|| n::email(json, &["customer", "email"])),
+        phone: n::phone(
+            n::first_text(
+                json,
+                &[
+                    &["phone"],
+                    &["customer", "phone"],
+                    &["billing_address", "phone"],
+                    &["shipping_address", "phone"],
+                ],
+            ),
+            country.as_deref(),
+        ),
     }
 }
 

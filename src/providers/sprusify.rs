@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Event};
+use super::normalize as n;
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+use crate::topics::event::{Bucket, Event};
 
 const SIGNATURE: &[&str] = &["x-spru-signature"];
 
@@ -72,7 +73,7 @@ impl Provider for Sprusify {
         clue.trim().to_string()
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         // A conversion is an order attributed to an affiliate; Sprusify's order.created sample
         // describes the same order.
@@ -81,16 +82,16 @@ impl Provider for Sprusify {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let body = n::parse(request.body);
+        let json = n::parse(body);
         event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(&body, &["id"]);
+        event.resource_id = n::text(&json, &["id"]);
         if resource == Some("order") {
-            event.order_id = n::first_text(&body, &[&["order_id"], &["id"]]);
-            event.cart_value = n::decimal(request.body, &["total"]);
-            event.currency = n::currency(&body, &["currency"]);
-            event.customer.email = n::email(&body, &["customer_email"]);
+            event.order_id = n::first_text(&json, &[&["order_id"], &["id"]]);
+            event.cart_value = n::decimal(body, &["total"]);
+            event.currency = n::currency(&json, &["currency"]);
+            event.customer.email = n::email(&json, &["customer_email"]);
         }
-        event.occurred_at = n::timestamp(&body, &["created_at"]);
+        event.occurred_at = n::timestamp(&json, &["created_at"]);
         event
     }
 }

@@ -11,8 +11,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Event};
+use super::normalize as n;
 use super::{Error, Inspection, Key, Keys, Provider, Request};
+use crate::topics::event::{Bucket, Event};
 
 const ID: &[&str] = &["webhook-id"];
 const TIMESTAMP: &[&str] = &["webhook-timestamp"];
@@ -77,11 +78,11 @@ impl Provider for Standard {
 
     /// Standard Webhooks fixes the envelope (`type`, `timestamp`, `data`), not the payload: the
     /// event is `other` with its type, the `data.id` it names and its timestamp.
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let mut event = Event::new(self.slug(), seen.event_type.as_deref(), Bucket::Other);
-        let body = n::parse(request.body);
-        event.resource_id = n::text(&body, &["data", "id"]);
-        event.occurred_at = n::timestamp(&body, &["timestamp"]);
+        let json = n::parse(body);
+        event.resource_id = n::text(&json, &["data", "id"]);
+        event.occurred_at = n::timestamp(&json, &["timestamp"]);
         event
     }
 

@@ -15,8 +15,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::normalize::{self as n, Bucket, Customer, Event};
+use super::normalize as n;
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
+use crate::topics::event::{Bucket, Customer, Event};
 
 const SIGNATURE: &[&str] = &["x-zid-signature"];
 const AUTHORIZATION: &[&str] = &["authorization"];
@@ -73,7 +74,7 @@ impl Provider for Zid {
         clue.trim().to_string()
     }
 
-    fn normalize(&self, request: &Request<'_>, seen: &Inspection<'_>) -> Event {
+    fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let (bucket, resource) = match name {
             Some("order.create") => (Bucket::OrderCompleted, Some("order")),
@@ -84,13 +85,13 @@ impl Provider for Zid {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let body = n::parse(request.body);
+        let json = n::parse(body);
         // Order events carry the order schema, possibly under "order" (as the REST API does).
-        let within: &[&str] = match n::at(&body, &["order"]).is_some_and(|v| v.is_object()) {
+        let within: &[&str] = match n::at(&json, &["order"]).is_some_and(|v| v.is_object()) {
             true => &["order"],
             false => &[],
         };
-        let data = n::at(&body, within).unwrap_or(&body);
+        let data = n::at(&json, within).unwrap_or(&json);
         event.resource_type = resource.map(str::to_string);
         event.resource_id = n::text(data, &["id"]);
         match resource {
@@ -98,7 +99,7 @@ impl Provider for Zid {
                 event.cart_token = n::first_text(data, &[&["cart_id"], &["id"]]);
                 event.order_id = n::text(data, &["order_id"]);
                 event.recovery_url = n::url(data, &["url"]);
-                event.cart_value = n::decimal(request.body, &[within, &["cart_total"]].concat());
+                event.cart_value = n::decimal(body, &[within, &["cart_total"]].concat());
                 event.customer = Customer {
                     name: n::text(data, &["customer_name"]),
                     email: n::email(data, &["customer_email"]),
@@ -107,7 +108,7 @@ impl Provider for Zid {
             }
             _ => {
                 event.order_id = n::text(data, &["id"]).filter(|_| resource == Some("order"));
-                event.cart_value = n::decimal(request.body, &[within, &["order_total"]].concat());
+                event.cart_value = n::decimal(body, &[within, &["order_total"]].concat());
                 event.item_count = n::item_count(data, &["products"], "quantity");
                 event.customer = Customer {
                     name: n::text(data, &["customer", "name"]),

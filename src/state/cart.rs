@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::AliasKind;
 use crate::clock::rfc3339;
-use crate::providers::{Bucket, Event};
+use crate::topics::event::{Bucket, Customer, Event};
 pub use crate::topics::transition::{Phase, Transition, SCHEMA as TRANSITION_SCHEMA};
 
 /// One tenant's cart, as the store keeps it.
@@ -131,18 +131,15 @@ fn on_order(tenant: &str, key: &str, cart: Option<Cart>, event: &Event, at_ms: i
         Phase::Completed | Phase::Recovered => return Step::unchanged(Some(cart)),
     };
     let latest = merge(&cart.latest, event);
-    let transition = Transition {
-        schema: TRANSITION_SCHEMA.to_string(),
-        id: transition_id(tenant, key, "order_completed", cart.episode),
-        tenant_id: tenant.to_string(),
-        cart: key.to_string(),
-        from: cart.phase,
+    let transition = transition(
+        tenant,
+        key,
+        &cart,
         to,
-        bucket: Bucket::OrderCompleted,
-        recovered: to == Phase::Recovered,
-        at: rfc3339(at_ms),
-        event: latest.clone(),
-    };
+        Bucket::OrderCompleted,
+        at_ms,
+        latest.clone(),
+    );
     let cart = Cart {
         phase: to,
         latest,
@@ -161,24 +158,47 @@ pub fn on_timer(cart: Cart, deadline_ms: i64) -> Step {
     if cart.phase != Phase::Active || cart.deadline_ms() != deadline_ms {
         return Step::unchanged(Some(cart));
     }
-    let transition = Transition {
-        schema: TRANSITION_SCHEMA.to_string(),
-        id: transition_id(&cart.tenant, &cart.key, "abandoned_candidate", cart.episode),
-        tenant_id: cart.tenant.clone(),
-        cart: cart.key.clone(),
-        from: Phase::Active,
-        to: Phase::Abandoned,
-        bucket: Bucket::AbandonedCandidate,
-        recovered: false,
-        at: rfc3339(deadline_ms),
-        event: cart.latest.clone(),
-    };
+    let transition = transition(
+        &cart.tenant,
+        &cart.key,
+        &cart,
+        Phase::Abandoned,
+        Bucket::AbandonedCandidate,
+        deadline_ms,
+        cart.latest.clone(),
+    );
     Step {
         cart: Some(Cart {
             phase: Phase::Abandoned,
             ..cart
         }),
         transitions: vec![transition],
+    }
+}
+
+/// The transition a step makes: `cart`, the cart `key` of `tenant`, leaves its phase for `to`
+/// at `at_ms`, as `event` last describes it. Its id is the same for the same episode however
+/// often the step is replayed.
+fn transition(
+    tenant: &str,
+    key: &str,
+    cart: &Cart,
+    to: Phase,
+    bucket: Bucket,
+    at_ms: i64,
+    event: Event,
+) -> Transition {
+    Transition {
+        schema: TRANSITION_SCHEMA.to_string(),
+        id: transition_id(tenant, key, bucket.as_str(), cart.episode),
+        tenant_id: tenant.to_string(),
+        cart: key.to_string(),
+        from: cart.phase,
+        to,
+        bucket,
+        recovered: to == Phase::Recovered,
+        at: rfc3339(at_ms),
+        event,
     }
 }
 
@@ -193,7 +213,7 @@ fn merge(old: &Event, new: &Event) -> Event {
         currency: pick(&new.currency, &old.currency),
         recovery_url: pick(&new.recovery_url, &old.recovery_url),
         item_count: new.item_count.or(old.item_count),
-        customer: crate::providers::normalize::Customer {
+        customer: Customer {
             name: pick(&new.customer.name, &old.customer.name),
             email: pick(&new.customer.email, &old.customer.email),
             phone: pick(&new.customer.phone, &old.customer.phone),

@@ -29,7 +29,7 @@ pub use keys::AliasKind;
 
 pub use outbox::{Kind as OutboxKind, Record as OutboxRecord};
 
-use crate::providers::{Bucket, Event};
+use crate::topics::event::{Bucket, Event};
 
 const CARTS: &str = "carts";
 const DEDUP: &str = "dedup";
@@ -297,29 +297,56 @@ impl Store {
     pub fn apply(&mut self, input: Input<'_>) -> Result<Applied, Error> {
         let fired = self.advance(input.received_ms)?;
         let mut batch = WriteBatch::default();
+        self.write_progress(&mut batch, input.offset);
+        if self.deduplicate(&mut batch, &input)? {
+            self.db.write(batch)?;
+            return Ok(Applied {
+                duplicate: true,
+                fired,
+                transitions: vec![],
+            });
+        }
+        let transitions = self.step_cart(&mut batch, &input)?;
+        let mut outbox = Vec::new();
+        outbox.push(outbox::Record::event(
+            input.tenant,
+            input.delivery_id,
+            input.event,
+        ));
+        outbox.extend(transitions.iter().map(outbox::Record::transition));
+        self.push_outbox(&mut batch, outbox);
+        self.db.write(batch)?;
+        Ok(Applied {
+            duplicate: false,
+            fired,
+            transitions,
+        })
+    }
+
+    /// The record at `offset` consumed, and the watermark where it stands.
+    fn write_progress(&self, batch: &mut WriteBatch, offset: i64) {
         batch.put_cf(
             cf(&self.db, META),
             keys::NEXT_OFFSET,
-            ((input.offset + 1) as u64).to_be_bytes(),
+            ((offset + 1) as u64).to_be_bytes(),
         );
         batch.put_cf(
             cf(&self.db, META),
             keys::WATERMARK,
             (self.watermark.max(0) as u64).to_be_bytes(),
         );
+    }
 
+    /// Whether the input's delivery id was seen within the de-duplication window; when it was
+    /// not, `batch` marks it seen at the record's arrival (replacing an older marker).
+    fn deduplicate(&self, batch: &mut WriteBatch, input: &Input<'_>) -> Result<bool, Error> {
         let dedup_key = keys::delivery(input.tenant, &input.event.provider, input.delivery_id);
         if let Some(seen) = self.db.get_cf(cf(&self.db, DEDUP), &dedup_key)? {
             let seen_ms = decode_u64(&seen).ok_or(Error::Corrupt {
                 what: "dedup marker",
             })? as i64;
             if input.received_ms.saturating_sub(seen_ms) <= self.windows.dedup.as_millis() as i64 {
-                self.db.write(batch)?;
-                return Ok(Applied {
-                    duplicate: true,
-                    fired,
-                    transitions: vec![],
-                });
+                return Ok(true);
             }
             batch.delete_cf(
                 cf(&self.db, EXPIRY),
@@ -333,44 +360,36 @@ impl Store {
             keys::expiry_dedup(input.received_ms, &dedup_key),
             [],
         );
+        Ok(false)
+    }
 
-        let mut outbox = Vec::new();
-        outbox.push(outbox::Record::event(
+    /// The event's step on the cart it belongs to, if any: the cart and its aliases written to
+    /// `batch` when they changed; the transitions the step made.
+    fn step_cart(
+        &mut self,
+        batch: &mut WriteBatch,
+        input: &Input<'_>,
+    ) -> Result<Vec<Transition>, Error> {
+        let Some(key) = self.find_cart(input)? else {
+            return Ok(Vec::new());
+        };
+        let stored = keys::cart(input.tenant, &key);
+        let before = self.get_cart(&stored)?;
+        let step = cart::on_event(
             input.tenant,
-            input.delivery_id,
+            &key,
+            before.clone(),
             input.event,
-        ));
-
-        let mut transitions = Vec::new();
-        if let Some(key) = self.find_cart(&input)? {
-            let stored = keys::cart(input.tenant, &key);
-            let before = self.get_cart(&stored)?;
-            let step = cart::on_event(
-                input.tenant,
-                &key,
-                before.clone(),
-                input.event,
-                input.at_ms,
-                input.window_ms,
-            );
-            if let Some(after) = &step.cart {
-                if before.as_ref() != Some(after) {
-                    self.write_cart(&mut batch, before.as_ref(), after);
-                    self.write_aliases(&mut batch, after, input.at_ms);
-                }
+            input.at_ms,
+            input.window_ms,
+        );
+        if let Some(after) = &step.cart {
+            if before.as_ref() != Some(after) {
+                self.write_cart(batch, before.as_ref(), after);
+                self.write_aliases(batch, after, input.at_ms);
             }
-            for transition in &step.transitions {
-                outbox.push(outbox::Record::transition(transition));
-            }
-            transitions = step.transitions;
         }
-        self.push_outbox(&mut batch, outbox);
-        self.db.write(batch)?;
-        Ok(Applied {
-            duplicate: false,
-            fired,
-            transitions,
-        })
+        Ok(step.transitions)
     }
 
     /// Moves the watermark to `received_ms` (never back) and fires every timer due by it.

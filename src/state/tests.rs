@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::providers::normalize::Customer;
+use crate::topics::event::Customer;
 
 const MINUTE: i64 = 60_000;
 const WINDOW: i64 = 15 * MINUTE;

@@ -422,7 +422,16 @@ mod tests {
             let rest = name.strip_prefix("cartstream_").expect(name);
             let (subsystem, _) = rest.split_once('_').expect(name);
             assert!(
-                ["ingress", "http", "kafka", "processor", "delivery", "state"].contains(&subsystem),
+                [
+                    "ingress",
+                    "http",
+                    "kafka",
+                    "processor",
+                    "delivery",
+                    "state",
+                    "runtime"
+                ]
+                .contains(&subsystem),
                 "{name}"
             );
             assert!(

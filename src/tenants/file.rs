@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::{Endpoint, Integration, Registry, Secret, Tenant, DEFAULT_INACTIVITY_WINDOW};
 use crate::problems::Problems;
-use crate::providers::{self, scheme, Bucket, Key, Keys, Scheme, SECRET_CLUE};
+use crate::providers::{self, scheme, Key, Keys, Provider, Scheme, SECRET_CLUE};
+use crate::topics::event::Bucket;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,27 +148,55 @@ pub(super) fn parse(
     env: &HashMap<String, String>,
 ) -> Result<Registry, Problems> {
     let file: File = toml::from_str(text).map_err(|e| Problems::one(e.to_string()))?;
-    let mut problems = Problems::default();
-    let mut registry = Registry::default();
-    let mut tenant_ids = HashSet::new();
-    let mut clues = HashSet::new();
-    let mut keys = HashSet::new();
-    // Which integration first used each shared secret, to flag the ones used twice.
-    let mut secret_users: HashMap<[u8; 32], String> = HashMap::new();
-
+    let mut parse = Parse {
+        base,
+        env,
+        registry: Registry::default(),
+        problems: Problems::default(),
+        tenant_ids: HashSet::new(),
+        clues: HashSet::new(),
+        keys: HashSet::new(),
+        secret_users: HashMap::new(),
+    };
     for (t, spec) in file.tenant.iter().enumerate() {
+        parse.tenant(t, spec);
+    }
+    parse.problems.into_result(parse.registry)
+}
+
+/// A file being read: the registry built and the problems found so far, and what must be
+/// unique across the whole file.
+struct Parse<'f> {
+    /// Where secret files are found.
+    base: &'f Path,
+    env: &'f HashMap<String, String>,
+    registry: Registry,
+    problems: Problems,
+    tenant_ids: HashSet<&'f str>,
+    /// `(provider, clue)` of every integration.
+    clues: HashSet<(&'static str, String)>,
+    /// Every integration key.
+    keys: HashSet<String>,
+    /// Which integration first used each shared secret, to flag the ones used twice.
+    secret_users: HashMap<[u8; 32], String>,
+}
+
+impl<'f> Parse<'f> {
+    /// Reads one tenant with its integrations and endpoints.
+    fn tenant(&mut self, t: usize, spec: &'f TenantSpec) {
         let at = format!("tenant[{t}] ({})", spec.id);
         if !valid_id(&spec.id) {
-            problems.push(format!(
+            self.problems.push(format!(
                 "{at}: id must be 1-128 characters of letters, digits, '-', '_' or '.'"
             ));
         }
-        if !tenant_ids.insert(spec.id.as_str()) {
-            problems.push(format!("{at}: duplicate tenant id"));
+        if !self.tenant_ids.insert(spec.id.as_str()) {
+            self.problems.push(format!("{at}: duplicate tenant id"));
         }
         let window = spec.inactivity_window.unwrap_or(DEFAULT_INACTIVITY_WINDOW);
         if window.is_zero() {
-            problems.push(format!("{at}: inactivity_window must be positive"));
+            self.problems
+                .push(format!("{at}: inactivity_window must be positive"));
         }
         let tenant = Arc::new(Tenant {
             id: Arc::from(spec.id.as_str()),
@@ -177,156 +206,229 @@ pub(super) fn parse(
 
         for (i, spec) in spec.integration.iter().enumerate() {
             let at = format!("{at} integration[{i}] ({})", spec.provider);
-            let Some(provider) = providers::find(&spec.provider) else {
-                let known: Vec<_> = providers::all().map(|p| p.slug()).collect();
-                problems.push(format!(
-                    "{at}: unknown provider; known providers: {}",
-                    known.join(", ")
-                ));
-                continue;
-            };
-            let secret_is_clue = provider.clue_field() == Some(SECRET_CLUE);
-            let mut clue = None;
-            for (field, value) in spec.clues() {
-                if provider.clue_field() == Some(field) {
-                    clue = Some(provider.normalize_clue(value));
-                } else {
-                    problems.push(format!(
-                        "{at}: `{field}` does not apply to provider {}",
-                        provider.slug()
-                    ));
-                }
-            }
-            if let Some(key) = &spec.integration_key {
-                if key.len() < MIN_KEY_LEN || !valid_id(key) {
-                    problems.push(format!(
-                        "{at}: integration_key must be at least {MIN_KEY_LEN} characters of letters, digits, '-', '_' or '.'"
-                    ));
-                } else if !keys.insert(key.clone()) {
-                    problems.push(format!(
-                        "{at}: integration_key is used by another integration"
-                    ));
-                }
-            }
-            match (&clue, &spec.integration_key, provider.clue_field()) {
-                (_, _, Some(SECRET_CLUE)) => {}
-                (None, None, Some(field)) => problems.push(format!(
-                    "{at}: needs `{field}` or `integration_key` to be found"
-                )),
-                (None, None, None) => problems.push(format!(
-                    "{at}: needs `integration_key` (deliveries from {} carry no tenant clue)",
-                    provider.slug()
-                )),
-                _ => {}
-            }
-            let scheme = match &spec.scheme {
-                Some(_) if !provider.accepts_scheme() => {
-                    problems.push(format!(
-                        "{at}: `scheme` does not apply to provider {}",
-                        provider.slug()
-                    ));
-                    None
-                }
-                Some(scheme) => Scheme::from_spec(scheme)
-                    .map_err(|errors| {
-                        for error in errors {
-                            problems.push(format!("{at}: {error}"));
-                        }
-                    })
-                    .ok(),
-                None => {
-                    if provider.accepts_scheme() {
-                        registry.warnings.push(format!(
-                            "{at}: has no `scheme`: every delivery is refused (401) until one is configured"
-                        ));
-                    }
-                    None
-                }
-            };
-            let key = |which: &str,
-                       secret: &SecretSpec,
-                       problems: &mut Problems|
-             -> Option<(Key, String)> {
-                let value = secret
-                    .resolve(base, env)
-                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
-                    .ok()?;
-                let key = provider
-                    .key(&value)
-                    .map_err(|e| problems.push(format!("{at}: {which}: {e}")))
-                    .ok()?;
-                if let Some(problem) = key.secret_len().and_then(too_short) {
-                    problems.push(format!("{at}: {which}: {problem}"));
-                    return None;
-                }
-                Some((key, value))
-            };
-            let current = key("secret", &spec.secret, &mut problems);
-            let previous = spec
-                .previous_secret
-                .as_ref()
-                .and_then(|s| key("previous_secret", s, &mut problems));
-            for (key, _) in current.iter().chain(&previous) {
-                let Some(digest) = key.secret_digest() else {
-                    continue;
-                };
-                match secret_users.get(&digest) {
-                    Some(first) if *first != at => registry.warnings.push(format!(
-                        "{at}: shares its secret with {first}: whoever can sign for one can sign for the other, and where the platform does not sign the tenant clue a delivery for one can be presented as the other's; give each integration its own secret where the platform allows"
-                    )),
-                    Some(_) => {}
-                    None => {
-                        secret_users.insert(digest, at.clone());
-                    }
-                }
-            }
-            // Where the secret names the integration, each secret of a rotation is a clue.
-            let mut integration_clues: Vec<String> = if secret_is_clue {
-                let secrets = current.iter().chain(&previous);
-                secrets
-                    .map(|(_, value)| providers::secret_clue(value.as_bytes()))
-                    .collect()
-            } else {
-                clue.iter().cloned().collect()
-            };
-            integration_clues.dedup();
-            for clue in &integration_clues {
-                if !clues.insert((provider.slug(), clue.clone())) {
-                    problems.push(format!(
-                        "{at}: another integration of {} already has this {}",
-                        provider.slug(),
-                        provider.clue_field().unwrap_or("clue")
-                    ));
-                }
-            }
-            if let Some((current, _)) = current {
-                registry.insert(
-                    Integration {
-                        tenant: tenant.clone(),
-                        provider,
-                        clue: integration_clues.first().cloned(),
-                        key: spec.integration_key.clone(),
-                        keys: Keys::new(current, previous.map(|(key, _)| key)),
-                        scheme,
-                        event: spec.event.clone().filter(|e| !e.trim().is_empty()),
-                    },
-                    integration_clues,
-                );
-            }
+            self.integration(&at, &tenant, spec);
         }
         let mut endpoint_ids = HashSet::new();
         for (e, spec) in spec.endpoint.iter().enumerate() {
             let at = format!("{at} endpoint[{e}] ({})", spec.id);
-            if let Some(endpoint) = endpoint(spec, &at, &tenant, base, env, &mut problems) {
+            let endpoint = endpoint(spec, &at, &tenant, self.base, self.env, &mut self.problems);
+            if let Some(endpoint) = endpoint {
                 if !endpoint_ids.insert(endpoint.id.clone()) {
-                    problems.push(format!("{at}: duplicate endpoint id in this tenant"));
+                    self.problems
+                        .push(format!("{at}: duplicate endpoint id in this tenant"));
                 }
-                registry.endpoints.push(endpoint);
+                self.registry.endpoints.push(endpoint);
             }
         }
-        registry.insert_tenant(tenant);
+        self.registry.insert_tenant(tenant);
     }
-    problems.into_result(registry)
+
+    /// Reads one integration; it joins the registry when its current secret is usable.
+    fn integration(&mut self, at: &str, tenant: &Arc<Tenant>, spec: &IntegrationSpec) {
+        let Some(provider) = providers::find(&spec.provider) else {
+            let known: Vec<_> = providers::all().map(|p| p.slug()).collect();
+            self.problems.push(format!(
+                "{at}: unknown provider; known providers: {}",
+                known.join(", ")
+            ));
+            return;
+        };
+        let clue = self.clue(at, provider, spec);
+        self.check_integration_key(at, spec);
+        self.check_findable(at, provider, clue.as_deref(), spec);
+        let scheme = self.scheme(at, provider, spec);
+        let current = self.key(at, provider, "secret", &spec.secret);
+        let previous = spec
+            .previous_secret
+            .as_ref()
+            .and_then(|s| self.key(at, provider, "previous_secret", s));
+        self.warn_of_shared_secrets(at, current.iter().chain(&previous));
+        let integration_clues =
+            self.integration_clues(at, provider, clue, current.iter().chain(&previous));
+        if let Some((current, _)) = current {
+            self.registry.insert(
+                Integration {
+                    tenant: tenant.clone(),
+                    provider,
+                    clue: integration_clues.first().cloned(),
+                    key: spec.integration_key.clone(),
+                    keys: Keys::new(current, previous.map(|(key, _)| key)),
+                    scheme,
+                    event: spec.event.clone().filter(|e| !e.trim().is_empty()),
+                },
+                integration_clues,
+            );
+        }
+    }
+
+    /// The integration's clue, normalized as its provider's `inspect` returns it; a clue field
+    /// of another provider is a problem.
+    fn clue(
+        &mut self,
+        at: &str,
+        provider: &dyn Provider,
+        spec: &IntegrationSpec,
+    ) -> Option<String> {
+        let mut clue = None;
+        for (field, value) in spec.clues() {
+            if provider.clue_field() == Some(field) {
+                clue = Some(provider.normalize_clue(value));
+            } else {
+                self.problems.push(format!(
+                    "{at}: `{field}` does not apply to provider {}",
+                    provider.slug()
+                ));
+            }
+        }
+        clue
+    }
+
+    /// An integration key is long enough, of the allowed characters, and used once in the file.
+    fn check_integration_key(&mut self, at: &str, spec: &IntegrationSpec) {
+        let Some(key) = &spec.integration_key else {
+            return;
+        };
+        if key.len() < MIN_KEY_LEN || !valid_id(key) {
+            self.problems.push(format!(
+                "{at}: integration_key must be at least {MIN_KEY_LEN} characters of letters, digits, '-', '_' or '.'"
+            ));
+        } else if !self.keys.insert(key.clone()) {
+            self.problems.push(format!(
+                "{at}: integration_key is used by another integration"
+            ));
+        }
+    }
+
+    /// Deliveries can find the integration: by its clue, by its integration key, or by its
+    /// secret where the secret is the clue.
+    fn check_findable(
+        &mut self,
+        at: &str,
+        provider: &dyn Provider,
+        clue: Option<&str>,
+        spec: &IntegrationSpec,
+    ) {
+        match (clue, &spec.integration_key, provider.clue_field()) {
+            (_, _, Some(SECRET_CLUE)) => {}
+            (None, None, Some(field)) => self.problems.push(format!(
+                "{at}: needs `{field}` or `integration_key` to be found"
+            )),
+            (None, None, None) => self.problems.push(format!(
+                "{at}: needs `integration_key` (deliveries from {} carry no tenant clue)",
+                provider.slug()
+            )),
+            _ => {}
+        }
+    }
+
+    /// The integration's generic scheme, where its provider takes one (and a warning when such
+    /// a provider has none).
+    fn scheme(
+        &mut self,
+        at: &str,
+        provider: &dyn Provider,
+        spec: &IntegrationSpec,
+    ) -> Option<Scheme> {
+        match &spec.scheme {
+            Some(_) if !provider.accepts_scheme() => {
+                self.problems.push(format!(
+                    "{at}: `scheme` does not apply to provider {}",
+                    provider.slug()
+                ));
+                None
+            }
+            Some(scheme) => Scheme::from_spec(scheme)
+                .map_err(|errors| {
+                    for error in errors {
+                        self.problems.push(format!("{at}: {error}"));
+                    }
+                })
+                .ok(),
+            None => {
+                if provider.accepts_scheme() {
+                    self.registry.warnings.push(format!(
+                        "{at}: has no `scheme`: every delivery is refused (401) until one is configured"
+                    ));
+                }
+                None
+            }
+        }
+    }
+
+    /// One of the integration's secrets as its provider's key, with the secret's text; `None`
+    /// (and a problem) when it cannot be read, is not a key, or is too short.
+    fn key(
+        &mut self,
+        at: &str,
+        provider: &dyn Provider,
+        which: &str,
+        secret: &SecretSpec,
+    ) -> Option<(Key, String)> {
+        let value = secret
+            .resolve(self.base, self.env)
+            .map_err(|e| self.problems.push(format!("{at}: {which}: {e}")))
+            .ok()?;
+        let key = provider
+            .key(&value)
+            .map_err(|e| self.problems.push(format!("{at}: {which}: {e}")))
+            .ok()?;
+        if let Some(problem) = key.secret_len().and_then(too_short) {
+            self.problems.push(format!("{at}: {which}: {problem}"));
+            return None;
+        }
+        Some((key, value))
+    }
+
+    /// Warns of each shared secret another integration already uses.
+    fn warn_of_shared_secrets<'k>(
+        &mut self,
+        at: &str,
+        secrets: impl Iterator<Item = &'k (Key, String)>,
+    ) {
+        for (key, _) in secrets {
+            let Some(digest) = key.secret_digest() else {
+                continue;
+            };
+            match self.secret_users.get(&digest) {
+                Some(first) if first != at => self.registry.warnings.push(format!(
+                    "{at}: shares its secret with {first}: whoever can sign for one can sign for the other, and where the platform does not sign the tenant clue a delivery for one can be presented as the other's; give each integration its own secret where the platform allows"
+                )),
+                Some(_) => {}
+                None => {
+                    self.secret_users.insert(digest, at.to_string());
+                }
+            }
+        }
+    }
+
+    /// Every clue that finds the integration, each used once in the file: its clue, or, where
+    /// the secret names the integration, each secret of a rotation.
+    fn integration_clues<'k>(
+        &mut self,
+        at: &str,
+        provider: &'static dyn Provider,
+        clue: Option<String>,
+        secrets: impl Iterator<Item = &'k (Key, String)>,
+    ) -> Vec<String> {
+        let mut clues: Vec<String> = if provider.clue_field() == Some(SECRET_CLUE) {
+            secrets
+                .map(|(_, value)| providers::secret_clue(value.as_bytes()))
+                .collect()
+        } else {
+            clue.into_iter().collect()
+        };
+        clues.dedup();
+        for clue in &clues {
+            if !self.clues.insert((provider.slug(), clue.clone())) {
+                self.problems.push(format!(
+                    "{at}: another integration of {} already has this {}",
+                    provider.slug(),
+                    provider.clue_field().unwrap_or("clue")
+                ));
+            }
+        }
+        clues
+    }
 }
 
 /// Validates one endpoint; every problem is recorded, `None` when it is unusable.
@@ -344,12 +446,32 @@ fn endpoint(
             "{at}: id must be 1-128 characters of letters, digits, '-', '_' or '.'"
         ));
     }
-    let url = match spec.url.parse::<http::Uri>() {
+    let url = endpoint_url(&spec.url, at, problems);
+    let secrets = endpoint_secrets(spec, at, base, env, problems);
+    let events = endpoint_events(spec.events.as_deref(), at, problems);
+    let retry_schedule = spec
+        .retry_schedule
+        .as_ref()
+        .map(|steps| retry_schedule(steps, at, problems));
+    (problems.len() == before).then(|| Endpoint {
+        tenant: tenant.clone(),
+        id: spec.id.clone(),
+        url: url.expect("a valid endpoint has a URL"),
+        secrets,
+        events,
+        retry_schedule,
+    })
+}
+
+/// An absolute `http://` or `https://` URL with a host, the host not an address spelled in
+/// an unusual way.
+fn endpoint_url(text: &str, at: &str, problems: &mut Problems) -> Option<http::Uri> {
+    match text.parse::<http::Uri>() {
         Ok(url)
             if matches!(url.scheme_str(), Some("http" | "https"))
                 && url.host().is_some_and(|h| !h.is_empty()) =>
         {
-            match unusual_address(&spec.url, &url) {
+            match unusual_address(text, &url) {
                 None => Some(url),
                 Some(canonical) => {
                     problems.push(format!(
@@ -366,7 +488,17 @@ fn endpoint(
             ));
             None
         }
-    };
+    }
+}
+
+/// The endpoint's signing secrets, current then previous, each readable and long enough.
+fn endpoint_secrets(
+    spec: &EndpointSpec,
+    at: &str,
+    base: &Path,
+    env: &HashMap<String, String>,
+    problems: &mut Problems,
+) -> Vec<Secret> {
     let mut secrets = Vec::new();
     for (which, secret) in [
         ("secret", Some(&spec.secret)),
@@ -385,48 +517,45 @@ fn endpoint(
             Err(e) => problems.push(format!("{at}: {which}: {e}")),
         }
     }
-    let events = match &spec.events {
-        None => ENDPOINT_EVENTS.iter().map(|(_, bucket)| *bucket).collect(),
-        Some(names) => {
-            let mut events = Vec::new();
-            for name in names {
-                match ENDPOINT_EVENTS.iter().find(|(known, _)| known == name) {
-                    Some((_, bucket)) if !events.contains(bucket) => events.push(*bucket),
-                    Some(_) => {}
-                    None => problems.push(format!(
-                        "{at}: unknown event `{name}`; known events: abandoned_candidate, order_completed"
-                    )),
-                }
-            }
-            if names.is_empty() {
-                problems.push(format!("{at}: events must name at least one event"));
-            }
-            events
-        }
+    secrets
+}
+
+/// The transition kinds the endpoint subscribes to: those `names` lists, or every one.
+fn endpoint_events(names: Option<&[String]>, at: &str, problems: &mut Problems) -> Vec<Bucket> {
+    let Some(names) = names else {
+        return ENDPOINT_EVENTS.iter().map(|(_, bucket)| *bucket).collect();
     };
-    let retry_schedule = spec.retry_schedule.as_ref().map(|steps| {
-        if steps.is_empty() || steps.len() > MAX_RETRY_STEPS {
-            problems.push(format!(
-                "{at}: retry_schedule must list 1 to {MAX_RETRY_STEPS} delays"
-            ));
+    let mut events = Vec::new();
+    for name in names {
+        match ENDPOINT_EVENTS.iter().find(|(known, _)| known == name) {
+            Some((_, bucket)) if !events.contains(bucket) => events.push(*bucket),
+            Some(_) => {}
+            None => problems.push(format!(
+                "{at}: unknown event `{name}`; known events: abandoned_candidate, order_completed"
+            )),
         }
-        steps
-            .iter()
-            .filter_map(|step| {
-                humantime::parse_duration(step)
-                    .map_err(|e| problems.push(format!("{at}: retry_schedule: `{step}`: {e}")))
-                    .ok()
-            })
-            .collect()
-    });
-    (problems.len() == before).then(|| Endpoint {
-        tenant: tenant.clone(),
-        id: spec.id.clone(),
-        url: url.expect("a valid endpoint has a URL"),
-        secrets,
-        events,
-        retry_schedule,
-    })
+    }
+    if names.is_empty() {
+        problems.push(format!("{at}: events must name at least one event"));
+    }
+    events
+}
+
+/// An endpoint's own retry schedule: 1 to [`MAX_RETRY_STEPS`] delays, each a duration.
+fn retry_schedule(steps: &[String], at: &str, problems: &mut Problems) -> Vec<Duration> {
+    if steps.is_empty() || steps.len() > MAX_RETRY_STEPS {
+        problems.push(format!(
+            "{at}: retry_schedule must list 1 to {MAX_RETRY_STEPS} delays"
+        ));
+    }
+    steps
+        .iter()
+        .filter_map(|step| {
+            humantime::parse_duration(step)
+                .map_err(|e| problems.push(format!("{at}: retry_schedule: `{step}`: {e}")))
+                .ok()
+        })
+        .collect()
 }
 
 /// The canonical form of an address host written another way (`127.1`, `2130706433`,

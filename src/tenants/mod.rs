@@ -81,7 +81,7 @@ pub struct Endpoint {
     /// of them signs (Standard Webhooks), so receivers may hold either.
     pub secrets: Vec<Secret>,
     /// The transition kinds delivered to it.
-    pub events: Vec<crate::providers::Bucket>,
+    pub events: Vec<crate::topics::event::Bucket>,
     /// The endpoint's own retry schedule, in place of the global one.
     pub retry_schedule: Option<Vec<Duration>>,
 }
@@ -204,7 +204,7 @@ impl Registry {
     pub fn endpoints_for<'r>(
         &'r self,
         tenant: &'r str,
-        event: crate::providers::Bucket,
+        event: crate::topics::event::Bucket,
     ) -> impl Iterator<Item = &'r Endpoint> {
         self.endpoints
             .iter()

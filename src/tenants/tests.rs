@@ -3,6 +3,7 @@ use std::path::Path;
 
 use super::*;
 use crate::providers;
+use crate::topics::event::Bucket;
 
 fn parse(text: &str, env: &[(&str, &str)]) -> Result<Registry, Problems> {
     let env: HashMap<String, String> = env
@@ -397,19 +398,16 @@ id = "acme"
     assert_eq!(crm.secrets.len(), 2);
     assert_eq!(
         crm.events,
-        [
-            providers::Bucket::AbandonedCandidate,
-            providers::Bucket::OrderCompleted
-        ]
+        [Bucket::AbandonedCandidate, Bucket::OrderCompleted]
     );
     assert_eq!(crm.retry_schedule, None);
     let abandoned: Vec<&str> = registry
-        .endpoints_for("acme", providers::Bucket::AbandonedCandidate)
+        .endpoints_for("acme", Bucket::AbandonedCandidate)
         .map(|e| e.id.as_str())
         .collect();
     assert_eq!(abandoned, ["crm"]);
     let orders: Vec<&str> = registry
-        .endpoints_for("acme", providers::Bucket::OrderCompleted)
+        .endpoints_for("acme", Bucket::OrderCompleted)
         .map(|e| e.id.as_str())
         .collect();
     assert_eq!(orders, ["crm", "orders-only"]);
@@ -422,7 +420,7 @@ id = "acme"
         ])
     );
     assert!(registry
-        .endpoints_for("globex", providers::Bucket::OrderCompleted)
+        .endpoints_for("globex", Bucket::OrderCompleted)
         .next()
         .is_none());
     assert!(!format!("{registry:?}").contains("acme-crm-hook-secret"));

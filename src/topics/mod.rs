@@ -4,7 +4,8 @@
 //!
 //! - [`inbound`]: the metadata of `<prefix>.inbound.v1` ↔ its Kafka headers (the ingress
 //!   writes them, the processor reads them);
-//! - [`event`]: a normalized event on `<prefix>.events.v1` (written by the processor);
+//! - [`event`]: a normalized event on `<prefix>.events.v1` (written by the processor), and
+//!   the [`Event`](event::Event) shape every provider maps its payload into;
 //! - [`transition`]: a cart transition on `<prefix>.transitions.v1` (written by `state`
 //!   through the processor, read by delivery), with its phases;
 //! - [`outcome`]: a delivery outcome on `<prefix>.deliveries.v1`;

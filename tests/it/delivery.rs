@@ -326,6 +326,13 @@ impl Bench {
         read_json_eventually(brokers, topic, n, WAIT).await
     }
 
+    /// The outcome of the first attempt, once the worker has recorded it. The worker decides
+    /// on an answer at its clock's time, so a test waits for this before moving the clock —
+    /// the request reaching the receiver is not enough.
+    async fn first_outcome(&self) -> Value {
+        self.outcomes_eventually(1).await.swap_remove(0)
+    }
+
     /// Moves the clock and gives the worker time to act (it looks every 50 ms).
     async fn advance(&self, by: Duration) {
         self.clock.advance(by);
@@ -486,6 +493,11 @@ async fn retry_after_on_429_holds_the_next_attempt_back() {
     receiver.answer(429, vec![("retry-after", "120".to_string())]);
     bench.send_now("cart-1", "abandoned_candidate").await;
     let first = received_eventually(&receiver, 1).await[0].at_ms;
+    let outcome = bench.first_outcome().await;
+    assert_eq!(
+        outcome["next_attempt_at"],
+        rfc3339(T0 as i64 * 1000 + 120_000)
+    );
     bench.advance(Duration::from_secs(100)).await;
     assert_eq!(
         receiver.received().len(),
@@ -517,6 +529,12 @@ async fn retry_after_as_an_http_date_counts_from_the_workers_clock() {
     receiver.answer(503, vec![("retry-after", httpdate::fmt_http_date(at))]);
     bench.send_now("cart-1", "abandoned_candidate").await;
     received_eventually(&receiver, 1).await;
+    let outcome = bench.first_outcome().await;
+    assert_eq!(outcome["status_code"], 503);
+    assert_eq!(
+        outcome["next_attempt_at"],
+        rfc3339(T0 as i64 * 1000 + 150_000)
+    );
     bench.advance(Duration::from_secs(120)).await;
     assert_eq!(
         receiver.received().len(),
@@ -544,6 +562,13 @@ async fn retry_after_is_capped_as_configured() {
     receiver.answer(503, vec![("retry-after", "86400".to_string())]);
     bench.send_now("cart-1", "abandoned_candidate").await;
     received_eventually(&receiver, 1).await;
+    let outcome = bench.first_outcome().await;
+    assert_eq!(outcome["status_code"], 503);
+    assert_eq!(
+        outcome["next_attempt_at"],
+        rfc3339(T0 as i64 * 1000 + 90_000),
+        "a day asked, 90 s allowed"
+    );
     bench.advance(Duration::from_secs(80)).await;
     assert_eq!(receiver.received().len(), 1);
     bench.advance(Duration::from_secs(11)).await;

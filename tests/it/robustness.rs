@@ -111,7 +111,7 @@ fn exercise(body: &[u8], header_value: &str) {
             let request = Request::new(headers, body);
             let _ = provider.verify(&request, &keys, now);
             if let Ok(seen) = provider.inspect(&request) {
-                let event = serde_json::to_value(provider.normalize(&request, &seen)).unwrap();
+                let event = serde_json::to_value(provider.normalize(body, &seen)).unwrap();
                 let errors: Vec<String> = schema()
                     .iter_errors(&event)
                     .map(|e| e.to_string())

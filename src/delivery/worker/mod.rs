@@ -7,38 +7,46 @@
 //! the store happens on the loop, so the store needs no lock. On shutdown the loop stops
 //! starting attempts and waits (at most the request timeout) for those in flight — an attempt
 //! whose answer never arrived is simply due again after the restart.
+//!
+//! This file holds the loop and the worker's state; the worker's work is in its parts:
+//! `intake` (transitions → jobs), `attempts` (due jobs → requests → decisions performed),
+//! `outbox` (outcome records → Kafka), `commands` (operator actions), and `consumer` (the
+//! transitions consumer and the offsets it may commit).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Message};
+use rdkafka::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod attempts;
 mod commands;
+mod consumer;
+mod intake;
 mod outbox;
 
+use attempts::Attempted;
+use consumer::{join, Lag, Unsynced};
+
 use super::breaker::Breaker;
-use super::client::{self, Answer, Client};
+use super::client::Client;
 use super::handle::{Command, Handle};
-use super::policy::{self, Attempt, Decision, End, Progress, Schedule, Supersession};
-use super::records::{dead_letter, outcome_record, webhook_body, Recorded};
+use super::policy::{self, End};
+use super::records::{dead_letter, outcome_record, Recorded};
 use super::redrive::Source;
 use super::store::{self, Change, Job, OutboxRecord, Store};
-use super::{sign, Config};
-use crate::clock::{self, Clock};
+use super::Config;
+use crate::clock::Clock;
 use crate::health::Stalls;
 use crate::kafka;
 use crate::telemetry::{error_chain, metrics};
 use crate::tenants::{Endpoint, Registry};
-use crate::topics::dead_letter::Reason;
-use crate::topics::transition::Transition;
 
 /// Outbox records published per round.
 const PUBLISH_BATCH: usize = 1_000;
@@ -438,103 +446,6 @@ impl Worker {
     }
 }
 
-/// The offsets of transitions whose jobs are written to the store but not yet synced to disk.
-/// They are handed to the consumer for its next commit only after the store's log is synced, so
-/// that a commit never covers jobs a power cut could still take away (a process crash cannot:
-/// RocksDB's log is written before each write returns). The log is synced every tick, so a power
-/// cut also takes back at most a tick's outcomes (whose deliveries are then attempted again).
-#[derive(Default)]
-struct Unsynced(BTreeMap<i32, i64>);
-
-impl Unsynced {
-    fn taken(&mut self, partition: i32, offset: i64) {
-        self.0.insert(partition, offset);
-    }
-
-    /// Syncs the store, then stores the offsets for the consumer's next commit.
-    fn release<C: Consumer<Lag>>(
-        &mut self,
-        store: &Store,
-        consumer: &C,
-        topic: &str,
-    ) -> Result<(), Error> {
-        store.sync()?;
-        for (partition, offset) in std::mem::take(&mut self.0) {
-            // A partition revoked meanwhile refuses it: its new owner reads the record again
-            // (at least once, as after any move of a partition).
-            if let Err(e) = consumer.store_offset(topic, partition, offset) {
-                tracing::debug!(error = %e, partition, "storing the offset failed");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A consumer of `topic` in the delivery group.
-fn join(
-    config: &Config,
-    kafka_config: &kafka::Config,
-    topic: &str,
-) -> Result<StreamConsumer<Lag>, Error> {
-    let consumer = consumer(config, kafka_config, topic)?;
-    consumer.subscribe(&[topic]).map_err(Error::Consumer)?;
-    Ok(consumer)
-}
-
-fn consumer(
-    config: &Config,
-    kafka_config: &kafka::Config,
-    topic: &str,
-) -> Result<StreamConsumer<Lag>, Error> {
-    let member = kafka::group::Member {
-        role: "delivery",
-        group_id: &config.group_id,
-        state_dir: &config.state_dir,
-        properties: &config.consumer,
-        // Offsets are stored only after the transition's jobs are in RocksDB, and committed
-        // from there in the background.
-        auto_commit: true,
-    };
-    let client = member.client_config(
-        kafka_config,
-        &[("partition.assignment.strategy", "cooperative-sticky")],
-        &[],
-    );
-    client
-        .create_with_context(Lag {
-            topic: topic.to_string(),
-        })
-        .map_err(Error::Consumer)
-}
-
-/// Reports the consumer's lag from librdkafka's statistics.
-struct Lag {
-    topic: String,
-}
-
-impl ClientContext for Lag {
-    fn stats(&self, statistics: Statistics) {
-        if let Some(topic) = statistics.topics.get(&self.topic) {
-            let lag: i64 = topic
-                .partitions
-                .values()
-                .filter(|p| p.partition >= 0)
-                .map(|p| p.consumer_lag.max(0))
-                .sum();
-            metrics::delivery_lag(lag);
-        }
-    }
-}
-
-impl ConsumerContext for Lag {}
-
-/// What came back from one attempt.
-struct Attempted {
-    job: Job,
-    result: Result<Answer, client::Error>,
-    took: Duration,
-}
-
 type EndpointKey = (String, String);
 
 struct Worker {
@@ -575,358 +486,21 @@ impl Worker {
         }
     }
 
-    /// Stores one job per subscribed endpoint of the transition in `payload`; an order ends
-    /// the pending abandonments of its cart (`superseded`).
-    /// Returns the jobs stored due now, for [`Worker::start_ready`].
-    fn take(&mut self, payload: &[u8]) -> Result<Vec<Job>, Error> {
-        let transition = match Transition::decode(payload) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping a transition record that cannot be read");
-                return Ok(Vec::new());
-            }
-        };
-        #[cfg(feature = "fault-injection")]
-        if transition.cart == "cartstream-inject-panic" {
-            panic!("fault injected by the test build (cart cartstream-inject-panic)");
-        }
-        let now = self.clock.now_millis();
-        let occurred_ms = clock::parse_rfc3339(&transition.at).unwrap_or(now);
-        let body = webhook_body(&transition);
-        let mut ready = Vec::new();
-        let mut changes = Vec::new();
-        let mut seen = Vec::new();
-        let mut records = Vec::new();
-        let endpoints: Vec<&Endpoint> = self
-            .registry
-            .endpoints_for(&transition.tenant_id, transition.bucket)
-            .collect();
-        for endpoint in endpoints {
-            let key = store::key(&transition.tenant_id, &endpoint.id, &transition.id);
-            if self.store.seen(&key)? {
-                continue;
-            }
-            seen.push(key);
-            let job = Job {
-                transition_id: transition.id.clone(),
-                tenant: transition.tenant_id.clone(),
-                endpoint: endpoint.id.clone(),
-                event: transition.bucket.as_str().to_string(),
-                cart: transition.cart.clone(),
-                body: body.clone(),
-                occurred_ms,
-                created_ms: now,
-                attempts: 0,
-                next_ms: now,
-                last_status: None,
-                last_error: None,
-                superseded: false,
-            };
-            if policy::supersedes_abandonments(transition.bucket) {
-                for pending in self.store.pending_abandonments(
-                    &transition.tenant_id,
-                    &endpoint.id,
-                    &transition.cart,
-                )? {
-                    match policy::supersede(self.in_flight.contains(&pending.key())) {
-                        // Marked in the store: its answer, when it comes, ends it.
-                        Supersession::Mark => changes.push(Change::Schedule(Job {
-                            superseded: true,
-                            ..pending
-                        })),
-                        Supersession::End => {
-                            self.end(pending, End::Superseded, &mut changes, &mut records, now)
-                        }
-                    }
-                }
-            }
-            let standing = self.standing(&job);
-            match policy::before_attempt(&job, standing, &self.config.deadlines, now) {
-                Some(end) => self.end(job, end, &mut changes, &mut records, now),
-                None => {
-                    ready.push(job.clone());
-                    changes.push(Change::Schedule(job));
-                }
-            }
-        }
-        self.store.write(changes, &seen, records, now)?;
-        Ok(ready)
-    }
-
     /// Ends `job` without an attempt, as the policy decided.
-    fn end(
-        &self,
-        job: Job,
-        end: End,
-        changes: &mut Vec<Change>,
-        records: &mut Vec<OutboxRecord>,
-        now: i64,
-    ) {
+    fn end(&self, job: Job, end: End, batch: &mut Batch, now: i64) {
         let mut recorded = Recorded::of(&job, end.outcome());
         if end == End::EndpointRemoved {
             recorded.error = Some("the endpoint is no longer configured".to_string());
         }
-        records.push(outcome_record(recorded, now));
+        batch.records.push(outcome_record(recorded, now));
         let reason = end.dead_letter();
         if let Some(reason) = reason {
-            records.push(dead_letter(&job, reason, now));
+            batch.records.push(dead_letter(&job, reason, now));
         }
-        changes.push(Change::Finish {
+        batch.changes.push(Change::Finish {
             job,
             dead: reason.is_some(),
         });
-    }
-
-    /// Starts attempts for due jobs, within the global and per-endpoint limits and the
-    /// circuits; ends jobs that expired or whose endpoint is gone or disabled.
-    fn dispatch(&mut self) -> Result<(), Error> {
-        let room_total = self
-            .config
-            .max_in_flight_requests
-            .saturating_sub(self.in_flight.len());
-        if room_total == 0 {
-            return Ok(());
-        }
-        let now = self.clock.now_millis();
-        // Endpoints that cannot take a request now, and what each other one has room for: the
-        // scan passes over their jobs instead of letting them fill the batch.
-        let limit = self.config.max_in_flight_per_endpoint;
-        let mut room: HashMap<Vec<u8>, usize> = HashMap::new();
-        for ((tenant, endpoint), breaker) in &self.breakers {
-            if breaker.is_open(now) {
-                room.insert(endpoint_prefix(tenant, endpoint), 0);
-            }
-        }
-        for ((tenant, endpoint), busy) in &self.per_endpoint {
-            let prefix = endpoint_prefix(tenant, endpoint);
-            let left = limit.saturating_sub(*busy);
-            room.entry(prefix)
-                .and_modify(|r| *r = (*r).min(left))
-                .or_insert(left);
-        }
-        let in_flight = &self.in_flight;
-        // Look past what is in flight and a few batches more, no further.
-        let scan = self.in_flight.len() + 4 * room_total;
-        let due = self.store.due(now, room_total, scan, |key| {
-            if in_flight.contains(key) {
-                return true;
-            }
-            let left = room
-                .entry(store::endpoint_of(key).to_vec())
-                .or_insert(limit);
-            if *left == 0 {
-                return true;
-            }
-            *left -= 1;
-            false
-        })?;
-        let mut changes = Vec::new();
-        let mut records = Vec::new();
-        for job in due {
-            let standing = self.standing(&job);
-            if let Some(end) = policy::before_attempt(&job, standing, &self.config.deadlines, now) {
-                self.end(job, end, &mut changes, &mut records, now);
-                continue;
-            }
-            let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-            if self.endpoint_admits(&endpoint_key, now) {
-                self.start(job, endpoint_key);
-            }
-        }
-        if !changes.is_empty() || !records.is_empty() {
-            self.store.write(changes, &[], records, now)?;
-        }
-        Ok(())
-    }
-
-    /// Starts the first attempts of jobs just stored, where their endpoint has room now —
-    /// without scanning the schedule; the others wait for the next dispatch.
-    fn start_ready(&mut self, jobs: Vec<Job>) {
-        let now = self.clock.now_millis();
-        for job in jobs {
-            if self.in_flight.len() >= self.config.max_in_flight_requests {
-                return;
-            }
-            let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-            if self.endpoint_admits(&endpoint_key, now) {
-                self.start(job, endpoint_key);
-            }
-        }
-    }
-
-    /// Whether the endpoint may take one more request now: it is below its in-flight limit and
-    /// its circuit admits it (a half-open circuit lets its one probe through).
-    fn endpoint_admits(&mut self, endpoint_key: &EndpointKey, now: i64) -> bool {
-        let busy = self.per_endpoint.get(endpoint_key).copied().unwrap_or(0);
-        busy < self.config.max_in_flight_per_endpoint
-            && self
-                .breakers
-                .entry(endpoint_key.clone())
-                .or_default()
-                .admits(now)
-    }
-
-    fn start(&mut self, job: Job, endpoint_key: EndpointKey) {
-        let Some(endpoint) = self.endpoint(&job.tenant, &job.endpoint) else {
-            return;
-        };
-        let url = endpoint.url.clone();
-        let timestamp = (self.clock.now_millis() / 1000).max(0) as u64;
-        let signature = sign(
-            &self.config.header_prefix,
-            &job.event,
-            &job.transition_id,
-            timestamp,
-            job.body.as_bytes(),
-            &endpoint.secrets,
-        );
-        self.in_flight.insert(job.key());
-        *self.per_endpoint.entry(endpoint_key).or_default() += 1;
-        metrics::delivery_in_flight(self.in_flight.len());
-        let client = self.client.clone();
-        let results = self.results.clone();
-        self.tracker.spawn(async move {
-            let started = tokio::time::Instant::now();
-            let body = job.body.clone().into_bytes();
-            let result = client.post(&url, &signature.headers, body).await;
-            let took = started.elapsed();
-            // The receiver is the loop, which outlives every attempt it waits for.
-            let _ = results.send(Attempted { job, result, took }).await;
-        });
-    }
-
-    /// Records an attempt's outcome and the job's next state.
-    fn finish(&mut self, attempted: Attempted) -> Result<(), Error> {
-        let Attempted {
-            mut job,
-            result,
-            took,
-        } = attempted;
-        let key = job.key();
-        let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
-        self.release(&key, &endpoint_key);
-        // An order for the cart came while the request was in the air.
-        let superseded = self
-            .store
-            .job(&key)?
-            .is_some_and(|stored| stored.superseded);
-        let now = self.clock.now_millis();
-        job.attempts += 1;
-        let (status, class, error) = match &result {
-            Ok(answer) => (
-                Some(answer.status),
-                metrics::status_class(answer.status),
-                None,
-            ),
-            Err(e) => (None, e.class(), Some(error_chain(e))),
-        };
-        job.last_status = status;
-        job.last_error = error.clone();
-        let decision = self.decide(&job, &result, superseded, now);
-        self.tell_breaker(&endpoint_key, &decision, now);
-        metrics::delivery_attempt(decision.attempt_label().as_str(), class, took);
-        let next_ms = match decision {
-            Decision::RetryAt(next_ms) => Some(next_ms),
-            _ => None,
-        };
-        let outcome = outcome_record(
-            Recorded {
-                job: &job,
-                outcome: decision.outcome(),
-                status,
-                class: Some(class),
-                took: Some(took),
-                error,
-                next_ms,
-            },
-            now,
-        );
-        self.perform(job, decision, outcome, endpoint_key, now)
-    }
-
-    /// Frees the attempt's place among those in flight, overall and at its endpoint.
-    fn release(&mut self, key: &[u8], endpoint_key: &EndpointKey) {
-        self.in_flight.remove(key);
-        if let Some(busy) = self.per_endpoint.get_mut(endpoint_key) {
-            *busy = busy.saturating_sub(1);
-        }
-        metrics::delivery_in_flight(self.in_flight.len());
-    }
-
-    /// What the delivery rules make of an attempt's `result`, under the endpoint's schedule
-    /// (or the configured one).
-    fn decide(
-        &self,
-        job: &Job,
-        result: &Result<Answer, client::Error>,
-        superseded: bool,
-        now: i64,
-    ) -> Decision {
-        let schedule = self
-            .endpoint(&job.tenant, &job.endpoint)
-            .and_then(|e| e.retry_schedule.clone())
-            .unwrap_or_else(|| self.config.retry_schedule.clone());
-        let schedule = Schedule {
-            delays: &schedule,
-            jitter: self.config.jitter,
-            max_retry_after: self.config.max_retry_after,
-        };
-        let progress = Progress {
-            attempts: job.attempts,
-            superseded,
-        };
-        policy::after_attempt(progress, Attempt::of(result), schedule, now, random_unit())
-    }
-
-    /// Counts the attempt on the endpoint's circuit breaker: whether the endpoint answered.
-    fn tell_breaker(&mut self, endpoint_key: &EndpointKey, decision: &Decision, now: i64) {
-        let breaker = self.breakers.entry(endpoint_key.clone()).or_default();
-        if decision.endpoint_answered() {
-            breaker.succeeded();
-        } else {
-            breaker.failed(
-                now,
-                self.config.circuit_failures,
-                self.config.circuit_open_for,
-            );
-        }
-    }
-
-    /// Performs `decision` on `job`: finishes it (dead-lettered or not, disabling a gone
-    /// endpoint) or schedules its retry, written with its outcome record in one batch.
-    fn perform(
-        &mut self,
-        mut job: Job,
-        decision: Decision,
-        outcome: OutboxRecord,
-        endpoint_key: EndpointKey,
-        now: i64,
-    ) -> Result<(), Error> {
-        let mut records = vec![outcome];
-        let change = match decision {
-            Decision::Delivered | Decision::Superseded => Change::Finish { job, dead: false },
-            Decision::Disable => {
-                tracing::warn!(
-                    tenant = %job.tenant,
-                    endpoint = %job.endpoint,
-                    "the endpoint answered 410 Gone: disabled"
-                );
-                self.store.disable(&job.tenant, &job.endpoint, now)?;
-                self.disabled.insert(endpoint_key);
-                records.push(dead_letter(&job, Reason::Gone, now));
-                Change::Finish { job, dead: true }
-            }
-            Decision::DeadLetter(reason) => {
-                records.push(dead_letter(&job, reason, now));
-                Change::Finish { job, dead: true }
-            }
-            Decision::RetryAt(next_ms) => {
-                job.next_ms = next_ms;
-                Change::Schedule(job)
-            }
-        };
-        self.store.write(vec![change], &[], records, now)?;
-        Ok(())
     }
 
     fn report(&self) {
@@ -941,16 +515,21 @@ impl Worker {
     }
 }
 
-fn endpoint_prefix(tenant: &str, endpoint: &str) -> Vec<u8> {
-    [tenant.as_bytes(), endpoint.as_bytes()].join(&0u8)
+/// What one turn of the loop writes to the store, in one batch.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Change>,
+    /// The keys of the transitions handled, marked seen.
+    seen: Vec<Vec<u8>>,
+    records: Vec<OutboxRecord>,
 }
 
-/// A uniform draw in `[0, 1]` that places a retry's jitter (the middle, when the system has no
-/// randomness to give).
-fn random_unit() -> f64 {
-    let mut bytes = [0u8; 4];
-    match getrandom::fill(&mut bytes) {
-        Ok(()) => u32::from_le_bytes(bytes) as f64 / u32::MAX as f64,
-        Err(_) => 0.5,
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.seen.is_empty() && self.records.is_empty()
+    }
+
+    fn write(self, store: &mut Store, now: i64) -> Result<(), store::Error> {
+        store.write(self.changes, &self.seen, self.records, now)
     }
 }
