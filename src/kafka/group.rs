@@ -25,6 +25,8 @@ pub struct Member<'a> {
     pub role: &'static str,
     pub group_id: &'a str,
     pub state_dir: &'a Path,
+    /// The topic it consumes (with the state folder, names the static member).
+    pub topic: &'a str,
     /// The operator's pass-through properties (`<role>.consumer`).
     pub properties: &'a BTreeMap<String, String>,
     /// Whether librdkafka commits stored offsets in the background. Either way an offset is
@@ -45,7 +47,7 @@ impl Member<'_> {
         forced: &[(&str, &str)],
     ) -> ClientConfig {
         let client_id = format!("cartstream-{}", self.role);
-        let instance_id = static_instance_id(self.role, self.state_dir);
+        let instance_id = static_instance_id(self.role, self.state_dir, self.topic);
         let mut all_defaults = vec![
             ("client.id", client_id.as_str()),
             ("auto.offset.reset", "earliest"),
@@ -100,6 +102,7 @@ mod tests {
             role: "processor",
             group_id: "cartstream-processor",
             state_dir: Path::new("/var/lib/cartstream"),
+            topic: "cartstream.inbound.v1",
             properties: &properties,
             auto_commit: false,
         };
@@ -121,7 +124,7 @@ mod tests {
         }
         assert_eq!(
             client.get("group.instance.id"),
-            Some(static_instance_id("processor", member.state_dir).as_str())
+            Some(static_instance_id("processor", member.state_dir, member.topic).as_str())
         );
         let delivery = Member {
             role: "delivery",
@@ -142,6 +145,7 @@ mod tests {
                 role: "delivery",
                 group_id: "cartstream-delivery",
                 state_dir: Path::new("/var/lib/cartstream"),
+                topic: "cartstream.transitions.v1",
                 properties: &properties,
                 auto_commit: true,
             };

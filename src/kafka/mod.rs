@@ -296,15 +296,21 @@ pub fn topic_partitions<
 pub const SESSION_TIMEOUT_MS: &str = "10000";
 
 /// The static group membership id (`group.instance.id`) of a role that keeps state of its own: the
-/// host name, the role, and a digest of its state folder. The same process restarted on the same
-/// host with the same folder — a crash, a redeploy of a StatefulSet pod — rejoins as the same
-/// member and gets its partitions back without a rebalance and without waiting for its old session
-/// to time out, while two members on one host differ by their folders (RocksDB would not let them
-/// share one).
-pub fn static_instance_id(role: &str, state_dir: &Path) -> String {
+/// host name, the role, and a digest of its state folder and the topic it consumes. The same
+/// process restarted on the same host with the same folder — a crash, a redeploy of a StatefulSet
+/// pod — rejoins as the same member and gets its partitions back without a rebalance and without
+/// waiting for its old session to time out, while two members on one host differ by their
+/// folders (RocksDB would not let them share one). A member that comes back consuming another
+/// topic (a new `kafka.topic_prefix`) is a new member: the broker hands a returning static member
+/// its old assignment, the old topic's partitions.
+pub fn static_instance_id(role: &str, state_dir: &Path, topic: &str) -> String {
     use sha2::Digest;
     let folder = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
-    let digest = sha2::Sha256::digest(folder.as_os_str().as_encoded_bytes());
+    let digest = sha2::Sha256::new()
+        .chain_update(folder.as_os_str().as_encoded_bytes())
+        .chain_update([0])
+        .chain_update(topic.as_bytes())
+        .finalize();
     let host = gethostname::gethostname();
     // Group instance ids are at most 249 characters; keep the host name to a readable part.
     let host: String = host.to_string_lossy().chars().take(200).collect();
@@ -412,19 +418,28 @@ mod tests {
     fn a_restart_with_the_same_folder_keeps_its_static_id() {
         let dir = Path::new("/var/lib/cartstream/processor");
         assert_eq!(
-            static_instance_id("processor", dir),
-            static_instance_id("processor", dir)
+            static_instance_id("processor", dir, "cartstream.inbound.v1"),
+            static_instance_id("processor", dir, "cartstream.inbound.v1")
         );
     }
 
     #[test]
     fn two_members_on_one_host_differ_by_folder_and_role() {
-        let a = static_instance_id("processor", Path::new("/data/a"));
-        let b = static_instance_id("processor", Path::new("/data/b"));
-        let c = static_instance_id("delivery", Path::new("/data/a"));
+        let a = static_instance_id("processor", Path::new("/data/a"), "t");
+        let b = static_instance_id("processor", Path::new("/data/b"), "t");
+        let c = static_instance_id("delivery", Path::new("/data/a"), "t");
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert!(a.len() <= 249, "{a}");
         assert!(a.contains("-processor-"), "{a}");
+    }
+
+    #[test]
+    fn a_member_consuming_another_topic_is_another_member() {
+        let dir = Path::new("/var/lib/cartstream/processor");
+        assert_ne!(
+            static_instance_id("processor", dir, "calib.inbound.v1"),
+            static_instance_id("processor", dir, "soak.inbound.v1")
+        );
     }
 }

@@ -373,10 +373,12 @@ impl Processor {
     }
 
     fn consumer(&self, context: Context) -> Result<BaseConsumer<Context>, Error> {
+        let topic = self.kafka.topics().inbound;
         let member = kafka::group::Member {
             role: "processor",
             group_id: &self.config.group_id,
             state_dir: &self.config.state_dir,
+            topic: &topic,
             properties: &self.config.consumer,
             auto_commit: false,
         };

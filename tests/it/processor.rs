@@ -1315,3 +1315,34 @@ async fn a_full_state_volume_pauses_the_processor_until_space_returns() {
     );
     shop.daemon.stop().await;
 }
+
+/// A processor stopped and started again under a new topic prefix, with the same group and the
+/// same state folder, consumes the new topic. (A static member that comes back is handed its old
+/// assignment by the broker: had its id stayed the same, it would own the old topic's partitions
+/// and consume nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_restarted_under_a_new_topic_prefix_consumes_the_new_topic() {
+    let state = tempfile::tempdir().unwrap();
+    let group = unique_prefix("renamed-group");
+    let run = |test: &'static str| {
+        let group = group.clone();
+        TestDaemon::builder(test)
+            .roles(Roles::ALL)
+            .state_dir(state.path())
+            .config(move |config| {
+                patient(config);
+                config.processor.group_id = group;
+            })
+    };
+    let clock = Clock::manual(T0);
+    for (test, cart) in [("renamed-before", "cart-a"), ("renamed-after", "cart-b")] {
+        let shop = Shop {
+            daemon: run(test).clock(clock.clone()).start().await,
+            http: Http::http1(),
+            clock: clock.clone(),
+        };
+        shop.checkout(cart, &format!("w-{cart}")).await;
+        shop.applied(1).await;
+        shop.daemon.stop().await;
+    }
+}

@@ -63,6 +63,7 @@ fn consumer(
         role: "delivery",
         group_id: &config.group_id,
         state_dir: &config.state_dir,
+        topic,
         properties: &config.consumer,
         // Offsets are stored only after the transition's jobs are in RocksDB, and committed
         // from there in the background.
