@@ -152,6 +152,10 @@ def dashboard():
     d.line(
         ("Delivery consumer lag (records)", "short",
          [(gauge("cartstream_delivery_consumer_lag_records", "pod"), "{{pod}}")]),
+        ("State volume stalled (1 = full or failing)", "short",
+         [(gauge("cartstream_state_volume_stalled", "pod, role"), "{{pod}} {{role}}")]),
+        ("Runtime tasks", "short",
+         [(gauge("cartstream_runtime_tasks", "pod"), "{{pod}}")]),
     )
 
     def variable(name, label, query):
