@@ -190,3 +190,20 @@ fn relative_paths_in_the_file_are_relative_to_its_folder_and_others_to_the_worki
         std::path::Path::new("config/tenants.example.toml")
     );
 }
+
+#[test]
+fn an_escape_after_a_non_ascii_character_is_a_problem_not_a_panic() {
+    // Found by the fuzz target `config`: figment 0.10 panicked reading this value.
+    let problems =
+        Config::load(None, &env(&[("CARTSTREAM__KAFKA__BROKERS", r#"["é\\n"]"#)])).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("CARTSTREAM__KAFKA__BROKERS: a backslash escape")),
+        "{:?}",
+        problems.iter().collect::<Vec<_>>()
+    );
+    // Without the escape, the same characters are read as they always were.
+    let loaded = Config::load(None, &env(&[("CARTSTREAM__KAFKA__BROKERS", "é:9092")])).unwrap();
+    assert_eq!(loaded.kafka.brokers, "é:9092");
+}
