@@ -93,13 +93,17 @@ impl Stores {
 pub struct Stalls(Arc<std::sync::Mutex<BTreeMap<&'static str, &'static str>>>);
 
 impl Stalls {
-    /// `role` cannot make progress, for `reason`, until it calls [`Stalls::recovered`].
+    /// `role` cannot make progress, for `reason`, until it calls [`Stalls::recovered`]; the
+    /// gauge `cartstream_state_volume_stalled{role}` says so too.
     pub fn stalled(&self, role: &'static str, reason: &'static str) {
         self.slot().insert(role, reason);
+        crate::telemetry::metrics::state_stalled(role, true);
     }
 
+    /// `role` makes progress (again): also how a role starts, so that its gauge shows 0.
     pub fn recovered(&self, role: &'static str) {
         self.slot().remove(role);
+        crate::telemetry::metrics::state_stalled(role, false);
     }
 
     /// The first stalled role's reason, if any role is stalled.

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::problems::Problems;
-use crate::telemetry::{error_chain, metrics};
+use crate::telemetry::error_chain;
 use crate::tenants::Registry;
 use crate::{kafka, state};
 
@@ -255,7 +255,7 @@ impl Processor {
         let mut last_fire = Instant::now();
         let mut last_gc = Instant::now();
         let mut rejoins = kafka::fencing::Rejoins::default();
-        metrics::state_stalled(ROLE, false);
+        self.stalls.recovered(ROLE);
         let result = loop {
             if shutdown.is_cancelled() {
                 break Ok(());
@@ -296,7 +296,6 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> Result<BaseConsumer<Context>, Error> {
         self.stalls.stalled(ROLE, STALLED);
-        metrics::state_stalled(ROLE, true);
         let assignment = consumer.assignment().unwrap_or_default();
         let _ = consumer.pause(&assignment);
         partitions.set_paused(true);
@@ -320,7 +319,6 @@ impl Processor {
         let consumer = self.rejoin(consumer, partitions, runtime)?;
         partitions.set_paused(false);
         self.stalls.recovered(ROLE);
-        metrics::state_stalled(ROLE, false);
         Ok(consumer)
     }
 

@@ -141,7 +141,7 @@ impl Delivery {
     /// again (`/readyz` says why meanwhile), and starts afresh from its store and the committed
     /// offsets.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
-        metrics::state_stalled(ROLE, false);
+        self.stalls.recovered(ROLE);
         loop {
             let stopped = match self.start() {
                 Ok((worker, inbox, consumer)) => {
@@ -164,7 +164,6 @@ impl Delivery {
     /// (or `shutdown`).
     async fn wait_for_volume(&self, shutdown: &CancellationToken) {
         self.stalls.stalled(ROLE, STALLED);
-        metrics::state_stalled(ROLE, true);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -181,7 +180,6 @@ impl Delivery {
         }
         tracing::info!("the state volume can be written again; the delivery worker starts afresh");
         self.stalls.recovered(ROLE);
-        metrics::state_stalled(ROLE, false);
     }
 
     /// One run of the worker, from its store and the committed offsets, until `shutdown` or a
