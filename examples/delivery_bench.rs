@@ -132,7 +132,7 @@ fn pending(jobs: usize) -> anyhow::Result<()> {
     let load = started.elapsed();
     let loaded_rss = rss();
     let reopened = Instant::now();
-    let store = Store::open(dir.path())?;
+    let mut store = Store::open(dir.path())?;
     let reopen = reopened.elapsed();
     ensure!(
         store.pending() == jobs as u64,

@@ -153,6 +153,13 @@ pub struct Store {
     db: DB,
     next_outbox: u64,
     pending: u64,
+    /// No live `due` entry sorts before this key: scans seek here instead of wading through
+    /// the deletion markers of the jobs already finished (empty: from the start).
+    due_floor: Vec<u8>,
+    /// The greatest `due` entry deleted so far: where the floor goes when nothing is due.
+    due_deleted: Vec<u8>,
+    /// No outbox record has a lower sequence.
+    outbox_floor: u64,
 }
 
 impl Store {
@@ -178,6 +185,9 @@ impl Store {
             db,
             next_outbox,
             pending,
+            due_floor: Vec::new(),
+            due_deleted: Vec::new(),
+            outbox_floor: 0,
         })
     }
 
@@ -238,7 +248,11 @@ impl Store {
             let key = job.key();
             let previous = self.job(&key)?;
             if let Some(previous) = &previous {
-                batch.delete_cf(cf(&self.db, DUE), due_key(previous.next_ms, &key));
+                let due = due_key(previous.next_ms, &key);
+                if due > self.due_deleted {
+                    self.due_deleted.clone_from(&due);
+                }
+                batch.delete_cf(cf(&self.db, DUE), due);
             } else if end.is_none() {
                 pending += 1;
             }
@@ -246,7 +260,12 @@ impl Store {
             match end {
                 None => {
                     batch.put_cf(cf(&self.db, JOBS), &key, encode(&job));
-                    batch.put_cf(cf(&self.db, DUE), due_key(job.next_ms, &key), []);
+                    let due = due_key(job.next_ms, &key);
+                    // Lowered before the write: a floor too low is only slower, never wrong.
+                    if due < self.due_floor {
+                        self.due_floor.clone_from(&due);
+                    }
+                    batch.put_cf(cf(&self.db, DUE), due, []);
                     if job.event == "abandoned_candidate" {
                         batch.put_cf(cf(&self.db, CARTS), cart, []);
                     }
@@ -278,19 +297,26 @@ impl Store {
     /// most `scan` entries (and never more than `MAX_DUE_SCAN`) are looked at, so jobs waiting
     /// behind a blocked endpoint cost a bounded scan.
     pub fn due(
-        &self,
+        &mut self,
         now_ms: i64,
         limit: usize,
         scan: usize,
         mut skip: impl FnMut(&[u8]) -> bool,
     ) -> Result<Vec<Job>, Error> {
         let mut jobs = Vec::new();
+        let mut first = None;
         let entries = self
             .db
-            .iterator_cf(cf(&self.db, DUE), IteratorMode::Start)
-            .take(scan.min(MAX_DUE_SCAN));
+            .iterator_cf(
+                cf(&self.db, DUE),
+                IteratorMode::From(&self.due_floor, Direction::Forward),
+            )
+            .take(scan.clamp(1, MAX_DUE_SCAN));
         for item in entries {
             let (due, _) = item?;
+            if first.is_none() {
+                first = Some(due.to_vec());
+            }
             if due.len() < 8 || be_u64(&due[..8]) as i64 > now_ms || jobs.len() >= limit {
                 break;
             }
@@ -302,18 +328,34 @@ impl Store {
                 jobs.push(job);
             }
         }
+        self.raise_due_floor(first);
         Ok(jobs)
     }
 
     /// When the earliest pending job is due.
-    pub fn next_due(&self) -> Result<Option<i64>, Error> {
-        match self
+    pub fn next_due(&mut self) -> Result<Option<i64>, Error> {
+        let first = match self
             .db
-            .iterator_cf(cf(&self.db, DUE), IteratorMode::Start)
+            .iterator_cf(
+                cf(&self.db, DUE),
+                IteratorMode::From(&self.due_floor, Direction::Forward),
+            )
             .next()
         {
-            Some(item) => Ok(Some(be_u64(&item?.0) as i64)),
-            None => Ok(None),
+            Some(item) => Some(item?.0.to_vec()),
+            None => None,
+        };
+        let next = first.as_deref().map(|due| be_u64(due) as i64);
+        self.raise_due_floor(first);
+        Ok(next)
+    }
+
+    /// After a scan from the floor found `first` (or nothing): nothing live sorts before it.
+    fn raise_due_floor(&mut self, first: Option<Vec<u8>>) {
+        match first {
+            Some(first) => self.due_floor = first,
+            // Nothing is due at all: every entry deleted so far is behind.
+            None => self.due_floor.clone_from(&self.due_deleted),
         }
     }
 
@@ -457,16 +499,22 @@ impl Store {
     }
 
     /// Up to `limit` records waiting for Kafka, oldest first, with their sequence numbers.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, Error> {
+    pub fn outbox(&mut self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, Error> {
         let mut records = Vec::new();
+        let floor = self.outbox_floor.to_be_bytes();
         for item in self
             .db
-            .iterator_cf(cf(&self.db, OUTBOX), IteratorMode::Start)
+            .iterator_cf(
+                cf(&self.db, OUTBOX),
+                IteratorMode::From(&floor, Direction::Forward),
+            )
             .take(limit)
         {
             let (key, value) = item?;
             records.push((be_u64(&key), decode(&value, "outbox record")?));
         }
+        // Nothing waits below the first record found; with none, below the next one written.
+        self.outbox_floor = records.first().map_or(self.next_outbox, |r| r.0);
         Ok(records)
     }
 
@@ -594,7 +642,7 @@ mod tests {
             let due: Vec<_> = store.due(1_500, 10, 100, |_| false).unwrap();
             assert_eq!(due, vec![b.clone()]);
         }
-        let store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
         assert_eq!(store.pending(), 2);
         let due: Vec<String> = store
             .due(5_000, 10, 100, |_| false)
@@ -788,5 +836,68 @@ mod tests {
             .map(|r| r.1.id)
             .collect();
         assert_eq!(ids, ["2", "3"]);
+    }
+
+    #[test]
+    fn a_job_scheduled_earlier_than_every_other_is_still_found_after_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let (late, early) = (
+            job("late", "order_completed", 9_000),
+            job("early", "order_completed", 1_000),
+        );
+        let schedule = |store: &mut Store, job: &Job| {
+            store
+                .write(vec![Change::Schedule(job.clone())], &[], Vec::new(), 0)
+                .unwrap()
+        };
+        schedule(&mut store, &late);
+        assert!(store.due(2_000, 10, 100, |_| false).unwrap().is_empty());
+        schedule(&mut store, &early);
+        let due = store.due(2_000, 10, 100, |_| false).unwrap();
+        assert_eq!(due, std::slice::from_ref(&early));
+
+        // Both end; nothing is due; a new job before both is found.
+        for job in [&late, &early] {
+            let finish = Change::Finish {
+                job: job.clone(),
+                dead: false,
+            };
+            store.write(vec![finish], &[], Vec::new(), 0).unwrap();
+        }
+        assert_eq!(store.next_due().unwrap(), None);
+        let earliest = job("earliest", "order_completed", 500);
+        schedule(&mut store, &earliest);
+        assert_eq!(store.next_due().unwrap(), Some(500));
+        assert_eq!(store.due(600, 10, 100, |_| false).unwrap(), [earliest]);
+    }
+
+    #[test]
+    fn outbox_records_acknowledged_out_of_order_leave_the_rest_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |id: &str| OutboxRecord {
+            dead_letter: false,
+            key: "acme".to_string(),
+            id: id.to_string(),
+            value: "{}".to_string(),
+        };
+        let mut store = Store::open(dir.path()).unwrap();
+        let records = ["1", "2", "3", "4"].map(record).to_vec();
+        store.write(Vec::new(), &[], records, 0).unwrap();
+        let ids = |store: &mut Store| -> Vec<String> {
+            store
+                .outbox(10)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.1.id)
+                .collect()
+        };
+        assert_eq!(ids(&mut store), ["1", "2", "3", "4"]);
+        store.acknowledge(&[1, 3]).unwrap();
+        assert_eq!(ids(&mut store), ["1", "3"]);
+        store.acknowledge(&[0, 2]).unwrap();
+        assert!(ids(&mut store).is_empty());
+        store.write(Vec::new(), &[], vec![record("5")], 0).unwrap();
+        assert_eq!(ids(&mut store), ["5"]);
     }
 }

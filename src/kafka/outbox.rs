@@ -16,7 +16,7 @@ pub trait Outbox {
     type Record;
     type Error;
     /// Up to `limit` records not yet acknowledged, oldest first, with their sequence.
-    fn unpublished(&self, limit: usize) -> Result<Vec<(u64, Self::Record)>, Self::Error>;
+    fn unpublished(&mut self, limit: usize) -> Result<Vec<(u64, Self::Record)>, Self::Error>;
     /// Drops the records Kafka acknowledged.
     fn acknowledge(&mut self, sequences: &[u64]) -> Result<(), Self::Error>;
 }

@@ -436,7 +436,7 @@ impl outbox::Outbox for Store {
     type Record = state::OutboxRecord;
     type Error = state::Error;
 
-    fn unpublished(&self, limit: usize) -> Result<Vec<(u64, Self::Record)>, state::Error> {
+    fn unpublished(&mut self, limit: usize) -> Result<Vec<(u64, Self::Record)>, state::Error> {
         self.outbox(limit)
     }
 

@@ -140,8 +140,21 @@ impl Worker {
         });
     }
 
-    /// Records an attempt's outcome and the job's next state.
-    pub(super) fn finish(&mut self, attempted: Attempted) -> Result<(), Error> {
+    /// Records the answers in `answers` in one write, then starts what came due.
+    pub(super) fn finish_all(
+        &mut self,
+        answers: impl IntoIterator<Item = Attempted>,
+    ) -> Result<(), Error> {
+        let mut batch = Batch::default();
+        for answer in answers {
+            self.finish(answer, &mut batch)?;
+        }
+        batch.write(&mut self.store, self.clock.now_millis())?;
+        Ok(())
+    }
+
+    /// Adds an attempt's outcome and the job's next state to `batch`.
+    fn finish(&mut self, attempted: Attempted, batch: &mut Batch) -> Result<(), Error> {
         let Attempted {
             mut job,
             result,
@@ -186,7 +199,7 @@ impl Worker {
             },
             now,
         );
-        self.perform(job, decision, outcome, endpoint_key, now)
+        self.perform(job, decision, outcome, endpoint_key, batch, now)
     }
 
     /// Frees the attempt's place among those in flight, overall and at its endpoint.
@@ -238,16 +251,18 @@ impl Worker {
     }
 
     /// Performs `decision` on `job`: finishes it (dead-lettered or not, disabling a gone
-    /// endpoint) or schedules its retry, written with its outcome record in one batch.
+    /// endpoint) or schedules its retry, with its outcome record in `batch`.
     fn perform(
         &mut self,
         mut job: Job,
         decision: Decision,
         outcome: OutboxRecord,
         endpoint_key: EndpointKey,
+        batch: &mut Batch,
         now: i64,
     ) -> Result<(), Error> {
-        let mut records = vec![outcome];
+        let records = &mut batch.records;
+        records.push(outcome);
         let change = match decision {
             Decision::Delivered | Decision::Superseded => Change::Finish { job, dead: false },
             Decision::Disable => {
@@ -270,7 +285,7 @@ impl Worker {
                 Change::Schedule(job)
             }
         };
-        self.store.write(vec![change], &[], records, now)?;
+        batch.changes.push(change);
         Ok(())
     }
 }

@@ -50,6 +50,8 @@ use crate::tenants::{Endpoint, Registry};
 
 /// Outbox records published per round.
 const PUBLISH_BATCH: usize = 1_000;
+/// Attempts' answers recorded in one write at most.
+const MAX_ANSWERS_PER_WRITE: usize = 256;
 /// Outbox records above which the worker stops reading transitions (Kafka is away).
 const MAX_OUTBOX: u64 = 100_000;
 /// How long `seen` markers are kept: a transition read again within it is not delivered again.
@@ -315,7 +317,15 @@ impl Reading {
                 biased;
                 _ = shutdown.cancelled() => return Ok(Round::Ended(Ok(()))),
                 Some(answer) = inbox.answers.recv() => {
-                    worker.finish(answer).and_then(|()| worker.dispatch())
+                    // With what else has arrived meanwhile: one write, one scan of the schedule.
+                    let mut answers = vec![answer];
+                    while answers.len() < MAX_ANSWERS_PER_WRITE {
+                        match inbox.answers.try_recv() {
+                            Ok(answer) => answers.push(answer),
+                            Err(_) => break,
+                        }
+                    }
+                    worker.finish_all(answers).and_then(|()| worker.dispatch())
                 }
                 Some(report) = inbox.acks.recv() => {
                     worker.acknowledged(report);
@@ -396,7 +406,7 @@ impl Worker {
         let parked = tokio::time::timeout(self.config.timeout + Duration::from_secs(1), async {
             while !self.in_flight.is_empty() {
                 match answers.recv().await {
-                    Some(answer) => self.finish(answer)?,
+                    Some(answer) => self.finish_all([answer])?,
                     None => break,
                 }
             }

@@ -130,7 +130,7 @@ impl outbox::Outbox for Store {
     type Record = OutboxRecord;
     type Error = store::Error;
 
-    fn unpublished(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, store::Error> {
+    fn unpublished(&mut self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, store::Error> {
         self.outbox(limit)
     }
 
