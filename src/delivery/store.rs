@@ -305,13 +305,14 @@ impl Store {
     ) -> Result<Vec<Job>, Error> {
         let mut jobs = Vec::new();
         let mut first = None;
+        let scan = scan.min(MAX_DUE_SCAN);
         let entries = self
             .db
             .iterator_cf(
                 cf(&self.db, DUE),
                 IteratorMode::From(&self.due_floor, Direction::Forward),
             )
-            .take(scan.clamp(1, MAX_DUE_SCAN));
+            .take(scan);
         for item in entries {
             let (due, _) = item?;
             if first.is_none() {
@@ -328,7 +329,10 @@ impl Store {
                 jobs.push(job);
             }
         }
-        self.raise_due_floor(first);
+        // A scan that looked at nothing learned nothing about the floor.
+        if scan > 0 {
+            self.raise_due_floor(first);
+        }
         Ok(jobs)
     }
 
@@ -621,6 +625,15 @@ mod tests {
         }
     }
 
+    fn record(id: &str) -> OutboxRecord {
+        OutboxRecord {
+            dead_letter: false,
+            key: "acme".to_string(),
+            id: id.to_string(),
+            value: "{}".to_string(),
+        }
+    }
+
     #[test]
     fn jobs_come_due_in_time_order_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -810,12 +823,6 @@ mod tests {
     #[test]
     fn outbox_records_wait_until_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let record = |id: &str| OutboxRecord {
-            dead_letter: false,
-            key: "acme".to_string(),
-            id: id.to_string(),
-            value: "{}".to_string(),
-        };
         {
             let mut store = Store::open(dir.path()).unwrap();
             store
@@ -875,12 +882,6 @@ mod tests {
     #[test]
     fn outbox_records_acknowledged_out_of_order_leave_the_rest_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let record = |id: &str| OutboxRecord {
-            dead_letter: false,
-            key: "acme".to_string(),
-            id: id.to_string(),
-            value: "{}".to_string(),
-        };
         let mut store = Store::open(dir.path()).unwrap();
         let records = ["1", "2", "3", "4"].map(record).to_vec();
         store.write(Vec::new(), &[], records, 0).unwrap();

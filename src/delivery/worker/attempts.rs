@@ -140,7 +140,7 @@ impl Worker {
         });
     }
 
-    /// Records the answers in `answers` in one write, then starts what came due.
+    /// Records the answers in `answers` in one write.
     pub(super) fn finish_all(
         &mut self,
         answers: impl IntoIterator<Item = Attempted>,
