@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::normalize as n;
+use super::payload::{self, Items, Raw, Stamp, Text};
 use super::{secret_clue, Error, Inspection, Keys, Provider, Request, SECRET_CLUE};
 use crate::topics::event::{Bucket, Customer, Event};
 
@@ -73,21 +74,39 @@ impl Provider for EasyOrders {
             _ => Bucket::Other,
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let json = n::parse(body);
         event.resource_type = Some("order".to_string());
-        event.order_id = n::first_text(&json, &[&["order_id"], &["id"]]);
+        let Some(json) = payload::parse::<Payload<'_>>(body) else {
+            // Not a JSON value: only an amount the body's text still holds.
+            event.cart_value = n::decimal(body, &["total_cost"]);
+            return event;
+        };
+        event.order_id = payload::first(&[&json.order_id, &json.id]);
         event.resource_id = event.order_id.clone();
         // EasyOrders states no currency and no phone country: both stay as sent or null.
-        event.cart_value = n::decimal(body, &["total_cost"]);
-        event.item_count = n::item_count(&json, &["cart_items"], "quantity");
+        event.cart_value = json.total_cost.amount();
+        event.item_count = json.cart_items.0;
         event.customer = Customer {
-            name: n::text(&json, &["full_name"]),
-            email: n::email(&json, &["email"]),
-            phone: n::phone(n::text(&json, &["phone"]), None),
+            name: json.full_name.owned(),
+            email: n::email_address(json.email.get()),
+            phone: n::phone(json.phone.owned(), None),
         };
-        event.occurred_at =
-            n::timestamp(&json, &["updated_at"]).or_else(|| n::timestamp(&json, &["created_at"]));
+        event.occurred_at = n::utc(&json.updated_at).or_else(|| n::utc(&json.created_at));
         event
+    }
+}
+
+payload::members! {
+    /// What the mapping reads of an order or a status change.
+    struct Payload<'a> {
+        order_id: Text<'a>,
+        id: Text<'a>,
+        total_cost: Raw<'a, 1>,
+        cart_items: Items,
+        full_name: Text<'a>,
+        email: Text<'a>,
+        phone: Text<'a>,
+        updated_at: Stamp<'a>,
+        created_at: Stamp<'a>,
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::normalize as n;
+use super::payload::{self, Items, Object, Raw, Stamp, Text};
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar, TestFlags};
 use crate::topics::event::{Bucket, Customer, Event};
 
@@ -104,34 +105,32 @@ impl Provider for Flexype {
             _ => Bucket::Other,
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let json = n::parse(body);
-        // Versioned deliveries (2025-09, 2026-05: X-Webhook-Version) wrap the data in "payload";
-        // legacy ones, which have no version, are flat. Without the header (records written
-        // before it was kept), the body's shape tells.
-        let versioned = match seen.payload_version.as_deref() {
-            Some(version) => !version.trim().is_empty(),
-            None => n::at(&json, &["payload"]).is_some_and(|v| v.is_object()),
-        };
-        let empty = serde_json::Value::Null;
-        let data = match versioned {
-            true => n::at(&json, &["payload"]).unwrap_or(&empty),
-            false => &json,
-        };
         event.resource_type = match name {
             Some("ABANDONED_SESSION") => Some("session".to_string()),
             Some("ABANDONED_CHECKOUT" | "ACR_CHECKOUT") => Some("checkout".to_string()),
             _ => None,
         };
-        event.resource_id = n::first_text(data, &[&["checkout_id"], &["session_id"]]);
-        event.checkout_token = n::text(data, &["checkout_id"]);
-        event.cart_token = n::text(data, &["cart_token"]);
-        event.recovery_url = n::url(data, &["checkout_url"]);
-        let within: &[&str] = if versioned { &["payload"] } else { &[] };
-        event.cart_value = n::decimal(body, &[within, &["total_payable"]].concat());
-        event.currency = n::currency(data, &["currency"]);
-        event.item_count = n::item_count(data, &["cart_items"], "quantity");
-        event.customer = customer(data);
-        event.occurred_at = n::timestamp(&json, &["event_time"]);
+        let json = payload::parse::<Payload<'_>>(body);
+        // Versioned deliveries (2025-09, 2026-05: X-Webhook-Version) wrap the data in "payload";
+        // legacy ones, which have no version, are flat. Without the header (records written
+        // before it was kept), the body's shape tells.
+        let versioned = match seen.payload_version.as_deref() {
+            Some(version) => !version.trim().is_empty(),
+            None => json.as_ref().is_some_and(|json| json.payload.is_object),
+        };
+        let Some(json) = json else {
+            // Not a JSON value: only an amount the body's text still holds.
+            event.cart_value = match versioned {
+                true => n::decimal(body, &["payload", "total_payable"]),
+                false => n::decimal(body, &["total_payable"]),
+            };
+            return event;
+        };
+        match versioned {
+            true => map(&mut event, &json.payload),
+            false => map(&mut event, &json.top),
+        }
+        event.occurred_at = n::utc(&json.event_time);
         if event.event_bucket == Bucket::AbandonedCandidate {
             // FlexyPe has already waited for the customer's inactivity: the cart's activity is
             // dated when it began, so the tenant's window is not added a second time.
@@ -141,12 +140,81 @@ impl Provider for Flexype {
     }
 }
 
-/// The `user` of `data`; the dialling code may come apart from the number.
-fn customer(data: &serde_json::Value) -> Customer {
-    let user = |field: &str| n::text(data, &["user", field]);
+/// The body: the event's time, and its data at the top (legacy) or under `payload`.
+#[derive(Default)]
+struct Payload<'a> {
+    payload: Object<Data<'a, 2>>,
+    event_time: Stamp<'a>,
+    top: Data<'a, 1>,
+}
+
+impl<'de> payload::Members<'de> for Payload<'de> {
+    fn member<A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key {
+            "payload" => self.payload = map.next_value()?,
+            "event_time" => self.event_time = map.next_value()?,
+            _ => self.top.member(key, map)?,
+        }
+        Ok(())
+    }
+}
+
+payload::members! {
+    /// A checkout or session, nested in `DEPTH` containers.
+    struct Data<'a, const DEPTH: usize> {
+        checkout_id: Text<'a>,
+        session_id: Text<'a>,
+        cart_token: Text<'a>,
+        checkout_url: Text<'a>,
+        total_payable: Raw<'a, DEPTH>,
+        currency: Text<'a>,
+        cart_items: Items,
+        user: Object<User<'a>>,
+    }
+}
+
+payload::members! {
+    /// The shopper.
+    struct User<'a> {
+        dial_code: Text<'a>,
+        phone_no: Text<'a>,
+        phone: Text<'a>,
+        full_name: Text<'a>,
+        first_name: Text<'a>,
+        last_name: Text<'a>,
+        email: Text<'a>,
+        address: Object<Address<'a>>,
+    }
+}
+
+payload::members! {
+    /// The shopper's address.
+    struct Address<'a> {
+        country_code: Text<'a>,
+    }
+}
+
+/// The checkout or session's fields into `event`.
+fn map<const DEPTH: usize>(event: &mut Event, data: &Data<'_, DEPTH>) {
+    event.resource_id = payload::first(&[&data.checkout_id, &data.session_id]);
+    event.checkout_token = data.checkout_id.owned();
+    event.cart_token = data.cart_token.owned();
+    event.recovery_url = n::web_url(data.checkout_url.get());
+    event.cart_value = data.total_payable.amount();
+    event.currency = n::currency_code(data.currency.get());
+    event.item_count = data.cart_items.0;
+    event.customer = customer(&data.user);
+}
+
+/// The shopper; the dialling code may come apart from the number.
+fn customer(user: &User<'_>) -> Customer {
     let phone = match (
-        user("dial_code"),
-        user("phone_no").or_else(|| user("phone")),
+        user.dial_code.owned(),
+        user.phone_no.owned().or_else(|| user.phone.owned()),
     ) {
         (Some(code), Some(number)) if !number.starts_with('+') => {
             Some(format!("+{}{number}", code.trim_start_matches('+')))
@@ -154,12 +222,12 @@ fn customer(data: &serde_json::Value) -> Customer {
         (_, number) => number,
     };
     Customer {
-        name: user("full_name").or_else(|| n::full_name(user("first_name"), user("last_name"))),
-        email: n::email(data, &["user", "email"]),
-        phone: n::phone(
-            phone,
-            n::text(data, &["user", "address", "country_code"]).as_deref(),
-        ),
+        name: user
+            .full_name
+            .owned()
+            .or_else(|| n::full_name(user.first_name.owned(), user.last_name.owned())),
+        email: n::email_address(user.email.get()),
+        phone: n::phone(phone, user.address.country_code.get()),
     }
 }
 
@@ -167,7 +235,7 @@ fn customer(data: &serde_json::Value) -> Customer {
 const INACTIVITY_BEFORE_RECOVERY_EVENTS: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 /// When the inactivity that a recovery event sent at `event_time` reports began.
-fn inactive_since(event_time: &str) -> Option<String> {
+pub(super) fn inactive_since(event_time: &str) -> Option<String> {
     let at = chrono::DateTime::parse_from_rfc3339(event_time).ok()?;
     let since = at.to_utc() - INACTIVITY_BEFORE_RECOVERY_EVENTS;
     Some(since.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))

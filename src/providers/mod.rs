@@ -7,6 +7,10 @@ pub mod easyorders;
 pub mod flexype;
 mod keys;
 pub mod normalize;
+mod payload;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod reference;
 pub mod salla;
 pub mod scheme;
 pub mod shopery;

@@ -2,20 +2,32 @@
 //! whose shape, [`Event`](crate::topics::event::Event), `topics::event` owns: decimal strings
 //! for money (never floats), E.164 phones when the country is known, RFC 3339 UTC timestamps,
 //! and `null` for anything the payload does not say (never a guess).
+//!
+//! The providers read their payloads with [`super::payload`] and apply these rules to what they
+//! read. The functions that read a path of a parsed `serde_json::Value` ([`parse`], [`text`],
+//! …) are the reference those readings are tested against (`super::reference`); they are built
+//! for tests and fuzzing only.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::hash::BuildHasher;
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::value::RawValue;
+#[cfg(any(test, feature = "fuzzing"))]
 use serde_json::Value;
 
+use super::payload::Stamp;
+
 /// Parses a body as JSON; `Value::Null` when it is not JSON (normalization then finds nothing).
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn parse(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap_or(Value::Null)
 }
 
 /// The value at `path` (object keys; array indexes as decimal strings).
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
     path.iter().try_fold(value, |v, key| match v {
         Value::Object(map) => map.get(*key),
@@ -25,6 +37,7 @@ pub fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
 }
 
 /// A string or number at `path` as text; empty strings count as absent.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn text(value: &Value, path: &[&str]) -> Option<String> {
     match at(value, path)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -34,16 +47,23 @@ pub fn text(value: &Value, path: &[&str]) -> Option<String> {
 }
 
 /// The first of several paths that has text.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn first_text(value: &Value, paths: &[&[&str]]) -> Option<String> {
     paths.iter().find_map(|path| text(value, path))
 }
 
-/// A money amount at `path` of the JSON `body` as a decimal string. Strings must already be
-/// decimals (`"12.50"`); numbers are taken as the body wrote them (`12.50` stays `12.50`) and
-/// refused unless they are decimals. Read from the body's text, not from a parsed [`Value`],
-/// whose numbers are `f64`: an amount never passes through binary floating point.
+/// A money amount at `path` of the JSON `body` as a decimal string, read from the body's text
+/// ([`amount`]). Of repeated keys the last counts.
 pub fn decimal(body: &[u8], path: &[&str]) -> Option<String> {
-    let raw = raw_at(body, path)?.get();
+    amount(raw_at(body, path)?)
+}
+
+/// A money amount as a decimal string. Strings must already be decimals (`"12.50"`); numbers
+/// are taken as the body wrote them (`12.50` stays `12.50`) and refused unless they are
+/// decimals. Read from the body's text, not from a parsed number, which is `f64`: an amount
+/// never passes through binary floating point.
+pub fn amount(raw: &RawValue) -> Option<String> {
+    let raw = raw.get();
     let candidate = match raw.starts_with('"') {
         true => serde_json::from_str::<Cow<'_, str>>(raw)
             .ok()?
@@ -53,7 +73,6 @@ pub fn decimal(body: &[u8], path: &[&str]) -> Option<String> {
     };
     is_decimal(&candidate).then_some(candidate)
 }
-
 /// The JSON text at `path` (object keys; array indexes as decimal strings), as the body wrote
 /// it. Of repeated keys the last counts, as in a parsed [`Value`].
 pub fn raw_at<'b>(body: &'b [u8], path: &[&str]) -> Option<&'b RawValue> {
@@ -121,15 +140,27 @@ fn is_decimal(s: &str) -> bool {
 }
 
 /// A three-letter currency code at `path`, upper-cased.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn currency(value: &Value, path: &[&str]) -> Option<String> {
-    let code = text(value, path)?;
+    currency_code(text(value, path).as_deref())
+}
+
+/// A three-letter currency code, upper-cased.
+pub fn currency_code(code: Option<&str>) -> Option<String> {
+    let code = code?;
     (code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()))
         .then(|| code.to_ascii_uppercase())
 }
 
-/// An e-mail address at `path`, lower-cased: one `@`, no spaces, a dotted domain.
+/// An e-mail address at `path`, lower-cased ([`email_address`]).
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn email(value: &Value, path: &[&str]) -> Option<String> {
-    let address = text(value, path)?;
+    email_address(text(value, path).as_deref())
+}
+
+/// An e-mail address, lower-cased: one `@`, no spaces, a dotted domain.
+pub fn email_address(address: Option<&str>) -> Option<String> {
+    let address = address?;
     let (local, domain) = address.split_once('@')?;
     let plausible = !local.is_empty()
         && !address.chars().any(char::is_whitespace)
@@ -141,20 +172,69 @@ pub fn email(value: &Value, path: &[&str]) -> Option<String> {
 
 /// A phone number in E.164 when it carries its country code (`+…`) or `country` (ISO 3166
 /// alpha-2) is known and the number is valid there; otherwise the number as sent.
+///
+/// Parsing a number costs microseconds and the same customer's number comes back with every
+/// update of their cart, so each thread keeps the answers for the last few distinct inputs.
 pub fn phone(raw: Option<String>, country: Option<&str>) -> Option<String> {
     let raw = raw?;
+    Some(PHONES.with_borrow_mut(|cache| cache.e164(raw, country)))
+}
+
+thread_local! {
+    static PHONES: RefCell<PhoneCache> = RefCell::new(PhoneCache::default());
+}
+
+/// How many distinct (number, country) inputs a thread's phone cache holds.
+const PHONE_CACHE_SLOTS: usize = 64;
+
+/// A direct-mapped cache of [`e164`]'s answers: an input goes to one slot, chosen by its hash,
+/// and replaces whatever was there.
+#[derive(Default)]
+struct PhoneCache {
+    slots: Vec<Option<PhoneAnswer>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+struct PhoneAnswer {
+    raw: String,
+    country: Option<String>,
+    answer: String,
+}
+
+impl PhoneCache {
+    fn e164(&mut self, raw: String, country: Option<&str>) -> String {
+        if self.slots.is_empty() {
+            self.slots.resize_with(PHONE_CACHE_SLOTS, || None);
+        }
+        let hash = self.hasher.hash_one((raw.as_str(), country));
+        let slot = &mut self.slots[hash as usize % PHONE_CACHE_SLOTS];
+        if let Some(hit) = slot
+            .as_ref()
+            .filter(|hit| hit.raw == raw && hit.country.as_deref() == country)
+        {
+            return hit.answer.clone();
+        }
+        let answer = e164(&raw, country).unwrap_or_else(|| raw.clone());
+        *slot = Some(PhoneAnswer {
+            raw,
+            country: country.map(str::to_string),
+            answer: answer.clone(),
+        });
+        answer
+    }
+}
+
+/// The number in E.164, when [`phone`] can give it.
+fn e164(raw: &str, country: Option<&str>) -> Option<String> {
     let region =
         country.and_then(|c| phonenumber::country::Id::from_str(&c.to_ascii_uppercase()).ok());
     let international = raw.trim_start().starts_with('+');
-    if international || region.is_some() {
-        let parsed = phonenumber::parse(if international { None } else { region }, &raw);
-        if let Ok(number) = parsed {
-            if phonenumber::is_valid(&number) {
-                return Some(number.format().mode(phonenumber::Mode::E164).to_string());
-            }
-        }
+    if !international && region.is_none() {
+        return None;
     }
-    Some(raw)
+    let number = phonenumber::parse(if international { None } else { region }, raw).ok()?;
+    phonenumber::is_valid(&number)
+        .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
 /// "First Last" from two optional parts.
@@ -166,6 +246,7 @@ pub fn full_name(first: Option<String>, last: Option<String>) -> Option<String> 
 }
 
 /// The sum of `quantity` over the array at `path`; each entry without one counts as 1.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn item_count(value: &Value, path: &[&str], quantity: &str) -> Option<u64> {
     let items = at(value, path)?.as_array()?;
     Some(items.iter().fold(0u64, |total, item| {
@@ -174,19 +255,35 @@ pub fn item_count(value: &Value, path: &[&str], quantity: &str) -> Option<u64> {
 }
 
 /// An `https?://` URL at `path`.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn url(value: &Value, path: &[&str]) -> Option<String> {
-    let url = text(value, path)?;
-    (url.starts_with("https://") || url.starts_with("http://")).then_some(url)
+    web_url(text(value, path).as_deref())
 }
 
-/// A timestamp at `path` in RFC 3339 UTC. Understands RFC 3339 with an offset, the JavaScript
-/// `Date` string (`Tue Jan 21 2025 18:00:32 GMT+0300`), and Unix seconds. A time without a
-/// zone is not converted (its zone would be a guess): it yields `None`.
+/// An `https?://` URL.
+pub fn web_url(url: Option<&str>) -> Option<String> {
+    let url = url?;
+    (url.starts_with("https://") || url.starts_with("http://")).then(|| url.to_string())
+}
+
+/// A timestamp at `path` in RFC 3339 UTC ([`utc`]).
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn timestamp(value: &Value, path: &[&str]) -> Option<String> {
-    let parsed = match at(value, path)? {
-        Value::Number(n) => DateTime::<Utc>::from_timestamp(n.as_i64()?, 0)?,
-        Value::String(s) => parse_time(s.trim())?,
-        _ => return None,
+    utc(&match at(value, path)? {
+        Value::Number(n) => n.as_i64().map_or(Stamp::Absent, Stamp::Seconds),
+        Value::String(s) => Stamp::Text(Cow::Borrowed(s)),
+        _ => Stamp::Absent,
+    })
+}
+
+/// A timestamp in RFC 3339 UTC. Understands RFC 3339 with an offset, the JavaScript `Date`
+/// string (`Tue Jan 21 2025 18:00:32 GMT+0300`), and Unix seconds. A time without a zone is
+/// not converted (its zone would be a guess): it yields `None`.
+pub fn utc(stamp: &Stamp<'_>) -> Option<String> {
+    let parsed = match stamp {
+        Stamp::Seconds(seconds) => DateTime::<Utc>::from_timestamp(*seconds, 0)?,
+        Stamp::Text(s) => parse_time(s.trim())?,
+        Stamp::Absent => return None,
     };
     Some(parsed.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }

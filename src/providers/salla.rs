@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::normalize as n;
+use super::payload::{self, Items, Object, Raw, Stamp, Text};
 use super::{Error, Inspection, Keys, Provider, Request};
 use crate::topics::event::{Bucket, Customer, Event};
 
@@ -101,74 +102,139 @@ impl Provider for Salla {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let json = n::parse(body);
-        let data = n::at(&json, &["data"]).cloned().unwrap_or_default();
         event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(&data, &["id"]);
+        let Some(json) = payload::parse::<Payload<'_>>(body) else {
+            // Not a JSON value: only an amount the body's text still holds.
+            event.cart_value = n::decimal(body, &["data", "amounts", "total", "amount"]);
+            return event;
+        };
+        let data = &json.data;
+        event.resource_id = data.id.owned();
         match resource {
             // Salla's cart id is what its order events and its purchased event refer back to.
-            Some("cart") => event.cart_token = n::text(&data, &["id"]),
+            Some("cart") => event.cart_token = data.id.owned(),
             Some("order") => {
-                event.order_id = n::text(&data, &["id"]);
-                event.cart_token = n::text(&data, &["cart", "id"]);
-                event.checkout_token = n::text(&data, &["checkout_id"]);
+                event.order_id = data.id.owned();
+                event.cart_token = data.cart.id.owned();
+                event.checkout_token = data.checkout_id.owned();
             }
             _ => {}
         }
-        let (value, currency) = total(body, &data);
+        let (value, currency) = total(data);
         event.cart_value = value;
-        event.currency = currency.or_else(|| n::currency(&data, &["currency"]));
-        event.customer = customer(&data);
-        event.item_count = n::item_count(&data, &["items"], "quantity");
+        event.currency = currency.or_else(|| n::currency_code(data.currency.get()));
+        event.customer = customer(&data.customer);
+        event.item_count = data.items.0;
         event.recovery_url = match resource {
-            Some("cart") => n::url(&data, &["checkout_url"]),
+            Some("cart") => n::web_url(data.checkout_url.get()),
             _ => None,
         };
-        event.occurred_at = n::timestamp(&json, &["created_at"]);
+        event.occurred_at = n::utc(&json.created_at);
         event
+    }
+}
+
+payload::members! {
+    /// What the mapping reads of a delivery.
+    struct Payload<'a> {
+        data: Object<Data<'a>>,
+        created_at: Stamp<'a>,
+    }
+}
+
+payload::members! {
+    /// The cart or order.
+    struct Data<'a> {
+        id: Text<'a>,
+        cart: Object<Cart<'a>>,
+        checkout_id: Text<'a>,
+        total: Raw<'a, 2>,
+        amounts: Object<Amounts<'a>>,
+        currency: Text<'a>,
+        customer: Object<Person<'a>>,
+        items: Items,
+        checkout_url: Text<'a>,
+    }
+}
+
+payload::members! {
+    /// The cart an order refers to.
+    struct Cart<'a> {
+        id: Text<'a>,
+    }
+}
+
+payload::members! {
+    /// An order's amounts.
+    struct Amounts<'a> {
+        total: Raw<'a, 3>,
+    }
+}
+
+payload::members! {
+    /// `{"amount": 100, "currency": "SAR"}`, read from its own text.
+    struct Money<'a> {
+        amount: Raw<'a, 1>,
+        currency: Text<'a>,
+    }
+}
+
+payload::members! {
+    /// The customer.
+    struct Person<'a> {
+        name: Text<'a>,
+        first_name: Text<'a>,
+        last_name: Text<'a>,
+        email: Text<'a>,
+        mobile: Text<'a>,
+        mobile_code: Text<'a>,
+        country_code: Text<'a>,
     }
 }
 
 /// The total and its currency. Totals come as `{"amount": 100, "currency": "SAR"}` or, in the
 /// purchased event, flat.
-fn total(body: &[u8], data: &serde_json::Value) -> (Option<String>, Option<String>) {
-    match n::at(data, &["total"]) {
-        Some(serde_json::Value::Object(_)) => (
-            n::decimal(body, &["data", "total", "amount"]),
-            n::currency(data, &["total", "currency"]),
-        ),
-        Some(_) => (
-            n::decimal(body, &["data", "total"]),
-            n::currency(data, &["currency"]),
-        ),
-        None => (
-            n::decimal(body, &["data", "amounts", "total", "amount"]),
-            n::currency(data, &["amounts", "total", "currency"]),
-        ),
+fn total(data: &Data<'_>) -> (Option<String>, Option<String>) {
+    match data.total.0 {
+        Some(total) if total.get().starts_with('{') => {
+            let total = money(total);
+            (
+                total.amount.amount(),
+                n::currency_code(total.currency.get()),
+            )
+        }
+        Some(_) => (data.total.amount(), n::currency_code(data.currency.get())),
+        None => match data.amounts.total.0 {
+            Some(total) => {
+                let total = money(total);
+                (
+                    total.amount.amount(),
+                    n::currency_code(total.currency.get()),
+                )
+            }
+            None => (None, None),
+        },
     }
 }
 
-/// The customer of `data`; order customers carry the dialling code apart from the number.
-fn customer(data: &serde_json::Value) -> Customer {
-    let mobile = match (
-        n::text(data, &["customer", "mobile_code"]),
-        n::text(data, &["customer", "mobile"]),
-    ) {
+/// An amount object, from its text (checked already, where it was found).
+fn money(raw: &serde_json::value::RawValue) -> Object<Money<'_>> {
+    serde_json::from_str(raw.get()).unwrap_or_default()
+}
+
+/// The customer; order customers carry the dialling code apart from the number.
+fn customer(person: &Person<'_>) -> Customer {
+    let mobile = match (person.mobile_code.owned(), person.mobile.owned()) {
         (Some(code), Some(number)) if !number.starts_with('+') => Some(format!("{code}{number}")),
         (_, number) => number,
     };
     Customer {
-        name: n::text(data, &["customer", "name"]).or_else(|| {
-            n::full_name(
-                n::text(data, &["customer", "first_name"]),
-                n::text(data, &["customer", "last_name"]),
-            )
-        }),
-        email: n::email(data, &["customer", "email"]),
-        phone: n::phone(
-            mobile,
-            n::text(data, &["customer", "country_code"]).as_deref(),
-        ),
+        name: person
+            .name
+            .owned()
+            .or_else(|| n::full_name(person.first_name.owned(), person.last_name.owned())),
+        email: n::email_address(person.email.get()),
+        phone: n::phone(mobile, person.country_code.get()),
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::normalize as n;
+use super::payload::{self, Items, Object, Raw, Stamp, Text};
 use super::{Error, Inspection, Keys, Provider, Request, TestFlags};
 use crate::topics::event::{Bucket, Customer, Event};
 
@@ -96,31 +97,86 @@ impl Provider for Shopery {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let json = n::parse(body);
+        event.resource_type = resource.map(str::to_string);
+        let Some(json) = payload::parse::<Payload<'_>>(body) else {
+            // Not a JSON value: only an amount the body's text still holds.
+            if resource == Some("order") {
+                event.cart_value = n::decimal(body, &["total"]);
+            }
+            return event;
+        };
         // Shopery's payload is "the order"; its fields are not published, so only what the
         // common names give is read.
-        let within: &[&str] = match n::at(&json, &["data"]).is_some_and(|v| v.is_object()) {
-            true => &["data"],
-            false => &[],
-        };
-        let data = n::at(&json, within).unwrap_or(&json);
-        event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(data, &["id"]).or_else(|| n::text(&json, &["id"]));
-        if resource == Some("order") {
-            event.order_id = event.resource_id.clone();
-            event.cart_value = n::decimal(body, &[within, &["total"]].concat());
-            event.currency = n::currency(data, &["currency"]);
-            event.customer = Customer {
-                name: n::text(data, &["customer", "name"]),
-                email: n::email(data, &["customer", "email"]),
-                phone: n::phone(n::text(data, &["customer", "phone"]), None),
-            };
-            event.item_count = n::item_count(data, &["items"], "quantity");
+        match json.data.is_object {
+            true => map(&mut event, resource, &json.data, &json.top),
+            false => map(&mut event, resource, &json.top, &json.top),
         }
-        event.occurred_at =
-            n::timestamp(data, &["created_at"]).or_else(|| n::timestamp(&json, &["created_at"]));
         event
     }
+}
+
+/// The body: the order, at the top or under `data`.
+#[derive(Default)]
+struct Payload<'a> {
+    data: Object<Data<'a, 2>>,
+    top: Data<'a, 1>,
+}
+
+impl<'de> payload::Members<'de> for Payload<'de> {
+    fn member<A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key {
+            "data" => self.data = map.next_value()?,
+            _ => self.top.member(key, map)?,
+        }
+        Ok(())
+    }
+}
+
+payload::members! {
+    /// The order's members read by their common names, nested in `DEPTH` containers.
+    struct Data<'a, const DEPTH: usize> {
+        id: Text<'a>,
+        total: Raw<'a, DEPTH>,
+        currency: Text<'a>,
+        customer: Object<Person<'a>>,
+        items: Items,
+        created_at: Stamp<'a>,
+    }
+}
+
+payload::members! {
+    /// The order's customer.
+    struct Person<'a> {
+        name: Text<'a>,
+        email: Text<'a>,
+        phone: Text<'a>,
+    }
+}
+
+/// The order's fields (`data`, within the body `top`) into `event`.
+fn map<const DEPTH: usize>(
+    event: &mut Event,
+    resource: Option<&str>,
+    data: &Data<'_, DEPTH>,
+    top: &Data<'_, 1>,
+) {
+    event.resource_id = data.id.owned().or_else(|| top.id.owned());
+    if resource == Some("order") {
+        event.order_id = event.resource_id.clone();
+        event.cart_value = data.total.amount();
+        event.currency = n::currency_code(data.currency.get());
+        event.customer = Customer {
+            name: data.customer.name.owned(),
+            email: n::email_address(data.customer.email.get()),
+            phone: n::phone(data.customer.phone.owned(), None),
+        };
+        event.item_count = data.items.0;
+    }
+    event.occurred_at = n::utc(&data.created_at).or_else(|| n::utc(&top.created_at));
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
 use super::normalize as n;
+use super::payload::{self, Items, Object, Raw, Stamp, Text};
 use super::{Error, Inspection, Keys, Provider, Request};
 use crate::topics::event::{Bucket, Customer, Event};
 
@@ -82,76 +83,112 @@ impl Provider for Shopify {
                 _ => None,
             });
         let mut event = Event::new(self.slug(), topic, bucket(topic));
-        let json = n::parse(body);
         event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(&json, &["id"]);
+        let Some(json) = payload::parse::<Payload<'_>>(body) else {
+            // Not a JSON value: only an amount the body's text still holds.
+            event.cart_value = n::decimal(body, &["total_price"]);
+            return event;
+        };
+        event.resource_id = json.id.owned();
         match resource {
             Some("checkout") => {
-                event.checkout_token = n::text(&json, &["token"]);
-                event.cart_token = n::text(&json, &["cart_token"]);
-                event.order_id = n::text(&json, &["order_id"]);
-                event.recovery_url = n::url(&json, &["abandoned_checkout_url"]);
+                event.checkout_token = json.token.owned();
+                event.cart_token = json.cart_token.owned();
+                event.order_id = json.order_id.owned();
+                event.recovery_url = n::web_url(json.abandoned_checkout_url.get());
             }
-            Some("cart") => event.cart_token = n::text(&json, &["token"]),
+            Some("cart") => event.cart_token = json.token.owned(),
             Some("order") => {
-                event.order_id = n::text(&json, &["id"]);
-                event.checkout_token = n::text(&json, &["checkout_token"]);
-                event.cart_token = n::text(&json, &["cart_token"]);
+                event.order_id = json.id.owned();
+                event.checkout_token = json.checkout_token.owned();
+                event.cart_token = json.cart_token.owned();
             }
             _ => {}
         }
         event.customer = customer(&json);
-        event.cart_value = n::decimal(body, &["total_price"]);
-        event.currency = n::currency(&json, &["currency"])
-            .or_else(|| n::currency(&json, &["presentment_currency"]));
-        event.item_count = n::item_count(&json, &["line_items"], "quantity");
-        event.occurred_at =
-            n::timestamp(&json, &["updated_at"]).or_else(|| n::timestamp(&json, &["created_at"]));
+        event.cart_value = json.total_price.amount();
+        event.currency = n::currency_code(json.currency.get())
+            .or_else(|| n::currency_code(json.presentment_currency.get()));
+        event.item_count = json.line_items.0;
+        event.occurred_at = n::utc(&json.updated_at).or_else(|| n::utc(&json.created_at));
         event
+    }
+}
+
+payload::members! {
+    /// What the mapping reads of a checkout, cart or order.
+    struct Payload<'a> {
+        id: Text<'a>,
+        token: Text<'a>,
+        cart_token: Text<'a>,
+        checkout_token: Text<'a>,
+        order_id: Text<'a>,
+        abandoned_checkout_url: Text<'a>,
+        total_price: Raw<'a, 1>,
+        currency: Text<'a>,
+        presentment_currency: Text<'a>,
+        line_items: Items,
+        updated_at: Stamp<'a>,
+        created_at: Stamp<'a>,
+        email: Text<'a>,
+        contact_email: Text<'a>,
+        phone: Text<'a>,
+        customer: Object<Person<'a>>,
+        billing_address: Object<Person<'a>>,
+        shipping_address: Object<Person<'a>>,
+    }
+}
+
+payload::members! {
+    /// A customer or an address.
+    struct Person<'a> {
+        first_name: Text<'a>,
+        last_name: Text<'a>,
+        email: Text<'a>,
+        phone: Text<'a>,
+        country_code: Text<'a>,
+        default_address: Object<Address<'a>>,
+    }
+}
+
+payload::members! {
+    /// A customer's default address.
+    struct Address<'a> {
+        country_code: Text<'a>,
     }
 }
 
 /// The customer: named by the order's customer, else its billing or shipping address; their
 /// e-mail; their phone, in E.164 when an address gives the country.
-fn customer(json: &serde_json::Value) -> Customer {
-    let country = n::first_text(
-        json,
-        &[
-            &["billing_address", "country_code"],
-            &["shipping_address", "country_code"],
-            &["customer", "default_address", "country_code"],
-        ],
-    );
-    let name = |person: &str| {
-        n::full_name(
-            n::text(json, &[person, "first_name"]),
-            n::text(json, &[person, "last_name"]),
-        )
-    };
+fn customer(json: &Payload<'_>) -> Customer {
+    let country = payload::first(&[
+        &json.billing_address.country_code,
+        &json.shipping_address.country_code,
+        &json.customer.default_address.country_code,
+    ]);
+    let name =
+        |person: &Person<'_>| n::full_name(person.first_name.owned(), person.last_name.owned());
     Customer {
-        name: name("customer")
-            .or_else(|| name("billing_address"))
-            .or_else(|| name("shipping_address")),
-        email: n::email(json, &["email"])
-            .or_else(|| n::email(json, &["contact_email"]))
-            .or_else(|| n::email(json, &["customer", "email"])),
+        name: name(&json.customer)
+            .or_else(|| name(&json.billing_address))
+            .or_else(|| name(&json.shipping_address)),
+        email: n::email_address(json.email.get())
+            .or_else(|| n::email_address(json.contact_email.get()))
+            .or_else(|| n::email_address(json.customer.email.get())),
         phone: n::phone(
-            n::first_text(
-                json,
-                &[
-                    &["phone"],
-                    &["customer", "phone"],
-                    &["billing_address", "phone"],
-                    &["shipping_address", "phone"],
-                ],
-            ),
+            payload::first(&[
+                &json.phone,
+                &json.customer.phone,
+                &json.billing_address.phone,
+                &json.shipping_address.phone,
+            ]),
             country.as_deref(),
         ),
     }
 }
 
 /// SPEC §4.1: which Shopify topics are cart activity and which are completed orders.
-fn bucket(topic: Option<&str>) -> Bucket {
+pub(super) fn bucket(topic: Option<&str>) -> Bucket {
     match topic {
         Some("checkouts/create" | "checkouts/update" | "carts/create" | "carts/update") => {
             Bucket::AbandonedCandidate

@@ -11,6 +11,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::normalize as n;
+use super::payload::{self, Raw, Stamp, Text};
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
 use crate::topics::event::{Bucket, Event};
 
@@ -82,17 +83,35 @@ impl Provider for Sprusify {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let json = n::parse(body);
         event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(&json, &["id"]);
+        let Some(json) = payload::parse::<Payload<'_>>(body) else {
+            // Not a JSON value: only an amount the body's text still holds.
+            if resource == Some("order") {
+                event.cart_value = n::decimal(body, &["total"]);
+            }
+            return event;
+        };
+        event.resource_id = json.id.owned();
         if resource == Some("order") {
-            event.order_id = n::first_text(&json, &[&["order_id"], &["id"]]);
-            event.cart_value = n::decimal(body, &["total"]);
-            event.currency = n::currency(&json, &["currency"]);
-            event.customer.email = n::email(&json, &["customer_email"]);
+            event.order_id = payload::first(&[&json.order_id, &json.id]);
+            event.cart_value = json.total.amount();
+            event.currency = n::currency_code(json.currency.get());
+            event.customer.email = n::email_address(json.customer_email.get());
         }
-        event.occurred_at = n::timestamp(&json, &["created_at"]);
+        event.occurred_at = n::utc(&json.created_at);
         event
+    }
+}
+
+payload::members! {
+    /// What the mapping reads of a conversion or an order.
+    struct Payload<'a> {
+        id: Text<'a>,
+        order_id: Text<'a>,
+        total: Raw<'a, 1>,
+        currency: Text<'a>,
+        customer_email: Text<'a>,
+        created_at: Stamp<'a>,
     }
 }
 

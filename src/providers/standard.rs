@@ -12,6 +12,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::normalize as n;
+use super::payload::{self, Object, Stamp, Text};
 use super::{Error, Inspection, Key, Keys, Provider, Request};
 use crate::topics::event::{Bucket, Event};
 
@@ -80,9 +81,10 @@ impl Provider for Standard {
     /// event is `other` with its type, the `data.id` it names and its timestamp.
     fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
         let mut event = Event::new(self.slug(), seen.event_type.as_deref(), Bucket::Other);
-        let json = n::parse(body);
-        event.resource_id = n::text(&json, &["data", "id"]);
-        event.occurred_at = n::timestamp(&json, &["timestamp"]);
+        if let Some(json) = payload::parse::<Payload<'_>>(body) {
+            event.resource_id = json.data.id.owned();
+            event.occurred_at = n::utc(&json.timestamp);
+        }
         event
     }
 
@@ -98,6 +100,21 @@ impl Provider for Standard {
             SecretError::NotBase64 => "secret is not whsec_ followed by base64",
             SecretError::Empty => "secret is empty",
         })
+    }
+}
+
+payload::members! {
+    /// The envelope's members the mapping reads.
+    struct Payload<'a> {
+        data: Object<Data<'a>>,
+        timestamp: Stamp<'a>,
+    }
+}
+
+payload::members! {
+    /// The envelope's data.
+    struct Data<'a> {
+        id: Text<'a>,
     }
 }
 

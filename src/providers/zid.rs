@@ -16,6 +16,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::normalize as n;
+use super::payload::{self, Items, Object, Raw, Stamp, Text};
 use super::{text, Error, Inspection, Keys, Provider, Request, Scalar};
 use crate::topics::event::{Bucket, Customer, Event};
 
@@ -85,44 +86,104 @@ impl Provider for Zid {
             _ => (Bucket::Other, None),
         };
         let mut event = Event::new(self.slug(), name, bucket);
-        let json = n::parse(body);
-        // Order events carry the order schema, possibly under "order" (as the REST API does).
-        let within: &[&str] = match n::at(&json, &["order"]).is_some_and(|v| v.is_object()) {
-            true => &["order"],
-            false => &[],
-        };
-        let data = n::at(&json, within).unwrap_or(&json);
         event.resource_type = resource.map(str::to_string);
-        event.resource_id = n::text(data, &["id"]);
-        match resource {
-            Some("cart") => {
-                event.cart_token = n::first_text(data, &[&["cart_id"], &["id"]]);
-                event.order_id = n::text(data, &["order_id"]);
-                event.recovery_url = n::url(data, &["url"]);
-                event.cart_value = n::decimal(body, &[within, &["cart_total"]].concat());
-                event.customer = Customer {
-                    name: n::text(data, &["customer_name"]),
-                    email: n::email(data, &["customer_email"]),
-                    phone: n::phone(n::text(data, &["customer_mobile"]), None),
-                };
-            }
-            _ => {
-                event.order_id = n::text(data, &["id"]).filter(|_| resource == Some("order"));
-                event.cart_value = n::decimal(body, &[within, &["order_total"]].concat());
-                event.item_count = n::item_count(data, &["products"], "quantity");
-                event.customer = Customer {
-                    name: n::text(data, &["customer", "name"]),
-                    email: n::email(data, &["customer", "email"]),
-                    phone: n::phone(n::text(data, &["customer", "mobile"]), None),
-                };
-            }
+        let Some(json) = payload::parse::<Payload<'_>>(body) else {
+            // Not a JSON value: only an amount the body's text still holds.
+            let total = match resource {
+                Some("cart") => "cart_total",
+                _ => "order_total",
+            };
+            event.cart_value = n::decimal(body, &[total]);
+            return event;
+        };
+        // Order events carry the order schema, possibly under "order" (as the REST API does).
+        match json.order.is_object {
+            true => map(&mut event, resource, &json.order),
+            false => map(&mut event, resource, &json.top),
         }
-        event.currency = n::currency(data, &["currency_code"]);
-        // Zid's created_at/updated_at carry no zone ("2026-01-30 15:56:02"): left null.
-        event.occurred_at =
-            n::timestamp(data, &["updated_at"]).or_else(|| n::timestamp(data, &["created_at"]));
         event
     }
+}
+
+/// The body: the order schema, at the top or under `order`.
+#[derive(Default)]
+struct Payload<'a> {
+    order: Object<Data<'a, 2>>,
+    top: Data<'a, 1>,
+}
+
+impl<'de> payload::Members<'de> for Payload<'de> {
+    fn member<A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key {
+            "order" => self.order = map.next_value()?,
+            _ => self.top.member(key, map)?,
+        }
+        Ok(())
+    }
+}
+
+payload::members! {
+    /// An order or abandoned cart, nested in `DEPTH` containers.
+    struct Data<'a, const DEPTH: usize> {
+        id: Text<'a>,
+        cart_id: Text<'a>,
+        order_id: Text<'a>,
+        url: Text<'a>,
+        cart_total: Raw<'a, DEPTH>,
+        order_total: Raw<'a, DEPTH>,
+        products: Items,
+        customer_name: Text<'a>,
+        customer_email: Text<'a>,
+        customer_mobile: Text<'a>,
+        customer: Object<Person<'a>>,
+        currency_code: Text<'a>,
+        updated_at: Stamp<'a>,
+        created_at: Stamp<'a>,
+    }
+}
+
+payload::members! {
+    /// An order's customer.
+    struct Person<'a> {
+        name: Text<'a>,
+        email: Text<'a>,
+        mobile: Text<'a>,
+    }
+}
+
+/// The order or cart's fields into `event`.
+fn map<const DEPTH: usize>(event: &mut Event, resource: Option<&str>, data: &Data<'_, DEPTH>) {
+    event.resource_id = data.id.owned();
+    match resource {
+        Some("cart") => {
+            event.cart_token = payload::first(&[&data.cart_id, &data.id]);
+            event.order_id = data.order_id.owned();
+            event.recovery_url = n::web_url(data.url.get());
+            event.cart_value = data.cart_total.amount();
+            event.customer = Customer {
+                name: data.customer_name.owned(),
+                email: n::email_address(data.customer_email.get()),
+                phone: n::phone(data.customer_mobile.owned(), None),
+            };
+        }
+        _ => {
+            event.order_id = data.id.owned().filter(|_| resource == Some("order"));
+            event.cart_value = data.order_total.amount();
+            event.item_count = data.products.0;
+            event.customer = Customer {
+                name: data.customer.name.owned(),
+                email: n::email_address(data.customer.email.get()),
+                phone: n::phone(data.customer.mobile.owned(), None),
+            };
+        }
+    }
+    event.currency = n::currency_code(data.currency_code.get());
+    // Zid's created_at/updated_at carry no zone ("2026-01-30 15:56:02"): left null.
+    event.occurred_at = n::utc(&data.updated_at).or_else(|| n::utc(&data.created_at));
 }
 
 /// The decoded `username:password` of an `Authorization: Basic …` value.
