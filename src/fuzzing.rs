@@ -32,7 +32,8 @@ pub const TARGETS: &[(&str, Property)] = &[
 /// the body separated by a blank line: the block's first line is `secret now` (the secret the
 /// integration is configured with and the verifier's clock in Unix seconds), the other lines
 /// are `name: value` headers. Properties: inspecting, verifying and normalizing never panic,
-/// and the normalized event survives its topic's encoding unchanged.
+/// the normalized event equals the DOM-based reference's (`providers::reference`, in fuzz and
+/// test builds), and it survives its topic's encoding unchanged.
 pub fn provider(data: &[u8]) {
     let Some((&index, rest)) = data.split_first() else {
         return;
@@ -72,6 +73,12 @@ pub fn provider(data: &[u8]) {
         let _ = provider.verify(&request, &Keys::new(key, None), now);
     }
     let event = provider.normalize(request.body, &seen);
+    #[cfg(any(test, feature = "fuzzing"))]
+    assert_eq!(
+        event,
+        providers::reference::normalize(provider, request.body, &seen),
+        "the typed normalization differs from the reference"
+    );
     let record = Record {
         tenant_id: "t".into(),
         delivery_id: "d".into(),
