@@ -5,8 +5,10 @@
 //! endpoint — as fast as it can, or `--rate` per second — and reports deliveries per second
 //! (first produce to last request received) and the latency from a transition's produce to its
 //! first attempt arriving at the receiver (p50, p99, max). Unpaced, that latency is mostly the
-//! backlog's queueing; paced below the worker's rate, it is the pipeline's own. Every transition
-//! must arrive (the tool exits non-zero otherwise).
+//! backlog's queueing; paced below the worker's rate, it is the pipeline's own. Also the process's
+//! CPU per delivery over the same span — an upper bound on the delivery role's, since the
+//! receiver and the producer of the transitions run in this process too. Every transition must
+//! arrive (the tool exits non-zero otherwise).
 //!
 //! `pending` (no broker): writes N jobs, all due in the future, to a fresh `delivery::store`,
 //! closes and reopens it (the restart cost: the store counts its pending jobs on open), and
@@ -223,6 +225,7 @@ async fn throughput(brokers: &str, transitions: usize, rate: usize) -> anyhow::R
         .set("linger.ms", "5")
         .create()?;
     let mut produced: HashMap<String, Instant> = HashMap::with_capacity(transitions);
+    let cpu_before = cpu_seconds()?;
     let started = Instant::now();
     let mut pending = Vec::with_capacity(transitions);
     for i in 0..transitions {
@@ -271,6 +274,7 @@ async fn throughput(brokers: &str, transitions: usize, rate: usize) -> anyhow::R
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let cpu = cpu_seconds()? - cpu_before;
     let arrivals = arrived.lock().unwrap().clone();
     let last = arrivals.values().max().copied().context("no arrivals")?;
     let mut latencies: Vec<f64> = produced
@@ -295,7 +299,38 @@ async fn throughput(brokers: &str, transitions: usize, rate: usize) -> anyhow::R
         quantile(0.99),
         quantile(1.0)
     );
+    println!(
+        "process CPU per delivery: {:.1} µs (the delivery role, the receiver and the transitions' producer together)",
+        cpu * 1e6 / transitions as f64
+    );
     running.shutdown();
     running.wait().await?;
     Ok(())
+}
+
+/// CPU seconds (user and system) this process has used so far, from `/proc/self/stat`.
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("/proc/self/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("/proc/self/stat")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name.
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks())
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
 }

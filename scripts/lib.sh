@@ -79,3 +79,51 @@ cleanup() {
     broker_pid=""
     rm -rf "$work"
 }
+
+# The median of its numeric arguments.
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# CPU seconds process $1 has used so far (user and system, all its threads).
+process_cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+
+# Alternates $1 rounds of $2 seconds with $3 concurrent requests / records in flight: wrk sending
+# the signed Shopify checkout to the ingress of the running daemon (start_daemon … ingress),
+# then `cartstream-load ceiling`, a plain idempotent producer sending the very records the
+# ingress would produce, to the same topic of the same broker. Needs $bin (the release folder)
+# and the files body.json and signature.txt in $work. Prints each round; sets the medians
+# ingress_rps, ingress_cpu_us, plain_rps, plain_cpu_us, and produced (records acknowledged by
+# the broker in all rounds, both kinds).
+ingress_rounds() {
+    local rounds=$1 seconds=$2 connections=$3 round line requests before cpu records
+    local -a ingress=() ingress_cpu=() plain=() plain_cpu=()
+    produced=0
+    for round in $(seq 1 "$rounds"); do
+        before=$(process_cpu "$daemon_pid")
+        line=$(WRK_DATA="$work" wrk -t1 -c"$connections" -d"${seconds}s" --latency \
+            -s scripts/load/shopify.lua "http://127.0.0.1:$ingress_port/api/webhooks/shopify" | grep '^wrk:')
+        requests=$(echo "$line" | sed -E 's/^wrk: ([0-9]+) requests.*/\1/')
+        cpu=$(awk -v a="$before" -v b="$(process_cpu "$daemon_pid")" -v n="$requests" 'BEGIN { printf "%.1f", (b - a) * 1e6 / n }')
+        echo "round $round ingress: $line; daemon CPU ${cpu} µs/request"
+        case "$line" in *"non-2xx 0"*) ;; *) echo "$0: the ingress answered non-2xx" >&2; return 1 ;; esac
+        produced=$((produced + requests))
+        ingress+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) requests\/s.*/\1/')")
+        ingress_cpu+=("$cpu")
+        TIMEFORMAT='%U %S'
+        if ! { time "$bin/cartstream-load" ceiling --brokers "$brokers" --topic "$prefix.inbound.v1" \
+            --body "$work/body.json" --tenant acme --in-flight "$connections" --seconds "$seconds" >"$work/plain.out"; } 2>"$work/plain.time"; then
+            cat "$work/plain.out" "$work/plain.time" >&2
+            return 1
+        fi
+        line=$(cat "$work/plain.out")
+        records=$(echo "$line" | sed -E 's/^plain producer: ([0-9]+) records.*/\1/')
+        cpu=$(awk -v n="$records" '{ printf "%.1f", ($1 + $2) * 1e6 / n }' "$work/plain.time")
+        echo "round $round $line; producer CPU ${cpu} µs/record"
+        produced=$((produced + records))
+        plain+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) records\/s.*/\1/')")
+        plain_cpu+=("$cpu")
+    done
+    ingress_rps=$(median "${ingress[@]}")
+    ingress_cpu_us=$(median "${ingress_cpu[@]}")
+    plain_rps=$(median "${plain[@]}")
+    plain_cpu_us=$(median "${plain_cpu[@]}")
+}
