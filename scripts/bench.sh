@@ -18,8 +18,8 @@
 # (examples/instructions.rs, benches/support, examples/delivery_bench.rs) copied in, in its own
 # build folder ($CARGO_TARGET_DIR-baseline); its criterion benches are its own. The first
 # baseline build compiles RocksDB and librdkafka once.
-# The table (Markdown) goes to stdout and to --out (default: bench-report.md in the work folder,
-# whose path is printed); the raw figures to results.txt beside it.
+# The table (Markdown) goes to stdout and to --out (default: bench-report.md in a folder whose
+# path is printed at the end); the raw figures (results.txt) and each tool's output beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -99,8 +99,8 @@ for i in "${!trees[@]}"; do
     home="$work/criterion${i}"
     for bench in normalize state_step ingress_hot_path; do
         (cd "${trees[$i]}" && CARGO_TARGET_DIR=${targets[$i]} CRITERION_HOME=$home \
-            cargo bench --quiet --bench "$bench" -- --noplot >"$work/bench-$bench-$i.log" 2>&1) ||
-            { cat "$work/bench-$bench-$i.log" >&2; exit 1; }
+            cargo bench --quiet --bench "$bench" -- --noplot >"$keep/bench-$bench-$i.log" 2>&1) ||
+            { cat "$keep/bench-$bench-$i.log" >&2; exit 1; }
     done
     python3 scripts/bench/criterion.py "$home" "${tags[$i]}" | while read -r name value; do note "$name" "$value"; done
 done
@@ -108,8 +108,8 @@ done
 echo "== state at scale: $carts carts"
 note state.carts "$carts"
 for i in "${!trees[@]}"; do
-    (cd "${trees[$i]}" && "${targets[$i]}/release/examples/state_scale" --carts "$carts") >"$work/state-$i.log"
-    summary=$(tail -n 1 "$work/state-$i.log")
+    (cd "${trees[$i]}" && "${targets[$i]}/release/examples/state_scale" --carts "$carts") >"$keep/state-$i.log"
+    summary=$(tail -n 1 "$keep/state-$i.log")
     note "${tags[$i]}timers.fire_s" "$(jq -r '.fire_s' <<<"$summary")"
     note "${tags[$i]}timers.per_s" "$(jq -r '.fire_timers_per_s' <<<"$summary")"
     note "${tags[$i]}state.bytes_per_cart" "$(jq -r '.bytes_per_cart' <<<"$summary")"
@@ -121,9 +121,9 @@ echo "== delivery: 20,000 transitions to a receiver on loopback, $rounds rounds"
 for round in $(seq 1 "$rounds"); do
     for i in "${!trees[@]}"; do
         (cd "${trees[$i]}" && "${targets[$i]}/release/examples/delivery_bench" throughput \
-            --brokers "$brokers" --transitions 20000) 2>/dev/null >"$work/delivery.log"
-        note "${tags[$i]}delivery.per_s.$round" "$(sed -nE 's/^deliveries\/s: ([0-9]+).*/\1/p' "$work/delivery.log")"
-        note "${tags[$i]}delivery.cpu_us.$round" "$(sed -nE 's/^process CPU per delivery: ([0-9.]+).*/\1/p' "$work/delivery.log")"
+            --brokers "$brokers" --transitions 20000) 2>/dev/null >"$keep/delivery-$i-$round.log"
+        note "${tags[$i]}delivery.per_s.$round" "$(sed -nE 's/^deliveries\/s: ([0-9]+).*/\1/p' "$keep/delivery-$i-$round.log")"
+        note "${tags[$i]}delivery.cpu_us.$round" "$(sed -nE 's/^process CPU per delivery: ([0-9.]+).*/\1/p' "$keep/delivery-$i-$round.log")"
     done
 done
 
@@ -135,7 +135,7 @@ bin="$CARGO_TARGET_DIR/release"
 cp tests/fixtures/providers/shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json "$work/body.json"
 "$bin/cartstream" sign --provider shopify --secret acme-shopify-dev-secret "$work/body.json" >"$work/signature.txt"
 start_daemon "$bin/cartstream" ingress "$work/ingress.log"
-ingress_rounds "$rounds" 10 64
+ingress_rounds "$rounds" 10 64 > >(tee "$keep/ingress.log")
 stop_daemon
 note ingress.rps "$ingress_rps"
 note ingress.cpu_us "$ingress_cpu_us"
