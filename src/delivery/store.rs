@@ -18,8 +18,10 @@
 //! - `disabled`: tenant \0 endpoint → big-endian time: endpoints that answered 410;
 //! - `outbox`: big-endian sequence → [`OutboxRecord`] (JSON).
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use foldhash::fast::RandomState;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
@@ -149,10 +151,24 @@ pub struct Adopted {
     pub already_redriven: usize,
 }
 
+/// What a due scan does with one entry (see [`Store::due_scan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// Return the job.
+    Take,
+    /// Pass over it and go on.
+    Pass,
+    /// End the scan here, before this entry: nothing after it is wanted.
+    Stop,
+}
+
 pub struct Store {
     db: DB,
     next_outbox: u64,
     pending: u64,
+    /// Pending jobs per endpoint (`tenant \0 endpoint`), counted with `pending`: what lets a
+    /// scan know that none of the entries it has not looked at yet can be wanted.
+    pending_at: HashMap<Vec<u8>, u64, RandomState>,
     /// No live `due` entry sorts before this key: scans seek here instead of wading through
     /// the deletion markers of the jobs already finished (empty: from the start).
     due_floor: Vec<u8>,
@@ -177,14 +193,17 @@ impl Store {
             None => 0,
         };
         let mut pending = 0;
+        let mut pending_at: HashMap<Vec<u8>, u64, RandomState> = HashMap::default();
         for item in db.iterator_cf(cf(&db, JOBS), IteratorMode::Start) {
-            item?;
+            let (key, _) = item?;
             pending += 1;
+            count(&mut pending_at, endpoint_of(&key), 1);
         }
         Ok(Store {
             db,
             next_outbox,
             pending,
+            pending_at,
             due_floor: Vec::new(),
             due_deleted: Vec::new(),
             outbox_floor: 0,
@@ -201,6 +220,12 @@ impl Store {
     /// Deliveries waiting for an attempt (first or retry).
     pub fn pending(&self) -> u64 {
         self.pending
+    }
+
+    /// Deliveries waiting for an attempt at the endpoint `tenant \0 endpoint` (see
+    /// [`endpoint_of`]).
+    pub fn pending_at(&self, endpoint: &[u8]) -> u64 {
+        self.pending_at.get(endpoint).copied().unwrap_or(0)
     }
 
     /// Whether this transition was already stored for this endpoint.
@@ -237,6 +262,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), Error> {
         let mut pending = self.pending as i64;
+        // The keys of jobs that began (+1) or ended (-1) pending, counted once the write is in.
+        let mut counted: Vec<(Vec<u8>, i64)> = Vec::new();
         for key in seen {
             batch.put_cf(cf(&self.db, SEEN), key, now_ms.to_be_bytes());
         }
@@ -253,8 +280,11 @@ impl Store {
                     self.due_deleted.clone_from(&due);
                 }
                 batch.delete_cf(cf(&self.db, DUE), due);
-            } else if end.is_none() {
+            }
+            let mut change = 0;
+            if previous.is_none() && end.is_none() {
                 pending += 1;
+                change = 1;
             }
             let cart = cart_key(&job.tenant, &job.endpoint, &job.cart, &key);
             match end {
@@ -273,6 +303,7 @@ impl Store {
                 Some(dead) => {
                     if previous.is_some() {
                         pending -= 1;
+                        change = -1;
                         batch.delete_cf(cf(&self.db, JOBS), &key);
                         batch.delete_cf(cf(&self.db, CARTS), cart);
                     }
@@ -280,6 +311,9 @@ impl Store {
                         batch.put_cf(cf(&self.db, DEAD), &key, encode(&job));
                     }
                 }
+            }
+            if change != 0 {
+                counted.push((key, change));
             }
         }
         let mut sequence = self.next_outbox;
@@ -290,6 +324,9 @@ impl Store {
         self.db.write(batch)?;
         self.next_outbox = sequence;
         self.pending = pending.max(0) as u64;
+        for (key, change) in counted {
+            count(&mut self.pending_at, endpoint_of(&key), change);
+        }
         Ok(())
     }
 
@@ -302,6 +339,22 @@ impl Store {
         limit: usize,
         scan: usize,
         mut skip: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<Job>, Error> {
+        self.due_scan(now_ms, limit, scan, |key, _| match skip(key) {
+            true => Visit::Pass,
+            false => Visit::Take,
+        })
+    }
+
+    /// [`Store::due`], where `visit` decides about each entry given its job's key and the
+    /// number of pending jobs at that job's endpoint ([`Store::pending_at`]), and may end the
+    /// scan early.
+    pub fn due_scan(
+        &mut self,
+        now_ms: i64,
+        limit: usize,
+        scan: usize,
+        mut visit: impl FnMut(&[u8], u64) -> Visit,
     ) -> Result<Vec<Job>, Error> {
         let mut jobs = Vec::new();
         let mut first = None;
@@ -322,8 +375,11 @@ impl Store {
                 break;
             }
             let key = &due[8..];
-            if skip(key) {
-                continue;
+            let pending_at = self.pending_at(endpoint_of(key));
+            match visit(key, pending_at) {
+                Visit::Take => {}
+                Visit::Pass => continue,
+                Visit::Stop => break,
             }
             if let Some(job) = self.job(key)? {
                 jobs.push(job);
@@ -569,6 +625,17 @@ fn fresh(mut job: Job, now_ms: i64) -> Job {
     job.last_error = None;
     job.superseded = false;
     job
+}
+
+/// Adds `change` to the count of `endpoint`'s pending jobs (never below zero).
+fn count(pending_at: &mut HashMap<Vec<u8>, u64, RandomState>, endpoint: &[u8], change: i64) {
+    match pending_at.get_mut(endpoint) {
+        Some(n) => *n = n.saturating_add_signed(change),
+        None if change > 0 => {
+            pending_at.insert(endpoint.to_vec(), change as u64);
+        }
+        None => {}
+    }
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
@@ -877,6 +944,74 @@ mod tests {
         schedule(&mut store, &earliest);
         assert_eq!(store.next_due().unwrap(), Some(500));
         assert_eq!(store.due(600, 10, 100, |_| false).unwrap(), [earliest]);
+    }
+
+    #[test]
+    fn each_endpoint_counts_its_pending_jobs_across_writes_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |endpoint: &str, id: &str| Job {
+            endpoint: endpoint.to_string(),
+            ..job(id, "order_completed", 1_000)
+        };
+        let (a, b, c) = (at("crm", "a"), at("crm", "b"), at("erp", "c"));
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            let changes = [&a, &b, &c]
+                .into_iter()
+                .map(|j| Change::Schedule(j.clone()))
+                .collect();
+            store.write(changes, &[], Vec::new(), 0).unwrap();
+            // Scheduled again (a retry): still one job.
+            let retry = Job {
+                attempts: 1,
+                next_ms: 9_000,
+                ..a.clone()
+            };
+            store
+                .write(vec![Change::Schedule(retry)], &[], Vec::new(), 0)
+                .unwrap();
+            assert_eq!(store.pending_at(b"acme\0crm"), 2);
+            assert_eq!(store.pending_at(b"acme\0erp"), 1);
+            let finish = Change::Finish {
+                job: b.clone(),
+                dead: true,
+            };
+            store.write(vec![finish], &[], Vec::new(), 0).unwrap();
+            assert_eq!(store.pending_at(b"acme\0crm"), 1);
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.pending_at(b"acme\0crm"), 1);
+        assert_eq!(store.pending_at(b"acme\0erp"), 1);
+        assert_eq!(store.pending_at(b"acme\0none"), 0);
+        // A dead letter put back is pending again.
+        assert!(store.retry_now(&b.key(), 2_000).unwrap());
+        assert_eq!(store.pending_at(b"acme\0crm"), 2);
+    }
+
+    #[test]
+    fn a_scan_told_to_stop_ends_before_that_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let jobs: Vec<Job> = (1..=4)
+            .map(|i| job(&i.to_string(), "order_completed", i * 100))
+            .collect();
+        let changes = jobs.iter().cloned().map(Change::Schedule).collect();
+        store.write(changes, &[], Vec::new(), 0).unwrap();
+        let mut visited = Vec::new();
+        let due = store
+            .due_scan(1_000, 10, 100, |_, pending_at| {
+                visited.push(pending_at);
+                match visited.len() {
+                    1 => Visit::Pass,
+                    2 => Visit::Take,
+                    _ => Visit::Stop,
+                }
+            })
+            .unwrap();
+        assert_eq!(due, [jobs[1].clone()]);
+        assert_eq!(visited, [4, 4, 4]);
+        // The scan started at the first entry, so nothing was skipped for later scans.
+        assert_eq!(store.due(1_000, 10, 100, |_| false).unwrap(), jobs);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::Message;
@@ -234,7 +235,8 @@ impl Delivery {
         let consumer = join(&self.config, &self.kafka, &topics.transitions)?;
         let (results, answers) = mpsc::channel(self.config.max_in_flight_requests);
         let (published, acks) = mpsc::channel(64);
-        let disabled: HashSet<(String, String)> = store.disabled()?.into_iter().collect();
+        let disabled: HashSet<(String, String), RandomState> =
+            store.disabled()?.into_iter().collect();
         tracing::info!(
             topic = %topics.transitions,
             group = %self.config.group_id,
@@ -252,12 +254,12 @@ impl Delivery {
             client,
             results,
             tracker: TaskTracker::new(),
-            in_flight: HashSet::new(),
-            per_endpoint: HashMap::new(),
-            breakers: HashMap::new(),
+            in_flight: HashSet::default(),
+            per_endpoint: HashMap::default(),
+            breakers: HashMap::default(),
             disabled,
             published,
-            publishing: HashSet::new(),
+            publishing: HashSet::default(),
         };
         let inbox = Inbox {
             answers,
@@ -466,14 +468,14 @@ struct Worker {
     client: Client,
     results: mpsc::Sender<Attempted>,
     tracker: TaskTracker,
-    in_flight: HashSet<Vec<u8>>,
-    per_endpoint: HashMap<EndpointKey, usize>,
-    breakers: HashMap<EndpointKey, Breaker>,
-    disabled: HashSet<EndpointKey>,
+    in_flight: HashSet<Vec<u8>, RandomState>,
+    per_endpoint: HashMap<EndpointKey, usize, RandomState>,
+    breakers: HashMap<EndpointKey, Breaker, RandomState>,
+    disabled: HashSet<EndpointKey, RandomState>,
     /// Where publishing tasks report `(acknowledged, not acknowledged)` outbox sequences.
     published: mpsc::Sender<(Vec<u64>, Vec<u64>)>,
     /// Outbox sequences handed to the producer and not yet reported.
-    publishing: HashSet<u64>,
+    publishing: HashSet<u64, RandomState>,
 }
 
 impl Worker {
