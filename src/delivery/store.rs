@@ -124,6 +124,14 @@ pub struct OutboxRecord {
     pub value: String,
 }
 
+/// The fields of a stored [`Job`] that changing it needs; the others are skipped when read.
+#[derive(Deserialize)]
+struct Standing {
+    next_ms: i64,
+    #[serde(default)]
+    superseded: bool,
+}
+
 /// What the worker decided about one job.
 pub enum Change {
     /// Insert or update the job, due at its `next_ms`.
@@ -240,6 +248,20 @@ impl Store {
         }
     }
 
+    /// Whether the pending job with `key` is marked superseded (an order for its cart came while
+    /// its attempt was in flight); `false` when no such job is pending.
+    pub fn superseded(&self, key: &[u8]) -> Result<bool, Error> {
+        Ok(self.standing(key)?.is_some_and(|job| job.superseded))
+    }
+
+    /// What the store needs of a pending job to change it, read without building its strings.
+    fn standing(&self, key: &[u8]) -> Result<Option<Standing>, Error> {
+        match self.db.get_pinned_cf(cf(&self.db, JOBS), key)? {
+            Some(bytes) => Ok(Some(decode(&bytes, "job")?)),
+            None => Ok(None),
+        }
+    }
+
     /// Applies `changes` and queues `records`, atomically. `seen` marks keys of transitions
     /// handled (stored or ended at once) at `now_ms`.
     pub fn write(
@@ -273,7 +295,7 @@ impl Store {
                 Change::Finish { job, dead } => (job, Some(dead)),
             };
             let key = job.key();
-            let previous = self.job(&key)?;
+            let previous = self.standing(&key)?;
             if let Some(previous) = &previous {
                 let due = due_key(previous.next_ms, &key);
                 if due > self.due_deleted {
@@ -986,6 +1008,27 @@ mod tests {
         // A dead letter put back is pending again.
         assert!(store.retry_now(&b.key(), 2_000).unwrap());
         assert_eq!(store.pending_at(b"acme\0crm"), 2);
+    }
+
+    #[test]
+    fn only_a_pending_job_marked_superseded_reads_as_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let (plain, marked) = (
+            job("plain", "abandoned_candidate", 1_000),
+            Job {
+                superseded: true,
+                ..job("marked", "abandoned_candidate", 1_000)
+            },
+        );
+        let changes = vec![
+            Change::Schedule(plain.clone()),
+            Change::Schedule(marked.clone()),
+        ];
+        store.write(changes, &[], Vec::new(), 0).unwrap();
+        assert!(!store.superseded(&plain.key()).unwrap());
+        assert!(store.superseded(&marked.key()).unwrap());
+        assert!(!store.superseded(&key("acme", "crm", "none")).unwrap());
     }
 
     #[test]

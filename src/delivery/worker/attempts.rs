@@ -161,10 +161,7 @@ impl Worker {
         let endpoint_key = (job.tenant.clone(), job.endpoint.clone());
         self.release(&key, &endpoint_key);
         // An order for the cart came while the request was in the air.
-        let superseded = self
-            .store
-            .job(&key)?
-            .is_some_and(|stored| stored.superseded);
+        let superseded = self.store.superseded(&key)?;
         let now = self.clock.now_millis();
         job.attempts += 1;
         let (status, class, error) = match &result {
@@ -217,12 +214,12 @@ impl Worker {
         superseded: bool,
         now: i64,
     ) -> Decision {
-        let schedule = self
+        let delays = self
             .endpoint(&job.tenant, &job.endpoint)
-            .and_then(|e| e.retry_schedule.clone())
-            .unwrap_or_else(|| self.config.retry_schedule.clone());
+            .and_then(|e| e.retry_schedule.as_deref())
+            .unwrap_or(&self.config.retry_schedule);
         let schedule = Schedule {
-            delays: &schedule,
+            delays,
             jitter: self.config.jitter,
             max_retry_after: self.config.max_retry_after,
         };
