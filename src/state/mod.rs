@@ -13,6 +13,7 @@
 //! the wall clock only when it has consumed everything there is ([`Store::fire_due`]).
 
 mod cart;
+mod codec;
 mod keys;
 mod outbox;
 
@@ -276,15 +277,14 @@ impl Store {
 
     /// The cart `key` of `tenant`, if tracked.
     pub fn cart(&self, tenant: &str, key: &str) -> Result<Option<Cart>, Error> {
-        self.get_cart(&keys::cart(tenant, key))
+        self.get_cart(tenant, key, &keys::cart(tenant, key))
     }
 
-    fn get_cart(&self, key: &[u8]) -> Result<Option<Cart>, Error> {
+    /// The cart `key` of `tenant`, stored under `stored`.
+    fn get_cart(&self, tenant: &str, key: &str, stored: &[u8]) -> Result<Option<Cart>, Error> {
         self.db
-            .get_cf(cf(&self.db, CARTS), key)?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|_| Error::Corrupt { what: "cart" })
-            })
+            .get_pinned_cf(cf(&self.db, CARTS), stored)?
+            .map(|bytes| codec::decode(tenant, key, &bytes).ok_or(Error::Corrupt { what: "cart" }))
             .transpose()
     }
 
@@ -374,7 +374,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let stored = keys::cart(input.tenant, &key);
-        let before = self.get_cart(&stored)?;
+        let before = self.get_cart(input.tenant, &key, &stored)?;
         let step = cart::on_event(
             input.tenant,
             &key,
@@ -506,7 +506,7 @@ impl Store {
             }
             batch.put_cf(timers, key, []);
         }
-        let value = serde_json::to_vec(after).expect("a cart always serializes");
+        let value = codec::encode(after);
         batch.put_cf(
             cf(&self.db, CARTS),
             keys::cart(&after.tenant, &after.key),
@@ -566,13 +566,13 @@ impl Store {
             }
             batch.delete_cf(timers, &key);
             let stored = keys::cart(tenant, cart_key);
-            let Some(cart) = self.get_cart(&stored)? else {
+            let Some(cart) = self.get_cart(tenant, cart_key, &stored)? else {
                 continue;
             };
             let step = cart::on_timer(cart, deadline);
             if let (Some(after), false) = (&step.cart, step.transitions.is_empty()) {
                 self.counts.change(Some(Phase::Active), Some(after.phase));
-                let value = serde_json::to_vec(after).expect("a cart always serializes");
+                let value = codec::encode(after);
                 batch.put_cf(cf(&self.db, CARTS), &stored, value);
                 // An abandoned cart that is never recovered goes `retention` after it was
                 // abandoned, like a closed one after it closed.
@@ -626,7 +626,7 @@ impl Store {
             }
             batch.delete_cf(expiry, &key);
             let stored = keys::cart(tenant, cart_key);
-            if let Some(cart) = self.get_cart(&stored)? {
+            if let Some(cart) = self.get_cart(tenant, cart_key, &stored)? {
                 // The entry still describes the cart: it has not been active, recovered or
                 // abandoned again since (each of those wrote an entry of its own).
                 let still = match cart.phase {

@@ -510,3 +510,58 @@ fn an_abandoned_cart_never_recovered_is_collected_after_the_retention() {
     );
     assert_eq!(feed.store.cart("acme", "back").unwrap(), None);
 }
+
+/// Rewrites the stored record of cart `key` in the JSON form carts were first stored in.
+fn store_as_json(store: &Store, key: &str) {
+    let cart = store.cart("acme", key).unwrap().unwrap();
+    let json = serde_json::to_vec(&cart).unwrap();
+    store
+        .db
+        .put_cf(cf(&store.db, CARTS), keys::cart("acme", key), json)
+        .unwrap();
+}
+
+fn stored_cart_bytes(store: &Store, key: &str) -> Vec<u8> {
+    store
+        .db
+        .get_cf(cf(&store.db, CARTS), keys::cart("acme", key))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn a_cart_stored_as_json_is_read_fired_and_rewritten_in_the_binary_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    let before = feed.store.cart("acme", "c1").unwrap().unwrap();
+    store_as_json(&feed.store, "c1");
+    assert_eq!(stored_cart_bytes(&feed.store, "c1")[0], b'{');
+    assert_eq!(feed.store.cart("acme", "c1").unwrap(), Some(before));
+
+    let fired = feed.fire(T0 + WINDOW);
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].event.cart_token.as_deref(), Some("c1"));
+    assert_ne!(stored_cart_bytes(&feed.store, "c1")[0], b'{');
+    assert_eq!(
+        feed.store.cart("acme", "c1").unwrap().unwrap().phase,
+        Phase::Abandoned
+    );
+}
+
+#[test]
+fn an_order_finds_and_recovers_a_cart_stored_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    feed.fire(T0 + WINDOW);
+    store_as_json(&feed.store, "c1");
+    let applied = feed.send("d2", &order(Some("c1"), None), T0 + 2 * WINDOW);
+    assert_eq!(applied.transitions.len(), 1);
+    assert!(applied.transitions[0].recovered);
+    assert_eq!(
+        applied.transitions[0].event.customer.email.as_deref(),
+        Some("bob@example.com")
+    );
+    assert_ne!(stored_cart_bytes(&feed.store, "c1")[0], b'{');
+}
