@@ -6,6 +6,14 @@ pub fn cart(tenant: &str, cart: &str) -> Vec<u8> {
     join(&[tenant.as_bytes(), cart.as_bytes()])
 }
 
+/// The tenant and cart of a `carts` key.
+pub fn parse_cart(key: &[u8]) -> Option<(&str, &str)> {
+    let mut parts = key.splitn(2, |b| *b == 0);
+    let tenant = std::str::from_utf8(parts.next()?).ok()?;
+    let cart = std::str::from_utf8(parts.next()?).ok()?;
+    Some((tenant, cart))
+}
+
 /// `dedup`: one marker per (tenant, provider, delivery id): the same id from two platforms of one
 /// tenant names two deliveries.
 pub fn delivery(tenant: &str, provider: &str, delivery_id: &str) -> Vec<u8> {

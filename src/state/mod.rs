@@ -17,6 +17,7 @@ mod codec;
 mod keys;
 mod outbox;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -550,30 +551,25 @@ impl Store {
     /// the wall clock only when the partition is caught up, so that no record still waiting in
     /// the partition could have cancelled a timer it fires.
     pub fn fire_due(&mut self, now_ms: i64, limit: usize) -> Result<Vec<Transition>, Error> {
+        let (due, floor) = self.due_timers(now_ms, limit)?;
+        let mut carts = self.carts_of(&due)?;
         let mut batch = WriteBatch::default();
         let mut transitions = Vec::new();
         let mut records = Vec::new();
         let timers = cf(&self.db, TIMERS);
-        let mode = IteratorMode::From(&self.timers_floor, Direction::Forward);
-        let mut floor = None;
-        for (fired, item) in self.db.iterator_cf(timers, mode).enumerate() {
-            let (key, _) = item?;
+        for key in &due {
             let (deadline, tenant, cart_key) =
-                keys::parse_timer(&key).ok_or(Error::Corrupt { what: "timer" })?;
-            if deadline > now_ms || fired >= limit {
-                floor = Some(key.to_vec());
-                break;
-            }
-            batch.delete_cf(timers, &key);
+                keys::parse_timer(key).ok_or(Error::Corrupt { what: "timer" })?;
+            batch.delete_cf(timers, key);
             let stored = keys::cart(tenant, cart_key);
-            let Some(cart) = self.get_cart(tenant, cart_key, &stored)? else {
+            // A cart fired twice in one chunk sees what the first firing made of it.
+            let Some(cart) = carts.get_mut(&stored).and_then(Option::take) else {
                 continue;
             };
             let step = cart::on_timer(cart, deadline);
             if let (Some(after), false) = (&step.cart, step.transitions.is_empty()) {
                 self.counts.change(Some(Phase::Active), Some(after.phase));
-                let value = codec::encode(after);
-                batch.put_cf(cf(&self.db, CARTS), &stored, value);
+                batch.put_cf(cf(&self.db, CARTS), &stored, codec::encode(after));
                 // An abandoned cart that is never recovered goes `retention` after it was
                 // abandoned, like a closed one after it closed.
                 batch.put_cf(
@@ -582,6 +578,7 @@ impl Store {
                     [],
                 );
             }
+            carts.insert(stored, step.cart);
             for transition in step.transitions {
                 records.push(outbox::Record::transition(&transition));
                 transitions.push(transition);
@@ -597,6 +594,53 @@ impl Store {
             end
         });
         Ok(transitions)
+    }
+
+    /// The keys of the timers due at `now_ms`, earliest first, at most `limit` of them; and the
+    /// first key left armed, if any.
+    fn due_timers(&self, now_ms: i64, limit: usize) -> Result<DueTimers, Error> {
+        let mut due = Vec::new();
+        let mode = IteratorMode::From(&self.timers_floor, Direction::Forward);
+        for item in self.db.iterator_cf(cf(&self.db, TIMERS), mode) {
+            let (key, _) = item?;
+            let deadline = keys::timer_deadline(&key).ok_or(Error::Corrupt { what: "timer" })?;
+            if deadline > now_ms || due.len() >= limit {
+                return Ok((due, Some(key.to_vec())));
+            }
+            due.push(key);
+        }
+        Ok((due, None))
+    }
+
+    /// The carts the timer keys `due` name, by stored key (`None`: no such cart), read in one
+    /// sorted multi-get rather than one look-up each.
+    fn carts_of(&self, due: &[Box<[u8]>]) -> Result<HashMap<Vec<u8>, Option<Cart>>, Error> {
+        let mut stored = Vec::with_capacity(due.len());
+        for key in due {
+            let (_, tenant, cart_key) =
+                keys::parse_timer(key).ok_or(Error::Corrupt { what: "timer" })?;
+            stored.push(keys::cart(tenant, cart_key));
+        }
+        stored.sort_unstable();
+        stored.dedup();
+        let values = self
+            .db
+            .batched_multi_get_cf(cf(&self.db, CARTS), &stored, true);
+        let mut carts = HashMap::with_capacity(stored.len());
+        for (key, value) in stored.into_iter().zip(values) {
+            let cart = match value? {
+                None => None,
+                Some(bytes) => {
+                    let (tenant, cart_key) =
+                        keys::parse_cart(&key).ok_or(Error::Corrupt { what: "cart key" })?;
+                    let cart = codec::decode(tenant, cart_key, &bytes)
+                        .ok_or(Error::Corrupt { what: "cart" })?;
+                    Some(cart)
+                }
+            };
+            carts.insert(key, cart);
+        }
+        Ok(carts)
     }
 
     /// Deletes carts closed (completed or recovered) or abandoned (and not active again since)
@@ -725,6 +769,9 @@ impl Store {
         Ok(())
     }
 }
+
+/// Timer keys due now, and the first key left armed (see [`Store::due_timers`]).
+type DueTimers = (Vec<Box<[u8]>>, Option<Vec<u8>>);
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name)

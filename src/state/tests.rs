@@ -565,3 +565,44 @@ fn an_order_finds_and_recovers_a_cart_stored_as_json() {
     );
     assert_ne!(stored_cart_bytes(&feed.store, "c1")[0], b'{');
 }
+
+#[test]
+fn timers_fired_together_come_out_in_deadline_order_whatever_their_carts_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    for (i, name) in ["zz", "mm", "aa"].into_iter().enumerate() {
+        feed.send(&format!("d{i}"), &checkout(name), T0 + i as i64);
+    }
+    let fired = feed.fire(T0 + 2 * WINDOW);
+    assert_eq!(
+        fired.iter().map(|t| t.cart.as_str()).collect::<Vec<_>>(),
+        ["zz", "mm", "aa"]
+    );
+    assert_eq!(feed.store.counts().abandoned, 3);
+}
+
+#[test]
+fn a_stale_timer_fired_with_the_current_one_abandons_the_cart_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    // A timer that no longer matches the cart's deadline, and one whose cart is gone.
+    for key in [
+        keys::timer(T0 + WINDOW + 1, "acme", "c1"),
+        keys::timer(T0 + WINDOW, "acme", "gone"),
+    ] {
+        feed.store
+            .db
+            .put_cf(cf(&feed.store.db, TIMERS), key, [])
+            .unwrap();
+    }
+    let fired = feed.fire(T0 + 2 * WINDOW);
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].at, "2023-11-14T22:28:20.000Z");
+    assert_eq!(feed.store.counts().abandoned, 1);
+    assert_eq!(
+        feed.store.next_deadline().unwrap(),
+        None,
+        "every timer consumed"
+    );
+}
