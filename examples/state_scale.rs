@@ -7,7 +7,8 @@
 //! 2. **Disk**: the bytes under the store directory right after loading (SST files plus the
 //!    write-ahead log), then after closing and reopening the store — RocksDB replays the log into
 //!    SST files on open, so that is the flushed size — as bytes per cart and GB (10^9 bytes) per
-//!    million carts. Again after firing.
+//!    million carts. Again after firing. The table files of each column family after reopening,
+//!    per cart, go to stderr.
 //! 3. **Memory**: the process's resident set (`VmRSS`) and its peak (`VmHWM`) from
 //!    `/proc/self/status` before and after loading, as MiB per million carts — overall, and over
 //!    the second half of the load alone: memtables and block cache are a bounded cost that fills
@@ -394,6 +395,15 @@ fn main() -> anyhow::Result<()> {
     let mut store = Store::open(&dir, windows)?;
     let reopen = t.elapsed();
     let disk_reopened = disk(&dir)?;
+    let families = store.family_sizes()?;
+    eprintln!(
+        "  table files by column family after reopening: {}",
+        families
+            .iter()
+            .map(|(name, bytes)| format!("{name} {:.0} B/cart", *bytes as f64 / n as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mem_reopened = memory()?;
 
     // 4. Fire every timer.

@@ -47,6 +47,10 @@ const FAMILIES: [&str; 7] = [CARTS, DEDUP, TIMERS, INDEX, OUTBOX, META, EXPIRY];
 const FIRE_CHUNK: usize = 10_000;
 /// Block cache of one store (one partition).
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Uncompressed size of a table block. Larger blocks than RocksDB's 4 KiB compress the tenants,
+/// domains and URL parts that repeat from record to record better and make the index smaller:
+/// less disk per cart, and fewer blocks to read when a chunk of timers fires.
+const BLOCK_BYTES: usize = 16 << 10;
 /// Past this much write-ahead log, RocksDB flushes the column families that hold it back, so
 /// the log (and the time to replay it at open) stays bounded.
 const MAX_TOTAL_WAL_BYTES: u64 = 128 << 20;
@@ -205,6 +209,7 @@ impl Store {
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         table.set_block_cache(&Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+        table.set_block_size(BLOCK_BYTES);
         let families = FAMILIES.map(|name| {
             let mut family = Options::default();
             family.set_block_based_table_factory(&table);
@@ -236,6 +241,19 @@ impl Store {
             timers_floor: Vec::new(),
             outbox_floor,
         })
+    }
+
+    /// The bytes of table files each column family holds, by family name.
+    pub fn family_sizes(&self) -> Result<Vec<(&'static str, u64)>, Error> {
+        FAMILIES
+            .iter()
+            .map(|&name| {
+                let bytes = self
+                    .db
+                    .property_int_value_cf(cf(&self.db, name), "rocksdb.total-sst-files-size")?;
+                Ok((name, bytes.unwrap_or(0)))
+            })
+            .collect()
     }
 
     /// Carts by phase.
