@@ -39,9 +39,27 @@ impl Worker {
             let mut acknowledged = Vec::with_capacity(pending.len());
             let mut failed = Vec::new();
             let deadline = tokio::time::Instant::now() + timeout;
-            for (sequence, delivery) in pending {
-                match tokio::time::timeout_at(deadline, delivery).await {
-                    Ok(Ok(Ok(_))) => acknowledged.push(sequence),
+            let mut warned = false;
+            for (sequence, mut delivery) in pending {
+                // librdkafka answers every record it took, within `message.timeout.ms`. One
+                // not answered in time may still be written (a leader moving, say): it is
+                // waited for, not produced a second time. Only a record Kafka gave up on goes
+                // out again.
+                let answer = match tokio::time::timeout_at(deadline, &mut delivery).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        if !warned {
+                            warned = true;
+                            tracing::warn!(
+                                waited = ?timeout,
+                                "Kafka has not acknowledged outcome records yet; waiting for them"
+                            );
+                        }
+                        delivery.await
+                    }
+                };
+                match answer {
+                    Ok(Ok(_)) => acknowledged.push(sequence),
                     _ => failed.push(sequence),
                 }
             }
