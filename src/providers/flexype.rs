@@ -140,26 +140,12 @@ impl Provider for Flexype {
     }
 }
 
-/// The body: the event's time, and its data at the top (legacy) or under `payload`.
-#[derive(Default)]
-struct Payload<'a> {
-    payload: Object<Data<'a, 2>>,
-    event_time: Stamp<'a>,
-    top: Data<'a, 1>,
-}
-
-impl<'de> payload::Members<'de> for Payload<'de> {
-    fn member<A: serde::de::MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> Result<(), A::Error> {
-        match key {
-            "payload" => self.payload = map.next_value()?,
-            "event_time" => self.event_time = map.next_value()?,
-            _ => self.top.member(key, map)?,
-        }
-        Ok(())
+payload::envelope! {
+    /// The body: the event's time, and its data at the top (legacy) or under `payload`.
+    struct Payload<'a> {
+        top: Data<'a, 1>,
+        payload: Object<Data<'a, 2>>,
+        event_time: Stamp<'a>,
     }
 }
 

@@ -69,6 +69,38 @@ macro_rules! members {
 }
 pub(crate) use members;
 
+/// Declares a payload read into `top` (a [`Members`] struct), except the members named after
+/// it, each read into a field of its own — the same schema nested under one key, say, or a
+/// member only the envelope has.
+macro_rules! envelope {
+    (
+        $(#[$meta:meta])*
+        struct $name:ident<$a:lifetime> { top: $top:ty, $($field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Default)]
+        struct $name<$a> {
+            top: $top,
+            $($field: $ty,)*
+        }
+
+        impl<'de> $crate::providers::payload::Members<'de> for $name<'de> {
+            fn member<A: serde::de::MapAccess<'de>>(
+                &mut self,
+                key: &str,
+                map: &mut A,
+            ) -> Result<(), A::Error> {
+                match key {
+                    $(stringify!($field) => self.$field = map.next_value()?,)*
+                    _ => self.top.member(key, map)?,
+                }
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use envelope;
+
 /// A JSON object read into `T`; any other value reads as `T::default()` with `is_object`
 /// false, as a path through a non-object finds nothing.
 #[derive(Default)]

@@ -115,24 +115,11 @@ impl Provider for Shopery {
     }
 }
 
-/// The body: the order, at the top or under `data`.
-#[derive(Default)]
-struct Payload<'a> {
-    data: Object<Data<'a, 2>>,
-    top: Data<'a, 1>,
-}
-
-impl<'de> payload::Members<'de> for Payload<'de> {
-    fn member<A: serde::de::MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> Result<(), A::Error> {
-        match key {
-            "data" => self.data = map.next_value()?,
-            _ => self.top.member(key, map)?,
-        }
-        Ok(())
+payload::envelope! {
+    /// The body: the order, at the top or under `data`.
+    struct Payload<'a> {
+        top: Data<'a, 1>,
+        data: Object<Data<'a, 2>>,
     }
 }
 

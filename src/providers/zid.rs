@@ -105,24 +105,11 @@ impl Provider for Zid {
     }
 }
 
-/// The body: the order schema, at the top or under `order`.
-#[derive(Default)]
-struct Payload<'a> {
-    order: Object<Data<'a, 2>>,
-    top: Data<'a, 1>,
-}
-
-impl<'de> payload::Members<'de> for Payload<'de> {
-    fn member<A: serde::de::MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> Result<(), A::Error> {
-        match key {
-            "order" => self.order = map.next_value()?,
-            _ => self.top.member(key, map)?,
-        }
-        Ok(())
+payload::envelope! {
+    /// The body: the order schema, at the top or under `order`.
+    struct Payload<'a> {
+        top: Data<'a, 1>,
+        order: Object<Data<'a, 2>>,
     }
 }
 
