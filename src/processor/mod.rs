@@ -3,9 +3,10 @@
 //! publishes normalized events to `<prefix>.events.v1` and cart transitions to
 //! `<prefix>.transitions.v1`.
 //!
-//! The consumer runs on one blocking thread: poll a batch → apply each record (one atomic write
-//! batch with its offset) → publish the outbox and drop what Kafka acknowledged → fire due
-//! timers on caught-up partitions → report progress. Offsets live in RocksDB; those committed
+//! The consumer runs on one blocking thread: poll a batch → stage each record in its partition's
+//! store → write each partition's staged records with their offset in one atomic batch → fire
+//! due timers on caught-up partitions → publish the outbox and drop what Kafka acknowledged →
+//! report progress. Offsets live in RocksDB; those committed
 //! to the group only report progress. On assignment the consumer seeks to the stored offsets (a
 //! partition with no local state is rebuilt from the beginning of the topic); on revocation it
 //! publishes the partition's outbox and closes its store (see [`consumer`]).
@@ -413,8 +414,8 @@ impl Processor {
         Ok(())
     }
 
-    /// Applies up to `max_batch_records` records, waiting one tick at most for the first;
-    /// returns how many. Being fenced out of the group is an error.
+    /// Applies up to `max_batch_records` records, waiting one tick at most for the first, and
+    /// writes them to the stores; returns how many. Being fenced out of the group is an error.
     fn consume_batch(
         &self,
         consumer: &BaseConsumer<Context>,
@@ -443,6 +444,7 @@ impl Processor {
                 }
             }
         }
+        partitions.commit_all()?;
         Ok(consumed)
     }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset};
@@ -30,7 +31,7 @@ const GC_LIMIT: usize = 10_000;
 /// One owned partition.
 struct Partition {
     store: Store,
-    /// The next offset to apply (what the store says, cached).
+    /// The next offset to apply (what the store says, cached, with the records staged).
     next_offset: Option<i64>,
     /// Consumed up to the end of the partition, as last reported by the consumer.
     caught_up: bool,
@@ -39,11 +40,13 @@ struct Partition {
     /// again: librdkafka keeps retrying them (up to `message.timeout.ms`), so a second copy
     /// would reach the topic when the broker comes back.
     in_flight: outbox::InFlight,
+    /// Time spent staging the records not committed yet, if any.
+    staging: Option<Duration>,
 }
 
 impl Partition {
-    /// Normalizes `delivery` and applies it at `offset`: its effects on the cart and the
-    /// offset in one write.
+    /// Normalizes `delivery` and stages it at `offset`: its effects on the cart and the offset,
+    /// written with the rest of the polled batch at [`Partition::commit`].
     fn apply(
         &mut self,
         offset: i64,
@@ -57,7 +60,7 @@ impl Partition {
             .map_or(DEFAULT_INACTIVITY_WINDOW, |t| t.inactivity_window);
 
         let started = Instant::now();
-        let applied = self.store.apply(state::Input {
+        let applied = self.store.stage(state::Input {
             offset,
             tenant: delivery.tenant,
             delivery_id: delivery.delivery_id,
@@ -66,16 +69,26 @@ impl Partition {
             received_ms: delivery.received_ms,
             window_ms: window.as_millis() as i64,
         })?;
-        metrics::state_write(started.elapsed());
+        *self.staging.get_or_insert_default() += started.elapsed();
         self.next_offset = Some(offset + 1);
         count_applied(&event, &applied);
         Ok(())
     }
 
-    /// Records `offset` as passed without effect (an unreadable record, a platform's test).
+    /// Stages `offset` as passed without effect (an unreadable record, a platform's test).
     fn skip(&mut self, offset: i64) -> Result<(), state::Error> {
-        self.store.skip(offset)?;
+        self.store.stage_skip(offset)?;
         self.next_offset = Some(offset + 1);
+        Ok(())
+    }
+
+    /// Writes the records staged since the last commit, with their offset, in one batch.
+    fn commit(&mut self) -> Result<(), state::Error> {
+        let started = Instant::now();
+        self.store.commit()?;
+        if let Some(staging) = self.staging.take() {
+            metrics::state_write(staging + started.elapsed());
+        }
         Ok(())
     }
 }
@@ -175,6 +188,7 @@ impl Partitions {
                             next_offset,
                             caught_up: false,
                             in_flight,
+                            staging: None,
                         },
                     );
                 }
@@ -195,6 +209,7 @@ impl Partitions {
         let mut offsets = Vec::new();
         for partition in partitions {
             if let Some(mut owned) = inner.owned.remove(partition) {
+                commit_before_closing(*partition, &mut owned);
                 if let Err(e) = self.publish(&mut owned, deadline) {
                     tracing::warn!(partition, error = %error_chain(&e), "outbox not fully published at revocation; what is in flight still reaches Kafka, and the next owner publishes the rest");
                 }
@@ -213,14 +228,27 @@ impl Partitions {
     pub fn close_all(&self) {
         let mut inner = self.lock();
         let owned = std::mem::take(&mut inner.owned);
-        for (partition, owned) in owned {
+        for (partition, mut owned) in owned {
+            commit_before_closing(partition, &mut owned);
             if !owned.in_flight.is_empty() {
                 inner.unacknowledged.insert(partition, owned.in_flight);
             }
         }
     }
 
-    /// Applies one inbound record to its partition's store.
+    /// Writes every partition's staged records (see [`Partition::commit`]).
+    pub fn commit_all(&self) -> Result<(), Error> {
+        let mut inner = self.lock();
+        for (&partition, owned) in inner.owned.iter_mut() {
+            owned
+                .commit()
+                .map_err(|source| Error::State { partition, source })?;
+        }
+        Ok(())
+    }
+
+    /// Stages one inbound record in its partition's store; [`Partitions::commit_all`] writes
+    /// it.
     pub fn apply(&self, message: &BorrowedMessage<'_>, registry: &Registry) -> Result<(), Error> {
         let mut inner = self.lock();
         let partition = message.partition();
@@ -455,6 +483,14 @@ enum PublishError {
     /// Shutting down: no more batches (past the deadline, or before the shutdown's own pass).
     #[error("the processor is stopping")]
     Stopping,
+}
+
+/// Writes what a partition about to close has staged. When that fails, nothing of it was
+/// written: its store's offset is still before those records, and they are consumed again.
+fn commit_before_closing(partition: i32, owned: &mut Partition) {
+    if let Err(e) = owned.commit() {
+        tracing::warn!(partition, error = %error_chain(&e), "records staged but not written at closing; they are consumed again");
+    }
 }
 
 fn start(next_offset: Option<i64>) -> Offset {

@@ -1,8 +1,11 @@
 //! The processor's state in RocksDB, one database per Kafka partition: carts, the de-duplication
 //! window, the timer index, correlation aliases, the outbox of records not yet acknowledged by
-//! Kafka, and the next offset to consume. Each input record's effects — and each batch of fired
-//! timers — are one atomic `WriteBatch`, so a crash leaves either all of a step or none of it.
-//! The store knows no broker: the processor moves records between Kafka and here.
+//! Kafka, and the next offset to consume. The effects of a run of input records are staged in
+//! memory ([`Store::stage`]) and written with the offset after the last of them in one atomic
+//! `WriteBatch` ([`Store::commit`]); each batch of fired timers is one more. A crash leaves
+//! either all of a commit or none of it, and the records it held are consumed again. Within a
+//! run, a record reads what the ones before it staged, and a key written several times is
+//! written once. The store knows no broker: the processor moves records between Kafka and here.
 //!
 //! Time comes in two kinds. *Event time* (`at_ms`, when the platform says something happened)
 //! orders a cart's activity. *Arrival time* (`received_ms`, when the ingress accepted the
@@ -16,6 +19,7 @@ mod cart;
 mod codec;
 mod keys;
 mod outbox;
+mod staged;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,6 +34,7 @@ pub use cart::{transition_id, Cart, Phase, Step, Transition, TRANSITION_SCHEMA};
 pub use keys::AliasKind;
 
 pub use outbox::{Kind as OutboxKind, Record as OutboxRecord};
+use staged::{Bytes, Pending, Staged};
 
 use crate::topics::event::{Bucket, Event};
 
@@ -65,6 +70,10 @@ pub enum Error {
     Rocks(#[from] rocksdb::Error),
     #[error("a stored {what} cannot be decoded")]
     Corrupt { what: &'static str },
+    /// An earlier step of this store failed: what it had staged was dropped, and the store's
+    /// view of itself may be ahead of what it holds, so it must be opened again.
+    #[error("an earlier write to this store failed; it must be opened again")]
+    Interrupted,
 }
 
 impl Error {
@@ -193,6 +202,10 @@ pub struct Store {
     timers_floor: Vec<u8>,
     /// No unacknowledged outbox record has a smaller sequence.
     outbox_floor: u64,
+    /// Records staged and not yet committed.
+    pending: Option<Pending>,
+    /// A step failed; see [`Error::Interrupted`].
+    interrupted: bool,
 }
 
 impl Store {
@@ -240,6 +253,8 @@ impl Store {
             counts,
             timers_floor: Vec::new(),
             outbox_floor,
+            pending: None,
+            interrupted: false,
         })
     }
 
@@ -271,7 +286,7 @@ impl Store {
         self.next_outbox.saturating_sub(self.outbox_floor)
     }
 
-    /// The next Kafka offset to consume, if this partition consumed anything yet.
+    /// The next Kafka offset to consume, as committed, if this partition consumed anything yet.
     pub fn next_offset(&self) -> Result<Option<i64>, Error> {
         self.db
             .get_cf(cf(&self.db, META), keys::NEXT_OFFSET)?
@@ -284,101 +299,186 @@ impl Store {
     }
 
     /// Records that the inbound record at `offset` was consumed without effect (it could not be
-    /// read).
+    /// read), and commits.
     pub fn skip(&mut self, offset: i64) -> Result<(), Error> {
-        self.db.put_cf(
-            cf(&self.db, META),
-            keys::NEXT_OFFSET,
-            ((offset + 1) as u64).to_be_bytes(),
-        )?;
+        self.stage_skip(offset)?;
+        self.commit()
+    }
+
+    /// Stages the inbound record at `offset` as consumed without effect.
+    pub fn stage_skip(&mut self, offset: i64) -> Result<(), Error> {
+        if self.interrupted {
+            return Err(Error::Interrupted);
+        }
+        self.pending
+            .get_or_insert_with(Pending::default)
+            .next_offset = Some(offset + 1);
         Ok(())
     }
 
-    /// The cart `key` of `tenant`, if tracked.
+    /// The cart `key` of `tenant`, if tracked (as staged).
     pub fn cart(&self, tenant: &str, key: &str) -> Result<Option<Cart>, Error> {
-        self.get_cart(tenant, key, &keys::cart(tenant, key))
+        self.get_cart(self.pending.as_ref(), tenant, key, &keys::cart(tenant, key))
+    }
+
+    /// The value of `key` in `family`: what `pending` staged for it, else what is stored.
+    fn get<'a>(
+        &'a self,
+        pending: Option<&'a Pending>,
+        family: Staged,
+        key: &[u8],
+    ) -> Result<Option<Bytes<'a>>, Error> {
+        if let Some(staged) = pending.and_then(|p| p.get(family, key)) {
+            return Ok(staged.map(Bytes::Staged));
+        }
+        let stored = self.db.get_pinned_cf(cf(&self.db, family.family()), key)?;
+        Ok(stored.map(Bytes::Stored))
     }
 
     /// The cart `key` of `tenant`, stored under `stored`.
-    fn get_cart(&self, tenant: &str, key: &str, stored: &[u8]) -> Result<Option<Cart>, Error> {
-        self.db
-            .get_pinned_cf(cf(&self.db, CARTS), stored)?
+    fn get_cart(
+        &self,
+        pending: Option<&Pending>,
+        tenant: &str,
+        key: &str,
+        stored: &[u8],
+    ) -> Result<Option<Cart>, Error> {
+        self.get(pending, Staged::Carts, stored)?
             .map(|bytes| codec::decode(tenant, key, &bytes).ok_or(Error::Corrupt { what: "cart" }))
             .transpose()
     }
 
-    /// Applies one inbound record: de-duplication, the cart step, timer and alias updates, the
-    /// normalized event and any transition into the outbox, and the consumed offset — all in one
-    /// atomic batch.
+    /// Applies one inbound record: [`Store::stage`], then [`Store::commit`].
+    pub fn apply(&mut self, input: Input<'_>) -> Result<Applied, Error> {
+        let applied = self.stage(input)?;
+        self.commit()?;
+        Ok(applied)
+    }
+
+    /// Stages one inbound record: de-duplication, the cart step, timer and alias updates, the
+    /// normalized event and any transition into the outbox, and the consumed offset. Nothing is
+    /// written until [`Store::commit`], which writes every record staged since the last one in
+    /// one atomic batch.
     ///
     /// Before the record, the watermark moves to its arrival time and every timer due by then
-    /// fires ([`Applied::fired`]), in batches of their own.
-    pub fn apply(&mut self, input: Input<'_>) -> Result<Applied, Error> {
-        let fired = self.advance(input.received_ms)?;
-        let mut batch = WriteBatch::default();
-        self.write_progress(&mut batch, input.offset);
-        if self.deduplicate(&mut batch, &input)? {
-            self.db.write(batch)?;
-            return Ok(Applied {
-                duplicate: true,
-                fired,
-                transitions: vec![],
-            });
+    /// fires ([`Applied::fired`]): what was staged is committed first, and the fired timers are
+    /// written in batches of their own.
+    ///
+    /// After an error, what was staged is dropped and the store must be opened again.
+    pub fn stage(&mut self, input: Input<'_>) -> Result<Applied, Error> {
+        if self.interrupted {
+            return Err(Error::Interrupted);
         }
-        let transitions = self.step_cart(&mut batch, &input)?;
-        let mut outbox = Vec::new();
+        let fired = self.advance(input.received_ms)?;
+        let mut pending = self.pending.take().unwrap_or_default();
+        match self.stage_into(&mut pending, &input) {
+            Ok((duplicate, transitions)) => {
+                pending.next_offset = Some(input.offset + 1);
+                self.pending = Some(pending);
+                Ok(Applied {
+                    duplicate,
+                    fired,
+                    transitions,
+                })
+            }
+            Err(e) => {
+                self.interrupted = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// The record's effects into `pending`: whether it is a duplicate, and its transitions.
+    fn stage_into(
+        &mut self,
+        pending: &mut Pending,
+        input: &Input<'_>,
+    ) -> Result<(bool, Vec<Transition>), Error> {
+        if self.deduplicate(pending, input)? {
+            return Ok((true, Vec::new()));
+        }
+        let transitions = self.step_cart(pending, input)?;
+        let mut outbox = Vec::with_capacity(1 + transitions.len());
         outbox.push(outbox::Record::event(
             input.tenant,
             input.delivery_id,
             input.event,
         ));
         outbox.extend(transitions.iter().map(outbox::Record::transition));
-        self.push_outbox(&mut batch, outbox);
-        self.db.write(batch)?;
-        Ok(Applied {
-            duplicate: false,
-            fired,
-            transitions,
-        })
+        for (sequence, record) in self.sequence(outbox) {
+            pending.put(
+                Staged::Outbox,
+                keys::outbox(sequence).to_vec(),
+                record.encode(),
+            );
+        }
+        Ok((false, transitions))
     }
 
-    /// The record at `offset` consumed, and the watermark where it stands.
-    fn write_progress(&self, batch: &mut WriteBatch, offset: i64) {
-        batch.put_cf(
-            cf(&self.db, META),
-            keys::NEXT_OFFSET,
-            ((offset + 1) as u64).to_be_bytes(),
-        );
+    /// Writes what was staged since the last commit, with the offset after the last record
+    /// staged and the watermark, in one atomic batch. Nothing staged: nothing written.
+    pub fn commit(&mut self) -> Result<(), Error> {
+        if self.interrupted {
+            return Err(Error::Interrupted);
+        }
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let mut batch = WriteBatch::default();
+        let next_offset = pending.next_offset;
+        for (family, writes) in pending.into_sorted() {
+            let handle = cf(&self.db, family.family());
+            for (key, value) in writes {
+                match value {
+                    Some(value) => batch.put_cf(handle, key, value),
+                    None => batch.delete_cf(handle, key),
+                }
+            }
+        }
+        if let Some(next) = next_offset {
+            batch.put_cf(
+                cf(&self.db, META),
+                keys::NEXT_OFFSET,
+                (next.max(0) as u64).to_be_bytes(),
+            );
+        }
         batch.put_cf(
             cf(&self.db, META),
             keys::WATERMARK,
             (self.watermark.max(0) as u64).to_be_bytes(),
         );
+        self.write_meta(&mut batch);
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_memtable_insert_hint_per_batch(true);
+        self.db
+            .write_opt(batch, &options)
+            .inspect_err(|_| self.interrupted = true)?;
+        Ok(())
     }
 
     /// Whether the input's delivery id was seen within the de-duplication window; when it was
-    /// not, `batch` marks it seen at the record's arrival (replacing an older marker).
-    fn deduplicate(&self, batch: &mut WriteBatch, input: &Input<'_>) -> Result<bool, Error> {
+    /// not, `pending` marks it seen at the record's arrival (replacing an older marker).
+    fn deduplicate(&self, pending: &mut Pending, input: &Input<'_>) -> Result<bool, Error> {
         let dedup_key = keys::delivery(input.tenant, &input.event.provider, input.delivery_id);
-        if let Some(seen) = self.db.get_cf(cf(&self.db, DEDUP), &dedup_key)? {
-            let seen_ms = decode_u64(&seen).ok_or(Error::Corrupt {
+        let seen = match self.get(Some(pending), Staged::Dedup, &dedup_key)? {
+            Some(seen) => Some(decode_u64(&seen).ok_or(Error::Corrupt {
                 what: "dedup marker",
-            })? as i64;
+            })? as i64),
+            None => None,
+        };
+        if let Some(seen_ms) = seen {
             if input.received_ms.saturating_sub(seen_ms) <= self.windows.dedup.as_millis() as i64 {
                 return Ok(true);
             }
-            batch.delete_cf(
-                cf(&self.db, EXPIRY),
-                keys::expiry_dedup(seen_ms, &dedup_key),
-            );
+            pending.delete(Staged::Expiry, keys::expiry_dedup(seen_ms, &dedup_key));
         }
-        let received = (input.received_ms.max(0) as u64).to_be_bytes();
-        batch.put_cf(cf(&self.db, DEDUP), &dedup_key, received);
-        batch.put_cf(
-            cf(&self.db, EXPIRY),
+        pending.put(
+            Staged::Expiry,
             keys::expiry_dedup(input.received_ms, &dedup_key),
-            [],
+            Vec::new(),
         );
+        let received = (input.received_ms.max(0) as u64).to_be_bytes();
+        pending.put(Staged::Dedup, dedup_key, received.to_vec());
         Ok(false)
     }
 
@@ -386,14 +486,14 @@ impl Store {
     /// `batch` when they changed; the transitions the step made.
     fn step_cart(
         &mut self,
-        batch: &mut WriteBatch,
+        pending: &mut Pending,
         input: &Input<'_>,
     ) -> Result<Vec<Transition>, Error> {
-        let Some(key) = self.find_cart(input)? else {
+        let Some(Found { key, by_token }) = self.find_cart(pending, input)? else {
             return Ok(Vec::new());
         };
         let stored = keys::cart(input.tenant, &key);
-        let before = self.get_cart(input.tenant, &key, &stored)?;
+        let before = self.get_cart(Some(pending), input.tenant, &key, &stored)?;
         let step = cart::on_event(
             input.tenant,
             &key,
@@ -404,8 +504,8 @@ impl Store {
         );
         if let Some(after) = &step.cart {
             if before.as_ref() != Some(after) {
-                self.write_cart(batch, before.as_ref(), after);
-                self.write_aliases(batch, after, input.at_ms);
+                self.write_cart(pending, stored, before.as_ref(), after);
+                write_aliases(pending, after, input.at_ms, by_token);
             }
         }
         Ok(step.transitions)
@@ -416,13 +516,15 @@ impl Store {
         if received_ms <= self.watermark {
             return Ok(vec![]);
         }
-        // Stored with the record's batch; a crash before it replays the record, which
+        // Stored with the record's commit; a crash before it replays the record, which
         // advances the same way again.
         self.watermark = received_ms;
         // No armed timer sorts before the floor: when even the floor is not due, none is.
         if keys::timer_deadline(&self.timers_floor).is_some_and(|floor| floor > received_ms) {
             return Ok(vec![]);
         }
+        // Timers fire from what is stored: the staged records (and their timers) go first.
+        self.commit()?;
         let mut fired = Vec::new();
         loop {
             let chunk = self.fire_due(received_ms, FIRE_CHUNK)?;
@@ -436,7 +538,11 @@ impl Store {
 
     /// Which cart an event belongs to: its correlation ids first, then — for orders — the
     /// customer's e-mail or phone within the look-back window. `None`: nothing to track.
-    fn find_cart(&self, input: &Input<'_>) -> Result<Option<String>, Error> {
+    fn find_cart<'i>(
+        &self,
+        pending: &Pending,
+        input: &Input<'i>,
+    ) -> Result<Option<Found<'i>>, Error> {
         let event = input.event;
         if event.event_bucket == Bucket::Other {
             return Ok(None);
@@ -447,8 +553,11 @@ impl Store {
         ];
         for (kind, value) in ids {
             if let Some(value) = value {
-                if let Some((key, _)) = self.alias(input.tenant, kind, value)? {
-                    return Ok(Some(key));
+                if let Some((key, _)) = self.alias(Some(pending), input.tenant, kind, value)? {
+                    return Ok(Some(Found {
+                        key,
+                        by_token: Some((kind, value)),
+                    }));
                 }
             }
         }
@@ -460,9 +569,14 @@ impl Store {
             let earliest = input.at_ms - self.windows.contact_lookback.as_millis() as i64;
             for (kind, value) in contacts {
                 if let Some(value) = value {
-                    if let Some((key, at_ms)) = self.alias(input.tenant, kind, value)? {
+                    if let Some((key, at_ms)) =
+                        self.alias(Some(pending), input.tenant, kind, value)?
+                    {
                         if at_ms >= earliest {
-                            return Ok(Some(key));
+                            return Ok(Some(Found {
+                                key,
+                                by_token: None,
+                            }));
                         }
                     }
                 }
@@ -475,19 +589,21 @@ impl Store {
             .as_ref()
             .or(event.checkout_token.as_ref())
             .or(event.resource_id.as_ref())
-            .cloned())
+            .map(|key| Found {
+                key: key.clone(),
+                by_token: None,
+            }))
     }
 
     fn alias(
         &self,
+        pending: Option<&Pending>,
         tenant: &str,
         kind: AliasKind,
         value: &str,
     ) -> Result<Option<(String, i64)>, Error> {
-        let Some(bytes) = self
-            .db
-            .get_cf(cf(&self.db, INDEX), keys::alias(tenant, kind, value))?
-        else {
+        let key = keys::alias(tenant, kind, value);
+        let Some(bytes) = self.get(pending, Staged::Index, &key)? else {
             return Ok(None);
         };
         let (at, key) = bytes
@@ -498,23 +614,28 @@ impl Store {
         Ok(Some((key, at)))
     }
 
-    fn write_cart(&mut self, batch: &mut WriteBatch, before: Option<&Cart>, after: &Cart) {
+    fn write_cart(
+        &mut self,
+        pending: &mut Pending,
+        stored: Vec<u8>,
+        before: Option<&Cart>,
+        after: &Cart,
+    ) {
         self.counts
             .change(before.map(|c| c.phase), Some(after.phase));
         if let (Some(closed), false) = (
             after.closed_at_ms,
             before.is_some_and(|b| b.phase.is_terminal()),
         ) {
-            batch.put_cf(
-                cf(&self.db, EXPIRY),
+            pending.put(
+                Staged::Expiry,
                 keys::expiry_cart(closed, &after.tenant, &after.key),
-                [],
+                Vec::new(),
             );
         }
-        let timers = cf(&self.db, TIMERS);
         if let Some(before) = before.filter(|c| c.phase == Phase::Active) {
-            batch.delete_cf(
-                timers,
+            pending.delete(
+                Staged::Timers,
                 keys::timer(before.deadline_ms(), &before.tenant, &before.key),
             );
         }
@@ -523,37 +644,20 @@ impl Store {
             if key < self.timers_floor {
                 self.timers_floor = key.clone();
             }
-            batch.put_cf(timers, key, []);
+            pending.put(Staged::Timers, key, Vec::new());
         }
-        let value = codec::encode(after);
-        batch.put_cf(
-            cf(&self.db, CARTS),
-            keys::cart(&after.tenant, &after.key),
-            value,
-        );
+        pending.put(Staged::Carts, stored, codec::encode(after));
     }
 
-    fn write_aliases(&self, batch: &mut WriteBatch, cart: &Cart, at_ms: i64) {
-        for (kind, value) in cart.aliases() {
-            let mut target = (at_ms.max(0) as u64).to_be_bytes().to_vec();
-            target.extend_from_slice(cart.key.as_bytes());
-            batch.put_cf(
-                cf(&self.db, INDEX),
-                keys::alias(&cart.tenant, kind, value),
-                target,
-            );
-        }
+    /// Outbox records with the sequences they take, in order.
+    fn sequence(&mut self, records: Vec<outbox::Record>) -> Vec<(u64, outbox::Record)> {
+        let first = self.next_outbox;
+        self.next_outbox += records.len() as u64;
+        (first..).zip(records).collect()
     }
 
-    fn push_outbox(&mut self, batch: &mut WriteBatch, records: Vec<outbox::Record>) {
-        for record in records {
-            batch.put_cf(
-                cf(&self.db, OUTBOX),
-                keys::outbox(self.next_outbox),
-                record.encode(),
-            );
-            self.next_outbox += 1;
-        }
+    /// The next outbox sequence and the counts, as they stand, into `batch`.
+    fn write_meta(&self, batch: &mut WriteBatch) {
         batch.put_cf(
             cf(&self.db, META),
             keys::NEXT_OUTBOX,
@@ -568,7 +672,10 @@ impl Store {
     /// [`Store::apply`] fires timers by arrival time on its own; the processor calls this with
     /// the wall clock only when the partition is caught up, so that no record still waiting in
     /// the partition could have cancelled a timer it fires.
+    ///
+    /// What was staged is committed first.
     pub fn fire_due(&mut self, now_ms: i64, limit: usize) -> Result<Vec<Transition>, Error> {
+        self.commit()?;
         let (due, floor) = self.due_timers(now_ms, limit)?;
         let mut carts = self.carts_of(&due)?;
         let mut batch = WriteBatch::default();
@@ -602,8 +709,17 @@ impl Store {
                 transitions.push(transition);
             }
         }
-        self.push_outbox(&mut batch, records);
-        self.db.write(batch)?;
+        for (sequence, record) in self.sequence(records) {
+            batch.put_cf(
+                cf(&self.db, OUTBOX),
+                keys::outbox(sequence),
+                record.encode(),
+            );
+        }
+        self.write_meta(&mut batch);
+        self.db
+            .write(batch)
+            .inspect_err(|_| self.interrupted = true)?;
         // Everything before the first timer left armed is gone (or was never there).
         self.timers_floor = floor.unwrap_or_else(|| {
             // Past every real key (deadlines are below i64::MAX), due never.
@@ -664,13 +780,14 @@ impl Store {
     /// Deletes carts closed (completed or recovered) or abandoned (and not active again since)
     /// before `now_ms - retention`, with the aliases that still lead to them, and
     /// de-duplication markers older than the window — at most `limit` of each, oldest first,
-    /// in one batch.
+    /// in one batch. What was staged is committed first.
     pub fn collect_garbage(
         &mut self,
         now_ms: i64,
         retention: Duration,
         limit: usize,
     ) -> Result<Collected, Error> {
+        self.commit()?;
         let mut batch = WriteBatch::default();
         let mut collected = Collected::default();
         let expiry = cf(&self.db, EXPIRY);
@@ -688,7 +805,7 @@ impl Store {
             }
             batch.delete_cf(expiry, &key);
             let stored = keys::cart(tenant, cart_key);
-            if let Some(cart) = self.get_cart(tenant, cart_key, &stored)? {
+            if let Some(cart) = self.get_cart(None, tenant, cart_key, &stored)? {
                 // The entry still describes the cart: it has not been active, recovered or
                 // abandoned again since (each of those wrote an entry of its own).
                 let still = match cart.phase {
@@ -718,13 +835,15 @@ impl Store {
             collected.dedup_markers += 1;
         }
         batch.put_cf(cf(&self.db, META), keys::COUNTS, self.counts.encode());
-        self.db.write(batch)?;
+        self.db
+            .write(batch)
+            .inspect_err(|_| self.interrupted = true)?;
         Ok(collected)
     }
 
     fn delete_aliases(&self, batch: &mut WriteBatch, cart: &Cart) -> Result<(), Error> {
         for (kind, value) in cart.aliases() {
-            if let Some((key, _)) = self.alias(&cart.tenant, kind, value)? {
+            if let Some((key, _)) = self.alias(None, &cart.tenant, kind, value)? {
                 // A contact may have moved on to a newer cart; only this cart's aliases go.
                 if key == cart.key {
                     batch.delete_cf(cf(&self.db, INDEX), keys::alias(&cart.tenant, kind, value));
@@ -786,6 +905,36 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The aliases that lead to `cart`, each with the time of the activity that wrote it — except
+/// the token alias the cart was just found by (`found_by`), which leads to it already: a token
+/// alias's time is never read (only a contact's is, against `contact_lookback`).
+fn write_aliases(
+    pending: &mut Pending,
+    cart: &Cart,
+    at_ms: i64,
+    found_by: Option<(AliasKind, &str)>,
+) {
+    for (kind, value) in cart.aliases() {
+        if found_by == Some((kind, value)) {
+            continue;
+        }
+        let mut target = Vec::with_capacity(8 + cart.key.len());
+        target.extend_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
+        target.extend_from_slice(cart.key.as_bytes());
+        pending.put(
+            Staged::Index,
+            keys::alias(&cart.tenant, kind, value),
+            target,
+        );
+    }
+}
+
+/// The cart an event belongs to, and the token alias it was found by, if it was.
+struct Found<'i> {
+    key: String,
+    by_token: Option<(AliasKind, &'i str)>,
 }
 
 /// Timer keys due now, and the first key left armed (see [`Store::due_timers`]).

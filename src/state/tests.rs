@@ -606,3 +606,179 @@ fn a_stale_timer_fired_with_the_current_one_abandons_the_cart_once() {
         "every timer consumed"
     );
 }
+
+/// A family's name and its keys and values.
+type Family = (&'static str, Vec<(Box<[u8]>, Box<[u8]>)>);
+
+/// Every key and value the store holds, family by family.
+fn contents(store: &Store) -> Vec<Family> {
+    FAMILIES
+        .iter()
+        .map(|&name| {
+            let rows = store
+                .db
+                .iterator_cf(cf(&store.db, name), IteratorMode::Start)
+                .map(|row| row.unwrap())
+                .collect();
+            (name, rows)
+        })
+        .collect()
+}
+
+/// One step of a generated run: a record (with a commit after it or not), or a wall-clock
+/// firing.
+#[derive(Debug, Clone)]
+enum Step {
+    Record {
+        delivery: u8,
+        event: Box<Event>,
+        advance_ms: i64,
+        commit: bool,
+    },
+    Fire {
+        advance_ms: i64,
+    },
+}
+
+fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    use proptest::prelude::*;
+    let cart = 0u8..5;
+    let contact = 0u8..3;
+    let event = prop_oneof![
+        3 => (cart.clone(), contact.clone()).prop_map(|(cart, contact)| {
+            let mut event = checkout(&format!("c{cart}"));
+            event.customer.email = Some(format!("buyer{contact}@example.com"));
+            event
+        }),
+        1 => (proptest::option::of(cart), proptest::option::of(contact)).prop_map(
+            |(cart, contact)| {
+                order(
+                    cart.map(|c| format!("c{c}")).as_deref(),
+                    contact.map(|c| format!("buyer{c}@example.com")).as_deref(),
+                )
+            }
+        ),
+    ];
+    // Gaps from nothing to past a window, so timers come due within a run.
+    let gap = prop_oneof![Just(0i64), 0..MINUTE, WINDOW / 2..2 * WINDOW];
+    let step = prop_oneof![
+        8 => (0u8..40, event, gap.clone(), proptest::bool::weighted(0.2)).prop_map(
+            |(delivery, event, advance_ms, commit)| Step::Record { delivery, event: Box::new(event), advance_ms, commit }
+        ),
+        1 => gap.prop_map(|advance_ms| Step::Fire { advance_ms }),
+    ];
+    proptest::collection::vec(step, 1..60)
+}
+
+/// Runs `steps` on a new store, applying each record at once (`staged: false`) or staging
+/// records and committing where the step says (`staged: true`); what each step returned,
+/// and the store.
+fn run_steps(
+    dir: &tempfile::TempDir,
+    steps: &[Step],
+    staged: bool,
+) -> (Vec<Applied>, Vec<Vec<Transition>>, Store) {
+    let mut store = open(dir);
+    let (mut applied, mut fired) = (Vec::new(), Vec::new());
+    let mut now = T0;
+    for (offset, step) in steps.iter().enumerate() {
+        match step {
+            Step::Record {
+                delivery,
+                event,
+                advance_ms,
+                commit,
+            } => {
+                now += advance_ms;
+                let input = Input {
+                    offset: offset as i64,
+                    tenant: "acme",
+                    delivery_id: &format!("d{delivery}"),
+                    event,
+                    at_ms: now,
+                    received_ms: now,
+                    window_ms: WINDOW,
+                };
+                if staged {
+                    applied.push(store.stage(input).unwrap());
+                    if *commit {
+                        store.commit().unwrap();
+                    }
+                } else {
+                    applied.push(store.apply(input).unwrap());
+                }
+            }
+            Step::Fire { advance_ms } => {
+                now += advance_ms;
+                fired.push(store.fire_due(now, 1000).unwrap());
+            }
+        }
+    }
+    store.commit().unwrap();
+    (applied, fired, store)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Staging reads what was staged before it (a repeated delivery, an order finding a cart
+    /// created a few records earlier), fires timers from what is stored, and writes in one
+    /// commit what applying the records one by one writes.
+    #[test]
+    fn staged_records_decide_and_store_what_records_applied_one_by_one_do(steps in steps()) {
+        let (one_dir, staged_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (one_applied, one_fired, one) = run_steps(&one_dir, &steps, false);
+        let (staged_applied, staged_fired, staged) = run_steps(&staged_dir, &steps, true);
+        proptest::prop_assert_eq!(one_applied, staged_applied);
+        proptest::prop_assert_eq!(one_fired, staged_fired);
+        proptest::prop_assert_eq!(one.counts(), staged.counts());
+        proptest::prop_assert_eq!(contents(&one), contents(&staged));
+    }
+}
+
+#[test]
+fn records_staged_and_not_committed_leave_nothing_behind_and_are_applied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut feed = feed(&dir);
+        feed.send("d1", &checkout("c1"), T0);
+        let mut store = feed.store;
+        for (offset, (delivery, cart)) in [("d2", "c2"), ("d3", "c3")].into_iter().enumerate() {
+            let applied = store
+                .stage(Input {
+                    offset: 1 + offset as i64,
+                    tenant: "acme",
+                    delivery_id: delivery,
+                    event: &checkout(cart),
+                    at_ms: T0 + MINUTE,
+                    received_ms: T0 + MINUTE,
+                    window_ms: WINDOW,
+                })
+                .unwrap();
+            assert!(!applied.duplicate);
+        }
+        assert_eq!(
+            store.cart("acme", "c3").unwrap().unwrap().phase,
+            Phase::Active
+        );
+        // The process ends here, before the commit.
+    }
+    let mut store = open(&dir);
+    assert_eq!(store.next_offset().unwrap(), Some(1));
+    assert_eq!(store.cart("acme", "c2").unwrap(), None);
+    assert_eq!(store.outbox(10).unwrap().len(), 1, "only d1's event");
+    assert_eq!(store.counts().active, 1);
+    let applied = store
+        .apply(Input {
+            offset: 1,
+            tenant: "acme",
+            delivery_id: "d2",
+            event: &checkout("c2"),
+            at_ms: T0 + MINUTE,
+            received_ms: T0 + MINUTE,
+            window_ms: WINDOW,
+        })
+        .unwrap();
+    assert!(!applied.duplicate, "d2 was never stored");
+    assert_eq!(store.next_offset().unwrap(), Some(2));
+}

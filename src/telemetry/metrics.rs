@@ -247,7 +247,7 @@ fn describe() {
     describe_histogram!(
         STATE_WRITE_DURATION,
         Unit::Seconds,
-        "Time to apply one inbound record to the state store (one atomic write batch)."
+        "Time to apply one polled batch of inbound records to a partition's state store: their state steps and the one atomic write batch that holds their effects and offset."
     );
     describe_gauge!(
         RUNTIME_TASKS,
