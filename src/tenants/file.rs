@@ -209,6 +209,7 @@ impl<'f> Parse<'f> {
             self.integration(&at, &tenant, spec);
         }
         let mut endpoint_ids = HashSet::new();
+        let first_endpoint = self.registry.endpoints.len();
         for (e, spec) in spec.endpoint.iter().enumerate() {
             let at = format!("{at} endpoint[{e}] ({})", spec.id);
             let endpoint = endpoint(spec, &at, &tenant, self.base, self.env, &mut self.problems);
@@ -220,7 +221,7 @@ impl<'f> Parse<'f> {
                 self.registry.endpoints.push(endpoint);
             }
         }
-        self.registry.insert_tenant(tenant);
+        self.registry.insert_tenant(tenant, first_endpoint);
     }
 
     /// Reads one integration; it joins the registry when its current secret is usable.

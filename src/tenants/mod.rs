@@ -86,13 +86,16 @@ pub struct Endpoint {
     pub retry_schedule: Option<Vec<Duration>>,
 }
 
-/// Every tenant and integration, indexed for the ingress's look-ups.
+/// Every tenant, integration and endpoint, indexed for the ingress's and the delivery worker's
+/// look-ups.
 #[derive(Debug, Default)]
 pub struct Registry {
     tenants: Vec<Arc<Tenant>>,
     by_id: HashMap<Arc<str>, usize>,
     integrations: Vec<Integration>,
+    /// Each tenant's endpoints are contiguous: these.
     endpoints: Vec<Endpoint>,
+    endpoints_of: HashMap<Arc<str>, std::ops::Range<usize>>,
     by_clue: HashMap<(&'static str, String), usize>,
     by_key: HashMap<String, usize>,
     warnings: Vec<String>,
@@ -119,8 +122,11 @@ impl Registry {
         file::parse(text, base, env)
     }
 
-    fn insert_tenant(&mut self, tenant: Arc<Tenant>) {
+    /// Adds a tenant, whose endpoints are those added since `first_endpoint`.
+    fn insert_tenant(&mut self, tenant: Arc<Tenant>, first_endpoint: usize) {
         self.by_id.insert(tenant.id.clone(), self.tenants.len());
+        self.endpoints_of
+            .insert(tenant.id.clone(), first_endpoint..self.endpoints.len());
         self.tenants.push(tenant);
     }
 
@@ -200,15 +206,27 @@ impl Registry {
         &self.endpoints
     }
 
+    /// The endpoints of `tenant`.
+    pub fn endpoints_of(&self, tenant: &str) -> &[Endpoint] {
+        self.endpoints_of
+            .get(tenant)
+            .map_or(&[], |range| &self.endpoints[range.clone()])
+    }
+
+    /// The endpoint `id` of `tenant`.
+    pub fn endpoint(&self, tenant: &str, id: &str) -> Option<&Endpoint> {
+        self.endpoints_of(tenant).iter().find(|e| e.id == id)
+    }
+
     /// The endpoints of `tenant` subscribed to `event`.
     pub fn endpoints_for<'r>(
         &'r self,
         tenant: &'r str,
         event: crate::topics::event::Bucket,
     ) -> impl Iterator<Item = &'r Endpoint> {
-        self.endpoints
+        self.endpoints_of(tenant)
             .iter()
-            .filter(move |e| &*e.tenant.id == tenant && e.events.contains(&event))
+            .filter(move |e| e.events.contains(&event))
     }
 }
 

@@ -427,6 +427,64 @@ id = "acme"
 }
 
 #[test]
+fn endpoints_are_found_by_their_tenant_and_id_only() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "https://hooks.acme.example/cartstream"
+  secret = "acme-crm-hook-secret"
+
+[[tenant]]
+id = "globex"
+
+[[tenant]]
+id = "initech"
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "https://hooks.initech.example/in"
+  secret = "initech-crm-hook-secret"
+  events = ["order_completed"]
+
+  [[tenant.endpoint]]
+  id = "bi"
+  url = "https://bi.initech.example/in"
+  secret = "initech-bi-hook-secret"
+"#;
+    let registry = parse(text, &[]).unwrap();
+    let host = |tenant: &str, id: &str| {
+        registry
+            .endpoint(tenant, id)
+            .map(|e| (e.tenant.id.to_string(), e.url.host().unwrap().to_string()))
+    };
+    assert_eq!(
+        host("acme", "crm"),
+        Some(("acme".into(), "hooks.acme.example".into()))
+    );
+    assert_eq!(
+        host("initech", "crm"),
+        Some(("initech".into(), "hooks.initech.example".into()))
+    );
+    assert_eq!(host("acme", "bi"), None);
+    assert_eq!(host("globex", "crm"), None);
+    assert_eq!(host("nobody", "crm"), None);
+    assert!(registry.endpoints_of("globex").is_empty());
+    let ids = |tenant: &str, bucket: Bucket| -> Vec<String> {
+        registry
+            .endpoints_for(tenant, bucket)
+            .map(|e| format!("{}/{}", e.tenant.id, e.id))
+            .collect()
+    };
+    assert_eq!(ids("initech", Bucket::AbandonedCandidate), ["initech/bi"]);
+    assert_eq!(
+        ids("initech", Bucket::OrderCompleted),
+        ["initech/crm", "initech/bi"]
+    );
+    assert_eq!(ids("acme", Bucket::OrderCompleted), ["acme/crm"]);
+}
+
+#[test]
 fn every_endpoint_problem_is_reported_at_once() {
     let text = r#"
 [[tenant]]

@@ -480,10 +480,7 @@ struct Worker {
 
 impl Worker {
     fn endpoint(&self, tenant: &str, id: &str) -> Option<&Endpoint> {
-        self.registry
-            .endpoints()
-            .iter()
-            .find(|e| &*e.tenant.id == tenant && e.id == id)
+        self.registry.endpoint(tenant, id)
     }
 
     /// What the rules need to know of `job`'s endpoint now.
