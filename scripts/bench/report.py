@@ -45,6 +45,22 @@ def slowest_normalization(base=False):
     return min(rates) if rates else (None, None)
 
 
+BATCHED_STEP = "state_step/checkout_activity,_batches_of_1000"
+
+
+def state_step_us(base=False):
+    """µs per event of the batched state step; a baseline without that bench: its one write per
+    event, which is how that build's processor wrote."""
+    batch = criterion_us(BATCHED_STEP, base)
+    if batch is not None:
+        return batch / 1000
+    return criterion_us("state_step/checkout_activity", base) if base else None
+
+
+state_step_note = (" (one write per event)"
+                   if "base.commit" in figures and criterion_us(BATCHED_STEP, True) is None else "")
+
+
 def processor_rate(base=False):
     records, cpu = number("processor.records", base), number("processor.cpu_s", base)
     return records / cpu if records and cpu else None
@@ -91,7 +107,10 @@ rows = [
      fmt(number("instructions.normalize"), digits=0), "—",
      f"baseline {fmt(number('instructions.normalize', True), digits=0)}",
      ratio(number("instructions.normalize"), number("instructions.normalize", True), False)),
-    ("processor state step, per event", fmt(criterion_us("state_step/checkout_activity"), " µs"), "≤ 5 µs",
+    ("processor state step, per event, written 1,000 at a time as the processor writes them",
+     fmt(state_step_us(), " µs"), "≤ 5 µs", f"baseline {fmt(state_step_us(True), ' µs')}{state_step_note}",
+     ratio(state_step_us(), state_step_us(True), False)),
+    ("processor state step, one write per event", fmt(criterion_us("state_step/checkout_activity"), " µs"), "—",
      f"baseline {fmt(criterion_us('state_step/checkout_activity', True), ' µs')}",
      ratio(criterion_us("state_step/checkout_activity"), criterion_us("state_step/checkout_activity", True), False)),
     ("processor role end to end: events per CPU-second", fmt(processor_rate(), digits=0), "≥ 100,000",

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use rocksdb::DBPinnableSlice;
 
 use super::{CARTS, DEDUP, EXPIRY, INDEX, OUTBOX, TIMERS};
@@ -15,7 +17,7 @@ pub type Write = (Vec<u8>, Option<Vec<u8>>);
 #[derive(Default)]
 pub struct Pending {
     /// The last write to each key (`None`: deleted), by [`Staged`] family.
-    writes: [HashMap<Vec<u8>, Option<Vec<u8>>>; 6],
+    writes: [HashMap<Vec<u8>, Option<Vec<u8>>, RandomState>; 6],
     /// The offset after the last record staged.
     pub next_offset: Option<i64>,
 }
