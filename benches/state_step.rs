@@ -23,6 +23,19 @@ fn checkout(cart: u64) -> Event {
     event
 }
 
+/// The delivery at `offset`: a new delivery id, on one of the carts of `events` in turn.
+fn input<'a>(offset: i64, events: &'a [Event], delivery_id: &'a str) -> Input<'a> {
+    Input {
+        offset,
+        tenant: "acme",
+        delivery_id,
+        event: &events[(offset % events.len() as i64) as usize],
+        at_ms: 1_700_000_000_000 + offset,
+        received_ms: 1_700_000_000_000 + offset,
+        window_ms: 15 * 60 * 1000,
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let windows = Windows {
         dedup: Duration::from_secs(24 * 3600),
@@ -43,18 +56,8 @@ fn bench(c: &mut Criterion) {
                 offset
             },
             |offset| {
-                let event = &events[(offset % 10_000) as usize];
-                store
-                    .apply(Input {
-                        offset,
-                        tenant: "acme",
-                        delivery_id: &format!("delivery-{offset}"),
-                        event,
-                        at_ms: 1_700_000_000_000 + offset,
-                        received_ms: 1_700_000_000_000 + offset,
-                        window_ms: 15 * 60 * 1000,
-                    })
-                    .unwrap()
+                let delivery_id = format!("delivery-{offset}");
+                store.apply(input(offset, &events, &delivery_id)).unwrap()
             },
             BatchSize::SmallInput,
         )
@@ -65,18 +68,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..BATCH {
                 offset += 1;
-                let event = &events[(offset % 10_000) as usize];
-                store
-                    .stage(Input {
-                        offset,
-                        tenant: "acme",
-                        delivery_id: &format!("delivery-{offset}"),
-                        event,
-                        at_ms: 1_700_000_000_000 + offset,
-                        received_ms: 1_700_000_000_000 + offset,
-                        window_ms: 15 * 60 * 1000,
-                    })
-                    .unwrap();
+                let delivery_id = format!("delivery-{offset}");
+                store.stage(input(offset, &events, &delivery_id)).unwrap();
             }
             store.commit().unwrap()
         })

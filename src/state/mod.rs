@@ -311,9 +311,7 @@ impl Store {
 
     /// Stages the inbound record at `offset` as consumed without effect.
     pub fn stage_skip(&mut self, offset: i64) -> Result<(), Error> {
-        if self.interrupted {
-            return Err(Error::Interrupted);
-        }
+        self.usable()?;
         self.pending
             .get_or_insert_with(Pending::default)
             .next_offset = Some(offset + 1);
@@ -370,26 +368,27 @@ impl Store {
     ///
     /// After an error, what was staged is dropped and the store must be opened again.
     pub fn stage(&mut self, input: Input<'_>) -> Result<Applied, Error> {
-        if self.interrupted {
-            return Err(Error::Interrupted);
+        self.usable()?;
+        let staged = self.stage_record(&input);
+        if staged.is_err() {
+            self.interrupted = true;
         }
+        staged
+    }
+
+    /// [`Store::stage`], which marks the store interrupted when this fails.
+    fn stage_record(&mut self, input: &Input<'_>) -> Result<Applied, Error> {
         let fired = self.advance(input.received_ms)?;
+        // Taken out while the record is staged: a failure drops it with the record.
         let mut pending = self.pending.take().unwrap_or_default();
-        match self.stage_into(&mut pending, &input) {
-            Ok((duplicate, transitions)) => {
-                pending.next_offset = Some(input.offset + 1);
-                self.pending = Some(pending);
-                Ok(Applied {
-                    duplicate,
-                    fired,
-                    transitions,
-                })
-            }
-            Err(e) => {
-                self.interrupted = true;
-                Err(e)
-            }
-        }
+        let (duplicate, transitions) = self.stage_into(&mut pending, input)?;
+        pending.next_offset = Some(input.offset + 1);
+        self.pending = Some(pending);
+        Ok(Applied {
+            duplicate,
+            fired,
+            transitions,
+        })
     }
 
     /// The record's effects into `pending`: whether it is a duplicate, and its transitions.
@@ -422,9 +421,7 @@ impl Store {
     /// Writes what was staged since the last commit, with the offset after the last record
     /// staged and the watermark, in one atomic batch. Nothing staged: nothing written.
     pub fn commit(&mut self) -> Result<(), Error> {
-        if self.interrupted {
-            return Err(Error::Interrupted);
-        }
+        self.usable()?;
         let Some(pending) = self.pending.take() else {
             return Ok(());
         };
@@ -452,6 +449,22 @@ impl Store {
             (self.watermark.max(0) as u64).to_be_bytes(),
         );
         self.write_meta(&mut batch);
+        self.write(batch)
+    }
+
+    /// [`Error::Interrupted`] once a step of this store has failed.
+    fn usable(&self) -> Result<(), Error> {
+        if self.interrupted {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes a batch that carries in-memory changes (counts, sequences, the watermark) with it:
+    /// should it fail, the store is interrupted. Each memtable inserts from the position of the
+    /// batch's previous insert, which makes a batch written in key order cheap.
+    fn write(&mut self, batch: WriteBatch) -> Result<(), Error> {
         let mut options = rocksdb::WriteOptions::default();
         options.set_memtable_insert_hint_per_batch(true);
         self.db
@@ -721,9 +734,7 @@ impl Store {
             );
         }
         self.write_meta(&mut batch);
-        self.db
-            .write(batch)
-            .inspect_err(|_| self.interrupted = true)?;
+        self.write(batch)?;
         // Everything before the first timer left armed is gone (or was never there).
         self.timers_floor = floor.unwrap_or_else(|| {
             // Past every real key (deadlines are below i64::MAX), due never.
@@ -839,9 +850,7 @@ impl Store {
             collected.dedup_markers += 1;
         }
         batch.put_cf(cf(&self.db, META), keys::COUNTS, self.counts.encode());
-        self.db
-            .write(batch)
-            .inspect_err(|_| self.interrupted = true)?;
+        self.write(batch)?;
         Ok(collected)
     }
 
