@@ -17,11 +17,12 @@
 
 mod cart;
 mod codec;
+mod garbage;
 mod keys;
 mod outbox;
 mod staged;
+mod timers;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -683,189 +684,6 @@ impl Store {
         batch.put_cf(cf(&self.db, META), keys::COUNTS, self.counts.encode());
     }
 
-    /// Fires the inactivity timers due at `now_ms`, earliest first, at most `limit` of them, in
-    /// one batch. A timer that no longer matches its cart's deadline is dropped silently.
-    ///
-    /// [`Store::apply`] fires timers by arrival time on its own; the processor calls this with
-    /// the wall clock only when the partition is caught up, so that no record still waiting in
-    /// the partition could have cancelled a timer it fires.
-    ///
-    /// What was staged is committed first.
-    pub fn fire_due(&mut self, now_ms: i64, limit: usize) -> Result<Vec<Transition>, Error> {
-        self.commit()?;
-        let (due, floor) = self.due_timers(now_ms, limit)?;
-        let mut carts = self.carts_of(&due)?;
-        let mut batch = WriteBatch::default();
-        let mut transitions = Vec::new();
-        let mut records = Vec::new();
-        let timers = cf(&self.db, TIMERS);
-        for key in &due {
-            let (deadline, tenant, cart_key) =
-                keys::parse_timer(key).ok_or(Error::Corrupt { what: "timer" })?;
-            batch.delete_cf(timers, key);
-            let stored = keys::cart(tenant, cart_key);
-            // A cart fired twice in one chunk sees what the first firing made of it.
-            let Some(cart) = carts.get_mut(&stored).and_then(Option::take) else {
-                continue;
-            };
-            let step = cart::on_timer(cart, deadline);
-            if let (Some(after), false) = (&step.cart, step.transitions.is_empty()) {
-                self.counts.change(Some(Phase::Active), Some(after.phase));
-                batch.put_cf(cf(&self.db, CARTS), &stored, codec::encode(after));
-                // An abandoned cart that is never recovered goes `retention` after it was
-                // abandoned, like a closed one after it closed.
-                batch.put_cf(
-                    cf(&self.db, EXPIRY),
-                    keys::expiry_cart(deadline, tenant, cart_key),
-                    [],
-                );
-            }
-            carts.insert(stored, step.cart);
-            for transition in step.transitions {
-                records.push(outbox::Record::transition(&transition));
-                transitions.push(transition);
-            }
-        }
-        for (sequence, record) in self.sequence(records) {
-            batch.put_cf(
-                cf(&self.db, OUTBOX),
-                keys::outbox(sequence),
-                record.encode(),
-            );
-        }
-        self.write_meta(&mut batch);
-        self.write(batch)?;
-        // Everything before the first timer left armed is gone (or was never there).
-        self.timers_floor = floor.unwrap_or_else(|| {
-            // Past every real key (deadlines are below i64::MAX), due never.
-            let mut end = i64::MAX.to_be_bytes().to_vec();
-            end.push(0xff);
-            end
-        });
-        Ok(transitions)
-    }
-
-    /// The keys of the timers due at `now_ms`, earliest first, at most `limit` of them; and the
-    /// first key left armed, if any.
-    fn due_timers(&self, now_ms: i64, limit: usize) -> Result<DueTimers, Error> {
-        let mut due = Vec::new();
-        let mode = IteratorMode::From(&self.timers_floor, Direction::Forward);
-        for item in self.db.iterator_cf(cf(&self.db, TIMERS), mode) {
-            let (key, _) = item?;
-            let deadline = keys::timer_deadline(&key).ok_or(Error::Corrupt { what: "timer" })?;
-            if deadline > now_ms || due.len() >= limit {
-                return Ok((due, Some(key.to_vec())));
-            }
-            due.push(key);
-        }
-        Ok((due, None))
-    }
-
-    /// The carts the timer keys `due` name, by stored key (`None`: no such cart), read in one
-    /// sorted multi-get rather than one look-up each.
-    fn carts_of(&self, due: &[Box<[u8]>]) -> Result<HashMap<Vec<u8>, Option<Cart>>, Error> {
-        let mut stored = Vec::with_capacity(due.len());
-        for key in due {
-            let (_, tenant, cart_key) =
-                keys::parse_timer(key).ok_or(Error::Corrupt { what: "timer" })?;
-            stored.push(keys::cart(tenant, cart_key));
-        }
-        stored.sort_unstable();
-        stored.dedup();
-        let values = self
-            .db
-            .batched_multi_get_cf(cf(&self.db, CARTS), &stored, true);
-        let mut carts = HashMap::with_capacity(stored.len());
-        for (key, value) in stored.into_iter().zip(values) {
-            let cart = match value? {
-                None => None,
-                Some(bytes) => {
-                    let (tenant, cart_key) =
-                        keys::parse_cart(&key).ok_or(Error::Corrupt { what: "cart key" })?;
-                    let cart = codec::decode(tenant, cart_key, &bytes)
-                        .ok_or(Error::Corrupt { what: "cart" })?;
-                    Some(cart)
-                }
-            };
-            carts.insert(key, cart);
-        }
-        Ok(carts)
-    }
-
-    /// Deletes carts closed (completed or recovered) or abandoned (and not active again since)
-    /// before `now_ms - retention`, with the aliases that still lead to them, and
-    /// de-duplication markers older than the window — at most `limit` of each, oldest first,
-    /// in one batch. What was staged is committed first.
-    pub fn collect_garbage(
-        &mut self,
-        now_ms: i64,
-        retention: Duration,
-        limit: usize,
-    ) -> Result<Collected, Error> {
-        self.commit()?;
-        let mut batch = WriteBatch::default();
-        let mut collected = Collected::default();
-        let expiry = cf(&self.db, EXPIRY);
-        let carts_before = now_ms.saturating_sub(retention.as_millis() as i64);
-        let markers_before = now_ms.saturating_sub(self.windows.dedup.as_millis() as i64);
-
-        let mode = IteratorMode::From(&[keys::EXPIRY_CART], Direction::Forward);
-        for item in self.db.iterator_cf(expiry, mode).take(limit) {
-            let (key, _) = item?;
-            let Some((closed, tenant, cart_key)) = keys::parse_expiry_cart(&key) else {
-                break;
-            };
-            if closed >= carts_before {
-                break;
-            }
-            batch.delete_cf(expiry, &key);
-            let stored = keys::cart(tenant, cart_key);
-            if let Some(cart) = self.get_cart(None, tenant, cart_key, &stored)? {
-                // The entry still describes the cart: it has not been active, recovered or
-                // abandoned again since (each of those wrote an entry of its own).
-                let still = match cart.phase {
-                    Phase::Abandoned => cart.deadline_ms() == closed,
-                    _ => cart.closed_at_ms == Some(closed),
-                };
-                if still {
-                    self.delete_aliases(&mut batch, &cart)?;
-                    batch.delete_cf(cf(&self.db, CARTS), &stored);
-                    self.counts.change(Some(cart.phase), None);
-                    collected.carts += 1;
-                }
-            }
-        }
-
-        let mode = IteratorMode::From(&[keys::EXPIRY_DEDUP], Direction::Forward);
-        for item in self.db.iterator_cf(expiry, mode).take(limit) {
-            let (key, _) = item?;
-            let Some((seen, dedup_key)) = keys::parse_expiry_dedup(&key) else {
-                break;
-            };
-            if seen >= markers_before {
-                break;
-            }
-            batch.delete_cf(expiry, &key);
-            batch.delete_cf(cf(&self.db, DEDUP), dedup_key);
-            collected.dedup_markers += 1;
-        }
-        batch.put_cf(cf(&self.db, META), keys::COUNTS, self.counts.encode());
-        self.write(batch)?;
-        Ok(collected)
-    }
-
-    fn delete_aliases(&self, batch: &mut WriteBatch, cart: &Cart) -> Result<(), Error> {
-        for (kind, value) in cart.aliases() {
-            if let Some((key, _)) = self.alias(None, &cart.tenant, kind, value)? {
-                // A contact may have moved on to a newer cart; only this cart's aliases go.
-                if key == cart.key {
-                    batch.delete_cf(cf(&self.db, INDEX), keys::alias(&cart.tenant, kind, value));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The earliest armed deadline, if any (when to wake up next).
     pub fn next_deadline(&self) -> Result<Option<i64>, Error> {
         match self
@@ -949,9 +767,6 @@ struct Found<'i> {
     key: String,
     by_token: Option<(AliasKind, &'i str)>,
 }
-
-/// Timer keys due now, and the first key left armed (see [`Store::due_timers`]).
-type DueTimers = (Vec<Box<[u8]>>, Option<Vec<u8>>);
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name)
