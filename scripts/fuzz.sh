@@ -13,6 +13,7 @@
 # to ~/.cache/cartstream/target-fuzz, outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/ccache.sh
 seconds=${1:-10}
 shift || true
 export CARGO_TARGET_DIR="${CARTSTREAM_FUZZ_TARGET_DIR:-$HOME/.cache/cartstream/target-fuzz}"
@@ -25,6 +26,10 @@ python3 fuzz/seeds.py >/dev/null
 cargo +nightly fuzz build "${flags[@]}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then mapfile -t targets < <(cargo +nightly fuzz list); fi
+if [ ${#targets[@]} -eq 0 ]; then
+    echo "scripts/fuzz.sh: no fuzz target to run (cargo fuzz list printed none)" >&2
+    exit 1
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/kafka/env.sh"
 
-PACKAGES=(build-essential pkg-config cmake zlib1g-dev libclang-dev libssl-dev libsasl2-dev
+PACKAGES=(build-essential ccache pkg-config cmake zlib1g-dev libclang-dev libssl-dev libsasl2-dev
     openssl python3 curl default-jre-headless maven)
 
 missing=()

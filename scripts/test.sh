@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
+. scripts/ccache.sh
 
 work=$(mktemp -d)
 . scripts/lib.sh
