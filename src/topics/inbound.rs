@@ -9,8 +9,6 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::providers;
-
 pub const SCHEMA: &str = "cartstream.inbound.v1";
 
 pub const HEADER_SCHEMA: &str = "cartstream-schema";
@@ -44,8 +42,6 @@ pub struct Metadata<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invalid {
     NoProvider,
-    /// A provider this daemon does not know.
-    UnknownProvider,
     NoTenant,
     NoDeliveryId,
     NoReceivedAt,
@@ -56,7 +52,6 @@ impl Invalid {
     pub fn as_str(self) -> &'static str {
         match self {
             Invalid::NoProvider => "no_provider",
-            Invalid::UnknownProvider => "unknown_provider",
             Invalid::NoTenant => "no_tenant",
             Invalid::NoDeliveryId => "no_delivery_id",
             Invalid::NoReceivedAt => "no_received_at",
@@ -124,10 +119,12 @@ impl<'a> Metadata<'a> {
                 _ => {}
             }
         }
-        let provider = provider.ok_or(Invalid::NoProvider)?;
-        if providers::find(provider).is_none() {
-            return Err(Invalid::UnknownProvider);
-        }
+        // Whether this daemon knows the provider is the reader's question (the processor
+        // skips a record of an unknown one as `unknown_provider`): a record depends on no
+        // module above it.
+        let provider = provider
+            .filter(|p| !p.is_empty())
+            .ok_or(Invalid::NoProvider)?;
         let tenant = tenant.filter(|t| !t.is_empty()).ok_or(Invalid::NoTenant)?;
         let delivery_id = delivery_id
             .filter(|d| !d.is_empty())
@@ -247,7 +244,7 @@ mod tests {
             decode(&headers, None).map(|_| ())
         };
         assert_eq!(without(HEADER_PROVIDER, ""), Err(Invalid::NoProvider));
-        assert_eq!(without("", HEADER_PROVIDER), Err(Invalid::UnknownProvider));
+        assert_eq!(without("", HEADER_PROVIDER), Err(Invalid::NoProvider));
         assert_eq!(without(HEADER_TENANT, ""), Err(Invalid::NoTenant));
         assert_eq!(without("", HEADER_TENANT), Err(Invalid::NoTenant));
         assert_eq!(without(HEADER_DELIVERY_ID, ""), Err(Invalid::NoDeliveryId));
