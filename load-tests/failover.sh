@@ -13,13 +13,29 @@ cluster=$(mktemp -d)
 trap 'for p in "$cluster"/node-*/pid; do stop_kafka "$(cat "$p")"; done; rm -rf "$cluster"' EXIT
 brokers=$(scripts/kafka-cluster.sh "$cluster")
 
+# Runs in a shell of its own (load-tests/ci.sh's LOAD_DURING), whose failure fails the check: a
+# kill that kills nothing or a restart that does not answer must not pass for a disruption.
 disrupt() {
-    local node1="$1"
+    set -euo pipefail
+    local node1="$1" pid
+    pid=$(cat "$node1/pid")
+    kill -0 "$pid" || { echo "failover: node 1 ($pid) is not running before the kill" >&2; exit 1; }
     sleep 5
-    kill -9 "$(cat "$node1/pid")"
+    kill -9 "$pid"
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "failover: node 1 ($pid) survived SIGKILL" >&2
+        exit 1
+    fi
     echo "failover: node 1 killed"
     sleep 6
-    scripts/kafka.sh "$(cat "$node1/port")" "$node1" >/dev/null
+    # scripts/kafka.sh fails unless the node answers a metadata request.
+    pid=$(scripts/kafka.sh "$(cat "$node1/port")" "$node1")
+    kill -0 "$pid"
+    echo "$pid" >"$node1/pid"
     echo "failover: node 1 restarted"
 }
 export -f disrupt

@@ -2,7 +2,8 @@
 # Runs the fuzz targets (fuzz/, cargo-fuzz on the nightly toolchain) for SECONDS each and prints
 # each target's executions and corpus size. Any failing input stops the run with status 1 and is
 # left in fuzz/artifacts/<target>/ (copy it to fuzz/regressions/<target>/ once fixed: the unit
-# tests replay that folder and fuzz/corpus/ on every run).
+# tests replay that folder on every run; the corpus, fuzz/corpus/<target>/, is replayed only
+# here, as each target starts).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     # default 10 s, every target
 #

@@ -70,7 +70,21 @@ pub fn provider(data: &[u8]) {
         let now = UNIX_EPOCH
             .checked_add(Duration::from_secs(now))
             .unwrap_or(UNIX_EPOCH);
-        let _ = provider.verify(&request, &Keys::new(key, None), now);
+        let verified = provider.verify(&request, &Keys::new(key, None), now);
+        // What verifies with a secret must not verify with another: acceptance comes from the
+        // secret, never from the request alone (the corpus holds the platforms' real vectors).
+        if verified.is_ok() {
+            let other = format!("{secret}-not-the-secret");
+            if let Ok(other) = provider.key(&other) {
+                assert!(
+                    provider
+                        .verify(&request, &Keys::new(other, None), now)
+                        .is_err(),
+                    "{}: a request that verifies with one secret verifies with another",
+                    provider.slug()
+                );
+            }
+        }
     }
     let event = provider.normalize(request.body, &seen);
     #[cfg(any(test, feature = "fuzzing"))]
@@ -135,7 +149,9 @@ pub fn config(data: &[u8]) {
 }
 
 /// A `Retry-After` value and the worker's clock (the first 8 bytes, Unix ms). Properties: never
-/// a panic; a delay is read only from digits; a delay from any clock is at most the value.
+/// a panic; every digit string that fits is a delay of that many seconds, and nothing else is
+/// one; a date has whole seconds, and its delay from the clock is the time left to it (none
+/// once it has passed) to the millisecond.
 pub fn retry_after(data: &[u8]) {
     if data.len() < 8 {
         return;
@@ -144,20 +160,43 @@ pub fn retry_after(data: &[u8]) {
     let Ok(value) = std::str::from_utf8(&data[8..]) else {
         return;
     };
+    let text = value.trim();
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    // The seconds a digit string says, read here digit by digit: `None` past u64.
+    let seconds = digits
+        .then(|| {
+            text.bytes().try_fold(0u64, |n, b| {
+                n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+            })
+        })
+        .flatten();
     match parse_retry_after(value) {
         Some(RetryAfter::Delay(delay)) => {
-            assert!(
-                value.trim().bytes().all(|b| b.is_ascii_digit()),
-                "{value:?}"
-            );
-            assert_eq!(RetryAfter::Delay(delay).delay_from(now_ms), delay);
+            assert!(digits, "{value:?} read as a delay");
+            assert_eq!(Some(delay), seconds.map(Duration::from_secs), "{value:?}");
         }
         Some(at @ RetryAfter::At(when)) => {
-            let delay = at.delay_from(now_ms);
-            let now = UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64);
-            assert!(when <= now + delay, "{value:?} at {now_ms}");
+            assert!(!digits, "{value:?}: digits read as a date");
+            let when_ms = when
+                .duration_since(UNIX_EPOCH)
+                .expect("an HTTP date is after 1970")
+                .as_millis() as i128;
+            assert_eq!(
+                when_ms % 1000,
+                0,
+                "{value:?}: an HTTP date has whole seconds"
+            );
+            let left = (when_ms - i128::from(now_ms.max(0))).max(0);
+            assert_eq!(
+                at.delay_from(now_ms).as_millis() as i128,
+                left,
+                "{value:?} at {now_ms}"
+            );
         }
-        None => {}
+        None => assert!(
+            seconds.is_none(),
+            "{value:?}: a delay that fits was not read"
+        ),
     }
 }
 
