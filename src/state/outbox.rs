@@ -1,5 +1,6 @@
-//! Records waiting in the store until Kafka acknowledges them. Their ids are deterministic (the
-//! delivery id, the transition id), so producing one again after a crash repeats the same record.
+//! Records waiting in the store until Kafka acknowledges them. Their ids are deterministic (an
+//! event's names its tenant, provider and delivery id; a transition's is the transition id), so
+//! producing one again after a crash repeats the same record.
 
 use crate::topics::event::{self, Event};
 use crate::topics::transition::Transition;
@@ -33,7 +34,7 @@ impl Record {
         Record {
             kind: Kind::Event,
             key: tenant.to_string(),
-            id: delivery_id.to_string(),
+            id: record.id(),
             value: record.encode(),
         }
     }
@@ -85,5 +86,23 @@ impl Record {
             id,
             value: rest.to_vec(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topics::event::Bucket;
+
+    #[test]
+    fn two_platforms_sending_the_same_delivery_id_give_events_different_ids() {
+        let event = |provider| Event::new(provider, None, Bucket::Other);
+        let shopify = Record::event("acme", "1001", &event("shopify"));
+        let salla = Record::event("acme", "1001", &event("salla"));
+        assert_ne!(shopify.id, salla.id);
+        assert_eq!(shopify.id, "acme/shopify/1001");
+        assert_eq!(salla.id, "acme/salla/1001");
+        let globex = Record::event("globex", "1001", &event("shopify"));
+        assert_ne!(globex.id, shopify.id);
     }
 }

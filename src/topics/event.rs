@@ -90,7 +90,7 @@ impl Event {
     }
 }
 
-/// One record of `<prefix>.events.v1`: key = the tenant id, id = the delivery id.
+/// One record of `<prefix>.events.v1`: key = the tenant id, id = [`Record::id`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub tenant_id: String,
@@ -100,6 +100,16 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record's `cartstream-id` header: `tenant/provider/delivery id`. Two platforms may
+    /// send the same delivery id (as may two tenants' stores), so the id names all three, as
+    /// the processor's de-duplication key does; tenant ids and provider slugs hold no `/`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.tenant_id, self.event.provider, self.delivery_id
+        )
+    }
+
     /// The record's JSON value, its keys in alphabetical order as events have always been
     /// written.
     pub fn encode(&self) -> Vec<u8> {
