@@ -8,6 +8,7 @@ use serde_json::json;
 use super::store::{Job, OutboxRecord};
 use crate::clock::rfc3339;
 use crate::telemetry::metrics;
+use crate::tenants::Endpoint;
 use crate::topics::dead_letter::{self, Reason};
 use crate::topics::outcome::{self, Outcome};
 use crate::topics::transition::Transition;
@@ -104,9 +105,16 @@ pub(super) fn outcome_record(recorded: Recorded<'_>, now: i64) -> OutboxRecord {
     }
 }
 
-/// A record for `<prefix>.deliveries.dlq.v1`: everything needed to deliver it again by hand.
-pub(super) fn dead_letter(job: &Job, reason: Reason, now: i64) -> OutboxRecord {
-    let record = dead_letter::Record {
+/// A record for `<prefix>.deliveries.dlq.v1`: everything needed to deliver it again by hand,
+/// tagged with the current secret of `endpoint` (the job's, if it is still configured) so that
+/// redrive can tell it from one written by anyone else.
+pub(super) fn dead_letter(
+    job: &Job,
+    reason: Reason,
+    now: i64,
+    endpoint: Option<&Endpoint>,
+) -> OutboxRecord {
+    let mut record = dead_letter::Record {
         schema: dead_letter::SCHEMA.to_string(),
         transition_id: job.transition_id.clone(),
         tenant_id: job.tenant.clone(),
@@ -120,11 +128,22 @@ pub(super) fn dead_letter(job: &Job, reason: Reason, now: i64) -> OutboxRecord {
         created_at: rfc3339(job.created_ms),
         dead_lettered_at: rfc3339(now),
         body: dead_letter::Record::body(&job.body),
+        tag: None,
     };
+    // Without an endpoint there is nothing to tag with, nor anywhere a redrive could send it.
+    if let Some(secret) = endpoint.and_then(|e| e.secrets.first()) {
+        record.seal(&tag_key(secret.plain()));
+    }
     OutboxRecord {
         dead_letter: true,
         key: job.tenant.clone(),
         id: format!("{}/{}", job.transition_id, job.endpoint),
         value: record.encode(),
     }
+}
+
+/// The key a dead letter is tagged with under an endpoint's signing `secret`
+/// ([`dead_letter::TAG_KEY`]): what the worker seals with and redrive checks with.
+pub(crate) fn tag_key(secret: &crate::providers::Key) -> [u8; 32] {
+    secret.sign(&[dead_letter::TAG_KEY])
 }

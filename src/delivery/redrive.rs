@@ -11,8 +11,15 @@
 //!
 //! A redrive reads up to the end of the topic as it was when it began, at most `limit` dead
 //! letters and [`READ_TIME`]; the report says whether it got to the end.
+//!
+//! What it schedules is signed with the endpoint's secret and sent, so it schedules only dead
+//! letters a delivery worker of this deployment wrote: those whose tag one of the endpoint's
+//! secrets verifies ([`dead_letter::Record::verify`]). The others — written by whoever else can
+//! write to the topic, altered since, written before tags, or of an endpoint no longer
+//! configured — are counted (`unverified`) and logged, never sent.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -25,6 +32,7 @@ use tokio::time::Instant;
 use super::store::{Adopted, DeadLetter, Job};
 use crate::clock::parse_rfc3339;
 use crate::kafka;
+use crate::tenants::Registry;
 use crate::topics::dead_letter::{self, Reason};
 
 /// The longest a redrive reads the topic before it answers with what it has.
@@ -149,6 +157,9 @@ pub struct Report {
     pub filtered_out: usize,
     /// Records that are not dead letters this version can read (logged).
     pub unreadable: usize,
+    /// Dead letters whose tag does not show that a worker of this deployment wrote them as
+    /// they are (logged, never sent).
+    pub unverified: usize,
     /// Whether the redrive read to the end of the topic (as it was when it began); when
     /// false, the limit or the time ran out: ask again for the rest.
     pub complete: bool,
@@ -181,6 +192,8 @@ pub(super) struct Source {
     pub group: String,
     /// librdkafka consumer properties passed through (`delivery.consumer`).
     pub consumer: BTreeMap<String, String>,
+    /// The endpoints, whose secrets verify the dead letters' tags.
+    pub registry: Arc<Registry>,
 }
 
 /// What was read, and where to move the shared position once it is scheduled.
@@ -323,7 +336,7 @@ impl Source {
                 ends.remove(&partition);
             }
             report.read += 1;
-            match letter(message.payload().unwrap_or_default()) {
+            match letter(message.payload().unwrap_or_default(), &self.registry) {
                 Ok((reason, letter)) => {
                     if selection.admits(&letter, &reason) {
                         letters.push(letter);
@@ -331,11 +344,20 @@ impl Source {
                         report.filtered_out += 1;
                     }
                 }
-                Err(e) => {
+                Err(LeftOut::Unreadable(e)) => {
                     report.unreadable += 1;
                     tracing::warn!(
                         error = %e, topic = %self.topic, partition, offset,
                         "a dead-letter record cannot be read; left out of the redrive"
+                    );
+                }
+                Err(LeftOut::Unverified(record)) => {
+                    report.unverified += 1;
+                    tracing::warn!(
+                        topic = %self.topic, partition, offset,
+                        tenant = %record.tenant_id, endpoint = %record.endpoint_id,
+                        transition = %record.transition_id,
+                        "a dead letter's tag does not show that this deployment wrote it (written by someone else or altered since, written before tags, or its endpoint's secrets changed); not sent"
                     );
                 }
             }
@@ -379,8 +401,32 @@ impl Reading {
     }
 }
 
-/// A dead-letter record as a job to schedule again, with the reason it was given up.
-fn letter(payload: &[u8]) -> Result<(Reason, DeadLetter), String> {
+/// Why a record read from the dead-letter topic is left out of a redrive.
+enum LeftOut {
+    /// Not a dead letter this version can read.
+    Unreadable(String),
+    /// Its tag does not show that a worker of this deployment wrote it as it is.
+    Unverified(Box<dead_letter::Record>),
+}
+
+/// A dead-letter record as a job to schedule again, with the reason it was given up — if one of
+/// its endpoint's secrets verifies its tag.
+fn letter(payload: &[u8], registry: &Registry) -> Result<(Reason, DeadLetter), LeftOut> {
+    let record =
+        dead_letter::Record::decode(payload).map_err(|e| LeftOut::Unreadable(e.to_string()))?;
+    let verified = registry
+        .endpoint(&record.tenant_id, &record.endpoint_id)
+        .is_some_and(|endpoint| {
+            record.verify(
+                endpoint
+                    .secrets
+                    .iter()
+                    .map(|s| super::records::tag_key(s.plain())),
+            )
+        });
+    if !verified {
+        return Err(LeftOut::Unverified(Box::new(record)));
+    }
     let dead_letter::Record {
         transition_id,
         tenant_id,
@@ -392,9 +438,10 @@ fn letter(payload: &[u8]) -> Result<(Reason, DeadLetter), String> {
         dead_lettered_at,
         body,
         ..
-    } = dead_letter::Record::decode(payload).map_err(|e| e.to_string())?;
-    let millis =
-        |field: &str, text: &str| parse_rfc3339(text).map_err(|e| format!("{field} {text:?}: {e}"));
+    } = record;
+    let millis = |field: &str, text: &str| {
+        parse_rfc3339(text).map_err(|e| LeftOut::Unreadable(format!("{field} {text:?}: {e}")))
+    };
     let dead_ms = millis("dead_lettered_at", &dead_lettered_at)?;
     let created_ms = millis("created_at", &created_at)?;
     let job = Job {
@@ -418,6 +465,47 @@ fn letter(payload: &[u8]) -> Result<(Reason, DeadLetter), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ENDPOINTS: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "https://hooks.acme.example/cartstream"
+  secret = "acme-crm-signing-secret"
+  previous_secret = "acme-crm-old-signing-secret"
+
+[[tenant]]
+id = "globex"
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "https://hooks.globex.example/cartstream"
+  secret = "globex-crm-signing-secret"
+"#;
+
+    const PAYLOAD: &str = r#"{"schema":"cartstream.delivery_dlq.v1","transition_id":"ab","tenant_id":"acme",
+            "endpoint_id":"crm","event":"abandoned_candidate","cart":"c1","reason":"exhausted",
+            "attempts":7,"last_status_code":500,"last_error":null,
+            "created_at":"2026-11-01T10:00:00.000Z","dead_lettered_at":"2026-11-02T10:00:00.250Z",
+            "body":{"data":{"cart":"c1"},"event":"abandoned_candidate","id":"ab"}}"#;
+
+    fn registry() -> Registry {
+        Registry::from_toml(
+            ENDPOINTS,
+            std::path::Path::new("."),
+            &std::collections::HashMap::new(),
+        )
+        .unwrap()
+    }
+
+    /// `payload` as the worker writes it: tagged with `secret`.
+    fn tagged(payload: &str, secret: &str) -> Vec<u8> {
+        let mut record = dead_letter::Record::decode(payload.as_bytes()).unwrap();
+        record.seal(&crate::delivery::records::tag_key(
+            &crate::providers::Key::new(secret.as_bytes()),
+        ));
+        record.encode().into_bytes()
+    }
 
     fn request(json: &str) -> Result<Selection, String> {
         serde_json::from_str::<Request>(json)
@@ -468,13 +556,10 @@ mod tests {
 
     #[test]
     fn a_dead_letter_becomes_the_same_delivery_with_the_same_body() {
-        let payload =
-            br#"{"schema":"cartstream.delivery_dlq.v1","transition_id":"ab","tenant_id":"acme",
-            "endpoint_id":"crm","event":"abandoned_candidate","cart":"c1","reason":"exhausted",
-            "attempts":7,"last_status_code":500,"last_error":null,
-            "created_at":"2026-11-01T10:00:00.000Z","dead_lettered_at":"2026-11-02T10:00:00.250Z",
-            "body":{"data":{"cart":"c1"},"event":"abandoned_candidate","id":"ab"}}"#;
-        let (reason, letter) = letter(payload).unwrap();
+        let payload = tagged(PAYLOAD, "acme-crm-signing-secret");
+        let Ok((reason, letter)) = letter(&payload, &registry()) else {
+            panic!("a tagged dead letter is read");
+        };
         assert_eq!(reason, "exhausted");
         assert_eq!(letter.dead_ms, 1_793_613_600_250);
         assert_eq!(letter.job.created_ms, 1_793_527_200_000);
@@ -495,5 +580,39 @@ mod tests {
         assert!(!later.admits(&letter, &reason));
         let other = request(r#"{"endpoint_id": "erp"}"#).unwrap();
         assert!(!other.admits(&letter, &reason));
+    }
+
+    #[test]
+    fn only_a_dead_letter_tagged_with_its_endpoints_secret_is_scheduled() {
+        let registry = registry();
+        let unverified =
+            |payload: &[u8]| matches!(letter(payload, &registry), Err(LeftOut::Unverified(_)));
+        // Tagged with the endpoint's current or previous secret, as it is: scheduled.
+        for secret in ["acme-crm-signing-secret", "acme-crm-old-signing-secret"] {
+            assert!(
+                letter(&tagged(PAYLOAD, secret), &registry).is_ok(),
+                "{secret}"
+            );
+        }
+        // No tag (written by someone else, or before tags), another endpoint's secret, another
+        // tenant named, an altered body, an endpoint not configured: never.
+        assert!(unverified(PAYLOAD.as_bytes()));
+        assert!(unverified(&tagged(PAYLOAD, "globex-crm-signing-secret")));
+        let genuine = String::from_utf8(tagged(PAYLOAD, "acme-crm-signing-secret")).unwrap();
+        for (from, to) in [
+            (r#""tenant_id":"acme""#, r#""tenant_id":"globex""#),
+            (r#""cart":"c1"},"#, r#""cart":"c2"},"#),
+            (r#""transition_id":"ab""#, r#""transition_id":"cd""#),
+        ] {
+            assert!(genuine.contains(from), "{genuine}");
+            assert!(unverified(genuine.replacen(from, to, 1).as_bytes()), "{to}");
+        }
+        let elsewhere = PAYLOAD.replace(r#""endpoint_id":"crm""#, r#""endpoint_id":"erp""#);
+        assert!(unverified(&tagged(&elsewhere, "acme-crm-signing-secret")));
+        // Unreadable stays unreadable.
+        assert!(matches!(
+            letter(b"{}", &registry),
+            Err(LeftOut::Unreadable(_))
+        ));
     }
 }

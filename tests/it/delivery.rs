@@ -39,7 +39,7 @@ const TOKEN: &str = "test-admin-token-0123456789";
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
     pub(crate) headers: http::HeaderMap,
-    body: Bytes,
+    pub(crate) body: Bytes,
     /// The manual clock when it arrived, Unix ms.
     at_ms: i64,
     /// What the receiver answered.
@@ -1415,5 +1415,84 @@ async fn a_full_state_volume_pauses_the_worker_until_space_returns() {
         scrape.contains("cartstream_state_volume_stalled{role=\"delivery\"} 0"),
         "{scrape}"
     );
+    bench.daemon.stop().await;
+}
+
+/// Whoever can write to the dead-letter topic could otherwise have any body signed with an
+/// endpoint's secret and sent to it. A redrive sends only the dead letters whose tag shows that a
+/// delivery worker of this deployment wrote them; the others are counted (`unverified`) and
+/// logged, never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_sends_only_dead_letters_this_deployment_wrote() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let registry = tenants(&[("crm", &receiver.url(), "  retry_schedule = [\"0s\"]")]);
+    let with_token = |config: &mut cartstream::config::Config| {
+        config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap())
+    };
+    let bench = Bench::start_with(
+        "delivery-forged",
+        &registry,
+        None,
+        clock.clone(),
+        with_token,
+    )
+    .await;
+    receiver.answer(500, Vec::new());
+    bench.send_now("cart-1", "abandoned_candidate").await;
+    let dead = eventually("the dead letter", WAIT, || {
+        let d = bench.dead_letters();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(dead[0]["reason"], "exhausted");
+    assert!(
+        schema("delivery_dlq.v1.json").is_valid(&dead[0]),
+        "{}",
+        dead[0]
+    );
+
+    // Two forgeries: the genuine record with another body and id, its tag kept; and one with
+    // no tag at all.
+    let mut altered = dead[0].clone();
+    altered["transition_id"] = json!("ffffffffffffffffffffffffffffffff");
+    altered["body"]["data"]["recovery_url"] = json!("https://forged.example/recover");
+    let mut untagged = altered.clone();
+    untagged["transition_id"] = json!("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee");
+    untagged.as_object_mut().unwrap().remove("tag");
+    for forged in [&altered, &untagged] {
+        bench
+            .producer
+            .send(
+                FutureRecord::to(&bench.daemon.topics.dead_letters)
+                    .key("acme")
+                    .payload(&forged.to_string()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let answer = Http::http1()
+        .post(
+            &bench.daemon.admin_url("/admin/dead-letters/redrive"),
+            &[("authorization", format!("Bearer {TOKEN}"))],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let report = answer.json();
+    assert_eq!(report["read"], 3, "{report}");
+    assert_eq!(report["redriven"], 1, "{report}");
+    assert_eq!(report["unverified"], 2, "{report}");
+    let received = received_eventually(&receiver, 2).await;
+    verify(&received[1], SECRET, OLD_SECRET);
+    // Time for anything else to arrive: nothing does.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(received
+        .iter()
+        .all(|r| !String::from_utf8_lossy(&r.body).contains("forged.example")));
     bench.daemon.stop().await;
 }

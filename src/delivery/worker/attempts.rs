@@ -11,7 +11,7 @@ use foldhash::fast::RandomState;
 use super::{Batch, EndpointKey, Error, Worker};
 use crate::delivery::client::{self, Answer};
 use crate::delivery::policy::{self, Attempt, Decision, Progress, Schedule};
-use crate::delivery::records::{dead_letter, outcome_record, Recorded};
+use crate::delivery::records::{outcome_record, Recorded};
 use crate::delivery::sign;
 use crate::delivery::store::{self, Change, Job, OutboxRecord, Visit};
 use crate::telemetry::{error_chain, metrics};
@@ -267,11 +267,11 @@ impl Worker {
                 );
                 self.store.disable(&job.tenant, &job.endpoint, now)?;
                 self.disabled.insert(endpoint_key);
-                records.push(dead_letter(&job, Reason::Gone, now));
+                records.push(self.dead_letter(&job, Reason::Gone, now));
                 Change::Finish { job, dead: true }
             }
             Decision::DeadLetter(reason) => {
-                records.push(dead_letter(&job, reason, now));
+                records.push(self.dead_letter(&job, reason, now));
                 Change::Finish { job, dead: true }
             }
             Decision::RetryAt(next_ms) => {

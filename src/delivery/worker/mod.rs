@@ -109,6 +109,7 @@ impl Delivery {
             topic: kafka.topics().dead_letters,
             group: format!("{}.redrive", config.group_id),
             consumer: config.consumer.clone(),
+            registry: registry.clone(),
         };
         Delivery {
             commands: Some(commands),
@@ -483,6 +484,16 @@ impl Worker {
         self.registry.endpoint(tenant, id)
     }
 
+    /// The dead-letter record of `job`, tagged with its endpoint's current secret.
+    fn dead_letter(
+        &self,
+        job: &Job,
+        reason: crate::topics::dead_letter::Reason,
+        now: i64,
+    ) -> OutboxRecord {
+        dead_letter(job, reason, now, self.endpoint(&job.tenant, &job.endpoint))
+    }
+
     /// What the rules need to know of `job`'s endpoint now.
     fn standing(&self, job: &Job) -> policy::Endpoint {
         policy::Endpoint {
@@ -502,7 +513,7 @@ impl Worker {
         batch.records.push(outcome_record(recorded, now));
         let reason = end.dead_letter();
         if let Some(reason) = reason {
-            batch.records.push(dead_letter(&job, reason, now));
+            batch.records.push(self.dead_letter(&job, reason, now));
         }
         batch.changes.push(Change::Finish {
             job,
