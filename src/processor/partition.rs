@@ -558,6 +558,7 @@ impl<'m> Delivery<'m> {
     fn normalize(&self) -> Event {
         let seen = Inspection {
             clue: None,
+            other_clue: None,
             event_type: self.event_type.map(Into::into),
             delivery_id: Some(self.delivery_id.into()),
             payload_version: self.payload_version.map(Into::into),

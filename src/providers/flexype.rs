@@ -72,12 +72,18 @@ impl Provider for Flexype {
         let envelope: Envelope<'a> = serde_json::from_slice(request.body)
             .map_err(|_| Error::Malformed("body is not a JSON object"))?;
         let test = super::test_marks(envelope.event_type.as_deref(), &envelope.test_flags());
-        let clue = envelope
-            .store
-            .and_then(|store| text(store.id).or(store.shopify_domain))
-            .map(normalize);
+        // The store id, else its Shopify domain; an integration may be configured with either,
+        // so the domain is tried too when the id names none.
+        let (clue, other_clue) = match envelope.store {
+            Some(store) => match text(store.id) {
+                Some(id) => (Some(id), store.shopify_domain.map(normalize)),
+                None => (store.shopify_domain.map(normalize), None),
+            },
+            None => (None, None),
+        };
         Ok(Inspection {
-            clue,
+            clue: clue.map(normalize),
+            other_clue,
             test,
             event_type: envelope.event_type,
             delivery_id: request.header(EVENT_ID).map(Cow::Borrowed),
@@ -94,6 +100,12 @@ impl Provider for Flexype {
 
     fn normalize_clue(&self, clue: &str) -> String {
         normalize(Cow::Borrowed(clue.trim())).into_owned()
+    }
+
+    /// The store of the examples in FlexyPe's webhook reference (ACR and ASR, 2026-05): what
+    /// the dashboard's Test button sends as its "sample payload".
+    fn sample_stores(&self) -> &'static [&'static str] {
+        &["store_01", "my-store.myshopify.com"]
     }
 
     fn normalize(&self, body: &[u8], seen: &Inspection<'_>) -> Event {
@@ -184,10 +196,15 @@ payload::members! {
     }
 }
 
-/// The checkout or session's fields into `event`.
+/// The checkout or session's fields into `event`. The documented ACR and ASR bodies carry no
+/// checkout or session id: their checkout session is the `flx_s` of `checkout_url`, which names
+/// the cart (successive ACRs of one session update one cart). Without it the processor keys the
+/// cart on the shopper's e-mail or phone.
 fn map<const DEPTH: usize>(event: &mut Event, data: &Data<'_, DEPTH>) {
-    event.resource_id = payload::first(&[&data.checkout_id, &data.session_id]);
-    event.checkout_token = data.checkout_id.owned();
+    let session = data.checkout_url.get().and_then(checkout_session);
+    event.resource_id =
+        payload::first(&[&data.checkout_id, &data.session_id]).or_else(|| session.clone());
+    event.checkout_token = data.checkout_id.owned().or(session);
     event.cart_token = data.cart_token.owned();
     event.recovery_url = n::web_url(data.checkout_url.get());
     event.cart_value = data.total_payable.amount();
@@ -215,6 +232,19 @@ fn customer(user: &User<'_>) -> Customer {
         email: n::email_address(user.email.get()),
         phone: n::phone(phone, user.address.country_code.get()),
     }
+}
+
+/// The query parameter of a FlexyPe checkout URL that names the checkout session
+/// (`https://flexype.myshopify.com/?flx_s=331d47df-…` in FlexyPe's ACR example).
+const SESSION_PARAMETER: &str = "flx_s";
+
+/// The checkout session a FlexyPe `checkout_url` names, if any.
+pub(super) fn checkout_session(checkout_url: &str) -> Option<String> {
+    let url = url::Url::parse(checkout_url.trim()).ok()?;
+    let (_, session) = url
+        .query_pairs()
+        .find(|(name, value)| name == SESSION_PARAMETER && !value.trim().is_empty())?;
+    Some(session.trim().to_string())
 }
 
 /// ACR and ASR "fire after 15 minutes of customer inactivity" (FlexyPe's webhook guide).
@@ -330,6 +360,43 @@ mod tests {
             None,
             "a versioned delivery is read from its payload only"
         );
+    }
+
+    #[test]
+    fn the_checkout_session_in_checkout_url_names_the_cart_of_a_documented_acr() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/providers/synthetic/flexype_acr_2026-05.json"
+        ))
+        .unwrap();
+        let h = headers(&[("x-webhook-version", "2026-05")]);
+        let request = Request::new(&h, &body);
+        let event = Flexype.normalize(request.body, &Flexype.inspect(&request).unwrap());
+        assert_eq!(event.event_bucket, Bucket::AbandonedCandidate);
+        let session = "331d47df-8461-495b-9c4f-27ed915d9c8e";
+        assert_eq!(event.checkout_token.as_deref(), Some(session));
+        assert_eq!(event.resource_id.as_deref(), Some(session));
+        assert_eq!(
+            event.customer.email.as_deref(),
+            Some("john.doe@example.com")
+        );
+    }
+
+    #[test]
+    fn a_checkout_id_still_comes_before_the_session_of_the_url() {
+        let h = HeaderMap::new();
+        let body = br#"{"event_type":"ACR_CHECKOUT","checkout_id":"chk_9","checkout_url":"https://s.example/?a=1&flx_s=s-1"}"#;
+        let request = Request::new(&h, body);
+        let event = Flexype.normalize(request.body, &Flexype.inspect(&request).unwrap());
+        assert_eq!(event.checkout_token.as_deref(), Some("chk_9"));
+        assert_eq!(event.resource_id.as_deref(), Some("chk_9"));
+        assert_eq!(
+            checkout_session("https://s.example/?a=1&flx_s=s-1").as_deref(),
+            Some("s-1")
+        );
+        assert_eq!(checkout_session("https://s.example/?flx_s="), None);
+        assert_eq!(checkout_session("https://s.example/recover/1"), None);
+        assert_eq!(checkout_session("not a url"), None);
     }
 
     #[test]

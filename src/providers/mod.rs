@@ -60,6 +60,9 @@ pub struct Inspection<'a> {
     /// The value that names the tenant's integration (shop domain, merchant id, …), if the
     /// provider carries one. Never trusted: it only selects whose keys must verify the request.
     pub clue: Option<Cow<'a, str>>,
+    /// A second value naming the same store, tried when `clue` names no integration (FlexyPe's
+    /// shop domain beside its store id: an integration may be configured with either).
+    pub other_clue: Option<Cow<'a, str>>,
     /// The provider's own event name (`checkouts/create`, `abandoned.cart`, …).
     pub event_type: Option<Cow<'a, str>>,
     /// The provider's delivery id for de-duplication; `None` means "hash the body".
@@ -144,7 +147,15 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
         Ok(Key::new(secret.as_bytes()))
     }
 
-    /// Normalizes a clue as configured in `tenants.toml` so it matches what `inspect` returns.
+    /// The stores the vendor's documentation uses in its sample payloads (normalized as
+    /// [`Provider::normalize_clue`] does): a delivery behind an integration key naming one is
+    /// the dashboard's test, not a store of the merchant's.
+    fn sample_stores(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Normalizes a clue so that what `tenants.toml` configures and what `inspect` returns
+    /// compare equal; the ingress passes both through it.
     fn normalize_clue(&self, clue: &str) -> String {
         clue.to_string()
     }

@@ -279,6 +279,17 @@ mod flexype {
     use super::*;
     use crate::providers::flexype::inactive_since;
 
+    /// `flx_s` of a checkout URL's query, read here with the URL parser alone.
+    fn session(url: &str) -> Option<String> {
+        let url = url::Url::parse(url.trim()).ok()?;
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        pairs
+            .into_iter()
+            .filter(|(name, value)| name == "flx_s" && !value.trim().is_empty())
+            .map(|(_, value)| value.trim().to_string())
+            .next()
+    }
+
     pub fn normalize(body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let bucket = match name {
@@ -306,8 +317,10 @@ mod flexype {
             Some("ABANDONED_CHECKOUT" | "ACR_CHECKOUT") => Some("checkout".to_string()),
             _ => None,
         };
-        event.resource_id = n::first_text(data, &[&["checkout_id"], &["session_id"]]);
-        event.checkout_token = n::text(data, &["checkout_id"]);
+        let session = n::text(data, &["checkout_url"]).and_then(|url| session(&url));
+        event.resource_id =
+            n::first_text(data, &[&["checkout_id"], &["session_id"]]).or_else(|| session.clone());
+        event.checkout_token = n::text(data, &["checkout_id"]).or(session);
         event.cart_token = n::text(data, &["cart_token"]);
         event.recovery_url = n::url(data, &["checkout_url"]);
         let within: &[&str] = if versioned { &["payload"] } else { &[] };

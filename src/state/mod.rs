@@ -601,16 +601,20 @@ impl Store {
             }
             return Ok(None);
         }
-        // New cart activity: named by its first correlation id.
-        Ok(event
+        // New cart activity: named by its first correlation id, else — activity that names no
+        // cart, as FlexyPe's recovery events without a checkout session — by the shopper's
+        // contact, so that successive events of one shopper update one cart and an order with
+        // the same contact finds it.
+        let named = event
             .cart_token
-            .as_ref()
-            .or(event.checkout_token.as_ref())
-            .or(event.resource_id.as_ref())
-            .map(|key| Found {
-                key: key.clone(),
-                by_token: None,
-            }))
+            .clone()
+            .or_else(|| event.checkout_token.clone())
+            .or_else(|| event.resource_id.clone())
+            .or_else(|| contact_key(&event.customer));
+        Ok(named.map(|key| Found {
+            key,
+            by_token: None,
+        }))
     }
 
     fn alias(
@@ -771,6 +775,20 @@ struct Found<'i> {
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name)
         .expect("every column family is created at open")
+}
+
+/// The key of a cart that only its shopper's contact names: `shopper:` and the first 128 bits
+/// of the SHA-256 of `email:<address>`, else of `phone:<number>` (both as normalized), so that
+/// the key that transitions and logs carry does not spell the contact out.
+fn contact_key(customer: &crate::topics::event::Customer) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let contact = match (&customer.email, &customer.phone) {
+        (Some(email), _) => format!("email:{email}"),
+        (None, Some(phone)) => format!("phone:{phone}"),
+        (None, None) => return None,
+    };
+    let digest = Sha256::digest(contact.as_bytes());
+    Some(format!("shopper:{}", hex::encode(&digest[..16])))
 }
 
 fn decode_u64(bytes: &[u8]) -> Option<u64> {

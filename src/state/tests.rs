@@ -242,6 +242,55 @@ fn orders_find_their_cart_by_checkout_token_or_customer_contact() {
 }
 
 #[test]
+fn activity_that_names_no_cart_is_keyed_on_the_shoppers_contact_and_an_order_recovers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    // A FlexyPe recovery event without a checkout session: only the shopper names the cart.
+    let acr = |value: &str| {
+        let mut event = Event::new("flexype", Some("ACR_CHECKOUT"), Bucket::AbandonedCandidate);
+        event.customer.email = Some("asha@example.com".into());
+        event.customer.phone = Some("+919876543210".into());
+        event.cart_value = Some(value.into());
+        event
+    };
+    let first = feed.send("evt-1", &acr("10.00"), T0);
+    let second = feed.send("evt-2", &acr("12.00"), T0 + MINUTE);
+    assert!(first.transitions.is_empty() && second.transitions.is_empty());
+    let fired = feed.fire(T0 + MINUTE + WINDOW);
+    assert_eq!(fired.len(), 1, "one cart for both events: {fired:?}");
+    let key = fired[0].cart.clone();
+    assert!(key.starts_with("shopper:"), "{key}");
+    assert!(
+        !key.contains("asha"),
+        "the key does not spell the contact out"
+    );
+    assert_eq!(fired[0].event.cart_value.as_deref(), Some("12.00"));
+
+    // Keyed by phone when there is no e-mail, and by nothing when there is no contact either.
+    let mut by_phone = acr("5.00");
+    by_phone.customer.email = None;
+    feed.send("evt-3", &by_phone, T0);
+    let mut nobody = acr("1.00");
+    nobody.customer = Customer::default();
+    feed.send("evt-4", &nobody, T0);
+    assert_eq!(
+        feed.fire(T0 + 2 * WINDOW).len(),
+        1,
+        "the phone's cart, and none for the event that names nobody"
+    );
+
+    // An order from another platform with the same e-mail recovers the abandoned cart.
+    let recovered = feed.send(
+        "o-1",
+        &order(None, Some("asha@example.com")),
+        T0 + 3 * WINDOW,
+    );
+    assert_eq!(recovered.transitions.len(), 1, "{recovered:?}");
+    assert_eq!(recovered.transitions[0].cart, key);
+    assert!(recovered.transitions[0].recovered);
+}
+
+#[test]
 fn a_new_episode_gets_its_own_transition_ids() {
     let dir = tempfile::tempdir().unwrap();
     let mut feed = feed(&dir);
