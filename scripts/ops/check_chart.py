@@ -67,6 +67,17 @@ VALUE_SETS = {
         {"kafka": {"brokers": BROKERS}, "ingress": {"enabled": False}, "processor": {"enabled": False},
          **MONITORING},
         {"delivery"}),
+    "network policy with admin peers": (
+        {"kafka": {"brokers": BROKERS}, **MONITORING,
+         "networkPolicy": {"admin": {"from": [
+             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+             {"ipBlock": {"cidr": "10.0.0.0/16"}}]}},
+         "processor": {"adminToken": {"secretName": "cartstream-admin", "key": "token"}}},
+        set(ROLES)),
+    "no network policy": (
+        {"kafka": {"brokers": BROKERS}, "networkPolicy": {"enabled": False}},
+        set(ROLES)),
     "nothing enabled": (
         {"kafka": {"brokers": BROKERS}, "ingress": {"enabled": False}, "processor": {"enabled": False},
          "delivery": {"enabled": False}},
@@ -184,6 +195,40 @@ def check_static_membership(where, statefulset, docs, binary, values):
             problem(f"{where}: the processor command did not append its group.instance.id:\n{written}")
 
 
+def check_network_policies(where, policies, values, roles):
+    """One policy per role when enabled: Ingress only; the webhook port open to all on the
+    ingress pods; the admin port only from networkPolicy.admin.from, never from everyone."""
+    settings = values.get("networkPolicy", {})
+    if not settings.get("enabled", True):
+        if policies:
+            problem(f"{where}: networkPolicy.enabled is false but {len(policies)} NetworkPolicies rendered")
+        return
+    admin_from = settings.get("admin", {}).get("from", [])
+    by_role = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component"): p for p in policies}
+    if set(by_role) != roles or len(policies) != len(roles):
+        problem(f"{where}: NetworkPolicies for {sorted(by_role)}, expected {sorted(roles)}")
+    for role, policy in by_role.items():
+        spec = policy["spec"]
+        if spec.get("policyTypes") != ["Ingress"]:
+            problem(f"{where} {role}: NetworkPolicy policyTypes {spec.get('policyTypes')}, expected [Ingress]")
+        open_ports, admin_peers = set(), None
+        for rule in spec.get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            if not ports:
+                problem(f"{where} {role}: a NetworkPolicy rule admits every port: {rule}")
+            if rule.get("from"):
+                if ports != {9090}:
+                    problem(f"{where} {role}: a rule with peers is not for the admin port alone: {rule}")
+                admin_peers = rule["from"]
+            else:
+                open_ports |= ports
+        expected_open = {8080} if role == "ingress" else set()
+        if open_ports != expected_open:
+            problem(f"{where} {role}: ports open to everyone {sorted(open_ports)}, expected {sorted(expected_open)}")
+        if (admin_peers or []) != admin_from:
+            problem(f"{where} {role}: admin port peers {admin_peers}, expected networkPolicy.admin.from {admin_from}")
+
+
 def check_set(chart, chart_dir, binary, name, values, roles):
     where = f"[{name}]"
     lint = helm.lint(chart_dir, values, strict=True, namespace="commerce", kube_version="v" + K8S_VERSION)
@@ -212,6 +257,11 @@ def check_set(chart, chart_dir, binary, name, values, roles):
     for role, w in workloads.items():
         spec = w["spec"]
         check_container(f"{where} {role}", spec["template"]["spec"])
+        token = values.get(role, {}).get("adminToken", {}).get("secretName")
+        env = {e["name"]: e for e in spec["template"]["spec"]["containers"][0].get("env", [])}
+        got = env.get("CARTSTREAM__ADMIN__TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+        if got != token:
+            problem(f"{where} {role}: admin token from Secret {got!r}, expected {token!r}")
         expected = "Deployment" if role == "ingress" else "StatefulSet"
         if w["kind"] != expected:
             problem(f"{where} {role}: a {w['kind']}, expected a {expected}")
@@ -223,6 +273,7 @@ def check_set(chart, chart_dir, binary, name, values, roles):
             services = [s for s in kinds.get("Service", []) if s["metadata"]["name"] == spec["serviceName"]]
             if not services or services[0]["spec"].get("clusterIP") != "None":
                 problem(f"{where} {role}: no headless Service {spec['serviceName']}")
+    check_network_policies(where, kinds.get("NetworkPolicy", []), values, roles)
     if "ingress" in roles:
         for service in kinds.get("Service", []):
             ports = {p["name"] for p in service["spec"]["ports"]}

@@ -149,12 +149,14 @@ kafka.brokers is required.
     {{- if eq .role "delivery" }}
     - name: CARTSTREAM__DELIVERY__STATE_DIR
       value: /var/lib/cartstream/delivery
-    {{- with $v.delivery.adminToken.secretName }}
+    {{- end }}
+    {{- with get .values "adminToken" }}
+    {{- with .secretName }}
     - name: CARTSTREAM__ADMIN__TOKEN
       valueFrom:
         secretKeyRef:
           name: {{ . }}
-          key: {{ $v.delivery.adminToken.key }}
+          key: {{ $.values.adminToken.key }}
     {{- end }}
     {{- end }}
     {{- range $v.secretEnv }}
