@@ -6,13 +6,13 @@
 //! unreadable values, unknown keys and failed validations alike.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use figment::error::Kind;
 use figment::providers::{Format, Serialized, Toml};
-use figment::value::{Dict, Value};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +62,7 @@ impl Config {
     /// tenant file the configuration names).
     pub fn load_lenient(file: Option<&Path>, env: &HashMap<String, String>) -> (Config, Problems) {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        let mut unreadable = Problems::default();
         if let Some(path) = file {
             if !path.is_file() {
                 return (
@@ -69,7 +70,10 @@ impl Config {
                     Problems::one(format!("config file {}: not found", path.display())),
                 );
             }
-            figment = figment.merge(Toml::file_exact(path));
+            match File::read(path) {
+                Ok(layer) => figment = figment.merge(layer),
+                Err(problem) => unreadable.push(problem),
+            }
         }
         let mut overrides: Vec<_> = env
             .iter()
@@ -79,7 +83,6 @@ impl Config {
             })
             .collect();
         overrides.sort();
-        let mut unreadable = Problems::default();
         for (path, name, value) in overrides {
             if escape_after_non_ascii(value) {
                 unreadable.push(format!(
@@ -160,6 +163,38 @@ impl Config {
             problems.push("admin.listen: must differ from ingress.listen".to_string());
         }
         (config, problems)
+    }
+}
+
+/// The `--config` file as a layer. Read here rather than by figment's `Toml`, whose errors are
+/// the `toml` crate's text, which quotes the offending line — and a line of this file may hold
+/// a secret (`[kafka.client]`'s passwords): a syntax error names its line and column only.
+struct File {
+    path: PathBuf,
+    values: Dict,
+}
+
+impl File {
+    fn read(path: &Path) -> Result<File, String> {
+        let at = format!("config file {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{at}: cannot read: {e}"))?;
+        let values = toml::from_str(&text)
+            .map_err(|e| format!("{at}: {}", crate::problems::toml_error(&text, &e)))?;
+        Ok(File {
+            path: path.to_path_buf(),
+            values,
+        })
+    }
+}
+
+impl Provider for File {
+    /// As figment's `Toml::file_exact` names it: [`Config::resolve_paths`] reads the path.
+    fn metadata(&self) -> Metadata {
+        Metadata::from("TOML file", self.path.as_path())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.values.clone()))
     }
 }
 

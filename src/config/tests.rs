@@ -207,3 +207,22 @@ fn an_escape_after_a_non_ascii_character_is_a_problem_not_a_panic() {
     let loaded = Config::load(None, &env(&[("CARTSTREAM__KAFKA__BROKERS", "é:9092")])).unwrap();
     assert_eq!(loaded.kafka.brokers, "é:9092");
 }
+
+#[test]
+fn a_syntax_error_names_the_file_line_and_column_without_showing_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cartstream.toml");
+    std::fs::write(
+        &path,
+        "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2-kafka-password\" is-the-password\n",
+    )
+    .unwrap();
+    let problems = Config::load(Some(&path), &HashMap::new()).unwrap_err();
+    let text = problems.to_string();
+    let expected = format!(
+        "config file {}: line 3, column 44: expected newline, `#`",
+        path.display()
+    );
+    assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    assert!(!text.contains("hunter2"), "the line is shown in:\n{text}");
+}

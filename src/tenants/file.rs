@@ -147,7 +147,8 @@ pub(super) fn parse(
     base: &Path,
     env: &HashMap<String, String>,
 ) -> Result<Registry, Problems> {
-    let file: File = toml::from_str(text).map_err(|e| Problems::one(e.to_string()))?;
+    let file: File =
+        toml::from_str(text).map_err(|e| Problems::one(crate::problems::toml_error(text, &e)))?;
     let mut parse = Parse {
         base,
         env,

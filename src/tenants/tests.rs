@@ -630,3 +630,45 @@ id = "globex"
             .is_empty()
     );
 }
+
+#[test]
+fn a_syntax_error_names_the_file_line_and_column_without_showing_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.toml");
+    std::fs::write(
+        &path,
+        r#"[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+  secret = "shpss_hunter2-shopify-secret
+"#,
+    )
+    .unwrap();
+    let problems = Registry::load(&path, &HashMap::new()).unwrap_err();
+    let text = problems.to_string();
+    let expected = format!(
+        "{}: line 6, column 41: invalid basic string",
+        path.display()
+    );
+    assert_eq!(problems.len(), 1, "{text}");
+    assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    assert!(!text.contains("hunter2"), "the line is shown in:\n{text}");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_by_its_line_without_being_shown() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+allow_plain_http = "hunter2-not-a-boolean"
+"#;
+    let problems = parse(text, &[]).unwrap_err();
+    let text = problems.iter().collect::<Vec<_>>().join("\n");
+    assert!(
+        text.starts_with("line 4, column 20: invalid type: a string, expected a boolean"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "the value is shown in:\n{text}");
+}
