@@ -1,6 +1,7 @@
 //! The `cartstream` command line: parse, load configuration (exit 64 when invalid), start
 //! telemetry, run the role, turn the outcome into an exit code.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -75,6 +76,10 @@ enum Command {
         /// Only this tenant's.
         #[arg(long)]
         tenant: Option<String>,
+        /// Print the secrets even when the output is a terminal, where they stay on the screen
+        /// and in its scrollback (into a pipe or a file they are printed without it).
+        #[arg(long)]
+        reveal: bool,
     },
     /// Print the signature header value a platform would send for a body (for testing).
     Sign {
@@ -124,7 +129,19 @@ fn main() -> ExitCode {
             }
             Err(problems) => report(&problems),
         },
-        Command::Credentials { config, tenant } => credentials(config.as_deref(), tenant),
+        Command::Credentials {
+            config,
+            tenant,
+            reveal,
+        } => {
+            if !may_print_secrets(std::io::stdout().is_terminal(), reveal) {
+                eprintln!(
+                    "the output is a terminal: the secrets are printed only into a pipe or a file (`cartstream credentials … > file`), or with --reveal"
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            credentials(config.as_deref(), tenant)
+        }
         Command::Sign {
             provider,
             secret,
@@ -170,6 +187,13 @@ fn run(config: Option<&std::path::Path>, roles: Roles) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `cartstream credentials` may print the secrets it opens: into a pipe or a file, yes;
+/// onto a terminal — where they stay on the screen, in its scrollback and in screen recordings —
+/// only when asked for with `--reveal`.
+fn may_print_secrets(stdout_is_terminal: bool, reveal: bool) -> bool {
+    !stdout_is_terminal || reveal
 }
 
 /// `cartstream credentials`: reads the credentials topic and prints what the key opens.
@@ -281,4 +305,37 @@ fn sign(
     };
     println!("{value}");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_printed_onto_a_terminal_only_when_revealed() {
+        assert!(may_print_secrets(false, false), "into a pipe or a file");
+        assert!(may_print_secrets(false, true));
+        assert!(
+            !may_print_secrets(true, false),
+            "onto a terminal, not unasked"
+        );
+        assert!(may_print_secrets(true, true));
+    }
+
+    #[test]
+    fn the_credentials_command_takes_reveal() {
+        let reveal = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+            Ok(Command::Credentials { reveal, .. }) => reveal,
+            _ => panic!("{args:?} is not a credentials command"),
+        };
+        assert!(!reveal(&["cartstream", "credentials"]));
+        assert!(reveal(&["cartstream", "credentials", "--reveal"]));
+        assert!(reveal(&[
+            "cartstream",
+            "credentials",
+            "--tenant",
+            "acme",
+            "--reveal"
+        ]));
+    }
 }

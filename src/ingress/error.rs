@@ -5,7 +5,7 @@ use http::{header, HeaderValue, StatusCode};
 use http_body_util::Full;
 use hyper::Response;
 
-use crate::{kafka, providers};
+use crate::{credentials, kafka, providers};
 
 /// Why a webhook was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,10 @@ pub enum Error {
     MissingClue,
     #[error(transparent)]
     Provider(#[from] providers::Error),
+    /// A body of a platform whose payloads carry secrets, where they are (or which value is
+    /// the secret) cannot be told: refused rather than produced with a secret in it.
+    #[error(transparent)]
+    Secrets(#[from] credentials::Refused),
     #[error("rate limit exceeded")]
     RateLimited { retry_after_seconds: u64 },
     #[error("{}", kafka_message(.0))]
@@ -68,6 +72,7 @@ impl Error {
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::BodyRead(_) | Error::MissingClue => StatusCode::BAD_REQUEST,
             Error::Provider(providers::Error::Malformed(_)) => StatusCode::BAD_REQUEST,
+            Error::Secrets(_) => StatusCode::BAD_REQUEST,
             Error::Provider(providers::Error::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Kafka(kafka::Error::AckTimeout) => StatusCode::GATEWAY_TIMEOUT,
@@ -145,6 +150,11 @@ mod tests {
             (Error::BodyTooLarge { limit: 1 }, 413),
             (Error::MissingClue, 400),
             (Error::Provider(providers::Error::Malformed("x")), 400),
+            (Error::Secrets(credentials::Refused::Unreadable), 400),
+            (
+                Error::Secrets(credentials::Refused::Repeated("access_token")),
+                400,
+            ),
             (Error::Provider(providers::Error::Unauthorized("x")), 401),
             (
                 Error::RateLimited {

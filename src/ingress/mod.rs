@@ -445,9 +445,22 @@ impl Ingress {
             sample,
         } = sender;
         let tenant = &integration.tenant.id;
-        let delivery_id = seen
-            .delivery_id
-            .unwrap_or_else(|| Cow::Owned(providers::body_hash_id(request.body)));
+        // Refused (400) before anything is produced when its secrets cannot be told apart.
+        let redacted = credentials::redact(request.body, provider.secret_fields())?;
+        let vault = || {
+            self.vault
+                .as_ref()
+                .ok_or_else(|| Error::Internal("ingress.credentials_key is not set".into()))
+        };
+        let delivery_id = match seen.delivery_id {
+            Some(id) => id,
+            // The plain digest of a body whose secrets are redacted would confirm a guess of
+            // them: the ids of such a platform's bodies are keyed.
+            None if !provider.secret_fields().is_empty() => {
+                Cow::Owned(vault()?.delivery_id(request.body))
+            }
+            None => Cow::Owned(providers::body_hash_id(request.body)),
+        };
         let received_at = self.clock.now();
         let metadata = inbound::Metadata {
             provider: provider.slug(),
@@ -470,7 +483,6 @@ impl Ingress {
             );
         }
         let ack_timeout = ack_timeout(provider, self.config.ack_timeout);
-        let redacted = credentials::redact(request.body, provider.secret_fields());
         if let Some(redacted) = &redacted {
             let installation = seen.clue.as_deref().unwrap_or_default();
             self.keep_secrets(&metadata, installation, redacted, ack_timeout)
@@ -522,9 +534,7 @@ impl Ingress {
             .ok_or(Error::Internal("ingress.credentials_key is not set".into()))?;
         let timestamp_ms = crate::clock::unix_millis(metadata.received_at);
         let sends = redacted.secrets.iter().map(|(field, value)| {
-            let key =
-                credential::record_key(metadata.tenant, metadata.provider, installation, field);
-            let record = Credential {
+            let mut record = Credential {
                 schema: credential::SCHEMA.to_string(),
                 tenant: metadata.tenant.to_string(),
                 provider: metadata.provider.to_string(),
@@ -533,9 +543,12 @@ impl Ingress {
                 event_type: metadata.event_type.map(str::to_string),
                 delivery_id: metadata.delivery_id.to_string(),
                 received_at: crate::clock::rfc3339(timestamp_ms),
-                key_id: vault.key_id().to_string(),
-                sealed: vault.seal(key.as_bytes(), value.get().as_bytes()),
+                key_id: String::new(),
+                sealed: String::new(),
             };
+            // Bound to the record's tenant, provider, installation and field, its Kafka key.
+            vault.seal_record(&mut record, value.get().as_bytes());
+            let key = record.context();
             let value = serde_json::to_vec(&record).expect("a credential always serializes");
             async move {
                 self.producer

@@ -3,9 +3,10 @@
 //! HMAC-SHA256 of `"{X-Shopimind-Timestamp}.{raw body}"` under the integration's webhook secret.
 //! The timestamp is integer seconds and must be within five minutes of now, either way. The
 //! tenant clue is the body's `installation_id` (legacy alias `id_shop_integration`), the event
-//! name its `event`; there is no delivery id, so the body hash de-duplicates. ShopiMind treats
-//! any answer but `200 {"success":true}` as a failure. The access token and configuration values
-//! a lifecycle event carries are kept sealed, never produced in clear ([`Provider::secret_fields`]).
+//! name its `event`; there is no delivery id, so a digest of the body de-duplicates — keyed, since
+//! the body carries secrets ([`crate::credentials::Vault::delivery_id`]). ShopiMind treats any
+//! answer but `200 {"success":true}` as a failure. The access token and configuration values a
+//! lifecycle event carries are kept sealed, never produced in clear ([`Provider::secret_fields`]).
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA: &str = "cartstream.credentials.v1";
 
 /// One record of `<prefix>.credentials.v1` (`schemas/credentials.v1.json`). Its Kafka key is
-/// [`record_key`]; the sealed value is bound to that key.
+/// [`Credential::context`]; the sealed value is bound to it, so to the tenant, provider,
+/// installation and field the record names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     pub schema: String,
@@ -25,8 +26,23 @@ pub struct Credential {
     pub received_at: String,
     /// Which key sealed it (the first 8 bytes of its SHA-256, hex).
     pub key_id: String,
-    /// base64 of nonce ‖ AES-256-GCM ciphertext ‖ tag of the field's JSON value as sent.
+    /// base64 of nonce ‖ AES-256-GCM ciphertext ‖ tag of the field's JSON value as sent, with
+    /// [`Credential::context`] as additional data.
     pub sealed: String,
+}
+
+impl Credential {
+    /// What the sealed value is bound to, and the record's Kafka key: [`record_key`] of the
+    /// tenant, provider, installation and field the record names — the fields
+    /// `cartstream credentials` selects and prints by.
+    pub fn context(&self) -> String {
+        record_key(
+            &self.tenant,
+            &self.provider,
+            &self.installation,
+            &self.field,
+        )
+    }
 }
 
 /// The compaction key of a credential: one per tenant, provider, installation and field, so a

@@ -5,7 +5,9 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use cartstream::providers::{self, Key};
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 use crate::support::{fixture, read_topic, Http, TestDaemon};
 
@@ -211,6 +213,32 @@ async fn check(
 
 fn ok() -> Value {
     json!({"ok": true})
+}
+
+/// The headers of a ShopiMind delivery of `body`, signed now with acme's webhook secret.
+fn shopimind_signed(body: &[u8]) -> Headers {
+    let now = unix_now();
+    json_headers(&[
+        ("x-shopimind-timestamp", now.to_string()),
+        (
+            "x-shopimind-signature",
+            providers::shopimind::sign(b"acme-shopimind-secret", now, body),
+        ),
+    ])
+}
+
+/// The delivery id of a body of a platform whose payloads carry secrets, by the documented
+/// rule (docs/topics.md), computed here: `sha256:` and the hex HMAC-SHA256 of the body under
+/// HMAC-SHA256(credentials key, "cartstream delivery id").
+fn keyed_delivery_id(body: &[u8]) -> String {
+    let hmac = |key: &[u8], message: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(message);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let credentials_key = BASE64.decode(crate::support::CREDENTIALS_KEY).unwrap();
+    let id_key = hmac(&credentials_key, b"cartstream delivery id");
+    format!("sha256:{}", hex::encode(hmac(&id_key, body)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,7 +611,7 @@ async fn shopimind_deliveries_are_signed_fresh_and_answered_success() {
         Expected {
             tenant: "acme",
             event_type: Some("integration.deactivated"),
-            delivery_id: providers::body_hash_id(&body),
+            delivery_id: keyed_delivery_id(&body),
             answer: json!({"success": true}),
         },
     )
@@ -639,8 +667,13 @@ async fn shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear() 
         json!({"event": "integration.installed", "installation_id": "pg-1",
                "access_token": "[redacted]", "shop_domain": "demo.shop", "configs": "[redacted]"})
     );
-    // A retry of the same delivery is still recognised: the id is the digest of the body sent.
+    // A retry of the same delivery is still recognised: the id is a digest of the body sent,
+    // keyed, so that it cannot confirm a guess of the redacted values.
     assert_eq!(
+        inbound[0].headers["cartstream-delivery-id"],
+        keyed_delivery_id(&installed)
+    );
+    assert_ne!(
         inbound[0].headers["cartstream-delivery-id"],
         providers::body_hash_id(&installed)
     );
@@ -671,6 +704,7 @@ async fn shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear() 
     assert!(credential_schema.is_valid(&record_json), "{record_json}");
     let record: cartstream::topics::credentials::Credential =
         serde_json::from_value(record_json).unwrap();
+    assert_eq!(record.delivery_id, keyed_delivery_id(&installed));
     assert_eq!(
         vault.open_record(token_key.as_bytes(), &record).unwrap(),
         br#""int_T""#
@@ -731,6 +765,128 @@ async fn shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear() 
         String::from_utf8_lossy(&output.stderr).contains("not this key"),
         "{output:?}"
     );
+    daemon.stop().await;
+}
+
+/// A body of a platform whose payloads carry secrets is read member by member to take them
+/// out. One that cannot be read so — bytes that are not UTF-8 in another member, an array — is
+/// refused 400: never produced as it came, its secrets in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopimind_bodies_whose_members_cannot_be_read_are_refused_and_nothing_produced() {
+    let daemon = TestDaemon::builder("shopimind-unreadable")
+        .tenants(TENANTS)
+        .start()
+        .await;
+    let http = Http::http1();
+    let latin1 = b"{\"event\":\"integration.installed\",\"installation_id\":\"pg-1\",\"access_token\":\"int_T\",\"shop_name\":\"Caf\xe9\"}";
+    let array = br#"["integration.installed","pg-1","int_T"]"#;
+    for body in [&latin1[..], &array[..]] {
+        let answer = http
+            .post(
+                &daemon.url("/api/webhooks/shopimind"),
+                &shopimind_signed(body),
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{answer:?}");
+        assert!(answer.json()["error"].is_string(), "{answer:?}");
+    }
+    assert!(read_topic(&daemon.brokers, &daemon.topics.inbound).is_empty());
+    assert!(read_topic(&daemon.brokers, &daemon.topics.credentials).is_empty());
+    daemon.stop().await;
+}
+
+/// A secret member named twice (or spelt once plainly and once with escapes) leaves no telling
+/// which value the platform meant: the delivery is refused 400, nothing is produced or sealed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopimind_bodies_repeating_a_secret_member_are_refused_and_nothing_produced() {
+    let daemon = TestDaemon::builder("shopimind-repeated")
+        .tenants(TENANTS)
+        .start()
+        .await;
+    let http = Http::http1();
+    let twice = br#"{"event":"integration.installed","installation_id":"pg-1","access_token":"int_A","access_token":"int_B"}"#;
+    let escaped = br#"{"event":"integration.config_updated","installation_id":"pg-1","configs":{"k":1},"config\u0073":{"k":2}}"#;
+    for (body, field) in [(&twice[..], "access_token"), (&escaped[..], "configs")] {
+        let answer = http
+            .post(
+                &daemon.url("/api/webhooks/shopimind"),
+                &shopimind_signed(body),
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{answer:?}");
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(field), "{error}");
+    }
+    assert!(read_topic(&daemon.brokers, &daemon.topics.inbound).is_empty());
+    assert!(read_topic(&daemon.brokers, &daemon.topics.credentials).is_empty());
+    daemon.stop().await;
+}
+
+/// `cartstream credentials` prints raw secrets into a pipe or a file; onto a terminal (here a
+/// pseudo-terminal made by `script`) only with `--reveal`, and without it says so on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credentials_command_prints_secrets_on_a_terminal_only_with_reveal() {
+    let daemon = TestDaemon::builder("shopimind-reveal")
+        .tenants(TENANTS)
+        .start()
+        .await;
+    let body = br#"{"event":"integration.installed","installation_id":"pg-1","access_token":"int_TERMINAL_T"}"#;
+    let answer = Http::http1()
+        .post(
+            &daemon.url("/api/webhooks/shopimind"),
+            &shopimind_signed(body),
+            body.to_vec(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cartstream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingress]\ncredentials_key = {{ env = \"TEST_CREDENTIALS_KEY\" }}\n[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n",
+            daemon.brokers, daemon.config.kafka.topic_prefix
+        ),
+    )
+    .unwrap();
+    // `script -qec COMMAND /dev/null` runs COMMAND with a pseudo-terminal as its stdout and
+    // stderr, and copies what it shows to its own stdout.
+    let on_terminal = |extra: &str| {
+        let command = format!(
+            "'{}' credentials --config '{}' {extra}",
+            env!("CARGO_BIN_EXE_cartstream"),
+            config.display()
+        );
+        let output = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("TEST_CREDENTIALS_KEY", crate::support::CREDENTIALS_KEY)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("`script` (util-linux) makes the terminal");
+        let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status, shown)
+    };
+    let (status, shown) = on_terminal("");
+    assert!(!status.success(), "{shown}");
+    assert!(!shown.contains("int_TERMINAL_T"), "{shown}");
+    assert!(shown.contains("--reveal"), "{shown}");
+    let (status, shown) = on_terminal("--reveal");
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("int_TERMINAL_T"), "{shown}");
+    // Into a pipe, as before.
+    let piped = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+        .args(["credentials", "--config"])
+        .arg(&config)
+        .env("TEST_CREDENTIALS_KEY", crate::support::CREDENTIALS_KEY)
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("int_TERMINAL_T"));
     daemon.stop().await;
 }
 
