@@ -160,12 +160,18 @@ impl Keys {
         Keys(std::iter::once(current).chain(previous).collect())
     }
 
-    /// Keys used when the tenant is unknown, so that the answer (and its timing) is the one a
-    /// wrong signature gets. They need not be secret: a delivery for an unknown tenant is
-    /// refused even if it verifies.
+    /// The key used when the tenant is unknown, so that the answer (and its timing: one key,
+    /// as an integration outside a rotation has) is the one a wrong signature gets. It is
+    /// drawn at random when first used and never leaves the process: were it known, a
+    /// delivery signed with it would verify for an unknown store and fail for a known one,
+    /// and the different answers would tell which stores exist.
     pub fn unknown_tenant() -> &'static Keys {
         static KEYS: OnceLock<Keys> = OnceLock::new();
-        KEYS.get_or_init(|| Keys::new(Key::new(b"cartstream: no such tenant"), None))
+        KEYS.get_or_init(|| {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).expect("the operating system provides random bytes");
+            Keys::new(Key::new(&key), None)
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Key> {
