@@ -295,6 +295,8 @@ impl Wiring<'_> {
             server::Options {
                 name: "admin",
                 max_connections: server::ADMIN_CONNECTIONS,
+                max_connections_per_peer: server::ADMIN_CONNECTIONS_PER_PEER,
+                unlimited_peers: Vec::new(),
                 grace: Duration::from_secs(1),
                 ..options
             },
@@ -385,6 +387,9 @@ fn ingress_options(config: &Config, roles: Roles) -> server::Options {
         header_read_timeout: config.ingress.header_read_timeout,
         idle_timeout: config.ingress.idle_timeout,
         max_connections,
+        max_connections_per_peer: config.ingress.max_connections_per_peer,
+        unlimited_peers: config.ingress.trusted_proxy_nets(),
+        max_header_bytes: config.ingress.max_header_bytes,
         http2_max_concurrent_streams: config.ingress.http2_max_concurrent_streams,
         grace: config.ingress.shutdown_grace,
     }

@@ -74,8 +74,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Only this tenant's.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "unclaimed")]
         tenant: Option<String>,
+        /// Only what installations no tenant has claimed yet sent (ShopiMind installs accepted
+        /// with `ingress.shopimind_app_secret`).
+        #[arg(long)]
+        unclaimed: bool,
         /// Print the secrets even when the output is a terminal, where they stay on the screen
         /// and in its scrollback (into a pipe or a file they are printed without it).
         #[arg(long)]
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Credentials {
             config,
             tenant,
+            unclaimed,
             reveal,
         } => {
             if !may_print_secrets(std::io::stdout().is_terminal(), reveal) {
@@ -140,6 +145,10 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(EXIT_CONFIG);
             }
+            let tenant = match unclaimed {
+                true => Some(cartstream::tenants::UNCLAIMED.to_string()),
+                false => tenant,
+            };
             credentials(config.as_deref(), tenant)
         }
         Command::Sign {

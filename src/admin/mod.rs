@@ -126,7 +126,12 @@ impl Admin {
                     .expect("static response parts are valid")
             }
             "/healthz" => crate::health::healthz(),
-            "/readyz" => crate::health::readyz(&self.health, true).await,
+            // The stores' detail (partitions, offsets, lag) only to a caller with the token:
+            // probes need the verdict alone.
+            "/readyz" => {
+                let detailed = self.bearer_matches(request.headers());
+                crate::health::readyz(&self.health, detailed).await
+            }
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
         }
     }
@@ -210,6 +215,13 @@ impl Admin {
         }
     }
 
+    /// Whether `headers` carry the admin token (false when none is configured).
+    fn bearer_matches(&self, headers: &http::HeaderMap) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|token| token_matches(token, headers))
+    }
+
     /// The delivery role to act on, once the request shows the admin token; else the refusal.
     fn authorize(&self, request: &Request<Incoming>) -> Result<&delivery::Handle, Refused> {
         let Some(token) = &self.token else {
@@ -218,12 +230,7 @@ impl Admin {
                 "admin actions are off: set admin.token",
             ));
         };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| token.matches(p)) {
+        if !token_matches(token, request.headers()) {
             return Err(Refused::new(
                 StatusCode::UNAUTHORIZED,
                 "a valid bearer token is required",
@@ -302,4 +309,13 @@ fn target(body: &[u8]) -> Result<Target, Refused> {
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(status, serde_json::json!({ "error": message }).to_string())
+}
+
+/// Whether `headers` present `token` as `Authorization: Bearer …`.
+fn token_matches(token: &Token, headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|presented| token.matches(presented))
 }

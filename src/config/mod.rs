@@ -103,6 +103,9 @@ impl Config {
         config
             .ingress
             .resolve_credentials_key(env, base, &mut problems);
+        config
+            .ingress
+            .resolve_shopimind_app_secret(env, base, &mut problems);
         (config, problems)
     }
 

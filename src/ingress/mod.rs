@@ -5,6 +5,7 @@
 //! acknowledged its records.
 
 mod error;
+mod limits;
 pub mod route;
 
 use std::borrow::Cow;
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde::{Deserialize, Serialize};
@@ -30,14 +31,17 @@ use tokio::time::Instant;
 pub use error::{Class, Error};
 pub use route::Route;
 
+use limits::{parse_net, BodyLimits, Unauthenticated};
+
 use crate::clock::Clock;
 use crate::credentials::{self, Vault};
 use crate::health::Health;
 use crate::kafka::{self, inbound};
 use crate::problems::Problems;
 use crate::providers::{self, Keys, Provider};
+use crate::server::{Peer, PerPeer};
 use crate::telemetry::metrics;
-use crate::tenants::{Integration, Registry};
+use crate::tenants::{Integration, Registry, UNCLAIMED};
 use crate::topics::credentials::{self as credential, Credential};
 
 /// The `[ingress]` section.
@@ -55,6 +59,24 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections open at once (never more than half the process's open files limit).
     pub max_connections: usize,
+    /// Connections open at once from one client address (0: no cap); trusted proxies have none.
+    pub max_connections_per_peer: usize,
+    /// Bytes a request head may take on one connection (HTTP/1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Requests whose body is being read or whose sender is not yet authenticated, from one
+    /// client address at once (0: no cap); more are answered 503.
+    pub max_unauthenticated_per_peer: usize,
+    /// The same, on one connection (HTTP/2 multiplexes streams).
+    pub max_unauthenticated_per_connection: usize,
+    /// After `body_rate_grace`, a body must arrive at this many bytes per second on average
+    /// (counted from the request head), or it is answered 408 (0: no minimum).
+    pub min_body_bytes_per_second: u64,
+    #[serde(with = "humantime_serde")]
+    pub body_rate_grace: Duration,
+    /// Addresses (CIDR) of the proxies in front of the ingress: for a request from one of them
+    /// the client is read from `X-Forwarded-For` (the nearest address not itself a trusted
+    /// proxy), and they have no connection cap of their own. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
     pub max_in_flight_requests: usize,
@@ -72,6 +94,13 @@ pub struct Config {
     /// sends such secrets (ShopiMind); see [`crate::credentials`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_key: Option<kafka::Property>,
+    /// The webhook secret of the deployment's ShopiMind app (the text, `{ env = … }` or
+    /// `{ file = … }`). With it, an `integration.installed` for an installation no integration
+    /// names yet is accepted when this secret signs it: its access token, sent only once, is
+    /// sealed under the owner [`UNCLAIMED`] (`cartstream credentials --unclaimed`) until a
+    /// tenant's integration names the installation. Needs `credentials_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shopimind_app_secret: Option<kafka::Property>,
 }
 
 impl Default for Config {
@@ -83,6 +112,13 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_peer: 2048,
+            max_header_bytes: 64 * 1024,
+            max_unauthenticated_per_peer: 64,
+            max_unauthenticated_per_connection: 16,
+            min_body_bytes_per_second: 1024,
+            body_rate_grace: Duration::from_secs(2),
+            trusted_proxies: Vec::new(),
             ack_timeout: Duration::from_secs(5),
             max_in_flight_requests: 8192,
             max_buffered_bytes: 256 * 1024 * 1024,
@@ -93,6 +129,7 @@ impl Default for Config {
             tenant_rate_limit_burst: 0,
             shutdown_grace: Duration::from_secs(30),
             credentials_key: None,
+            shopimind_app_secret: None,
         }
     }
 }
@@ -117,6 +154,61 @@ impl Config {
         if let Err(why) = checked {
             problems.push(format!("ingress.credentials_key: {why}"));
         }
+    }
+
+    /// Reads `shopimind_app_secret` from where it is kept; it needs `credentials_key`, which
+    /// seals the access tokens it lets in.
+    pub fn resolve_shopimind_app_secret(
+        &mut self,
+        env: &HashMap<String, String>,
+        base: &Path,
+        problems: &mut Problems,
+    ) {
+        let Some(secret) = &mut self.shopimind_app_secret else {
+            return;
+        };
+        let checked = secret.resolve(env, base).and_then(|()| {
+            match secret.text().unwrap_or_default().trim().is_empty() {
+                true => Err("is empty".to_string()),
+                false => Ok(()),
+            }
+        });
+        if let Err(why) = checked {
+            problems.push(format!("ingress.shopimind_app_secret: {why}"));
+        }
+        if self.credentials_key.is_none() {
+            problems.push(
+                "ingress.shopimind_app_secret: needs ingress.credentials_key, which seals the access tokens of unclaimed installations"
+                    .to_string(),
+            );
+        }
+    }
+
+    /// The integration that takes ShopiMind installs for installations nobody has claimed:
+    /// owner [`UNCLAIMED`], verified with the app's webhook secret.
+    fn unclaimed_installations(&self) -> Option<Integration> {
+        let secret = self.shopimind_app_secret.as_ref()?.text()?.trim();
+        (!secret.is_empty()).then(|| Integration {
+            tenant: Arc::new(crate::tenants::Tenant {
+                id: UNCLAIMED.into(),
+                inactivity_window: Duration::from_secs(15 * 60),
+                allow_plain_http: false,
+            }),
+            provider: &providers::shopimind::Shopimind,
+            clue: None,
+            key: None,
+            keys: Keys::new(providers::Key::new(secret.as_bytes()), None),
+            scheme: None,
+            event: None,
+        })
+    }
+
+    /// The trusted proxies, parsed (validated at load).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p))
+            .collect()
     }
 
     /// The vault of `credentials_key`, once resolved and checked.
@@ -181,6 +273,40 @@ impl Config {
         if self.max_buffered_bytes < self.max_body_bytes {
             problems.push("ingress.max_buffered_bytes: must be at least ingress.max_body_bytes");
         }
+        // One connection, or one address, must not be able to take the whole budget: genuine
+        // webhooks on other connections must still find room.
+        let per = |n: usize| (n.max(1) as u128).saturating_mul(self.max_body_bytes as u128);
+        let budget = self.max_buffered_bytes as u128;
+        if budget < 4 * per(self.max_unauthenticated_per_connection) {
+            problems.push(format!(
+                "ingress.max_buffered_bytes: must be at least 4 × max_body_bytes × max_unauthenticated_per_connection ({}), so that one connection holds at most a quarter of it",
+                4 * per(self.max_unauthenticated_per_connection)
+            ));
+        }
+        if self.max_unauthenticated_per_peer > 0
+            && budget < 2 * per(self.max_unauthenticated_per_peer)
+        {
+            problems.push(format!(
+                "ingress.max_buffered_bytes: must be at least 2 × max_body_bytes × max_unauthenticated_per_peer ({}), so that one client address holds at most half of it",
+                2 * per(self.max_unauthenticated_per_peer)
+            ));
+        }
+        if self.max_unauthenticated_per_connection == 0 {
+            problems.push("ingress.max_unauthenticated_per_connection: must be greater than zero");
+        }
+        if self.max_header_bytes < crate::server::MIN_HEADER_BYTES {
+            problems.push(format!(
+                "ingress.max_header_bytes: must be at least {}",
+                crate::server::MIN_HEADER_BYTES
+            ));
+        }
+        for proxy in &self.trusted_proxies {
+            if parse_net(proxy).is_none() {
+                problems.push(format!(
+                    "ingress.trusted_proxies: {proxy:?} is not an address or CIDR block"
+                ));
+            }
+        }
         if self.tenant_rate_limit_burst > 0 && self.tenant_rate_limit_per_second == 0 {
             problems.push("ingress.tenant_rate_limit_burst: needs tenant_rate_limit_per_second");
         }
@@ -200,6 +326,12 @@ pub struct Ingress {
     rate_limit: Option<DefaultKeyedRateLimiter<Arc<str>>>,
     not_accepted_log: crate::telemetry::LogLimit,
     vault: Option<Vault>,
+    /// Requests not yet authenticated, per client address.
+    unauthenticated: Arc<PerPeer>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// ShopiMind installs for installations nobody has claimed ([`UNCLAIMED`]), when the
+    /// deployment has the app's secret.
+    unclaimed: Option<Integration>,
 }
 
 impl Ingress {
@@ -215,8 +347,12 @@ impl Ingress {
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         let vault = config.vault();
+        let unclaimed = config.unclaimed_installations();
         Arc::new(Ingress {
             vault,
+            unclaimed,
+            unauthenticated: PerPeer::new(config.max_unauthenticated_per_peer),
+            trusted_proxies: config.trusted_proxy_nets(),
             permits: Arc::new(Semaphore::new(config.max_in_flight_requests)),
             buffered: Arc::new(Semaphore::new(config.max_buffered_bytes)),
             config,
@@ -263,7 +399,10 @@ impl Ingress {
         if parts.method != Method::POST {
             return self.answer(provider.slug(), Err(Error::MethodNotAllowed), started);
         }
-        let result = self.webhook(provider, key, &parts.headers, body).await;
+        let peer = parts.extensions.get::<Peer>();
+        let result = self
+            .webhook(provider, key, &parts.headers, peer, body)
+            .await;
         self.answer(provider.slug(), result, started)
     }
 
@@ -319,22 +458,26 @@ impl Ingress {
         provider: &'static dyn Provider,
         key: Option<&str>,
         headers: &HeaderMap,
+        peer: Option<&Peer>,
         body: Incoming,
     ) -> Result<&'static [u8], Error> {
-        let _admitted = self.admit(headers)?;
-        let body = read_body(
-            body,
-            headers,
-            self.config.max_body_bytes,
-            self.config.body_read_timeout,
-        )
-        .await?;
+        let mut admitted = self.admit(headers, peer)?;
+        let limits = BodyLimits {
+            max_bytes: self.config.max_body_bytes,
+            timeout: self.config.body_read_timeout,
+            min_rate: self.config.min_body_bytes_per_second,
+            grace: self.config.body_rate_grace,
+        };
+        let body =
+            limits::read_body(body, headers, limits, &self.buffered, &mut admitted.buffer).await?;
         #[cfg(feature = "fault-injection")]
         if headers.contains_key("x-cartstream-inject-panic") {
             panic!("fault injected by the test build (x-cartstream-inject-panic)");
         }
         let request = providers::Request::new(headers, &body);
         let sender = self.authenticate(provider, key, &request)?;
+        // Known now: it no longer counts against its address's and connection's share.
+        drop(admitted.unauthenticated.take());
         self.check_rate_limit(&sender.integration.tenant.id)?;
         self.produce(provider, sender, &request).await?;
         metrics::ingress_body_size(provider.slug(), body.len());
@@ -342,9 +485,11 @@ impl Ingress {
     }
 
     /// Admits a request unless in maintenance or past the limits: one of the in-flight
-    /// permits, and room for its body in the buffer — bodies being read are held in memory,
-    /// so their total is bounded too, not only each one.
-    fn admit(&self, headers: &HeaderMap) -> Result<Admitted, Error> {
+    /// permits, and a place in its client address's and its connection's share of requests
+    /// not yet authenticated. Its body is charged to the buffer budget as it arrives
+    /// ([`limits::read_body`]): bodies being read are held in memory, so their total is
+    /// bounded too, not only each one.
+    fn admit(&self, headers: &HeaderMap, peer: Option<&Peer>) -> Result<Admitted, Error> {
         if self.config.maintenance {
             return Err(Error::Maintenance);
         }
@@ -354,13 +499,23 @@ impl Ingress {
             .try_acquire_owned()
             .map_err(|_| Error::Overloaded)?;
         let in_flight = InFlight::enter();
-        let buffer = self
-            .buffered
-            .clone()
-            .try_acquire_many_owned(buffer_needed(headers, self.config.max_body_bytes))
-            .map_err(|_| Error::Overloaded)?;
+        let unauthenticated = match peer {
+            Some(peer) => {
+                let client = limits::client_address(peer.addr.ip(), headers, &self.trusted_proxies);
+                let entered = Unauthenticated::enter(
+                    &self.unauthenticated,
+                    client,
+                    peer,
+                    self.config.max_unauthenticated_per_connection,
+                );
+                Some(entered.ok_or(Error::Overloaded)?)
+            }
+            // Not through the server (no connection to count against).
+            None => None,
+        };
         Ok(Admitted {
-            _buffer: buffer,
+            buffer: None,
+            unauthenticated,
             _in_flight: in_flight,
             _permit: permit,
         })
@@ -378,16 +533,45 @@ impl Ingress {
         if seen.clue.is_none() && key.is_none() {
             return Err(Error::MissingClue);
         }
-        let mut integration = self
-            .registry
-            .resolve(provider.slug(), key, seen.clue.as_deref());
-        // A sample store behind an integration key: a platform's test, if the secret verifies.
+        // The registry holds each configured clue as `normalize_clue` made it: the request's
+        // clues pass through the same function before they are compared.
+        let clue = seen.clue.as_deref().map(|c| provider.normalize_clue(c));
+        let other_clue = seen
+            .other_clue
+            .as_deref()
+            .map(|c| provider.normalize_clue(c));
+        let registry = &self.registry;
+        let slug = provider.slug();
+        let mut integration = registry
+            .resolve(slug, key, clue.as_deref())
+            .or_else(|| registry.resolve(slug, key, Some(other_clue.as_deref()?)));
+        // A store no integration has, behind an integration key, is a platform's test only when
+        // the delivery says it is one or names a store of the vendor's documented samples; any
+        // other is refused like an unknown tenant (the platform sees the error and retries).
         let mut sample = false;
         if integration.is_none() {
+            let documented = [&clue, &other_clue]
+                .into_iter()
+                .flatten()
+                .any(|c| provider.sample_stores().contains(&c.as_str()));
+            if seen.test || documented {
+                integration = registry
+                    .resolve_sample(slug, key, clue.as_deref())
+                    .filter(|_| {
+                        other_clue
+                            .as_deref()
+                            .is_none_or(|other| registry.resolve(slug, None, Some(other)).is_none())
+                    });
+                sample = integration.is_some();
+            }
+        }
+        // ShopiMind sends an installation's access token once, at install, possibly before any
+        // tenant has named the installation: signed with the app's secret, it is kept unclaimed.
+        if integration.is_none() && seen.event_type.as_deref() == Some(SHOPIMIND_INSTALLED) {
             integration = self
-                .registry
-                .resolve_sample(provider.slug(), key, seen.clue.as_deref());
-            sample = integration.is_some();
+                .unclaimed
+                .as_ref()
+                .filter(|unclaimed| unclaimed.provider.slug() == slug);
         }
         // Unknown tenants are verified against keys nobody has, so the answer (and its timing)
         // is the one a wrong signature gets.
@@ -406,6 +590,9 @@ impl Ingress {
             metrics::ingress_signature_failure(provider.slug());
             return Err(providers::Error::Unauthorized("unauthorized").into());
         };
+        if sample {
+            warn_of_clue_mismatch(provider.slug(), &integration.tenant.id, self.clock.now());
+        }
         let seen = match scheme {
             Some(scheme) => scheme.inspect(request)?,
             None => seen,
@@ -503,7 +690,10 @@ impl Ingress {
 
 /// What an admitted request holds until it is answered (released in this order).
 struct Admitted {
-    _buffer: tokio::sync::OwnedSemaphorePermit,
+    /// Its body's bytes in the buffer budget, charged as they arrived.
+    buffer: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its place in its client's and connection's share, until its sender is known.
+    unauthenticated: Option<Unauthenticated>,
     _in_flight: InFlight,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -563,6 +753,31 @@ impl Ingress {
     }
 }
 
+/// ShopiMind's install event, the one that carries an installation's access token.
+const SHOPIMIND_INSTALLED: &str = "integration.installed";
+
+/// Counts an authentic delivery accepted as a platform's test behind an integration key whose
+/// store is not the payload's, and says so at WARN — at most once per 10 s, so that a platform
+/// sending many cannot flood the log: a merchant's second store or a mistyped clue shows here.
+fn warn_of_clue_mismatch(provider: &'static str, tenant: &str, now: std::time::SystemTime) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LAST_WARNED_SECOND: AtomicU64 = AtomicU64::new(0);
+    metrics::ingress_clue_mismatch(provider);
+    let now = crate::clock::unix_millis(now).max(0) as u64 / 1000;
+    let last = LAST_WARNED_SECOND.load(Relaxed);
+    if (last == 0 || now >= last + 10)
+        && LAST_WARNED_SECOND
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            provider,
+            tenant,
+            "a platform test delivery behind this integration's key names a store that is not the integration's: answered 200 as a test, no cart tracked; if it is a real store, give it an integration of its own"
+        );
+    }
+}
+
 /// How long a request of `provider` waits for Kafka's acknowledgement: `configured`, but never
 /// past four fifths of the platform's own deadline, so that a slow broker is answered 504 (and
 /// retried) before the platform gives up on the delivery rather than after.
@@ -570,39 +785,6 @@ pub fn ack_timeout(provider: &dyn Provider, configured: Duration) -> Duration {
     provider
         .answer_deadline()
         .map_or(configured, |deadline| configured.min(deadline * 4 / 5))
-}
-
-/// The bytes of the buffer budget a request takes while its body is read: its declared length,
-/// or the largest body allowed when it declares none (one larger is refused before reading).
-fn buffer_needed(headers: &HeaderMap, max_body_bytes: usize) -> u32 {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bytes = declared.map_or(max_body_bytes as u64, |len| len.min(max_body_bytes as u64));
-    u32::try_from(bytes.max(1)).unwrap_or(u32::MAX)
-}
-
-/// Collects the body into one buffer, refusing it as soon as it is known to exceed `limit`.
-async fn read_body(
-    body: Incoming,
-    headers: &HeaderMap,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Error> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(Error::BodyTooLarge { limit });
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(Error::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
-        Ok(Err(e)) => Err(Error::BodyRead(e)),
-    }
 }
 
 /// Counts a request in the in-flight gauge for as long as it lives.

@@ -3,7 +3,9 @@
 //! shutdown stop accepting and let in-flight requests finish within a grace period.
 //!
 //! A connection costs a file descriptor and memory until it closes, so none is held for free:
-//! at most `max_connections` are open at once (past that, a new one gets a 503 and is closed);
+//! at most `max_connections` are open at once, and at most `max_connections_per_peer` from one
+//! address (past either, a new one gets a 503 and is closed); a connection's request head may
+//! hold at most `max_header_bytes` (past it: 431);
 //! one that has not sent the start of a request within `header_read_timeout` is closed; one with
 //! no request in progress for `idle_timeout` is closed (HTTP/2: with a GOAWAY); HTTP/2 peers
 //! that stop answering pings are dropped.
@@ -12,6 +14,9 @@
 //! every other answer ([`json_errors`]).
 
 mod json_errors;
+mod peers;
+
+pub use peers::{Counted, Peer, PeerGuard, PerPeer};
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -42,6 +47,13 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// Connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Connections open at once from one address (0: no cap); more are answered 503 and
+    /// closed. Addresses in `unlimited_peers` (trusted proxies) have no cap of their own.
+    pub max_connections_per_peer: usize,
+    pub unlimited_peers: Vec<ipnet::IpNet>,
+    /// Bytes a request head may take: HTTP/1's read buffer and HTTP/2's header list, per
+    /// connection (at least 8 KiB).
+    pub max_header_bytes: usize,
     /// Concurrent streams on one HTTP/2 connection.
     pub http2_max_concurrent_streams: u32,
     /// How long in-flight requests may run after shutdown begins.
@@ -68,6 +80,7 @@ pub async fn serve<S, F>(
 {
     let builder = connection_builder(&options);
     let open = Arc::new(Semaphore::new(options.max_connections));
+    let per_peer = PerPeer::new(options.max_connections_per_peer);
     let connections = TaskTracker::new();
     let closing = CancellationToken::new();
 
@@ -77,8 +90,8 @@ pub async fn serve<S, F>(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
@@ -96,9 +109,30 @@ pub async fn serve<S, F>(
             let _ = stream.try_write(TOO_MANY_CONNECTIONS);
             continue;
         };
+        let unlimited = options
+            .unlimited_peers
+            .iter()
+            .any(|net| net.contains(&peer.ip().to_canonical()));
+        let peer_slot = match unlimited {
+            true => None,
+            false => match per_peer.try_enter(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    crate::telemetry::metrics::connection_refused(options.name);
+                    tracing::debug!(
+                        listener = options.name,
+                        max_connections_per_peer = options.max_connections_per_peer,
+                        "connection refused: too many open from one address"
+                    );
+                    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+                    continue;
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
         let connection = serve_connection(
             stream,
+            Peer::new(peer),
             builder.clone(),
             service.clone(),
             options.clone(),
@@ -107,12 +141,15 @@ pub async fn serve<S, F>(
         );
         tracker.spawn(connections.track_future(async move {
             connection.await;
-            drop(permit);
+            drop((peer_slot, permit));
         }));
     }
     drop(listener);
     drain(connections, options.grace, closing).await;
 }
+
+/// The smallest HTTP/1 read buffer hyper accepts.
+pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// HTTP/1.1 with keep-alive and HTTP/2 with pings, as `options` say.
 fn connection_builder(options: &Options) -> auto::Builder<TokioExecutor> {
@@ -121,10 +158,12 @@ fn connection_builder(options: &Options) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(options.max_header_bytes.max(MIN_HEADER_BYTES))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(options.http2_max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(10));
@@ -147,6 +186,7 @@ async fn drain(connections: TaskTracker, grace: Duration, closing: CancellationT
 /// Serves one connection until it ends, is idle too long, or the server shuts down.
 async fn serve_connection<S, F>(
     stream: TcpStream,
+    peer: Peer,
     builder: auto::Builder<TokioExecutor>,
     service: S,
     options: Options,
@@ -165,7 +205,8 @@ async fn serve_connection<S, F>(
     }
     let activity = Activity::new(Instant::now());
     let seen = activity.clone();
-    let hyper_service = hyper::service::service_fn(move |request| {
+    let hyper_service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(peer.clone());
         let busy = seen.begin(Instant::now());
         let response = service(request);
         async move {
@@ -310,6 +351,10 @@ pub fn connection_cap(configured: usize, open_files_limit: u64) -> usize {
 
 /// Connections the admin port may hold (scrapes, probes, an operator).
 pub const ADMIN_CONNECTIONS: usize = 64;
+
+/// Connections the admin port takes from one address: a peer that holds connections open
+/// cannot take the slots the kubelet's probes and the Prometheus scrape need.
+pub const ADMIN_CONNECTIONS_PER_PEER: usize = 8;
 
 #[cfg(test)]
 mod tests {

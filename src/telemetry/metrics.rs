@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const INGRESS_REQUESTS: &str = "cartstream_ingress_requests_total";
 pub const INGRESS_REQUEST_DURATION: &str = "cartstream_ingress_request_duration_seconds";
 pub const INGRESS_SIGNATURE_FAILURES: &str = "cartstream_ingress_signature_failures_total";
+pub const INGRESS_CLUE_MISMATCHES: &str = "cartstream_ingress_clue_mismatches_total";
 pub const INGRESS_IN_FLIGHT: &str = "cartstream_ingress_in_flight_requests";
 pub const INGRESS_BODY_SIZE: &str = "cartstream_ingress_body_size_bytes";
 pub const CONNECTIONS_REFUSED: &str = "cartstream_http_connections_refused_total";
@@ -53,6 +54,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (INGRESS_REQUESTS, Kind::Counter),
     (INGRESS_REQUEST_DURATION, Kind::Histogram),
     (INGRESS_SIGNATURE_FAILURES, Kind::Counter),
+    (INGRESS_CLUE_MISMATCHES, Kind::Counter),
     (INGRESS_IN_FLIGHT, Kind::Gauge),
     (INGRESS_BODY_SIZE, Kind::Histogram),
     (CONNECTIONS_REFUSED, Kind::Counter),
@@ -138,6 +140,10 @@ fn describe() {
     describe_counter!(
         INGRESS_SIGNATURE_FAILURES,
         "Deliveries refused because their signature, secret or timestamp did not verify, by provider."
+    );
+    describe_counter!(
+        INGRESS_CLUE_MISMATCHES,
+        "Platform test deliveries accepted behind an integration key although their store names no integration, by provider."
     );
     describe_gauge!(INGRESS_IN_FLIGHT, "Webhook requests being processed now.");
     describe_histogram!(
@@ -285,6 +291,10 @@ pub fn ingress_request(provider: &'static str, status: u16, took: Duration) {
 
 pub fn ingress_signature_failure(provider: &'static str) {
     counter!(INGRESS_SIGNATURE_FAILURES, "provider" => provider).increment(1);
+}
+
+pub fn ingress_clue_mismatch(provider: &'static str) {
+    counter!(INGRESS_CLUE_MISMATCHES, "provider" => provider).increment(1);
 }
 
 pub fn ingress_in_flight(delta: f64) {

@@ -194,6 +194,12 @@ impl<'f> Parse<'f> {
         if !self.tenant_ids.insert(spec.id.as_str()) {
             self.problems.push(format!("{at}: duplicate tenant id"));
         }
+        if spec.id == super::UNCLAIMED {
+            self.problems.push(format!(
+                "{at}: the id \"{}\" names installations no tenant has claimed; choose another",
+                super::UNCLAIMED
+            ));
+        }
         let window = spec.inactivity_window.unwrap_or(DEFAULT_INACTIVITY_WINDOW);
         if window.is_zero() {
             self.problems

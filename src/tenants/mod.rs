@@ -38,6 +38,10 @@ impl Default for Config {
 /// The default inactivity window of a tenant's carts.
 pub const DEFAULT_INACTIVITY_WINDOW: Duration = Duration::from_secs(15 * 60);
 
+/// The owner of what an installation nobody has claimed yet sent (ShopiMind installs): the
+/// tenant id of its inbound record and sealed credentials. No tenant may take this id.
+pub const UNCLAIMED: &str = "unclaimed";
+
 /// One merchant store.
 #[derive(Debug)]
 pub struct Tenant {

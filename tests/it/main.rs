@@ -4,6 +4,7 @@
 // Tests measure real elapsed time and build signed requests with the real clock.
 #![allow(clippy::disallowed_methods)]
 
+mod acknowledged;
 mod catalogue;
 mod delivery;
 mod failover;

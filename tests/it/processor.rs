@@ -909,11 +909,12 @@ async fn platform_test_deliveries_are_answered_200_marked_and_track_no_cart() {
         async move { http.post(&url, &headers, body).await }
     };
     let keyed = "/api/webhooks/flexype/int_acme_flexype_0000001";
-    // A sample store behind the integration's key, with the real secret: a test.
+    // The store of FlexyPe's documented samples behind the integration's key, with the real
+    // secret: a test.
     let sample = post(
         keyed,
         flexype("acme-flexype-secret", "evt-test-1"),
-        checkout("sample_store", "ABANDONED_CHECKOUT", "chk-sample"),
+        checkout("store_01", "ABANDONED_CHECKOUT", "chk-sample"),
     )
     .await;
     assert_eq!(sample.status, 200, "{sample:?}");
@@ -1087,17 +1088,42 @@ async fn an_order_from_the_same_phone_recovers_an_abandoned_checkout() {
 }
 
 /// The admin port's `/readyz` of a process running the processor lists its state stores — one
-/// per owned inbound partition, where it is and whether it has caught up — while the public
-/// port's answer says only whether to send traffic.
+/// per owned inbound partition, where it is and whether it has caught up — to a caller with
+/// the admin token, while a probe without it, and the public port, learn only whether to send
+/// traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_on_the_admin_port_reports_the_processors_state_stores() {
-    let shop = Shop::start("readyz-stores").await;
+    const TOKEN: &str = "test-admin-token-0123456789";
+    let clock = Clock::manual(T0);
+    let daemon = TestDaemon::builder("readyz-stores")
+        .roles(Roles::ALL)
+        .clock(clock.clone())
+        .config(|config| {
+            patient(config);
+            config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
+        })
+        .start()
+        .await;
+    let shop = Shop {
+        daemon,
+        http: Http::http1(),
+        clock,
+    };
     shop.checkout("cart-1", "w-1").await;
     shop.applied(1).await;
     let partitions = shop.daemon.config.kafka.partitions as usize;
     let deadline = std::time::Instant::now() + WAIT;
+    let authorized = [("authorization", format!("Bearer {TOKEN}"))];
     let stores = loop {
-        let answer = shop.http.get(&shop.daemon.admin_url("/readyz")).await;
+        let answer = shop
+            .http
+            .send(
+                "GET",
+                &shop.daemon.admin_url("/readyz"),
+                &authorized,
+                bytes::Bytes::new(),
+            )
+            .await;
         assert_eq!(answer.status, 200, "{answer:?}");
         let body = answer.json();
         assert_eq!(body["status"], "ready");
@@ -1129,6 +1155,12 @@ async fn readiness_on_the_admin_port_reports_the_processors_state_stores() {
 
     let public = shop.http.get(&shop.daemon.url("/readyz")).await;
     assert_eq!(public.json(), json!({"status": "ready"}));
+    let probe = shop.http.get(&shop.daemon.admin_url("/readyz")).await;
+    assert_eq!(
+        probe.json(),
+        json!({"status": "ready"}),
+        "no detail without the token"
+    );
     shop.daemon.stop().await;
 }
 
@@ -1254,6 +1286,10 @@ async fn a_full_state_volume_pauses_the_processor_until_space_returns() {
         .config(move |config| {
             patient(config);
             config.processor.state_dir = state_dir;
+            // Longer than `wait_for` waits for readiness below: a processor that resumes only
+            // once this deadline for closing its paused consumer has passed fails the test
+            // instead of merely slowing it down.
+            config.kafka.shutdown_timeout = Duration::from_secs(90);
         })
         .start()
         .await;
