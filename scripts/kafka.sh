@@ -10,7 +10,11 @@
 # One node alone is fit for development and tests: the internal topics (consumer offsets,
 # transaction state, share-group state) have one replica and a min ISR of 1 — with Kafka's
 # defaults (3 and 2) transactions never initialise on one node — and a group's first rebalance
-# is not delayed. The environment shapes other nodes (scripts/kafka-cluster.sh uses it):
+# is not delayed. Records are kept whatever their timestamps: tests run the daemon on manual
+# clocks set to fixed dates, by now further back than the default seven-day retention, and a
+# retention pass (every five minutes) would delete a test's partition up to its end before the
+# test has consumed it — a processor resuming there skips to the new start of the log. The
+# environment shapes other nodes (scripts/kafka-cluster.sh uses it):
 #   KAFKA_NODE_ID          node id (1)
 #   KAFKA_CONTROLLER_PORT  the controller listener's port (a free one)
 #   KAFKA_VOTERS           the controller quorum, id@host:port,… (this node alone)
@@ -75,6 +79,7 @@ transaction.state.log.num.partitions=3
 share.coordinator.state.topic.replication.factor=$replication
 share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
+log.retention.ms=-1
 EOF
     format=()
     if [ -n "${KAFKA_SASL_SSL_PORT:-}" ]; then

@@ -23,8 +23,9 @@ pub use producer::{max_message_bytes, Producer};
 
 use crate::problems::Problems;
 
-/// Header of processor output records: the record's deterministic id (the delivery id of an
-/// event, the transition id of a transition), so consumers can de-duplicate without parsing.
+/// Header of processor output records: the record's deterministic id (an event's
+/// `tenant/provider/delivery id`, [`crate::topics::event::Record::id`]; a transition's id), so
+/// consumers can de-duplicate without parsing.
 pub const HEADER_ID: &str = "cartstream-id";
 
 /// The `[kafka]` section.
@@ -324,6 +325,11 @@ pub fn static_instance_id(role: &str, state_dir: &Path, topic: &str) -> String {
 /// Closing waits for the broker however long that takes; when it hangs, the thread is left to
 /// finish on its own (it does not keep the process alive) and the caller goes on stopping. The
 /// consumers' progress that counts is in their own stores, not in the group.
+///
+/// No partition list the consumer returned (its `assignment()`, say) may still be held
+/// elsewhere: such a list keeps the consumer's partitions alive, and librdkafka does not finish
+/// destroying a consumer while any is, so the close would wait for the holder until the
+/// deadline.
 pub async fn close_consumer<T: Send + 'static>(consumer: T, deadline: Instant) -> bool {
     let (closed, done) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()

@@ -297,9 +297,7 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> Result<BaseConsumer<Context>, Error> {
         self.stalls.stalled(ROLE, STALLED);
-        let assignment = consumer.assignment().unwrap_or_default();
-        let _ = consumer.pause(&assignment);
-        partitions.set_paused(true);
+        pause(&consumer, partitions, true);
         let mut probed = Instant::now();
         loop {
             if shutdown.is_cancelled() {
@@ -357,17 +355,21 @@ impl Processor {
         Ok(consumer)
     }
 
-    /// Drops a fenced consumer — its partitions' outboxes stay in their stores, to be published
-    /// once they are assigned again — and joins the group with a new one.
+    /// Replaces `old` (fenced out, or paused through a stall) with a new member of the group.
+    /// The stores are closed here, before `old` closes, and their outboxes stay in them, to be
+    /// published once the partitions are assigned again. `old` is retired first: its revocation,
+    /// which librdkafka runs while closing it — on the closing thread, possibly after the
+    /// deadline, when the new member may own the partitions again — leaves the stores alone.
     fn rejoin(
         &self,
-        fenced: BaseConsumer<Context>,
+        old: BaseConsumer<Context>,
         partitions: &Partitions,
         runtime: &tokio::runtime::Handle,
     ) -> Result<BaseConsumer<Context>, Error> {
-        let deadline = Instant::now() + self.kafka.shutdown_timeout;
-        runtime.block_on(kafka::close_consumer(fenced, deadline));
+        old.context().retire();
         partitions.close_all();
+        let deadline = Instant::now() + self.kafka.shutdown_timeout;
+        runtime.block_on(kafka::close_consumer(old, deadline));
         self.join(partitions)
     }
 
@@ -467,14 +469,24 @@ impl Processor {
 /// stay bounded; polling goes on to keep the group membership.
 fn publish_or_pause(consumer: &BaseConsumer<Context>, partitions: &Partitions) {
     if !partitions.publish_all() {
-        let assignment = consumer.assignment().unwrap_or_default();
-        let _ = consumer.pause(&assignment);
-        partitions.set_paused(true);
+        pause(consumer, partitions, true);
     } else if partitions.paused() {
-        let assignment = consumer.assignment().unwrap_or_default();
-        let _ = consumer.resume(&assignment);
-        partitions.set_paused(false);
+        pause(consumer, partitions, false);
     }
+}
+
+/// Pauses (or resumes) consuming every assigned partition. The assignment list is dropped before
+/// this returns: its entries hold the consumer's partitions, and a consumer cannot finish closing
+/// while any is held (see [`kafka::close_consumer`]).
+fn pause(consumer: &BaseConsumer<Context>, partitions: &Partitions, paused: bool) {
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = if paused {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        };
+    }
+    partitions.set_paused(paused);
 }
 
 /// Commits stored offsets of `topic` to the group, for progress reporting (lag) only: the
