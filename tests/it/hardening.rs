@@ -742,6 +742,30 @@ async fn one_address_holds_only_its_share_of_connections_and_header_buffers() {
     daemon.stop().await;
 }
 
+/// The admin port's 64 connections are no pool one peer can drain: holding every connection it
+/// may from one address leaves the probes and the scrape from another address answered. (Before,
+/// one address holding 64 idle connections made every probe a 503 and took the pod out of
+/// service.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_holding_admin_connections_does_not_fail_the_probes() {
+    let daemon = TestDaemon::builder("hardening-admin-peer").start().await;
+    let admin: std::net::SocketAddr = daemon.running.admin_addr;
+    let mut held = hold_connections_from("127.0.0.2", admin, 64, b"").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = Http::http1();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let answer = http.get(&daemon.admin_url(path)).await;
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+    }
+    let refused = closed_by_server(&mut held).await;
+    assert_eq!(
+        refused, 56,
+        "past 8 from one address, the admin port refuses"
+    );
+    drop(held);
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_limit_a_webhook_is_answered_503_with_retry_after_at_once() {
     let daemon = TestDaemon::builder("hardening-in-flight")
