@@ -100,13 +100,7 @@ pub async fn serve<S, F>(
             }
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            crate::telemetry::metrics::connection_refused(options.name);
-            tracing::debug!(
-                listener = options.name,
-                max_connections = options.max_connections,
-                "connection refused: too many open"
-            );
-            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            refuse(&stream, &options, "connection refused: too many open");
             continue;
         };
         let unlimited = options
@@ -118,13 +112,11 @@ pub async fn serve<S, F>(
             false => match per_peer.try_enter(peer.ip()) {
                 Some(slot) => Some(slot),
                 None => {
-                    crate::telemetry::metrics::connection_refused(options.name);
-                    tracing::debug!(
-                        listener = options.name,
-                        max_connections_per_peer = options.max_connections_per_peer,
-                        "connection refused: too many open from one address"
+                    refuse(
+                        &stream,
+                        &options,
+                        "connection refused: too many open from one address",
                     );
-                    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
                     continue;
                 }
             },
@@ -146,6 +138,19 @@ pub async fn serve<S, F>(
     }
     drop(listener);
     drain(connections, options.grace, closing).await;
+}
+
+/// Answers a connection past a cap (`why` says which) with a 503 and counts it; the caller
+/// drops it, which closes it.
+fn refuse(stream: &TcpStream, options: &Options, why: &'static str) {
+    crate::telemetry::metrics::connection_refused(options.name);
+    tracing::debug!(
+        listener = options.name,
+        max_connections = options.max_connections,
+        max_connections_per_peer = options.max_connections_per_peer,
+        "{why}"
+    );
+    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
 }
 
 /// The smallest HTTP/1 read buffer hyper accepts.
