@@ -26,10 +26,10 @@ use std::fmt;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::providers::Key;
 use crate::topics::credentials::Credential;
 
 /// What a redacted value is replaced with in the inbound record.
@@ -116,7 +116,7 @@ pub struct Vault {
     cipher: Aes256Gcm,
     key_id: String,
     /// HMAC-SHA256 of [`DELIVERY_ID_KEY`] under the credentials key: keys delivery ids.
-    id_key: [u8; 32],
+    id_key: Key,
 }
 
 /// Never shows the key.
@@ -140,14 +140,6 @@ pub enum Error {
     Damaged,
 }
 
-/// HMAC-SHA256 of `message` under `key`.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(message);
-    mac.finalize().into_bytes().into()
-}
-
 impl Vault {
     pub fn from_base64(text: &str) -> Result<Vault, Error> {
         let key = base64::engine::general_purpose::STANDARD
@@ -162,7 +154,7 @@ impl Vault {
             // Names the key in each record without revealing it, so a rotation can tell which
             // key opens which record.
             key_id: hex::encode(&digest[..8]),
-            id_key: hmac_sha256(&key, DELIVERY_ID_KEY),
+            id_key: Key::new(&Key::new(&key).sign(&[DELIVERY_ID_KEY])),
         })
     }
 
@@ -176,7 +168,7 @@ impl Vault {
     /// `"cartstream delivery id"`). The same body gets the same id, so a retried delivery still
     /// de-duplicates; but without the key, the id cannot confirm a guess of a redacted value.
     pub fn delivery_id(&self, body: &[u8]) -> String {
-        format!("sha256:{}", hex::encode(hmac_sha256(&self.id_key, body)))
+        format!("sha256:{}", hex::encode(self.id_key.sign(&[body])))
     }
 
     /// Seals `plaintext` bound to `context` (the record's key): base64 of a random nonce and the
