@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::delivery::Receiver;
 use crate::support::{
-    eventually, fixture, read_json, read_json_eventually, read_topic, shopify_headers, Http,
-    TestDaemon,
+    credentials_command, eventually, fixture, read_json, read_json_eventually, read_topic,
+    shopify_headers, Http, TestDaemon,
 };
 
 /// The manual clock's start: half a minute after the `event_time` of FlexyPe's documented
@@ -334,25 +334,8 @@ async fn a_shopimind_install_for_an_unknown_installation_keeps_its_token_unclaim
     assert!(!String::from_utf8_lossy(&inbound[0].value).contains("int_NEW_TOKEN"));
 
     // The operator reads the token back.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cartstream.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ingress]\ncredentials_key = {{ env = \"TEST_CREDENTIALS_KEY\" }}\n[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n",
-            daemon.brokers, daemon.config.kafka.topic_prefix
-        ),
-    )
-    .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
-        .args(["credentials", "--unclaimed", "--config"])
-        .arg(&config)
-        .env("TEST_CREDENTIALS_KEY", crate::support::CREDENTIALS_KEY)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let lines: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
+    let (_dir, config) = daemon.credentials_config();
+    let lines: Vec<Value> = credentials_command(&config, &["--unclaimed"])
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();

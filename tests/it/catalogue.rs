@@ -9,7 +9,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::support::{fixture, read_topic, Http, TestDaemon};
+use crate::support::{
+    credentials_command, fixture, read_topic, Http, TestDaemon, CREDENTIALS_KEY_VARIABLE,
+};
 
 const TENANTS: &str = r#"
 [[tenant]]
@@ -712,25 +714,8 @@ async fn shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear() 
 
     // The operator reads them back: the latest value of each field, the token of the install
     // kept past the later configuration change.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cartstream.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ingress]\ncredentials_key = {{ env = \"TEST_CREDENTIALS_KEY\" }}\n[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n",
-            daemon.brokers, daemon.config.kafka.topic_prefix
-        ),
-    )
-    .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
-        .args(["credentials", "--tenant", "acme", "--config"])
-        .arg(&config)
-        .env("TEST_CREDENTIALS_KEY", crate::support::CREDENTIALS_KEY)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let lines: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
+    let (_dir, config) = daemon.credentials_config();
+    let lines: Vec<Value> = credentials_command(&config, &["--tenant", "acme"])
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
@@ -755,7 +740,7 @@ async fn shopimind_secrets_in_payloads_are_sealed_and_never_produced_in_clear() 
         .args(["credentials", "--config"])
         .arg(&config)
         .env(
-            "TEST_CREDENTIALS_KEY",
+            CREDENTIALS_KEY_VARIABLE,
             "b3RoZXIta2V5LXRoYXQtb3BlbnMtbm90aGluZyEhISE=",
         )
         .output()
@@ -844,16 +829,7 @@ async fn the_credentials_command_prints_secrets_on_a_terminal_only_with_reveal()
         )
         .await;
     assert_eq!(answer.status, 200, "{answer:?}");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cartstream.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ingress]\ncredentials_key = {{ env = \"TEST_CREDENTIALS_KEY\" }}\n[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n",
-            daemon.brokers, daemon.config.kafka.topic_prefix
-        ),
-    )
-    .unwrap();
+    let (_dir, config) = daemon.credentials_config();
     // `script -qec COMMAND /dev/null` runs COMMAND with a pseudo-terminal as its stdout and
     // stderr, and copies what it shows to its own stdout.
     let on_terminal = |extra: &str| {
@@ -864,7 +840,7 @@ async fn the_credentials_command_prints_secrets_on_a_terminal_only_with_reveal()
         );
         let output = std::process::Command::new("script")
             .args(["-qec", &command, "/dev/null"])
-            .env("TEST_CREDENTIALS_KEY", crate::support::CREDENTIALS_KEY)
+            .env(CREDENTIALS_KEY_VARIABLE, crate::support::CREDENTIALS_KEY)
             .stdin(std::process::Stdio::null())
             .output()
             .expect("`script` (util-linux) makes the terminal");
@@ -879,14 +855,7 @@ async fn the_credentials_command_prints_secrets_on_a_terminal_only_with_reveal()
     assert!(status.success(), "{shown}");
     assert!(shown.contains("int_TERMINAL_T"), "{shown}");
     // Into a pipe, as before.
-    let piped = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
-        .args(["credentials", "--config"])
-        .arg(&config)
-        .env("TEST_CREDENTIALS_KEY", crate::support::CREDENTIALS_KEY)
-        .output()
-        .unwrap();
-    assert!(piped.status.success(), "{piped:?}");
-    assert!(String::from_utf8_lossy(&piped.stdout).contains("int_TERMINAL_T"));
+    assert!(credentials_command(&config, &[]).contains("int_TERMINAL_T"));
     daemon.stop().await;
 }
 

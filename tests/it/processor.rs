@@ -40,11 +40,19 @@ struct Shop {
 
 impl Shop {
     async fn start(test: &str) -> Shop {
+        Shop::start_with(test, |_| {}).await
+    }
+
+    /// [`Shop::start`], the configuration edited further by `edit`.
+    async fn start_with(test: &str, edit: impl FnOnce(&mut cartstream::config::Config)) -> Shop {
         let clock = Clock::manual(T0);
         let daemon = TestDaemon::builder(test)
             .roles(Roles::ALL)
             .clock(clock.clone())
-            .config(patient)
+            .config(|config| {
+                patient(config);
+                edit(config);
+            })
             .start()
             .await;
         Shop {
@@ -1094,21 +1102,10 @@ async fn an_order_from_the_same_phone_recovers_an_abandoned_checkout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_on_the_admin_port_reports_the_processors_state_stores() {
     const TOKEN: &str = "test-admin-token-0123456789";
-    let clock = Clock::manual(T0);
-    let daemon = TestDaemon::builder("readyz-stores")
-        .roles(Roles::ALL)
-        .clock(clock.clone())
-        .config(|config| {
-            patient(config);
-            config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
-        })
-        .start()
-        .await;
-    let shop = Shop {
-        daemon,
-        http: Http::http1(),
-        clock,
-    };
+    let shop = Shop::start_with("readyz-stores", |config| {
+        config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
+    })
+    .await;
     shop.checkout("cart-1", "w-1").await;
     shop.applied(1).await;
     let partitions = shop.daemon.config.kafka.partitions as usize;

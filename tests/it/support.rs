@@ -80,6 +80,25 @@ id = "globex"
   secret = "whsec_ZGVyaXZlZC1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJi"
 "#;
 
+/// The variable the configuration [`TestDaemon::credentials_config`] writes names for the
+/// credentials key; [`credentials_command`] sets it to [`CREDENTIALS_KEY`].
+pub const CREDENTIALS_KEY_VARIABLE: &str = "TEST_CREDENTIALS_KEY";
+
+/// `cartstream credentials ARGS --config CONFIG`, its output into a pipe, with the test
+/// credentials key in its environment; panics unless it succeeds. Its standard output.
+pub fn credentials_command(config: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_cartstream"))
+        .arg("credentials")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env(CREDENTIALS_KEY_VARIABLE, CREDENTIALS_KEY)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// A daemon running in this process on ephemeral ports, with its own topics.
 /// The `ingress.credentials_key` of every test daemon (32 bytes, base64).
 pub const CREDENTIALS_KEY: &str = "dGVzdC1jcmVkZW50aWFscy1rZXktMzItYnl0ZXMhISE=";
@@ -149,6 +168,23 @@ impl TestDaemon {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.running.admin_addr)
+    }
+
+    /// A configuration file for the `cartstream` commands that read this daemon's topics with
+    /// the test credentials key (from [`CREDENTIALS_KEY_VARIABLE`]), in a folder that lives as
+    /// long as the returned guard.
+    pub fn credentials_config(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cartstream.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[ingress]\ncredentials_key = {{ env = \"{CREDENTIALS_KEY_VARIABLE}\" }}\n[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n",
+                self.brokers, self.config.kafka.topic_prefix
+            ),
+        )
+        .unwrap();
+        (dir, config)
     }
 
     pub async fn stop(self) {
