@@ -1,6 +1,6 @@
 //! Sends a scenario's requests to the ingress: phases at a fixed rate (or as fast as the
 //! concurrency allows), keep-alive connections, a line of progress per second, and a record of
-//! every attempt's outcome for the completeness check.
+//! every attempt's outcome for the completeness check and the floor under it (`floor`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::floor::{Allowance, Answer, Span, Tally};
 use crate::scenario::Scenario;
 use crate::tenants::Tenant;
 use crate::webhooks::{Kind, Request, Templates};
@@ -22,10 +23,10 @@ use crate::webhooks::{Kind, Request, Templates};
 /// What the check needs to know about one delivery id.
 #[derive(Debug, Default, Clone)]
 pub struct Expected {
-    /// Attempts answered 200.
+    /// Attempts answered 2xx.
     pub acknowledged: u32,
     /// Attempts whose outcome is unknown (transport error, timeout, 5xx): each may or may not
-    /// have been recorded.
+    /// have been recorded. The floor excuses only some of them, in a stated disruption.
     pub uncertain: u32,
     /// Attempts sent with a bad signature (they must leave no trace).
     pub forged: u32,
@@ -37,6 +38,13 @@ pub struct Outcome {
     pub expected: HashMap<String, Expected>,
     /// Journeys whose checkout and order were both acknowledged: their cart token.
     pub journeys: Vec<String>,
+    /// Abandonments whose checkout was acknowledged: their cart token.
+    pub abandonments: Vec<String>,
+    /// Transitions (`<bucket>:<cart>`) that may or may not happen, once: a journey whose order's
+    /// outcome is unknown, an abandonment whose checkout's outcome is unknown.
+    pub uncertain_transitions: Vec<String>,
+    /// Every answer, against the floor.
+    pub tally: Tally,
     pub statuses: BTreeMap<String, u64>,
     pub latency: hdrhistogram::Histogram<u64>,
     pub phases: Vec<PhaseResult>,
@@ -91,6 +99,9 @@ pub struct Second {
 struct Shared {
     expected: HashMap<String, Expected>,
     journeys: Vec<String>,
+    abandonments: Vec<String>,
+    uncertain_transitions: Vec<String>,
+    tally: Tally,
     statuses: BTreeMap<String, u64>,
     latency: hdrhistogram::Histogram<u64>,
     phase: hdrhistogram::Histogram<u64>,
@@ -113,6 +124,8 @@ pub struct Driver {
     pub templates: Templates,
     pub ingress: String,
     pub run: String,
+    /// What a stated disruption excuses.
+    pub allowance: Allowance,
 }
 
 impl Driver {
@@ -122,6 +135,7 @@ impl Driver {
             templates,
             ingress,
             run,
+            allowance,
         } = self;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -132,6 +146,9 @@ impl Driver {
         let shared = Arc::new(Mutex::new(Shared {
             expected: HashMap::new(),
             journeys: Vec::new(),
+            abandonments: Vec::new(),
+            uncertain_transitions: Vec::new(),
+            tally: Tally::default(),
             statuses: BTreeMap::new(),
             latency: histogram(),
             phase: histogram(),
@@ -141,6 +158,7 @@ impl Driver {
             phase_requests: 0,
             phase_acknowledged: 0,
         }));
+        let started = Instant::now();
         let context = Arc::new(Context {
             client,
             templates,
@@ -148,9 +166,10 @@ impl Driver {
             run,
             scenario: scenario.clone(),
             shared: shared.clone(),
+            started,
+            allowance,
         });
         let limit = Arc::new(Semaphore::new(scenario.concurrency));
-        let started = Instant::now();
         let mut timeline = Vec::new();
         let mut phases = Vec::new();
         let mut operation: u64 = 0;
@@ -229,6 +248,9 @@ impl Driver {
         Ok(Outcome {
             expected: shared.expected,
             journeys: shared.journeys,
+            abandonments: shared.abandonments,
+            uncertain_transitions: shared.uncertain_transitions,
+            tally: shared.tally,
             statuses: shared.statuses,
             latency: shared.latency,
             phases,
@@ -261,10 +283,24 @@ struct Context {
     run: String,
     scenario: Scenario,
     shared: Arc<Mutex<Shared>>,
+    /// The start of the first phase: the origin of the disruption window.
+    started: Instant,
+    allowance: Allowance,
+}
+
+/// What an attempt tells the check about its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Acknowledged,
+    /// A definite refusal (4xx): nothing was produced.
+    Refused,
+    /// It may or may not have been produced.
+    Unknown,
 }
 
 impl Context {
-    /// One operation: a single delivery (perhaps re-sent), a forged one, or a journey.
+    /// One operation: a single delivery (perhaps re-sent), a forged one, a journey or an
+    /// abandonment.
     async fn operation(&self, op: u64) {
         let s = &self.scenario;
         let tenant = Tenant((mix(op, 1) % s.tenants as u64) as usize);
@@ -279,16 +315,36 @@ impl Context {
             let checkout =
                 self.templates
                     .request("shopify", Kind::Checkout, tenant, &self.run, op, true);
-            if self.send_maybe_twice(&checkout, Kind::Checkout, op).await {
+            if self.send_maybe_twice(&checkout, Kind::Checkout, op).await == Sent::Acknowledged {
                 let order =
                     self.templates
                         .request("shopify", Kind::Order, tenant, &self.run, op, true);
-                if self.send_maybe_twice(&order, Kind::Order, op).await {
-                    let mut shared = self.shared.lock().expect("not poisoned");
-                    shared
-                        .journeys
-                        .push(crate::webhooks::cart_token(&self.run, op));
+                let sent = self.send_maybe_twice(&order, Kind::Order, op).await;
+                let cart = crate::webhooks::cart_token(&self.run, op);
+                let mut shared = self.shared.lock().expect("not poisoned");
+                match sent {
+                    Sent::Acknowledged => shared.journeys.push(cart),
+                    Sent::Unknown => shared
+                        .uncertain_transitions
+                        .push(format!("order_completed:{cart}")),
+                    Sent::Refused => {}
                 }
+            }
+        } else if roll < s.invalid_signature_ratio + s.journey_ratio + s.abandonment_ratio {
+            let checkout =
+                self.templates
+                    .request("shopify", Kind::Abandonment, tenant, &self.run, op, true);
+            let sent = self
+                .send_maybe_twice(&checkout, Kind::Abandonment, op)
+                .await;
+            let cart = crate::webhooks::cart_token(&self.run, op);
+            let mut shared = self.shared.lock().expect("not poisoned");
+            match sent {
+                Sent::Acknowledged => shared.abandonments.push(cart),
+                Sent::Unknown => shared
+                    .uncertain_transitions
+                    .push(format!("abandoned_candidate:{cart}")),
+                Sent::Refused => {}
             }
         } else {
             let provider = &s.providers[(op % s.providers.len() as u64) as usize];
@@ -300,17 +356,17 @@ impl Context {
     }
 
     /// Sends `request`; once acknowledged, re-sends it byte for byte with the scenario's
-    /// duplicate ratio. True when the first attempt was acknowledged.
-    async fn send_maybe_twice(&self, request: &Request, kind: Kind, op: u64) -> bool {
-        let acknowledged = self.send(request, kind, true).await;
+    /// duplicate ratio. What the first attempt told.
+    async fn send_maybe_twice(&self, request: &Request, kind: Kind, op: u64) -> Sent {
+        let sent = self.send(request, kind, true).await;
         let salt = if kind == Kind::Order { 5 } else { 4 };
-        if acknowledged && unit(mix(op, salt)) < self.scenario.duplicate_ratio {
+        if sent == Sent::Acknowledged && unit(mix(op, salt)) < self.scenario.duplicate_ratio {
             self.send(request, kind, true).await;
         }
-        acknowledged
+        sent
     }
 
-    async fn send(&self, request: &Request, kind: Kind, valid: bool) -> bool {
+    async fn send(&self, request: &Request, kind: Kind, valid: bool) -> Sent {
         let mut builder = http::Request::post(format!(
             "{}/api/webhooks/{}",
             self.ingress, request.provider
@@ -322,7 +378,7 @@ impl Context {
             .body(Full::new(request.body.clone()))
             .expect("valid request parts");
         let started = Instant::now();
-        let status = match tokio::time::timeout(Duration::from_secs(30), async {
+        let answer = match tokio::time::timeout(Duration::from_secs(30), async {
             let response = self.client.request(http_request).await?;
             let status = response.status();
             // Read the whole answer so the connection goes back to the pool.
@@ -331,12 +387,16 @@ impl Context {
         })
         .await
         {
-            Ok(Ok(status)) => Ok(status),
-            Ok(Err(error)) => Err(format!("error: {error}")),
-            Err(_) => Err("error: timed out after 30 s".to_string()),
+            Ok(Ok(status)) => Answer::Status(status.as_u16()),
+            Ok(Err(error)) => Answer::Failed(error.to_string()),
+            Err(_) => Answer::TimedOut,
+        };
+        let span = Span {
+            sent: started - self.started,
+            answered: self.started.elapsed(),
         };
         let micros = started.elapsed().as_micros().max(1) as u64;
-        let acknowledged = matches!(status, Ok(s) if s == http::StatusCode::OK);
+        let acknowledged = answer.acknowledged();
         let mut shared = self.shared.lock().expect("not poisoned");
         let shared = &mut *shared;
         for h in [&mut shared.latency, &mut shared.phase, &mut shared.second] {
@@ -348,24 +408,25 @@ impl Context {
             shared.acknowledged += 1;
             shared.phase_acknowledged += 1;
         }
-        let label = match &status {
-            Ok(s) => s.as_u16().to_string(),
-            Err(e) => e.clone(),
-        };
-        *shared.statuses.entry(label).or_default() += 1;
+        *shared.statuses.entry(answer.label()).or_default() += 1;
+        shared.tally.note(&self.allowance, valid, span, &answer);
         let expected = shared
             .expected
             .entry(request.delivery_id.clone())
             .or_default();
         expected.kind = Some(kind);
-        match status {
+        let sent = match answer {
+            _ if acknowledged => Sent::Acknowledged,
+            Answer::Status(400..=499) => Sent::Refused,
+            _ => Sent::Unknown,
+        };
+        match sent {
             _ if !valid => expected.forged += 1,
-            Ok(s) if s == http::StatusCode::OK => expected.acknowledged += 1,
-            // A 4xx is a definite refusal: nothing was produced.
-            Ok(s) if s.is_client_error() => {}
-            _ => expected.uncertain += 1,
+            Sent::Acknowledged => expected.acknowledged += 1,
+            Sent::Refused => {}
+            Sent::Unknown => expected.uncertain += 1,
         }
-        acknowledged
+        sent
     }
 }
 

@@ -2,16 +2,19 @@
 //!
 //! - `tenants` writes the registry for a scenario's tenants (give it to the daemon), with an
 //!   outbound endpoint per tenant at the run's receiver when asked.
-//! - `run` sends the scenario's signed webhooks (`drive`), then proves from Kafka that every
-//!   acknowledged delivery is there exactly once (`check`) — and, with `--receiver`, that every
-//!   transition was delivered to the local receiver (`receiver`) — and writes `result.json`
-//!   and `latency.svg` (`report`). Exits 1 when the check fails.
+//! - `run` sends the scenario's signed webhooks (`drive`), holds every answer to the floor —
+//!   valid requests acknowledged, forged ones refused, nothing excused outside a stated
+//!   disruption (`floor`) — then proves from Kafka that every acknowledged delivery is there
+//!   exactly once and every transition the run made due happened once (`check`) — and, with
+//!   `--receiver`, that each was delivered to the local receiver (`receiver`) — and writes
+//!   `result.json` and `latency.svg` (`report`). Exits 1 when the floor or the check fails.
 //! - `ceiling` measures a plain producer against the same broker (`ceiling`) and adds the
 //!   ingress-to-ceiling ratio to a run's `result.json`.
 
 mod ceiling;
 mod check;
 mod drive;
+mod floor;
 mod receiver;
 mod report;
 mod scenario;
@@ -27,6 +30,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 
+use crate::floor::{Allowance, Window};
 use crate::scenario::Scenario;
 use crate::tenants::Tenant;
 use crate::webhooks::{Kind, Templates};
@@ -75,6 +79,24 @@ enum Command {
         /// How long to wait for the processor when no new record arrives, e.g. "60s".
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         patience: Duration,
+        /// Once everything expected has arrived, how long to go on watching the topics and the
+        /// receiver for a late duplicate or a stray record.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        quiet: Duration,
+        /// A disruption the run causes (e.g. a broker killed and restarted), in time from the
+        /// start of the first phase, e.g. "4s..30s": requests overlapping it may be answered
+        /// 503, 504 or not in time, up to --max-disrupted-share of them. Outside it, and
+        /// without it, every valid request must be acknowledged and every forged one refused.
+        #[arg(long, value_name = "FROM..TO", requires = "max_disrupted_share")]
+        disruption: Option<Window>,
+        /// The largest share (0 to 1) of the requests overlapping --disruption that may be
+        /// answered 503, 504 or not in time instead of as they deserve.
+        #[arg(long, value_name = "SHARE", requires = "disruption")]
+        max_disrupted_share: Option<f64>,
+        /// The most validly signed requests the receiver may get for one transition: 1, unless
+        /// the run makes at-least-once delivery send some twice.
+        #[arg(long, default_value_t = 1, requires = "receiver")]
+        max_receipts: u32,
         #[arg(long, default_value = "tests/fixtures/providers")]
         fixtures: PathBuf,
         /// Folder for result.json and latency.svg.
@@ -137,10 +159,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             processor,
             receiver,
             patience,
+            quiet,
+            disruption,
+            max_disrupted_share,
+            max_receipts,
             fixtures,
             out,
         } => {
             let scenario = Scenario::load(&path)?;
+            let allowance = match disruption {
+                None => Allowance::NONE,
+                window => Allowance {
+                    window,
+                    max_share: max_disrupted_share.unwrap_or(0.0),
+                },
+            };
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&allowance.max_share),
+                "--max-disrupted-share must be between 0 and 1"
+            );
+            anyhow::ensure!(max_receipts >= 1, "--max-receipts must be at least 1");
             let templates = Templates::load(&fixtures)?;
             // A run id from the clock, so that ids differ between runs on the same topics.
             let run = format!(
@@ -159,27 +197,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 scenario.concurrency,
                 scenario.providers
             );
+            match allowance.window {
+                Some(w) => println!(
+                    "disruption stated from {:?} to {:?}: at most {} of the requests overlapping it may be answered 503, 504 or not in time",
+                    w.from, w.to, allowance.max_share
+                ),
+                None => println!("no disruption stated: every valid request must be acknowledged"),
+            }
             let outcome = drive::Driver {
                 scenario: scenario.clone(),
                 templates,
                 ingress,
                 run: run.clone(),
+                allowance,
             }
             .run()
             .await?;
             println!("checking {prefix}.* topics on {brokers} …");
-            let checks = check::run(
+            let checked = check::run(
                 check::Topics {
                     brokers,
                     prefix,
                     processor,
                     patience,
+                    quiet,
                     receiver: receiver.as_ref().map(receiver::Receiver::log),
+                    max_receipts,
                 },
                 &outcome,
             )
             .await?;
-            let report = report::build(&scenario, &run, &outcome, &checks)?;
+            let report = report::build(&scenario, &run, &outcome, &allowance, &checked)?;
             std::fs::create_dir_all(&out)?;
             report.write(&out.join("result.json"))?;
             report::chart(
@@ -187,17 +235,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &format!("cartstream ingress latency — scenario {}", scenario.name),
                 &outcome.timeline,
             )?;
-            print_summary(&report, &outcome, &checks);
+            print_summary(&report, &outcome, &allowance, &checked);
             println!("wrote {0}/result.json and {0}/latency.svg", out.display());
-            if report.acknowledged == 0 {
-                eprintln!("FAILED: no request was acknowledged");
-                return Ok(ExitCode::FAILURE);
+            let problems = outcome.tally.problems(&allowance);
+            for problem in &problems {
+                eprintln!("FAILED: {problem}");
             }
             if !report.completeness_passed {
-                eprintln!("FAILED: the completeness check found missing or extra records");
+                eprintln!("FAILED: the completeness check found missing, extra or late records");
+            }
+            if !problems.is_empty() || !report.completeness_passed {
                 return Ok(ExitCode::FAILURE);
             }
-            println!("completeness: PASSED");
+            println!("floor and completeness: PASSED");
             Ok(ExitCode::SUCCESS)
         }
         Command::Ceiling {
@@ -249,17 +299,65 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_summary(report: &report::Report, outcome: &drive::Outcome, checks: &[check::TopicCheck]) {
+fn print_summary(
+    report: &report::Report,
+    outcome: &drive::Outcome,
+    allowance: &Allowance,
+    checked: &check::Checked,
+) {
     println!(
-        "\n{} requests, {} acknowledged; {} distinct acknowledged deliveries, {} duplicate re-sends, {} forged, {} journeys",
+        "\n{} requests, {} acknowledged; {} distinct acknowledged deliveries, {} duplicate re-sends, {} forged, {} journeys, {} abandonments",
         report.requests,
         report.acknowledged,
         report.distinct_delivery_ids,
         report.duplicate_resends,
         report.forged,
-        report.journeys_acknowledged
+        report.journeys_acknowledged,
+        report.abandonments_acknowledged
     );
     println!("statuses: {:?}", report.statuses);
+    let t = &outcome.tally;
+    println!(
+        "{} floor: {} of {} valid requests acknowledged, {} of {} forged refused with 401; {} requests below the floor {:?}",
+        if report.floor_passed { "ok  " } else { "FAIL" },
+        t.acknowledged,
+        t.valid,
+        t.forged_refused,
+        t.forged,
+        t.broken.values().sum::<u64>(),
+        t.broken
+    );
+    if let Some(w) = allowance.window {
+        println!(
+            "       disruption {:?}..{:?}: {} requests overlap it, {} excused (answered 503, 504 or not in time; the stated share {} allows {:.0}){}",
+            w.from,
+            w.to,
+            t.in_window,
+            t.excused,
+            allowance.max_share,
+            (allowance.max_share * t.in_window as f64).floor(),
+            match (t.excused_from_s, t.excused_to_s) {
+                (Some(from), Some(to)) => format!(", sent from {from:.1} s to {to:.1} s"),
+                _ => String::new(),
+            }
+        );
+    }
+    println!(
+        "transitions due: {} order_completed (journeys), {} abandoned_candidate (abandonments), {} uncertain (at most once each)",
+        outcome.journeys.len(),
+        outcome.abandonments.len(),
+        outcome.uncertain_transitions.len()
+    );
+    if let Some(r) = &checked.receipts {
+        println!(
+            "receipts per transition (validly signed, at most {}): {:?}; {} badly signed, {} for unknown transitions, {} failed attempts",
+            r.max_per_transition, r.per_transition, r.invalid, r.unknown, r.failed_attempts
+        );
+    }
+    println!(
+        "quiet period {:.1} s after everything expected arrived: late records {:?}, late receipts {}",
+        checked.quiet.seconds, checked.quiet.late_records, checked.quiet.late_receipts
+    );
     for phase in &outcome.phases {
         let l = &phase.latency_ms;
         println!(
@@ -268,7 +366,7 @@ fn print_summary(report: &report::Report, outcome: &drive::Outcome, checks: &[ch
             l.p50, l.p90, l.p99, l.p999, l.max
         );
     }
-    for c in checks {
+    for c in &checked.topics {
         println!(
             "{} {}: {} records, {} expected, {} missing, {} duplicated, {} unexpected",
             if c.passed() { "ok  " } else { "FAIL" },

@@ -8,8 +8,9 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ceiling::Ceiling;
-use crate::check::TopicCheck;
+use crate::check::Checked;
 use crate::drive::{Percentiles, PhaseResult, Second};
+use crate::floor::Allowance;
 use crate::scenario::Scenario;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,16 +18,31 @@ pub struct Report {
     pub scenario: Scenario,
     pub run: String,
     pub requests: u64,
+    /// Valid requests answered 2xx.
     pub acknowledged: u64,
     pub statuses: BTreeMap<String, u64>,
     pub distinct_delivery_ids: u64,
     pub duplicate_resends: u64,
     pub forged: u64,
     pub journeys_acknowledged: u64,
+    #[serde(default)]
+    pub abandonments_acknowledged: u64,
+    /// The answers against the floor (`floor::Tally`), what the run excused (`floor::Allowance`)
+    /// and why they fall below it.
+    #[serde(default)]
+    pub floor: serde_json::Value,
+    #[serde(default)]
+    pub floor_passed: bool,
     pub latency_ms: serde_json::Value,
     pub phases: serde_json::Value,
     pub timeline: serde_json::Value,
     pub checks: serde_json::Value,
+    /// What the receiver counted per transition (`check::Receipts`).
+    #[serde(default)]
+    pub receipts: serde_json::Value,
+    /// What arrived during the quiet period (`check::Quiet`).
+    #[serde(default)]
+    pub quiet: serde_json::Value,
     pub completeness_passed: bool,
     /// Set by `cartstream-load ceiling --report`.
     #[serde(default)]
@@ -36,21 +52,21 @@ pub struct Report {
     pub ingress_to_ceiling: Option<f64>,
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn build(
     scenario: &Scenario,
     run: &str,
     outcome: &crate::drive::Outcome,
-    checks: &[TopicCheck],
+    allowance: &Allowance,
+    checked: &Checked,
 ) -> anyhow::Result<Report> {
     let requests = outcome.statuses.values().sum();
-    let acknowledged = outcome.statuses.get("200").copied().unwrap_or(0);
+    let problems = outcome.tally.problems(allowance);
     let e = &outcome.expected;
     Ok(Report {
         scenario: scenario.clone(),
         run: run.to_string(),
         requests,
-        acknowledged,
+        acknowledged: outcome.tally.acknowledged,
         statuses: outcome.statuses.clone(),
         distinct_delivery_ids: e.values().filter(|e| e.acknowledged > 0).count() as u64,
         duplicate_resends: e
@@ -59,11 +75,20 @@ pub fn build(
             .sum(),
         forged: e.values().map(|e| u64::from(e.forged)).sum(),
         journeys_acknowledged: outcome.journeys.len() as u64,
+        abandonments_acknowledged: outcome.abandonments.len() as u64,
+        floor: serde_json::json!({
+            "tally": outcome.tally,
+            "allowance": allowance,
+            "problems": problems,
+        }),
+        floor_passed: problems.is_empty(),
         latency_ms: serde_json::to_value(Percentiles::of(&outcome.latency))?,
         phases: serde_json::to_value(&outcome.phases)?,
         timeline: serde_json::to_value(&outcome.timeline)?,
-        checks: serde_json::to_value(checks)?,
-        completeness_passed: checks.iter().all(TopicCheck::passed),
+        checks: serde_json::to_value(&checked.topics)?,
+        receipts: serde_json::to_value(&checked.receipts)?,
+        quiet: serde_json::to_value(&checked.quiet)?,
+        completeness_passed: checked.passed(),
         ceiling: None,
         ingress_to_ceiling: None,
     })

@@ -1,5 +1,6 @@
 //! A scenario file (`load-tests/scenarios/*.toml`): how many tenants, which providers, what share
-//! of duplicates, bad signatures and checkout-then-order journeys, and the phases of the run.
+//! of duplicates, bad signatures, checkout-then-order journeys and abandoned checkouts, and the
+//! phases of the run.
 
 use std::path::Path;
 
@@ -25,6 +26,10 @@ pub struct Scenario {
     /// Share of operations that are a Shopify checkout followed, once acknowledged, by its order.
     #[serde(default)]
     pub journey_ratio: f64,
+    /// Share of operations that are a Shopify checkout last updated longer ago than the tenant's
+    /// inactivity window, and never ordered: its cart is due to be abandoned on arrival.
+    #[serde(default)]
+    pub abandonment_ratio: f64,
     pub phase: Vec<Phase>,
 }
 
@@ -67,13 +72,17 @@ impl Scenario {
             ("duplicate_ratio", self.duplicate_ratio),
             ("invalid_signature_ratio", self.invalid_signature_ratio),
             ("journey_ratio", self.journey_ratio),
+            ("abandonment_ratio", self.abandonment_ratio),
         ] {
             if !(0.0..=1.0).contains(&ratio) {
                 problems.push(format!("{name} must be between 0 and 1"));
             }
         }
-        if self.invalid_signature_ratio + self.journey_ratio > 1.0 {
-            problems.push("invalid_signature_ratio + journey_ratio must not exceed 1".to_string());
+        if self.invalid_signature_ratio + self.journey_ratio + self.abandonment_ratio > 1.0 {
+            problems.push(
+                "invalid_signature_ratio + journey_ratio + abandonment_ratio must not exceed 1"
+                    .to_string(),
+            );
         }
         if self.phase.is_empty() {
             problems.push("at least one [[phase]] is needed".to_string());

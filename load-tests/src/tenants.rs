@@ -3,6 +3,8 @@
 //! tenant's index, so the generator and the daemon's registry agree without sharing state —
 //! and, with a receiver, one outbound endpoint there, whose signing secret is derived likewise.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 /// One generated merchant.
@@ -76,9 +78,13 @@ struct Integration {
     secret: String,
 }
 
-/// The daemon's tenant registry (`tenants.file`) for `count` tenants. The inactivity window is
-/// long so that no abandonment fires during a run: the transitions a run expects are the
-/// completions of its checkout-then-order journeys. With `receiver` (a base URL such as
+/// Every tenant's inactivity window. Long, so that no cart the run keeps active is abandoned
+/// during the run: the transitions a run expects are the completions of its checkout-then-order
+/// journeys and the abandonments of the checkouts it sends dated further back than this.
+pub const INACTIVITY_WINDOW: Duration = Duration::from_secs(6 * 3600);
+
+/// The daemon's tenant registry (`tenants.file`) for `count` tenants, each with an inactivity
+/// window of [`INACTIVITY_WINDOW`]. With `receiver` (a base URL such as
 /// `http://127.0.0.1:9100`), every tenant subscribes `<receiver>/hooks/<tenant id>` to all
 /// transitions.
 pub fn registry_toml(count: usize, receiver: Option<&str>) -> Result<String, toml::ser::Error> {
@@ -86,7 +92,7 @@ pub fn registry_toml(count: usize, receiver: Option<&str>) -> Result<String, tom
         .map(Tenant)
         .map(|t| Entry {
             id: t.id(),
-            inactivity_window: "6h".to_string(),
+            inactivity_window: humantime::format_duration(INACTIVITY_WINDOW).to_string(),
             integration: vec![
                 Integration {
                     provider: "shopify",
@@ -144,6 +150,11 @@ mod tests {
             Some("load-00001.myshopify.com")
         );
         assert!(tenants[1].get("endpoint").is_none());
+        let window = tenants[0]["inactivity_window"].as_str().unwrap();
+        assert_eq!(
+            humantime::parse_duration(window).unwrap(),
+            INACTIVITY_WINDOW
+        );
     }
 
     #[test]

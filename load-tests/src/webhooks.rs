@@ -4,7 +4,8 @@
 //! the daemon's own `providers::*::sign`, so the generator cannot disagree with the verifier.
 //! Event times are the time of sending, as a platform's would be: with the fixtures' own dates
 //! (2008–2025) every cart would be past its inactivity window on arrival, and its transitions
-//! too old to deliver.
+//! too old to deliver. The exception is [`Kind::Abandonment`], dated just past the window on
+//! purpose.
 
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,7 +16,7 @@ use cartstream::clock::Clock;
 use cartstream::providers;
 use serde_json::Value;
 
-use crate::tenants::Tenant;
+use crate::tenants::{Tenant, INACTIVITY_WINDOW};
 
 /// One request as the generator sends it, and what the check expects of it.
 #[derive(Debug, Clone)]
@@ -33,7 +34,14 @@ pub enum Kind {
     Single,
     Checkout,
     Order,
+    /// A Shopify checkout last updated [`OVERDUE`] more than the tenant's inactivity window ago:
+    /// its cart's timer is due on arrival, and the processor must abandon it once.
+    Abandonment,
 }
+
+/// How long an abandonment's inactivity deadline has passed when it is sent: recent enough
+/// that its transition is far from the delivery deadline.
+const OVERDUE: Duration = Duration::from_secs(60);
 
 pub struct Templates {
     shopify_checkout: String,
@@ -109,8 +117,12 @@ impl Templates {
         let email = format!("buyer-{token}@load.example.com");
         // Numbers in JSON bodies: distinct per operation, and per run through the run id's hash.
         let number = (run_number(run) << 28) | (unique & 0x0fff_ffff);
+        let age = match kind {
+            Kind::Abandonment => INACTIVITY_WINDOW + OVERDUE,
+            _ => Duration::ZERO,
+        };
         let now = UNIX_EPOCH + Duration::from_millis(Clock::System.now_millis().max(0) as u64);
-        let now = humantime::format_rfc3339_seconds(now).to_string();
+        let now = humantime::format_rfc3339_seconds(now - age).to_string();
         let secret = if valid {
             tenant.secret(provider)
         } else {
@@ -241,6 +253,32 @@ mod tests {
         };
         assert_eq!(cart(&checkout), cart(&order));
         assert_ne!(checkout.delivery_id, order.delivery_id);
+    }
+
+    #[test]
+    fn an_abandonment_is_a_checkout_dated_past_the_inactivity_window() {
+        let t = templates();
+        let updated = |r: &Request| {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            let at = v["updated_at"].as_str().unwrap().to_string();
+            humantime::parse_rfc3339(&at).unwrap()
+        };
+        let abandoned = t.request("shopify", Kind::Abandonment, Tenant(2), "r", 5, true);
+        let checkout = t.request("shopify", Kind::Checkout, Tenant(2), "r", 6, true);
+        let age = updated(&checkout)
+            .duration_since(updated(&abandoned))
+            .unwrap();
+        // Both are dated by the clock when made, to the second.
+        assert!(
+            age >= INACTIVITY_WINDOW + OVERDUE - Duration::from_secs(1)
+                && age <= INACTIVITY_WINDOW + OVERDUE + Duration::from_secs(1),
+            "{age:?}"
+        );
+        let topic = abandoned
+            .headers
+            .iter()
+            .find(|(h, _)| *h == "x-shopify-topic");
+        assert_eq!(topic.map(|(_, v)| v.as_str()), Some("checkouts/create"));
     }
 
     #[test]
