@@ -5,8 +5,8 @@
 //!
 //! The providers read their payloads with [`super::payload`] and apply these rules to what they
 //! read. The functions that read a path of a parsed `serde_json::Value` ([`parse`], [`text`],
-//! …) are the reference those readings are tested against (`super::reference`); they are built
-//! for tests and fuzzing only.
+//! …) state these rules for this module's tests; they are built for tests and fuzzing only. The
+//! reference the providers' readings are tested against (`super::reference`) has its own.
 
 use std::borrow::Cow;
 use std::cell::RefCell;

@@ -2,8 +2,12 @@
 //! body parsed into a `serde_json::Value`, each field read by its path. It is kept as the oracle
 //! the typed readings are checked against, by the unit tests over every fixture and hand-written
 //! variants, and by the `provider` fuzz target; it is not built into the daemon.
+//!
+//! An oracle that called the code it checks would agree with any bug in it, so this one shares
+//! nothing with the typed mappings but the event's type: it reads paths, converts amounts,
+//! currencies, e-mails, phones, URLs and times, and picks buckets with its own code (`n` below),
+//! written for plainness rather than speed.
 
-use super::normalize as n;
 use super::{Inspection, Provider};
 use crate::topics::event::{Bucket, Customer, Event};
 
@@ -22,9 +26,191 @@ pub fn normalize(provider: &dyn Provider, body: &[u8], seen: &Inspection<'_>) ->
     }
 }
 
+/// The reference's own reading of a parsed body and its own SPEC §4.2 conversions.
+mod n {
+    use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+    use serde_json::value::RawValue;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    /// The body as a `Value`; `Null` when it is not JSON.
+    pub fn parse(body: &[u8]) -> Value {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    }
+
+    /// The value at `path`: object members by name, array items by decimal index.
+    pub fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+        let mut here = value;
+        for key in path {
+            here = match here {
+                Value::Object(members) => members.get(*key)?,
+                Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(here)
+    }
+
+    /// A non-blank string (trimmed) or a number (as serde_json prints it) at `path`.
+    pub fn text(value: &Value, path: &[&str]) -> Option<String> {
+        match at(value, path)? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn first_text(value: &Value, paths: &[&[&str]]) -> Option<String> {
+        paths.iter().find_map(|path| text(value, path))
+    }
+
+    /// The sum of `quantity` over the items of the array at `path`, 1 for an item without a
+    /// whole, non-negative one.
+    pub fn item_count(value: &Value, path: &[&str], quantity: &str) -> Option<u64> {
+        let Value::Array(items) = at(value, path)? else {
+            return None;
+        };
+        let mut total: u64 = 0;
+        for item in items {
+            let count = item.get(quantity).and_then(Value::as_u64).unwrap_or(1);
+            total = total.saturating_add(count);
+        }
+        Some(total)
+    }
+
+    /// The amount at `path` exactly as the body's text writes it, when that is a plain decimal
+    /// (`12`, `-3.50`; in a string or as a number): the text is searched, never a parsed `f64`.
+    /// Of repeated keys the last counts, as in a `Value`.
+    pub fn decimal(body: &[u8], path: &[&str]) -> Option<String> {
+        let mut raw: &RawValue = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+        for key in path {
+            raw = match raw.get().as_bytes().first()? {
+                b'{' => *serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
+                    .ok()?
+                    .get(*key)?,
+                b'[' => *serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                    .ok()?
+                    .get(key.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        let written = match raw.get().starts_with('"') {
+            true => serde_json::from_str::<String>(raw.get())
+                .ok()?
+                .trim()
+                .to_string(),
+            false => raw.get().to_string(),
+        };
+        plain_decimal(&written).then_some(written)
+    }
+
+    /// Digits, optionally after a `-` and with one `.` between digits.
+    fn plain_decimal(text: &str) -> bool {
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let mut parts = unsigned.split('.');
+        let whole = parts.next().unwrap_or("");
+        let fraction = parts.next();
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        parts.next().is_none() && digits(whole) && fraction.is_none_or(digits)
+    }
+
+    /// Three ASCII letters at `path`, in capitals.
+    pub fn currency(value: &Value, path: &[&str]) -> Option<String> {
+        let code = text(value, path)?;
+        let letters = code.chars().count() == 3 && code.chars().all(|c| c.is_ascii_alphabetic());
+        letters.then(|| code.to_ascii_uppercase())
+    }
+
+    /// An address at `path` with something before its one `@`, no white space, and a domain of
+    /// two or more non-empty dot-separated labels; in lower case.
+    pub fn email(value: &Value, path: &[&str]) -> Option<String> {
+        let address = text(value, path)?;
+        let (local, domain) = address.split_once('@')?;
+        let labels: Vec<&str> = domain.split('.').collect();
+        let plausible = !local.is_empty()
+            && !domain.contains('@')
+            && labels.len() >= 2
+            && labels.iter().all(|label| !label.is_empty())
+            && !address.chars().any(char::is_whitespace);
+        plausible.then(|| address.to_ascii_lowercase())
+    }
+
+    /// The number in E.164 when it starts with `+` or `country` names its region, and is a
+    /// valid number there; otherwise as sent.
+    pub fn phone(raw: Option<String>, country: Option<&str>) -> Option<String> {
+        let raw = raw?;
+        let region = country.and_then(|c| c.to_ascii_uppercase().parse().ok());
+        let parsed = if raw.trim_start().starts_with('+') {
+            phonenumber::parse(None, &raw).ok()
+        } else if region.is_some() {
+            phonenumber::parse(region, &raw).ok()
+        } else {
+            None
+        };
+        match parsed {
+            Some(number) if phonenumber::is_valid(&number) => {
+                Some(number.format().mode(phonenumber::Mode::E164).to_string())
+            }
+            _ => Some(raw),
+        }
+    }
+
+    pub fn full_name(first: Option<String>, last: Option<String>) -> Option<String> {
+        match (first, last) {
+            (Some(first), Some(last)) => Some(first + " " + &last),
+            (Some(one), None) | (None, Some(one)) => Some(one),
+            (None, None) => None,
+        }
+    }
+
+    /// An `http://` or `https://` URL at `path`.
+    pub fn url(value: &Value, path: &[&str]) -> Option<String> {
+        let url = text(value, path)?;
+        let web = url.starts_with("http://") || url.starts_with("https://");
+        web.then_some(url)
+    }
+
+    /// The time at `path` in RFC 3339 UTC: Unix seconds (an integer), or a text with its zone:
+    /// RFC 3339, JavaScript's `Date#toString()` (`Tue Jan 21 2025 18:00:32 GMT+0300 (Zone)`),
+    /// or `2025-01-21 17:09:39[.fff]+03:00`. A time without a zone is no time.
+    pub fn timestamp(value: &Value, path: &[&str]) -> Option<String> {
+        let time = match at(value, path)? {
+            Value::Number(seconds) => DateTime::<Utc>::from_timestamp(seconds.as_i64()?, 0)?,
+            Value::String(text) => {
+                let text = text.trim();
+                let javascript = text.split(" (").next().unwrap_or(text);
+                DateTime::parse_from_rfc3339(text)
+                    .or_else(|_| DateTime::parse_from_str(javascript, "%a %b %d %Y %H:%M:%S GMT%z"))
+                    .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%:z"))
+                    .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z"))
+                    .ok()?
+                    .to_utc()
+            }
+            _ => return None,
+        };
+        Some(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    /// The RFC 3339 time `minutes` before `time` (itself RFC 3339).
+    pub fn minutes_before(time: &str, minutes: i64) -> Option<String> {
+        let time = DateTime::parse_from_rfc3339(time).ok()?.to_utc();
+        let earlier = time.checked_sub_signed(TimeDelta::minutes(minutes))?;
+        Some(earlier.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+}
+
 mod shopify {
     use super::*;
-    use crate::providers::shopify::bucket;
+
+    /// SPEC §4.1's Shopify topics.
+    fn bucket(topic: Option<&str>) -> Bucket {
+        match topic {
+            Some("checkouts/create") | Some("checkouts/update") => Bucket::AbandonedCandidate,
+            Some("carts/create") | Some("carts/update") => Bucket::AbandonedCandidate,
+            Some("orders/create") | Some("orders/paid") => Bucket::OrderCompleted,
+            _ => Bucket::Other,
+        }
+    }
 
     pub fn normalize(body: &[u8], seen: &Inspection<'_>) -> Event {
         let topic = seen.event_type.as_deref();
@@ -248,12 +434,12 @@ mod zid {
 
 mod easyorders {
     use super::*;
-    use crate::providers::easyorders::ORDER_CREATED;
 
     pub fn normalize(body: &[u8], seen: &Inspection<'_>) -> Event {
         let name = seen.event_type.as_deref();
         let bucket = match name {
-            Some(ORDER_CREATED) => Bucket::OrderCompleted,
+            // A bare order carries no event name: the provider names it `order.created`.
+            Some("order.created") => Bucket::OrderCompleted,
             _ => Bucket::Other,
         };
         let mut event = Event::new("easyorders", name, bucket);
@@ -277,7 +463,6 @@ mod easyorders {
 
 mod flexype {
     use super::*;
-    use crate::providers::flexype::inactive_since;
 
     /// `flx_s` of a checkout URL's query, read here with the URL parser alone.
     fn session(url: &str) -> Option<String> {
@@ -332,7 +517,11 @@ mod flexype {
         if event.event_bucket == Bucket::AbandonedCandidate {
             // FlexyPe has already waited for the customer's inactivity: the cart's activity is
             // dated when it began, so the tenant's window is not added a second time.
-            event.occurred_at = event.occurred_at.as_deref().and_then(inactive_since);
+            // FlexyPe sends them after 15 minutes of inactivity (its webhook guide).
+            event.occurred_at = event
+                .occurred_at
+                .as_deref()
+                .and_then(|sent| n::minutes_before(sent, 15));
         }
         event
     }
@@ -561,6 +750,7 @@ mod tests {
         r#""+966501234567""#,
         r#""0501234567""#,
         r#""2025-01-21T17:09:39+03:00""#,
+        r#""2022-11-03T20:26:10.344522Z""#,
         r#""Tue Jan 21 2025 18:00:32 GMT+0300""#,
         r#""\u00e9\n""#,
         r#""\ud800""#,

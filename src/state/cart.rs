@@ -236,3 +236,124 @@ pub fn transition_id(tenant: &str, cart: &str, kind: &str, episode: u32) -> Stri
     }
     hex::encode(&hasher.finalize()[..16])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+    const WINDOW: i64 = 15 * 60_000;
+
+    fn activity() -> Event {
+        Event::new(
+            "shopify",
+            Some("checkouts/update"),
+            Bucket::AbandonedCandidate,
+        )
+    }
+
+    fn order() -> Event {
+        Event::new("shopify", Some("orders/create"), Bucket::OrderCompleted)
+    }
+
+    /// `transition_id(tenant, cart, kind, episode)` for inputs of every kind, with the value each
+    /// must have, computed outside the crate by
+    ///
+    /// ```sh
+    /// python3 -c 'import hashlib,struct,sys; p=[a.encode() for a in sys.argv[1:4]]+[struct.pack(">I",int(sys.argv[4]))]; print(hashlib.sha256(b"".join(struct.pack(">I",len(x))+x for x in p)).hexdigest()[:32])' TENANT CART KIND EPISODE
+    /// ```
+    ///
+    /// (each part preceded by its length as 4 big-endian bytes, the episode as 4 big-endian bytes;
+    /// the first 16 bytes of the SHA-256, hex). The first one also by
+    /// `printf '\0\0\0\4acme\0\0\0\2c1\0\0\0\23abandoned_candidate\0\0\0\4\0\0\0\0' | sha256sum | cut -c1-32`.
+    const TRANSITION_ID_VECTORS: &[(&str, &str, &str, u32, &str)] = &[
+        (
+            "acme",
+            "c1",
+            "abandoned_candidate",
+            0,
+            "fe4b52f091e24d540669fb7758846a5f",
+        ),
+        (
+            "acme",
+            "c1",
+            "abandoned_candidate",
+            1,
+            "e91033a72fb881cd4e6e79f76348cee4",
+        ),
+        (
+            "acme",
+            "c1",
+            "order_completed",
+            0,
+            "fb3c3f0eeb24d0521a6410dfba6481f4",
+        ),
+        // The lengths keep parts apart: "a" + "bc" is not "ab" + "c".
+        ("a", "bc", "other", 0, "235bab385db29d9afe0d51a0abd811d6"),
+        ("ab", "c", "other", 0, "fa4d9294c67dba4056cf900aeb8c7c6e"),
+        ("", "", "", 0, "b18bd8fe01a8c7fa271bda0166f26826"),
+        // UTF-8 parts: the store "متجر", the cart "سلة-٧" (with an Arabic-Indic seven).
+        (
+            "\u{645}\u{62a}\u{62c}\u{631}",
+            "\u{633}\u{644}\u{629}-\u{667}",
+            "abandoned_candidate",
+            u32::MAX,
+            "057c22b4ff5eeb655500d380fb7400a4",
+        ),
+        (
+            "acme",
+            "gid://shopify/Cart/1\u{1f6d2}",
+            "order_completed",
+            7,
+            "248bcd84baed2a1ed208b011bfdc4cd9",
+        ),
+    ];
+
+    #[test]
+    fn transition_ids_match_vectors_computed_outside_the_crate() {
+        // Receivers de-duplicate on these ids (the `webhook-id` of every delivery): a change of
+        // their derivation re-sends every transition across an upgrade.
+        for &(tenant, cart, kind, episode, expected) in TRANSITION_ID_VECTORS {
+            assert_eq!(
+                transition_id(tenant, cart, kind, episode),
+                expected,
+                "transition_id({tenant:?}, {cart:?}, {kind:?}, {episode})"
+            );
+        }
+    }
+
+    #[test]
+    fn the_state_machine_names_its_transitions_by_tenant_cart_bucket_and_episode() {
+        let active = on_event("acme", "c1", None, &activity(), T0, WINDOW);
+        let abandoned = on_timer(active.cart.unwrap(), T0 + WINDOW);
+        assert_eq!(
+            abandoned.transitions[0].id, "fe4b52f091e24d540669fb7758846a5f",
+            "acme, c1, abandoned_candidate, episode 0"
+        );
+        let recovered = on_event(
+            "acme",
+            "c1",
+            abandoned.cart.clone(),
+            &order(),
+            T0 + 2 * WINDOW,
+            WINDOW,
+        );
+        assert_eq!(
+            recovered.transitions[0].id, "fb3c3f0eeb24d0521a6410dfba6481f4",
+            "acme, c1, order_completed, episode 0"
+        );
+        let again = on_event(
+            "acme",
+            "c1",
+            abandoned.cart,
+            &activity(),
+            T0 + 2 * WINDOW,
+            WINDOW,
+        );
+        let abandoned_again = on_timer(again.cart.unwrap(), T0 + 3 * WINDOW);
+        assert_eq!(
+            abandoned_again.transitions[0].id, "e91033a72fb881cd4e6e79f76348cee4",
+            "acme, c1, abandoned_candidate, episode 1"
+        );
+    }
+}

@@ -237,6 +237,27 @@ mod tests {
     }
 
     #[test]
+    fn the_cartstream_id_is_tenant_provider_and_delivery_id_joined_by_slashes() {
+        // Consumers of the events topic de-duplicate on this header: its shape is a contract.
+        for (tenant, delivery, expected) in [
+            ("acme", "wh-1", "acme/shopify/wh-1"),
+            (
+                "acme",
+                "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+                "acme/shopify/sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            ),
+            ("\u{645}\u{62a}\u{62c}\u{631}", "a/b", "\u{645}\u{62a}\u{62c}\u{631}/shopify/a/b"),
+        ] {
+            let record = Record {
+                tenant_id: tenant.into(),
+                delivery_id: delivery.into(),
+                event: sample(),
+            };
+            assert_eq!(record.id(), expected);
+        }
+    }
+
+    #[test]
     fn an_event_record_is_the_event_with_its_tenant_and_delivery_id() {
         let record = Record {
             tenant_id: "acme".into(),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cartstream::providers::{self, Keys, Provider};
+use cartstream::providers::{self, scheme, Keys, Provider, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -21,6 +21,9 @@ struct Vector {
     expected_valid: bool,
     /// False for shared-secret tokens, which authenticate the sender but not the body.
     signs_body: bool,
+    /// The generic scheme an integration configures (Vendera): it verifies instead of the
+    /// provider.
+    scheme: Option<Scheme>,
 }
 
 fn load(platform: &str, provider: &dyn Provider) -> Vec<Vector> {
@@ -71,6 +74,17 @@ fn load(platform: &str, provider: &dyn Provider) -> Vec<Vector> {
                     HeaderValue::from_str(value.as_str().unwrap()).unwrap(),
                 );
             }
+            let scheme = match &v["scheme"] {
+                Value::Null => None,
+                table => {
+                    let spec: scheme::Spec = serde_json::from_value(table.clone())
+                        .unwrap_or_else(|e| panic!("{id}: scheme: {e}"));
+                    Some(
+                        Scheme::from_spec(&spec)
+                            .unwrap_or_else(|problems| panic!("{id}: scheme: {problems:?}")),
+                    )
+                }
+            };
             vectors.push(Vector {
                 id,
                 keys: Keys::new(current, previous),
@@ -79,6 +93,7 @@ fn load(platform: &str, provider: &dyn Provider) -> Vec<Vector> {
                 // Derived vectors are signatures computed with their own secret: valid.
                 expected_valid: v["expected_valid"].as_bool().unwrap_or(true),
                 signs_body: signs_body(v, &secret),
+                scheme,
             });
         }
     }
@@ -86,11 +101,16 @@ fn load(platform: &str, provider: &dyn Provider) -> Vec<Vector> {
 }
 
 /// Whether a vector's header is a signature over the body, rather than the shared secret itself
-/// (EasyOrders, FlexyPe, Salla's Token strategy) or HTTP Basic credentials (Zid).
+/// (EasyOrders, FlexyPe, Shopery, Salla's Token strategy; the current or the previous one) or
+/// HTTP Basic credentials (Zid).
 fn signs_body(v: &Value, secret: &str) -> bool {
     match v["expected_signature"].as_str() {
         None => false,
-        Some(expected) => expected != secret && !expected.starts_with("Basic "),
+        Some(expected) => {
+            expected != secret
+                && v["old_secret"].as_str() != Some(expected)
+                && !expected.starts_with("Basic ")
+        }
     }
 }
 
@@ -107,12 +127,21 @@ fn signed_at(vector: &Vector) -> SystemTime {
         })
 }
 
+/// The verdict on `vector`'s headers with `body`: its scheme's, if it has one, else the
+/// provider's.
+fn verify(provider: &dyn Provider, vector: &Vector, body: &[u8]) -> Result<(), providers::Error> {
+    let request = providers::Request::new(&vector.headers, body);
+    match &vector.scheme {
+        Some(scheme) => scheme.verify(&request, &vector.keys),
+        None => provider.verify(&request, &vector.keys, signed_at(vector)),
+    }
+}
+
 fn check(platform: &str, provider: &dyn Provider) -> (usize, usize) {
     let vectors = load(platform, provider);
     let (mut accepted, mut rejected) = (0, 0);
     for vector in &vectors {
-        let request = providers::Request::new(&vector.headers, &vector.body);
-        let verdict = provider.verify(&request, &vector.keys, signed_at(vector));
+        let verdict = verify(provider, vector, &vector.body);
         assert_eq!(
             verdict.is_ok(),
             vector.expected_valid,
@@ -127,11 +156,8 @@ fn check(platform: &str, provider: &dyn Provider) -> (usize, usize) {
             // The same vector with one body byte changed must fail.
             let mut tampered = vector.body.clone();
             tampered[0] ^= 1;
-            let request = providers::Request::new(&vector.headers, &tampered);
             assert!(
-                provider
-                    .verify(&request, &vector.keys, signed_at(vector))
-                    .is_err(),
+                verify(provider, vector, &tampered).is_err(),
                 "{platform} vector {} verifies a tampered body",
                 vector.id
             );
@@ -185,6 +211,49 @@ fn flexype_derived_vectors_verify() {
 }
 
 #[test]
+fn sprusify_derived_vectors_verify() {
+    let (accepted, rejected) = check("sprusify", &providers::sprusify::Sprusify);
+    assert!(
+        accepted >= 5 && rejected >= 1,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}
+
+#[test]
+fn shopery_derived_vectors_verify() {
+    let (accepted, rejected) = check("shopery", &providers::shopery::Shopery);
+    assert!(
+        accepted >= 3 && rejected >= 2,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}
+
+#[test]
+fn vendera_derived_vectors_verify_under_their_schemes() {
+    let (accepted, rejected) = check("vendera", &providers::vendera::Vendera);
+    assert!(
+        accepted >= 6 && rejected >= 3,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}
+
+#[test]
+fn vendera_vectors_fail_without_a_scheme() {
+    let vectors = load("vendera", &providers::vendera::Vendera);
+    assert!(!vectors.is_empty());
+    for vector in vectors {
+        let request = providers::Request::new(&vector.headers, &vector.body);
+        assert!(
+            providers::vendera::Vendera
+                .verify(&request, &vector.keys, signed_at(&vector))
+                .is_err(),
+            "{}",
+            vector.id
+        );
+    }
+}
+
+#[test]
 fn shopimind_derived_vectors_verify() {
     let (accepted, rejected) = check("shopimind", &providers::shopimind::Shopimind);
     assert!(
@@ -214,10 +283,11 @@ fn shopimind_vectors_fail_outside_the_time_window() {
 
 #[test]
 fn shared_secret_vectors_fail_with_another_secret() {
-    let cases: [(&str, &dyn Provider); 3] = [
+    let cases: [(&str, &dyn Provider); 4] = [
         ("easyorders", &providers::easyorders::EasyOrders),
         ("flexype", &providers::flexype::Flexype),
         ("zid", &providers::zid::Zid),
+        ("shopery", &providers::shopery::Shopery),
     ];
     for (platform, provider) in cases {
         for vector in load(platform, provider) {
