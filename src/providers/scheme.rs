@@ -17,13 +17,14 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use http::HeaderName;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Error, Inspection, Keys, Request, Scalar};
 
-/// The `scheme` table of an integration in `tenants.toml`.
-#[derive(Debug, Deserialize)]
+/// The `scheme` table of an integration in `tenants.toml` (and of its record on the tenants
+/// topic, which is written from it).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     auth: Auth,
@@ -37,7 +38,7 @@ pub struct Spec {
 }
 
 /// How the header authenticates the delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Auth {
     /// Lowercase or uppercase hex HMAC-SHA256 of the raw body.

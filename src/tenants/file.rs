@@ -14,37 +14,42 @@ use crate::topics::event::Bucket;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct File {
+pub(super) struct File {
     #[serde(default)]
-    tenant: Vec<TenantSpec>,
+    pub(super) tenant: Vec<TenantSpec>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TenantSpec {
-    id: String,
+pub(super) struct TenantSpec {
+    pub(super) id: String,
     #[serde(default, with = "humantime_serde")]
-    inactivity_window: Option<Duration>,
+    pub(super) inactivity_window: Option<Duration>,
     #[serde(default)]
-    allow_plain_http: bool,
+    pub(super) allow_plain_http: bool,
     #[serde(default)]
-    integration: Vec<IntegrationSpec>,
+    pub(super) integration: Vec<IntegrationSpec>,
     #[serde(default)]
-    endpoint: Vec<EndpointSpec>,
+    pub(super) endpoint: Vec<EndpointSpec>,
+    /// What problems call it ([`Named`]).
+    #[serde(skip)]
+    pub(super) named: Named,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EndpointSpec {
-    id: String,
-    url: String,
-    secret: SecretSpec,
+pub(super) struct EndpointSpec {
+    pub(super) id: String,
+    pub(super) url: String,
+    pub(super) secret: SecretSpec,
     #[serde(default)]
-    previous_secret: Option<SecretSpec>,
+    pub(super) previous_secret: Option<SecretSpec>,
     #[serde(default)]
-    events: Option<Vec<String>>,
+    pub(super) events: Option<Vec<String>>,
     #[serde(default)]
-    retry_schedule: Option<Vec<String>>,
+    pub(super) retry_schedule: Option<Vec<String>>,
+    #[serde(skip)]
+    pub(super) named: Named,
 }
 
 /// The transition kinds an endpoint can subscribe to.
@@ -57,32 +62,53 @@ const MAX_RETRY_STEPS: usize = 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IntegrationSpec {
-    provider: String,
+pub(super) struct IntegrationSpec {
+    pub(super) provider: String,
     #[serde(default)]
-    shop_domain: Option<String>,
+    pub(super) shop_domain: Option<String>,
     #[serde(default)]
-    merchant_id: Option<String>,
+    pub(super) merchant_id: Option<String>,
     #[serde(default)]
-    store_id: Option<String>,
+    pub(super) store_id: Option<String>,
     #[serde(default)]
-    installation_id: Option<String>,
+    pub(super) installation_id: Option<String>,
     #[serde(default)]
-    flexype_store: Option<String>,
+    pub(super) flexype_store: Option<String>,
     #[serde(default)]
-    integration_key: Option<String>,
-    secret: SecretSpec,
+    pub(super) integration_key: Option<String>,
+    pub(super) secret: SecretSpec,
     #[serde(default)]
-    previous_secret: Option<SecretSpec>,
+    pub(super) previous_secret: Option<SecretSpec>,
     #[serde(default)]
-    scheme: Option<scheme::Spec>,
+    pub(super) scheme: Option<scheme::Spec>,
     #[serde(default)]
-    event: Option<String>,
+    pub(super) event: Option<String>,
+    #[serde(skip)]
+    pub(super) named: Named,
+}
+
+/// How problems name a tenant, integration or endpoint: by its place in the file (`tenant[1]
+/// (souq) integration[0] (salla)`), or by the record it was read from on the tenants topic.
+#[derive(Default)]
+pub(super) enum Named {
+    #[default]
+    InFile,
+    Record(String),
+}
+
+impl Named {
+    /// `in_file` unless it was read from a record.
+    fn or(&self, in_file: impl FnOnce() -> String) -> String {
+        match self {
+            Named::InFile => in_file(),
+            Named::Record(key) => format!("record {key}"),
+        }
+    }
 }
 
 impl IntegrationSpec {
     /// The clue fields set on this integration, by name.
-    fn clues(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    pub(super) fn clues(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
             ("shop_domain", &self.shop_domain),
             ("merchant_id", &self.merchant_id),
@@ -98,14 +124,18 @@ impl IntegrationSpec {
 /// Where a secret comes from: inline (development), an environment variable, or a file.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum SecretSpec {
+pub(super) enum SecretSpec {
     Inline(String),
     Env { env: String },
     File { file: PathBuf },
 }
 
 impl SecretSpec {
-    fn resolve(&self, base: &Path, env: &HashMap<String, String>) -> Result<String, String> {
+    pub(super) fn resolve(
+        &self,
+        base: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<String, String> {
         match self {
             SecretSpec::Inline(value) => Ok(value.clone()),
             SecretSpec::Env { env: name } => env
@@ -147,8 +177,21 @@ pub(super) fn parse(
     base: &Path,
     env: &HashMap<String, String>,
 ) -> Result<Registry, Problems> {
-    let file: File =
-        toml::from_str(text).map_err(|e| Problems::one(crate::problems::toml_error(text, &e)))?;
+    validate(&read(text)?, base, env)
+}
+
+/// The file's tables, not validated yet.
+pub(super) fn read(text: &str) -> Result<File, Problems> {
+    toml::from_str(text).map_err(|e| Problems::one(crate::problems::toml_error(text, &e)))
+}
+
+/// The registry `file` describes, or every problem in it: the one validation of both the
+/// file and the records of the tenants topic.
+pub(super) fn validate(
+    file: &File,
+    base: &Path,
+    env: &HashMap<String, String>,
+) -> Result<Registry, Problems> {
     let mut parse = Parse {
         base,
         env,
@@ -185,7 +228,7 @@ struct Parse<'f> {
 impl<'f> Parse<'f> {
     /// Reads one tenant with its integrations and endpoints.
     fn tenant(&mut self, t: usize, spec: &'f TenantSpec) {
-        let at = format!("tenant[{t}] ({})", spec.id);
+        let at = spec.named.or(|| format!("tenant[{t}] ({})", spec.id));
         if !valid_id(&spec.id) {
             self.problems.push(format!(
                 "{at}: id must be 1-128 characters of letters, digits, '-', '_' or '.'"
@@ -212,13 +255,17 @@ impl<'f> Parse<'f> {
         });
 
         for (i, spec) in spec.integration.iter().enumerate() {
-            let at = format!("{at} integration[{i}] ({})", spec.provider);
+            let at = spec
+                .named
+                .or(|| format!("{at} integration[{i}] ({})", spec.provider));
             self.integration(&at, &tenant, spec);
         }
         let mut endpoint_ids = HashSet::new();
         let first_endpoint = self.registry.endpoints.len();
         for (e, spec) in spec.endpoint.iter().enumerate() {
-            let at = format!("{at} endpoint[{e}] ({})", spec.id);
+            let at = spec
+                .named
+                .or(|| format!("{at} endpoint[{e}] ({})", spec.id));
             let endpoint = endpoint(spec, &at, &tenant, self.base, self.env, &mut self.problems);
             if let Some(endpoint) = endpoint {
                 if !endpoint_ids.insert(endpoint.id.clone()) {

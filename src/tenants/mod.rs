@@ -3,8 +3,12 @@
 //! The ingress resolves a delivery to one integration — by the integration key in the URL, or
 //! by the provider's clue (shop domain, merchant id, …) — and verifies it with that
 //! integration's keys only. A clue in a payload never authenticates anything by itself.
+//!
+//! The same registry can be read from records of the tenants topic ([`Records`]), which a file
+//! is also imported into ([`plan`]): both are validated alike.
 
 mod file;
+mod records;
 mod secret;
 
 use std::collections::HashMap;
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
 
+pub use records::{plan, Plan, Records, Unreadable};
 pub use secret::Secret;
 
 /// The `[tenants]` section of the daemon's configuration.
@@ -33,6 +38,18 @@ impl Default for Config {
             file: "config/tenants.example.toml".into(),
         }
     }
+}
+
+/// What `parse` makes of the registry file at `path` and its folder (where secret files are
+/// found), its problems prefixed with the path.
+fn read_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str, &Path) -> Result<T, Problems>,
+) -> Result<T, Problems> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problems::one(format!("tenants file {}: cannot read: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).map_err(|problems| problems.prefixed(&path.display().to_string()))
 }
 
 /// The default inactivity window of a tenant's carts.
@@ -109,12 +126,7 @@ impl Registry {
     /// Reads and validates a registry file. Secrets given as `{ env = "NAME" }` are looked up
     /// in `env`; `{ file = "PATH" }` paths are relative to the registry file's folder.
     pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Registry, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problems::one(format!("tenants file {}: cannot read: {e}", path.display()))
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        file::parse(&text, base, env)
-            .map_err(|problems| problems.prefixed(&path.display().to_string()))
+        read_file(path, |text, base| file::parse(text, base, env))
     }
 
     /// Parses a registry from TOML text (file references resolve against `base`).

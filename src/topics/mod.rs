@@ -10,7 +10,9 @@
 //!   through the processor, read by delivery), with its phases;
 //! - [`outcome`]: a delivery outcome on `<prefix>.deliveries.v1`;
 //! - [`dead_letter`]: a given-up delivery on `<prefix>.deliveries.dlq.v1`, with its reasons;
-//! - [`credentials`]: a secret a platform sent in a payload, sealed, on `<prefix>.credentials.v1`.
+//! - [`credentials`]: a secret a platform sent in a payload, sealed, on `<prefix>.credentials.v1`;
+//! - [`registry`]: a tenant, integration or endpoint, its secrets sealed, on the compacted
+//!   `<prefix>.tenants.v1`.
 //!
 //! Pure data: serde only — no rdkafka, no I/O — so `state` may use it and still know no broker.
 //! The roles (ingress, processor, delivery) import `topics`, never each other. Metric labels
@@ -21,6 +23,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod inbound;
 pub mod outcome;
+pub mod registry;
 pub mod transition;
 
 /// A validator for `schemas/{name}`, with every schema of the folder available to its `$ref`s.

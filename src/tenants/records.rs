@@ -1,0 +1,561 @@
+//! The registry as the records of `<prefix>.tenants.v1` ([`crate::topics::registry`]): a
+//! `tenants.toml` read into records with its secrets sealed ([`Records::from_toml`]), records
+//! made into the [`Registry`] the roles use ([`Records::registry`]), and what
+//! `cartstream tenants apply` writes so that the topic says what a file says ([`plan`]).
+//!
+//! Records become a registry through the file's own tables and validation, so what the topic
+//! says is held to the rules of the file, and a file that loads gives records that load. The
+//! vault opens secrets only to build a registry or to compare two of them; nothing here shows
+//! one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use super::file::{self, EndpointSpec, File, IntegrationSpec, Named, SecretSpec, TenantSpec};
+use super::Registry;
+use crate::credentials::{self, Vault};
+use crate::problems::Problems;
+use crate::providers::{self, Provider};
+use crate::topics::registry::{self as topic, Entity, Key, Record, Sealed};
+
+/// The latest record of each key of the tenants topic, as compaction keeps them: what the
+/// registry is made of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Records(BTreeMap<Key, Record>);
+
+/// A message of the tenants topic that is not one of its records. Says which key, never what
+/// the value holds (a secret written there in clear by mistake would be shown).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Unreadable {
+    #[error("key {0}: names no tenant, integration or endpoint")]
+    Key(String),
+    #[error(
+        "record {key}: not a {} value ({what} at line {line}, column {column})",
+        topic::SCHEMA
+    )]
+    Value {
+        key: Key,
+        what: &'static str,
+        line: usize,
+        column: usize,
+    },
+    #[error("record {key}: holds the record of {found}")]
+    Misfiled { key: Key, found: Key },
+}
+
+impl Records {
+    /// The records of the registry file at `path`: [`Records::from_toml`] of its text.
+    pub fn load(
+        path: &Path,
+        env: &HashMap<String, String>,
+        vault: &Vault,
+    ) -> Result<Records, Problems> {
+        super::read_file(path, |text, base| {
+            Records::from_toml(text, base, env, vault)
+        })
+    }
+
+    /// The records of a registry file, its secrets (inline, or read from `env` or files under
+    /// `base`) sealed with `vault`. A file the registry would refuse is refused with the same
+    /// problems.
+    pub fn from_toml(
+        text: &str,
+        base: &Path,
+        env: &HashMap<String, String>,
+        vault: &Vault,
+    ) -> Result<Records, Problems> {
+        let file = file::read(text)?;
+        file::validate(&file, base, env)?;
+        let mut import = Import {
+            base,
+            env,
+            vault,
+            records: Records::default(),
+            problems: Problems::default(),
+        };
+        for tenant in &file.tenant {
+            import.tenant(tenant);
+        }
+        import.problems.into_result(import.records)
+    }
+
+    /// Reads one message of the topic: a value replaces its key's record, a tombstone removes
+    /// it. A message that is not a record of its key is refused, and leaves its key without a
+    /// record, as compaction will.
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), Unreadable> {
+        let key = Key::decode(key)
+            .ok_or_else(|| Unreadable::Key(String::from_utf8_lossy(key).into_owned()))?;
+        self.0.remove(&key);
+        let Some(value) = value else {
+            return Ok(());
+        };
+        let record = Record::decode(value).map_err(|e| Unreadable::Value {
+            key: key.clone(),
+            what: match e.classify() {
+                serde_json::error::Category::Data => "a field missing or of the wrong type",
+                serde_json::error::Category::Eof => "the value ends early",
+                serde_json::error::Category::Syntax | serde_json::error::Category::Io => "not JSON",
+            },
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let found = record.key();
+        if found != key {
+            return Err(Unreadable::Misfiled { key, found });
+        }
+        self.0.insert(key, record);
+        Ok(())
+    }
+
+    /// The registry the records describe, their secrets opened with `vault`, or every problem,
+    /// each naming its record: a secret that does not open (sealed with another key, or moved
+    /// from another record or field), an integration or endpoint of a tenant without a record,
+    /// and whatever the registry file's validation finds.
+    pub fn registry(&self, vault: &Vault) -> Result<Registry, Problems> {
+        let mut problems = Problems::default();
+        let mut tenants: BTreeMap<&str, TenantSpec> = BTreeMap::new();
+        // Tenants come first in key order, then what they own.
+        for (key, record) in &self.0 {
+            let named = Named::Record(key.to_string());
+            if let Entity::Tenant(t) = &record.entity {
+                tenants.insert(&t.id, tenant_spec(t, named));
+                continue;
+            }
+            let Some(tenant) = tenants.get_mut(key.tenant()) else {
+                problems.push(format!(
+                    "record {key}: its tenant {:?} has no record",
+                    key.tenant()
+                ));
+                continue;
+            };
+            let mut opener = Opener {
+                vault,
+                key,
+                problems: &mut problems,
+            };
+            match &record.entity {
+                Entity::Integration(i) => {
+                    tenant.integration.extend(opener.integration(i, named));
+                }
+                Entity::Endpoint(e) => tenant.endpoint.extend(opener.endpoint(e, named)),
+                Entity::Tenant(_) => {} // read above
+            }
+        }
+        let file = File {
+            tenant: tenants.into_values().collect(),
+        };
+        // Every secret is inline: no file is read, no variable looked up. The records skipped
+        // above are left out, and the others still checked, so every problem shows at once.
+        match file::validate(&file, Path::new("."), &HashMap::new()) {
+            Ok(registry) => problems.into_result(registry),
+            Err(more) => {
+                problems.extend(more);
+                Err(problems)
+            }
+        }
+    }
+}
+
+fn tenant_spec(t: &topic::Tenant, named: Named) -> TenantSpec {
+    TenantSpec {
+        id: t.id.clone(),
+        inactivity_window: t.inactivity_window_ms.map(Duration::from_millis),
+        allow_plain_http: t.allow_plain_http,
+        integration: Vec::new(),
+        endpoint: Vec::new(),
+        named,
+    }
+}
+
+/// Makes the records of one key into the file's tables, their secrets opened. Each problem is
+/// recorded where it is found, and the record left out (`None`).
+struct Opener<'a> {
+    vault: &'a Vault,
+    key: &'a Key,
+    problems: &'a mut Problems,
+}
+
+impl Opener<'_> {
+    fn integration(&mut self, i: &topic::Integration, named: Named) -> Option<IntegrationSpec> {
+        let secret = self.secret("secret", &i.secret);
+        let previous = self.previous(i.previous_secret.as_ref());
+        let scheme = i.scheme.as_ref().map(|scheme| {
+            serde_json::to_value(scheme)
+                .and_then(serde_json::from_value)
+                .map_err(|e| {
+                    self.problems
+                        .push(format!("record {}: scheme: {e}", self.key))
+                })
+                .ok()
+        });
+        Some(IntegrationSpec {
+            provider: i.provider.clone(),
+            shop_domain: i.shop_domain.clone(),
+            merchant_id: i.merchant_id.clone(),
+            store_id: i.store_id.clone(),
+            installation_id: i.installation_id.clone(),
+            flexype_store: i.flexype_store.clone(),
+            integration_key: i.integration_key.clone(),
+            secret: secret?,
+            previous_secret: previous?,
+            scheme: match scheme {
+                Some(scheme) => Some(scheme?),
+                None => None,
+            },
+            event: i.event.clone(),
+            named,
+        })
+    }
+
+    fn endpoint(&mut self, e: &topic::Endpoint, named: Named) -> Option<EndpointSpec> {
+        let secret = self.secret("secret", &e.secret);
+        let previous = self.previous(e.previous_secret.as_ref());
+        Some(EndpointSpec {
+            id: e.id.clone(),
+            url: e.url.clone(),
+            secret: secret?,
+            previous_secret: previous?,
+            events: e.events.clone(),
+            retry_schedule: e
+                .retry_schedule_ms
+                .as_ref()
+                .map(|steps| steps.iter().map(|ms| format!("{ms}ms")).collect()),
+            named,
+        })
+    }
+
+    fn secret(&mut self, field: &str, sealed: &Sealed) -> Option<SecretSpec> {
+        open(self.vault, self.key, field, sealed)
+            .map(SecretSpec::Inline)
+            .map_err(|problem| self.problems.push(problem))
+            .ok()
+    }
+
+    /// `Some(None)` when there is no previous secret, `None` when it does not open.
+    fn previous(&mut self, sealed: Option<&Sealed>) -> Option<Option<SecretSpec>> {
+        match sealed {
+            Some(sealed) => self.secret("previous_secret", sealed).map(Some),
+            None => Some(None),
+        }
+    }
+}
+
+/// The secret sealed in `field` of the record `key`, or the problem, naming the record and
+/// the field but not the value.
+fn open(vault: &Vault, key: &Key, field: &str, sealed: &Sealed) -> Result<String, String> {
+    let problem = |e: credentials::Error| format!("record {key}: {field}: {e}");
+    if sealed.key_id != vault.key_id() {
+        return Err(problem(credentials::Error::OtherKey {
+            found: sealed.key_id.clone(),
+            expected: vault.key_id().to_string(),
+        }));
+    }
+    let bytes = vault
+        .open(key.sealing_context(field).as_bytes(), &sealed.sealed)
+        .map_err(problem)?;
+    String::from_utf8(bytes).map_err(|_| format!("record {key}: {field}: is not UTF-8 text"))
+}
+
+/// `value` sealed for `field` of the record `key`.
+fn seal(vault: &Vault, key: &Key, field: &str, value: &str) -> Sealed {
+    Sealed {
+        key_id: vault.key_id().to_string(),
+        sealed: vault.seal(key.sealing_context(field).as_bytes(), value.as_bytes()),
+    }
+}
+
+/// Whole milliseconds, rounded up: a positive window stays positive.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+/// A validated file being made into records.
+struct Import<'a> {
+    base: &'a Path,
+    env: &'a HashMap<String, String>,
+    vault: &'a Vault,
+    records: Records,
+    problems: Problems,
+}
+
+impl Import<'_> {
+    fn tenant(&mut self, spec: &TenantSpec) {
+        let tenant = topic::Tenant {
+            id: spec.id.clone(),
+            inactivity_window_ms: spec.inactivity_window.map(millis),
+            allow_plain_http: spec.allow_plain_http,
+        };
+        self.insert(Entity::Tenant(tenant));
+        let mut unnamed = HashMap::new();
+        for integration in &spec.integration {
+            self.integration(&spec.id, integration, &mut unnamed);
+        }
+        for endpoint in &spec.endpoint {
+            self.endpoint(&spec.id, endpoint);
+        }
+    }
+
+    fn integration(
+        &mut self,
+        tenant: &str,
+        spec: &IntegrationSpec,
+        unnamed: &mut HashMap<&'static str, usize>,
+    ) {
+        let provider = providers::find(&spec.provider).expect("the file was validated");
+        let key = Key::Integration {
+            tenant: tenant.to_string(),
+            id: integration_id(provider, spec, unnamed),
+        };
+        let (Some(secret), previous_secret) = (
+            self.seal(&key, "secret", Some(&spec.secret)),
+            self.seal(&key, "previous_secret", spec.previous_secret.as_ref()),
+        ) else {
+            return;
+        };
+        let Key::Integration { tenant, id } = key else {
+            unreachable!("built above")
+        };
+        self.insert(Entity::Integration(topic::Integration {
+            tenant,
+            id,
+            provider: provider.slug().to_string(),
+            shop_domain: spec.shop_domain.clone(),
+            merchant_id: spec.merchant_id.clone(),
+            store_id: spec.store_id.clone(),
+            installation_id: spec.installation_id.clone(),
+            flexype_store: spec.flexype_store.clone(),
+            integration_key: spec.integration_key.clone(),
+            secret,
+            previous_secret,
+            scheme: spec.scheme.as_ref().map(|scheme| {
+                serde_json::to_value(scheme)
+                    .and_then(serde_json::from_value)
+                    .expect("a scheme table is the record's scheme")
+            }),
+            event: spec.event.clone(),
+        }));
+    }
+
+    fn endpoint(&mut self, tenant: &str, spec: &EndpointSpec) {
+        let key = Key::Endpoint {
+            tenant: tenant.to_string(),
+            id: spec.id.clone(),
+        };
+        let (Some(secret), previous_secret) = (
+            self.seal(&key, "secret", Some(&spec.secret)),
+            self.seal(&key, "previous_secret", spec.previous_secret.as_ref()),
+        ) else {
+            return;
+        };
+        self.insert(Entity::Endpoint(topic::Endpoint {
+            tenant: tenant.to_string(),
+            id: spec.id.clone(),
+            url: spec.url.clone(),
+            secret,
+            previous_secret,
+            events: spec.events.clone(),
+            retry_schedule_ms: spec.retry_schedule.as_ref().map(|steps| {
+                steps
+                    .iter()
+                    .map(|step| {
+                        millis(humantime::parse_duration(step).expect("the file was validated"))
+                    })
+                    .collect()
+            }),
+        }));
+    }
+
+    /// The secret `spec` refers to, sealed for `field` of the record `key`. The file was
+    /// validated with the same references, but a secret file may have gone since.
+    fn seal(&mut self, key: &Key, field: &str, spec: Option<&SecretSpec>) -> Option<Sealed> {
+        match spec?.resolve(self.base, self.env) {
+            Ok(value) => Some(seal(self.vault, key, field, &value)),
+            Err(e) => {
+                self.problems.push(format!("record {key}: {field}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn insert(&mut self, entity: Entity) {
+        let record = Record::new(entity);
+        self.records.0.insert(record.key(), record);
+    }
+}
+
+/// The id of an integration imported from a file, stable across imports of the file and unique
+/// in its tenant: `{provider}:{field}={value}` by its clue, else by its integration key (the
+/// file allows one of each per provider), else `{provider}`, numbered `{provider}#2`, … in
+/// file order (EasyOrders, whose secret names it).
+fn integration_id(
+    provider: &dyn Provider,
+    spec: &IntegrationSpec,
+    unnamed: &mut HashMap<&'static str, usize>,
+) -> String {
+    let slug = provider.slug();
+    if let Some((field, value)) = spec.clues().next() {
+        return format!("{slug}:{field}={}", provider.normalize_clue(value));
+    }
+    if let Some(key) = &spec.integration_key {
+        return format!("{slug}:integration_key={key}");
+    }
+    let n = unnamed.entry(slug).or_insert(0);
+    *n += 1;
+    match *n {
+        1 => slug.to_string(),
+        n => format!("{slug}#{n}"),
+    }
+}
+
+/// What `cartstream tenants apply` writes to the topic so that it says what the file says:
+/// the records to create and to update, and the tombstones of those to delete. Deletions come
+/// first, what a tenant owns before the tenant, then creations and updates, tenants before
+/// what they own, so a registry read in the middle has neither orphans nor a clue twice.
+#[derive(Debug, Default)]
+pub struct Plan {
+    changes: Vec<Change>,
+}
+
+#[derive(Debug)]
+struct Change {
+    key: Key,
+    action: Action,
+}
+
+#[derive(Debug)]
+enum Action {
+    Create(Record),
+    /// The record, and the names of the fields that change.
+    Update(Record, Vec<String>),
+    Delete,
+}
+
+/// The plan that makes `current` into `desired`. Secrets are compared opened, not as sealed
+/// (sealing is randomized): the same file applied twice plans nothing. A current secret that
+/// this vault cannot open counts as changed, to be sealed again; a desired one is a problem.
+pub fn plan(current: &Records, desired: &Records, vault: &Vault) -> Result<Plan, Problems> {
+    let mut problems = Problems::default();
+    let mut changes: Vec<Change> = current
+        .0
+        .keys()
+        .rev()
+        .filter(|key| !desired.0.contains_key(key))
+        .map(|key| Change {
+            key: key.clone(),
+            action: Action::Delete,
+        })
+        .collect();
+    for (key, record) in &desired.0 {
+        let action = match current.0.get(key) {
+            None => Action::Create(record.clone()),
+            Some(now) => match changed_fields(key, now, record, vault) {
+                Ok(fields) if fields.is_empty() => continue,
+                Ok(fields) => Action::Update(record.clone(), fields),
+                Err(problem) => {
+                    problems.push(problem);
+                    continue;
+                }
+            },
+        };
+        changes.push(Change {
+            key: key.clone(),
+            action,
+        });
+    }
+    problems.into_result(Plan { changes })
+}
+
+/// The names of the fields of the record `key` that differ from `current` to `desired`, in
+/// order; a secret that changes, by name only.
+fn changed_fields(
+    key: &Key,
+    current: &Record,
+    desired: &Record,
+    vault: &Vault,
+) -> Result<Vec<String>, String> {
+    let secrets = desired.secrets();
+    let fields = |record: &Record| match serde_json::to_value(record) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            for (name, _) in &secrets {
+                fields.remove(*name);
+            }
+            fields
+        }
+        _ => unreachable!("a record is a JSON object"),
+    };
+    let (now, wanted) = (fields(current), fields(desired));
+    let mut changed: BTreeSet<String> = now
+        .keys()
+        .chain(wanted.keys())
+        .filter(|name| now.get(*name) != wanted.get(*name))
+        .cloned()
+        .collect();
+    for ((field, now), (_, wanted)) in current.secrets().into_iter().zip(secrets) {
+        let wanted = wanted.map(|s| open(vault, key, field, s)).transpose()?;
+        match now.map(|s| open(vault, key, field, s)).transpose() {
+            Ok(now) if now == wanted => {}
+            Ok(_) => {
+                changed.insert(field.to_string());
+            }
+            Err(_) => {
+                changed.insert(format!(
+                    "{field} (not readable with this key: sealed again)"
+                ));
+            }
+        }
+    }
+    Ok(changed.into_iter().collect())
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The Kafka key and value (`None`: a tombstone) of each record to write, in order.
+    pub fn messages(&self) -> impl Iterator<Item = (String, Option<Vec<u8>>)> + '_ {
+        self.changes.iter().map(|change| {
+            let value = match &change.action {
+                Action::Create(record) | Action::Update(record, _) => Some(record.encode()),
+                Action::Delete => None,
+            };
+            (change.key.encode(), value)
+        })
+    }
+}
+
+/// One line per change, naming the record and, for an update, the fields that change (never a
+/// value: a secret's may not be shown, and the others are in the file); then the counts.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut counts = [0; 3];
+        for change in &self.changes {
+            match &change.action {
+                Action::Create(_) => {
+                    counts[0] += 1;
+                    writeln!(f, "create {}", change.key)?;
+                }
+                Action::Update(_, fields) => {
+                    counts[1] += 1;
+                    writeln!(f, "update {}: {}", change.key, fields.join(", "))?;
+                }
+                Action::Delete => {
+                    counts[2] += 1;
+                    writeln!(f, "delete {}", change.key)?;
+                }
+            }
+        }
+        match counts {
+            [0, 0, 0] => write!(f, "no changes"),
+            [create, update, delete] => write!(
+                f,
+                "{create} to create, {update} to update, {delete} to delete"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
