@@ -31,6 +31,7 @@ use crate::delivery::Delivery;
 use crate::health::{Health, Stalls, Stores};
 use crate::ingress::Ingress;
 use crate::processor::Processor;
+use crate::telemetry::Settled;
 use crate::tenants::Registry;
 use crate::{kafka, server, telemetry};
 
@@ -71,6 +72,11 @@ pub struct Running {
     /// Where the ingress listens, when this process runs it.
     pub ingress_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// How far the processor has settled (never, when this process does not run it): its
+    /// gauge, for this daemon alone.
+    pub processor_settled: Settled,
+    /// How far the delivery worker has settled (never, when this process does not run it).
+    pub delivery_settled: Settled,
     shutdown: CancellationToken,
     done: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -130,6 +136,7 @@ pub async fn start(
         .transpose()?;
     let admin_addr = listeners.admin.local_addr()?;
 
+    let (processor_settled, delivery_settled) = (Settled::default(), Settled::default());
     let wiring = Wiring {
         config: &config,
         registry,
@@ -137,6 +144,8 @@ pub async fn start(
         clock,
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        processor_settled: processor_settled.clone(),
+        delivery_settled: delivery_settled.clone(),
     };
     let tasks = wiring.spawn(roles, listeners, metrics);
     tracing::info!(
@@ -152,6 +161,8 @@ pub async fn start(
     Ok(Running {
         ingress_addr,
         admin_addr,
+        processor_settled,
+        delivery_settled,
         shutdown,
         done: Some(done),
     })
@@ -165,6 +176,8 @@ struct Wiring<'c> {
     clock: Clock,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    processor_settled: Settled,
+    delivery_settled: Settled,
 }
 
 impl Wiring<'_> {
@@ -224,6 +237,7 @@ impl Wiring<'_> {
             self.producer.clone(),
             self.clock.clone(),
         )
+        .with_settled(self.delivery_settled.clone())
     }
 
     /// Serves the ingress on `listener` until shutdown, then drains it.
@@ -258,7 +272,8 @@ impl Wiring<'_> {
             self.clock.clone(),
             stores,
             stalls,
-        );
+        )
+        .with_settled(self.processor_settled.clone());
         self.run_role("the processor", |stop| processor.run(stop))
     }
 

@@ -6,7 +6,8 @@
 //! The consumer runs on one blocking thread: poll a batch → stage each record in its partition's
 //! store → write each partition's staged records with their offset in one atomic batch → fire
 //! due timers on caught-up partitions → publish the outbox and drop what Kafka acknowledged →
-//! report progress. Offsets live in RocksDB; those committed
+//! report progress, and the clock time settled up to when nothing due by then is left undone
+//! ([`crate::telemetry::Settled`]). Offsets live in RocksDB; those committed
 //! to the group only report progress. On assignment the consumer seeks to the stored offsets (a
 //! partition with no local state is rebuilt from the beginning of the topic); on revocation it
 //! publishes the partition's outbox and closes its store (see [`consumer`]).
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::problems::Problems;
-use crate::telemetry::error_chain;
+use crate::telemetry::{error_chain, metrics, Settled};
 use crate::tenants::Registry;
 use crate::{kafka, state};
 
@@ -168,6 +169,7 @@ pub struct Processor {
     clock: Clock,
     stores: crate::health::Stores,
     stalls: crate::health::Stalls,
+    settled: Settled,
 }
 
 impl Processor {
@@ -188,7 +190,14 @@ impl Processor {
             clock,
             stores,
             stalls,
+            settled: Settled::default(),
         }
+    }
+
+    /// Where the processor reports how far it has settled (its gauge says it too).
+    pub fn with_settled(mut self, settled: Settled) -> Self {
+        self.settled = settled;
+        self
     }
 
     /// Consumes until `shutdown`, then publishes what is left in the outboxes, commits
@@ -387,7 +396,9 @@ impl Processor {
         client.create_with_context(context).map_err(Error::Consumer)
     }
 
-    /// One round: a batch of records, the outbox, wall-clock timers, progress, garbage.
+    /// One round: a batch of records, wall-clock timers, the outbox, progress, garbage. A round
+    /// that leaves every partition consumed to its end with every timer due by its `now` fired
+    /// and published settles the processor up to that `now`.
     fn step(
         &self,
         consumer: &BaseConsumer<Context>,
@@ -413,6 +424,10 @@ impl Processor {
             partitions.collect_garbage(now)?;
         }
         partitions.report();
+        if partitions.settled(now) {
+            self.settled.record(now);
+            metrics::processor_settled(now);
+        }
         Ok(())
     }
 

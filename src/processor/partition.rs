@@ -178,7 +178,12 @@ impl Partitions {
                 .and_then(|store| Ok((store.next_offset()?, store)));
             match opened {
                 Ok((next_offset, store)) => {
-                    tracing::info!(partition, ?next_offset, "partition assigned");
+                    tracing::info!(
+                        partition,
+                        ?next_offset,
+                        outbox = store.outbox_len(),
+                        "partition assigned"
+                    );
                     starts.push((partition, start(next_offset)));
                     let in_flight = inner.unacknowledged.remove(&partition).unwrap_or_default();
                     inner.owned.insert(
@@ -311,6 +316,23 @@ impl Partitions {
             count_transitions(&fired);
         }
         Ok(())
+    }
+
+    /// Whether the processor has settled up to `now_ms`: it owns partitions, and each one is
+    /// consumed to its end (no record read since the consumer last reported the end), has no
+    /// timer due by `now_ms` left to fire, and has its outbox acknowledged by Kafka.
+    ///
+    /// "Its end" is the end the consumer knew of: a record produced a moment ago may not have
+    /// been fetched yet. Whoever waits for the processor to settle after producing records
+    /// first waits for some effect of theirs (their events) to be published.
+    pub fn settled(&self, now_ms: i64) -> bool {
+        let inner = self.lock();
+        !inner.owned.is_empty()
+            && inner.owned.values().all(|owned| {
+                owned.caught_up
+                    && !owned.store.may_have_due_timers(now_ms)
+                    && owned.store.outbox_len() == 0
+            })
     }
 
     /// From now on, publishing waits for Kafka until `deadline` at most (shutdown).

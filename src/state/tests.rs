@@ -354,6 +354,28 @@ fn firing_is_bounded_per_call() {
 }
 
 #[test]
+fn timers_left_by_a_limit_or_armed_since_are_known_to_be_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    let late = T0 + 2 * WINDOW;
+    assert!(feed.store.may_have_due_timers(late), "never fired: unknown");
+    for i in 0..3 {
+        feed.send(&format!("d{i}"), &checkout(&format!("c{i}")), T0 + i);
+    }
+    feed.store.fire_due(late, 2).unwrap();
+    assert!(
+        feed.store.may_have_due_timers(late),
+        "one left by the limit"
+    );
+    feed.store.fire_due(late, 2).unwrap();
+    assert!(!feed.store.may_have_due_timers(late), "every one fired");
+
+    feed.send("d3", &checkout("c3"), T0 + WINDOW);
+    assert!(!feed.store.may_have_due_timers(T0 + 2 * WINDOW - 1));
+    assert!(feed.store.may_have_due_timers(T0 + 2 * WINDOW));
+}
+
+#[test]
 fn replaying_the_same_input_yields_the_same_transition_ids() {
     let run = || {
         let dir = tempfile::tempdir().unwrap();

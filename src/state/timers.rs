@@ -71,6 +71,13 @@ impl Store {
         Ok(transitions)
     }
 
+    /// Whether a timer may be due at `now_ms` all the same: one [`Store::fire_due`] left for
+    /// its limit, one armed since, or — before the first firing — any. No armed timer sorts
+    /// before the floor, so when even the floor is not due, none is. Reads nothing from disk.
+    pub fn may_have_due_timers(&self, now_ms: i64) -> bool {
+        keys::timer_deadline(&self.timers_floor).is_none_or(|floor| floor <= now_ms)
+    }
+
     /// The keys of the timers due at `now_ms`, earliest first, at most `limit` of them; and the
     /// first key left armed, if any.
     fn due_timers(&self, now_ms: i64, limit: usize) -> Result<DueTimers, Error> {

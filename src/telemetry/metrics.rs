@@ -34,6 +34,7 @@ pub const PROCESSOR_TIMERS_PENDING: &str = "cartstream_processor_timers_pending"
 pub const PROCESSOR_CONSUMER_LAG: &str = "cartstream_processor_consumer_lag_records";
 pub const PROCESSOR_OUTBOX: &str = "cartstream_processor_outbox_records";
 pub const PROCESSOR_PARTITIONS: &str = "cartstream_processor_assigned_partitions";
+pub const PROCESSOR_SETTLED: &str = "cartstream_processor_settled_timestamp_seconds";
 pub const DELIVERY_ATTEMPTS: &str = "cartstream_delivery_attempts_total";
 pub const DELIVERY_OUTCOMES: &str = "cartstream_delivery_outcomes_total";
 pub const DELIVERY_REQUEST_DURATION: &str = "cartstream_delivery_request_duration_seconds";
@@ -44,6 +45,7 @@ pub const DELIVERY_IN_FLIGHT: &str = "cartstream_delivery_in_flight_requests";
 pub const DELIVERY_DISABLED: &str = "cartstream_delivery_disabled_endpoints";
 pub const DELIVERY_CONSUMER_LAG: &str = "cartstream_delivery_consumer_lag_records";
 pub const DELIVERY_OUTBOX: &str = "cartstream_delivery_outbox_records";
+pub const DELIVERY_SETTLED: &str = "cartstream_delivery_settled_timestamp_seconds";
 pub const STATE_CARTS: &str = "cartstream_state_carts";
 pub const STATE_WRITE_DURATION: &str = "cartstream_state_write_duration_seconds";
 pub const STATE_STALLED: &str = "cartstream_state_volume_stalled";
@@ -71,6 +73,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (PROCESSOR_CONSUMER_LAG, Kind::Gauge),
     (PROCESSOR_OUTBOX, Kind::Gauge),
     (PROCESSOR_PARTITIONS, Kind::Gauge),
+    (PROCESSOR_SETTLED, Kind::Gauge),
     (DELIVERY_ATTEMPTS, Kind::Counter),
     (DELIVERY_OUTCOMES, Kind::Counter),
     (DELIVERY_REQUEST_DURATION, Kind::Histogram),
@@ -81,6 +84,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (DELIVERY_DISABLED, Kind::Gauge),
     (DELIVERY_CONSUMER_LAG, Kind::Gauge),
     (DELIVERY_OUTBOX, Kind::Gauge),
+    (DELIVERY_SETTLED, Kind::Gauge),
     (STATE_CARTS, Kind::Gauge),
     (STATE_WRITE_DURATION, Kind::Histogram),
     (STATE_STALLED, Kind::Gauge),
@@ -208,6 +212,11 @@ fn describe() {
         PROCESSOR_PARTITIONS,
         "Inbound partitions assigned to this processor."
     );
+    describe_gauge!(
+        PROCESSOR_SETTLED,
+        Unit::Seconds,
+        "The clock time up to which every due timer has fired and been published, on partitions consumed to their end."
+    );
     describe_counter!(
         DELIVERY_ATTEMPTS,
         "Outbound HTTP attempts, by result (delivered, failed, dead_lettered) and status class."
@@ -245,6 +254,11 @@ fn describe() {
     describe_gauge!(
         DELIVERY_OUTBOX,
         "Outcome and dead-letter records stored and not yet acknowledged by Kafka."
+    );
+    describe_gauge!(
+        DELIVERY_SETTLED,
+        Unit::Seconds,
+        "The clock time up to which every due delivery has been attempted (or ended) and its outcome published."
     );
     describe_gauge!(
         STATE_CARTS,
@@ -361,6 +375,11 @@ pub fn processor_partitions(partitions: usize) {
     gauge!(PROCESSOR_PARTITIONS).set(partitions as f64);
 }
 
+/// The processor settled up to `now_ms` (see [`super::Settled`]).
+pub fn processor_settled(now_ms: i64) {
+    gauge!(PROCESSOR_SETTLED).set(now_ms as f64 / 1000.0);
+}
+
 /// One HTTP attempt: `result` is `delivered`, `failed` or `dead_lettered`; `class` is `2xx`…
 /// `5xx`, `timeout`, `connection` or `refused`.
 pub fn delivery_attempt(result: &'static str, class: &'static str, took: Duration) {
@@ -387,6 +406,11 @@ pub fn delivery_gauges(pending: u64, open_circuits: usize, disabled: usize, outb
 
 pub fn delivery_in_flight(requests: usize) {
     gauge!(DELIVERY_IN_FLIGHT).set(requests as f64);
+}
+
+/// The delivery worker settled up to `now_ms` (see [`super::Settled`]).
+pub fn delivery_settled(now_ms: i64) {
+    gauge!(DELIVERY_SETTLED).set(now_ms as f64 / 1000.0);
 }
 
 pub fn delivery_lag(records: i64) {

@@ -1,7 +1,11 @@
 //! Logs and metrics. `metrics.rs` is the only place metric names exist; everyone else calls its
-//! functions. Logs go through `tracing`, pretty for people or JSON for collectors.
+//! functions. Logs go through `tracing`, pretty for people or JSON for collectors. [`Settled`]
+//! is how far a role has caught up with the clock, for its gauge and its owner.
 
 pub mod metrics;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +97,36 @@ impl LogLimit {
                 Some(std::mem::take(suppressed))
             }
         }
+    }
+}
+
+/// The clock time (Unix ms) up to which a role has settled: the `now` of its last round in which
+/// everything due by then was done and acknowledged by Kafka — for the processor every timer
+/// fired on partitions consumed to their end, for the delivery worker every due attempt made and
+/// its outcome recorded. Each role also exports it as a gauge; this copy belongs to one role
+/// instance, for code that runs the daemon in its own process and cannot tell one daemon's
+/// gauge from another's (the integration tests, whose daemons share one metrics registry).
+/// Cheap to clone; every clone is the same watermark.
+#[derive(Clone, Debug)]
+pub struct Settled(Arc<AtomicI64>);
+
+impl Default for Settled {
+    fn default() -> Self {
+        Settled(Arc::new(AtomicI64::new(i64::MIN)))
+    }
+}
+
+impl Settled {
+    /// The clock time settled up to; `None` before the role's first settled round.
+    pub fn up_to(&self) -> Option<i64> {
+        match self.0.load(Ordering::Acquire) {
+            i64::MIN => None,
+            now_ms => Some(now_ms),
+        }
+    }
+
+    pub(crate) fn record(&self, now_ms: i64) {
+        self.0.store(now_ms, Ordering::Release);
     }
 }
 

@@ -46,7 +46,7 @@ use super::Config;
 use crate::clock::Clock;
 use crate::health::Stalls;
 use crate::kafka;
-use crate::telemetry::{error_chain, metrics};
+use crate::telemetry::{error_chain, metrics, Settled};
 use crate::tenants::{Endpoint, Registry};
 
 /// Outbox records published per round.
@@ -87,6 +87,7 @@ pub struct Delivery {
     /// Taken by the running worker; given back when it stops for its state volume.
     commands: Option<mpsc::Receiver<Command>>,
     stalls: Stalls,
+    settled: Settled,
     handle: Handle,
     config: Config,
     kafka: kafka::Config,
@@ -114,6 +115,7 @@ impl Delivery {
         Delivery {
             commands: Some(commands),
             stalls: Stalls::default(),
+            settled: Settled::default(),
             handle: Handle {
                 commands: sender,
                 dead_letters: Arc::new(dead_letters),
@@ -129,6 +131,12 @@ impl Delivery {
     /// Where the worker reports that its state volume cannot be written (readiness).
     pub fn with_stalls(mut self, stalls: Stalls) -> Self {
         self.stalls = stalls;
+        self
+    }
+
+    /// Where the worker reports how far it has settled (its gauge says it too).
+    pub fn with_settled(mut self, settled: Settled) -> Self {
+        self.settled = settled;
         self
     }
 
@@ -251,6 +259,7 @@ impl Delivery {
             registry: self.registry.clone(),
             producer: self.producer.clone(),
             clock: self.clock.clone(),
+            settled: self.settled.clone(),
             store,
             client,
             results,
@@ -366,7 +375,8 @@ impl Reading {
     }
 
     /// Forgets old `seen` markers (once a minute), lets synced offsets be committed,
-    /// publishes the outbox, reports, and dispatches what came due. `Err`: the store failed.
+    /// publishes the outbox, reports, dispatches what came due, and notes how far the worker
+    /// has settled. `Err`: the store failed.
     fn on_tick(&mut self, worker: &mut Worker) -> Result<Result<(), Error>, Error> {
         if self.last_forget.elapsed() >= Duration::from_secs(60) {
             self.last_forget = tokio::time::Instant::now();
@@ -378,7 +388,9 @@ impl Reading {
         worker.publish_start();
         worker.report();
         self.open = worker.store.outbox_len() < MAX_OUTBOX;
-        Ok(worker.dispatch())
+        // Read before dispatching, which reads the clock again: it sees at least this much.
+        let now = worker.clock.now_millis();
+        Ok(worker.dispatch().and_then(|()| worker.note_settled(now)))
     }
 
     /// Leaves the group after being fenced out and joins it with a new consumer. The jobs of
@@ -465,6 +477,8 @@ struct Worker {
     registry: Arc<Registry>,
     producer: kafka::Producer,
     clock: Clock,
+    /// How far the worker has settled: see [`Worker::note_settled`].
+    settled: Settled,
     store: Store,
     client: Client,
     results: mpsc::Sender<Attempted>,
@@ -519,6 +533,24 @@ impl Worker {
             job,
             dead: reason.is_some(),
         });
+    }
+
+    /// Settles the worker up to `now_ms`, read before a dispatch, when that dispatch left
+    /// nothing to do by then: no attempt in flight (so it started none, and every answer is
+    /// recorded), no job due (none held back by a full endpoint or an open circuit, none
+    /// ended and not yet written), and every outcome record acknowledged by Kafka.
+    ///
+    /// Jobs are those of the transitions read so far: one produced a moment ago may not have
+    /// been fetched yet.
+    fn note_settled(&mut self, now_ms: i64) -> Result<(), Error> {
+        let settled = self.in_flight.is_empty()
+            && self.store.next_due()?.is_none_or(|due| due > now_ms)
+            && self.store.outbox(1)?.is_empty();
+        if settled {
+            self.settled.record(now_ms);
+            metrics::delivery_settled(now_ms);
+        }
+        Ok(())
     }
 
     fn report(&self) {
