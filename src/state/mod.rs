@@ -211,6 +211,8 @@ pub struct Store {
     pending: Option<Pending>,
     /// A step failed; see [`Error::Interrupted`].
     interrupted: bool,
+    /// What a simulated power cut takes (test builds only; see [`crate::volume::Ledger`]).
+    ledger: crate::volume::Ledger,
 }
 
 impl Store {
@@ -234,6 +236,7 @@ impl Store {
             ColumnFamilyDescriptor::new(name, family)
         });
         let db = DB::open_cf_descriptors(&options, path, families)?;
+        let ledger = crate::volume::Ledger::open(path, db.latest_sequence_number());
         let meta = |key: &[u8], what: &'static str| -> Result<u64, Error> {
             match db.get_cf(cf(&db, META), key)? {
                 Some(bytes) => decode_u64(&bytes).ok_or(Error::Corrupt { what }),
@@ -260,6 +263,7 @@ impl Store {
             outbox_floor,
             pending: None,
             interrupted: false,
+            ledger,
         })
     }
 
@@ -471,6 +475,7 @@ impl Store {
         self.db
             .write_opt(batch, &options)
             .inspect_err(|_| self.interrupted = true)?;
+        self.ledger.applied(self.db.latest_sequence_number());
         Ok(())
     }
 
@@ -730,6 +735,7 @@ impl Store {
             batch.delete_cf(cf(&self.db, OUTBOX), keys::outbox(*sequence));
         }
         self.db.write(batch)?;
+        self.ledger.applied(self.db.latest_sequence_number());
         // Records are acknowledged oldest first; the floor follows the acknowledged prefix.
         let mut acknowledged: Vec<u64> = sequences.to_vec();
         acknowledged.sort_unstable();

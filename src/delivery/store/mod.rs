@@ -184,6 +184,8 @@ pub struct Store {
     due_deleted: Vec<u8>,
     /// No outbox record has a lower sequence.
     outbox_floor: u64,
+    /// What a simulated power cut takes (test builds only; see [`crate::volume::Ledger`]).
+    ledger: crate::volume::Ledger,
 }
 
 impl Store {
@@ -196,6 +198,7 @@ impl Store {
         options.set_max_open_files(crate::state::MAX_OPEN_FILES);
         let families = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
+        let ledger = crate::volume::Ledger::open(path, db.latest_sequence_number());
         let next_outbox = match db.iterator_cf(cf(&db, OUTBOX), IteratorMode::End).next() {
             Some(item) => be_u64(&item?.0) + 1,
             None => 0,
@@ -215,6 +218,7 @@ impl Store {
             due_floor: Vec::new(),
             due_deleted: Vec::new(),
             outbox_floor: 0,
+            ledger,
         })
     }
 
@@ -222,6 +226,7 @@ impl Store {
     /// cut (not a process crash) may lose the latest writes.
     pub fn sync(&self) -> Result<(), Error> {
         self.db.flush_wal(true)?;
+        self.ledger.synced(self.db.latest_sequence_number());
         Ok(())
     }
 
@@ -344,6 +349,7 @@ impl Store {
             sequence += 1;
         }
         self.db.write(batch)?;
+        self.ledger.applied(self.db.latest_sequence_number());
         self.next_outbox = sequence;
         self.pending = pending.max(0) as u64;
         for (key, change) in counted {
@@ -615,6 +621,7 @@ impl Store {
             batch.delete_cf(cf(&self.db, OUTBOX), sequence.to_be_bytes());
         }
         self.db.write(batch)?;
+        self.ledger.applied(self.db.latest_sequence_number());
         Ok(())
     }
 
@@ -634,6 +641,7 @@ impl Store {
             }
         }
         self.db.write(batch)?;
+        self.ledger.applied(self.db.latest_sequence_number());
         Ok(count)
     }
 }
