@@ -380,6 +380,13 @@ impl Reading {
         self.report.already_pending = adopted.already_pending;
         self.report.already_redriven = adopted.already_redriven;
         if self.saves_position && !self.positions.is_empty() {
+            // Test builds: with CARTSTREAM_FAULT_REDRIVE_CRASH=1 the process dies here, its
+            // letters scheduled and the position not saved, so a test can show that nothing
+            // is lost and that the worker does not schedule them twice.
+            #[cfg(feature = "fault-injection")]
+            if std::env::var_os("CARTSTREAM_FAULT_REDRIVE_CRASH").is_some_and(|v| v == "1") {
+                std::process::abort();
+            }
             let mut offsets = TopicPartitionList::new();
             for (partition, next) in &self.positions {
                 offsets
