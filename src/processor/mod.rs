@@ -12,6 +12,7 @@
 //! partition with no local state is rebuilt from the beginning of the topic); on revocation it
 //! publishes the partition's outbox and closes its store (see [`consumer`]).
 
+mod budget;
 mod consumer;
 mod partition;
 
@@ -262,7 +263,8 @@ impl Processor {
         runtime: &tokio::runtime::Handle,
         shutdown: &CancellationToken,
     ) -> Result<(BaseConsumer<Context>, Result<(), Error>), Error> {
-        let mut last_fire = Instant::now();
+        let mut timers =
+            budget::TimerBudget::new(self.config.max_timers_per_second, Instant::now());
         let mut last_gc = Instant::now();
         let mut rejoins = kafka::fencing::Rejoins::default();
         self.stalls.recovered(ROLE);
@@ -270,7 +272,7 @@ impl Processor {
             if shutdown.is_cancelled() {
                 break Ok(());
             }
-            match self.step(&consumer, partitions, &mut last_fire, &mut last_gc) {
+            match self.step(&consumer, partitions, &mut timers, &mut last_gc) {
                 Ok(()) => {}
                 Err(Error::Fenced(reason)) if rejoins.allow(Instant::now()) => {
                     tracing::warn!(%reason, "fenced out of the consumer group; rejoining");
@@ -403,13 +405,16 @@ impl Processor {
         &self,
         consumer: &BaseConsumer<Context>,
         partitions: &Partitions,
-        last_fire: &mut Instant,
+        timers: &mut budget::TimerBudget,
         last_gc: &mut Instant,
     ) -> Result<(), Error> {
         partitions.check()?;
         let consumed = self.consume_batch(consumer, partitions)?;
         let now = self.clock.now_millis();
-        self.fire_timers(partitions, now, last_fire)?;
+        let allowed = timers.available(Instant::now());
+        if allowed > 0 {
+            timers.spend(partitions.fire_due(now, allowed)?);
+        }
         publish_or_pause(consumer, partitions);
         if consumed > 0 {
             commit(
@@ -463,20 +468,6 @@ impl Processor {
         }
         partitions.commit_all()?;
         Ok(consumed)
-    }
-
-    /// Fires the timers due at `now`, at most `max_timers_per_second` for the time since the
-    /// last round (a second at most), and at least one.
-    fn fire_timers(
-        &self,
-        partitions: &Partitions,
-        now: i64,
-        last_fire: &mut Instant,
-    ) -> Result<(), Error> {
-        let elapsed = last_fire.elapsed().min(Duration::from_secs(1));
-        *last_fire = Instant::now();
-        let budget = ((self.config.max_timers_per_second as f64) * elapsed.as_secs_f64()).ceil();
-        partitions.fire_due(now, budget.max(1.0) as usize)
     }
 }
 

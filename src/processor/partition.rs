@@ -300,8 +300,9 @@ impl Partitions {
     }
 
     /// Fires wall-clock timers due by `now_ms` on caught-up partitions, at most `budget` in
-    /// all. A partition still behind fires its timers as the records' arrival times pass them.
-    pub fn fire_due(&self, now_ms: i64, budget: usize) -> Result<(), Error> {
+    /// all; returns how many fired. A partition still behind fires its timers as the records'
+    /// arrival times pass them.
+    pub fn fire_due(&self, now_ms: i64, budget: usize) -> Result<usize, Error> {
         let mut inner = self.lock();
         let mut left = budget;
         for (&partition, owned) in inner.owned.iter_mut() {
@@ -315,7 +316,7 @@ impl Partitions {
             left -= fired.len();
             count_transitions(&fired);
         }
-        Ok(())
+        Ok(budget - left)
     }
 
     /// Whether the processor has settled up to `now_ms`: it owns partitions, and each one is
