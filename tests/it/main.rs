@@ -7,6 +7,13 @@
 mod acknowledged;
 mod catalogue;
 mod delivery;
+mod documented;
+mod documented_actions;
+mod documented_logs;
+mod documented_outage;
+mod documented_redrive;
+mod documented_requests;
+mod documented_timers;
 mod failover;
 mod hardening;
 mod ingress;

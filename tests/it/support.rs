@@ -108,6 +108,9 @@ pub struct TestDaemon {
     pub topics: Topics,
     pub brokers: String,
     pub config: Config,
+    pub roles: Roles,
+    /// The wall clock the daemon reads.
+    pub clock: Clock,
     _state: Option<tempfile::TempDir>,
 }
 
@@ -191,6 +194,102 @@ impl TestDaemon {
         self.running.shutdown();
         self.running.wait().await.expect("the daemon stops cleanly");
     }
+
+    /// Moves the daemon's manual clock forward by `by` and waits until the daemon has settled
+    /// up to its new time (see [`TestDaemon::settled_up_to`]): every timer and every delivery
+    /// due by then has been carried out and published — what has not happened by now will
+    /// not happen before the clock moves again.
+    pub async fn advance(&self, by: Duration) {
+        assert!(
+            matches!(self.clock, Clock::Manual(_)) && !by.is_zero(),
+            "only moving a manual clock forward gives a time the daemon has not settled yet"
+        );
+        self.clock.advance(by);
+        self.settled_up_to(self.clock.now_millis()).await;
+    }
+
+    /// The same barrier without waiting for anything to come due: waits until the daemon has
+    /// settled at a time later than anything it had settled up to before the call — a manual
+    /// clock is moved 1 ms for that, a system clock is waited on — so that everything it had
+    /// read before the call has been carried out and published.
+    pub async fn settle(&self) {
+        match self.clock {
+            Clock::Manual(_) => self.advance(Duration::from_millis(1)).await,
+            Clock::System => self.settled_up_to(self.clock.now_millis() + 1).await,
+        }
+    }
+
+    /// Waits until each role of this daemon that acts on the clock has settled up to `target_ms`
+    /// (`cartstream::telemetry::Settled`, the `*_settled_timestamp_seconds` gauges of this
+    /// daemon alone): the processor had every partition consumed to its end, every timer due
+    /// by then fired and its outbox acknowledged by Kafka; the delivery worker had every
+    /// delivery due by then attempted, its answer recorded and its outcome acknowledged.
+    ///
+    /// Records reach the roles through Kafka: one produced a moment ago may not have been
+    /// read yet, and a role that has not read it is settled all the same. Wait for an effect
+    /// of the records (their events, their outcomes) before the barrier.
+    pub async fn settled_up_to(&self, target_ms: i64) {
+        let mut watermarks = Vec::new();
+        if self.roles.processor {
+            watermarks.push(("processor", &self.running.processor_settled));
+        }
+        if self.roles.delivery {
+            watermarks.push(("delivery worker", &self.running.delivery_settled));
+        }
+        assert!(!watermarks.is_empty(), "no role here acts on the clock");
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let behind: Vec<String> = watermarks
+                .iter()
+                .filter(|(_, settled)| settled.up_to().is_none_or(|up_to| up_to < target_ms))
+                .map(|(role, settled)| format!("the {role} settled up to {:?}", settled.up_to()))
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not settled up to {target_ms} after {SETTLE_TIMEOUT:?}: {}",
+                behind.join(", ")
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// How long [`TestDaemon::settled_up_to`] waits: long enough for a loaded machine, whose
+/// slowness it absorbs (it waits for the daemon to report, not for a fixed time).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`TestDaemon::settle`] for a role running in a process of its own ([`RoleProcess`], on the
+/// system clock), whose `/metrics` on `admin` belongs to it alone: waits until its gauge
+/// `settled` (`cartstream::telemetry::metrics::PROCESSOR_SETTLED` or `DELIVERY_SETTLED`) shows
+/// a time later than the call. The same caveat as [`TestDaemon::settled_up_to`]: records the
+/// role has not read yet do not count.
+pub async fn process_settled(admin: SocketAddr, settled: &str) {
+    let target_ms = Clock::System.now_millis() + 1;
+    let (http, url) = (Http::http1(), format!("http://{admin}/metrics"));
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let scrape = http.try_send("GET", &url, &[], Bytes::new()).await;
+        let up_to = scrape.ok().and_then(|answer| gauge(&answer.body, settled));
+        if up_to.is_some_and(|seconds| (seconds * 1000.0).round() as i64 >= target_ms) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{settled} of the process at {admin}: {up_to:?} s, not yet {target_ms} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the metric `name`, without labels, in a Prometheus text exposition.
+fn gauge(scrape: &[u8], name: &str) -> Option<f64> {
+    String::from_utf8_lossy(scrape).lines().find_map(|line| {
+        let (metric, value) = line.split_once(' ')?;
+        (metric == name).then(|| value.trim().parse().ok())?
+    })
 }
 
 impl Builder {
@@ -243,12 +342,15 @@ impl Builder {
         let topics = self.config.kafka.topics();
         let brokers = self.config.kafka.brokers.clone();
         let config = self.config.clone();
+        let (roles, clock) = (self.roles, self.clock.clone());
         let running = app::start(self.config, registry, self.clock, self.roles).await?;
         Ok(TestDaemon {
             running,
             topics,
             brokers,
             config,
+            roles,
+            clock,
             _state: self.state,
         })
     }
@@ -865,5 +967,77 @@ pub async fn wait_for(http: &Http, url: &str, done: impl Fn(&Answer) -> bool) ->
         }
         assert!(Instant::now() < deadline, "{url}: last answer {answer:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl RoleProcess {
+    /// [`RoleProcess::start_with_env`], its log (standard error) written to the file `log`, for
+    /// a test to read what the process reported (see [`log_lines`]).
+    pub fn start_logging(role: &str, config_file: &Path, env: &[(&str, &str)], log: &Path) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cartstream"))
+            .args([role, "--config"])
+            .arg(config_file)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("the log file can be created"))
+            .spawn()
+            .expect("the cartstream binary starts");
+        RoleProcess { child }
+    }
+}
+
+/// The lines of a JSON log (`telemetry.log_format = "json"`) whose message is `message`.
+pub fn log_lines(log: &Path, message: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == message)
+        .collect()
+}
+
+impl Http {
+    /// [`Http::send`], or why no answer came (the connection closed, say).
+    pub async fn try_send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, String> {
+        let mut request = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = self
+            .0
+            .request(request.body(Full::new(body.into())).unwrap())
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| format!("{e:?}"))?;
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.to_bytes(),
+        })
+    }
+}
+
+impl RoleProcess {
+    /// Waits until the process has exited, at most `timeout`; how it ended.
+    pub async fn exited(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .expect("the process can be waited for")
+            {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process is still running");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
