@@ -85,6 +85,11 @@ enum Command {
         #[arg(long)]
         reveal: bool,
     },
+    /// The tenant registry on the tenants topic (`<prefix>.tenants.v1`).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
     /// Print the signature header value a platform would send for a body (for testing).
     Sign {
         /// The provider whose scheme to use.
@@ -101,6 +106,23 @@ enum Command {
         timestamp: Option<u64>,
         /// The file holding the exact body bytes to send.
         body_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Make the tenants topic say what a registry file says: print the records to create,
+    /// update and delete (by name, with the fields that change, never a secret), then write
+    /// them, secrets sealed with `tenants.sealing_key`. Applying the same file again changes
+    /// nothing.
+    Apply {
+        /// The registry file (the format of tenants.toml).
+        file: PathBuf,
+        /// Print the changes only: nothing is written, and no topic is created.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -151,6 +173,14 @@ fn main() -> ExitCode {
             };
             credentials(config.as_deref(), tenant)
         }
+        Command::Tenants {
+            command:
+                TenantsCommand::Apply {
+                    file,
+                    dry_run,
+                    config,
+                },
+        } => tenants_apply(config.as_deref(), &file, dry_run),
         Command::Sign {
             provider,
             secret,
@@ -265,6 +295,95 @@ fn credentials(file: Option<&std::path::Path>, tenant: Option<String>) -> ExitCo
     ExitCode::SUCCESS
 }
 
+/// `cartstream tenants apply`: reads the tenants topic to its end, plans what makes it say
+/// what `file` says, prints the plan and, unless `dry_run`, writes it.
+fn tenants_apply(
+    config: Option<&std::path::Path>,
+    file: &std::path::Path,
+    dry_run: bool,
+) -> ExitCode {
+    use cartstream::kafka::registry;
+    use cartstream::tenants::{self, Records};
+
+    let env = config::process_env();
+    let (config, problems) = Config::load_lenient(config, &env);
+    if !problems.is_empty() {
+        return report(&problems);
+    }
+    let Some(vault) = config.tenants.vault() else {
+        eprintln!("tenants.sealing_key is not set: the registry's secrets are sealed with it");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let desired = match Records::load(file, &env, &vault) {
+        Ok(records) => records,
+        Err(problems) => return report(&problems),
+    };
+    let topic = config.kafka.topics().tenants;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !dry_run {
+        if let Err(e) = runtime.block_on(registry::ensure_topic(&config.kafka)) {
+            eprintln!("creating {topic}: {:#}", anyhow::Error::from(e));
+            return ExitCode::FAILURE;
+        }
+    }
+    // The latest message of each key decides: a record that does not read is an error only
+    // while no later message of its key replaces it.
+    let mut current = Records::default();
+    let mut unreadable: std::collections::BTreeMap<Vec<u8>, tenants::Unreadable> =
+        Default::default();
+    let read = registry::read(&config.kafka, Duration::from_secs(60), |key, value| {
+        match current.apply(key, value) {
+            Ok(()) => unreadable.remove(key),
+            Err(e) => unreadable.insert(key.to_vec(), e),
+        };
+    });
+    if let Err(e) = read {
+        eprintln!("reading {topic}: {:#}", anyhow::Error::from(e));
+        return ExitCode::FAILURE;
+    }
+    if !unreadable.is_empty() {
+        for problem in unreadable.values() {
+            eprintln!("{topic}: {problem}");
+        }
+        eprintln!(
+            "{topic} holds {} records that are not registry records: nothing applied",
+            unreadable.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    let plan = match tenants::plan(&current, &desired, &vault) {
+        Ok(plan) => plan,
+        Err(problems) => return report(&problems),
+    };
+    println!("{plan}");
+    if dry_run {
+        println!("dry run: nothing written to {topic}");
+        return ExitCode::SUCCESS;
+    }
+    if plan.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    match runtime.block_on(registry::write(&config.kafka, plan.messages())) {
+        Ok(written) => {
+            println!("applied: {written} records written to {topic}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "writing {topic}: {:#}; apply the file again to finish",
+                anyhow::Error::from(e)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Loads the configuration and the registry it names, collecting the problems of both.
 fn load(file: Option<&std::path::Path>) -> Result<(Config, Registry), Problems> {
     let env = config::process_env();
@@ -329,6 +448,38 @@ mod tests {
             "onto a terminal, not unasked"
         );
         assert!(may_print_secrets(true, true));
+    }
+
+    #[test]
+    fn the_tenants_apply_command_takes_a_file_and_a_dry_run() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+            Ok(Command::Tenants {
+                command:
+                    TenantsCommand::Apply {
+                        file,
+                        dry_run,
+                        config,
+                    },
+            }) => (file, dry_run, config),
+            _ => panic!("{args:?} is not a tenants apply command"),
+        };
+        assert_eq!(
+            parse(&[
+                "cartstream",
+                "tenants",
+                "apply",
+                "t.toml",
+                "--config",
+                "c.toml"
+            ]),
+            (
+                PathBuf::from("t.toml"),
+                false,
+                Some(PathBuf::from("c.toml"))
+            )
+        );
+        assert!(parse(&["cartstream", "tenants", "apply", "--dry-run", "t.toml"]).1);
+        assert!(Cli::try_parse_from(["cartstream", "tenants", "apply"]).is_err());
     }
 
     #[test]

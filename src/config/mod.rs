@@ -106,6 +106,7 @@ impl Config {
         config
             .ingress
             .resolve_shopimind_app_secret(env, base, &mut problems);
+        config.tenants.resolve_sealing_key(env, base, &mut problems);
         (config, problems)
     }
 

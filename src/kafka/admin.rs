@@ -21,12 +21,17 @@ pub async fn ensure_topics(
     max_message_bytes: usize,
 ) -> Result<(), Error> {
     let max_message_bytes = max_message_bytes.to_string();
+    let new_topics = new_topics(config, topics, compacted, &max_message_bytes);
+    create(config, &new_topics).await
+}
+
+/// Creates each of `new_topics` that does not exist yet; an existing one is left as it is.
+pub(super) async fn create(config: &Config, new_topics: &[NewTopic<'_>]) -> Result<(), Error> {
     let connection = Connection::default();
     let admin: AdminClient<Connection> = config
         .client_config()
         .create_with_context(connection.clone())
         .map_err(Error::Client)?;
-    let new_topics = new_topics(config, topics, compacted, &max_message_bytes);
     let options = AdminOptions::new()
         .operation_timeout(Some(ADMIN_TIMEOUT))
         .request_timeout(Some(ADMIN_TIMEOUT));
@@ -48,7 +53,7 @@ pub async fn ensure_topics(
         }
     };
     let results = tokio::select! {
-        results = tokio::time::timeout(ADMIN_TIMEOUT, admin.create_topics(&new_topics, &options)) => results
+        results = tokio::time::timeout(ADMIN_TIMEOUT, admin.create_topics(new_topics, &options)) => results
             .map_err(|_| Error::Timeout(ADMIN_TIMEOUT))?
             .map_err(Error::Client)?,
         refusal = refused => return Err(Error::Refused(refusal)),

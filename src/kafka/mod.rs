@@ -9,6 +9,7 @@ pub mod group;
 pub mod inbound;
 pub mod outbox;
 mod producer;
+pub mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -209,6 +210,7 @@ impl Config {
             deliveries: name("deliveries"),
             dead_letters: name("deliveries.dlq"),
             credentials: name("credentials"),
+            tenants: name("tenants"),
         }
     }
 }
@@ -230,6 +232,10 @@ pub struct Topics {
     /// Secrets carried in payloads, sealed; compacted, key (tenant, provider, installation,
     /// field) (`schemas/credentials.v1.json`).
     pub credentials: String,
+    /// The tenant registry, sealed; compacted, one partition, key the record's kind and ids
+    /// (`schemas/tenants.v1.json`). Not among [`Topics::all`]: `cartstream tenants apply`
+    /// creates and writes it ([`registry`]), and the daemon does not read it yet.
+    pub tenants: String,
 }
 
 impl Topics {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::Vault;
 use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
 
@@ -30,13 +31,47 @@ pub use secret::Secret;
 pub struct Config {
     /// Path of the tenant registry file, relative to the working directory.
     pub file: std::path::PathBuf,
+    /// The key the secrets of the tenants topic are sealed with (32 bytes, base64): the text,
+    /// or `{ env = "VARIABLE" }`, or `{ file = "path" }`. A key of its own, not
+    /// `ingress.credentials_key`: whoever may read the platforms' tokens need not be able to
+    /// read every tenant's webhook secrets, and each can be replaced without the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing_key: Option<crate::kafka::Property>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             file: "config/tenants.example.toml".into(),
+            sealing_key: None,
         }
+    }
+}
+
+impl Config {
+    /// Reads `sealing_key` from where it is kept and checks it is a key, without showing it.
+    pub fn resolve_sealing_key(
+        &mut self,
+        env: &HashMap<String, String>,
+        base: &Path,
+        problems: &mut Problems,
+    ) {
+        let Some(key) = &mut self.sealing_key else {
+            return;
+        };
+        let checked = key.resolve(env, base).and_then(|()| {
+            Vault::from_base64(key.text().unwrap_or_default())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(why) = checked {
+            problems.push(format!("tenants.sealing_key: {why}"));
+        }
+    }
+
+    /// The vault of `sealing_key`, once resolved and checked.
+    pub fn vault(&self) -> Option<Vault> {
+        Vault::from_base64(self.sealing_key.as_ref()?.text()?).ok()
     }
 }
 

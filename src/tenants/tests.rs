@@ -672,3 +672,39 @@ allow_plain_http = "hunter2-not-a-boolean"
     );
     assert!(!text.contains("hunter2"), "the value is shown in:\n{text}");
 }
+
+#[test]
+fn a_sealing_key_is_read_from_the_environment_and_a_bad_one_is_a_problem_without_showing_it() {
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let mut config = Config {
+        sealing_key: Some(crate::kafka::Property::Env {
+            env: "SEALING_KEY".to_string(),
+        }),
+        ..Config::default()
+    };
+    let env = HashMap::from([("SEALING_KEY".to_string(), key.to_string())]);
+    let mut problems = Problems::default();
+    config.resolve_sealing_key(&env, Path::new("."), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        config.vault().map(|v| v.key_id().to_string()),
+        Some(Vault::from_base64(key).unwrap().key_id().to_string())
+    );
+    for (text, why) in [("c2hvcnQ=", "not 5 bytes"), ("secret words", "not base64")] {
+        let mut config = Config {
+            sealing_key: Some(crate::kafka::Property::Text(text.to_string())),
+            ..Config::default()
+        };
+        let mut problems = Problems::default();
+        config.resolve_sealing_key(&HashMap::new(), Path::new("."), &mut problems);
+        let listed: Vec<&str> = problems.iter().collect();
+        assert!(
+            listed.len() == 1
+                && listed[0].starts_with("tenants.sealing_key: ")
+                && listed[0].contains(why)
+                && !listed[0].contains(text),
+            "{listed:?}"
+        );
+        assert!(config.vault().is_none());
+    }
+}

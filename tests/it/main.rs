@@ -23,4 +23,5 @@ mod processor;
 mod robustness;
 mod security;
 mod support;
+mod tenants_topic;
 mod vectors;

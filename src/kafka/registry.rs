@@ -1,0 +1,251 @@
+//! The tenant registry's topic, `<prefix>.tenants.v1` ([`crate::topics::registry`]), for
+//! `cartstream tenants apply`: created compacted with one partition, read from its start to the
+//! end it has when the read begins, and written in order with every record acknowledged. What
+//! the records say is the business of [`crate::tenants`]; this module moves their bytes.
+
+use std::time::Duration;
+
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::time::Instant;
+
+use super::Config;
+use crate::topics::registry::SCHEMA;
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a record may wait for its acknowledgement before the write counts as failed: a
+/// command should say the cluster is away within a minute, not librdkafka's five.
+const MESSAGE_TIMEOUT_MS: &str = "60000";
+
+/// The settings the topic is created with, besides its one partition: a registry is small, and
+/// its records are read in the order they were written (a tenant before what it owns), which
+/// Kafka keeps within a partition only.
+pub const TOPIC_SETTINGS: &[(&str, &str)] = &[
+    // The latest record of each key is kept, whatever its age; a tombstone removes a key.
+    ("cleanup.policy", "compact"),
+    // A record stays whole for an hour before a later one of its key may replace it: the
+    // changes of the last hour can be read back one by one.
+    ("min.compaction.lag.ms", "3600000"),
+    // A tombstone stays a week once compaction reaches it: a reader that resumes from its
+    // position within a week still sees every deletion (Kafka's default is a day).
+    ("delete.retention.ms", "604800000"),
+];
+
+/// Why the topic could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kafka(#[from] super::Error),
+    /// Records of one key may sit in two partitions, and the order between partitions is lost.
+    #[error("{topic} has {partitions} partitions: a registry is kept in one, to be read in order")]
+    Partitions { topic: String, partitions: usize },
+    /// Some records were written and others not: the topic says part of what was asked.
+    #[error("{acknowledged} of {total} records were acknowledged")]
+    Unacknowledged {
+        acknowledged: usize,
+        total: usize,
+        #[source]
+        first: super::Error,
+    },
+}
+
+/// Creates the topic unless it exists: one partition, the configured replication factor, and
+/// [`TOPIC_SETTINGS`]. An existing topic is left as it is.
+pub async fn ensure_topic(config: &Config) -> Result<(), Error> {
+    let topic = config.topics().tenants;
+    let new_topic = TOPIC_SETTINGS.iter().fold(
+        NewTopic::new(
+            &topic,
+            1,
+            TopicReplication::Fixed(config.replication_factor),
+        ),
+        |new_topic, (key, value)| new_topic.set(key, value),
+    );
+    super::admin::create(config, &[new_topic]).await?;
+    Ok(())
+}
+
+/// Hands every message of the topic, in order, to `each` — its key, and its value or `None`
+/// for a tombstone — from the first the topic holds to the last it held when the read began.
+/// A topic that does not exist holds none. Fails when it has more than one partition, or when
+/// the read takes longer than `read_for`. The number of messages read.
+pub fn read(
+    config: &Config,
+    read_for: Duration,
+    mut each: impl FnMut(&[u8], Option<&[u8]>),
+) -> Result<usize, Error> {
+    let topic = config.topics().tenants;
+    let consumer: BaseConsumer = super::consumer_config(
+        config,
+        &[("client.id", "cartstream-tenants")],
+        &Default::default(),
+        &[
+            ("group.id", "cartstream-tenants-reader"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+        ],
+    )
+    .create()
+    .map_err(super::Error::Client)?;
+    let deadline = Instant::now() + read_for;
+    let Some(end) = assign_from_start(&consumer, &topic, deadline)? else {
+        return Ok(0);
+    };
+    let mut read = 0;
+    loop {
+        if Instant::now() > deadline {
+            return Err(super::Error::Timeout(read_for).into());
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(message) => {
+                let message = message.map_err(super::Error::Client)?;
+                each(message.key().unwrap_or_default(), message.payload());
+                read += 1;
+                if message.offset() + 1 >= end {
+                    return Ok(read);
+                }
+            }
+            // The last offsets may hold no message for this reader (a transaction's marker).
+            None if position(&consumer, &topic).is_some_and(|at| at >= end) => return Ok(read),
+            None => {}
+        }
+    }
+}
+
+/// Assigns `consumer` the topic's partition from its first record; where it ends now (its
+/// high watermark), or `None` when there is nothing to read. A topic created moments ago may
+/// not have a leader yet: asked again until `deadline`.
+fn assign_from_start(
+    consumer: &BaseConsumer,
+    topic: &str,
+    deadline: Instant,
+) -> Result<Option<i64>, Error> {
+    let settle = deadline.min(Instant::now() + KAFKA_TIMEOUT);
+    let (low, high) = loop {
+        match watermarks(consumer, topic) {
+            Ok(Some(watermarks)) => break watermarks,
+            Ok(None) => return Ok(None),
+            Err(Error::Kafka(_)) if Instant::now() < settle => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if low >= high {
+        return Ok(None);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Offset(low))
+        .map_err(super::Error::Client)?;
+    consumer.assign(&assignment).map_err(super::Error::Client)?;
+    Ok(Some(high))
+}
+
+/// The low and high watermarks of the topic's one partition; `None` when the topic does not
+/// exist. Any other error of its metadata is an error, not an empty registry: a plan made from
+/// a registry read as empty would delete nothing.
+fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<Option<(i64, i64)>, Error> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+        .map_err(super::Error::Client)?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match found.error().map(RDKafkaErrorCode::from) {
+        None => {}
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Ok(None),
+        Some(code) => return Err(super::Error::Client(KafkaError::MetadataFetch(code)).into()),
+    }
+    match found.partitions().len() {
+        1 => {}
+        partitions => {
+            return Err(Error::Partitions {
+                topic: topic.to_string(),
+                partitions,
+            })
+        }
+    }
+    let watermarks = consumer
+        .fetch_watermarks(topic, 0, KAFKA_TIMEOUT)
+        .map_err(super::Error::Client)?;
+    Ok(Some(watermarks))
+}
+
+/// The offset `consumer` reads next in the topic's partition, once it knows it.
+fn position(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    match positions.find_partition(topic, 0)?.offset() {
+        Offset::Offset(at) => Some(at),
+        _ => None,
+    }
+}
+
+/// Writes `messages` — a key, and a value or `None` for a tombstone — to the topic's partition
+/// in their order, with the idempotent producer (`acks=all`), and waits for the verdict on
+/// each. The number written; when any is not acknowledged, how many were.
+pub async fn write(
+    config: &Config,
+    messages: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
+) -> Result<usize, Error> {
+    let topic = config.topics().tenants;
+    let mut client = config.client_config();
+    client.set("client.id", "cartstream-tenants");
+    client.set("message.timeout.ms", MESSAGE_TIMEOUT_MS);
+    for (key, value) in &config.producer {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    let producer: FutureProducer = client.create().map_err(super::Error::Client)?;
+    let messages: Vec<_> = messages.into_iter().collect();
+    let total = messages.len();
+    let mut failures = Vec::new();
+    let mut deliveries = Vec::with_capacity(total);
+    for (key, value) in &messages {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: super::inbound::HEADER_SCHEMA,
+            value: Some(SCHEMA),
+        });
+        let mut record = FutureRecord::<str, [u8]>::to(&topic)
+            .partition(0)
+            .key(key)
+            .headers(headers);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            // What follows would be written out of order: nothing more is sent.
+            Err((e, _)) => {
+                failures.push(super::Error::Delivery(e));
+                break;
+            }
+        }
+    }
+    let mut acknowledged = 0;
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => acknowledged += 1,
+            Ok(Err((e, _))) => failures.push(super::Error::Delivery(e)),
+            Err(_canceled) => failures.push(super::Error::Delivery(KafkaError::Canceled)),
+        }
+    }
+    match failures.into_iter().next() {
+        None => Ok(acknowledged),
+        Some(first) => Err(Error::Unacknowledged {
+            acknowledged,
+            total,
+            first,
+        }),
+    }
+}

@@ -1,0 +1,356 @@
+//! `cartstream tenants apply` against a real broker: the tenants topic it creates and writes,
+//! read with a plain consumer — one record per tenant, integration and endpoint, no secret in
+//! clear, hex or base64 — and what applying a file again, a changed secret and a removed tenant
+//! write.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use cartstream::credentials::Vault;
+use cartstream::tenants::{Records, Registry};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+
+use crate::support::{brokers, read_topic, schema, unique_prefix, Record, TENANTS};
+
+/// `tenants.sealing_key` of these tests (32 bytes, base64), given through this variable.
+const SEALING_KEY: &str = "dGVuYW50cy1zZWFsaW5nLWtleS1mb3ItdGVzdHMtMzI=";
+const SEALING_KEY_VARIABLE: &str = "TEST_TENANTS_SEALING_KEY";
+
+/// The tests' registry with an endpoint (and its previous secret) for globex, so that every
+/// kind of record is written.
+fn registry_file() -> String {
+    format!(
+        r#"{TENANTS}
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "https://crm.globex.example/hooks"
+  secret = "whsec_Z2xvYmV4LWNybS1zaWduaW5nLWtleS0wMDAwMDE="
+  previous_secret = "whsec_Z2xvYmV4LWNybS1zaWduaW5nLWtleS1vbGQtMDAwMQ=="
+"#
+    )
+}
+
+/// A configuration naming a topic prefix of its own, and a registry file beside it.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    brokers: String,
+    topic: String,
+}
+
+impl Setup {
+    fn new(test: &str) -> Setup {
+        let (brokers, prefix) = (brokers(), unique_prefix(test));
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cartstream.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka]\nbrokers = {brokers:?}\ntopic_prefix = {prefix:?}\n[tenants]\nsealing_key = {{ env = \"{SEALING_KEY_VARIABLE}\" }}\n"
+            ),
+        )
+        .unwrap();
+        Setup {
+            dir,
+            config,
+            brokers,
+            topic: format!("{prefix}.tenants.v1"),
+        }
+    }
+
+    /// Writes `text` as the registry file `name`.
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `cartstream tenants apply FILE ARGS --config CONFIG`, with the sealing key in its
+    /// environment when `key` says so.
+    fn run(&self, file: &Path, args: &[&str], key: bool) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cartstream"));
+        command
+            .args(["tenants", "apply"])
+            .arg(file)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove(SEALING_KEY_VARIABLE);
+        if key {
+            command.env(SEALING_KEY_VARIABLE, SEALING_KEY);
+        }
+        command.output().unwrap()
+    }
+
+    /// The standard output of a `tenants apply` that succeeds.
+    fn apply(&self, file: &Path, args: &[&str]) -> String {
+        let output = self.run(file, args, true);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn read(&self) -> Vec<Record> {
+        read_topic(&self.brokers, &self.topic)
+    }
+}
+
+/// A message's key as the JSON array it is.
+fn key(record: &Record) -> Vec<String> {
+    serde_json::from_slice(record.key.as_deref().expect("every record has a key")).unwrap()
+}
+
+/// The registry `records`, read as a consumer of the topic reads them, opened with the key.
+fn registry(records: &[Record]) -> Registry {
+    let mut read = Records::default();
+    for record in records {
+        let value = (!record.value.is_empty()).then_some(&record.value[..]);
+        read.apply(record.key.as_deref().unwrap(), value).unwrap();
+    }
+    read.registry(&Vault::from_base64(SEALING_KEY).unwrap())
+        .unwrap()
+}
+
+/// Each record a registry file makes, by kind and tenant (and an endpoint's id), counted: read
+/// from the file itself, not from what the command writes.
+fn entities(text: &str) -> BTreeMap<(String, String), usize> {
+    let file: toml::Table = toml::from_str(text).unwrap();
+    let mut entities: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for tenant in file["tenant"].as_array().unwrap() {
+        let id = tenant["id"].as_str().unwrap().to_string();
+        *entities.entry(("tenant".into(), id.clone())).or_default() += 1;
+        for kind in ["integration", "endpoint"] {
+            let tables = tenant.get(kind).and_then(|t| t.as_array());
+            let count = tables.map_or(0, Vec::len);
+            if count > 0 {
+                *entities.entry((kind.into(), id.clone())).or_default() += count;
+            }
+        }
+    }
+    entities
+}
+
+/// Every secret of a registry file (`secret`, `previous_secret`), and the sealing key.
+fn secrets(text: &str) -> Vec<String> {
+    let file: toml::Table = toml::from_str(text).unwrap();
+    let mut secrets = vec![SEALING_KEY.to_string()];
+    for tenant in file["tenant"].as_array().unwrap() {
+        for kind in ["integration", "endpoint"] {
+            for table in tenant
+                .get(kind)
+                .and_then(|t| t.as_array())
+                .into_iter()
+                .flatten()
+            {
+                for field in ["secret", "previous_secret"] {
+                    if let Some(secret) = table.get(field).and_then(|s| s.as_str()) {
+                        secrets.push(secret.to_string());
+                    }
+                }
+            }
+        }
+    }
+    secrets
+}
+
+/// Every form `secret` could be written in: itself, hex, and base64 in both alphabets — also
+/// inside a longer encoded value, where its bytes start anywhere in a 3-byte group (only the
+/// characters that depend on its bytes alone are looked for then). A `whsec_` secret's decoded
+/// bytes, and a base64 key's, in the same forms.
+fn forms(secret: &str) -> Vec<String> {
+    let mut raw = vec![secret.as_bytes().to_vec()];
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    if let Ok(bytes) = STANDARD.decode(encoded) {
+        raw.push(bytes);
+    }
+    let mut forms = vec![secret.to_string()];
+    for bytes in raw {
+        forms.push(hex::encode(&bytes));
+        forms.push(hex::encode_upper(&bytes));
+        for (padded, unpadded) in [(&STANDARD, &STANDARD_NO_PAD), (&URL_SAFE, &URL_SAFE_NO_PAD)] {
+            forms.push(padded.encode(&bytes));
+            for offset in 0..3 {
+                let shifted = [&vec![0u8; offset][..], &bytes[..]].concat();
+                let text = unpadded.encode(&shifted);
+                let start = if offset == 0 { 0 } else { 4 };
+                forms.push(text[start..shifted.len() / 3 * 4].to_string());
+            }
+        }
+    }
+    forms
+}
+
+/// Fails if any secret of `text`, in any of its [`forms`], is in a key or a value of `records`.
+fn assert_no_secret(records: &[Record], text: &str) {
+    for secret in secrets(text) {
+        for form in forms(&secret) {
+            for record in records {
+                for (what, bytes) in [
+                    ("key", record.key.as_deref().unwrap()),
+                    ("value", &record.value[..]),
+                ] {
+                    assert!(
+                        !String::from_utf8_lossy(bytes).contains(&form),
+                        "a secret in a record's {what}, as {form:?}: {}",
+                        String::from_utf8_lossy(bytes)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The topic's partitions and its settings, as the cluster describes them.
+async fn topic_settings(brokers: &str, topic: &str) -> (usize, BTreeMap<String, String>) {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", brokers);
+    let consumer: BaseConsumer = client.create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    let admin: AdminClient<DefaultClientContext> = client.create().unwrap();
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .unwrap();
+    let resource = described.into_iter().next().unwrap().unwrap();
+    let settings = [
+        "cleanup.policy",
+        "min.compaction.lag.ms",
+        "delete.retention.ms",
+    ]
+    .into_iter()
+    .map(|name| {
+        let value = resource.get(name).and_then(|e| e.value.clone());
+        (name.to_string(), value.unwrap_or_default())
+    })
+    .collect();
+    (partitions, settings)
+}
+
+#[tokio::test]
+async fn applying_a_registry_file_writes_one_sealed_record_per_entity_and_applying_it_again_writes_nothing(
+) {
+    let setup = Setup::new("tenants-apply");
+    let text = registry_file();
+    let file = setup.file("tenants.toml", &text);
+
+    let out = setup.apply(&file, &[]);
+    assert!(
+        out.contains("8 to create, 0 to update, 0 to delete"),
+        "{out}"
+    );
+    assert!(out.contains("applied: 8 records written"), "{out}");
+
+    let (partitions, settings) = topic_settings(&setup.brokers, &setup.topic).await;
+    assert_eq!(partitions, 1);
+    assert_eq!(settings["cleanup.policy"], "compact");
+    assert_eq!(settings["min.compaction.lag.ms"], "3600000");
+    assert_eq!(settings["delete.retention.ms"], "604800000");
+
+    let records = setup.read();
+    let mut written: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let validator = schema("tenants.v1.json");
+    for record in &records {
+        let key = key(record);
+        let value: Value = serde_json::from_slice(&record.value).unwrap();
+        assert!(validator.is_valid(&value), "{value}");
+        assert_eq!(value["kind"], key[0], "{value}");
+        assert_eq!(value["schema"], "cartstream.tenants.v1");
+        *written.entry((key[0].clone(), key[1].clone())).or_default() += 1;
+    }
+    assert_eq!(written, entities(&text));
+    let distinct: std::collections::BTreeSet<_> = records.iter().map(key).collect();
+    assert_eq!(distinct.len(), records.len(), "a key written twice");
+    assert_no_secret(&records, &text);
+    let read_back = registry(&records);
+    let from_file = Registry::from_toml(&text, Path::new("."), &Default::default()).unwrap();
+    assert_eq!(read_back.tenants().len(), from_file.tenants().len());
+    assert_eq!(
+        read_back.integrations().len(),
+        from_file.integrations().len()
+    );
+    assert_eq!(read_back.endpoints().len(), from_file.endpoints().len());
+
+    let out = setup.apply(&file, &["--dry-run"]);
+    assert!(out.contains("no changes"), "{out}");
+    assert_eq!(setup.read().len(), records.len(), "a dry run wrote");
+    let out = setup.apply(&file, &[]);
+    assert!(out.contains("no changes"), "{out}");
+    assert!(!out.contains("applied"), "{out}");
+    assert_eq!(
+        setup.read().len(),
+        records.len(),
+        "the same file wrote again"
+    );
+}
+
+#[test]
+fn a_changed_secret_is_one_update_and_a_removed_tenant_is_its_tombstones() {
+    let setup = Setup::new("tenants-apply-changes");
+    let text = registry_file();
+    setup.apply(&setup.file("tenants.toml", &text), &[]);
+    let before = setup.read().len();
+
+    let rotated = text.replace("globex-salla-secret", "globex-salla-rotated-secret");
+    assert_ne!(rotated, text);
+    let file = setup.file("rotated.toml", &rotated);
+    let out = setup.apply(&file, &["--dry-run"]);
+    assert!(
+        out.contains("0 to create, 1 to update, 0 to delete"),
+        "{out}"
+    );
+    let update = out.lines().find(|l| l.starts_with("update ")).unwrap();
+    assert!(update.contains(r#""integration","globex","salla"#), "{out}");
+    assert!(update.ends_with(": secret"), "{out}");
+    assert_eq!(setup.read().len(), before, "a dry run wrote");
+    let out = setup.apply(&file, &[]);
+    assert!(out.contains("applied: 1 records written"), "{out}");
+    let records = setup.read();
+    assert_eq!(records.len(), before + 1);
+    let written = &records[before];
+    assert_eq!(&key(written)[..2], ["integration", "globex"]);
+    assert!(key(written)[2].starts_with("salla"), "{:?}", key(written));
+    assert_no_secret(&records, &rotated);
+    assert_eq!(registry(&records).integrations().len(), 5);
+
+    let globex = rotated.find("[[tenant]]\nid = \"globex\"").unwrap();
+    let without_globex = &rotated[..globex];
+    let out = setup.apply(&setup.file("acme.toml", without_globex), &[]);
+    assert!(
+        out.contains("0 to create, 0 to update, 5 to delete"),
+        "{out}"
+    );
+    let records = setup.read();
+    let tombstones = &records[before + 1..];
+    assert_eq!(tombstones.len(), 5);
+    for tombstone in tombstones {
+        assert!(tombstone.value.is_empty(), "{:?}", key(tombstone));
+        assert_eq!(key(tombstone)[1], "globex");
+    }
+    assert_eq!(
+        key(&tombstones[4]),
+        ["tenant", "globex"],
+        "the tenant goes last"
+    );
+    let left = registry(&records);
+    assert_eq!(left.tenants().len(), 1);
+    assert!(left.tenant("globex").is_none());
+    assert_eq!(left.integrations().len(), 2);
+}
+
+#[test]
+fn without_its_sealing_key_the_command_refuses_to_run() {
+    let setup = Setup::new("tenants-apply-no-key");
+    let output = setup.run(&setup.file("tenants.toml", &registry_file()), &[], false);
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("tenants.sealing_key"), "{stderr}");
+}
