@@ -30,10 +30,13 @@ use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::health::{Health, Stalls, Stores};
 use crate::ingress::Ingress;
+use crate::problems::Problems;
 use crate::processor::Processor;
 use crate::telemetry::Settled;
-use crate::tenants::Registry;
+use crate::tenants::{Live, Registry};
 use crate::{kafka, server, telemetry};
+
+mod tenants;
 
 /// Which roles one process runs. They meet only through Kafka topics, so any split works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,26 +111,48 @@ impl Running {
     }
 }
 
+/// Where a daemon's tenants come from.
+pub enum Tenants {
+    /// A registry read from a file (`tenants.source = "file"`), in force until the process
+    /// ends.
+    Loaded(Box<Registry>),
+    /// The tenants topic (`tenants.source = "topic"`), read before the roles start and
+    /// followed while they run.
+    Topic,
+}
+
+impl From<Registry> for Tenants {
+    fn from(registry: Registry) -> Tenants {
+        Tenants::Loaded(Box::new(registry))
+    }
+}
+
 /// Starts the ingress role alone.
 pub async fn start_ingress(
     config: Config,
-    registry: Registry,
+    tenants: impl Into<Tenants>,
     clock: Clock,
 ) -> anyhow::Result<Running> {
-    start(config, registry, clock, Roles::INGRESS).await
+    start(config, tenants, clock, Roles::INGRESS).await
 }
 
-/// Starts `roles`: topics, the producer, the ingress port and the processor as asked, and the
-/// admin port.
+/// Starts `roles`: topics, the producer, the tenants, the ingress port and the processor as
+/// asked, and the admin port.
 pub async fn start(
     config: Config,
-    registry: Registry,
+    tenants: impl Into<Tenants>,
     clock: Clock,
     roles: Roles,
 ) -> anyhow::Result<Running> {
     let metrics = telemetry::metrics::install();
     let producer = connect_kafka(&config).await?;
-    let registry = check_tenants(&config, registry, roles)?;
+    let shutdown = CancellationToken::new();
+    let registry = match tenants.into() {
+        Tenants::Loaded(registry) => check_tenants(&config, *registry, roles)?,
+        Tenants::Topic => tenants::follow(&config, roles, &shutdown).await?,
+    };
+    // A start that fails from here on stops the tenants topic's follower.
+    let stop_on_failure = shutdown.clone().drop_guard();
     let listeners = bind(&config, roles).await?;
     let ingress_addr = listeners
         .ingress
@@ -142,7 +167,7 @@ pub async fn start(
         registry,
         producer,
         clock,
-        shutdown: CancellationToken::new(),
+        shutdown,
         tracker: TaskTracker::new(),
         processor_settled: processor_settled.clone(),
         delivery_settled: delivery_settled.clone(),
@@ -156,6 +181,7 @@ pub async fn start(
         brokers = %config.kafka.brokers,
         "cartstream started"
     );
+    stop_on_failure.disarm();
     let shutdown = tasks.shutdown.clone();
     let done = tokio::spawn(stop_in_order(tasks));
     Ok(Running {
@@ -171,7 +197,7 @@ pub async fn start(
 /// What the roles are built from and run under.
 struct Wiring<'c> {
     config: &'c Config,
-    registry: Arc<Registry>,
+    registry: Live,
     producer: kafka::Producer,
     clock: Clock,
     shutdown: CancellationToken,
@@ -340,26 +366,28 @@ async fn connect_kafka(config: &Config) -> anyhow::Result<kafka::Producer> {
 }
 
 /// Refuses a tenants file the configured roles cannot serve; logs its warnings.
-fn check_tenants(
-    config: &Config,
-    registry: Registry,
-    roles: Roles,
-) -> anyhow::Result<Arc<Registry>> {
-    let mut problems = crate::problems::Problems::default();
-    if roles.delivery {
-        config.delivery.check_endpoints(&registry, &mut problems);
-    }
-    if roles.ingress {
-        config.ingress.check_credentials(&registry, &mut problems);
-    }
-    if !problems.is_empty() {
-        let list: Vec<&str> = problems.iter().collect();
+fn check_tenants(config: &Config, registry: Registry, roles: Roles) -> anyhow::Result<Live> {
+    let found = problems(config, &registry, roles);
+    if !found.is_empty() {
+        let list: Vec<&str> = found.iter().collect();
         anyhow::bail!("the tenants file: {}", list.join("; "));
     }
     for warning in registry.warnings() {
         tracing::warn!("tenants file: {warning}");
     }
-    Ok(Arc::new(registry))
+    Ok(Live::new(registry))
+}
+
+/// What makes `registry` one the configured roles cannot serve.
+fn problems(config: &Config, registry: &Registry, roles: Roles) -> Problems {
+    let mut problems = Problems::default();
+    if roles.delivery {
+        config.delivery.check_endpoints(registry, &mut problems);
+    }
+    if roles.ingress {
+        config.ingress.check_credentials(registry, &mut problems);
+    }
+    problems
 }
 
 /// The ports a process listens on.

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cartstream::app::{self, Roles};
 use cartstream::clock::Clock;
 use cartstream::config::{self, Config, Problems};
-use cartstream::tenants::Registry;
+use cartstream::tenants::{self, Registry};
 use cartstream::{providers, telemetry};
 
 /// Rust's allocations go to mimalloc: the roles allocate and free small buffers per request, per
@@ -141,7 +141,15 @@ fn main() -> ExitCode {
         Command::Processor { config } => run(config.as_deref(), Roles::PROCESSOR),
         Command::Delivery { config } => run(config.as_deref(), Roles::DELIVERY),
         Command::CheckConfig { config } => match load(config.as_deref()) {
-            Ok((config, registry)) => {
+            Ok((config, app::Tenants::Topic)) => {
+                println!(
+                    "configuration ok: tenants from the topic {}, read at start; brokers {}",
+                    config.kafka.topics().tenants,
+                    config.kafka.brokers
+                );
+                ExitCode::SUCCESS
+            }
+            Ok((config, app::Tenants::Loaded(registry))) => {
                 for warning in registry.warnings() {
                     println!("warning: {warning}");
                 }
@@ -384,15 +392,19 @@ fn tenants_apply(
     }
 }
 
-/// Loads the configuration and the registry it names, collecting the problems of both.
-fn load(file: Option<&std::path::Path>) -> Result<(Config, Registry), Problems> {
+/// Loads the configuration and the registry it names, collecting the problems of both. With
+/// `tenants.source = "topic"` the registry is read at start, from the topic.
+fn load(file: Option<&std::path::Path>) -> Result<(Config, app::Tenants), Problems> {
     let env = config::process_env();
     let (config, mut problems) = Config::load_lenient(file, &env);
+    if config.tenants.source == tenants::Source::Topic {
+        return problems.into_result((config, app::Tenants::Topic));
+    }
     match Registry::load(&config.tenants.file, &env) {
         Ok(registry) => {
             config.delivery.check_endpoints(&registry, &mut problems);
             config.ingress.check_credentials(&registry, &mut problems);
-            problems.into_result((config, registry))
+            problems.into_result((config, registry.into()))
         }
         Err(more) => {
             problems.extend(more);

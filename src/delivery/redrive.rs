@@ -19,7 +19,6 @@
 //! configured — are counted (`unverified`) and logged, never sent.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -32,7 +31,7 @@ use tokio::time::Instant;
 use super::store::{Adopted, DeadLetter, Job};
 use crate::clock::parse_rfc3339;
 use crate::kafka;
-use crate::tenants::Registry;
+use crate::tenants::{Live, Registry};
 use crate::topics::dead_letter::{self, Reason};
 
 /// The longest a redrive reads the topic before it answers with what it has.
@@ -193,7 +192,7 @@ pub(super) struct Source {
     /// librdkafka consumer properties passed through (`delivery.consumer`).
     pub consumer: BTreeMap<String, String>,
     /// The endpoints, whose secrets verify the dead letters' tags.
-    pub registry: Arc<Registry>,
+    pub registry: Live,
 }
 
 /// What was read, and where to move the shared position once it is scheduled.
@@ -336,7 +335,10 @@ impl Source {
                 ends.remove(&partition);
             }
             report.read += 1;
-            match letter(message.payload().unwrap_or_default(), &self.registry) {
+            match letter(
+                message.payload().unwrap_or_default(),
+                &self.registry.current(),
+            ) {
                 Ok((reason, letter)) => {
                     if selection.admits(&letter, &reason) {
                         letters.push(letter);

@@ -38,13 +38,13 @@ use crate::kafka::{self, inbound};
 use crate::providers::{self, Keys, Provider};
 use crate::server::{Peer, PerPeer};
 use crate::telemetry::metrics;
-use crate::tenants::{Integration, Registry};
+use crate::tenants::{Integration, Live, Registry};
 use crate::topics::credentials::{self as credential, Credential};
 
 /// The ingress request handler, shared by every connection.
 pub struct Ingress {
     config: Config,
-    registry: Arc<Registry>,
+    registry: Live,
     producer: kafka::Producer,
     clock: Clock,
     health: Health,
@@ -65,7 +65,7 @@ pub struct Ingress {
 impl Ingress {
     pub fn new(
         config: Config,
-        registry: Arc<Registry>,
+        registry: Live,
         producer: kafka::Producer,
         clock: Clock,
         health: Health,
@@ -203,7 +203,9 @@ impl Ingress {
             panic!("fault injected by the test build (x-cartstream-inject-panic)");
         }
         let request = providers::Request::new(headers, &body);
-        let sender = self.authenticate(provider, key, &request)?;
+        // The registry in force when the request is authenticated, for the whole request.
+        let registry = self.registry.current();
+        let sender = self.authenticate(&registry, provider, key, &request)?;
         // Known now: it no longer counts against its address's and connection's share.
         drop(admitted.unauthenticated.take());
         self.check_rate_limit(&sender.integration.tenant.id)?;
@@ -253,6 +255,7 @@ impl Ingress {
     /// with its keys only (or its own scheme's).
     fn authenticate<'s, 'a>(
         &'s self,
+        registry: &'s Registry,
         provider: &'static dyn Provider,
         key: Option<&str>,
         request: &providers::Request<'a>,
@@ -268,7 +271,6 @@ impl Ingress {
             .other_clue
             .as_deref()
             .map(|c| provider.normalize_clue(c));
-        let registry = &self.registry;
         let slug = provider.slug();
         let mut integration = registry
             .resolve(slug, key, clue.as_deref())

@@ -234,7 +234,8 @@ pub struct Topics {
     pub credentials: String,
     /// The tenant registry, sealed; compacted, one partition, key the record's kind and ids
     /// (`schemas/tenants.v1.json`). Not among [`Topics::all`]: `cartstream tenants apply`
-    /// creates and writes it ([`registry`]), and the daemon does not read it yet.
+    /// creates and writes it ([`registry`]); a daemon reading its tenants from it creates it
+    /// too.
     pub tenants: String,
 }
 

@@ -1,6 +1,7 @@
-//! The tenant registry's topic, `<prefix>.tenants.v1` ([`crate::topics::registry`]), for
-//! `cartstream tenants apply`: created compacted with one partition, read from its start to the
-//! end it has when the read begins, and written in order with every record acknowledged. What
+//! The tenant registry's topic, `<prefix>.tenants.v1` ([`crate::topics::registry`]): created
+//! compacted with one partition, read from its start to the end it has when the read begins
+//! (`cartstream tenants apply`, and a daemon at start) and followed after that (a daemon while it
+//! runs), and written in order with every record acknowledged. What
 //! the records say is the business of [`crate::tenants`]; this module moves their bytes.
 
 use std::time::Duration;
@@ -78,33 +79,60 @@ pub async fn ensure_topic(config: &Config) -> Result<(), Error> {
 pub fn read(
     config: &Config,
     read_for: Duration,
-    mut each: impl FnMut(&[u8], Option<&[u8]>),
+    each: impl FnMut(&[u8], Option<&[u8]>),
 ) -> Result<usize, Error> {
-    let topic = config.topics().tenants;
-    let consumer: BaseConsumer = super::consumer_config(
-        config,
-        &[("client.id", "cartstream-tenants")],
-        &Default::default(),
-        &[
-            ("group.id", "cartstream-tenants-reader"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("isolation.level", "read_committed"),
-        ],
-    )
-    .create()
-    .map_err(super::Error::Client)?;
-    let deadline = Instant::now() + read_for;
-    let Some(end) = assign_from_start(&consumer, &topic, deadline)? else {
-        return Ok(0);
-    };
-    let mut read = 0;
-    loop {
-        if Instant::now() > deadline {
-            return Err(super::Error::Timeout(read_for).into());
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(message) => {
+    Reader::open(config)?.catch_up(read_for, each)
+}
+
+/// A reader of the topic that first catches up with it, then follows what is written after.
+pub struct Reader {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl Reader {
+    /// A reader with no position yet (`read_committed`, no consumer group offsets).
+    pub fn open(config: &Config) -> Result<Reader, Error> {
+        let consumer: BaseConsumer = super::consumer_config(
+            config,
+            &[("client.id", "cartstream-tenants")],
+            &Default::default(),
+            &[
+                ("group.id", "cartstream-tenants-reader"),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+            ],
+        )
+        .create()
+        .map_err(super::Error::Client)?;
+        Ok(Reader {
+            consumer,
+            topic: config.topics().tenants,
+        })
+    }
+
+    /// Reads the topic from its first message to the last it holds now, as [`read`] does, and
+    /// stays positioned after it for [`Reader::follow`].
+    pub fn catch_up(
+        &self,
+        read_for: Duration,
+        mut each: impl FnMut(&[u8], Option<&[u8]>),
+    ) -> Result<usize, Error> {
+        let (consumer, topic) = (&self.consumer, &self.topic);
+        let deadline = Instant::now() + read_for;
+        let Some(end) = assign_from_start(consumer, topic, deadline)? else {
+            return Ok(0);
+        };
+        let mut read = 0;
+        loop {
+            if read_to(consumer, topic, end) {
+                return Ok(read);
+            }
+            if Instant::now() > deadline {
+                return Err(super::Error::Timeout(read_for).into());
+            }
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
                 let message = message.map_err(super::Error::Client)?;
                 each(message.key().unwrap_or_default(), message.payload());
                 read += 1;
@@ -112,15 +140,37 @@ pub fn read(
                     return Ok(read);
                 }
             }
-            // The last offsets may hold no message for this reader (a transaction's marker).
-            None if position(&consumer, &topic).is_some_and(|at| at >= end) => return Ok(read),
-            None => {}
         }
+    }
+
+    /// Hands `each` what has been written since the last read, waiting up to `wait` for the
+    /// first message and not at all for the others; the number read. A reader of a topic that
+    /// did not exist when it caught up reads nothing.
+    pub fn follow(
+        &self,
+        wait: Duration,
+        mut each: impl FnMut(&[u8], Option<&[u8]>),
+    ) -> Result<usize, Error> {
+        let mut read = 0;
+        let mut timeout = wait;
+        while let Some(message) = self.consumer.poll(timeout) {
+            let message = message.map_err(super::Error::Client)?;
+            each(message.key().unwrap_or_default(), message.payload());
+            read += 1;
+            timeout = Duration::ZERO;
+        }
+        Ok(read)
     }
 }
 
+/// Whether `consumer` has read the topic's partition up to `end` (the last offsets may hold no
+/// message for this reader: a transaction's marker).
+fn read_to(consumer: &BaseConsumer, topic: &str, end: i64) -> bool {
+    position(consumer, topic).is_some_and(|at| at >= end)
+}
+
 /// Assigns `consumer` the topic's partition from its first record; where it ends now (its
-/// high watermark), or `None` when there is nothing to read. A topic created moments ago may
+/// high watermark), or `None` when there is nothing to read yet. A topic created moments ago may
 /// not have a leader yet: asked again until `deadline`.
 fn assign_from_start(
     consumer: &BaseConsumer,
@@ -138,15 +188,12 @@ fn assign_from_start(
             Err(e) => return Err(e),
         }
     };
-    if low >= high {
-        return Ok(None);
-    }
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, 0, Offset::Offset(low))
         .map_err(super::Error::Client)?;
     consumer.assign(&assignment).map_err(super::Error::Client)?;
-    Ok(Some(high))
+    Ok((low < high).then_some(high))
 }
 
 /// The low and high watermarks of the topic's one partition; `None` when the topic does not

@@ -18,7 +18,6 @@ mod partition;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -31,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::problems::Problems;
 use crate::telemetry::{error_chain, metrics, Settled};
-use crate::tenants::Registry;
+use crate::tenants::Live;
 use crate::{kafka, state};
 
 use consumer::Context;
@@ -165,7 +164,7 @@ pub enum Error {
 pub struct Processor {
     config: Config,
     kafka: kafka::Config,
-    registry: Arc<Registry>,
+    registry: Live,
     producer: kafka::Producer,
     clock: Clock,
     stores: crate::health::Stores,
@@ -177,7 +176,7 @@ impl Processor {
     pub fn new(
         config: Config,
         kafka: kafka::Config,
-        registry: Arc<Registry>,
+        registry: Live,
         producer: kafka::Producer,
         clock: Clock,
         stores: crate::health::Stores,
@@ -445,11 +444,13 @@ impl Processor {
     ) -> Result<usize, Error> {
         let mut timeout = self.config.tick;
         let mut consumed = 0;
+        // One registry for the batch, though the tenants topic may change meanwhile.
+        let registry = self.registry.current();
         while consumed < self.config.max_batch_records {
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(message)) => {
-                    partitions.apply(&message, &self.registry)?;
+                    partitions.apply(&message, &registry)?;
                     consumed += 1;
                     timeout = Duration::ZERO;
                 }

@@ -50,6 +50,8 @@ pub const STATE_CARTS: &str = "cartstream_state_carts";
 pub const STATE_WRITE_DURATION: &str = "cartstream_state_write_duration_seconds";
 pub const STATE_STALLED: &str = "cartstream_state_volume_stalled";
 pub const RUNTIME_TASKS: &str = "cartstream_runtime_tasks";
+pub const TENANTS_UPDATES: &str = "cartstream_tenants_updates_total";
+pub const TENANTS_STALE: &str = "cartstream_tenants_stale";
 
 /// Every name above with its kind, for documentation and the naming test.
 pub const ALL: &[(&str, Kind)] = &[
@@ -89,6 +91,8 @@ pub const ALL: &[(&str, Kind)] = &[
     (STATE_WRITE_DURATION, Kind::Histogram),
     (STATE_STALLED, Kind::Gauge),
     (RUNTIME_TASKS, Kind::Gauge),
+    (TENANTS_UPDATES, Kind::Counter),
+    (TENANTS_STALE, Kind::Gauge),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +281,14 @@ fn describe() {
         STATE_STALLED,
         "1 while the role's state volume cannot be written and it has stopped consuming."
     );
+    describe_counter!(
+        TENANTS_UPDATES,
+        "Changes read from the tenants topic, by whether the registry they leave was put in force (applied) or refused."
+    );
+    describe_gauge!(
+        TENANTS_STALE,
+        "1 while the tenants topic's latest changes are not in force: a record is unreadable or the registry they leave is invalid."
+    );
 }
 
 /// The fixed vocabulary of HTTP statuses the ingress answers with.
@@ -446,6 +458,14 @@ pub fn state_write(took: Duration) {
     histogram!(STATE_WRITE_DURATION).record(took.as_secs_f64());
 }
 
+/// Changes read from the tenants topic were put in force (`applied`) or refused; while
+/// refused, the registry in force is stale.
+pub fn tenants_update(applied: bool) {
+    let result = if applied { "applied" } else { "refused" };
+    counter!(TENANTS_UPDATES, "result" => result).increment(1);
+    gauge!(TENANTS_STALE).set(if applied { 0.0 } else { 1.0 });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,7 +483,8 @@ mod tests {
                     "processor",
                     "delivery",
                     "state",
-                    "runtime"
+                    "runtime",
+                    "tenants"
                 ]
                 .contains(&subsystem),
                 "{name}"

@@ -8,6 +8,7 @@
 //! is also imported into ([`plan`]): both are validated alike.
 
 mod file;
+mod live;
 mod records;
 mod secret;
 
@@ -22,6 +23,7 @@ use crate::credentials::Vault;
 use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
 
+pub use live::Live;
 pub use records::{plan, Plan, Records, Unreadable};
 pub use secret::Secret;
 
@@ -29,6 +31,10 @@ pub use secret::Secret;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where the daemon reads its tenants: the file (read once, at start) or the tenants topic
+    /// (read to its end at start, then followed: changes are in force while it runs).
+    #[serde(default)]
+    pub source: Source,
     /// Path of the tenant registry file, relative to the working directory.
     pub file: std::path::PathBuf,
     /// The key the secrets of the tenants topic are sealed with (32 bytes, base64): the text,
@@ -42,10 +48,23 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            source: Source::File,
             file: "config/tenants.example.toml".into(),
             sealing_key: None,
         }
     }
+}
+
+/// Where the daemon reads its tenants (`tenants.source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `tenants.file`, read once at start.
+    #[default]
+    File,
+    /// `<prefix>.tenants.v1`, written by `cartstream tenants apply`: read to its end before the
+    /// roles start, then followed.
+    Topic,
 }
 
 impl Config {
@@ -57,6 +76,11 @@ impl Config {
         problems: &mut Problems,
     ) {
         let Some(key) = &mut self.sealing_key else {
+            if self.source == Source::Topic {
+                problems.push(
+                    "tenants.sealing_key: must be set when tenants.source is \"topic\" (the topic's secrets are sealed with it)",
+                );
+            }
             return;
         };
         let checked = key.resolve(env, base).and_then(|()| {

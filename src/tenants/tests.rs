@@ -708,3 +708,25 @@ fn a_sealing_key_is_read_from_the_environment_and_a_bad_one_is_a_problem_without
         assert!(config.vault().is_none());
     }
 }
+
+#[test]
+fn reading_tenants_from_the_topic_needs_a_sealing_key() {
+    let mut config = Config {
+        source: Source::Topic,
+        ..Config::default()
+    };
+    let mut problems = Problems::default();
+    config.resolve_sealing_key(&HashMap::new(), Path::new("."), &mut problems);
+    let listed: Vec<&str> = problems.iter().collect();
+    assert!(
+        listed.len() == 1 && listed[0].starts_with("tenants.sealing_key: must be set"),
+        "{listed:?}"
+    );
+    let mut file = Config::default();
+    let mut problems = Problems::default();
+    file.resolve_sealing_key(&HashMap::new(), Path::new("."), &mut problems);
+    assert!(
+        problems.is_empty(),
+        "a file needs no sealing key: {problems:?}"
+    );
+}

@@ -117,6 +117,8 @@ pub struct TestDaemon {
 pub struct Builder {
     config: Config,
     tenants: String,
+    /// Whether the daemon reads its tenants from the tenants topic instead of `tenants`.
+    from_topic: bool,
     roles: Roles,
     clock: Clock,
     state: Option<tempfile::TempDir>,
@@ -153,6 +155,7 @@ impl TestDaemon {
         Builder {
             config,
             tenants: TENANTS.to_string(),
+            from_topic: false,
             roles: Roles::INGRESS,
             clock: Clock::System,
             state: Some(state),
@@ -304,6 +307,22 @@ impl Builder {
         self
     }
 
+    /// Reads the tenants from the tenants topic (`tenants.source = "topic"`), their secrets
+    /// sealed with `sealing_key`, instead of a registry given here.
+    pub fn tenants_from_topic(mut self, sealing_key: &str) -> Self {
+        self.config.tenants.source = cartstream::tenants::Source::Topic;
+        self.config.tenants.sealing_key =
+            Some(cartstream::kafka::Property::Text(sealing_key.to_string()));
+        self.from_topic = true;
+        self
+    }
+
+    /// Names the topic prefix, as another daemon of the same deployment does.
+    pub fn topic_prefix(mut self, prefix: &str) -> Self {
+        self.config.kafka.topic_prefix = prefix.to_string();
+        self
+    }
+
     pub fn brokers(mut self, brokers: &str) -> Self {
         self.config.kafka.brokers = brokers.to_string();
         self
@@ -337,13 +356,17 @@ impl Builder {
         if self.config.kafka.brokers.is_empty() {
             self.config.kafka.brokers = brokers();
         }
-        let registry = Registry::from_toml(&self.tenants, Path::new("."), &HashMap::new())
-            .expect("test tenants are valid");
+        let tenants = match self.from_topic {
+            true => app::Tenants::Topic,
+            false => Registry::from_toml(&self.tenants, Path::new("."), &HashMap::new())
+                .expect("test tenants are valid")
+                .into(),
+        };
         let topics = self.config.kafka.topics();
         let brokers = self.config.kafka.brokers.clone();
         let config = self.config.clone();
         let (roles, clock) = (self.roles, self.clock.clone());
-        let running = app::start(self.config, registry, self.clock, self.roles).await?;
+        let running = app::start(self.config, tenants, self.clock, self.roles).await?;
         Ok(TestDaemon {
             running,
             topics,

@@ -1,7 +1,8 @@
 //! `cartstream tenants apply` against a real broker: the tenants topic it creates and writes,
 //! read with a plain consumer — one record per tenant, integration and endpoint, no secret in
 //! clear, hex or base64 — and what applying a file again, a changed secret and a removed tenant
-//! write.
+//! write. Daemons with `tenants.source = "topic"` read it at start and put what is applied
+//! later in force while they run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
-use crate::support::{brokers, read_topic, schema, unique_prefix, Record, TENANTS};
+use crate::support::{
+    brokers, fixture, read_topic, schema, shopify_headers, unique_prefix, Http, Record, TestDaemon,
+    TENANTS,
+};
 
 /// `tenants.sealing_key` of these tests (32 bytes, base64), given through this variable.
 const SEALING_KEY: &str = "dGVuYW50cy1zZWFsaW5nLWtleS1mb3ItdGVzdHMtMzI=";
@@ -42,6 +46,7 @@ struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
     brokers: String,
+    prefix: String,
     topic: String,
 }
 
@@ -62,6 +67,7 @@ impl Setup {
             config,
             brokers,
             topic: format!("{prefix}.tenants.v1"),
+            prefix,
         }
     }
 
@@ -353,4 +359,171 @@ fn without_its_sealing_key_the_command_refuses_to_run() {
     assert_eq!(output.status.code(), Some(64), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("tenants.sealing_key"), "{stderr}");
+}
+
+/// A daemon of the deployment `setup` names, its tenants read from the tenants topic.
+async fn daemon_on_topic(setup: &Setup, name: &str) -> anyhow::Result<TestDaemon> {
+    TestDaemon::builder(name)
+        .brokers(&setup.brokers)
+        .topic_prefix(&setup.prefix)
+        .tenants_from_topic(SEALING_KEY)
+        .try_start()
+        .await
+}
+
+/// The status `daemon` answers a Shopify checkout from `shop` signed with `secret`.
+async fn shopify_status(
+    http: &Http,
+    daemon: &TestDaemon,
+    secret: &str,
+    shop: &str,
+    id: &str,
+) -> http::StatusCode {
+    let body = fixture("shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json");
+    let headers = shopify_headers(secret, shop, &body, id);
+    http.post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+        .await
+        .status
+}
+
+/// Asks `daemon` every 50 ms until it answers `want` (after `at most` of trying, a failure);
+/// how long that took.
+async fn until_answered(
+    http: &Http,
+    daemon: &TestDaemon,
+    (secret, shop): (&str, &str),
+    want: http::StatusCode,
+    at_most: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    for attempt in 0.. {
+        let id = format!("until-{}-{attempt}", want.as_u16());
+        let status = shopify_status(http, daemon, secret, shop, &id).await;
+        if status == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < at_most,
+            "{shop} signed with {secret:?}: still {status} after {at_most:?}, not {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_applied_to_the_topic_is_in_force_on_every_running_daemon_without_a_restart() {
+    use http::StatusCode;
+    let setup = Setup::new("tenants-live");
+    let text = registry_file();
+    setup.apply(&setup.file("tenants.toml", &text), &[]);
+    let daemons = [
+        daemon_on_topic(&setup, "tenants-live-a").await.unwrap(),
+        daemon_on_topic(&setup, "tenants-live-b").await.unwrap(),
+    ];
+    let http = Http::http1();
+    let (acme, globex) = ("acme.myshopify.com", "globex.myshopify.com");
+    for (n, daemon) in daemons.iter().enumerate() {
+        for (secret, shop) in [
+            ("acme-shopify-secret", acme),
+            ("globex-shopify-secret", globex),
+        ] {
+            let status = shopify_status(&http, daemon, secret, shop, &format!("before-{n}")).await;
+            assert_eq!(status, StatusCode::OK, "{shop} on daemon {n}");
+        }
+    }
+
+    // Acme's secret rotated, globex gone: one apply, read by both daemons.
+    let rotated = "acme-shopify-rotated-secret-0001";
+    let changed = text.replace("acme-shopify-secret", rotated);
+    let changed = &changed[..changed.find("[[tenant]]\nid = \"globex\"").unwrap()];
+    let out = setup.apply(&setup.file("changed.toml", changed), &[]);
+    assert!(
+        out.contains("0 to create, 1 to update, 5 to delete"),
+        "{out}"
+    );
+    let at_most = std::time::Duration::from_secs(15);
+    for (n, daemon) in daemons.iter().enumerate() {
+        let took = until_answered(&http, daemon, (rotated, acme), StatusCode::OK, at_most).await;
+        let gone = until_answered(
+            &http,
+            daemon,
+            ("globex-shopify-secret", globex),
+            StatusCode::UNAUTHORIZED,
+            at_most,
+        )
+        .await;
+        println!("daemon {n}: the rotated secret accepted {took:?} and globex refused {gone:?} after the apply");
+        // Once in force, the old secret no longer verifies and the new one stays accepted.
+        let old = shopify_status(
+            &http,
+            daemon,
+            "acme-shopify-secret",
+            acme,
+            &format!("old-{n}"),
+        )
+        .await;
+        assert_eq!(
+            old,
+            StatusCode::UNAUTHORIZED,
+            "the replaced secret on daemon {n}"
+        );
+        let new = shopify_status(&http, daemon, rotated, acme, &format!("after-{n}")).await;
+        assert_eq!(new, StatusCode::OK, "the new secret on daemon {n}");
+    }
+    let inbound = read_topic(&setup.brokers, &format!("{}.inbound.v1", setup.prefix));
+    let tenants: BTreeMap<String, usize> = inbound.iter().fold(BTreeMap::new(), |mut n, r| {
+        *n.entry(r.headers["cartstream-tenant"].clone()).or_default() += 1;
+        n
+    });
+    assert!(
+        tenants["acme"] >= 4 && tenants["globex"] == 2,
+        "{tenants:?}"
+    );
+    for daemon in daemons {
+        daemon.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_refuses_to_start_while_the_topic_holds_a_record_that_is_not_a_registry_record() {
+    let setup = Setup::new("tenants-unreadable");
+    setup.apply(&setup.file("tenants.toml", &registry_file()), &[]);
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.brokers)
+        .create()
+        .unwrap();
+    let send = |value: Option<&str>| {
+        let mut record = rdkafka::producer::BaseRecord::<str, str>::to(&setup.topic)
+            .key(r#"["tenant","initech"]"#);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(10)).unwrap();
+    };
+    send(Some("{\"not\": \"a registry record\"}"));
+    let refused = daemon_on_topic(&setup, "tenants-unreadable-a").await.err();
+    let why = format!("{:#}", refused.expect("the daemon refuses to start"));
+    assert!(
+        why.contains("not a registry record") && why.contains("initech"),
+        "{why}"
+    );
+
+    // A tombstone for the key: the topic holds only registry records again.
+    send(None);
+    let daemon = daemon_on_topic(&setup, "tenants-unreadable-b")
+        .await
+        .unwrap();
+    let http = Http::http1();
+    let status = shopify_status(
+        &http,
+        &daemon,
+        "acme-shopify-secret",
+        "acme.myshopify.com",
+        "ok",
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK);
+    daemon.stop().await;
 }

@@ -47,7 +47,7 @@ use crate::clock::Clock;
 use crate::health::Stalls;
 use crate::kafka;
 use crate::telemetry::{error_chain, metrics, Settled};
-use crate::tenants::{Endpoint, Registry};
+use crate::tenants::{Endpoint, Live, Registry};
 
 /// Outbox records published per round.
 const PUBLISH_BATCH: usize = 1_000;
@@ -91,7 +91,7 @@ pub struct Delivery {
     handle: Handle,
     config: Config,
     kafka: kafka::Config,
-    registry: Arc<Registry>,
+    registry: Live,
     producer: kafka::Producer,
     clock: Clock,
 }
@@ -100,7 +100,7 @@ impl Delivery {
     pub fn new(
         config: Config,
         kafka: kafka::Config,
-        registry: Arc<Registry>,
+        registry: Live,
         producer: kafka::Producer,
         clock: Clock,
     ) -> Self {
@@ -256,7 +256,8 @@ impl Delivery {
         let worker = Worker {
             config: Arc::new(self.config.clone()),
             topics,
-            registry: self.registry.clone(),
+            registry: self.registry.current(),
+            live: self.registry.clone(),
             producer: self.producer.clone(),
             clock: self.clock.clone(),
             settled: self.settled.clone(),
@@ -325,6 +326,7 @@ impl Reading {
     ) -> Result<Round, Error> {
         loop {
             let mut fenced = None;
+            worker.refresh();
             let step = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(Round::Ended(Ok(()))),
@@ -474,7 +476,9 @@ type EndpointKey = (String, String);
 struct Worker {
     config: Arc<Config>,
     topics: kafka::Topics,
+    /// The registry in force for this step ([`Worker::refresh`]).
     registry: Arc<Registry>,
+    live: Live,
     producer: kafka::Producer,
     clock: Clock,
     /// How far the worker has settled: see [`Worker::note_settled`].
@@ -494,6 +498,12 @@ struct Worker {
 }
 
 impl Worker {
+    /// Takes the registry in force now: each step of the worker sees one registry, though the
+    /// tenants topic may change it between steps.
+    fn refresh(&mut self) {
+        self.registry = self.live.current();
+    }
+
     fn endpoint(&self, tenant: &str, id: &str) -> Option<&Endpoint> {
         self.registry.endpoint(tenant, id)
     }

@@ -1,0 +1,169 @@
+//! The registry read from the tenants topic (`tenants.source = "topic"`): read to its end
+//! before the roles start, then followed on a thread of its own. Each change is put in force
+//! once the registry it leaves passes the checks a registry passes at start; until then the
+//! registry in force stays, and the log and `cartstream_tenants_stale` say why.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::{problems, Roles};
+use crate::config::Config;
+use crate::credentials::Vault;
+use crate::kafka::registry::Reader;
+use crate::problems::Problems;
+use crate::telemetry::{metrics, LogLimit};
+use crate::tenants::{Live, Records, Registry, Unreadable};
+
+/// How long the first read of the topic may take before the start fails.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// How long the follower waits for a change before it looks at `shutdown` again.
+const FOLLOW_WAIT: Duration = Duration::from_millis(100);
+
+/// Reads the topic to its end and returns the registry it holds, in force, with a thread that
+/// follows the topic until `shutdown`. Fails when the topic cannot be read, holds a record that
+/// is not a registry record, or holds a registry the roles cannot serve.
+pub(super) async fn follow(
+    config: &Config,
+    roles: Roles,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Live> {
+    let vault = config.tenants.vault().context(
+        "tenants.sealing_key is not set: the tenants topic's secrets are sealed with it",
+    )?;
+    let topic = config.kafka.topics().tenants;
+    if config.kafka.create_topics {
+        crate::kafka::registry::ensure_topic(&config.kafka)
+            .await
+            .with_context(|| format!("creating {topic}"))?;
+    }
+    let kafka = config.kafka.clone();
+    let follower = tokio::task::spawn_blocking(move || {
+        let reader = Reader::open(&kafka)?;
+        let mut follower = Follower {
+            reader,
+            records: Records::default(),
+            unreadable: BTreeMap::new(),
+        };
+        let read = follower.reader.catch_up(CATCH_UP, |key, value| {
+            follower_apply(&mut follower.records, &mut follower.unreadable, key, value)
+        })?;
+        Ok::<_, crate::kafka::registry::Error>((follower, read))
+    })
+    .await
+    .context("reading the tenants topic panicked")?
+    .map(|(follower, read)| {
+        tracing::info!(%topic, records = read, "tenants topic read to its end");
+        follower
+    })
+    .with_context(|| format!("reading {topic}"))?;
+    let registry = follower
+        .registry(config, roles, &vault)
+        .map_err(|problems| {
+            anyhow::anyhow!(
+                "{topic}: {}",
+                problems.iter().collect::<Vec<_>>().join("; ")
+            )
+        })?;
+    for warning in registry.warnings() {
+        tracing::warn!("{topic}: {warning}");
+    }
+    let live = Live::new(registry);
+    let (in_force, config, stop) = (live.clone(), config.clone(), shutdown.clone());
+    std::thread::Builder::new()
+        .name("cartstream-tenants".into())
+        .spawn(move || follower.run(&config, roles, &vault, &in_force, &stop))
+        .context("starting the tenants topic's follower")?;
+    Ok(live)
+}
+
+/// What the topic has said so far.
+struct Follower {
+    reader: Reader,
+    records: Records,
+    /// Keys whose latest message is not a registry record, with why.
+    unreadable: BTreeMap<Vec<u8>, Unreadable>,
+}
+
+/// Applies one message: the latest message of each key decides, so a key is unreadable only
+/// while no later message of it replaces an unreadable one.
+fn follower_apply(
+    records: &mut Records,
+    unreadable: &mut BTreeMap<Vec<u8>, Unreadable>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) {
+    match records.apply(key, value) {
+        Ok(()) => unreadable.remove(key),
+        Err(e) => unreadable.insert(key.to_vec(), e),
+    };
+}
+
+impl Follower {
+    /// The registry the records make, checked as at start; every problem otherwise.
+    fn registry(&self, config: &Config, roles: Roles, vault: &Vault) -> Result<Registry, Problems> {
+        let mut found = Problems::default();
+        for why in self.unreadable.values() {
+            found.push(format!("not a registry record: {why}"));
+        }
+        if !found.is_empty() {
+            return Err(found);
+        }
+        let registry = self.records.registry(vault)?;
+        problems(config, &registry, roles).into_result(registry)
+    }
+
+    /// Follows the topic until `stop`, putting each change in force when it may be.
+    fn run(
+        mut self,
+        config: &Config,
+        roles: Roles,
+        vault: &Vault,
+        live: &Live,
+        stop: &CancellationToken,
+    ) {
+        let topic = config.kafka.topics().tenants;
+        let failures = LogLimit::new(Duration::from_secs(10));
+        while !stop.is_cancelled() {
+            let (records, unreadable) = (&mut self.records, &mut self.unreadable);
+            let read = self.reader.follow(FOLLOW_WAIT, |key, value| {
+                follower_apply(records, unreadable, key, value)
+            });
+            match read {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(suppressed) = failures.allow(tokio::time::Instant::now()) {
+                        tracing::warn!(%topic, suppressed, error = %anyhow::Error::from(e), "reading the tenants topic failed; trying again");
+                    }
+                    continue;
+                }
+            }
+            match self.registry(config, roles, vault) {
+                Ok(registry) => {
+                    tracing::info!(
+                        %topic,
+                        tenants = registry.tenants().len(),
+                        integrations = registry.integrations().len(),
+                        endpoints = registry.endpoints().len(),
+                        "tenants registry updated from the topic"
+                    );
+                    live.replace(registry);
+                    metrics::tenants_update(true);
+                }
+                Err(problems) => {
+                    let list: Vec<&str> = problems.iter().collect();
+                    tracing::error!(
+                        %topic,
+                        problems = list.join("; "),
+                        "the tenants topic's latest change is refused; the registry in force stays until a change fixes it"
+                    );
+                    metrics::tenants_update(false);
+                }
+            }
+        }
+    }
+}
