@@ -126,6 +126,46 @@ impl fmt::Debug for Vault {
     }
 }
 
+/// Keys that open what was sealed under any of them and seal under the first: a key being
+/// replaced stays among the previous ones until nothing sealed under it is left.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    current: Vault,
+    previous: Vec<Vault>,
+}
+
+impl Keyring {
+    pub fn new(current: Vault, previous: Vec<Vault>) -> Keyring {
+        Keyring { current, previous }
+    }
+
+    /// The key new values are sealed with.
+    pub fn current(&self) -> &Vault {
+        &self.current
+    }
+
+    /// The key named `key_id`, or why none is.
+    pub fn find(&self, key_id: &str) -> Result<&Vault, Error> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|vault| vault.key_id() == key_id)
+            .ok_or_else(|| Error::OtherKey {
+                found: key_id.to_string(),
+                expected: std::iter::once(&self.current)
+                    .chain(&self.previous)
+                    .map(Vault::key_id)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+impl From<Vault> for Keyring {
+    fn from(current: Vault) -> Keyring {
+        Keyring::new(current, Vec::new())
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     #[error("must be 32 bytes in base64 (`openssl rand -base64 32`), not {0} bytes")]

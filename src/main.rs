@@ -124,6 +124,16 @@ enum TenantsCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Seal every secret on the tenants topic under `tenants.sealing_key`: each record holding a
+    /// secret sealed under one of `tenants.previous_sealing_keys` is written again, its
+    /// secrets opened and sealed anew. Once it prints `no changes`, the previous keys can go.
+    Rekey {
+        /// Print the records to seal again only: nothing is written.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -188,7 +198,10 @@ fn main() -> ExitCode {
                     dry_run,
                     config,
                 },
-        } => tenants_apply(config.as_deref(), &file, dry_run),
+        } => tenants_apply(config.as_deref(), Some(&file), dry_run),
+        Command::Tenants {
+            command: TenantsCommand::Rekey { dry_run, config },
+        } => tenants_apply(config.as_deref(), None, dry_run),
         Command::Sign {
             provider,
             secret,
@@ -303,11 +316,12 @@ fn credentials(file: Option<&std::path::Path>, tenant: Option<String>) -> ExitCo
     ExitCode::SUCCESS
 }
 
-/// `cartstream tenants apply`: reads the tenants topic to its end, plans what makes it say
-/// what `file` says, prints the plan and, unless `dry_run`, writes it.
+/// `cartstream tenants apply` (with `file`) and `rekey` (without): reads the tenants topic to
+/// its end, plans what makes it say what `file` says, or what seals every secret under the
+/// current key, prints the plan and, unless `dry_run`, writes it.
 fn tenants_apply(
     config: Option<&std::path::Path>,
-    file: &std::path::Path,
+    file: Option<&std::path::Path>,
     dry_run: bool,
 ) -> ExitCode {
     use cartstream::kafka::registry;
@@ -318,13 +332,14 @@ fn tenants_apply(
     if !problems.is_empty() {
         return report(&problems);
     }
-    let Some(vault) = config.tenants.vault() else {
+    let Some(keys) = config.tenants.keyring() else {
         eprintln!("tenants.sealing_key is not set: the registry's secrets are sealed with it");
         return ExitCode::from(EXIT_CONFIG);
     };
-    let desired = match Records::load(file, &env, &vault) {
-        Ok(records) => records,
-        Err(problems) => return report(&problems),
+    let desired = match file.map(|file| Records::load(file, &env, keys.current())) {
+        Some(Ok(records)) => Some(records),
+        Some(Err(problems)) => return report(&problems),
+        None => None,
     };
     let topic = config.kafka.topics().tenants;
     let runtime = match tokio::runtime::Runtime::new() {
@@ -365,7 +380,11 @@ fn tenants_apply(
         );
         return ExitCode::FAILURE;
     }
-    let plan = match tenants::plan(&current, &desired, &vault) {
+    let plan = match &desired {
+        Some(desired) => tenants::plan(&current, desired, &keys),
+        None => current.rekey(&keys),
+    };
+    let plan = match plan {
         Ok(plan) => plan,
         Err(problems) => return report(&problems),
     };

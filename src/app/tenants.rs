@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{problems, Roles};
 use crate::config::Config;
-use crate::credentials::Vault;
+use crate::credentials::Keyring;
 use crate::kafka::registry::Reader;
 use crate::problems::Problems;
 use crate::telemetry::{metrics, LogLimit};
@@ -31,7 +31,7 @@ pub(super) async fn follow(
     roles: Roles,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Live> {
-    let vault = config.tenants.vault().context(
+    let keys = config.tenants.keyring().context(
         "tenants.sealing_key is not set: the tenants topic's secrets are sealed with it",
     )?;
     let topic = config.kafka.topics().tenants;
@@ -61,7 +61,7 @@ pub(super) async fn follow(
     })
     .with_context(|| format!("reading {topic}"))?;
     let registry = follower
-        .registry(config, roles, &vault)
+        .registry(config, roles, &keys)
         .map_err(|problems| {
             anyhow::anyhow!(
                 "{topic}: {}",
@@ -75,7 +75,7 @@ pub(super) async fn follow(
     let (in_force, config, stop) = (live.clone(), config.clone(), shutdown.clone());
     std::thread::Builder::new()
         .name("cartstream-tenants".into())
-        .spawn(move || follower.run(&config, roles, &vault, &in_force, &stop))
+        .spawn(move || follower.run(&config, roles, &keys, &in_force, &stop))
         .context("starting the tenants topic's follower")?;
     Ok(live)
 }
@@ -104,7 +104,12 @@ fn follower_apply(
 
 impl Follower {
     /// The registry the records make, checked as at start; every problem otherwise.
-    fn registry(&self, config: &Config, roles: Roles, vault: &Vault) -> Result<Registry, Problems> {
+    fn registry(
+        &self,
+        config: &Config,
+        roles: Roles,
+        keys: &Keyring,
+    ) -> Result<Registry, Problems> {
         let mut found = Problems::default();
         for why in self.unreadable.values() {
             found.push(format!("not a registry record: {why}"));
@@ -112,7 +117,7 @@ impl Follower {
         if !found.is_empty() {
             return Err(found);
         }
-        let registry = self.records.registry(vault)?;
+        let registry = self.records.registry(keys)?;
         problems(config, &registry, roles).into_result(registry)
     }
 
@@ -121,7 +126,7 @@ impl Follower {
         mut self,
         config: &Config,
         roles: Roles,
-        vault: &Vault,
+        keys: &Keyring,
         live: &Live,
         stop: &CancellationToken,
     ) {
@@ -142,7 +147,7 @@ impl Follower {
                     continue;
                 }
             }
-            match self.registry(config, roles, vault) {
+            match self.registry(config, roles, keys) {
                 Ok(registry) => {
                     tracing::info!(
                         %topic,

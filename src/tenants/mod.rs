@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::Vault;
+use crate::credentials::{Keyring, Vault};
 use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
 
@@ -43,6 +43,10 @@ pub struct Config {
     /// read every tenant's webhook secrets, and each can be replaced without the other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealing_key: Option<crate::kafka::Property>,
+    /// Keys secrets were sealed with before `sealing_key` replaced them: they open what is
+    /// still sealed under them and seal nothing (`cartstream tenants rekey` seals it again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_sealing_keys: Vec<crate::kafka::Property>,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             source: Source::File,
             file: "config/tenants.example.toml".into(),
             sealing_key: None,
+            previous_sealing_keys: Vec::new(),
         }
     }
 }
@@ -68,13 +73,22 @@ pub enum Source {
 }
 
 impl Config {
-    /// Reads `sealing_key` from where it is kept and checks it is a key, without showing it.
+    /// Reads `sealing_key` and `previous_sealing_keys` from where they are kept and checks each
+    /// is a key, without showing it.
     pub fn resolve_sealing_key(
         &mut self,
         env: &HashMap<String, String>,
         base: &Path,
         problems: &mut Problems,
     ) {
+        for (n, key) in self.previous_sealing_keys.iter_mut().enumerate() {
+            if let Err(why) = resolve_key(key, env, base) {
+                problems.push(format!("tenants.previous_sealing_keys[{n}]: {why}"));
+            }
+        }
+        if self.sealing_key.is_none() && !self.previous_sealing_keys.is_empty() {
+            problems.push("tenants.previous_sealing_keys: set without tenants.sealing_key");
+        }
         let Some(key) = &mut self.sealing_key else {
             if self.source == Source::Topic {
                 problems.push(
@@ -83,20 +97,34 @@ impl Config {
             }
             return;
         };
-        let checked = key.resolve(env, base).and_then(|()| {
-            Vault::from_base64(key.text().unwrap_or_default())
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
-        if let Err(why) = checked {
+        if let Err(why) = resolve_key(key, env, base) {
             problems.push(format!("tenants.sealing_key: {why}"));
         }
     }
 
-    /// The vault of `sealing_key`, once resolved and checked.
-    pub fn vault(&self) -> Option<Vault> {
-        Vault::from_base64(self.sealing_key.as_ref()?.text()?).ok()
+    /// The keys of `sealing_key` (sealing and opening) and `previous_sealing_keys` (opening
+    /// only), once resolved and checked.
+    pub fn keyring(&self) -> Option<Keyring> {
+        let vault = |key: &crate::kafka::Property| Vault::from_base64(key.text()?).ok();
+        let previous = self
+            .previous_sealing_keys
+            .iter()
+            .map(vault)
+            .collect::<Option<_>>()?;
+        Some(Keyring::new(vault(self.sealing_key.as_ref()?)?, previous))
     }
+}
+
+/// Reads `key` from where it is kept and checks it is a key; why not, without showing it.
+fn resolve_key(
+    key: &mut crate::kafka::Property,
+    env: &HashMap<String, String>,
+    base: &Path,
+) -> Result<(), String> {
+    key.resolve(env, base)?;
+    Vault::from_base64(key.text().unwrap_or_default())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// What `parse` makes of the registry file at `path` and its folder (where secret files are

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::file::{self, EndpointSpec, File, IntegrationSpec, Named, SecretSpec, TenantSpec};
 use super::Registry;
-use crate::credentials::{self, Vault};
+use crate::credentials::{self, Keyring, Vault};
 use crate::problems::Problems;
 use crate::providers::{self, Provider};
 use crate::topics::registry::{self as topic, Entity, Key, Record, Sealed};
@@ -113,7 +113,7 @@ impl Records {
     /// each naming its record: a secret that does not open (sealed with another key, or moved
     /// from another record or field), an integration or endpoint of a tenant without a record,
     /// and whatever the registry file's validation finds.
-    pub fn registry(&self, vault: &Vault) -> Result<Registry, Problems> {
+    pub fn registry(&self, keys: &Keyring) -> Result<Registry, Problems> {
         let mut problems = Problems::default();
         let mut tenants: BTreeMap<&str, TenantSpec> = BTreeMap::new();
         // Tenants come first in key order, then what they own.
@@ -131,7 +131,7 @@ impl Records {
                 continue;
             };
             let mut opener = Opener {
-                vault,
+                keys,
                 key,
                 problems: &mut problems,
             };
@@ -172,7 +172,7 @@ fn tenant_spec(t: &topic::Tenant, named: Named) -> TenantSpec {
 /// Makes the records of one key into the file's tables, their secrets opened. Each problem is
 /// recorded where it is found, and the record left out (`None`).
 struct Opener<'a> {
-    vault: &'a Vault,
+    keys: &'a Keyring,
     key: &'a Key,
     problems: &'a mut Problems,
 }
@@ -227,7 +227,7 @@ impl Opener<'_> {
     }
 
     fn secret(&mut self, field: &str, sealed: &Sealed) -> Option<SecretSpec> {
-        open(self.vault, self.key, field, sealed)
+        open(self.keys, self.key, field, sealed)
             .map(SecretSpec::Inline)
             .map_err(|problem| self.problems.push(problem))
             .ok()
@@ -242,17 +242,13 @@ impl Opener<'_> {
     }
 }
 
-/// The secret sealed in `field` of the record `key`, or the problem, naming the record and
-/// the field but not the value.
-fn open(vault: &Vault, key: &Key, field: &str, sealed: &Sealed) -> Result<String, String> {
+/// The secret sealed in `field` of the record `key`, opened with the key of `keys` that sealed
+/// it, or the problem, naming the record and the field but not the value.
+fn open(keys: &Keyring, key: &Key, field: &str, sealed: &Sealed) -> Result<String, String> {
     let problem = |e: credentials::Error| format!("record {key}: {field}: {e}");
-    if sealed.key_id != vault.key_id() {
-        return Err(problem(credentials::Error::OtherKey {
-            found: sealed.key_id.clone(),
-            expected: vault.key_id().to_string(),
-        }));
-    }
-    let bytes = vault
+    let bytes = keys
+        .find(&sealed.key_id)
+        .map_err(problem)?
         .open(key.sealing_context(field).as_bytes(), &sealed.sealed)
         .map_err(problem)?;
     String::from_utf8(bytes).map_err(|_| format!("record {key}: {field}: is not UTF-8 text"))
@@ -409,6 +405,61 @@ fn integration_id(
     }
 }
 
+impl Records {
+    /// What `cartstream tenants rekey` writes: every record holding a secret sealed under a key
+    /// other than the current one of `keys`, its secrets opened and sealed again under the
+    /// current key; the others are left as they are. Every secret that opens with no key of
+    /// `keys` is a problem, and then nothing is planned.
+    pub fn rekey(&self, keys: &Keyring) -> Result<Plan, Problems> {
+        let current = keys.current();
+        let mut problems = Problems::default();
+        let mut changes = Vec::new();
+        for (key, record) in &self.0 {
+            let stale: Vec<String> = record
+                .secrets()
+                .into_iter()
+                .filter_map(|(field, sealed)| {
+                    let sealed = sealed?;
+                    (sealed.key_id != current.key_id())
+                        .then(|| format!("{field} (sealed under {}: sealed again)", sealed.key_id))
+                })
+                .collect();
+            if stale.is_empty() {
+                continue;
+            }
+            let mut resealed = record.clone();
+            let mut reseal = |field: &str, sealed: &mut Sealed| match open(keys, key, field, sealed)
+            {
+                Ok(value) => *sealed = seal(current, key, field, &value),
+                Err(problem) => problems.push(problem),
+            };
+            match &mut resealed.entity {
+                Entity::Tenant(_) => {}
+                Entity::Integration(topic::Integration {
+                    secret,
+                    previous_secret,
+                    ..
+                })
+                | Entity::Endpoint(topic::Endpoint {
+                    secret,
+                    previous_secret,
+                    ..
+                }) => {
+                    reseal("secret", secret);
+                    if let Some(previous) = previous_secret {
+                        reseal("previous_secret", previous);
+                    }
+                }
+            }
+            changes.push(Change {
+                key: key.clone(),
+                action: Action::Update(resealed, stale),
+            });
+        }
+        problems.into_result(Plan { changes })
+    }
+}
+
 /// What `cartstream tenants apply` writes to the topic so that it says what the file says:
 /// the records to create and to update, and the tombstones of those to delete. Deletions come
 /// first, what a tenant owns before the tenant, then creations and updates, tenants before
@@ -435,7 +486,7 @@ enum Action {
 /// The plan that makes `current` into `desired`. Secrets are compared opened, not as sealed
 /// (sealing is randomized): the same file applied twice plans nothing. A current secret that
 /// this vault cannot open counts as changed, to be sealed again; a desired one is a problem.
-pub fn plan(current: &Records, desired: &Records, vault: &Vault) -> Result<Plan, Problems> {
+pub fn plan(current: &Records, desired: &Records, keys: &Keyring) -> Result<Plan, Problems> {
     let mut problems = Problems::default();
     let mut changes: Vec<Change> = current
         .0
@@ -450,7 +501,7 @@ pub fn plan(current: &Records, desired: &Records, vault: &Vault) -> Result<Plan,
     for (key, record) in &desired.0 {
         let action = match current.0.get(key) {
             None => Action::Create(record.clone()),
-            Some(now) => match changed_fields(key, now, record, vault) {
+            Some(now) => match changed_fields(key, now, record, keys) {
                 Ok(fields) if fields.is_empty() => continue,
                 Ok(fields) => Action::Update(record.clone(), fields),
                 Err(problem) => {
@@ -473,7 +524,7 @@ fn changed_fields(
     key: &Key,
     current: &Record,
     desired: &Record,
-    vault: &Vault,
+    keys: &Keyring,
 ) -> Result<Vec<String>, String> {
     let secrets = desired.secrets();
     let fields = |record: &Record| match serde_json::to_value(record) {
@@ -493,8 +544,8 @@ fn changed_fields(
         .cloned()
         .collect();
     for ((field, now), (_, wanted)) in current.secrets().into_iter().zip(secrets) {
-        let wanted = wanted.map(|s| open(vault, key, field, s)).transpose()?;
-        match now.map(|s| open(vault, key, field, s)).transpose() {
+        let wanted = wanted.map(|s| open(keys, key, field, s)).transpose()?;
+        match now.map(|s| open(keys, key, field, s)).transpose() {
             Ok(now) if now == wanted => {}
             Ok(_) => {
                 changed.insert(field.to_string());

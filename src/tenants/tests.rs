@@ -687,7 +687,7 @@ fn a_sealing_key_is_read_from_the_environment_and_a_bad_one_is_a_problem_without
     config.resolve_sealing_key(&env, Path::new("."), &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(
-        config.vault().map(|v| v.key_id().to_string()),
+        config.keyring().map(|k| k.current().key_id().to_string()),
         Some(Vault::from_base64(key).unwrap().key_id().to_string())
     );
     for (text, why) in [("c2hvcnQ=", "not 5 bytes"), ("secret words", "not base64")] {
@@ -705,7 +705,7 @@ fn a_sealing_key_is_read_from_the_environment_and_a_bad_one_is_a_problem_without
                 && !listed[0].contains(text),
             "{listed:?}"
         );
-        assert!(config.vault().is_none());
+        assert!(config.keyring().is_none());
     }
 }
 
@@ -728,5 +728,45 @@ fn reading_tenants_from_the_topic_needs_a_sealing_key() {
     assert!(
         problems.is_empty(),
         "a file needs no sealing key: {problems:?}"
+    );
+}
+
+#[test]
+fn previous_sealing_keys_are_checked_and_open_but_never_seal() {
+    let (current, old) = (
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=",
+    );
+    let text = |key: &str| Some(crate::kafka::Property::Text(key.to_string()));
+    let mut config = Config {
+        sealing_key: text(current),
+        previous_sealing_keys: vec![text(old).unwrap()],
+        ..Config::default()
+    };
+    let mut problems = Problems::default();
+    config.resolve_sealing_key(&HashMap::new(), Path::new("."), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    let keys = config.keyring().unwrap();
+    let (current, old) = (
+        Vault::from_base64(current).unwrap(),
+        Vault::from_base64(old).unwrap(),
+    );
+    assert_eq!(keys.current().key_id(), current.key_id());
+    assert_eq!(keys.find(old.key_id()).unwrap().key_id(), old.key_id());
+
+    let mut config = Config {
+        sealing_key: None,
+        previous_sealing_keys: vec![text("bm90IGEga2V5").unwrap()],
+        ..Config::default()
+    };
+    let mut problems = Problems::default();
+    config.resolve_sealing_key(&HashMap::new(), Path::new("."), &mut problems);
+    let listed: Vec<&str> = problems.iter().collect();
+    assert_eq!(
+        listed,
+        [
+            "tenants.previous_sealing_keys[0]: must be 32 bytes in base64 (`openssl rand -base64 32`), not 9 bytes",
+            "tenants.previous_sealing_keys: set without tenants.sealing_key"
+        ]
     );
 }

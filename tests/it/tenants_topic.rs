@@ -119,7 +119,7 @@ fn registry(records: &[Record]) -> Registry {
         let value = (!record.value.is_empty()).then_some(&record.value[..]);
         read.apply(record.key.as_deref().unwrap(), value).unwrap();
     }
-    read.registry(&Vault::from_base64(SEALING_KEY).unwrap())
+    read.registry(&Vault::from_base64(SEALING_KEY).unwrap().into())
         .unwrap()
 }
 
@@ -526,4 +526,130 @@ async fn a_daemon_refuses_to_start_while_the_topic_holds_a_record_that_is_not_a_
     .await;
     assert_eq!(status, http::StatusCode::OK);
     daemon.stop().await;
+}
+
+/// `cartstream tenants ARGS --config CONFIG`, with the first sealing key in its environment.
+fn tenants_command(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cartstream"))
+        .arg("tenants")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env(SEALING_KEY_VARIABLE, SEALING_KEY)
+        .output()
+        .unwrap()
+}
+
+/// The key ids the latest record of each key seals its secrets under.
+fn sealing_key_ids(records: &[Record]) -> std::collections::BTreeSet<String> {
+    let mut latest: BTreeMap<Vec<u8>, &[u8]> = BTreeMap::new();
+    for record in records {
+        latest.insert(record.key.clone().unwrap(), &record.value);
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for value in latest.values().filter(|v| !v.is_empty()) {
+        let value: Value = serde_json::from_slice(value).unwrap();
+        for field in ["secret", "previous_secret"] {
+            if let Some(id) = value[field]["key_id"].as_str() {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_seals_the_topic_under_a_new_key_while_daemons_with_both_keys_serve() {
+    use http::StatusCode;
+    const NEW_KEY: &str = "bmV3LXRlbmFudHMtc2VhbGluZy1rZXktZm9yLXRlc3Q=";
+    let setup = Setup::new("tenants-rekey");
+    setup.apply(&setup.file("tenants.toml", &registry_file()), &[]);
+    let (old_id, new_id) = (
+        Vault::from_base64(SEALING_KEY)
+            .unwrap()
+            .key_id()
+            .to_string(),
+        Vault::from_base64(NEW_KEY).unwrap().key_id().to_string(),
+    );
+    assert_eq!(sealing_key_ids(&setup.read()), [old_id.clone()].into());
+
+    // Every instance gets the new key, keeping the old one to open what is sealed under it.
+    let both = setup.dir.path().join("both-keys.toml");
+    std::fs::write(
+        &both,
+        format!(
+            "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n[tenants]\nsealing_key = {NEW_KEY:?}\nprevious_sealing_keys = [{{ env = \"{SEALING_KEY_VARIABLE}\" }}]\n",
+            setup.brokers, setup.prefix
+        ),
+    )
+    .unwrap();
+    let daemon = TestDaemon::builder("tenants-rekey-both")
+        .brokers(&setup.brokers)
+        .topic_prefix(&setup.prefix)
+        .tenants_from_topic(NEW_KEY)
+        .config(|c| {
+            c.tenants.previous_sealing_keys =
+                vec![cartstream::kafka::Property::Text(SEALING_KEY.to_string())]
+        })
+        .start()
+        .await;
+    let http = Http::http1();
+    let acme = ("acme-shopify-secret", "acme.myshopify.com");
+    assert_eq!(
+        shopify_status(&http, &daemon, acme.0, acme.1, "both-1").await,
+        StatusCode::OK
+    );
+
+    let before = setup.read().len();
+    let dry = tenants_command(&both, &["rekey", "--dry-run"]);
+    let out = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success() && out.contains("0 to create, 6 to update, 0 to delete"),
+        "{dry:?}"
+    );
+    assert!(
+        out.contains(&format!("secret (sealed under {old_id}: sealed again)")),
+        "{out}"
+    );
+    assert_eq!(setup.read().len(), before, "a dry run wrote");
+    let run = tenants_command(&both, &["rekey"]);
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("applied: 6 records written"),
+        "{run:?}"
+    );
+    let records = setup.read();
+    assert_eq!(sealing_key_ids(&records), [new_id.clone()].into());
+    assert_no_secret(&records, &registry_file());
+    let again = tenants_command(&both, &["rekey"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("no changes"),
+        "{again:?}"
+    );
+
+    // The daemon with both keys follows what is sealed under the new one: a rotated secret.
+    let rotated = registry_file().replace(acme.0, "acme-shopify-rotated-after-rekey");
+    let file = setup.file("rotated.toml", &rotated);
+    let applied = tenants_command(&both, &["apply", file.to_str().unwrap()]);
+    assert!(applied.status.success(), "{applied:?}");
+    let in_force = std::time::Duration::from_secs(15);
+    let new_secret = ("acme-shopify-rotated-after-rekey", acme.1);
+    until_answered(&http, &daemon, new_secret, StatusCode::OK, in_force).await;
+    daemon.stop().await;
+
+    // The old key alone no longer opens the topic; the new key alone does.
+    let refused = daemon_on_topic(&setup, "tenants-rekey-old").await.err();
+    let why = format!("{:#}", refused.expect("the old key alone opens nothing"));
+    assert!(why.contains(&format!("sealed with key {new_id}")), "{why}");
+    let new_only = TestDaemon::builder("tenants-rekey-new")
+        .brokers(&setup.brokers)
+        .topic_prefix(&setup.prefix)
+        .tenants_from_topic(NEW_KEY)
+        .start()
+        .await;
+    assert_eq!(
+        shopify_status(&http, &new_only, new_secret.0, acme.1, "new-1").await,
+        StatusCode::OK
+    );
+    new_only.stop().await;
 }

@@ -42,7 +42,7 @@ fn registry(text: &str) -> Registry {
 /// `records` written by `tenants apply` to an empty topic, and read back.
 fn through_the_topic(records: &Records) -> Records {
     let mut read = Records::default();
-    for (key, value) in plan(&Records::default(), records, &vault())
+    for (key, value) in plan(&Records::default(), records, &vault().into())
         .unwrap()
         .messages()
     {
@@ -159,7 +159,7 @@ fn the_example_files_records_resolve_every_delivery_as_the_file_does() {
     ] {
         let read = through_the_topic(&records);
         assert_eq!(read, records);
-        let from_records = read.registry(&vault()).unwrap();
+        let from_records = read.registry(&vault().into()).unwrap();
 
         assert_eq!(tenant_prints(&from_records), tenant_prints(&from_file));
         assert_eq!(
@@ -198,11 +198,11 @@ fn a_plan_of_a_file_against_its_own_records_is_empty() {
     for text in [EXAMPLE, it_tenants()] {
         let (first, second) = (records(text), records(text));
         assert_ne!(first, second, "each import seals anew");
-        let same = plan(&first, &second, &vault()).unwrap();
+        let same = plan(&first, &second, &vault().into()).unwrap();
         assert!(same.is_empty());
         assert_eq!(same.to_string(), "no changes");
         let applied = through_the_topic(&first);
-        assert!(plan(&applied, &second, &vault()).unwrap().is_empty());
+        assert!(plan(&applied, &second, &vault().into()).unwrap().is_empty());
     }
 }
 
@@ -210,7 +210,7 @@ fn a_plan_of_a_file_against_its_own_records_is_empty() {
 fn changing_one_secret_plans_one_update_naming_the_field_but_not_the_value() {
     let current = records(EXAMPLE);
     let changed = EXAMPLE.replace("souq-vendera-dev-secret", "souq-vendera-next-secret");
-    let update = plan(&current, &records(&changed), &vault()).unwrap();
+    let update = plan(&current, &records(&changed), &vault().into()).unwrap();
     assert_eq!(
         update.to_string(),
         "update [\"integration\",\"souq\",\"vendera:integration_key=int_souq_vendera_7d41a0c2\"]: secret\n\
@@ -220,7 +220,7 @@ fn changing_one_secret_plans_one_update_naming_the_field_but_not_the_value() {
     for (key, value) in update.messages() {
         topic.apply(key.as_bytes(), value.as_deref()).unwrap();
     }
-    let registry = topic.registry(&vault()).unwrap();
+    let registry = topic.registry(&vault().into()).unwrap();
     let vendera = registry
         .resolve("vendera", Some("int_souq_vendera_7d41a0c2"), None)
         .unwrap();
@@ -238,7 +238,7 @@ fn changing_settings_plans_updates_naming_each_field() {
             "url = \"http://127.0.0.1:9001/hooks\"\n  previous_secret = \"acme-crm-old-signing-key\"",
         );
     assert_eq!(
-        plan(&current, &records(&changed), &vault())
+        plan(&current, &records(&changed), &vault().into())
             .unwrap()
             .to_string(),
         "update [\"tenant\",\"souq\"]: inactivity_window_ms\n\
@@ -256,7 +256,7 @@ fn removing_a_tenant_plans_the_tombstones_of_it_its_integrations_and_endpoints()
         .retain(|tenant| tenant["id"].as_str() != Some("acme"));
     let without_acme = toml::to_string(&file).unwrap();
     let mut topic = records(EXAMPLE);
-    let removal = plan(&topic, &records(&without_acme), &vault()).unwrap();
+    let removal = plan(&topic, &records(&without_acme), &vault().into()).unwrap();
     let messages: Vec<_> = removal.messages().collect();
     let tombstone = |key: &str| (key.to_string(), None);
     assert_eq!(
@@ -276,7 +276,7 @@ fn removing_a_tenant_plans_the_tombstones_of_it_its_integrations_and_endpoints()
     for (key, value) in messages {
         topic.apply(key.as_bytes(), value.as_deref()).unwrap();
     }
-    let registry = topic.registry(&vault()).unwrap();
+    let registry = topic.registry(&vault().into()).unwrap();
     assert!(registry.tenant("acme").is_none());
     assert!(registry
         .resolve("shopify", None, Some("acme-demo.myshopify.com"))
@@ -289,7 +289,7 @@ fn removing_a_tenant_plans_the_tombstones_of_it_its_integrations_and_endpoints()
 #[test]
 fn records_sealed_with_another_key_fail_naming_each_record_and_field_but_no_secret() {
     let problems = records(EXAMPLE)
-        .registry(&other_vault())
+        .registry(&other_vault().into())
         .unwrap_err()
         .to_string();
     let (ours, theirs) = (
@@ -345,7 +345,7 @@ fn a_sealed_secret_copied_into_another_records_field_does_not_open() {
     acme.secret = acme.previous_secret.clone().unwrap();
     let moved = "the sealed value is damaged or was moved from another record";
     assert_eq!(
-        records.registry(&vault()).unwrap_err().to_string(),
+        records.registry(&vault().into()).unwrap_err().to_string(),
         format!(
             "record {shopify}: secret: {moved}\n\
              record {easyorders}: secret: {moved}"
@@ -366,7 +366,7 @@ fn a_sealed_secret_copied_into_another_records_field_does_not_open() {
 #[test]
 fn the_records_and_the_plan_of_a_file_hold_no_secret_in_clear() {
     for text in [EXAMPLE, it_tenants()] {
-        let creation = plan(&Records::default(), &records(text), &vault()).unwrap();
+        let creation = plan(&Records::default(), &records(text), &vault().into()).unwrap();
         let shown = creation.to_string();
         let messages: Vec<_> = creation.messages().collect();
         assert_eq!(messages.len(), records(text).0.len());
@@ -431,7 +431,7 @@ fn records_are_held_to_the_validation_of_the_file() {
     records.0.insert(orphan.key(), orphan);
 
     assert_eq!(
-        records.registry(&vault()).unwrap_err().to_string(),
+        records.registry(&vault().into()).unwrap_err().to_string(),
         format!(
             "record [\"endpoint\",\"globex\",\"crm\"]: its tenant \"globex\" has no record\n\
              record {souq}: inactivity_window must be positive\n\
@@ -484,17 +484,28 @@ id = "acme"
         Records::from_toml(text, Path::new("."), &env, &vault()).unwrap()
     };
     let records = import("acme-shopify-secret-from-env");
-    let registry = through_the_topic(&records).registry(&vault()).unwrap();
+    let registry = through_the_topic(&records)
+        .registry(&vault().into())
+        .unwrap();
     let acme = registry
         .resolve("shopify", None, Some("acme.myshopify.com"))
         .unwrap();
     assert!(acme.keys.matches_token(b"acme-shopify-secret-from-env"));
-    let same = plan(&records, &import("acme-shopify-secret-from-env"), &vault()).unwrap();
+    let same = plan(
+        &records,
+        &import("acme-shopify-secret-from-env"),
+        &vault().into(),
+    )
+    .unwrap();
     assert!(same.is_empty());
     assert_eq!(
-        plan(&records, &import("acme-shopify-rotated-secret"), &vault())
-            .unwrap()
-            .to_string(),
+        plan(
+            &records,
+            &import("acme-shopify-rotated-secret"),
+            &vault().into()
+        )
+        .unwrap()
+        .to_string(),
         "update [\"integration\",\"acme\",\"shopify:shop_domain=acme.myshopify.com\"]: secret\n\
          0 to create, 1 to update, 0 to delete"
     );
@@ -504,7 +515,7 @@ id = "acme"
 fn a_secret_sealed_with_another_key_is_planned_to_be_sealed_again() {
     let sealed_elsewhere =
         Records::from_toml(EXAMPLE, Path::new("."), &HashMap::new(), &other_vault()).unwrap();
-    let resealing = plan(&sealed_elsewhere, &records(EXAMPLE), &vault())
+    let resealing = plan(&sealed_elsewhere, &records(EXAMPLE), &vault().into())
         .unwrap()
         .to_string();
     assert!(resealing.contains(
@@ -566,7 +577,7 @@ fn the_latest_record_of_a_key_counts_and_a_tombstone_removes_it() {
     };
     let key = br#"["tenant","acme"]"#;
     let window = |records: &Records| {
-        let registry = records.registry(&vault()).unwrap();
+        let registry = records.registry(&vault().into()).unwrap();
         registry.tenant("acme").map(|t| t.inactivity_window)
     };
     let mut topic = Records::default();
@@ -588,4 +599,78 @@ fn the_latest_record_of_a_key_counts_and_a_tombstone_removes_it() {
     assert!(matches!(error, Unreadable::Value { .. }), "{error}");
     assert!(!error.to_string().contains("in-clear-secret"), "{error}");
     assert_eq!(window(&topic), None);
+}
+
+/// Every record of `records` with `plan`'s messages written over it, as the topic reads.
+fn after(records: &Records, plan: &Plan) -> Records {
+    let mut read = through_the_topic(records);
+    for (key, value) in plan.messages() {
+        read.apply(key.as_bytes(), value.as_deref()).unwrap();
+    }
+    read
+}
+
+/// The key ids every secret of `records` is sealed under.
+fn key_ids(records: &Records) -> BTreeSet<String> {
+    records
+        .0
+        .values()
+        .flat_map(|record| record.secrets())
+        .filter_map(|(_, sealed)| Some(sealed?.key_id.clone()))
+        .collect()
+}
+
+#[test]
+fn rekeying_seals_every_secret_under_the_current_key_and_a_second_rekey_changes_nothing() {
+    let old = Records::from_toml(EXAMPLE, Path::new("."), &HashMap::new(), &other_vault()).unwrap();
+    let keys = Keyring::new(vault(), vec![other_vault()]);
+    // Both keys open the old records: a deployment keeps serving while the key is replaced.
+    let before = old.registry(&keys).unwrap();
+    let prints = |registry: &Registry| {
+        let mut integrations: Vec<String> = registry
+            .integrations()
+            .iter()
+            .map(integration_print)
+            .collect();
+        integrations.sort();
+        (integrations, endpoint_prints(registry, "acme"))
+    };
+    assert_eq!(prints(&before), prints(&registry(EXAMPLE)));
+
+    let plan = old.rekey(&keys).unwrap();
+    let text = plan.to_string();
+    let old_id = other_vault().key_id().to_string();
+    assert!(
+        text.ends_with("0 to create, 6 to update, 0 to delete"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "update [\"endpoint\",\"acme\",\"crm\"]: secret (sealed under {old_id}: sealed again)\n"
+        )),
+        "{text}"
+    );
+    let rekeyed = after(&old, &plan);
+    assert_eq!(
+        key_ids(&rekeyed),
+        BTreeSet::from([vault().key_id().to_string()])
+    );
+    // The current key alone now opens everything, to the same registry.
+    let opened = rekeyed.registry(&vault().into()).unwrap();
+    assert_eq!(prints(&opened), prints(&before));
+    assert!(rekeyed.rekey(&keys).unwrap().is_empty());
+    assert!(!text.contains("secret-"), "a value in the plan: {text}");
+}
+
+#[test]
+fn rekeying_without_the_key_a_secret_was_sealed_under_plans_nothing_and_names_each_secret() {
+    let old = Records::from_toml(EXAMPLE, Path::new("."), &HashMap::new(), &other_vault()).unwrap();
+    let problems = old.rekey(&vault().into()).unwrap_err();
+    let listed: Vec<&str> = problems.iter().collect();
+    assert_eq!(listed.len(), 7, "{listed:?}");
+    assert!(listed.iter().all(|p| p.starts_with("record [")
+        && p.contains(&format!("sealed with key {}", other_vault().key_id()))));
+    for secret in secrets_in(EXAMPLE) {
+        assert!(!problems.to_string().contains(&secret), "{secret} shown");
+    }
 }
