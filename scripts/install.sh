@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what cartstream needs to build and test on Debian: the C toolchain and headers that
 # librocksdb's and librdkafka's builds use (librdkafka with TLS and SASL), a Java runtime and
-# Maven, and Apache Kafka's server from Maven Central into a cache outside the clone
-# (scripts/kafka/env.sh names it). Safe to run again: it installs only what is missing.
+# Maven, Apache Kafka's server from Maven Central into a cache outside the clone
+# (scripts/kafka/env.sh names it), and schemathesis from PyPI into a virtualenv beside it
+# (scripts/schemathesis.env). Safe to run again: it installs only what is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/kafka/env.sh"
+. "$here/schemathesis.env"
 
 PACKAGES=(build-essential ccache pkg-config cmake zlib1g-dev libclang-dev libssl-dev libsasl2-dev
-    openssl python3 curl default-jre-headless maven)
+    openssl python3 python3-venv curl default-jre-headless maven)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -38,4 +40,11 @@ if [ ! -f "$KAFKA_HOME/complete" ]; then
     mvn -B -q -Dstyle.color=never -f "$here/kafka/pom.xml" "-Dkafka.version=$KAFKA_VERSION" \
         dependency:copy-dependencies -DincludeScope=runtime "-DoutputDirectory=$KAFKA_LIBS"
     touch "$KAFKA_HOME/complete"
+fi
+
+if [ ! -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]; then
+    echo "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $SCHEMATHESIS_VENV (once)"
+    rm -rf "$SCHEMATHESIS_VENV"
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against Apache Kafka: installs what is missing, starts a broker on a
 # free port with a throw-away data folder, runs `cargo test`, then the load tool's completeness
-# check against the real daemon (load-tests/ci.sh), and stops the broker. Then the failover
+# check against the real daemon (load-tests/ci.sh) and the admin API's fuzzing against its
+# OpenAPI document (scripts/api-fuzz.sh), and stops the broker. Then the failover
 # step, on three-node clusters of its own: the tests that kill and freeze a broker under traffic
 # (one at a time), and the completeness check with a broker killed and restarted mid-run.
 #   scripts/test.sh [cargo test arguments]
@@ -20,6 +21,7 @@ export CARTSTREAM_TEST_BROKERS="$brokers"
 echo "testing against Apache Kafka on $CARTSTREAM_TEST_BROKERS"
 cargo test --workspace --all-targets --features cartstream/fault-injection "$@"
 load-tests/ci.sh "$CARTSTREAM_TEST_BROKERS"
+scripts/api-fuzz.sh "$CARTSTREAM_TEST_BROKERS"
 cleanup
 
 if [ "${FAILOVER:-1}" != 0 ]; then

@@ -147,9 +147,12 @@ pub async fn start(
     let metrics = telemetry::metrics::install();
     let producer = connect_kafka(&config).await?;
     let shutdown = CancellationToken::new();
-    let registry = match tenants.into() {
-        Tenants::Loaded(registry) => check_tenants(&config, *registry, roles)?,
-        Tenants::Topic => tenants::follow(&config, roles, &shutdown).await?,
+    let (registry, tenants_topic) = match tenants.into() {
+        Tenants::Loaded(registry) => (check_tenants(&config, *registry, roles)?, None),
+        Tenants::Topic => {
+            let live = tenants::follow(&config, roles, &shutdown).await?;
+            (live, Some(tenants::writer(&config)?))
+        }
     };
     // A start that fails from here on stops the tenants topic's follower.
     let stop_on_failure = shutdown.clone().drop_guard();
@@ -165,6 +168,7 @@ pub async fn start(
     let wiring = Wiring {
         config: &config,
         registry,
+        tenants_topic,
         producer,
         clock,
         shutdown,
@@ -198,6 +202,8 @@ pub async fn start(
 struct Wiring<'c> {
     config: &'c Config,
     registry: Live,
+    /// With tenants from the topic: what the admin API writes it with.
+    tenants_topic: Option<(crate::credentials::Keyring, kafka::registry::Writer)>,
     producer: kafka::Producer,
     clock: Clock,
     shutdown: CancellationToken,
@@ -209,7 +215,7 @@ struct Wiring<'c> {
 impl Wiring<'_> {
     /// Starts the roles asked for and the admin port on the tracker; returns what
     /// [`stop_in_order`] stops.
-    fn spawn(self, roles: Roles, listeners: Listeners, metrics: PrometheusHandle) -> Tasks {
+    fn spawn(mut self, roles: Roles, listeners: Listeners, metrics: PrometheusHandle) -> Tasks {
         let stores = Stores::default();
         let health = self.health(roles, &stores);
         let delivery_worker = roles
@@ -221,6 +227,14 @@ impl Wiring<'_> {
             self.producer.clone(),
             self.config.admin.token.clone(),
             delivery_worker.as_ref().map(Delivery::handle),
+            crate::admin::Registry {
+                live: self.registry.clone(),
+                topic: self.tenants_topic.take(),
+                check: {
+                    let config = self.config.clone();
+                    Box::new(move |registry| problems(&config, registry, Roles::ALL))
+                },
+            },
         );
 
         let options = ingress_options(self.config, roles);

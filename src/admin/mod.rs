@@ -1,6 +1,9 @@
-//! The operator port: Prometheus `/metrics`, `/healthz` and `/readyz`, and — when this process
-//! runs the delivery role and `admin.token` is set — the delivery actions under `/admin/`
-//! (bearer token). It stays up while the ingress drains, so the drain itself can be watched.
+//! The operator port: Prometheus `/metrics`, `/healthz` and `/readyz`; when `admin.token` is
+//! set, the admin API v1 under `/admin/v1/` ([`v1`]) and — when this process runs the delivery
+//! role — the delivery actions under `/admin/` (bearer token). It stays up while the ingress
+//! drains, so the drain itself can be watched.
+
+mod v1;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +16,11 @@ use hyper::{Request, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::Keyring;
 use crate::health::{json, Health};
 use crate::problems::Problems;
 use crate::telemetry::metrics;
+use crate::tenants::Live;
 use crate::{delivery, kafka};
 
 /// The `[admin]` section.
@@ -78,7 +83,21 @@ pub struct Admin {
     producer: kafka::Producer,
     token: Option<Token>,
     delivery: Option<delivery::Handle>,
+    tenants: v1::Tenants,
 }
+
+/// What the admin API v1 reads and writes the tenants with.
+pub struct Registry {
+    /// The registry in force (and with tenants from the topic, what the topic says).
+    pub live: Live,
+    /// With tenants from the topic: the keys its secrets are sealed with, and its producer.
+    pub topic: Option<(Keyring, kafka::registry::Writer)>,
+    /// What makes a registry one the deployment cannot serve (as at start, for every role).
+    pub check: Check,
+}
+
+/// A deployment's checks of a registry beyond its own validation.
+pub type Check = Box<dyn Fn(&crate::tenants::Registry) -> Problems + Send + Sync>;
 
 impl Admin {
     pub fn new(
@@ -87,6 +106,7 @@ impl Admin {
         producer: kafka::Producer,
         token: Option<Token>,
         delivery: Option<delivery::Handle>,
+        registry: Registry,
     ) -> Arc<Self> {
         Arc::new(Admin {
             metrics,
@@ -94,10 +114,14 @@ impl Admin {
             producer,
             token,
             delivery,
+            tenants: v1::Tenants::new(registry),
         })
     }
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.uri().path().starts_with("/admin/v1/") {
+            return self.v1(request).await;
+        }
         if request.uri().path().starts_with("/admin/") {
             return self.action(request).await;
         }
@@ -167,6 +191,41 @@ impl Refused {
 }
 
 impl Admin {
+    /// `/admin/v1/…`: the API, behind the bearer token; its OpenAPI document to anyone.
+    async fn v1(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (method, path) = (request.method().clone(), request.uri().path().to_string());
+        if path != "/admin/v1/openapi.json" {
+            match &self.token {
+                None => {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "the admin API is off: set admin.token",
+                    )
+                }
+                Some(token) if !token_matches(token, request.headers()) => {
+                    return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+                }
+                Some(_) => {}
+            }
+        }
+        let query = request.uri().query().map(str::to_string);
+        let body = match http_body_util::Limited::new(request.into_body(), MAX_ACTION_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the body cannot be read, or is larger than 16 KiB",
+                )
+            }
+        };
+        self.tenants
+            .handle(&method, &path, query.as_deref(), &body)
+            .await
+    }
+
     /// `/admin/…`: delivery actions, behind the bearer token.
     async fn action(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let delivery = match self.authorize(&request) {

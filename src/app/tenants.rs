@@ -12,13 +12,17 @@ use tokio_util::sync::CancellationToken;
 use super::{problems, Roles};
 use crate::config::Config;
 use crate::credentials::Keyring;
-use crate::kafka::registry::Reader;
+use crate::kafka::registry::{Reader, Writer};
 use crate::problems::Problems;
 use crate::telemetry::{metrics, LogLimit};
 use crate::tenants::{Live, Records, Registry, Unreadable};
 
 /// How long the first read of the topic may take before the start fails.
 const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// How long a change written through the admin API may wait for Kafka before it is answered
+/// 503.
+const ADMIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the follower waits for a change before it looks at `shutdown` again.
 const FOLLOW_WAIT: Duration = Duration::from_millis(100);
@@ -71,13 +75,25 @@ pub(super) async fn follow(
     for warning in registry.warnings() {
         tracing::warn!("{topic}: {warning}");
     }
-    let live = Live::new(registry);
+    let read_to = follower.reader.position().unwrap_or(0);
+    let live = Live::following(registry, follower.records.clone(), read_to);
     let (in_force, config, stop) = (live.clone(), config.clone(), shutdown.clone());
     std::thread::Builder::new()
         .name("cartstream-tenants".into())
         .spawn(move || follower.run(&config, roles, &keys, &in_force, &stop))
         .context("starting the tenants topic's follower")?;
     Ok(live)
+}
+
+/// The keys and the producer the admin API writes the topic with.
+pub(super) fn writer(config: &Config) -> anyhow::Result<(Keyring, Writer)> {
+    let keys = config
+        .tenants
+        .keyring()
+        .context("tenants.sealing_key is not set")?;
+    let writer = Writer::new(&config.kafka, ADMIN_WRITE_TIMEOUT)
+        .context("creating the tenants topic's producer")?;
+    Ok((keys, writer))
 }
 
 /// What the topic has said so far.
@@ -168,6 +184,10 @@ impl Follower {
                     );
                     metrics::tenants_update(false);
                 }
+            }
+            // Read, and in force or refused: what waits for a write to be read may go on.
+            if let Some(read_to) = self.reader.position() {
+                live.read(self.records.clone(), read_to);
             }
         }
     }

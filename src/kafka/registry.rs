@@ -22,7 +22,7 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a record may wait for its acknowledgement before the write counts as failed: a
 /// command should say the cluster is away within a minute, not librdkafka's five.
-const MESSAGE_TIMEOUT_MS: &str = "60000";
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The settings the topic is created with, besides its one partition: a registry is small, and
 /// its records are read in the order they were written (a tenant before what it owns), which
@@ -163,6 +163,13 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// The offset of the next message this reader will read, once it knows it.
+    pub fn position(&self) -> Option<i64> {
+        position(&self.consumer, &self.topic)
+    }
+}
+
 /// Whether `consumer` has read the topic's partition up to `end` (the last offsets may hold no
 /// message for this reader: a transaction's marker).
 fn read_to(consumer: &BaseConsumer, topic: &str, end: i64) -> bool {
@@ -242,57 +249,87 @@ pub async fn write(
     config: &Config,
     messages: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
 ) -> Result<usize, Error> {
-    let topic = config.topics().tenants;
-    let mut client = config.client_config();
-    client.set("client.id", "cartstream-tenants");
-    client.set("message.timeout.ms", MESSAGE_TIMEOUT_MS);
-    for (key, value) in &config.producer {
-        client.set(key, value);
-    }
-    client
-        .set("bootstrap.servers", &config.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all");
-    let producer: FutureProducer = client.create().map_err(super::Error::Client)?;
     let messages: Vec<_> = messages.into_iter().collect();
     let total = messages.len();
-    let mut failures = Vec::new();
-    let mut deliveries = Vec::with_capacity(total);
-    for (key, value) in &messages {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: super::inbound::HEADER_SCHEMA,
-            value: Some(SCHEMA),
-        });
-        let mut record = FutureRecord::<str, [u8]>::to(&topic)
-            .partition(0)
-            .key(key)
-            .headers(headers);
-        if let Some(value) = value {
-            record = record.payload(value);
+    Writer::new(config, COMMAND_TIMEOUT)?
+        .write(messages)
+        .await
+        .map(|_| total)
+}
+
+/// A producer of the topic's records, kept for many writes.
+pub struct Writer {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl Writer {
+    /// A producer whose records count as failed when not acknowledged within `timeout`.
+    pub fn new(config: &Config, timeout: Duration) -> Result<Writer, Error> {
+        let mut client = config.client_config();
+        client.set("client.id", "cartstream-tenants");
+        client.set("message.timeout.ms", timeout.as_millis().to_string());
+        for (key, value) in &config.producer {
+            client.set(key, value);
         }
-        match producer.send_result(record) {
-            Ok(delivery) => deliveries.push(delivery),
-            // What follows would be written out of order: nothing more is sent.
-            Err((e, _)) => {
-                failures.push(super::Error::Delivery(e));
-                break;
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        Ok(Writer {
+            producer: client.create().map_err(super::Error::Client)?,
+            topic: config.topics().tenants,
+        })
+    }
+
+    /// Writes `messages` in order as [`write`] does; the offset of the last one written
+    /// (`None` when there were none).
+    pub async fn write(
+        &self,
+        messages: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<Option<i64>, Error> {
+        let total = messages.len();
+        let mut failures = Vec::new();
+        let mut deliveries = Vec::with_capacity(total);
+        for (key, value) in &messages {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: super::inbound::HEADER_SCHEMA,
+                value: Some(SCHEMA),
+            });
+            let mut record = FutureRecord::<str, [u8]>::to(&self.topic)
+                .partition(0)
+                .key(key)
+                .headers(headers);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                // What follows would be written out of order: nothing more is sent.
+                Err((e, _)) => {
+                    failures.push(super::Error::Delivery(e));
+                    break;
+                }
             }
         }
-    }
-    let mut acknowledged = 0;
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => acknowledged += 1,
-            Ok(Err((e, _))) => failures.push(super::Error::Delivery(e)),
-            Err(_canceled) => failures.push(super::Error::Delivery(KafkaError::Canceled)),
+        let (mut acknowledged, mut last) = (0, None);
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(delivered)) => {
+                    acknowledged += 1;
+                    last = last.max(Some(delivered.offset));
+                }
+                Ok(Err((e, _))) => failures.push(super::Error::Delivery(e)),
+                Err(_canceled) => failures.push(super::Error::Delivery(KafkaError::Canceled)),
+            }
         }
-    }
-    match failures.into_iter().next() {
-        None => Ok(acknowledged),
-        Some(first) => Err(Error::Unacknowledged {
-            acknowledged,
-            total,
-            first,
-        }),
+        match failures.into_iter().next() {
+            None => Ok(last),
+            Some(first) => Err(Error::Unacknowledged {
+                acknowledged,
+                total,
+                first,
+            }),
+        }
     }
 }

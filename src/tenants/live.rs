@@ -3,29 +3,84 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use std::time::Duration;
 
-use super::Registry;
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use super::{Records, Registry};
 
 /// The registry every role reads, replaced whole when the tenants topic changes. A reader
 /// takes the registry in force ([`Live::current`]) and keeps it for one request, batch or
 /// tick, so that each sees one registry, never half of a change.
 #[derive(Clone)]
-pub struct Live(Arc<ArcSwap<Registry>>);
+pub struct Live {
+    registry: Arc<ArcSwap<Registry>>,
+    /// With tenants read from the topic: what it says, and how far it was read.
+    topic: Option<Arc<Topic>>,
+}
+
+/// The tenants topic as the follower last read it.
+struct Topic {
+    records: ArcSwap<Records>,
+    /// The offset after the last message read.
+    read_to: watch::Sender<i64>,
+}
 
 impl Live {
+    /// A registry read from a file, in force for good.
     pub fn new(registry: Registry) -> Live {
-        Live(Arc::new(ArcSwap::from_pointee(registry)))
+        Live {
+            registry: Arc::new(ArcSwap::from_pointee(registry)),
+            topic: None,
+        }
+    }
+
+    /// A registry read from the tenants topic up to `read_to`, where it said `records`.
+    pub fn following(registry: Registry, records: Records, read_to: i64) -> Live {
+        Live {
+            registry: Arc::new(ArcSwap::from_pointee(registry)),
+            topic: Some(Arc::new(Topic {
+                records: ArcSwap::from_pointee(records),
+                read_to: watch::Sender::new(read_to),
+            })),
+        }
     }
 
     /// The registry in force now.
     pub fn current(&self) -> Arc<Registry> {
-        self.0.load_full()
+        self.registry.load_full()
     }
 
     /// Puts `registry` in force for every reader that takes the current one from now on.
     pub fn replace(&self, registry: Registry) {
-        self.0.store(Arc::new(registry));
+        self.registry.store(Arc::new(registry));
+    }
+
+    /// What the tenants topic says, as last read (whether or not the registry it makes was
+    /// put in force); `None` when the tenants come from a file.
+    pub fn records(&self) -> Option<Arc<Records>> {
+        Some(self.topic.as_ref()?.records.load_full())
+    }
+
+    /// The follower read the topic up to `read_to`, where it says `records`.
+    pub fn read(&self, records: Records, read_to: i64) {
+        if let Some(topic) = &self.topic {
+            topic.records.store(Arc::new(records));
+            topic.read_to.send_replace(read_to);
+        }
+    }
+
+    /// Waits until the topic has been read past `offset` (and what it says there is in force,
+    /// or refused), for `timeout` at most; whether it was.
+    pub async fn wait_until_read(&self, offset: i64, timeout: Duration) -> bool {
+        let Some(topic) = &self.topic else {
+            return false;
+        };
+        let mut read_to = topic.read_to.subscribe();
+        tokio::time::timeout(timeout, read_to.wait_for(|&at| at > offset))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
     }
 }
 
@@ -59,6 +114,27 @@ mod tests {
             .map(|id| format!("[[tenant]]\nid = \"{id}\"\n"))
             .collect();
         Registry::from_toml(&text, Path::new("."), &HashMap::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_write_is_waited_for_until_the_follower_has_read_past_it() {
+        let live = Live::following(registry(&["acme"]), Records::default(), 5);
+        assert!(live.wait_until_read(4, Duration::from_secs(1)).await);
+        let waiting = tokio::spawn({
+            let live = live.clone();
+            async move { live.wait_until_read(7, Duration::from_secs(5)).await }
+        });
+        tokio::task::yield_now().await;
+        live.read(Records::default(), 8);
+        assert!(waiting.await.unwrap());
+        // Nothing past 8 has been read: the wait gives up at its timeout.
+        assert!(!live.wait_until_read(8, Duration::from_millis(10)).await);
+        assert!(
+            !Live::new(registry(&["acme"]))
+                .wait_until_read(0, Duration::ZERO)
+                .await
+        );
+        assert!(Live::new(registry(&["acme"])).records().is_none());
     }
 
     #[test]

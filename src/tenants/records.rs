@@ -406,6 +406,39 @@ fn integration_id(
 }
 
 impl Records {
+    /// The record of `key`.
+    pub fn get(&self, key: &Key) -> Option<&Record> {
+        self.0.get(key)
+    }
+
+    /// Every record in key order: the tenants, then the integrations, then the endpoints.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Record)> {
+        self.0.iter()
+    }
+
+    /// The keys of `tenant`'s records, what it owns before the tenant itself: the order in
+    /// which their tombstones leave no record without its tenant.
+    pub fn keys_of(&self, tenant: &str) -> Vec<Key> {
+        self.0
+            .keys()
+            .rev()
+            .filter(|key| key.tenant() == tenant)
+            .cloned()
+            .collect()
+    }
+
+    /// These records as writing `record` under `key` (a tombstone for `None`) leaves them.
+    pub fn with(&self, key: &Key, record: Option<Record>) -> Records {
+        let mut records = self.clone();
+        match record {
+            Some(record) => records.0.insert(key.clone(), record),
+            None => records.0.remove(key),
+        };
+        records
+    }
+}
+
+impl Records {
     /// What `cartstream tenants rekey` writes: every record holding a secret sealed under a key
     /// other than the current one of `keys`, its secrets opened and sealed again under the
     /// current key; the others are left as they are. Every secret that opens with no key of

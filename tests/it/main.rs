@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod acknowledged;
+mod admin_v1;
 mod catalogue;
 mod delivery;
 mod documented;

@@ -1,0 +1,562 @@
+//! The admin API v1 (`/admin/v1/…`, `docs/openapi.json`): the tenant registry, read from and
+//! written to the tenants topic, so that a change made through any instance is in force on
+//! every instance (`tenants.source = "topic"`). JSON in and out; every error is
+//! `{"error": …}`, answered here ([`ApiError`]). A write answers once this instance has read
+//! it back from the topic and put it in force (or refused it), for five seconds at most.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use http_body_util::Full;
+use hyper::Response;
+use serde::{Deserialize, Serialize};
+
+use crate::credentials::Keyring;
+use crate::health::json;
+use crate::kafka::registry::Writer;
+use crate::problems::Problems;
+use crate::tenants::{Live, Records};
+use crate::topics::registry::{self as topic, Entity, Key, Record};
+
+/// The OpenAPI document of the admin port, served at `/admin/v1/openapi.json`.
+pub(super) const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// Every route of the API and its methods; the OpenAPI document lists exactly these.
+pub(super) const ROUTES: &[(&str, &[Method])] = &[
+    ("/admin/v1/openapi.json", &[Method::GET]),
+    ("/admin/v1/tenants", &[Method::GET, Method::POST]),
+    (
+        "/admin/v1/tenants/{id}",
+        &[Method::GET, Method::PATCH, Method::DELETE],
+    ),
+];
+
+/// How long a write waits for this instance to read it back before answering anyway.
+const READ_BACK: Duration = Duration::from_secs(5);
+
+/// The longest inactivity window the API sets: a year.
+const MAX_WINDOW_MS: u64 = 365 * 24 * 3600 * 1000;
+
+/// The page size of a list, unless asked for another, and the largest one.
+const PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// Why a request is answered with an error.
+#[derive(Debug)]
+pub(super) enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    /// The methods the route takes.
+    MethodNotAllowed(&'static [Method]),
+    /// The tenants are read from a file: nothing here can read or change them.
+    FromFile,
+    Conflict(String),
+    /// The registry the change would leave is invalid.
+    Invalid(Problems),
+    /// Kafka did not take the change.
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub(super) fn response(&self) -> Response<Full<Bytes>> {
+        let (status, message) = match self {
+            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why.clone()),
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("no {what}")),
+            ApiError::MethodNotAllowed(methods) => {
+                let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+                let message = format!("method not allowed: {}", allow.join(", "));
+                let mut response = json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    serde_json::json!({ "error": message }).to_string(),
+                );
+                if let Ok(allow) = allow.join(", ").parse() {
+                    response.headers_mut().insert(header::ALLOW, allow);
+                }
+                return response;
+            }
+            ApiError::FromFile => (
+                StatusCode::CONFLICT,
+                "the tenants are read from tenants.file: set tenants.source = \"topic\" to manage them through this API".to_string(),
+            ),
+            ApiError::Conflict(why) => (StatusCode::CONFLICT, why.clone()),
+            ApiError::Invalid(problems) => {
+                let listed: Vec<&str> = problems.iter().collect();
+                let body = serde_json::json!({
+                    "error": "the registry this change would leave is invalid",
+                    "problems": listed,
+                });
+                return json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string());
+            }
+            ApiError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why.clone()),
+        };
+        json(status, serde_json::json!({ "error": message }).to_string())
+    }
+}
+
+/// The registry as the API reads and writes it.
+pub(super) struct Tenants {
+    live: Live,
+    /// With tenants from the topic: the keys its secrets are sealed with, and its producer.
+    topic: Option<(Keyring, Writer)>,
+    check: super::Check,
+    router: matchit::Router<usize>,
+}
+
+impl Tenants {
+    pub(super) fn new(registry: super::Registry) -> Tenants {
+        let super::Registry { live, topic, check } = registry;
+        let mut router = matchit::Router::new();
+        for (n, (path, _)) in ROUTES.iter().enumerate() {
+            router.insert(*path, n).expect("the routes do not overlap");
+        }
+        Tenants {
+            live,
+            topic,
+            check,
+            router,
+        }
+    }
+
+    /// Answers one request to `/admin/v1/…`.
+    pub(super) async fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Response<Full<Bytes>> {
+        let Ok(matched) = self.router.at(path) else {
+            return ApiError::NotFound("such route".into()).response();
+        };
+        let (route, methods) = ROUTES[*matched.value];
+        if !methods.contains(method) {
+            return ApiError::MethodNotAllowed(methods).response();
+        }
+        let id = matched.params.get("id").map(str::to_string);
+        let answer = match (route, method, id) {
+            ("/admin/v1/openapi.json", _, _) => return json(StatusCode::OK, OPENAPI),
+            ("/admin/v1/tenants", &Method::GET, _) => self.list(query),
+            ("/admin/v1/tenants", &Method::POST, _) => self.create(body).await,
+            (_, &Method::GET, Some(id)) => self.get(&id),
+            (_, &Method::PATCH, Some(id)) => self.update(&id, body).await,
+            (_, &Method::DELETE, Some(id)) => self.delete(&id).await,
+            _ => Err(ApiError::MethodNotAllowed(methods)),
+        };
+        answer.unwrap_or_else(|e| e.response())
+    }
+
+    /// What the tenants topic says now, or why the API cannot say.
+    fn records(&self) -> Result<Arc<Records>, ApiError> {
+        self.live.records().ok_or(ApiError::FromFile)
+    }
+
+    /// `GET /admin/v1/tenants[?limit=N][&after=ID]`: tenants in id order, a page at a time.
+    fn list(&self, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let (mut limit, mut after) = (PAGE, None);
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*name {
+                "limit" => {
+                    limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "limit: a number from 1 to {MAX_PAGE}, not {value:?}"
+                            ))
+                        })?;
+                }
+                "after" => after = Some(value.into_owned()),
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown query parameter {other:?} (limit, after)"
+                    )))
+                }
+            }
+        }
+        let mut ids = records.iter().filter_map(|(key, _)| match key {
+            Key::Tenant { tenant } if after.as_deref().is_none_or(|a| tenant.as_str() > a) => {
+                Some(tenant.as_str())
+            }
+            _ => None,
+        });
+        let page: Vec<TenantView> = ids
+            .by_ref()
+            .take(limit)
+            .filter_map(|id| TenantView::of(&records, id))
+            .collect();
+        let next = match ids.next() {
+            Some(_) => page.last().map(|t| t.id.clone()),
+            None => None,
+        };
+        let body = serde_json::json!({ "tenants": page, "next": next });
+        Ok(json(StatusCode::OK, body.to_string()))
+    }
+
+    /// `GET /admin/v1/tenants/{id}`.
+    fn get(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let view = TenantView::of(&records, id).ok_or_else(|| not_found(id))?;
+        Ok(json(StatusCode::OK, to_json(&view)))
+    }
+
+    /// `POST /admin/v1/tenants`: 201 with the tenant; 409 when its id is taken.
+    async fn create(&self, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let new: NewTenant = parse_body(body)?;
+        let id = new
+            .id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().hyphenated().to_string());
+        let key = Key::Tenant { tenant: id.clone() };
+        if records.get(&key).is_some() {
+            return Err(ApiError::Conflict(format!("tenant {id:?} exists")));
+        }
+        let tenant = topic::Tenant {
+            id: id.clone(),
+            inactivity_window_ms: new.inactivity_window_ms.as_ref().map(window).transpose()?,
+            allow_plain_http: new.allow_plain_http,
+        };
+        let written = self.write(&records, vec![(key, Some(tenant))]).await?;
+        let view = TenantView::of(&written, &id).expect("the tenant was just written");
+        let mut response = json(StatusCode::CREATED, to_json(&view));
+        if let Ok(location) = format!("/admin/v1/tenants/{id}").parse() {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    }
+
+    /// `PATCH /admin/v1/tenants/{id}`: `inactivity_window` (text, or `null` for the default)
+    /// and `allow_plain_http`, each left as it is when absent.
+    async fn update(&self, id: &str, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let key = Key::Tenant {
+            tenant: id.to_string(),
+        };
+        let Some(Record {
+            entity: Entity::Tenant(current),
+            ..
+        }) = records.get(&key)
+        else {
+            return Err(not_found(id));
+        };
+        let change: TenantChange = parse_body(body)?;
+        let mut tenant = current.clone();
+        if let Some(window_ms) = change.inactivity_window_ms {
+            tenant.inactivity_window_ms = window_ms.as_ref().map(window).transpose()?;
+        }
+        if let Some(allow) = change.allow_plain_http {
+            tenant.allow_plain_http = allow;
+        }
+        let written = match &tenant == current {
+            true => Records::clone(&records),
+            false => self.write(&records, vec![(key, Some(tenant))]).await?,
+        };
+        let view = TenantView::of(&written, id).expect("the tenant is there");
+        Ok(json(StatusCode::OK, to_json(&view)))
+    }
+
+    /// `DELETE /admin/v1/tenants/{id}`: the tenant and everything it owns, 204.
+    async fn delete(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let keys = records.keys_of(id);
+        if keys.is_empty() {
+            return Err(not_found(id));
+        }
+        self.write(&records, keys.into_iter().map(|key| (key, None)).collect())
+            .await?;
+        Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Full::new(Bytes::new()))
+            .expect("static response parts are valid"))
+    }
+
+    /// Writes `changes` (a tombstone for `None`) once the registry they leave is valid, and
+    /// waits until this instance has read them back; the records they leave.
+    async fn write(
+        &self,
+        records: &Records,
+        changes: Vec<(Key, Option<topic::Tenant>)>,
+    ) -> Result<Records, ApiError> {
+        let (keys, writer) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let mut after = records.clone();
+        let mut messages = Vec::with_capacity(changes.len());
+        for (key, tenant) in changes {
+            let record = tenant.map(|t| Record::new(Entity::Tenant(t)));
+            messages.push((key.encode(), record.as_ref().map(Record::encode)));
+            after = after.with(&key, record);
+        }
+        let registry = after.registry(keys).map_err(ApiError::Invalid)?;
+        let problems = (self.check)(&registry);
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems));
+        }
+        let offset = writer
+            .write(messages)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("{:#}", anyhow::Error::from(e))))?;
+        if let Some(offset) = offset {
+            if !self.live.wait_until_read(offset, READ_BACK).await {
+                tracing::warn!(
+                    offset,
+                    "a registry change was written but not read back within 5 s"
+                );
+            }
+        }
+        Ok(after)
+    }
+}
+
+/// A tenant as the API shows it: its settings and the ids of what it owns, never a secret.
+#[derive(Debug, Serialize)]
+struct TenantView {
+    id: String,
+    /// `None`: the default window.
+    inactivity_window_ms: Option<u64>,
+    allow_plain_http: bool,
+    integrations: Vec<IntegrationView>,
+    endpoints: Vec<EndpointView>,
+}
+
+#[derive(Debug, Serialize)]
+struct IntegrationView {
+    id: String,
+    provider: String,
+}
+
+#[derive(Debug, Serialize)]
+struct EndpointView {
+    id: String,
+    url: String,
+    events: Option<Vec<String>>,
+}
+
+impl TenantView {
+    fn of(records: &Records, id: &str) -> Option<TenantView> {
+        let Entity::Tenant(tenant) = &records
+            .get(&Key::Tenant {
+                tenant: id.to_string(),
+            })?
+            .entity
+        else {
+            return None;
+        };
+        let mut view = TenantView {
+            id: tenant.id.clone(),
+            inactivity_window_ms: tenant.inactivity_window_ms,
+            allow_plain_http: tenant.allow_plain_http,
+            integrations: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        for (_, record) in records.iter() {
+            match &record.entity {
+                Entity::Integration(i) if i.tenant == id => {
+                    view.integrations.push(IntegrationView {
+                        id: i.id.clone(),
+                        provider: i.provider.clone(),
+                    })
+                }
+                Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView {
+                    id: e.id.clone(),
+                    url: e.url.clone(),
+                    events: e.events.clone(),
+                }),
+                _ => {}
+            }
+        }
+        Some(view)
+    }
+}
+
+/// `POST /admin/v1/tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    /// A UUID when absent (`null` is refused).
+    #[serde(default, deserialize_with = "present")]
+    id: Option<String>,
+    #[serde(default)]
+    inactivity_window_ms: Option<serde_json::Number>,
+    #[serde(default)]
+    allow_plain_http: bool,
+}
+
+/// `PATCH /admin/v1/tenants/{id}`: absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantChange {
+    /// `Some(None)`: back to the default window.
+    #[serde(default, deserialize_with = "present")]
+    inactivity_window_ms: Option<Option<serde_json::Number>>,
+    /// `null` is refused.
+    #[serde(default, deserialize_with = "present")]
+    allow_plain_http: Option<bool>,
+}
+
+/// A field that is present, `null` or not: absent fields are `None` through `default`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A JSON object read as `T`, or a 400 that says what is wrong with it. Only an object: serde
+/// would also read a struct from an array of its fields.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let bad = |e: serde_json::Error| ApiError::BadRequest(format!("the body: {e}"));
+    match serde_json::from_slice(body).map_err(bad)? {
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(bad),
+        _ => Err(ApiError::BadRequest(
+            "the body: a JSON object is expected".to_string(),
+        )),
+    }
+}
+
+/// An inactivity window in whole milliseconds, from one to a year. JSON's integers include
+/// numbers written with a zero fraction (`60000.0`).
+fn window(ms: &serde_json::Number) -> Result<u64, ApiError> {
+    let whole = ms.as_u64().or_else(|| {
+        let f = ms.as_f64()?;
+        (f.fract() == 0.0 && (0.0..=MAX_WINDOW_MS as f64).contains(&f)).then_some(f as u64)
+    });
+    match whole {
+        Some(ms @ 1..=MAX_WINDOW_MS) => Ok(ms),
+        _ => Err(ApiError::BadRequest(format!(
+            "inactivity_window_ms: whole milliseconds from 1 to {MAX_WINDOW_MS} (a year), not {ms}"
+        ))),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("tenant {id:?}"))
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("the views always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document() -> serde_json::Value {
+        serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON")
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_and_methods_served() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        let documented: std::collections::BTreeSet<(String, String)> = paths
+            .iter()
+            .filter(|(path, _)| path.starts_with("/admin/v1/"))
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| *k != "parameters")
+                    .map(move |method| (path.clone(), method.to_uppercase()))
+            })
+            .collect();
+        let served: std::collections::BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(path, methods)| {
+                methods
+                    .iter()
+                    .map(move |m| (path.to_string(), m.as_str().to_string()))
+            })
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn every_documented_error_answer_is_the_error_object() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let Some(responses) = operation["responses"].as_object() else {
+                    continue;
+                };
+                for (status, response) in responses {
+                    let response = match response["$ref"].as_str() {
+                        Some(name) => {
+                            let name = name.strip_prefix("#/components/responses/").unwrap();
+                            &doc["components"]["responses"][name]
+                        }
+                        None => response,
+                    };
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                        assert!(
+                            schema
+                                .as_str()
+                                .is_some_and(|s| s.ends_with("/Error") || s.ends_with("/Invalid")),
+                            "{method} {path} {status}: {response}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_is_from_one_millisecond_to_a_year() {
+        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
+        assert_eq!(window(&number("900000")).unwrap(), 900_000);
+        assert_eq!(window(&number("526.0")).unwrap(), 526);
+        assert_eq!(window(&number("31536000000")).unwrap(), MAX_WINDOW_MS);
+        for bad in [
+            "0",
+            "31536000001",
+            "18446744073709551615",
+            "-5",
+            "1.5",
+            "1e300",
+        ] {
+            assert!(
+                matches!(window(&number(bad)), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_change_tells_an_absent_field_from_a_null_one_and_refuses_a_null_flag() {
+        let change: TenantChange = serde_json::from_str("{}").unwrap();
+        assert_eq!(change.inactivity_window_ms, None);
+        let change: TenantChange =
+            serde_json::from_str(r#"{"inactivity_window_ms":null}"#).unwrap();
+        assert_eq!(change.inactivity_window_ms, Some(None));
+        let change: TenantChange =
+            serde_json::from_str(r#"{"inactivity_window_ms":3600000}"#).unwrap();
+        assert_eq!(
+            change.inactivity_window_ms,
+            Some(Some(serde_json::Number::from(3_600_000u64)))
+        );
+        for refused in [
+            r#"{"id":"x"}"#,
+            r#"{"allow_plain_http":null}"#,
+            r#"{"inactivity_window_ms":"1h"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<TenantChange>(refused).is_err(),
+                "{refused}"
+            );
+        }
+        assert!(serde_json::from_str::<NewTenant>(r#"{"id":null}"#).is_err());
+        assert!(matches!(
+            parse_body::<TenantChange>(b"[]"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_body::<NewTenant>(b"[null]"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(parse_body::<NewTenant>(b"{}").is_ok());
+    }
+}

@@ -1,0 +1,445 @@
+//! The admin API v1 against daemons reading their tenants from the tenants topic on a real
+//! broker: tenants created, listed, changed and deleted through one instance are in force on
+//! another, and every answer `docs/openapi.json` lists for a route is produced here — and no
+//! answer it does not list.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cartstream::credentials::Vault;
+use cartstream::tenants::{plan, Records};
+use serde_json::{json, Value};
+
+use crate::support::{
+    fixture, read_topic, shopify_headers, Answer, Http, PrivateBroker, TestDaemon,
+};
+
+const TOKEN: &str = "admin-v1-token-0123456789";
+const SEALING_KEY: &str = "YWRtaW4tdjEtc2VhbGluZy1rZXktZm9yLXRoZS10ZXM=";
+
+/// A tenant with integrations and a plain-HTTP endpoint, written to the topic as
+/// `cartstream tenants apply` would.
+const GLOBEX: &str = r#"
+[[tenant]]
+id = "globex"
+allow_plain_http = true
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "globex.myshopify.com"
+  secret = "globex-shopify-secret"
+
+  [[tenant.endpoint]]
+  id = "crm"
+  url = "http://127.0.0.1:9/hooks"
+  secret = "whsec_Z2xvYmV4LWNybS1zaWduaW5nLWtleS0wMDAwMDE="
+"#;
+
+/// Calls to the API, each noted as (route, method, status).
+struct Api {
+    http: Http,
+    seen: Mutex<BTreeSet<(String, String, u16)>>,
+}
+
+impl Api {
+    fn new() -> Api {
+        Api {
+            http: Http::http1(),
+            seen: Mutex::default(),
+        }
+    }
+
+    /// `method path` on `daemon`'s admin port with `token`, noted under `route`.
+    async fn call(
+        &self,
+        daemon: &TestDaemon,
+        (method, route, path): (&str, &str, &str),
+        token: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if let Some(token) = token {
+            headers.push(("authorization", format!("Bearer {token}")));
+        }
+        let answer = self
+            .http
+            .send(method, &daemon.admin_url(path), &headers, body)
+            .await;
+        if answer.status.is_client_error() || answer.status.is_server_error() {
+            let error = answer.json();
+            assert!(error["error"].is_string(), "{method} {path}: {error}");
+        }
+        self.seen.lock().unwrap().insert((
+            route.to_string(),
+            method.to_lowercase(),
+            answer.status.as_u16(),
+        ));
+        answer
+    }
+
+    /// The same, with the admin token.
+    async fn admin(
+        &self,
+        daemon: &TestDaemon,
+        call: (&str, &str, &str),
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        self.call(daemon, call, Some(TOKEN), body).await
+    }
+
+    /// Asks `daemon` until it answers `status` (15 s at most).
+    async fn until(&self, daemon: &TestDaemon, call: (&str, &str, &str), status: u16) -> Answer {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = self.admin(daemon, call, Bytes::new()).await;
+            if answer.status.as_u16() == status {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{call:?}: still {} after 15 s, not {status}",
+                answer.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Every (route, method, status) the document lists.
+fn documented() -> BTreeSet<(String, String, u16)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut answers = BTreeSet::new();
+    for (route, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for status in operation["responses"].as_object().into_iter().flatten() {
+                answers.insert((route.clone(), method.clone(), status.0.parse().unwrap()));
+            }
+        }
+    }
+    answers
+}
+
+/// A daemon on `brokers` reading its tenants from the topic under `prefix`.
+async fn daemon(name: &str, brokers: &str, prefix: &str, token: bool) -> TestDaemon {
+    TestDaemon::builder(name)
+        .brokers(brokers)
+        .topic_prefix(prefix)
+        .tenants_from_topic(SEALING_KEY)
+        .config(|c| {
+            if token {
+                c.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
+            }
+            // As in production: a tenant's plain-HTTP endpoint needs the tenant's consent.
+            c.delivery.allow_plain_http = false;
+        })
+        .start()
+        .await
+}
+
+/// Writes `text`'s tenants to the topic `daemon` reads, as `tenants apply` to an empty
+/// topic does.
+async fn seed(daemon: &TestDaemon, text: &str) {
+    let vault = Vault::from_base64(SEALING_KEY).unwrap();
+    let records = Records::from_toml(text, Path::new("."), &HashMap::new(), &vault).unwrap();
+    let plan = plan(&Records::default(), &records, &vault.into()).unwrap();
+    cartstream::kafka::registry::write(&daemon.config.kafka, plan.messages())
+        .await
+        .unwrap();
+}
+
+/// The status `daemon`'s ingress answers a signed Shopify checkout from globex.
+async fn globex_webhook(http: &Http, daemon: &TestDaemon, id: &str) -> u16 {
+    let body = fixture("shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json");
+    let headers = shopify_headers("globex-shopify-secret", "globex.myshopify.com", &body, id);
+    http.post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
+    let api = Api::new();
+    let broker = PrivateBroker::start();
+    let brokers = broker.brokers();
+    let prefix = crate::support::unique_prefix("admin-v1");
+    let (a, b) = (
+        daemon("admin-v1-a", &brokers, &prefix, true).await,
+        daemon("admin-v1-b", &brokers, &prefix, true).await,
+    );
+    const TENANTS: &str = "/admin/v1/tenants";
+    const TENANT: &str = "/admin/v1/tenants/{id}";
+    let list = |path| ("GET", TENANTS, path);
+
+    // The document, to anyone; everything else behind the token.
+    let doc = api
+        .call(
+            &a,
+            ("GET", "/admin/v1/openapi.json", "/admin/v1/openapi.json"),
+            None,
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.json()["openapi"], "3.1.0");
+    // A method the route does not take (no operation of the document, so not noted).
+    let bearer = [("authorization", format!("Bearer {TOKEN}"))];
+    let put = api
+        .http
+        .send("PUT", &a.admin_url(TENANTS), &bearer, "{}")
+        .await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.headers["allow"], "GET, POST");
+    let every_call = [
+        list(TENANTS),
+        ("POST", TENANTS, TENANTS),
+        ("GET", TENANT, "/admin/v1/tenants/acme"),
+        ("PATCH", TENANT, "/admin/v1/tenants/acme"),
+        ("DELETE", TENANT, "/admin/v1/tenants/acme"),
+    ];
+    for call in every_call {
+        assert_eq!(api.call(&a, call, None, "{}").await.status, 401, "{call:?}");
+        let wrong = api.call(&a, call, Some("not-the-admin-token"), "{}");
+        assert_eq!(wrong.await.status, 401, "{call:?}");
+    }
+
+    // Create: with an id, without one (a UUID), twice (409), and refused bodies.
+    let created = api
+        .admin(
+            &a,
+            ("POST", TENANTS, TENANTS),
+            r#"{"id":"acme","inactivity_window_ms":1800000}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.headers["location"], "/admin/v1/tenants/acme");
+    assert_eq!(
+        created.json(),
+        json!({"id":"acme","inactivity_window_ms":1800000,"allow_plain_http":false,"integrations":[],"endpoints":[]})
+    );
+    let unnamed = api.admin(&a, ("POST", TENANTS, TENANTS), "{}").await;
+    assert_eq!(unnamed.status, 201);
+    let uuid = unnamed.json()["id"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&uuid).is_ok(), "{uuid}");
+    let again = api
+        .admin(&a, ("POST", TENANTS, TENANTS), r#"{"id":"acme"}"#)
+        .await;
+    assert_eq!(again.status, 409);
+    assert!(again.json()["error"].as_str().unwrap().contains("acme"));
+    let invalid = api
+        .admin(&a, ("POST", TENANTS, TENANTS), r#"{"id":"not an id!"}"#)
+        .await;
+    assert_eq!(invalid.status, 422);
+    assert!(!invalid.json()["problems"].as_array().unwrap().is_empty());
+    for body in [
+        r#"{"name":"acme"}"#,
+        r#"{"inactivity_window_ms":0}"#,
+        "not json",
+    ] {
+        let refused = api.admin(&a, ("POST", TENANTS, TENANTS), body).await;
+        assert_eq!(refused.status, 400, "{body}");
+    }
+    let large = api
+        .admin(&a, ("POST", TENANTS, TENANTS), vec![b' '; 17 * 1024])
+        .await;
+    assert_eq!(large.status, 413);
+
+    // In force on the other instance, which lists both.
+    let on_b = api
+        .until(&b, ("GET", TENANT, "/admin/v1/tenants/acme"), 200)
+        .await;
+    assert_eq!(on_b.json(), created.json());
+    let all = api.admin(&b, list(TENANTS), Bytes::new()).await.json();
+    let ids: Vec<&str> = all["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    let mut expected = vec!["acme", uuid.as_str()];
+    expected.sort();
+    assert!(ids == expected || ids.len() > 2, "{ids:?}");
+    let first = api
+        .admin(&b, list("/admin/v1/tenants?limit=1"), Bytes::new())
+        .await
+        .json();
+    assert_eq!(first["tenants"][0]["id"], expected[0]);
+    assert_eq!(first["next"], expected[0]);
+    let second = api
+        .admin(
+            &b,
+            (
+                "GET",
+                TENANTS,
+                &format!("/admin/v1/tenants?after={}", expected[0]),
+            ),
+            Bytes::new(),
+        )
+        .await
+        .json();
+    assert_eq!(second["tenants"][0]["id"], expected[1]);
+    assert_eq!(second["next"], Value::Null);
+    for bad in ["/admin/v1/tenants?limit=0", "/admin/v1/tenants?page=2"] {
+        assert_eq!(api.admin(&b, list(bad), Bytes::new()).await.status, 400);
+    }
+
+    // Change: a null window is the default again; 404 for no such tenant.
+    let acme = ("PATCH", TENANT, "/admin/v1/tenants/acme");
+    let changed = api
+        .admin(
+            &b,
+            acme,
+            r#"{"inactivity_window_ms":null,"allow_plain_http":true}"#,
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    assert_eq!(changed.json()["inactivity_window_ms"], Value::Null);
+    assert_eq!(changed.json()["allow_plain_http"], true);
+    assert_eq!(
+        api.admin(&b, acme, r#"{"inactivity_window_ms":"soon"}"#)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(api.admin(&b, acme, vec![b' '; 17 * 1024]).await.status, 413);
+    let nobody = ("PATCH", TENANT, "/admin/v1/tenants/nobody");
+    assert_eq!(api.admin(&b, nobody, "{}").await.status, 404);
+    assert_eq!(
+        api.admin(
+            &b,
+            ("GET", TENANT, "/admin/v1/tenants/nobody"),
+            Bytes::new()
+        )
+        .await
+        .status,
+        404
+    );
+
+    // A tenant with an integration and a plain-HTTP endpoint: its endpoint forbids turning
+    // plain HTTP off; deleting it removes what it owns, and its webhooks are refused on the
+    // other instance.
+    seed(&a, GLOBEX).await;
+    let http = Http::http1();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while globex_webhook(&http, &b, "globex-1").await != 200 {
+        assert!(Instant::now() < deadline, "globex never accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let globex = api
+        .until(&a, ("GET", TENANT, "/admin/v1/tenants/globex"), 200)
+        .await
+        .json();
+    assert_eq!(globex["integrations"][0]["provider"], "shopify");
+    assert_eq!(globex["endpoints"][0]["id"], "crm");
+    let plain_off = api
+        .admin(
+            &a,
+            ("PATCH", TENANT, "/admin/v1/tenants/globex"),
+            r#"{"allow_plain_http":false}"#,
+        )
+        .await;
+    assert_eq!(plain_off.status, 422);
+    let problems = plain_off.json()["problems"].to_string();
+    assert!(problems.contains("crm"), "{problems}");
+    let delete = ("DELETE", TENANT, "/admin/v1/tenants/globex");
+    assert_eq!(api.admin(&a, delete, Bytes::new()).await.status, 204);
+    assert_eq!(api.admin(&a, delete, Bytes::new()).await.status, 404);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while globex_webhook(&http, &b, "globex-2").await != 401 {
+        assert!(Instant::now() < deadline, "globex still accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    api.until(&b, ("GET", TENANT, "/admin/v1/tenants/globex"), 404)
+        .await;
+    let topic = read_topic(&brokers, &format!("{prefix}.tenants.v1"));
+    let mut latest: HashMap<Vec<u8>, bool> = HashMap::new();
+    for record in &topic {
+        latest.insert(record.key.clone().unwrap(), record.value.is_empty());
+    }
+    let globex_keys: Vec<_> = latest
+        .iter()
+        .filter(|(key, _)| String::from_utf8_lossy(key).contains("\"globex\""))
+        .collect();
+    assert_eq!(globex_keys.len(), 3, "{globex_keys:?}");
+    assert!(globex_keys.iter().all(|(_, &tombstone)| tombstone));
+
+    // Kafka away: a write is answered 503 once its time is up (10 s).
+    broker.pause();
+    let (post, patch, delete) = tokio::join!(
+        api.admin(&a, ("POST", TENANTS, TENANTS), r#"{"id":"initech"}"#),
+        api.admin(
+            &a,
+            ("PATCH", TENANT, "/admin/v1/tenants/acme"),
+            r#"{"allow_plain_http":false}"#
+        ),
+        api.admin(
+            &a,
+            ("DELETE", TENANT, "/admin/v1/tenants/acme"),
+            Bytes::new()
+        ),
+    );
+    broker.resume();
+    for answer in [post, patch, delete] {
+        assert_eq!(answer.status, 503, "{:?}", answer.body);
+    }
+
+    // A record sealed under a key nobody has: the registry a change would leave is invalid.
+    let stranger = Vault::from_base64("c3RyYW5nZXItc2VhbGluZy1rZXktMDEyMzQ1Njc4OWE=").unwrap();
+    let records = Records::from_toml(GLOBEX, Path::new("."), &HashMap::new(), &stranger).unwrap();
+    let sealed_elsewhere = plan(&Records::default(), &records, &stranger.into()).unwrap();
+    cartstream::kafka::registry::write(&a.config.kafka, sealed_elsewhere.messages())
+        .await
+        .unwrap();
+    // Read (the topic says so), not in force (it cannot be opened).
+    api.until(&a, ("GET", TENANT, "/admin/v1/tenants/globex"), 200)
+        .await;
+    let refused = api
+        .admin(
+            &a,
+            ("DELETE", TENANT, &format!("/admin/v1/tenants/{uuid}")),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert!(refused.json()["problems"]
+        .to_string()
+        .contains("sealed with key"));
+    let tombstones: Vec<_> = sealed_elsewhere
+        .messages()
+        .map(|(key, _)| (key, None))
+        .collect();
+    cartstream::kafka::registry::write(&a.config.kafka, tombstones.into_iter().rev())
+        .await
+        .unwrap();
+
+    a.stop().await;
+    b.stop().await;
+
+    // Without admin.token the API is off; with tenants from a file it manages nothing.
+    let off = daemon("admin-v1-off", &brokers, &prefix, false).await;
+    for call in every_call {
+        assert_eq!(api.admin(&off, call, "{}").await.status, 403, "{call:?}");
+    }
+    off.stop().await;
+    let file = TestDaemon::builder("admin-v1-file")
+        .brokers(&brokers)
+        .config(|c| c.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap()))
+        .start()
+        .await;
+    for call in every_call {
+        assert_eq!(api.admin(&file, call, "{}").await.status, 409, "{call:?}");
+    }
+    file.stop().await;
+
+    let seen = api.seen.into_inner().unwrap();
+    let documented = documented();
+    let unseen: Vec<_> = documented.difference(&seen).collect();
+    let undocumented: Vec<_> = seen.difference(&documented).collect();
+    assert!(
+        unseen.is_empty() && undocumented.is_empty(),
+        "documented but not produced: {unseen:?}; produced but not documented: {undocumented:?}"
+    );
+}
