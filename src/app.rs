@@ -234,6 +234,7 @@ impl Wiring<'_> {
                     let config = self.config.clone();
                     Box::new(move |registry| problems(&config, registry, Roles::ALL))
                 },
+                public_url: self.config.ingress.public_url.clone(),
             },
         );
 

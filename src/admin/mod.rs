@@ -94,6 +94,8 @@ pub struct Registry {
     pub topic: Option<(Keyring, kafka::registry::Writer)>,
     /// What makes a registry one the deployment cannot serve (as at start, for every role).
     pub check: Check,
+    /// `ingress.public_url`, which the webhook URLs the API hands out are built from.
+    pub public_url: Option<String>,
 }
 
 /// A deployment's checks of a registry beyond its own validation.

@@ -20,6 +20,8 @@ use crate::problems::Problems;
 use crate::tenants::{Live, Records};
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
+mod integrations;
+
 /// The OpenAPI document of the admin port, served at `/admin/v1/openapi.json`.
 pub(super) const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
@@ -30,6 +32,15 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
     (
         "/admin/v1/tenants/{id}",
         &[Method::GET, Method::PATCH, Method::DELETE],
+    ),
+    ("/admin/v1/tenants/{id}/integrations", &[Method::POST]),
+    (
+        "/admin/v1/tenants/{id}/integrations/{integration}",
+        &[Method::DELETE],
+    ),
+    (
+        "/admin/v1/tenants/{id}/integrations/{integration}/secret",
+        &[Method::POST],
     ),
 ];
 
@@ -101,12 +112,19 @@ pub(super) struct Tenants {
     /// With tenants from the topic: the keys its secrets are sealed with, and its producer.
     topic: Option<(Keyring, Writer)>,
     check: super::Check,
+    /// `ingress.public_url`, which webhook URLs are built from.
+    public_url: Option<String>,
     router: matchit::Router<usize>,
 }
 
 impl Tenants {
     pub(super) fn new(registry: super::Registry) -> Tenants {
-        let super::Registry { live, topic, check } = registry;
+        let super::Registry {
+            live,
+            topic,
+            check,
+            public_url,
+        } = registry;
         let mut router = matchit::Router::new();
         for (n, (path, _)) in ROUTES.iter().enumerate() {
             router.insert(*path, n).expect("the routes do not overlap");
@@ -115,6 +133,7 @@ impl Tenants {
             live,
             topic,
             check,
+            public_url,
             router,
         }
     }
@@ -134,11 +153,30 @@ impl Tenants {
         if !methods.contains(method) {
             return ApiError::MethodNotAllowed(methods).response();
         }
-        let id = matched.params.get("id").map(str::to_string);
+        // Ids may hold characters a path escapes (`easyorders#2`): each segment is decoded.
+        let decoded = |name| {
+            let raw = matched.params.get(name)?;
+            Some(
+                percent_encoding::percent_decode_str(raw)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
+        };
+        let id = decoded("id");
+        let integration = decoded("integration").unwrap_or_default();
         let answer = match (route, method, id) {
             ("/admin/v1/openapi.json", _, _) => return json(StatusCode::OK, OPENAPI),
             ("/admin/v1/tenants", &Method::GET, _) => self.list(query),
             ("/admin/v1/tenants", &Method::POST, _) => self.create(body).await,
+            ("/admin/v1/tenants/{id}/integrations", _, Some(id)) => {
+                self.create_integration(&id, body).await
+            }
+            ("/admin/v1/tenants/{id}/integrations/{integration}", _, Some(id)) => {
+                self.delete_integration(&id, &integration).await
+            }
+            ("/admin/v1/tenants/{id}/integrations/{integration}/secret", _, Some(id)) => {
+                self.rotate_integration(&id, &integration, body).await
+            }
             (_, &Method::GET, Some(id)) => self.get(&id),
             (_, &Method::PATCH, Some(id)) => self.update(&id, body).await,
             (_, &Method::DELETE, Some(id)) => self.delete(&id).await,
@@ -186,7 +224,7 @@ impl Tenants {
         let page: Vec<TenantView> = ids
             .by_ref()
             .take(limit)
-            .filter_map(|id| TenantView::of(&records, id))
+            .filter_map(|id| self.view(&records, id))
             .collect();
         let next = match ids.next() {
             Some(_) => page.last().map(|t| t.id.clone()),
@@ -199,7 +237,7 @@ impl Tenants {
     /// `GET /admin/v1/tenants/{id}`.
     fn get(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
         let records = self.records()?;
-        let view = TenantView::of(&records, id).ok_or_else(|| not_found(id))?;
+        let view = self.view(&records, id).ok_or_else(|| not_found(id))?;
         Ok(json(StatusCode::OK, to_json(&view)))
     }
 
@@ -219,8 +257,11 @@ impl Tenants {
             inactivity_window_ms: new.inactivity_window_ms.as_ref().map(window).transpose()?,
             allow_plain_http: new.allow_plain_http,
         };
-        let written = self.write(&records, vec![(key, Some(tenant))]).await?;
-        let view = TenantView::of(&written, &id).expect("the tenant was just written");
+        let record = Record::new(Entity::Tenant(tenant));
+        let written = self.write(&records, vec![(key, Some(record))]).await?;
+        let view = self
+            .view(&written, &id)
+            .expect("the tenant was just written");
         let mut response = json(StatusCode::CREATED, to_json(&view));
         if let Ok(location) = format!("/admin/v1/tenants/{id}").parse() {
             response.headers_mut().insert(header::LOCATION, location);
@@ -252,9 +293,12 @@ impl Tenants {
         }
         let written = match &tenant == current {
             true => Records::clone(&records),
-            false => self.write(&records, vec![(key, Some(tenant))]).await?,
+            false => {
+                let record = Record::new(Entity::Tenant(tenant));
+                self.write(&records, vec![(key, Some(record))]).await?
+            }
         };
-        let view = TenantView::of(&written, id).expect("the tenant is there");
+        let view = self.view(&written, id).expect("the tenant is there");
         Ok(json(StatusCode::OK, to_json(&view)))
     }
 
@@ -267,10 +311,13 @@ impl Tenants {
         }
         self.write(&records, keys.into_iter().map(|key| (key, None)).collect())
             .await?;
-        Ok(Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .body(Full::new(Bytes::new()))
-            .expect("static response parts are valid"))
+        Ok(no_content())
+    }
+
+    /// The URL platforms post to at `path` on the ingress, with `ingress.public_url`.
+    fn webhook_url(&self, path: &str) -> Option<String> {
+        let base = self.public_url.as_deref()?.trim_end_matches('/');
+        Some(format!("{base}{path}"))
     }
 
     /// Writes `changes` (a tombstone for `None`) once the registry they leave is valid, and
@@ -278,13 +325,12 @@ impl Tenants {
     async fn write(
         &self,
         records: &Records,
-        changes: Vec<(Key, Option<topic::Tenant>)>,
+        changes: Vec<(Key, Option<Record>)>,
     ) -> Result<Records, ApiError> {
         let (keys, writer) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
         let mut after = records.clone();
         let mut messages = Vec::with_capacity(changes.len());
-        for (key, tenant) in changes {
-            let record = tenant.map(|t| Record::new(Entity::Tenant(t)));
+        for (key, record) in changes {
             messages.push((key.encode(), record.as_ref().map(Record::encode)));
             after = after.with(&key, record);
         }
@@ -324,6 +370,9 @@ struct TenantView {
 struct IntegrationView {
     id: String,
     provider: String,
+    integration_key: Option<String>,
+    webhook_path: String,
+    webhook_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -333,8 +382,9 @@ struct EndpointView {
     events: Option<Vec<String>>,
 }
 
-impl TenantView {
-    fn of(records: &Records, id: &str) -> Option<TenantView> {
+impl Tenants {
+    /// The tenant `id` as the records say.
+    fn view(&self, records: &Records, id: &str) -> Option<TenantView> {
         let Entity::Tenant(tenant) = &records
             .get(&Key::Tenant {
                 tenant: id.to_string(),
@@ -353,9 +403,14 @@ impl TenantView {
         for (_, record) in records.iter() {
             match &record.entity {
                 Entity::Integration(i) if i.tenant == id => {
+                    let webhook_path =
+                        integrations::webhook_path(&i.provider, i.integration_key.as_deref());
                     view.integrations.push(IntegrationView {
                         id: i.id.clone(),
                         provider: i.provider.clone(),
+                        integration_key: i.integration_key.clone(),
+                        webhook_url: self.webhook_url(&webhook_path),
+                        webhook_path,
                     })
                 }
                 Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView {
@@ -429,6 +484,14 @@ fn window(ms: &serde_json::Number) -> Result<u64, ApiError> {
             "inactivity_window_ms: whole milliseconds from 1 to {MAX_WINDOW_MS} (a year), not {ms}"
         ))),
     }
+}
+
+/// `204 No Content`.
+fn no_content() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Full::new(Bytes::new()))
+        .expect("static response parts are valid")
 }
 
 fn not_found(id: &str) -> ApiError {

@@ -74,6 +74,10 @@ pub struct Config {
     /// tenant's integration names the installation. Needs `credentials_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shopimind_app_secret: Option<kafka::Property>,
+    /// Where platforms reach this ingress (`https://hooks.example.com`, behind the load
+    /// balancer): the admin API builds the webhook URLs it hands out from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             credentials_key: None,
             shopimind_app_secret: None,
+            public_url: None,
         }
     }
 }
@@ -283,6 +288,19 @@ impl Config {
         if self.tenant_rate_limit_burst > 0 && self.tenant_rate_limit_per_second == 0 {
             problems.push("ingress.tenant_rate_limit_burst: needs tenant_rate_limit_per_second");
         }
+        if let Some(url) = &self.public_url {
+            let usable = url::Url::parse(url).is_ok_and(|u| {
+                matches!(u.scheme(), "https" | "http")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !usable {
+                problems.push(format!(
+                    "ingress.public_url: {url:?} is not an http(s) URL without query or fragment"
+                ));
+            }
+        }
     }
 }
 
@@ -291,6 +309,27 @@ mod tests {
     use super::*;
 
     const SHOPIMIND_TENANT: &str = "[[tenant]]\nid = \"acme\"\n[[tenant.integration]]\nprovider = \"shopimind\"\ninstallation_id = \"pg-1\"\nsecret = \"acme-shopimind-secret\"\n";
+
+    #[test]
+    fn a_public_url_is_an_http_url_without_query_or_fragment() {
+        for (url, fine) in [
+            ("https://hooks.example.com", true),
+            ("http://127.0.0.1:8080/", true),
+            ("https://hooks.example.com/base", true),
+            ("hooks.example.com", false),
+            ("ftp://hooks.example.com", false),
+            ("https://hooks.example.com/?a=1", false),
+            ("https://hooks.example.com/#x", false),
+        ] {
+            let config = Config {
+                public_url: Some(url.to_string()),
+                ..Config::default()
+            };
+            let mut problems = Problems::default();
+            config.validate(&mut problems);
+            assert_eq!(problems.is_empty(), fine, "{url}: {problems:?}");
+        }
+    }
 
     #[test]
     fn an_integration_that_receives_secrets_needs_a_credentials_key() {

@@ -254,6 +254,36 @@ fn open(keys: &Keyring, key: &Key, field: &str, sealed: &Sealed) -> Result<Strin
     String::from_utf8(bytes).map_err(|_| format!("record {key}: {field}: is not UTF-8 text"))
 }
 
+/// `value` sealed for `field` of the record `key` under the current key of `keys`.
+pub fn seal_for(keys: &Keyring, key: &Key, field: &str, value: &str) -> Sealed {
+    seal(keys.current(), key, field, value)
+}
+
+/// `record` (an integration or an endpoint) with `secret` as its secret and the secret it had
+/// as its previous one, both sealed under the current key of `keys`: both verify until the next
+/// rotation. The problem when its secret does not open.
+pub fn rotate(record: &Record, secret: &str, keys: &Keyring) -> Result<Record, String> {
+    let key = record.key();
+    let mut rotated = record.clone();
+    let (current, previous) = match &mut rotated.entity {
+        Entity::Tenant(_) => return Err(format!("record {key}: a tenant has no secret")),
+        Entity::Integration(topic::Integration {
+            secret,
+            previous_secret,
+            ..
+        })
+        | Entity::Endpoint(topic::Endpoint {
+            secret,
+            previous_secret,
+            ..
+        }) => (secret, previous_secret),
+    };
+    let was = open(keys, &key, "secret", current)?;
+    *previous = Some(seal(keys.current(), &key, "previous_secret", &was));
+    *current = seal(keys.current(), &key, "secret", secret);
+    Ok(rotated)
+}
+
 /// `value` sealed for `field` of the record `key`.
 fn seal(vault: &Vault, key: &Key, field: &str, value: &str) -> Sealed {
     Sealed {

@@ -18,6 +18,7 @@ use crate::support::{
 };
 
 const TOKEN: &str = "admin-v1-token-0123456789";
+const PUBLIC_URL: &str = "https://hooks.example.com";
 const SEALING_KEY: &str = "YWRtaW4tdjEtc2VhbGluZy1rZXktZm9yLXRoZS10ZXM=";
 
 /// A tenant with integrations and a plain-HTTP endpoint, written to the topic as
@@ -134,6 +135,7 @@ async fn daemon(name: &str, brokers: &str, prefix: &str, token: bool) -> TestDae
             }
             // As in production: a tenant's plain-HTTP endpoint needs the tenant's consent.
             c.delivery.allow_plain_http = false;
+            c.ingress.public_url = Some(PUBLIC_URL.to_string());
         })
         .start()
         .await
@@ -148,6 +150,69 @@ async fn seed(daemon: &TestDaemon, text: &str) {
     cartstream::kafka::registry::write(&daemon.config.kafka, plan.messages())
         .await
         .unwrap();
+}
+
+/// The status `daemon`'s ingress answers a Shopify checkout from `shop` signed with `secret`.
+async fn shopify_webhook(http: &Http, daemon: &TestDaemon, (secret, shop): (&str, &str)) -> u16 {
+    let body = fixture("shopify/derived_checkouts_create_body_from_sdkjs_2024-04.json");
+    let headers = shopify_headers(secret, shop, &body, &format!("w-{}", rand_id()));
+    http.post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+        .await
+        .status
+        .as_u16()
+}
+
+/// The status `daemon`'s ingress answers a Standard Webhooks delivery at `path` signed with
+/// `secret` (`whsec_…`).
+async fn standard_webhook(http: &Http, daemon: &TestDaemon, path: &str, secret: &str) -> u16 {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let key = cartstream::providers::Key::new(&bytes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let id = format!("msg_{}", rand_id());
+    let body = br#"{"type":"contact.created","data":{"id":"c-1"}}"#.to_vec();
+    let headers = [
+        ("content-type", "application/json".to_string()),
+        ("webhook-id", id.clone()),
+        ("webhook-timestamp", now.to_string()),
+        (
+            "webhook-signature",
+            cartstream::providers::standard::sign(&key, &id, now, &body),
+        ),
+    ];
+    http.post(&daemon.url(path), &headers, body)
+        .await
+        .status
+        .as_u16()
+}
+
+/// Asks until `probe` answers `status` (15 s at most).
+async fn until_status<F: std::future::Future<Output = u16>>(
+    what: &str,
+    status: u16,
+    mut probe: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = probe().await;
+        if got == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {got}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn rand_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// The status `daemon`'s ingress answers a signed Shopify checkout from globex.
@@ -172,7 +237,13 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     );
     const TENANTS: &str = "/admin/v1/tenants";
     const TENANT: &str = "/admin/v1/tenants/{id}";
+    const INTEGRATIONS: &str = "/admin/v1/tenants/{id}/integrations";
+    const INTEGRATION: &str = "/admin/v1/tenants/{id}/integrations/{integration}";
+    const SECRET: &str = "/admin/v1/tenants/{id}/integrations/{integration}/secret";
+    const ACME_SHOPIFY: &str =
+        "/admin/v1/tenants/acme/integrations/shopify:shop_domain=acme.myshopify.com";
     let list = |path| ("GET", TENANTS, path);
+    let http = Http::http1();
 
     // The document, to anyone; everything else behind the token.
     let doc = api
@@ -199,6 +270,9 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ("GET", TENANT, "/admin/v1/tenants/acme"),
         ("PATCH", TENANT, "/admin/v1/tenants/acme"),
         ("DELETE", TENANT, "/admin/v1/tenants/acme"),
+        ("POST", INTEGRATIONS, "/admin/v1/tenants/acme/integrations"),
+        ("DELETE", INTEGRATION, ACME_SHOPIFY),
+        ("POST", SECRET, &format!("{ACME_SHOPIFY}/secret")),
     ];
     for call in every_call {
         assert_eq!(api.call(&a, call, None, "{}").await.status, 401, "{call:?}");
@@ -318,11 +392,144 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         404
     );
 
+    // Integrations: connect, find it accepted on the other instance, rotate, disconnect.
+    let acme_integrations = ("POST", INTEGRATIONS, "/admin/v1/tenants/acme/integrations");
+    let shop = ("acme-shopify-secret-0001", "acme.myshopify.com");
+    let body = format!(
+        r#"{{"provider":"shopify","shop_domain":"{}","secret":"{}"}}"#,
+        shop.1, shop.0
+    );
+    let connected = api.admin(&a, acme_integrations, body.clone()).await;
+    assert_eq!(connected.status, 201, "{:?}", connected.body);
+    assert_eq!(
+        connected.json(),
+        json!({"id":"shopify:shop_domain=acme.myshopify.com","provider":"shopify","integration_key":null,
+               "webhook_path":"/api/webhooks/shopify","webhook_url":"https://hooks.example.com/api/webhooks/shopify"})
+    );
+    until_status("acme's shop on b", 200, || shopify_webhook(&http, &b, shop)).await;
+    assert_eq!(
+        api.admin(&a, acme_integrations, body.clone()).await.status,
+        409
+    );
+    let same_shop = (
+        "POST",
+        INTEGRATIONS,
+        &*format!("/admin/v1/tenants/{uuid}/integrations"),
+    );
+    let taken = api.admin(&a, same_shop, body).await;
+    assert_eq!(taken.status, 409, "the shop is another tenant's");
+    let standard = api
+        .admin(&a, acme_integrations, r#"{"provider":"standard"}"#)
+        .await;
+    assert_eq!(standard.status, 201);
+    let standard = standard.json();
+    let (path, secret) = (
+        standard["webhook_path"].as_str().unwrap().to_string(),
+        standard["secret"].as_str().unwrap().to_string(),
+    );
+    assert!(path.starts_with("/api/webhooks/standard/int_"), "{path}");
+    assert_eq!(standard["webhook_url"], format!("{PUBLIC_URL}{path}"));
+    until_status("the generated secret on b", 200, || {
+        standard_webhook(&http, &b, &path, &secret)
+    })
+    .await;
+    for body in [
+        r#"{"provider":"nope","secret":"0123456789abcdef"}"#,
+        r#"{"provider":"shopify","shop_domain":"x.myshopify.com"}"#,
+        r#"{"provider":"zid","store_id":"","secret":"0123456789abcdef"}"#,
+    ] {
+        assert_eq!(
+            api.admin(&a, acme_integrations, body).await.status,
+            400,
+            "{body}"
+        );
+    }
+    let short = r#"{"provider":"shopify","shop_domain":"short.myshopify.com","secret":"short"}"#;
+    let refused = api.admin(&a, acme_integrations, short).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.json()["problems"]
+        .to_string()
+        .contains("bytes long"));
+    assert_eq!(
+        api.admin(&a, acme_integrations, vec![b' '; 17 * 1024])
+            .await
+            .status,
+        413
+    );
+    let nobody = (
+        "POST",
+        INTEGRATIONS,
+        "/admin/v1/tenants/nobody/integrations",
+    );
+    let for_nobody =
+        r#"{"provider":"shopify","shop_domain":"n.myshopify.com","secret":"0123456789abcdef"}"#;
+    assert_eq!(api.admin(&a, nobody, for_nobody).await.status, 404);
+
+    let rotate = ("POST", SECRET, &*format!("{ACME_SHOPIFY}/secret"));
+    let new_shop = ("acme-shopify-secret-0002", shop.1);
+    let rotated = api
+        .admin(&a, rotate, r#"{"secret":"acme-shopify-secret-0002"}"#)
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    assert!(
+        rotated.json().get("secret").is_none(),
+        "a given secret is not repeated"
+    );
+    until_status("the new secret on b", 200, || {
+        shopify_webhook(&http, &b, new_shop)
+    })
+    .await;
+    assert_eq!(
+        shopify_webhook(&http, &b, shop).await,
+        200,
+        "the previous secret verifies"
+    );
+    assert_eq!(
+        api.admin(&a, rotate, "{}").await.status,
+        400,
+        "shopify's secret is given"
+    );
+    assert_eq!(
+        api.admin(&a, rotate, r#"{"secret":"short"}"#).await.status,
+        422
+    );
+    assert_eq!(
+        api.admin(&a, rotate, vec![b' '; 17 * 1024]).await.status,
+        413
+    );
+    let standard_rotate = format!(
+        "/admin/v1/tenants/acme/integrations/{}/secret",
+        standard["id"].as_str().unwrap()
+    );
+    let regenerated = api
+        .admin(&a, ("POST", SECRET, &standard_rotate), "{}")
+        .await;
+    assert_eq!(regenerated.status, 200);
+    let new_secret = regenerated.json()["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, secret);
+    until_status("the regenerated secret on b", 200, || {
+        standard_webhook(&http, &b, &path, &new_secret)
+    })
+    .await;
+    let unknown = (
+        "POST",
+        SECRET,
+        "/admin/v1/tenants/acme/integrations/zid:store_id=1/secret",
+    );
+    assert_eq!(api.admin(&a, unknown, "{}").await.status, 404);
+
+    let disconnect = ("DELETE", INTEGRATION, ACME_SHOPIFY);
+    assert_eq!(api.admin(&a, disconnect, Bytes::new()).await.status, 204);
+    assert_eq!(api.admin(&a, disconnect, Bytes::new()).await.status, 404);
+    until_status("the disconnected shop on b", 401, || {
+        shopify_webhook(&http, &b, new_shop)
+    })
+    .await;
+
     // A tenant with an integration and a plain-HTTP endpoint: its endpoint forbids turning
     // plain HTTP off; deleting it removes what it owns, and its webhooks are refused on the
     // other instance.
     seed(&a, GLOBEX).await;
-    let http = Http::http1();
     let deadline = Instant::now() + Duration::from_secs(15);
     while globex_webhook(&http, &b, "globex-1").await != 200 {
         assert!(Instant::now() < deadline, "globex never accepted");
@@ -368,7 +575,14 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
 
     // Kafka away: a write is answered 503 once its time is up (10 s).
     broker.pause();
-    let (post, patch, delete) = tokio::join!(
+    let standard_path = format!(
+        "/admin/v1/tenants/acme/integrations/{}",
+        standard["id"].as_str().unwrap()
+    );
+    let (connect, rotate_away, disconnect_away, post, patch, delete) = tokio::join!(
+        api.admin(&a, acme_integrations, r#"{"provider":"standard"}"#),
+        api.admin(&a, ("POST", SECRET, &standard_rotate), "{}"),
+        api.admin(&a, ("DELETE", INTEGRATION, &standard_path), Bytes::new()),
         api.admin(&a, ("POST", TENANTS, TENANTS), r#"{"id":"initech"}"#),
         api.admin(
             &a,
@@ -382,7 +596,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ),
     );
     broker.resume();
-    for answer in [post, patch, delete] {
+    for answer in [post, patch, delete, connect, rotate_away, disconnect_away] {
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }
 
@@ -403,6 +617,12 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
             Bytes::new(),
         )
         .await;
+    let globex_shop = (
+        "DELETE",
+        INTEGRATION,
+        "/admin/v1/tenants/globex/integrations/shopify:shop_domain=globex.myshopify.com",
+    );
+    assert_eq!(api.admin(&a, globex_shop, Bytes::new()).await.status, 422);
     assert_eq!(refused.status, 422, "{:?}", refused.body);
     assert!(refused.json()["problems"]
         .to_string()

@@ -674,3 +674,38 @@ fn rekeying_without_the_key_a_secret_was_sealed_under_plans_nothing_and_names_ea
         assert!(!problems.to_string().contains(&secret), "{secret} shown");
     }
 }
+
+#[test]
+fn a_rotated_secret_keeps_the_one_it_replaces_as_previous_sealed_for_that_field() {
+    let records = records(it_tenants());
+    let key = Key::Integration {
+        tenant: "globex".into(),
+        id: "salla:merchant_id=1305146709".into(),
+    };
+    let keys: Keyring = vault().into();
+    let rotated = rotate(
+        records.get(&key).unwrap(),
+        "globex-salla-rotated-0001",
+        &keys,
+    )
+    .unwrap();
+    let [(_, Some(secret)), (_, Some(previous))] = rotated.secrets()[..] else {
+        panic!("both secrets are set: {rotated:?}");
+    };
+    assert_eq!(
+        open(&keys, &key, "secret", secret).unwrap(),
+        "globex-salla-rotated-0001"
+    );
+    assert_eq!(
+        open(&keys, &key, "previous_secret", previous).unwrap(),
+        "globex-salla-secret"
+    );
+    // Each is bound to its field: the previous one does not open as the current one.
+    assert!(open(&keys, &key, "secret", previous).is_err());
+    let tenant = records
+        .get(&Key::Tenant {
+            tenant: "acme".into(),
+        })
+        .unwrap();
+    assert!(rotate(tenant, "x", &keys).is_err());
+}

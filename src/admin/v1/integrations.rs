@@ -1,0 +1,416 @@
+//! `/admin/v1/tenants/{id}/integrations…`: connecting a tenant to a platform, replacing an
+//! integration's secret, disconnecting it.
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use hyper::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{json, not_found, parse_body, present, to_json, ApiError, Tenants};
+use crate::providers::{self, Provider, SECRET_CLUE};
+use crate::tenants::{rotate, seal_for};
+use crate::topics::registry::{self as topic, Entity, Key, Record};
+
+/// `POST /admin/v1/tenants/{id}/integrations`: the fields of a `[[tenant.integration]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewIntegration {
+    provider: String,
+    #[serde(default, deserialize_with = "present")]
+    shop_domain: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    merchant_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    store_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    installation_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    flexype_store: Option<String>,
+    /// Generated when the integration has no clue to be found by.
+    #[serde(default, deserialize_with = "present")]
+    integration_key: Option<String>,
+    /// Generated for `standard`, where the receiver chooses it; the platform's otherwise.
+    #[serde(default, deserialize_with = "present")]
+    secret: Option<String>,
+}
+
+impl NewIntegration {
+    /// The clue fields given, in the order the registry file reads them.
+    fn clues(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("shop_domain", &self.shop_domain),
+            ("merchant_id", &self.merchant_id),
+            ("store_id", &self.store_id),
+            ("installation_id", &self.installation_id),
+            ("flexype_store", &self.flexype_store),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| Some((field, value.as_deref()?)))
+    }
+}
+
+/// `POST …/integrations/{integration}/secret`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSecret {
+    /// Generated for `standard`.
+    #[serde(default, deserialize_with = "present")]
+    secret: Option<String>,
+}
+
+/// What a created integration, or a new secret, is answered with.
+#[derive(Debug, Serialize)]
+struct Connected {
+    id: String,
+    provider: String,
+    integration_key: Option<String>,
+    /// Where the platform posts, on the ingress port.
+    webhook_path: String,
+    /// The same, from `ingress.public_url`; `None` without it.
+    webhook_url: Option<String>,
+    /// A secret cartstream generated, shown this once; absent when it was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl Tenants {
+    /// `POST /admin/v1/tenants/{id}/integrations`: 201 with where the platform posts.
+    pub(super) async fn create_integration(
+        &self,
+        tenant: &str,
+        body: &[u8],
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let new: NewIntegration = parse_body(body)?;
+        let provider = providers::find(&new.provider).ok_or_else(|| {
+            let known: Vec<_> = providers::all().map(|p| p.slug()).collect();
+            ApiError::BadRequest(format!(
+                "provider: {:?} is not one of {}",
+                new.provider,
+                known.join(", ")
+            ))
+        })?;
+        for (field, value) in new.clues() {
+            if !valid_clue(value) {
+                return Err(ApiError::BadRequest(format!(
+                    "{field}: 1 to 255 of A-Z a-z 0-9 . _ - starting with a letter or a digit, not {value:?}"
+                )));
+            }
+        }
+        if records.get(&tenant_key(tenant)).is_none() {
+            return Err(not_found(tenant));
+        }
+        let (secret, generated) = match &new.secret {
+            Some(secret) => (secret.clone(), None),
+            None => {
+                let secret = generated_secret(provider)?;
+                (secret.clone(), Some(secret))
+            }
+        };
+        let integration_key = match (&new.integration_key, new.clues().next()) {
+            (Some(key), _) => Some(key.clone()),
+            (None, None) if provider.clue_field() != Some(SECRET_CLUE) => {
+                Some(format!("int_{}", random_hex(12)))
+            }
+            (None, _) => None,
+        };
+        let id = integration_id(provider, &new, integration_key.as_deref(), |id| {
+            records.get(&integration_key_of(tenant, id)).is_some()
+        });
+        let key = integration_key_of(tenant, &id);
+        if records.get(&key).is_some() {
+            return Err(ApiError::Conflict(format!(
+                "tenant {tenant:?} has the integration {id:?}"
+            )));
+        }
+        taken(&records, provider, &new, integration_key.as_deref())?;
+        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let record = Record::new(Entity::Integration(topic::Integration {
+            tenant: tenant.to_string(),
+            id: id.clone(),
+            provider: provider.slug().to_string(),
+            shop_domain: new.shop_domain.clone(),
+            merchant_id: new.merchant_id.clone(),
+            store_id: new.store_id.clone(),
+            installation_id: new.installation_id.clone(),
+            flexype_store: new.flexype_store.clone(),
+            integration_key: integration_key.clone(),
+            secret: seal_for(keys, &key, "secret", &secret),
+            previous_secret: None,
+            scheme: None,
+            event: None,
+        }));
+        self.write(&records, vec![(key, Some(record))]).await?;
+        let connected = self.connected(provider, id, integration_key, generated);
+        Ok(json(StatusCode::CREATED, to_json(&connected)))
+    }
+
+    /// `POST /admin/v1/tenants/{id}/integrations/{integration}/secret`: the secret given (or
+    /// generated, for `standard`) replaces the integration's; the one it replaces stays its
+    /// previous secret, so deliveries signed with either verify until the next rotation.
+    pub(super) async fn rotate_integration(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let new: NewSecret = parse_body(body)?;
+        let key = integration_key_of(tenant, id);
+        let Some(record) = records.get(&key) else {
+            return Err(integration_not_found(tenant, id));
+        };
+        let Entity::Integration(integration) = &record.entity else {
+            return Err(integration_not_found(tenant, id));
+        };
+        let provider = providers::find(&integration.provider).ok_or_else(|| {
+            ApiError::Conflict(format!("unknown provider {:?}", integration.provider))
+        })?;
+        let (secret, generated) = match new.secret {
+            Some(secret) => (secret, None),
+            None => {
+                let secret = generated_secret(provider)?;
+                (secret.clone(), Some(secret))
+            }
+        };
+        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let rotated = rotate(record, &secret, keys).map_err(|problem| {
+            let mut problems = crate::problems::Problems::default();
+            problems.push(problem);
+            ApiError::Invalid(problems)
+        })?;
+        let integration_key = integration.integration_key.clone();
+        self.write(&records, vec![(key, Some(rotated))]).await?;
+        let connected = self.connected(provider, id.to_string(), integration_key, generated);
+        Ok(json(StatusCode::OK, to_json(&connected)))
+    }
+
+    /// `DELETE /admin/v1/tenants/{id}/integrations/{integration}`: 204; the platform's
+    /// deliveries for it are refused from then on.
+    pub(super) async fn delete_integration(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let key = integration_key_of(tenant, id);
+        if records.get(&key).is_none() {
+            return Err(integration_not_found(tenant, id));
+        }
+        self.write(&records, vec![(key, None)]).await?;
+        Ok(super::no_content())
+    }
+
+    fn connected(
+        &self,
+        provider: &dyn Provider,
+        id: String,
+        integration_key: Option<String>,
+        secret: Option<String>,
+    ) -> Connected {
+        let webhook_path = webhook_path(provider.slug(), integration_key.as_deref());
+        Connected {
+            id,
+            provider: provider.slug().to_string(),
+            webhook_url: self.webhook_url(&webhook_path),
+            webhook_path,
+            integration_key,
+            secret,
+        }
+    }
+}
+
+/// A conflict when another integration has the integration key, or is of the same provider
+/// with the same clue: deliveries could not tell them apart.
+fn taken(
+    records: &crate::tenants::Records,
+    provider: &dyn Provider,
+    new: &NewIntegration,
+    integration_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let clue = new
+        .clues()
+        .next()
+        .map(|(field, value)| (field, provider.normalize_clue(value)));
+    for (_, record) in records.iter() {
+        let Entity::Integration(other) = &record.entity else {
+            continue;
+        };
+        if integration_key.is_some() && other.integration_key.as_deref() == integration_key {
+            return Err(ApiError::Conflict(
+                "integration_key: another integration has it".to_string(),
+            ));
+        }
+        let Some((field, value)) = &clue else {
+            continue;
+        };
+        let same_clue = [
+            ("shop_domain", &other.shop_domain),
+            ("merchant_id", &other.merchant_id),
+            ("store_id", &other.store_id),
+            ("installation_id", &other.installation_id),
+            ("flexype_store", &other.flexype_store),
+        ]
+        .into_iter()
+        .any(|(f, v)| {
+            f == *field && v.as_deref().map(|v| provider.normalize_clue(v)).as_ref() == Some(value)
+        });
+        if other.provider == provider.slug() && same_clue {
+            return Err(ApiError::Conflict(format!(
+                "{field}: another {} integration has {value:?}",
+                provider.slug()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where the platform posts a delivery for an integration: by its key when it has one.
+pub(super) fn webhook_path(provider: &str, integration_key: Option<&str>) -> String {
+    match integration_key {
+        Some(key) => format!("/api/webhooks/{provider}/{key}"),
+        None => format!("/api/webhooks/{provider}"),
+    }
+}
+
+/// The id an integration created through the API gets, as one imported from a file does: its
+/// provider and clue, else its integration key, else its provider numbered past those `taken`.
+fn integration_id(
+    provider: &dyn Provider,
+    new: &NewIntegration,
+    integration_key: Option<&str>,
+    taken: impl Fn(&str) -> bool,
+) -> String {
+    let slug = provider.slug();
+    if let Some((field, value)) = new.clues().next() {
+        return format!("{slug}:{field}={}", provider.normalize_clue(value));
+    }
+    if let Some(key) = integration_key {
+        return format!("{slug}:integration_key={key}");
+    }
+    std::iter::once(slug.to_string())
+        .chain((2..).map(|n| format!("{slug}#{n}")))
+        .find(|id| !taken(id))
+        .expect("some number is free")
+}
+
+/// A secret for a provider whose receiver chooses it (`standard`: 32 random bytes, `whsec_`
+/// and base64); for any other the platform's secret must be given.
+fn generated_secret(provider: &dyn Provider) -> Result<String, ApiError> {
+    use base64::Engine;
+    if provider.slug() != "standard" {
+        return Err(ApiError::BadRequest(format!(
+            "secret: required for {}: the secret the platform shows for this store's webhooks",
+            provider.slug()
+        )));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+/// A store as a clue field names it: what the document's pattern allows.
+fn valid_clue(value: &str) -> bool {
+    value.len() <= 255
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random).expect("the operating system's random source");
+    hex::encode(random)
+}
+
+fn tenant_key(tenant: &str) -> Key {
+    Key::Tenant {
+        tenant: tenant.to_string(),
+    }
+}
+
+fn integration_key_of(tenant: &str, id: &str) -> Key {
+    Key::Integration {
+        tenant: tenant.to_string(),
+        id: id.to_string(),
+    }
+}
+
+fn integration_not_found(tenant: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!("integration {id:?} of tenant {tenant:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(body: &str) -> NewIntegration {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn an_integration_is_named_by_its_clue_else_its_key_else_its_provider_numbered() {
+        let shopify = providers::find("shopify").unwrap();
+        let by_clue = new(r#"{"provider":"shopify","shop_domain":"ACME.myshopify.com"}"#);
+        assert_eq!(
+            integration_id(shopify, &by_clue, Some("int_x"), |_| false),
+            "shopify:shop_domain=acme.myshopify.com"
+        );
+        let standard = providers::find("standard").unwrap();
+        let by_key = new(r#"{"provider":"standard"}"#);
+        assert_eq!(
+            integration_id(standard, &by_key, Some("int_0123"), |_| false),
+            "standard:integration_key=int_0123"
+        );
+        let easyorders = providers::find("easyorders").unwrap();
+        let unnamed = new(r#"{"provider":"easyorders"}"#);
+        assert_eq!(
+            integration_id(easyorders, &unnamed, None, |id| id == "easyorders"),
+            "easyorders#2"
+        );
+    }
+
+    #[test]
+    fn only_a_standard_integration_gets_a_generated_secret() {
+        let secret = generated_secret(providers::find("standard").unwrap()).unwrap();
+        let encoded = secret.strip_prefix("whsec_").unwrap();
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_ne!(
+            generated_secret(providers::find("standard").unwrap()).unwrap(),
+            secret
+        );
+        assert!(matches!(
+            generated_secret(providers::find("shopify").unwrap()),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn a_clue_is_a_store_name_not_anything() {
+        assert!(valid_clue("acme.myshopify.com") && valid_clue("1305146709"));
+        for bad in ["", ".acme", "acme shop", "acme/../x", &"a".repeat(256)] {
+            assert!(!valid_clue(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_webhook_path_carries_the_integration_key_when_there_is_one() {
+        assert_eq!(webhook_path("shopify", None), "/api/webhooks/shopify");
+        assert_eq!(
+            webhook_path("standard", Some("int_1")),
+            "/api/webhooks/standard/int_1"
+        );
+    }
+}
