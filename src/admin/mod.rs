@@ -31,6 +31,13 @@ pub struct Config {
     /// Bearer token of the `/admin/` actions; without one they answer 403.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Token>,
+    /// How long a change written through the API waits for Kafka before it is answered 503.
+    #[serde(default = "default_write_timeout", with = "humantime_serde")]
+    pub write_timeout: std::time::Duration,
+}
+
+fn default_write_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 
 /// The admin bearer token. Its `Debug` never shows it.
@@ -57,6 +64,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: None,
+            write_timeout: default_write_timeout(),
         }
     }
 }
@@ -66,6 +74,9 @@ const MIN_TOKEN_CHARS: usize = 16;
 
 impl Config {
     pub fn validate(&self, problems: &mut Problems) {
+        if self.write_timeout.is_zero() {
+            problems.push("admin.write_timeout: must be longer than 0s");
+        }
         if let Some(token) = &self.token {
             if token.0.chars().count() < MIN_TOKEN_CHARS {
                 problems.push(format!(

@@ -20,6 +20,7 @@ use crate::problems::Problems;
 use crate::tenants::{Live, Records};
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
+mod endpoints;
 mod integrations;
 
 /// The OpenAPI document of the admin port, served at `/admin/v1/openapi.json`.
@@ -40,6 +41,15 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
     ),
     (
         "/admin/v1/tenants/{id}/integrations/{integration}/secret",
+        &[Method::POST],
+    ),
+    ("/admin/v1/tenants/{id}/endpoints", &[Method::POST]),
+    (
+        "/admin/v1/tenants/{id}/endpoints/{endpoint}",
+        &[Method::DELETE],
+    ),
+    (
+        "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret",
         &[Method::POST],
     ),
 ];
@@ -114,6 +124,9 @@ pub(super) struct Tenants {
     check: super::Check,
     /// `ingress.public_url`, which webhook URLs are built from.
     public_url: Option<String>,
+    /// Held by each change from reading the registry to reading its write back, so that this
+    /// instance's changes are checked against each other's outcome.
+    writing: tokio::sync::Mutex<()>,
     router: matchit::Router<usize>,
 }
 
@@ -134,6 +147,7 @@ impl Tenants {
             topic,
             check,
             public_url,
+            writing: tokio::sync::Mutex::new(()),
             router,
         }
     }
@@ -164,6 +178,11 @@ impl Tenants {
         };
         let id = decoded("id");
         let integration = decoded("integration").unwrap_or_default();
+        let endpoint = decoded("endpoint").unwrap_or_default();
+        let _turn = match *method {
+            Method::GET => None,
+            _ => Some(self.writing.lock().await),
+        };
         let answer = match (route, method, id) {
             ("/admin/v1/openapi.json", _, _) => return json(StatusCode::OK, OPENAPI),
             ("/admin/v1/tenants", &Method::GET, _) => self.list(query),
@@ -176,6 +195,15 @@ impl Tenants {
             }
             ("/admin/v1/tenants/{id}/integrations/{integration}/secret", _, Some(id)) => {
                 self.rotate_integration(&id, &integration, body).await
+            }
+            ("/admin/v1/tenants/{id}/endpoints", _, Some(id)) => {
+                self.create_endpoint(&id, body).await
+            }
+            ("/admin/v1/tenants/{id}/endpoints/{endpoint}", _, Some(id)) => {
+                self.delete_endpoint(&id, &endpoint).await
+            }
+            ("/admin/v1/tenants/{id}/endpoints/{endpoint}/secret", _, Some(id)) => {
+                self.rotate_endpoint(&id, &endpoint, body).await
             }
             (_, &Method::GET, Some(id)) => self.get(&id),
             (_, &Method::PATCH, Some(id)) => self.update(&id, body).await,
@@ -492,6 +520,17 @@ fn no_content() -> Response<Full<Bytes>> {
         .status(StatusCode::NO_CONTENT)
         .body(Full::new(Bytes::new()))
         .expect("static response parts are valid")
+}
+
+/// A secret given through the API: at least 16 characters, as the document says (the
+/// registry counts bytes, which a shorter text of wide characters could reach).
+fn given_secret(secret: Option<String>) -> Result<Option<String>, ApiError> {
+    match secret {
+        Some(secret) if secret.chars().count() < 16 => Err(ApiError::BadRequest(
+            "secret: at least 16 characters".to_string(),
+        )),
+        other => Ok(other),
+    }
 }
 
 fn not_found(id: &str) -> ApiError {

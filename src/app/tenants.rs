@@ -20,10 +20,6 @@ use crate::tenants::{Live, Records, Registry, Unreadable};
 /// How long the first read of the topic may take before the start fails.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
-/// How long a change written through the admin API may wait for Kafka before it is answered
-/// 503.
-const ADMIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long the follower waits for a change before it looks at `shutdown` again.
 const FOLLOW_WAIT: Duration = Duration::from_millis(100);
 
@@ -91,7 +87,7 @@ pub(super) fn writer(config: &Config) -> anyhow::Result<(Keyring, Writer)> {
         .tenants
         .keyring()
         .context("tenants.sealing_key is not set")?;
-    let writer = Writer::new(&config.kafka, ADMIN_WRITE_TIMEOUT)
+    let writer = Writer::new(&config.kafka, config.admin.write_timeout)
         .context("creating the tenants topic's producer")?;
     Ok((keys, writer))
 }
@@ -172,6 +168,9 @@ impl Follower {
                         endpoints = registry.endpoints().len(),
                         "tenants registry updated from the topic"
                     );
+                    for warning in registry.warnings() {
+                        tracing::warn!(%topic, "{warning}");
+                    }
                     live.replace(registry);
                     metrics::tenants_update(true);
                 }

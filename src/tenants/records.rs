@@ -109,12 +109,15 @@ impl Records {
         Ok(())
     }
 
-    /// The registry the records describe, their secrets opened with `vault`, or every problem,
+    /// The registry the records describe, their secrets opened with `keys`, or every problem,
     /// each naming its record: a secret that does not open (sealed with another key, or moved
-    /// from another record or field), an integration or endpoint of a tenant without a record,
-    /// and whatever the registry file's validation finds.
+    /// from another record or field) and whatever the registry file's validation finds. An
+    /// integration or endpoint whose tenant has no record is left out with a warning: writers
+    /// that do not see each other (a tenant deleted while an integration was added to it) can
+    /// leave one, and it must not stop the registry.
     pub fn registry(&self, keys: &Keyring) -> Result<Registry, Problems> {
         let mut problems = Problems::default();
+        let mut orphans = Vec::new();
         let mut tenants: BTreeMap<&str, TenantSpec> = BTreeMap::new();
         // Tenants come first in key order, then what they own.
         for (key, record) in &self.0 {
@@ -124,8 +127,8 @@ impl Records {
                 continue;
             }
             let Some(tenant) = tenants.get_mut(key.tenant()) else {
-                problems.push(format!(
-                    "record {key}: its tenant {:?} has no record",
+                orphans.push(format!(
+                    "record {key}: left out: its tenant {:?} has no record",
                     key.tenant()
                 ));
                 continue;
@@ -149,7 +152,10 @@ impl Records {
         // Every secret is inline: no file is read, no variable looked up. The records skipped
         // above are left out, and the others still checked, so every problem shows at once.
         match file::validate(&file, Path::new("."), &HashMap::new()) {
-            Ok(registry) => problems.into_result(registry),
+            Ok(mut registry) => {
+                registry.warnings.extend(orphans);
+                problems.into_result(registry)
+            }
             Err(more) => {
                 problems.extend(more);
                 Err(problems)

@@ -136,6 +136,8 @@ async fn daemon(name: &str, brokers: &str, prefix: &str, token: bool) -> TestDae
             // As in production: a tenant's plain-HTTP endpoint needs the tenant's consent.
             c.delivery.allow_plain_http = false;
             c.ingress.public_url = Some(PUBLIC_URL.to_string());
+            // Kafka away answers 503 after 2 s, not 10.
+            c.admin.write_timeout = Duration::from_secs(2);
         })
         .start()
         .await
@@ -240,6 +242,9 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     const INTEGRATIONS: &str = "/admin/v1/tenants/{id}/integrations";
     const INTEGRATION: &str = "/admin/v1/tenants/{id}/integrations/{integration}";
     const SECRET: &str = "/admin/v1/tenants/{id}/integrations/{integration}/secret";
+    const ENDPOINTS: &str = "/admin/v1/tenants/{id}/endpoints";
+    const ENDPOINT: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}";
+    const ENDPOINT_SECRET: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret";
     const ACME_SHOPIFY: &str =
         "/admin/v1/tenants/acme/integrations/shopify:shop_domain=acme.myshopify.com";
     let list = |path| ("GET", TENANTS, path);
@@ -273,6 +278,13 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ("POST", INTEGRATIONS, "/admin/v1/tenants/acme/integrations"),
         ("DELETE", INTEGRATION, ACME_SHOPIFY),
         ("POST", SECRET, &format!("{ACME_SHOPIFY}/secret")),
+        ("POST", ENDPOINTS, "/admin/v1/tenants/acme/endpoints"),
+        ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm"),
+        (
+            "POST",
+            ENDPOINT_SECRET,
+            "/admin/v1/tenants/acme/endpoints/crm/secret",
+        ),
     ];
     for call in every_call {
         assert_eq!(api.call(&a, call, None, "{}").await.status, 401, "{call:?}");
@@ -444,12 +456,14 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
             "{body}"
         );
     }
-    let short = r#"{"provider":"shopify","shop_domain":"short.myshopify.com","secret":"short"}"#;
-    let refused = api.admin(&a, acme_integrations, short).await;
+    let other_clue = r#"{"provider":"shopify","merchant_id":"123","secret":"0123456789abcdef0"}"#;
+    let refused = api.admin(&a, acme_integrations, other_clue).await;
     assert_eq!(refused.status, 422);
     assert!(refused.json()["problems"]
         .to_string()
-        .contains("bytes long"));
+        .contains("does not apply"));
+    let short = r#"{"provider":"shopify","shop_domain":"short.myshopify.com","secret":"short"}"#;
+    assert_eq!(api.admin(&a, acme_integrations, short).await.status, 400);
     assert_eq!(
         api.admin(&a, acme_integrations, vec![b' '; 17 * 1024])
             .await
@@ -491,7 +505,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     );
     assert_eq!(
         api.admin(&a, rotate, r#"{"secret":"short"}"#).await.status,
-        422
+        400
     );
     assert_eq!(
         api.admin(&a, rotate, vec![b' '; 17 * 1024]).await.status,
@@ -507,6 +521,11 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(regenerated.status, 200);
     let new_secret = regenerated.json()["secret"].as_str().unwrap().to_string();
     assert_ne!(new_secret, secret);
+    let not_base64 = r#"{"secret":"not-base64-at-all!!"}"#;
+    let standard_refused = api
+        .admin(&a, ("POST", SECRET, &standard_rotate), not_base64)
+        .await;
+    assert_eq!(standard_refused.status, 422, "a standard secret is base64");
     until_status("the regenerated secret on b", 200, || {
         standard_webhook(&http, &b, &path, &new_secret)
     })
@@ -525,6 +544,105 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         shopify_webhook(&http, &b, new_shop)
     })
     .await;
+
+    // Endpoints: created with a generated secret, rotated, deleted.
+    let acme_endpoints = ("POST", ENDPOINTS, "/admin/v1/tenants/acme/endpoints");
+    let crm =
+        r#"{"id":"crm","url":"https://crm.example.com/hooks","events":["abandoned_candidate"]}"#;
+    let created = api.admin(&a, acme_endpoints, crm).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let first_secret = created.json()["secret"].as_str().unwrap().to_string();
+    assert!(first_secret.starts_with("whsec_"), "{first_secret}");
+    assert_eq!(created.json()["id"], "crm");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let acme = api
+            .admin(&b, ("GET", TENANT, "/admin/v1/tenants/acme"), Bytes::new())
+            .await
+            .json();
+        if acme["endpoints"]
+            == json!([{"id":"crm","url":"https://crm.example.com/hooks","events":["abandoned_candidate"]}])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the endpoint never showed on b: {acme}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(api.admin(&a, acme_endpoints, crm).await.status, 409);
+    for body in [
+        "{}",
+        r#"{"url":"https://127.0.0.1/x"}"#,
+        r#"{"url":"https://crm.example.com","events":[]}"#,
+        r#"{"url":"https://crm.example.com","retry_schedule_ms":[-1]}"#,
+    ] {
+        assert_eq!(
+            api.admin(&a, acme_endpoints, body).await.status,
+            400,
+            "{body}"
+        );
+    }
+    let unconsented = (
+        "POST",
+        ENDPOINTS,
+        &*format!("/admin/v1/tenants/{uuid}/endpoints"),
+    );
+    let plain = api
+        .admin(&a, unconsented, r#"{"url":"http://crm.example.com/h"}"#)
+        .await;
+    assert_eq!(plain.status, 422, "plain http without the tenant's consent");
+    let consented = r#"{"id":"plain","url":"http://crm.example.com/h","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#;
+    let plain_ok = api.admin(&a, acme_endpoints, consented).await;
+    assert_eq!(
+        plain_ok.status, 201,
+        "acme allows plain http: {:?}",
+        plain_ok.body
+    );
+    assert!(
+        plain_ok.json().get("secret").is_none(),
+        "a given secret is not repeated"
+    );
+    let nobody = ("POST", ENDPOINTS, "/admin/v1/tenants/nobody/endpoints");
+    assert_eq!(api.admin(&a, nobody, crm).await.status, 404);
+    assert_eq!(
+        api.admin(&a, acme_endpoints, vec![b' '; 17 * 1024])
+            .await
+            .status,
+        413
+    );
+    let crm_secret = (
+        "POST",
+        ENDPOINT_SECRET,
+        "/admin/v1/tenants/acme/endpoints/crm/secret",
+    );
+    let rotated = api.admin(&a, crm_secret, "{}").await;
+    assert_eq!(rotated.status, 200);
+    let second_secret = rotated.json()["secret"].as_str().unwrap().to_string();
+    assert_ne!(second_secret, first_secret);
+    assert_eq!(
+        api.admin(&a, crm_secret, r#"{"secret":"whsec_not*base64*at*all"}"#)
+            .await
+            .status,
+        422
+    );
+    assert_eq!(api.admin(&a, crm_secret, "[]").await.status, 400);
+    assert_eq!(
+        api.admin(&a, crm_secret, vec![b' '; 17 * 1024])
+            .await
+            .status,
+        413
+    );
+    let nothing = (
+        "POST",
+        ENDPOINT_SECRET,
+        "/admin/v1/tenants/acme/endpoints/none/secret",
+    );
+    assert_eq!(api.admin(&a, nothing, "{}").await.status, 404);
+    let crm_delete = ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm");
+    assert_eq!(api.admin(&a, crm_delete, Bytes::new()).await.status, 204);
+    assert_eq!(api.admin(&a, crm_delete, Bytes::new()).await.status, 404);
 
     // A tenant with an integration and a plain-HTTP endpoint: its endpoint forbids turning
     // plain HTTP off; deleting it removes what it owns, and its webhooks are refused on the
@@ -579,6 +697,21 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "/admin/v1/tenants/acme/integrations/{}",
         standard["id"].as_str().unwrap()
     );
+    let plain_secret = (
+        "POST",
+        ENDPOINT_SECRET,
+        "/admin/v1/tenants/acme/endpoints/plain/secret",
+    );
+    let plain_delete = ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/plain");
+    let (endpoint_away, endpoint_secret_away, endpoint_delete_away) = tokio::join!(
+        api.admin(
+            &a,
+            acme_endpoints,
+            r#"{"url":"https://away.example.com/h"}"#
+        ),
+        api.admin(&a, plain_secret, "{}"),
+        api.admin(&a, plain_delete, Bytes::new()),
+    );
     let (connect, rotate_away, disconnect_away, post, patch, delete) = tokio::join!(
         api.admin(&a, acme_integrations, r#"{"provider":"standard"}"#),
         api.admin(&a, ("POST", SECRET, &standard_rotate), "{}"),
@@ -587,7 +720,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         api.admin(
             &a,
             ("PATCH", TENANT, "/admin/v1/tenants/acme"),
-            r#"{"allow_plain_http":false}"#
+            r#"{"inactivity_window_ms":60000}"#
         ),
         api.admin(
             &a,
@@ -596,7 +729,17 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ),
     );
     broker.resume();
-    for answer in [post, patch, delete, connect, rotate_away, disconnect_away] {
+    for answer in [
+        post,
+        patch,
+        delete,
+        connect,
+        rotate_away,
+        disconnect_away,
+        endpoint_away,
+        endpoint_secret_away,
+        endpoint_delete_away,
+    ] {
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }
 
@@ -623,6 +766,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "/admin/v1/tenants/globex/integrations/shopify:shop_domain=globex.myshopify.com",
     );
     assert_eq!(api.admin(&a, globex_shop, Bytes::new()).await.status, 422);
+    let globex_crm = ("DELETE", ENDPOINT, "/admin/v1/tenants/globex/endpoints/crm");
+    assert_eq!(api.admin(&a, globex_crm, Bytes::new()).await.status, 422);
     assert_eq!(refused.status, 422, "{:?}", refused.body);
     assert!(refused.json()["problems"]
         .to_string()

@@ -101,8 +101,8 @@ impl Tenants {
         if records.get(&tenant_key(tenant)).is_none() {
             return Err(not_found(tenant));
         }
-        let (secret, generated) = match &new.secret {
-            Some(secret) => (secret.clone(), None),
+        let (secret, generated) = match super::given_secret(new.secret.clone())? {
+            Some(secret) => (secret, None),
             None => {
                 let secret = generated_secret(provider)?;
                 (secret.clone(), Some(secret))
@@ -167,7 +167,7 @@ impl Tenants {
         let provider = providers::find(&integration.provider).ok_or_else(|| {
             ApiError::Conflict(format!("unknown provider {:?}", integration.provider))
         })?;
-        let (secret, generated) = match new.secret {
+        let (secret, generated) = match super::given_secret(new.secret)? {
             Some(secret) => (secret, None),
             None => {
                 let secret = generated_secret(provider)?;
@@ -298,19 +298,24 @@ fn integration_id(
 /// A secret for a provider whose receiver chooses it (`standard`: 32 random bytes, `whsec_`
 /// and base64); for any other the platform's secret must be given.
 fn generated_secret(provider: &dyn Provider) -> Result<String, ApiError> {
-    use base64::Engine;
     if provider.slug() != "standard" {
         return Err(ApiError::BadRequest(format!(
             "secret: required for {}: the secret the platform shows for this store's webhooks",
             provider.slug()
         )));
     }
+    Ok(whsec())
+}
+
+/// A new Standard Webhooks secret: 32 random bytes, `whsec_` and base64.
+pub(super) fn whsec() -> String {
+    use base64::Engine;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
-    Ok(format!(
+    format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
-    ))
+    )
 }
 
 /// A store as a clue field names it: what the document's pattern allows.

@@ -430,11 +430,11 @@ fn records_are_held_to_the_validation_of_the_file() {
     endpoint.secret = seal(&vault(), &globex, "secret", "globex-crm-signing-secret");
     records.0.insert(orphan.key(), orphan);
 
+    // The orphan is left out (below), not a problem.
     assert_eq!(
         records.registry(&vault().into()).unwrap_err().to_string(),
         format!(
-            "record [\"endpoint\",\"globex\",\"crm\"]: its tenant \"globex\" has no record\n\
-             record {souq}: inactivity_window must be positive\n\
+            "record {souq}: inactivity_window must be positive\n\
              record {taken}: another integration of shopify already has this shop_domain"
         )
     );
@@ -708,4 +708,35 @@ fn a_rotated_secret_keeps_the_one_it_replaces_as_previous_sealed_for_that_field(
         })
         .unwrap();
     assert!(rotate(tenant, "x", &keys).is_err());
+}
+
+#[test]
+fn an_endpoint_whose_tenant_has_no_record_is_left_out_with_a_warning() {
+    let mut records = records(EXAMPLE);
+    let acme_crm = Key::Endpoint {
+        tenant: "acme".to_string(),
+        id: "crm".to_string(),
+    };
+    let mut orphan = records.0[&acme_crm].clone();
+    let Entity::Endpoint(endpoint) = &mut orphan.entity else {
+        panic!("{orphan:?}")
+    };
+    endpoint.tenant = "gone".to_string();
+    let gone = Key::Endpoint {
+        tenant: "gone".to_string(),
+        id: "crm".to_string(),
+    };
+    endpoint.secret = seal(&vault(), &gone, "secret", "gone-crm-signing-secret-000");
+    records.0.insert(gone, orphan);
+    let registry = records.registry(&vault().into()).unwrap();
+    assert!(registry.tenant("gone").is_none());
+    assert_eq!(registry.endpoints().len(), 1, "acme's own endpoint stays");
+    assert!(
+        registry.warnings().contains(
+            &"record [\"endpoint\",\"gone\",\"crm\"]: left out: its tenant \"gone\" has no record"
+                .to_string()
+        ),
+        "{:?}",
+        registry.warnings()
+    );
 }

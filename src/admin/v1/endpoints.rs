@@ -1,0 +1,291 @@
+//! `/admin/v1/tenants/{id}/endpoints…`: where a tenant's cart transitions are delivered, signed
+//! with a secret cartstream generates (or is given), and replacing that secret.
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use hyper::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{json, not_found, parse_body, present, to_json, ApiError, Tenants};
+use crate::tenants::{rotate, seal_for};
+use crate::topics::registry::{self as topic, Entity, Key, Record};
+
+/// The longest delay of an endpoint's own retry schedule: a week.
+const MAX_RETRY_DELAY_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// `POST /admin/v1/tenants/{id}/endpoints`: the fields of a `[[tenant.endpoint]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEndpoint {
+    /// A UUID when absent.
+    #[serde(default, deserialize_with = "present")]
+    id: Option<String>,
+    url: String,
+    /// Every event when absent.
+    #[serde(default, deserialize_with = "present")]
+    events: Option<Vec<String>>,
+    /// Generated when absent, and then shown once.
+    #[serde(default, deserialize_with = "present")]
+    secret: Option<String>,
+    /// The deployment's schedule when absent.
+    #[serde(default, deserialize_with = "present")]
+    retry_schedule_ms: Option<Vec<serde_json::Number>>,
+}
+
+/// `POST …/endpoints/{endpoint}/secret`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSecret {
+    #[serde(default, deserialize_with = "present")]
+    secret: Option<String>,
+}
+
+/// A created endpoint, or its new secret.
+#[derive(Debug, Serialize)]
+struct Signed {
+    id: String,
+    /// A secret cartstream generated, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl Tenants {
+    /// `POST /admin/v1/tenants/{id}/endpoints`: 201 `{"id"}` (and the generated secret).
+    pub(super) async fn create_endpoint(
+        &self,
+        tenant: &str,
+        body: &[u8],
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let new: NewEndpoint = parse_body(body)?;
+        let retry_schedule_ms = new
+            .retry_schedule_ms
+            .as_deref()
+            .map(retry_schedule)
+            .transpose()?;
+        if !valid_url(&new.url) {
+            return Err(ApiError::BadRequest(format!(
+                "url: https:// (or http:// for a tenant that allows it), a host name of two or more labels, an optional port and a plain path, not {:?}",
+                new.url
+            )));
+        }
+        if let Some(events) = &new.events {
+            let distinct: std::collections::BTreeSet<&String> = events.iter().collect();
+            if events.is_empty() || distinct.len() < events.len() {
+                return Err(ApiError::BadRequest(
+                    "events: one or more event names, each once".to_string(),
+                ));
+            }
+        }
+        let tenant_key = Key::Tenant {
+            tenant: tenant.to_string(),
+        };
+        if records.get(&tenant_key).is_none() {
+            return Err(not_found(tenant));
+        }
+        let id = new
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().hyphenated().to_string());
+        let key = endpoint_key(tenant, &id);
+        if records.get(&key).is_some() {
+            return Err(ApiError::Conflict(format!(
+                "tenant {tenant:?} has the endpoint {id:?}"
+            )));
+        }
+        let (secret, generated) = match super::given_secret(new.secret)? {
+            Some(secret) => (secret, None),
+            None => {
+                let secret = super::integrations::whsec();
+                (secret.clone(), Some(secret))
+            }
+        };
+        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let record = Record::new(Entity::Endpoint(topic::Endpoint {
+            tenant: tenant.to_string(),
+            id: id.clone(),
+            url: new.url,
+            secret: seal_for(keys, &key, "secret", &secret),
+            previous_secret: None,
+            events: new.events,
+            retry_schedule_ms,
+        }));
+        self.write(&records, vec![(key, Some(record))]).await?;
+        let signed = Signed {
+            id,
+            secret: generated,
+        };
+        Ok(json(StatusCode::CREATED, to_json(&signed)))
+    }
+
+    /// `POST /admin/v1/tenants/{id}/endpoints/{endpoint}/secret`: the secret given, or a
+    /// generated one, replaces the endpoint's; deliveries carry a signature with each until the
+    /// next rotation, so the receiver can switch at any time after.
+    pub(super) async fn rotate_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let new: NewSecret = parse_body(body)?;
+        let key = endpoint_key(tenant, id);
+        let Some(record) = records.get(&key) else {
+            return Err(endpoint_not_found(tenant, id));
+        };
+        let (secret, generated) = match super::given_secret(new.secret)? {
+            Some(secret) => (secret, None),
+            None => {
+                let secret = super::integrations::whsec();
+                (secret.clone(), Some(secret))
+            }
+        };
+        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let rotated = rotate(record, &secret, keys).map_err(|problem| {
+            let mut problems = crate::problems::Problems::default();
+            problems.push(problem);
+            ApiError::Invalid(problems)
+        })?;
+        self.write(&records, vec![(key, Some(rotated))]).await?;
+        let signed = Signed {
+            id: id.to_string(),
+            secret: generated,
+        };
+        Ok(json(StatusCode::OK, to_json(&signed)))
+    }
+
+    /// `DELETE /admin/v1/tenants/{id}/endpoints/{endpoint}`: 204; nothing more is delivered to
+    /// it (deliveries already scheduled end as the worker finds no endpoint).
+    pub(super) async fn delete_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let key = endpoint_key(tenant, id);
+        if records.get(&key).is_none() {
+            return Err(endpoint_not_found(tenant, id));
+        }
+        self.write(&records, vec![(key, None)]).await?;
+        Ok(super::no_content())
+    }
+}
+
+/// An endpoint's own retry schedule: 1 to 20 delays of whole milliseconds, a week at most each.
+fn retry_schedule(steps: &[serde_json::Number]) -> Result<Vec<u64>, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "retry_schedule_ms: 1 to 20 delays of whole milliseconds up to {MAX_RETRY_DELAY_MS}"
+        ))
+    };
+    if steps.is_empty() || steps.len() > 20 {
+        return Err(bad());
+    }
+    steps
+        .iter()
+        .map(|step| {
+            let whole = step.as_u64().or_else(|| {
+                let f = step.as_f64()?;
+                (f.fract() == 0.0 && (0.0..=MAX_RETRY_DELAY_MS as f64).contains(&f))
+                    .then_some(f as u64)
+            });
+            whole.filter(|&ms| ms <= MAX_RETRY_DELAY_MS).ok_or_else(bad)
+        })
+        .collect()
+}
+
+/// An endpoint URL as the document's pattern has it (and `http://`, which the registry then
+/// allows only for a tenant that consents): a host name of two or more labels of lowercase
+/// letters, digits and inner hyphens, each starting with a letter, a port from 1 to 9999, and a
+/// path of unreserved characters. No address, no query: a receiver is named, not guessed.
+fn valid_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.starts_with(|c: char| c.is_ascii_lowercase())
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let port_ok = port.is_none_or(|p| {
+        (1..=4).contains(&p.len()) && !p.starts_with('0') && p.bytes().all(|b| b.is_ascii_digit())
+    });
+    host.split('.').count() >= 2
+        && host.split('.').all(label)
+        && port_ok
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'~' | b'-'))
+}
+
+fn endpoint_key(tenant: &str, id: &str) -> Key {
+    Key::Endpoint {
+        tenant: tenant.to_string(),
+        id: id.to_string(),
+    }
+}
+
+fn endpoint_not_found(tenant: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!("endpoint {id:?} of tenant {tenant:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_url_names_a_host_and_a_plain_path() {
+        for good in [
+            "https://crm.example.com/hooks",
+            "https://a.b",
+            "http://receiver.internal.example:8443/x/y_z~.-",
+        ] {
+            assert!(valid_url(good), "{good}");
+        }
+        for bad in [
+            "https://a.a.w*",
+            "https://localhost/x",
+            "https://127.0.0.1/x",
+            "https://crm.example.com/hooks?token=1",
+            "ftp://crm.example.com",
+            "https://crm.example.com:0/",
+            "https://crm.example.com:65536/",
+            "https://Crm.example.com/",
+            "https://crm-.example.com/",
+        ] {
+            assert!(!valid_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_retry_schedule_is_one_to_twenty_delays_of_a_week_at_most() {
+        let numbers = |text: &str| serde_json::from_str::<Vec<serde_json::Number>>(text).unwrap();
+        assert_eq!(
+            retry_schedule(&numbers("[0, 60000, 3600000.0]")).unwrap(),
+            [0, 60_000, 3_600_000]
+        );
+        for bad in [
+            "[]",
+            "[604800001]",
+            "[-1]",
+            "[1.5]",
+            &format!("[{}]", ["1"; 21].join(",")),
+        ] {
+            assert!(
+                matches!(retry_schedule(&numbers(bad)), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+}
