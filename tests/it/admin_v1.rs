@@ -574,7 +574,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(api.admin(&a, acme_endpoints, crm).await.status, 409);
     for body in [
         "{}",
-        r#"{"url":"https://127.0.0.1/x"}"#,
+        r#"{"url":"https://127.1/x"}"#,
         r#"{"url":"https://crm.example.com","events":[]}"#,
         r#"{"url":"https://crm.example.com","retry_schedule_ms":[-1]}"#,
     ] {
@@ -807,4 +807,58 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         unseen.is_empty() && undocumented.is_empty(),
         "documented but not produced: {unseen:?}; produced but not documented: {undocumented:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_onboarded_through_one_instance_is_served_by_another_at_once() {
+    let prefix = crate::support::unique_prefix("admin-v1-propagation");
+    let brokers = crate::support::brokers();
+    let (a, b) = (
+        daemon("admin-v1-propagation-a", &brokers, &prefix, true).await,
+        daemon("admin-v1-propagation-b", &brokers, &prefix, true).await,
+    );
+    let (api, http) = (Api::new(), Http::http1());
+    const ROUNDS: usize = 100;
+    let mut took = Vec::with_capacity(ROUNDS);
+    for n in 0..ROUNDS {
+        let tenant = format!("shop-{n}");
+        let tenants = ("POST", "/admin/v1/tenants", "/admin/v1/tenants");
+        let created = api
+            .admin(&a, tenants, format!(r#"{{"id":"{tenant}"}}"#))
+            .await;
+        assert_eq!(created.status, 201);
+        let path = format!("/admin/v1/tenants/{tenant}/integrations");
+        let route = ("POST", "/admin/v1/tenants/{id}/integrations", path.as_str());
+        let connected = api.admin(&a, route, r#"{"provider":"standard"}"#).await;
+        assert_eq!(connected.status, 201);
+        // From A's answer to B accepting a delivery signed with the secret A returned.
+        let answered = Instant::now();
+        let connected = connected.json();
+        let (path, secret) = (
+            connected["webhook_path"].as_str().unwrap(),
+            connected["secret"].as_str().unwrap(),
+        );
+        loop {
+            let status = standard_webhook(&http, &b, path, secret).await;
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 401, "not yet known is 401, nothing else");
+            assert!(
+                answered.elapsed() < Duration::from_secs(15),
+                "{tenant} never served by b"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        took.push(answered.elapsed());
+    }
+    took.sort();
+    println!(
+        "onboarded through a, served by b: p50 {:?}, p99 {:?}, max {:?} over {ROUNDS} tenants",
+        took[ROUNDS / 2],
+        took[(ROUNDS * 99).div_ceil(100) - 1],
+        took[ROUNDS - 1]
+    );
+    a.stop().await;
+    b.stop().await;
 }

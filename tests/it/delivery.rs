@@ -1575,3 +1575,138 @@ async fn a_redrive_sends_only_dead_letters_this_deployment_wrote() {
         .all(|r| !String::from_utf8_lossy(&r.body).contains("forged.example")));
     bench.daemon.stop().await;
 }
+
+/// The Standard Webhooks signatures `request` should carry: one per `secrets` (`whsec_…`), in
+/// order.
+fn standard_signatures(request: &Received, secrets: &[&str]) -> Vec<String> {
+    let header = |name: &str| request.headers[name].to_str().unwrap().to_string();
+    let signed = [
+        header("webhook-id").as_bytes(),
+        b".",
+        header("webhook-timestamp").as_bytes(),
+        b".",
+        &request.body,
+    ]
+    .concat();
+    secrets
+        .iter()
+        .map(|secret| {
+            let key = BASE64
+                .decode(secret.strip_prefix("whsec_").unwrap())
+                .unwrap();
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+            mac.update(&signed);
+            format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_added_through_the_admin_api_receives_the_next_transition_and_once_deleted_nothing(
+) {
+    const TOKEN: &str = "admin-api-delivery-token-0001";
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let daemon = TestDaemon::builder("delivery-api-endpoint")
+        .roles(Roles::ALL)
+        .clock(clock.clone())
+        .tenants_from_topic("ZGVsaXZlcnktYXBpLWVuZHBvaW50LXNlYWxpbmcta2U=")
+        .config(|config| {
+            config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
+            config.delivery.allow_private_networks = vec!["127.0.0.0/8".to_string()];
+            config.ingress.ack_timeout = Duration::from_secs(20);
+        })
+        .start()
+        .await;
+    let http = Http::http1();
+    let api = |method: &'static str, path: &str, body: &str| {
+        let (http, url, body) = (http.clone(), daemon.admin_url(path), body.to_string());
+        async move {
+            let auth = [("authorization", format!("Bearer {TOKEN}"))];
+            http.send(method, &url, &auth, body).await
+        }
+    };
+    // Onboarded through the API alone: the tenant, its shop, its CRM.
+    assert_eq!(
+        api("POST", "/admin/v1/tenants", r#"{"id":"acme"}"#)
+            .await
+            .status,
+        201
+    );
+    let shop = r#"{"provider":"shopify","shop_domain":"acme.myshopify.com","secret":"acme-shopify-secret"}"#;
+    assert_eq!(
+        api("POST", "/admin/v1/tenants/acme/integrations", shop)
+            .await
+            .status,
+        201
+    );
+    let crm = json!({"id": "crm", "url": receiver.url()}).to_string();
+    let created = api("POST", "/admin/v1/tenants/acme/endpoints", &crm).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let first = created.json()["secret"].as_str().unwrap().to_string();
+
+    // A checkout left alone, on a cart of its own: its abandonment, signed with `secrets`.
+    let abandon = |cart: &'static str, n: usize, secrets: Vec<String>| {
+        let (http, daemon, receiver, clock) = (&http, &daemon, &receiver, &clock);
+        async move {
+            let body = serde_json::to_vec(&json!({
+                "id": 2000 + n,
+                "token": format!("checkout-{cart}"),
+                "cart_token": cart,
+                "email": "bob@example.com",
+                "total_price": "10.00",
+                "currency": "USD",
+                "updated_at": rfc3339(clock.now_millis()),
+            }))
+            .unwrap();
+            let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &body, cart);
+            let answer = http
+                .post(&daemon.url("/api/webhooks/shopify"), &headers, body)
+                .await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            daemon.settle().await;
+            daemon.advance(Duration::from_secs(16 * 60)).await;
+            if secrets.is_empty() {
+                return;
+            }
+            let received = received_eventually(receiver, n).await;
+            let last = &received[n - 1];
+            let webhook: Value = serde_json::from_slice(&last.body).unwrap();
+            assert_eq!(
+                webhook["id"],
+                transition_id("acme", cart, "abandoned_candidate", 0)
+            );
+            let sent: Vec<&str> = last.headers["webhook-signature"]
+                .to_str()
+                .unwrap()
+                .split(' ')
+                .collect();
+            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            assert_eq!(
+                sent,
+                standard_signatures(last, &secrets),
+                "signed with {} secret(s)",
+                secrets.len()
+            );
+        }
+    };
+    abandon("api-cart-1", 1, vec![first.clone()]).await;
+
+    // Rotated: the next one carries a signature with each.
+    let rotated = api("POST", "/admin/v1/tenants/acme/endpoints/crm/secret", "{}").await;
+    assert_eq!(rotated.status, 200);
+    let second = rotated.json()["secret"].as_str().unwrap().to_string();
+    abandon("api-cart-2", 2, vec![second, first]).await;
+
+    // Deleted: the next abandonment reaches nobody, once the worker has settled past it.
+    let deleted = api("DELETE", "/admin/v1/tenants/acme/endpoints/crm", "").await;
+    assert_eq!(deleted.status, 204);
+    abandon("api-cart-3", 3, Vec::new()).await;
+    daemon.advance(Duration::from_secs(60)).await;
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "nothing after the endpoint was deleted"
+    );
+    daemon.stop().await;
+}

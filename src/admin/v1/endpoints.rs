@@ -197,8 +197,9 @@ fn retry_schedule(steps: &[serde_json::Number]) -> Result<Vec<u64>, ApiError> {
 
 /// An endpoint URL as the document's pattern has it (and `http://`, which the registry then
 /// allows only for a tenant that consents): a host name of two or more labels of lowercase
-/// letters, digits and inner hyphens, each starting with a letter, a port from 1 to 9999, and a
-/// path of unreserved characters. No address, no query: a receiver is named, not guessed.
+/// letters, digits and inner hyphens, each starting with a letter, or an IPv4 address written
+/// the usual way (whether it may be reached is the delivery guard's to say), a port from 1 to
+/// 65535, and a path of unreserved characters. No query, no user: a receiver is named plainly.
 fn valid_url(url: &str) -> bool {
     let Some(rest) = url
         .strip_prefix("https://")
@@ -219,10 +220,13 @@ fn valid_url(url: &str) -> bool {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
     let port_ok = port.is_none_or(|p| {
-        (1..=4).contains(&p.len()) && !p.starts_with('0') && p.bytes().all(|b| b.is_ascii_digit())
+        !p.starts_with('0') && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
     });
-    host.split('.').count() >= 2
-        && host.split('.').all(label)
+    let address = host
+        .parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.to_string() == host);
+    let name = host.split('.').count() >= 2 && host.split('.').all(label);
+    (address || name)
         && port_ok
         && path
             .bytes()
@@ -250,17 +254,21 @@ mod tests {
             "https://crm.example.com/hooks",
             "https://a.b",
             "http://receiver.internal.example:8443/x/y_z~.-",
+            "http://127.0.0.1:45123/hooks",
+            "https://203.0.113.7:65535/",
         ] {
             assert!(valid_url(good), "{good}");
         }
         for bad in [
             "https://a.a.w*",
             "https://localhost/x",
-            "https://127.0.0.1/x",
+            "https://127.1/x",
+            "https://0127.0.0.1/x",
             "https://crm.example.com/hooks?token=1",
             "ftp://crm.example.com",
             "https://crm.example.com:0/",
             "https://crm.example.com:65536/",
+            "https://user@crm.example.com/",
             "https://Crm.example.com/",
             "https://crm-.example.com/",
         ] {
