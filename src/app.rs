@@ -235,6 +235,7 @@ impl Wiring<'_> {
                     Box::new(move |registry| problems(&config, registry, Roles::ALL))
                 },
                 public_url: self.config.ingress.public_url.clone(),
+                writes_per_minute: self.config.admin.writes_per_minute,
             },
         );
 

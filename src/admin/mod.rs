@@ -34,6 +34,14 @@ pub struct Config {
     /// How long a change written through the API waits for Kafka before it is answered 503.
     #[serde(default = "default_write_timeout", with = "humantime_serde")]
     pub write_timeout: std::time::Duration,
+    /// Changes (any request but a GET) each key may make through the API a minute; more are
+    /// answered 429 with `Retry-After`. 0: no limit.
+    #[serde(default = "default_writes_per_minute")]
+    pub writes_per_minute: u32,
+}
+
+fn default_writes_per_minute() -> u32 {
+    120
 }
 
 fn default_write_timeout() -> std::time::Duration {
@@ -65,6 +73,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: None,
             write_timeout: default_write_timeout(),
+            writes_per_minute: default_writes_per_minute(),
         }
     }
 }
@@ -107,6 +116,8 @@ pub struct Registry {
     pub check: Check,
     /// `ingress.public_url`, which the webhook URLs the API hands out are built from.
     pub public_url: Option<String>,
+    /// `admin.writes_per_minute`.
+    pub writes_per_minute: u32,
 }
 
 /// A deployment's checks of a registry beyond its own validation.
@@ -222,6 +233,7 @@ impl Admin {
             }
         }
         let query = request.uri().query().map(str::to_string);
+        let headers = request.headers().clone();
         let body = match http_body_util::Limited::new(request.into_body(), MAX_ACTION_BODY_BYTES)
             .collect()
             .await
@@ -234,6 +246,11 @@ impl Admin {
                 )
             }
         };
+        if method != Method::GET {
+            if let Err(refused) = self.tenants.admit(request_key(&headers)) {
+                return refused.response();
+            }
+        }
         self.tenants
             .handle(&method, &path, query.as_deref(), &body)
             .await
@@ -381,6 +398,17 @@ fn target(body: &[u8]) -> Result<Target, Refused> {
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(status, serde_json::json!({ "error": message }).to_string())
+}
+
+/// Which key a request presents, for its rate limit: a digest of its bearer token (the token is
+/// never kept).
+fn request_key(headers: &http::HeaderMap) -> [u8; 32] {
+    use sha2::Digest;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .map(http::HeaderValue::as_bytes)
+        .unwrap_or_default();
+    sha2::Sha256::digest(presented).into()
 }
 
 /// Whether `headers` present `token` as `Authorization: Bearer …`.

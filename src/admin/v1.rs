@@ -78,6 +78,8 @@ pub(super) enum ApiError {
     Invalid(Problems),
     /// Kafka did not take the change.
     Unavailable(String),
+    /// The key made its changes of the minute: again after this many seconds.
+    TooMany(u64),
 }
 
 impl ApiError {
@@ -111,6 +113,17 @@ impl ApiError {
                 return json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string());
             }
             ApiError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why.clone()),
+            ApiError::TooMany(seconds) => {
+                let mut response = json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    serde_json::json!({ "error": "too many changes with this key: admin.writes_per_minute" })
+                        .to_string(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from(*seconds));
+                return response;
+            }
         };
         json(status, serde_json::json!({ "error": message }).to_string())
     }
@@ -127,6 +140,8 @@ pub(super) struct Tenants {
     /// Held by each change from reading the registry to reading its write back, so that this
     /// instance's changes are checked against each other's outcome.
     writing: tokio::sync::Mutex<()>,
+    /// Changes per key and minute (`admin.writes_per_minute`), when limited.
+    writes: Option<governor::DefaultKeyedRateLimiter<[u8; 32]>>,
     router: matchit::Router<usize>,
 }
 
@@ -137,7 +152,10 @@ impl Tenants {
             topic,
             check,
             public_url,
+            writes_per_minute,
         } = registry;
+        let writes = std::num::NonZeroU32::new(writes_per_minute)
+            .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
         let mut router = matchit::Router::new();
         for (n, (path, _)) in ROUTES.iter().enumerate() {
             router.insert(*path, n).expect("the routes do not overlap");
@@ -148,6 +166,7 @@ impl Tenants {
             check,
             public_url,
             writing: tokio::sync::Mutex::new(()),
+            writes,
             router,
         }
     }
@@ -211,6 +230,17 @@ impl Tenants {
             _ => Err(ApiError::MethodNotAllowed(methods)),
         };
         answer.unwrap_or_else(|e| e.response())
+    }
+
+    /// Lets a change with the key `key` through, unless the key made its changes of the minute.
+    pub(super) fn admit(&self, key: [u8; 32]) -> Result<(), ApiError> {
+        let Some(limiter) = &self.writes else {
+            return Ok(());
+        };
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+            ApiError::TooMany(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })
     }
 
     /// What the tenants topic says now, or why the API cannot say.

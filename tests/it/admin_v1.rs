@@ -138,6 +138,8 @@ async fn daemon(name: &str, brokers: &str, prefix: &str, token: bool) -> TestDae
             c.ingress.public_url = Some(PUBLIC_URL.to_string());
             // Kafka away answers 503 after 2 s, not 10.
             c.admin.write_timeout = Duration::from_secs(2);
+            // These tests make hundreds of changes a minute; the limit has a test of its own.
+            c.admin.writes_per_minute = 0;
         })
         .start()
         .await
@@ -782,6 +784,35 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
 
     a.stop().await;
     b.stop().await;
+
+    // One change a minute: the next, on any route that changes something, is 429.
+    let limited = TestDaemon::builder("admin-v1-limited")
+        .brokers(&brokers)
+        .topic_prefix(&format!("{prefix}-limited"))
+        .tenants_from_topic(SEALING_KEY)
+        .config(|c| {
+            c.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
+            c.admin.writes_per_minute = 1;
+        })
+        .start()
+        .await;
+    let first = api
+        .admin(&limited, ("POST", TENANTS, TENANTS), r#"{"id":"acme"}"#)
+        .await;
+    assert_eq!(first.status, 201);
+    for call in every_call.iter().filter(|(method, _, _)| *method != "GET") {
+        let refused = api.admin(&limited, *call, "{}").await;
+        assert_eq!(refused.status, 429, "{call:?}");
+        let wait: u64 = refused.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    }
+    let reads = api.admin(&limited, list(TENANTS), Bytes::new()).await;
+    assert_eq!(reads.status, 200, "reads are not limited");
+    limited.stop().await;
 
     // Without admin.token the API is off; with tenants from a file it manages nothing.
     let off = daemon("admin-v1-off", &brokers, &prefix, false).await;
