@@ -236,6 +236,7 @@ impl Wiring<'_> {
                 },
                 public_url: self.config.ingress.public_url.clone(),
                 writes_per_minute: self.config.admin.writes_per_minute,
+                clock: self.clock.clone(),
             },
         );
 

@@ -118,6 +118,8 @@ pub struct Registry {
     pub public_url: Option<String>,
     /// `admin.writes_per_minute`.
     pub writes_per_minute: u32,
+    /// The clock a credentials test verifies timestamps against, as the ingress does.
+    pub clock: crate::clock::Clock,
 }
 
 /// A deployment's checks of a registry beyond its own validation.

@@ -22,6 +22,7 @@ use crate::topics::registry::{self as topic, Entity, Key, Record};
 
 mod endpoints;
 mod integrations;
+mod verify;
 
 /// The OpenAPI document of the admin port, served at `/admin/v1/openapi.json`.
 pub(super) const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -41,6 +42,10 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
     ),
     (
         "/admin/v1/tenants/{id}/integrations/{integration}/secret",
+        &[Method::POST],
+    ),
+    (
+        "/admin/v1/tenants/{id}/integrations/{integration}/verify",
         &[Method::POST],
     ),
     ("/admin/v1/tenants/{id}/endpoints", &[Method::POST]),
@@ -140,6 +145,7 @@ pub(super) struct Tenants {
     /// Held by each change from reading the registry to reading its write back, so that this
     /// instance's changes are checked against each other's outcome.
     writing: tokio::sync::Mutex<()>,
+    clock: crate::clock::Clock,
     /// Changes per key and minute (`admin.writes_per_minute`), when limited.
     writes: Option<governor::DefaultKeyedRateLimiter<[u8; 32]>>,
     router: matchit::Router<usize>,
@@ -153,6 +159,7 @@ impl Tenants {
             check,
             public_url,
             writes_per_minute,
+            clock,
         } = registry;
         let writes = std::num::NonZeroU32::new(writes_per_minute)
             .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
@@ -166,6 +173,7 @@ impl Tenants {
             check,
             public_url,
             writing: tokio::sync::Mutex::new(()),
+            clock,
             writes,
             router,
         }
@@ -214,6 +222,9 @@ impl Tenants {
             }
             ("/admin/v1/tenants/{id}/integrations/{integration}/secret", _, Some(id)) => {
                 self.rotate_integration(&id, &integration, body).await
+            }
+            ("/admin/v1/tenants/{id}/integrations/{integration}/verify", _, Some(id)) => {
+                self.verify_integration(&id, &integration, body)
             }
             ("/admin/v1/tenants/{id}/endpoints", _, Some(id)) => {
                 self.create_endpoint(&id, body).await

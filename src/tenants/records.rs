@@ -265,6 +265,16 @@ pub fn seal_for(keys: &Keyring, key: &Key, field: &str, value: &str) -> Sealed {
     seal(keys.current(), key, field, value)
 }
 
+/// The current secret of `record` (an integration or an endpoint), opened with `keys`; the
+/// problem when there is none or it does not open.
+pub fn secret_of(record: &Record, keys: &Keyring) -> Result<String, String> {
+    let key = record.key();
+    match record.secrets().first() {
+        Some((field, Some(sealed))) => open(keys, &key, field, sealed),
+        _ => Err(format!("record {key}: has no secret")),
+    }
+}
+
 /// `record` (an integration or an endpoint) with `secret` as its secret and the secret it had
 /// as its previous one, both sealed under the current key of `keys`: both verify until the next
 /// rotation. The problem when its secret does not open.

@@ -244,6 +244,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     const INTEGRATIONS: &str = "/admin/v1/tenants/{id}/integrations";
     const INTEGRATION: &str = "/admin/v1/tenants/{id}/integrations/{integration}";
     const SECRET: &str = "/admin/v1/tenants/{id}/integrations/{integration}/secret";
+    const VERIFY: &str = "/admin/v1/tenants/{id}/integrations/{integration}/verify";
     const ENDPOINTS: &str = "/admin/v1/tenants/{id}/endpoints";
     const ENDPOINT: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}";
     const ENDPOINT_SECRET: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret";
@@ -280,6 +281,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ("POST", INTEGRATIONS, "/admin/v1/tenants/acme/integrations"),
         ("DELETE", INTEGRATION, ACME_SHOPIFY),
         ("POST", SECRET, &format!("{ACME_SHOPIFY}/secret")),
+        ("POST", VERIFY, &format!("{ACME_SHOPIFY}/verify")),
         ("POST", ENDPOINTS, "/admin/v1/tenants/acme/endpoints"),
         ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm"),
         (
@@ -538,6 +540,82 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "/admin/v1/tenants/acme/integrations/zid:store_id=1/secret",
     );
     assert_eq!(api.admin(&a, unknown, "{}").await.status, 404);
+
+    // The credentials test: a sample judged, nothing produced.
+    let inbound = format!("{prefix}.inbound.v1");
+    let produced = read_topic(&brokers, &inbound).len();
+    let verify = ("POST", VERIFY, &*format!("{ACME_SHOPIFY}/verify"));
+    let sample = |secret: &str, shop: &str| {
+        let body = r#"{"id":1,"token":"c-1"}"#;
+        let signature = cartstream::providers::shopify::sign(secret.as_bytes(), body.as_bytes());
+        json!({
+            "headers": {
+                "X-Shopify-Hmac-Sha256": signature,
+                "X-Shopify-Shop-Domain": shop,
+                "X-Shopify-Topic": "checkouts/create",
+                "X-Shopify-Webhook-Id": "sample-1",
+            },
+            "body": body,
+        })
+        .to_string()
+    };
+    let good = api.admin(&a, verify, sample(new_shop.0, shop.1)).await;
+    assert_eq!(good.status, 200);
+    assert_eq!(
+        good.json(),
+        json!({"verified": true, "reason": null, "names": shop.1, "names_this_integration": true})
+    );
+    let previous = api.admin(&a, verify, sample(shop.0, shop.1)).await.json();
+    assert_eq!(
+        previous["verified"], true,
+        "the previous secret still verifies: {previous}"
+    );
+    let forged = api
+        .admin(&a, verify, sample("not-the-secret-at-all", shop.1))
+        .await
+        .json();
+    assert_eq!(forged["verified"], false);
+    assert_eq!(
+        forged["reason"],
+        "with this integration's secrets: invalid X-Shopify-Hmac-Sha256"
+    );
+    let elsewhere = api
+        .admin(&a, verify, sample(new_shop.0, "elsewhere.myshopify.com"))
+        .await
+        .json();
+    assert_eq!(elsewhere["names_this_integration"], false, "{elsewhere}");
+    assert!(elsewhere["reason"]
+        .as_str()
+        .unwrap()
+        .contains("does not lead to this integration"));
+    let unsigned = api
+        .admin(&a, verify, r#"{"headers":{},"body":"{}"}"#)
+        .await
+        .json();
+    assert_eq!(
+        unsigned["reason"],
+        "with this integration's secrets: missing X-Shopify-Hmac-Sha256"
+    );
+    let bad_header = r#"{"headers":{"a b":"x"},"body":""}"#;
+    assert_eq!(api.admin(&a, verify, bad_header).await.status, 400);
+    assert_eq!(
+        api.admin(&a, verify, vec![b' '; 17 * 1024]).await.status,
+        413
+    );
+    let unknown = (
+        "POST",
+        VERIFY,
+        "/admin/v1/tenants/acme/integrations/zid:store_id=1/verify",
+    );
+    assert_eq!(
+        api.admin(&a, unknown, sample(shop.0, shop.1)).await.status,
+        404
+    );
+    assert_eq!(
+        read_topic(&brokers, &inbound).len(),
+        produced,
+        "a credentials test produced"
+    );
 
     let disconnect = ("DELETE", INTEGRATION, ACME_SHOPIFY);
     assert_eq!(api.admin(&a, disconnect, Bytes::new()).await.status, 204);

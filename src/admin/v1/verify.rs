@@ -1,0 +1,255 @@
+//! `POST /admin/v1/tenants/{id}/integrations/{integration}/verify`: the credentials test. Given
+//! a request as a platform sent it (or a sample the operator signed), it says whether the
+//! ingress would accept it for this integration and exactly why not, producing nothing. The
+//! reasons are told to the authenticated operator, never to a platform.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::Full;
+use hyper::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{json, parse_body, to_json, ApiError, Tenants};
+use crate::providers::{self, Request, SECRET_CLUE};
+use crate::tenants::{secret_of, Integration, Registry};
+use crate::topics::registry::{self as topic, Entity, Key};
+
+/// The request to test, as received.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sample {
+    /// Its headers, by name.
+    headers: BTreeMap<String, String>,
+    /// Its body, as the platform sent it.
+    body: String,
+}
+
+/// The verdict.
+#[derive(Debug, Serialize)]
+struct Verdict {
+    /// Whether the ingress would accept it for this integration.
+    verified: bool,
+    /// Why not; `None` when it would.
+    reason: Option<String>,
+    /// The store the request names (its clue, normalized), when it names one.
+    names: Option<String>,
+    /// Whether that store, or the integration key of this integration's webhook path, leads to
+    /// this integration.
+    names_this_integration: bool,
+}
+
+impl Tenants {
+    pub(super) fn verify_integration(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let sample: Sample = parse_body(body)?;
+        let headers = header_map(&sample.headers)?;
+        let key = Key::Integration {
+            tenant: tenant.to_string(),
+            id: id.to_string(),
+        };
+        let Some(record) = records.get(&key) else {
+            return Err(ApiError::NotFound(format!(
+                "integration {id:?} of tenant {tenant:?}"
+            )));
+        };
+        let Entity::Integration(wanted) = &record.entity else {
+            return Err(ApiError::NotFound(format!("integration {id:?}")));
+        };
+        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let registry = self.live.current();
+        let secret = secret_of(record, keys).ok();
+        let integration = in_force(&registry, wanted, secret.as_deref()).ok_or_else(|| {
+            ApiError::Conflict(
+                "the integration is not in force on this instance: the registry that holds it was refused (see cartstream_tenants_stale)".to_string(),
+            )
+        })?;
+        let verdict = judge(
+            &registry,
+            integration,
+            &Request::new(&headers, sample.body.as_bytes()),
+            self.clock.now(),
+        );
+        Ok(json(StatusCode::OK, to_json(&verdict)))
+    }
+}
+
+/// What the ingress would make of `request` posted to `integration`'s webhook path at `now`.
+fn judge(
+    registry: &Registry,
+    integration: &Integration,
+    request: &Request<'_>,
+    now: SystemTime,
+) -> Verdict {
+    let provider = integration.provider;
+    let scheme = integration.scheme.as_ref();
+    let seen = match scheme {
+        Some(scheme) => scheme.inspect(request),
+        None => provider.inspect(request),
+    };
+    let seen = match seen {
+        Ok(seen) => seen,
+        Err(e) => {
+            return Verdict {
+                verified: false,
+                reason: Some(format!("the request cannot be read: {e}")),
+                names: None,
+                names_this_integration: false,
+            }
+        }
+    };
+    let names = seen.clue.as_deref().map(|c| provider.normalize_clue(c));
+    let found = registry.resolve(
+        provider.slug(),
+        integration.key.as_deref(),
+        names.as_deref(),
+    );
+    let names_this_integration = found.is_some_and(|found| std::ptr::eq(found, integration));
+    let verdict = match scheme {
+        Some(scheme) => scheme.verify(request, &integration.keys),
+        None => provider.verify(request, &integration.keys, now),
+    };
+    let reason = match (&verdict, names_this_integration, &names) {
+        (Err(e), _, _) => Some(format!("with this integration's secrets: {e}")),
+        (Ok(()), false, Some(store)) => Some(format!(
+            "the request names {store:?}, which does not lead to this integration: the ingress would answer 401"
+        )),
+        (Ok(()), false, None) => Some(
+            "the request names no store and this integration has no integration key: the ingress would answer 401"
+                .to_string(),
+        ),
+        (Ok(()), true, _) => None,
+    };
+    Verdict {
+        verified: reason.is_none(),
+        reason,
+        names: names.filter(|_| provider.clue_field() != Some(SECRET_CLUE)),
+        names_this_integration,
+    }
+}
+
+/// The integration in force that the record `wanted` describes: the same tenant, provider and
+/// integration key, and the same store (or, where the secret is the clue, the same secret).
+fn in_force<'r>(
+    registry: &'r Registry,
+    wanted: &topic::Integration,
+    secret: Option<&str>,
+) -> Option<&'r Integration> {
+    let provider = providers::find(&wanted.provider)?;
+    let clue = match provider.clue_field() {
+        Some(SECRET_CLUE) => Some(providers::secret_clue(secret?.as_bytes())),
+        Some(_) => [
+            &wanted.shop_domain,
+            &wanted.merchant_id,
+            &wanted.store_id,
+            &wanted.installation_id,
+            &wanted.flexype_store,
+        ]
+        .into_iter()
+        .find_map(|v| v.as_deref())
+        .map(|v| provider.normalize_clue(v)),
+        None => None,
+    };
+    registry.integrations().iter().find(|i| {
+        *i.tenant.id == *wanted.tenant
+            && i.provider.slug() == provider.slug()
+            && i.key == wanted.integration_key
+            && (clue.is_none() || i.clue == clue)
+    })
+}
+
+/// The sample's headers, or a 400 naming the first that HTTP would not carry.
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, ApiError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let parsed = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        );
+        let (Ok(name), Ok(value)) = parsed else {
+            return Err(ApiError::BadRequest(format!(
+                "headers: {name:?} is not a header HTTP carries (a token name, a value without control characters)"
+            )));
+        };
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    const TENANTS: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+  secret = "acme-shopify-secret-0001"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "other.myshopify.com"
+  secret = "other-shopify-secret-0001"
+"#;
+
+    fn verdict(shop: &str, secret: &str, body: &[u8]) -> Verdict {
+        let registry = Registry::from_toml(TENANTS, Path::new("."), &HashMap::new()).unwrap();
+        let integration = registry
+            .resolve("shopify", None, Some("acme.myshopify.com"))
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-shopify-shop-domain", shop.parse().unwrap());
+        headers.insert("x-shopify-topic", "checkouts/create".parse().unwrap());
+        headers.insert("x-shopify-webhook-id", "w-1".parse().unwrap());
+        let signature = providers::shopify::sign(secret.as_bytes(), b"{}");
+        headers.insert("x-shopify-hmac-sha256", signature.parse().unwrap());
+        judge(
+            &registry,
+            integration,
+            &Request::new(&headers, body),
+            std::time::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn a_request_signed_with_the_secret_and_naming_the_store_verifies() {
+        let v = verdict("acme.myshopify.com", "acme-shopify-secret-0001", b"{}");
+        assert!(
+            v.verified && v.names_this_integration && v.reason.is_none(),
+            "{v:?}"
+        );
+        assert_eq!(v.names.as_deref(), Some("acme.myshopify.com"));
+    }
+
+    #[test]
+    fn each_way_of_failing_is_told_apart() {
+        let wrong_secret = verdict("acme.myshopify.com", "not-the-secret-00000", b"{}");
+        assert!(!wrong_secret.verified);
+        assert_eq!(
+            wrong_secret.reason.as_deref(),
+            Some("with this integration's secrets: invalid X-Shopify-Hmac-Sha256")
+        );
+        let changed_body = verdict("acme.myshopify.com", "acme-shopify-secret-0001", b"{} ");
+        assert!(changed_body
+            .reason
+            .unwrap()
+            .contains("invalid X-Shopify-Hmac-Sha256"));
+        let other_store = verdict("other.myshopify.com", "acme-shopify-secret-0001", b"{}");
+        assert!(!other_store.verified && !other_store.names_this_integration);
+        assert!(other_store
+            .reason
+            .unwrap()
+            .contains("\"other.myshopify.com\", which does not lead to this integration"),);
+    }
+}
