@@ -355,33 +355,27 @@ fn tenants_apply(
             return ExitCode::FAILURE;
         }
     }
-    // The latest message of each key decides: a record that does not read is an error only
-    // while no later message of its key replaces it.
-    let mut current = Records::default();
-    let mut unreadable: std::collections::BTreeMap<Vec<u8>, tenants::Unreadable> =
-        Default::default();
+    let mut reading = tenants::Reading::default();
     let read = registry::read(&config.kafka, Duration::from_secs(60), |key, value| {
-        match current.apply(key, value) {
-            Ok(()) => unreadable.remove(key),
-            Err(e) => unreadable.insert(key.to_vec(), e),
-        };
+        reading.apply(key, value)
     });
     if let Err(e) = read {
         eprintln!("reading {topic}: {:#}", anyhow::Error::from(e));
         return ExitCode::FAILURE;
     }
-    if !unreadable.is_empty() {
-        for problem in unreadable.values() {
+    if reading.unreadable().len() > 0 {
+        for problem in reading.unreadable() {
             eprintln!("{topic}: {problem}");
         }
         eprintln!(
             "{topic} holds {} records that are not registry records: nothing applied",
-            unreadable.len()
+            reading.unreadable().len()
         );
         return ExitCode::FAILURE;
     }
+    let current = reading.records();
     let plan = match &desired {
-        Some(desired) => tenants::plan(&current, desired, &keys),
+        Some(desired) => tenants::plan(current, desired, &keys),
         None => current.rekey(&keys),
     };
     let plan = match plan {

@@ -243,6 +243,27 @@ impl Tenants {
         answer.unwrap_or_else(|e| e.response())
     }
 
+    /// `record` with `secret` as its secret and the one it had as its previous one.
+    fn rotated(&self, record: &Record, secret: &str) -> Result<Record, ApiError> {
+        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        crate::tenants::rotate(record, secret, keys)
+            .map_err(|problem| ApiError::Invalid(Problems::one(problem)))
+    }
+
+    /// Deletes the record `key` (a tombstone), 204; `missing` when there is none.
+    async fn delete_record(
+        &self,
+        key: Key,
+        missing: ApiError,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        if records.get(&key).is_none() {
+            return Err(missing);
+        }
+        self.write(&records, vec![(key, None)]).await?;
+        Ok(no_content())
+    }
+
     /// Lets a change with the key `key` through, unless the key made its changes of the minute.
     pub(super) fn admit(&self, key: [u8; 32]) -> Result<(), ApiError> {
         let Some(limiter) = &self.writes else {
@@ -543,16 +564,23 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 /// An inactivity window in whole milliseconds, from one to a year. JSON's integers include
 /// numbers written with a zero fraction (`60000.0`).
 fn window(ms: &serde_json::Number) -> Result<u64, ApiError> {
-    let whole = ms.as_u64().or_else(|| {
-        let f = ms.as_f64()?;
-        (f.fract() == 0.0 && (0.0..=MAX_WINDOW_MS as f64).contains(&f)).then_some(f as u64)
-    });
-    match whole {
-        Some(ms @ 1..=MAX_WINDOW_MS) => Ok(ms),
+    match whole(ms, MAX_WINDOW_MS) {
+        Some(ms @ 1..) => Ok(ms),
         _ => Err(ApiError::BadRequest(format!(
             "inactivity_window_ms: whole milliseconds from 1 to {MAX_WINDOW_MS} (a year), not {ms}"
         ))),
     }
+}
+
+/// A JSON number that is a whole number from 0 to `max`: JSON's integers include numbers
+/// written with a zero fraction (`60000.0`).
+fn whole(n: &serde_json::Number, max: u64) -> Option<u64> {
+    n.as_u64()
+        .or_else(|| {
+            let f = n.as_f64()?;
+            (f.fract() == 0.0 && (0.0..=max as f64).contains(&f)).then_some(f as u64)
+        })
+        .filter(|&n| n <= max)
 }
 
 /// `204 No Content`.
@@ -563,14 +591,22 @@ fn no_content() -> Response<Full<Bytes>> {
         .expect("static response parts are valid")
 }
 
-/// A secret given through the API: at least 16 characters, as the document says (the
-/// registry counts bytes, which a shorter text of wide characters could reach).
-fn given_secret(secret: Option<String>) -> Result<Option<String>, ApiError> {
-    match secret {
+/// The secret a request gives, else one `generate` makes; and the generated one, to be shown
+/// this once. A given secret has at least 16 characters, as the document says (the registry
+/// counts bytes, which a shorter text of wide characters could reach).
+fn chosen_secret(
+    given: Option<String>,
+    generate: impl FnOnce() -> Result<String, ApiError>,
+) -> Result<(String, Option<String>), ApiError> {
+    match given {
         Some(secret) if secret.chars().count() < 16 => Err(ApiError::BadRequest(
             "secret: at least 16 characters".to_string(),
         )),
-        other => Ok(other),
+        Some(secret) => Ok((secret, None)),
+        None => {
+            let secret = generate()?;
+            Ok((secret.clone(), Some(secret)))
+        }
     }
 }
 

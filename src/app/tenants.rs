@@ -3,7 +3,6 @@
 //! once the registry it leaves passes the checks a registry passes at start; until then the
 //! registry in force stays, and the log and `cartstream_tenants_stale` say why.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,7 +14,7 @@ use crate::credentials::Keyring;
 use crate::kafka::registry::{Reader, Writer};
 use crate::problems::Problems;
 use crate::telemetry::{metrics, LogLimit};
-use crate::tenants::{Live, Records, Registry, Unreadable};
+use crate::tenants::{Live, Reading, Registry};
 
 /// How long the first read of the topic may take before the start fails.
 const CATCH_UP: Duration = Duration::from_secs(60);
@@ -45,12 +44,12 @@ pub(super) async fn follow(
         let reader = Reader::open(&kafka)?;
         let mut follower = Follower {
             reader,
-            records: Records::default(),
-            unreadable: BTreeMap::new(),
+            reading: Reading::default(),
         };
-        let read = follower.reader.catch_up(CATCH_UP, |key, value| {
-            follower_apply(&mut follower.records, &mut follower.unreadable, key, value)
-        })?;
+        let reading = &mut follower.reading;
+        let read = follower
+            .reader
+            .catch_up(CATCH_UP, |key, value| reading.apply(key, value))?;
         Ok::<_, crate::kafka::registry::Error>((follower, read))
     })
     .await
@@ -72,7 +71,7 @@ pub(super) async fn follow(
         tracing::warn!("{topic}: {warning}");
     }
     let read_to = follower.reader.position().unwrap_or(0);
-    let live = Live::following(registry, follower.records.clone(), read_to);
+    let live = Live::following(registry, follower.reading.records().clone(), read_to);
     let (in_force, config, stop) = (live.clone(), config.clone(), shutdown.clone());
     std::thread::Builder::new()
         .name("cartstream-tenants".into())
@@ -95,23 +94,7 @@ pub(super) fn writer(config: &Config) -> anyhow::Result<(Keyring, Writer)> {
 /// What the topic has said so far.
 struct Follower {
     reader: Reader,
-    records: Records,
-    /// Keys whose latest message is not a registry record, with why.
-    unreadable: BTreeMap<Vec<u8>, Unreadable>,
-}
-
-/// Applies one message: the latest message of each key decides, so a key is unreadable only
-/// while no later message of it replaces an unreadable one.
-fn follower_apply(
-    records: &mut Records,
-    unreadable: &mut BTreeMap<Vec<u8>, Unreadable>,
-    key: &[u8],
-    value: Option<&[u8]>,
-) {
-    match records.apply(key, value) {
-        Ok(()) => unreadable.remove(key),
-        Err(e) => unreadable.insert(key.to_vec(), e),
-    };
+    reading: Reading,
 }
 
 impl Follower {
@@ -123,13 +106,13 @@ impl Follower {
         keys: &Keyring,
     ) -> Result<Registry, Problems> {
         let mut found = Problems::default();
-        for why in self.unreadable.values() {
+        for why in self.reading.unreadable() {
             found.push(format!("not a registry record: {why}"));
         }
         if !found.is_empty() {
             return Err(found);
         }
-        let registry = self.records.registry(keys)?;
+        let registry = self.reading.records().registry(keys)?;
         problems(config, &registry, roles).into_result(registry)
     }
 
@@ -145,10 +128,10 @@ impl Follower {
         let topic = config.kafka.topics().tenants;
         let failures = LogLimit::new(Duration::from_secs(10));
         while !stop.is_cancelled() {
-            let (records, unreadable) = (&mut self.records, &mut self.unreadable);
-            let read = self.reader.follow(FOLLOW_WAIT, |key, value| {
-                follower_apply(records, unreadable, key, value)
-            });
+            let reading = &mut self.reading;
+            let read = self
+                .reader
+                .follow(FOLLOW_WAIT, |key, value| reading.apply(key, value));
             match read {
                 Ok(0) => continue,
                 Ok(_) => {}
@@ -186,7 +169,7 @@ impl Follower {
             }
             // Read, and in force or refused: what waits for a write to be read may go on.
             if let Some(read_to) = self.reader.position() {
-                live.read(self.records.clone(), read_to);
+                live.read(self.reading.records().clone(), read_to);
             }
         }
     }

@@ -109,15 +109,13 @@ impl Named {
 impl IntegrationSpec {
     /// The clue fields set on this integration, by name.
     pub(super) fn clues(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("shop_domain", &self.shop_domain),
-            ("merchant_id", &self.merchant_id),
-            ("store_id", &self.store_id),
-            ("installation_id", &self.installation_id),
-            ("flexype_store", &self.flexype_store),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+        crate::topics::registry::clues([
+            &self.shop_domain,
+            &self.merchant_id,
+            &self.store_id,
+            &self.installation_id,
+            &self.flexype_store,
+        ])
     }
 }
 

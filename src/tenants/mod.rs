@@ -24,7 +24,9 @@ use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
 
 pub use live::Live;
-pub use records::{plan, rotate, seal_for, secret_of, Plan, Records, Unreadable};
+pub use records::{
+    integration_id, plan, rotate, seal_for, secret_of, Plan, Reading, Records, Unreadable,
+};
 pub use secret::Secret;
 
 /// The `[tenants]` section of the daemon's configuration.

@@ -45,6 +45,35 @@ pub enum Unreadable {
     Misfiled { key: Key, found: Key },
 }
 
+/// The tenants topic as a reader reads it, message by message: the records, and the keys whose
+/// latest message is not a registry record. The latest message of each key decides, so a key
+/// is unreadable only until a later message of it replaces the unreadable one.
+#[derive(Debug, Default)]
+pub struct Reading {
+    records: Records,
+    unreadable: BTreeMap<Vec<u8>, Unreadable>,
+}
+
+impl Reading {
+    /// Reads one message ([`Records::apply`]).
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) {
+        match self.records.apply(key, value) {
+            Ok(()) => self.unreadable.remove(key),
+            Err(e) => self.unreadable.insert(key.to_vec(), e),
+        };
+    }
+
+    /// The records read.
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// Why each key whose latest message is not a registry record is not one.
+    pub fn unreadable(&self) -> impl ExactSizeIterator<Item = &Unreadable> {
+        self.unreadable.values()
+    }
+}
+
 impl Records {
     /// The records of the registry file at `path`: [`Records::from_toml`] of its text.
     pub fn load(
@@ -330,37 +359,31 @@ impl Import<'_> {
             allow_plain_http: spec.allow_plain_http,
         };
         self.insert(Entity::Tenant(tenant));
-        let mut unnamed = HashMap::new();
         for integration in &spec.integration {
-            self.integration(&spec.id, integration, &mut unnamed);
+            self.integration(&spec.id, integration);
         }
         for endpoint in &spec.endpoint {
             self.endpoint(&spec.id, endpoint);
         }
     }
 
-    fn integration(
-        &mut self,
-        tenant: &str,
-        spec: &IntegrationSpec,
-        unnamed: &mut HashMap<&'static str, usize>,
-    ) {
+    fn integration(&mut self, tenant: &str, spec: &IntegrationSpec) {
         let provider = providers::find(&spec.provider).expect("the file was validated");
-        let key = Key::Integration {
-            tenant: tenant.to_string(),
-            id: integration_id(provider, spec, unnamed),
-        };
+        let id = integration_id(
+            provider,
+            spec.clues().next(),
+            spec.integration_key.as_deref(),
+            |id| self.records.0.contains_key(&integration_key(tenant, id)),
+        );
+        let key = integration_key(tenant, &id);
         let (Some(secret), previous_secret) = (
             self.seal(&key, "secret", Some(&spec.secret)),
             self.seal(&key, "previous_secret", spec.previous_secret.as_ref()),
         ) else {
             return;
         };
-        let Key::Integration { tenant, id } = key else {
-            unreachable!("built above")
-        };
         self.insert(Entity::Integration(topic::Integration {
-            tenant,
+            tenant: tenant.to_string(),
             id,
             provider: provider.slug().to_string(),
             shop_domain: spec.shop_domain.clone(),
@@ -428,26 +451,33 @@ impl Import<'_> {
 }
 
 /// The id of an integration imported from a file, stable across imports of the file and unique
-/// in its tenant: `{provider}:{field}={value}` by its clue, else by its integration key (the
-/// file allows one of each per provider), else `{provider}`, numbered `{provider}#2`, … in
-/// file order (EasyOrders, whose secret names it).
-fn integration_id(
+/// in its tenant, and of one created through the admin API: `{provider}:{field}={value}` by its
+/// clue, else by its integration key (the file allows one of each per provider), else
+/// `{provider}`, or the first of `{provider}#2`, … not `taken` (EasyOrders, whose secret names
+/// it: numbered in file order).
+pub fn integration_id(
     provider: &dyn Provider,
-    spec: &IntegrationSpec,
-    unnamed: &mut HashMap<&'static str, usize>,
+    clue: Option<(&str, &str)>,
+    integration_key: Option<&str>,
+    taken: impl Fn(&str) -> bool,
 ) -> String {
     let slug = provider.slug();
-    if let Some((field, value)) = spec.clues().next() {
+    if let Some((field, value)) = clue {
         return format!("{slug}:{field}={}", provider.normalize_clue(value));
     }
-    if let Some(key) = &spec.integration_key {
+    if let Some(key) = integration_key {
         return format!("{slug}:integration_key={key}");
     }
-    let n = unnamed.entry(slug).or_insert(0);
-    *n += 1;
-    match *n {
-        1 => slug.to_string(),
-        n => format!("{slug}#{n}"),
+    std::iter::once(slug.to_string())
+        .chain((2..).map(|n| format!("{slug}#{n}")))
+        .find(|id| !taken(id))
+        .expect("some number is free")
+}
+
+fn integration_key(tenant: &str, id: &str) -> Key {
+    Key::Integration {
+        tenant: tenant.to_string(),
+        id: id.to_string(),
     }
 }
 

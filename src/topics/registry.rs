@@ -138,6 +138,34 @@ pub struct Integration {
     pub event: Option<String>,
 }
 
+/// The clue fields of an integration in the order the registry file reads them, paired with
+/// `values` in that order: those that are set.
+pub fn clues(values: [&Option<String>; 5]) -> impl Iterator<Item = (&'static str, &str)> {
+    [
+        "shop_domain",
+        "merchant_id",
+        "store_id",
+        "installation_id",
+        "flexype_store",
+    ]
+    .into_iter()
+    .zip(values)
+    .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+}
+
+impl Integration {
+    /// Its clue fields that are set ([`clues`]).
+    pub fn clues(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        clues([
+            &self.shop_domain,
+            &self.merchant_id,
+            &self.store_id,
+            &self.installation_id,
+            &self.flexype_store,
+        ])
+    }
+}
+
 /// The generic scheme of an integration, as `tenants.toml` writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scheme {

@@ -8,7 +8,7 @@ use hyper::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{json, not_found, parse_body, present, to_json, ApiError, Tenants};
-use crate::tenants::{rotate, seal_for};
+use crate::tenants::seal_for;
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
 /// The longest delay of an endpoint's own retry schedule: a week.
@@ -94,13 +94,8 @@ impl Tenants {
                 "tenant {tenant:?} has the endpoint {id:?}"
             )));
         }
-        let (secret, generated) = match super::given_secret(new.secret)? {
-            Some(secret) => (secret, None),
-            None => {
-                let secret = super::integrations::whsec();
-                (secret.clone(), Some(secret))
-            }
-        };
+        let (secret, generated) =
+            super::chosen_secret(new.secret, || Ok(super::integrations::whsec()))?;
         let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
         let record = Record::new(Entity::Endpoint(topic::Endpoint {
             tenant: tenant.to_string(),
@@ -134,19 +129,9 @@ impl Tenants {
         let Some(record) = records.get(&key) else {
             return Err(endpoint_not_found(tenant, id));
         };
-        let (secret, generated) = match super::given_secret(new.secret)? {
-            Some(secret) => (secret, None),
-            None => {
-                let secret = super::integrations::whsec();
-                (secret.clone(), Some(secret))
-            }
-        };
-        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
-        let rotated = rotate(record, &secret, keys).map_err(|problem| {
-            let mut problems = crate::problems::Problems::default();
-            problems.push(problem);
-            ApiError::Invalid(problems)
-        })?;
+        let (secret, generated) =
+            super::chosen_secret(new.secret, || Ok(super::integrations::whsec()))?;
+        let rotated = self.rotated(record, &secret)?;
         self.write(&records, vec![(key, Some(rotated))]).await?;
         let signed = Signed {
             id: id.to_string(),
@@ -162,13 +147,8 @@ impl Tenants {
         tenant: &str,
         id: &str,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let key = endpoint_key(tenant, id);
-        if records.get(&key).is_none() {
-            return Err(endpoint_not_found(tenant, id));
-        }
-        self.write(&records, vec![(key, None)]).await?;
-        Ok(super::no_content())
+        self.delete_record(endpoint_key(tenant, id), endpoint_not_found(tenant, id))
+            .await
     }
 }
 
@@ -184,14 +164,7 @@ fn retry_schedule(steps: &[serde_json::Number]) -> Result<Vec<u64>, ApiError> {
     }
     steps
         .iter()
-        .map(|step| {
-            let whole = step.as_u64().or_else(|| {
-                let f = step.as_f64()?;
-                (f.fract() == 0.0 && (0.0..=MAX_RETRY_DELAY_MS as f64).contains(&f))
-                    .then_some(f as u64)
-            });
-            whole.filter(|&ms| ms <= MAX_RETRY_DELAY_MS).ok_or_else(bad)
-        })
+        .map(|step| super::whole(step, MAX_RETRY_DELAY_MS).ok_or_else(bad))
         .collect()
 }
 

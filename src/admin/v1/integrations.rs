@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{json, not_found, parse_body, present, to_json, ApiError, Tenants};
 use crate::providers::{self, Provider, SECRET_CLUE};
-use crate::tenants::{rotate, seal_for};
+use crate::tenants::{integration_id, seal_for};
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
 /// `POST /admin/v1/tenants/{id}/integrations`: the fields of a `[[tenant.integration]]`.
@@ -38,15 +38,13 @@ struct NewIntegration {
 impl NewIntegration {
     /// The clue fields given, in the order the registry file reads them.
     fn clues(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("shop_domain", &self.shop_domain),
-            ("merchant_id", &self.merchant_id),
-            ("store_id", &self.store_id),
-            ("installation_id", &self.installation_id),
-            ("flexype_store", &self.flexype_store),
-        ]
-        .into_iter()
-        .filter_map(|(field, value)| Some((field, value.as_deref()?)))
+        topic::clues([
+            &self.shop_domain,
+            &self.merchant_id,
+            &self.store_id,
+            &self.installation_id,
+            &self.flexype_store,
+        ])
     }
 }
 
@@ -101,13 +99,8 @@ impl Tenants {
         if records.get(&tenant_key(tenant)).is_none() {
             return Err(not_found(tenant));
         }
-        let (secret, generated) = match super::given_secret(new.secret.clone())? {
-            Some(secret) => (secret, None),
-            None => {
-                let secret = generated_secret(provider)?;
-                (secret.clone(), Some(secret))
-            }
-        };
+        let (secret, generated) =
+            super::chosen_secret(new.secret.clone(), || generated_secret(provider))?;
         let integration_key = match (&new.integration_key, new.clues().next()) {
             (Some(key), _) => Some(key.clone()),
             (None, None) if provider.clue_field() != Some(SECRET_CLUE) => {
@@ -115,9 +108,12 @@ impl Tenants {
             }
             (None, _) => None,
         };
-        let id = integration_id(provider, &new, integration_key.as_deref(), |id| {
-            records.get(&integration_key_of(tenant, id)).is_some()
-        });
+        let id = integration_id(
+            provider,
+            new.clues().next(),
+            integration_key.as_deref(),
+            |id| records.get(&integration_key_of(tenant, id)).is_some(),
+        );
         let key = integration_key_of(tenant, &id);
         if records.get(&key).is_some() {
             return Err(ApiError::Conflict(format!(
@@ -167,19 +163,8 @@ impl Tenants {
         let provider = providers::find(&integration.provider).ok_or_else(|| {
             ApiError::Conflict(format!("unknown provider {:?}", integration.provider))
         })?;
-        let (secret, generated) = match super::given_secret(new.secret)? {
-            Some(secret) => (secret, None),
-            None => {
-                let secret = generated_secret(provider)?;
-                (secret.clone(), Some(secret))
-            }
-        };
-        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
-        let rotated = rotate(record, &secret, keys).map_err(|problem| {
-            let mut problems = crate::problems::Problems::default();
-            problems.push(problem);
-            ApiError::Invalid(problems)
-        })?;
+        let (secret, generated) = super::chosen_secret(new.secret, || generated_secret(provider))?;
+        let rotated = self.rotated(record, &secret)?;
         let integration_key = integration.integration_key.clone();
         self.write(&records, vec![(key, Some(rotated))]).await?;
         let connected = self.connected(provider, id.to_string(), integration_key, generated);
@@ -193,13 +178,11 @@ impl Tenants {
         tenant: &str,
         id: &str,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let key = integration_key_of(tenant, id);
-        if records.get(&key).is_none() {
-            return Err(integration_not_found(tenant, id));
-        }
-        self.write(&records, vec![(key, None)]).await?;
-        Ok(super::no_content())
+        self.delete_record(
+            integration_key_of(tenant, id),
+            integration_not_found(tenant, id),
+        )
+        .await
     }
 
     fn connected(
@@ -245,17 +228,9 @@ fn taken(
         let Some((field, value)) = &clue else {
             continue;
         };
-        let same_clue = [
-            ("shop_domain", &other.shop_domain),
-            ("merchant_id", &other.merchant_id),
-            ("store_id", &other.store_id),
-            ("installation_id", &other.installation_id),
-            ("flexype_store", &other.flexype_store),
-        ]
-        .into_iter()
-        .any(|(f, v)| {
-            f == *field && v.as_deref().map(|v| provider.normalize_clue(v)).as_ref() == Some(value)
-        });
+        let same_clue = other
+            .clues()
+            .any(|(f, v)| f == *field && provider.normalize_clue(v) == *value);
         if other.provider == provider.slug() && same_clue {
             return Err(ApiError::Conflict(format!(
                 "{field}: another {} integration has {value:?}",
@@ -272,27 +247,6 @@ pub(super) fn webhook_path(provider: &str, integration_key: Option<&str>) -> Str
         Some(key) => format!("/api/webhooks/{provider}/{key}"),
         None => format!("/api/webhooks/{provider}"),
     }
-}
-
-/// The id an integration created through the API gets, as one imported from a file does: its
-/// provider and clue, else its integration key, else its provider numbered past those `taken`.
-fn integration_id(
-    provider: &dyn Provider,
-    new: &NewIntegration,
-    integration_key: Option<&str>,
-    taken: impl Fn(&str) -> bool,
-) -> String {
-    let slug = provider.slug();
-    if let Some((field, value)) = new.clues().next() {
-        return format!("{slug}:{field}={}", provider.normalize_clue(value));
-    }
-    if let Some(key) = integration_key {
-        return format!("{slug}:integration_key={key}");
-    }
-    std::iter::once(slug.to_string())
-        .chain((2..).map(|n| format!("{slug}#{n}")))
-        .find(|id| !taken(id))
-        .expect("some number is free")
 }
 
 /// A secret for a provider whose receiver chooses it (`standard`: 32 random bytes, `whsec_`
@@ -366,19 +320,20 @@ mod tests {
         let shopify = providers::find("shopify").unwrap();
         let by_clue = new(r#"{"provider":"shopify","shop_domain":"ACME.myshopify.com"}"#);
         assert_eq!(
-            integration_id(shopify, &by_clue, Some("int_x"), |_| false),
+            integration_id(shopify, by_clue.clues().next(), Some("int_x"), |_| false),
             "shopify:shop_domain=acme.myshopify.com"
         );
         let standard = providers::find("standard").unwrap();
         let by_key = new(r#"{"provider":"standard"}"#);
         assert_eq!(
-            integration_id(standard, &by_key, Some("int_0123"), |_| false),
+            integration_id(standard, by_key.clues().next(), Some("int_0123"), |_| false),
             "standard:integration_key=int_0123"
         );
         let easyorders = providers::find("easyorders").unwrap();
         let unnamed = new(r#"{"provider":"easyorders"}"#);
         assert_eq!(
-            integration_id(easyorders, &unnamed, None, |id| id == "easyorders"),
+            integration_id(easyorders, unnamed.clues().next(), None, |id| id
+                == "easyorders"),
             "easyorders#2"
         );
     }

@@ -145,16 +145,10 @@ fn in_force<'r>(
     let provider = providers::find(&wanted.provider)?;
     let clue = match provider.clue_field() {
         Some(SECRET_CLUE) => Some(providers::secret_clue(secret?.as_bytes())),
-        Some(_) => [
-            &wanted.shop_domain,
-            &wanted.merchant_id,
-            &wanted.store_id,
-            &wanted.installation_id,
-            &wanted.flexype_store,
-        ]
-        .into_iter()
-        .find_map(|v| v.as_deref())
-        .map(|v| provider.normalize_clue(v)),
+        Some(_) => wanted
+            .clues()
+            .next()
+            .map(|(_, v)| provider.normalize_clue(v)),
         None => None,
     };
     registry.integrations().iter().find(|i| {
