@@ -145,7 +145,7 @@ impl Reader {
 
     /// Hands `each` what has been written since the last read, waiting up to `wait` for the
     /// first message and not at all for the others; the number read. A reader of a topic that
-    /// did not exist when it caught up reads nothing.
+    /// did not exist when it caught up reads it from its beginning once it exists.
     pub fn follow(
         &self,
         wait: Duration,
@@ -178,7 +178,9 @@ fn read_to(consumer: &BaseConsumer, topic: &str, end: i64) -> bool {
 
 /// Assigns `consumer` the topic's partition from its first record; where it ends now (its
 /// high watermark), or `None` when there is nothing to read yet. A topic created moments ago may
-/// not have a leader yet: asked again until `deadline`.
+/// not have a leader yet: asked again until `deadline`. A topic this client does not see yet
+/// (absent, or created by another client moments ago) is assigned all the same, from its
+/// beginning, so that a follower reads it once it appears.
 fn assign_from_start(
     consumer: &BaseConsumer,
     topic: &str,
@@ -188,7 +190,14 @@ fn assign_from_start(
     let (low, high) = loop {
         match watermarks(consumer, topic) {
             Ok(Some(watermarks)) => break watermarks,
-            Ok(None) => return Ok(None),
+            Ok(None) => {
+                let mut assignment = TopicPartitionList::new();
+                assignment
+                    .add_partition_offset(topic, 0, Offset::Beginning)
+                    .map_err(super::Error::Client)?;
+                consumer.assign(&assignment).map_err(super::Error::Client)?;
+                return Ok(None);
+            }
             Err(Error::Kafka(_)) if Instant::now() < settle => {
                 std::thread::sleep(Duration::from_millis(200));
             }

@@ -528,6 +528,47 @@ async fn a_daemon_refuses_to_start_while_the_topic_holds_a_record_that_is_not_a_
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_before_its_tenants_topic_exists_follows_it_once_created() {
+    let setup = Setup::new("tenants-later");
+    // The deployment's other topics, made by a daemon with its tenants from a file.
+    TestDaemon::builder("tenants-later-topics")
+        .brokers(&setup.brokers)
+        .topic_prefix(&setup.prefix)
+        .start()
+        .await
+        .stop()
+        .await;
+    let daemon = TestDaemon::builder("tenants-later")
+        .brokers(&setup.brokers)
+        .topic_prefix(&setup.prefix)
+        .tenants_from_topic(SEALING_KEY)
+        .config(|c| c.kafka.create_topics = false)
+        .start()
+        .await;
+    let http = Http::http1();
+    let acme = ("acme-shopify-secret", "acme.myshopify.com");
+    let unknown = shopify_status(&http, &daemon, acme.0, acme.1, "before").await;
+    assert_eq!(unknown, http::StatusCode::UNAUTHORIZED);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.brokers)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(&setup.topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        metadata.topics()[0].error().is_some(),
+        "the daemon did not create {}",
+        setup.topic
+    );
+    setup.apply(&setup.file("tenants.toml", &registry_file()), &[]);
+    let at_most = std::time::Duration::from_secs(15);
+    let took = until_answered(&http, &daemon, acme, http::StatusCode::OK, at_most).await;
+    println!("the topic created and written; acme accepted after {took:?}");
+    daemon.stop().await;
+}
+
 /// `cartstream tenants ARGS --config CONFIG`, with the first sealing key in its environment.
 fn tenants_command(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cartstream"))
