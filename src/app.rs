@@ -150,7 +150,7 @@ pub async fn start(
     let (registry, tenants_topic) = match tenants.into() {
         Tenants::Loaded(registry) => (check_tenants(&config, *registry, roles)?, None),
         Tenants::Topic => {
-            let live = tenants::follow(&config, roles, &shutdown).await?;
+            let live = tenants::follow(&config, roles, &clock, &shutdown).await?;
             (live, Some(tenants::writer(&config)?))
         }
     };

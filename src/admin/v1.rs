@@ -69,6 +69,12 @@ const MAX_WINDOW_MS: u64 = 365 * 24 * 3600 * 1000;
 const PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
+/// How long a rotated-out secret still verifies, or signs, when a rotation does not say.
+const DEFAULT_GRACE_MS: u64 = 24 * 3600 * 1000;
+
+/// The longest grace period a rotation may ask for.
+const MAX_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Why a request is answered with an error.
 #[derive(Debug)]
 pub(super) enum ApiError {
@@ -243,11 +249,28 @@ impl Tenants {
         answer.unwrap_or_else(|e| e.response())
     }
 
-    /// `record` with `secret` as its secret and the one it had as its previous one.
-    fn rotated(&self, record: &Record, secret: &str) -> Result<Record, ApiError> {
+    /// `record` with `secret` as its secret and the one it had as its previous one, which
+    /// still verifies (or signs) for `grace_period_ms` (24 hours when not given); with the
+    /// moment it stops, in RFC 3339.
+    fn rotated(
+        &self,
+        record: &Record,
+        secret: &str,
+        grace_period_ms: Option<&serde_json::Number>,
+    ) -> Result<(Record, String), ApiError> {
         let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
-        crate::tenants::rotate(record, secret, keys)
-            .map_err(|problem| ApiError::Invalid(Problems::one(problem)))
+        let grace = match grace_period_ms {
+            None => DEFAULT_GRACE_MS,
+            Some(n) => whole(n, MAX_GRACE_MS).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "grace_period_ms: whole milliseconds from 0 to {MAX_GRACE_MS} (30 days), not {n}"
+                ))
+            })?,
+        };
+        let until = self.clock.now_millis() + grace as i64;
+        let rotated = crate::tenants::rotate(record, secret, keys, Some(until))
+            .map_err(|problem| ApiError::Invalid(Problems::one(problem)))?;
+        Ok((rotated, crate::clock::rfc3339(until)))
     }
 
     /// Deletes the record `key` (a tombstone), 204; `missing` when there is none.
@@ -424,7 +447,9 @@ impl Tenants {
             messages.push((key.encode(), record.as_ref().map(Record::encode)));
             after = after.with(&key, record);
         }
-        let registry = after.registry(keys).map_err(ApiError::Invalid)?;
+        let registry = after
+            .registry(keys, self.clock.now_millis())
+            .map_err(ApiError::Invalid)?;
         let problems = (self.check)(&registry);
         if !problems.is_empty() {
             return Err(ApiError::Invalid(problems));

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::{problems, Roles};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::credentials::Keyring;
 use crate::kafka::registry::{Reader, Writer};
@@ -28,6 +29,7 @@ const FOLLOW_WAIT: Duration = Duration::from_millis(100);
 pub(super) async fn follow(
     config: &Config,
     roles: Roles,
+    clock: &Clock,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Live> {
     let keys = config.tenants.keyring().context(
@@ -39,12 +41,13 @@ pub(super) async fn follow(
             .await
             .with_context(|| format!("creating {topic}"))?;
     }
-    let kafka = config.kafka.clone();
+    let (kafka, clock) = (config.kafka.clone(), clock.clone());
     let follower = tokio::task::spawn_blocking(move || {
         let reader = Reader::open(&kafka)?;
         let mut follower = Follower {
             reader,
             reading: Reading::default(),
+            clock,
         };
         let reading = &mut follower.reading;
         let read = follower
@@ -95,6 +98,8 @@ pub(super) fn writer(config: &Config) -> anyhow::Result<(Keyring, Writer)> {
 struct Follower {
     reader: Reader,
     reading: Reading,
+    /// The time a rotated-out secret's grace period is judged by.
+    clock: Clock,
 }
 
 impl Follower {
@@ -112,11 +117,15 @@ impl Follower {
         if !found.is_empty() {
             return Err(found);
         }
-        let registry = self.reading.records().registry(keys)?;
+        let registry = self
+            .reading
+            .records()
+            .registry(keys, self.clock.now_millis())?;
         problems(config, &registry, roles).into_result(registry)
     }
 
-    /// Follows the topic until `stop`, putting each change in force when it may be.
+    /// Follows the topic until `stop`, putting each change in force when it may be, and the
+    /// registry again when a rotated-out secret's grace period ends.
     fn run(
         mut self,
         config: &Config,
@@ -127,13 +136,15 @@ impl Follower {
     ) {
         let topic = config.kafka.topics().tenants;
         let failures = LogLimit::new(Duration::from_secs(10));
+        let mut next_expiry = self.next_expiry();
         while !stop.is_cancelled() {
             let reading = &mut self.reading;
             let read = self
                 .reader
                 .follow(FOLLOW_WAIT, |key, value| reading.apply(key, value));
+            let expired = next_expiry.is_some_and(|at| self.clock.now_millis() >= at);
             match read {
-                Ok(0) => continue,
+                Ok(0) if !expired => continue,
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(suppressed) = failures.allow(tokio::time::Instant::now()) {
@@ -167,10 +178,16 @@ impl Follower {
                     metrics::tenants_update(false);
                 }
             }
+            next_expiry = self.next_expiry();
             // Read, and in force or refused: what waits for a write to be read may go on.
             if let Some(read_to) = self.reader.position() {
                 live.read(self.reading.records().clone(), read_to);
             }
         }
+    }
+
+    /// When the next rotated-out secret's grace period ends, if one does.
+    fn next_expiry(&self) -> Option<i64> {
+        self.reading.records().next_expiry(self.clock.now_millis())
     }
 }

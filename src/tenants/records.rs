@@ -138,13 +138,37 @@ impl Records {
         Ok(())
     }
 
+    /// The first moment after `now_ms` at which a previous secret's grace period ends, when
+    /// one does: the registry changes then without a record changing.
+    pub fn next_expiry(&self, now_ms: i64) -> Option<i64> {
+        self.0
+            .values()
+            .filter_map(|record| match &record.entity {
+                Entity::Integration(topic::Integration {
+                    previous_secret: Some(_),
+                    previous_secret_expires_at_ms,
+                    ..
+                })
+                | Entity::Endpoint(topic::Endpoint {
+                    previous_secret: Some(_),
+                    previous_secret_expires_at_ms,
+                    ..
+                }) => *previous_secret_expires_at_ms,
+                _ => None,
+            })
+            .filter(|&at| at > now_ms)
+            .min()
+    }
+
     /// The registry the records describe, their secrets opened with `keys`, or every problem,
     /// each naming its record: a secret that does not open (sealed with another key, or moved
     /// from another record or field) and whatever the registry file's validation finds. An
     /// integration or endpoint whose tenant has no record is left out with a warning: writers
     /// that do not see each other (a tenant deleted while an integration was added to it) can
-    /// leave one, and it must not stop the registry.
-    pub fn registry(&self, keys: &Keyring) -> Result<Registry, Problems> {
+    /// leave one, and it must not stop the registry. A previous secret whose grace period has
+    /// ended by `now_ms` (Unix milliseconds) is left out: only the current one verifies and
+    /// signs.
+    pub fn registry(&self, keys: &Keyring, now_ms: i64) -> Result<Registry, Problems> {
         let mut problems = Problems::default();
         let mut orphans = Vec::new();
         let mut tenants: BTreeMap<&str, TenantSpec> = BTreeMap::new();
@@ -165,6 +189,7 @@ impl Records {
             let mut opener = Opener {
                 keys,
                 key,
+                now_ms,
                 problems: &mut problems,
             };
             match &record.entity {
@@ -209,13 +234,14 @@ fn tenant_spec(t: &topic::Tenant, named: Named) -> TenantSpec {
 struct Opener<'a> {
     keys: &'a Keyring,
     key: &'a Key,
+    now_ms: i64,
     problems: &'a mut Problems,
 }
 
 impl Opener<'_> {
     fn integration(&mut self, i: &topic::Integration, named: Named) -> Option<IntegrationSpec> {
         let secret = self.secret("secret", &i.secret);
-        let previous = self.previous(i.previous_secret.as_ref());
+        let previous = self.previous(i.previous_secret.as_ref(), i.previous_secret_expires_at_ms);
         let scheme = i.scheme.as_ref().map(|scheme| {
             serde_json::to_value(scheme)
                 .and_then(serde_json::from_value)
@@ -246,7 +272,7 @@ impl Opener<'_> {
 
     fn endpoint(&mut self, e: &topic::Endpoint, named: Named) -> Option<EndpointSpec> {
         let secret = self.secret("secret", &e.secret);
-        let previous = self.previous(e.previous_secret.as_ref());
+        let previous = self.previous(e.previous_secret.as_ref(), e.previous_secret_expires_at_ms);
         Some(EndpointSpec {
             id: e.id.clone(),
             url: e.url.clone(),
@@ -268,9 +294,15 @@ impl Opener<'_> {
             .ok()
     }
 
-    /// `Some(None)` when there is no previous secret, `None` when it does not open.
-    fn previous(&mut self, sealed: Option<&Sealed>) -> Option<Option<SecretSpec>> {
+    /// `Some(None)` when there is no previous secret or its grace period ended by `now_ms`,
+    /// `None` when it does not open.
+    fn previous(
+        &mut self,
+        sealed: Option<&Sealed>,
+        expires_at_ms: Option<i64>,
+    ) -> Option<Option<SecretSpec>> {
         match sealed {
+            Some(_) if expires_at_ms.is_some_and(|at| at <= self.now_ms) => Some(None),
             Some(sealed) => self.secret("previous_secret", sealed).map(Some),
             None => Some(None),
         }
@@ -305,26 +337,35 @@ pub fn secret_of(record: &Record, keys: &Keyring) -> Result<String, String> {
 }
 
 /// `record` (an integration or an endpoint) with `secret` as its secret and the secret it had
-/// as its previous one, both sealed under the current key of `keys`: both verify until the next
-/// rotation. The problem when its secret does not open.
-pub fn rotate(record: &Record, secret: &str, keys: &Keyring) -> Result<Record, String> {
+/// as its previous one, both sealed under the current key of `keys`: both verify (or sign)
+/// until `expires_at_ms` (Unix milliseconds), or the next rotation when `None`. The problem when
+/// its secret does not open.
+pub fn rotate(
+    record: &Record,
+    secret: &str,
+    keys: &Keyring,
+    expires_at_ms: Option<i64>,
+) -> Result<Record, String> {
     let key = record.key();
     let mut rotated = record.clone();
-    let (current, previous) = match &mut rotated.entity {
+    let (current, previous, expires) = match &mut rotated.entity {
         Entity::Tenant(_) => return Err(format!("record {key}: a tenant has no secret")),
         Entity::Integration(topic::Integration {
             secret,
             previous_secret,
+            previous_secret_expires_at_ms,
             ..
         })
         | Entity::Endpoint(topic::Endpoint {
             secret,
             previous_secret,
+            previous_secret_expires_at_ms,
             ..
-        }) => (secret, previous_secret),
+        }) => (secret, previous_secret, previous_secret_expires_at_ms),
     };
     let was = open(keys, &key, "secret", current)?;
     *previous = Some(seal(keys.current(), &key, "previous_secret", &was));
+    *expires = expires_at_ms;
     *current = seal(keys.current(), &key, "secret", secret);
     Ok(rotated)
 }
@@ -394,6 +435,7 @@ impl Import<'_> {
             integration_key: spec.integration_key.clone(),
             secret,
             previous_secret,
+            previous_secret_expires_at_ms: None,
             scheme: spec.scheme.as_ref().map(|scheme| {
                 serde_json::to_value(scheme)
                     .and_then(serde_json::from_value)
@@ -420,6 +462,7 @@ impl Import<'_> {
             url: spec.url.clone(),
             secret,
             previous_secret,
+            previous_secret_expires_at_ms: None,
             events: spec.events.clone(),
             retry_schedule_ms: spec.retry_schedule.as_ref().map(|steps| {
                 steps

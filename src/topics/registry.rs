@@ -134,6 +134,9 @@ pub struct Integration {
     pub integration_key: Option<String>,
     pub secret: Sealed,
     pub previous_secret: Option<Sealed>,
+    /// When `previous_secret` stops verifying (Unix milliseconds); `None`: at the next rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at_ms: Option<i64>,
     pub scheme: Option<Scheme>,
     pub event: Option<String>,
 }
@@ -184,6 +187,9 @@ pub struct Endpoint {
     pub url: String,
     pub secret: Sealed,
     pub previous_secret: Option<Sealed>,
+    /// When `previous_secret` stops signing (Unix milliseconds); `None`: at the next rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at_ms: Option<i64>,
     /// `None`: every event.
     pub events: Option<Vec<String>>,
     /// `None`: the global schedule.
@@ -290,6 +296,7 @@ mod tests {
             integration_key: Some("int_acme_vendera_0001".to_string()),
             secret: sealed(1),
             previous_secret: Some(sealed(2)),
+            previous_secret_expires_at_ms: Some(1_796_000_000_000),
             scheme: Some(Scheme {
                 auth: "hmac-hex".to_string(),
                 header: "X-Vendera-Signature".to_string(),
@@ -305,6 +312,7 @@ mod tests {
             url: "https://crm.example/hooks".to_string(),
             secret: sealed(3),
             previous_secret: Some(sealed(4)),
+            previous_secret_expires_at_ms: Some(1_796_000_000_000),
             events: Some(vec!["order_completed".to_string()]),
             retry_schedule_ms: Some(vec![0, 60_000]),
         };
@@ -326,6 +334,7 @@ mod tests {
                 shop_domain: Some("acme.myshopify.com".to_string()),
                 integration_key: None,
                 previous_secret: None,
+                previous_secret_expires_at_ms: None,
                 scheme: None,
                 event: None,
                 ..integration
@@ -333,6 +342,7 @@ mod tests {
             Record::new(Entity::Endpoint(endpoint.clone())),
             Record::new(Entity::Endpoint(Endpoint {
                 previous_secret: None,
+                previous_secret_expires_at_ms: None,
                 events: None,
                 retry_schedule_ms: None,
                 ..endpoint

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cartstream::clock::Clock;
 use cartstream::credentials::Vault;
 use cartstream::tenants::{plan, Records};
 use serde_json::{json, Value};
@@ -139,6 +140,21 @@ async fn daemon(name: &str, brokers: &str, prefix: &str, token: bool) -> TestDae
             // Kafka away answers 503 after 2 s, not 10.
             c.admin.write_timeout = Duration::from_secs(2);
             // These tests make hundreds of changes a minute; the limit has a test of its own.
+            c.admin.writes_per_minute = 0;
+        })
+        .start()
+        .await
+}
+
+/// The same on `clock`.
+async fn daemon_at(name: &str, brokers: &str, prefix: &str, clock: &Clock) -> TestDaemon {
+    TestDaemon::builder(name)
+        .brokers(brokers)
+        .topic_prefix(prefix)
+        .tenants_from_topic(SEALING_KEY)
+        .clock(clock.clone())
+        .config(|c| {
+            c.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
             c.admin.writes_per_minute = 0;
         })
         .start()
@@ -968,6 +984,101 @@ async fn a_tenant_onboarded_through_one_instance_is_served_by_another_at_once() 
         took[(ROUNDS * 99).div_ceil(100) - 1],
         took[ROUNDS - 1]
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_verifies_on_every_instance_until_its_grace_period_ends_then_only_the_new_one(
+) {
+    let prefix = crate::support::unique_prefix("admin-v1-grace");
+    let brokers = crate::support::brokers();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let clock = Clock::manual(now);
+    let (a, b) = (
+        daemon_at("admin-v1-grace-a", &brokers, &prefix, &clock).await,
+        daemon_at("admin-v1-grace-b", &brokers, &prefix, &clock).await,
+    );
+    let (api, http) = (Api::new(), Http::http1());
+    let tenants = ("POST", "/admin/v1/tenants", "/admin/v1/tenants");
+    let created = api.admin(&a, tenants, r#"{"id":"acme"}"#).await;
+    assert_eq!(created.status, 201);
+    let old = ("acme-shopify-secret-0001", "acme.myshopify.com");
+    let new = ("acme-shopify-secret-0002", old.1);
+    let connect = (
+        "POST",
+        "/admin/v1/tenants/{id}/integrations",
+        "/admin/v1/tenants/acme/integrations",
+    );
+    let body = format!(
+        r#"{{"provider":"shopify","shop_domain":"{}","secret":"{}"}}"#,
+        old.1, old.0
+    );
+    assert_eq!(api.admin(&a, connect, body).await.status, 201);
+    until_status("the first secret on b", 200, || {
+        shopify_webhook(&http, &b, old)
+    })
+    .await;
+
+    // Rotated with ten minutes of grace: both secrets verify on both instances.
+    let rotate = (
+        "POST",
+        "/admin/v1/tenants/{id}/integrations/{integration}/secret",
+        "/admin/v1/tenants/acme/integrations/shopify:shop_domain=acme.myshopify.com/secret",
+    );
+    let grace = Duration::from_secs(600);
+    let rotated = api
+        .admin(
+            &a,
+            rotate,
+            format!(
+                r#"{{"secret":"{}","grace_period_ms":{}}}"#,
+                new.0,
+                grace.as_millis()
+            ),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    let ends = cartstream::clock::rfc3339(clock.now_millis() + grace.as_millis() as i64);
+    assert_eq!(rotated.json()["previous_secret_expires_at"], ends);
+    for daemon in [&a, &b] {
+        until_status("the new secret", 200, || {
+            shopify_webhook(&http, daemon, new)
+        })
+        .await;
+        assert_eq!(
+            shopify_webhook(&http, daemon, old).await,
+            200,
+            "the replaced secret verifies during the grace period"
+        );
+    }
+
+    // The grace period over: only the new secret, on both, with no change written.
+    let written = read_topic(&brokers, &format!("{prefix}.tenants.v1")).len();
+    clock.advance(grace);
+    for daemon in [&a, &b] {
+        until_status("the replaced secret after the grace period", 401, || {
+            shopify_webhook(&http, daemon, old)
+        })
+        .await;
+        assert_eq!(shopify_webhook(&http, daemon, new).await, 200);
+    }
+    assert_eq!(
+        read_topic(&brokers, &format!("{prefix}.tenants.v1")).len(),
+        written,
+        "the end of a grace period is read from the record, not written"
+    );
+    let out_of_range = api
+        .admin(
+            &a,
+            rotate,
+            r#"{"secret":"acme-shopify-secret-0003","grace_period_ms":-1}"#,
+        )
+        .await;
+    assert_eq!(out_of_range.status, 400);
     a.stop().await;
     b.stop().await;
 }

@@ -119,7 +119,7 @@ fn registry(records: &[Record]) -> Registry {
         let value = (!record.value.is_empty()).then_some(&record.value[..]);
         read.apply(record.key.as_deref().unwrap(), value).unwrap();
     }
-    read.registry(&Vault::from_base64(SEALING_KEY).unwrap().into())
+    read.registry(&Vault::from_base64(SEALING_KEY).unwrap().into(), 0)
         .unwrap()
 }
 

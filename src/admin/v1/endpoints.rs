@@ -39,6 +39,9 @@ struct NewEndpoint {
 struct NewSecret {
     #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
+    /// How long the replaced secret still signs; 24 hours when absent.
+    #[serde(default, deserialize_with = "present")]
+    grace_period_ms: Option<serde_json::Number>,
 }
 
 /// A created endpoint, or its new secret.
@@ -48,6 +51,9 @@ struct Signed {
     /// A secret cartstream generated, shown this once.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// After a rotation: when the replaced secret stops signing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_expires_at: Option<String>,
 }
 
 impl Tenants {
@@ -103,6 +109,7 @@ impl Tenants {
             url: new.url,
             secret: seal_for(keys, &key, "secret", &secret),
             previous_secret: None,
+            previous_secret_expires_at_ms: None,
             events: new.events,
             retry_schedule_ms,
         }));
@@ -110,6 +117,7 @@ impl Tenants {
         let signed = Signed {
             id,
             secret: generated,
+            previous_secret_expires_at: None,
         };
         Ok(json(StatusCode::CREATED, to_json(&signed)))
     }
@@ -131,11 +139,12 @@ impl Tenants {
         };
         let (secret, generated) =
             super::chosen_secret(new.secret, || Ok(super::integrations::whsec()))?;
-        let rotated = self.rotated(record, &secret)?;
+        let (rotated, until) = self.rotated(record, &secret, new.grace_period_ms.as_ref())?;
         self.write(&records, vec![(key, Some(rotated))]).await?;
         let signed = Signed {
             id: id.to_string(),
             secret: generated,
+            previous_secret_expires_at: Some(until),
         };
         Ok(json(StatusCode::OK, to_json(&signed)))
     }

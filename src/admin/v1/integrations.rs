@@ -55,6 +55,9 @@ struct NewSecret {
     /// Generated for `standard`.
     #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
+    /// How long the replaced secret still verifies; 24 hours when absent.
+    #[serde(default, deserialize_with = "present")]
+    grace_period_ms: Option<serde_json::Number>,
 }
 
 /// What a created integration, or a new secret, is answered with.
@@ -70,6 +73,9 @@ struct Connected {
     /// A secret cartstream generated, shown this once; absent when it was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// After a rotation: when the replaced secret stops verifying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_expires_at: Option<String>,
 }
 
 impl Tenants {
@@ -134,6 +140,7 @@ impl Tenants {
             integration_key: integration_key.clone(),
             secret: seal_for(keys, &key, "secret", &secret),
             previous_secret: None,
+            previous_secret_expires_at_ms: None,
             scheme: None,
             event: None,
         }));
@@ -164,10 +171,11 @@ impl Tenants {
             ApiError::Conflict(format!("unknown provider {:?}", integration.provider))
         })?;
         let (secret, generated) = super::chosen_secret(new.secret, || generated_secret(provider))?;
-        let rotated = self.rotated(record, &secret)?;
+        let (rotated, until) = self.rotated(record, &secret, new.grace_period_ms.as_ref())?;
         let integration_key = integration.integration_key.clone();
         self.write(&records, vec![(key, Some(rotated))]).await?;
-        let connected = self.connected(provider, id.to_string(), integration_key, generated);
+        let mut connected = self.connected(provider, id.to_string(), integration_key, generated);
+        connected.previous_secret_expires_at = Some(until);
         Ok(json(StatusCode::OK, to_json(&connected)))
     }
 
@@ -200,6 +208,7 @@ impl Tenants {
             webhook_path,
             integration_key,
             secret,
+            previous_secret_expires_at: None,
         }
     }
 }

@@ -9,6 +9,9 @@ use super::*;
 use crate::tenants::{Endpoint, Integration};
 
 /// The README's registry.
+/// The clock of these tests (Unix milliseconds).
+const NOW: i64 = 1_796_000_000_000;
+
 const EXAMPLE: &str = include_str!("../../../config/tenants.example.toml");
 
 fn vault() -> Vault {
@@ -159,7 +162,7 @@ fn the_example_files_records_resolve_every_delivery_as_the_file_does() {
     ] {
         let read = through_the_topic(&records);
         assert_eq!(read, records);
-        let from_records = read.registry(&vault().into()).unwrap();
+        let from_records = read.registry(&vault().into(), NOW).unwrap();
 
         assert_eq!(tenant_prints(&from_records), tenant_prints(&from_file));
         assert_eq!(
@@ -220,7 +223,7 @@ fn changing_one_secret_plans_one_update_naming_the_field_but_not_the_value() {
     for (key, value) in update.messages() {
         topic.apply(key.as_bytes(), value.as_deref()).unwrap();
     }
-    let registry = topic.registry(&vault().into()).unwrap();
+    let registry = topic.registry(&vault().into(), NOW).unwrap();
     let vendera = registry
         .resolve("vendera", Some("int_souq_vendera_7d41a0c2"), None)
         .unwrap();
@@ -276,7 +279,7 @@ fn removing_a_tenant_plans_the_tombstones_of_it_its_integrations_and_endpoints()
     for (key, value) in messages {
         topic.apply(key.as_bytes(), value.as_deref()).unwrap();
     }
-    let registry = topic.registry(&vault().into()).unwrap();
+    let registry = topic.registry(&vault().into(), NOW).unwrap();
     assert!(registry.tenant("acme").is_none());
     assert!(registry
         .resolve("shopify", None, Some("acme-demo.myshopify.com"))
@@ -289,7 +292,7 @@ fn removing_a_tenant_plans_the_tombstones_of_it_its_integrations_and_endpoints()
 #[test]
 fn records_sealed_with_another_key_fail_naming_each_record_and_field_but_no_secret() {
     let problems = records(EXAMPLE)
-        .registry(&other_vault().into())
+        .registry(&other_vault().into(), NOW)
         .unwrap_err()
         .to_string();
     let (ours, theirs) = (
@@ -345,7 +348,10 @@ fn a_sealed_secret_copied_into_another_records_field_does_not_open() {
     acme.secret = acme.previous_secret.clone().unwrap();
     let moved = "the sealed value is damaged or was moved from another record";
     assert_eq!(
-        records.registry(&vault().into()).unwrap_err().to_string(),
+        records
+            .registry(&vault().into(), NOW)
+            .unwrap_err()
+            .to_string(),
         format!(
             "record {shopify}: secret: {moved}\n\
              record {easyorders}: secret: {moved}"
@@ -400,6 +406,7 @@ fn records_are_held_to_the_validation_of_the_file() {
         integration_key: None,
         secret: seal(&vault(), &taken, "secret", "souq-shopify-dev-secret"),
         previous_secret: None,
+        previous_secret_expires_at_ms: None,
         scheme: None,
         event: None,
     };
@@ -432,7 +439,10 @@ fn records_are_held_to_the_validation_of_the_file() {
 
     // The orphan is left out (below), not a problem.
     assert_eq!(
-        records.registry(&vault().into()).unwrap_err().to_string(),
+        records
+            .registry(&vault().into(), NOW)
+            .unwrap_err()
+            .to_string(),
         format!(
             "record {souq}: inactivity_window must be positive\n\
              record {taken}: another integration of shopify already has this shop_domain"
@@ -485,7 +495,7 @@ id = "acme"
     };
     let records = import("acme-shopify-secret-from-env");
     let registry = through_the_topic(&records)
-        .registry(&vault().into())
+        .registry(&vault().into(), NOW)
         .unwrap();
     let acme = registry
         .resolve("shopify", None, Some("acme.myshopify.com"))
@@ -577,7 +587,7 @@ fn the_latest_record_of_a_key_counts_and_a_tombstone_removes_it() {
     };
     let key = br#"["tenant","acme"]"#;
     let window = |records: &Records| {
-        let registry = records.registry(&vault().into()).unwrap();
+        let registry = records.registry(&vault().into(), NOW).unwrap();
         registry.tenant("acme").map(|t| t.inactivity_window)
     };
     let mut topic = Records::default();
@@ -625,7 +635,7 @@ fn rekeying_seals_every_secret_under_the_current_key_and_a_second_rekey_changes_
     let old = Records::from_toml(EXAMPLE, Path::new("."), &HashMap::new(), &other_vault()).unwrap();
     let keys = Keyring::new(vault(), vec![other_vault()]);
     // Both keys open the old records: a deployment keeps serving while the key is replaced.
-    let before = old.registry(&keys).unwrap();
+    let before = old.registry(&keys, NOW).unwrap();
     let prints = |registry: &Registry| {
         let mut integrations: Vec<String> = registry
             .integrations()
@@ -656,7 +666,7 @@ fn rekeying_seals_every_secret_under_the_current_key_and_a_second_rekey_changes_
         BTreeSet::from([vault().key_id().to_string()])
     );
     // The current key alone now opens everything, to the same registry.
-    let opened = rekeyed.registry(&vault().into()).unwrap();
+    let opened = rekeyed.registry(&vault().into(), NOW).unwrap();
     assert_eq!(prints(&opened), prints(&before));
     assert!(rekeyed.rekey(&keys).unwrap().is_empty());
     assert!(!text.contains("secret-"), "a value in the plan: {text}");
@@ -687,6 +697,7 @@ fn a_rotated_secret_keeps_the_one_it_replaces_as_previous_sealed_for_that_field(
         records.get(&key).unwrap(),
         "globex-salla-rotated-0001",
         &keys,
+        None,
     )
     .unwrap();
     let [(_, Some(secret)), (_, Some(previous))] = rotated.secrets()[..] else {
@@ -707,7 +718,66 @@ fn a_rotated_secret_keeps_the_one_it_replaces_as_previous_sealed_for_that_field(
             tenant: "acme".into(),
         })
         .unwrap();
-    assert!(rotate(tenant, "x", &keys).is_err());
+    assert!(rotate(tenant, "x", &keys, None).is_err());
+}
+
+#[test]
+fn a_previous_secret_verifies_and_signs_until_its_grace_period_ends_then_only_the_current_one() {
+    let mut records = records(EXAMPLE);
+    let keys: Keyring = vault().into();
+    let shop = Key::Integration {
+        tenant: "acme".into(),
+        id: "shopify:shop_domain=acme-demo.myshopify.com".into(),
+    };
+    let crm = Key::Endpoint {
+        tenant: "acme".into(),
+        id: "crm".into(),
+    };
+    let until = NOW + 60_000;
+    for (key, secret) in [
+        (&shop, "acme-shopify-rotated-0001"),
+        (&crm, "whsec_YWNtZS1jcm0tcm90YXRlZC1zaWduaW5nLWtleS0x"),
+    ] {
+        let rotated = rotate(records.get(key).unwrap(), secret, &keys, Some(until)).unwrap();
+        records.0.insert(key.clone(), rotated);
+    }
+    let counts = |records: &Records, now_ms: i64| {
+        let registry = records.registry(&keys, now_ms).unwrap();
+        let integration = registry
+            .integrations()
+            .iter()
+            .find(|i| i.provider.slug() == "shopify" && &*i.tenant.id == "acme")
+            .unwrap();
+        let endpoint = registry.endpoint("acme", "crm").unwrap();
+        (integration.keys.iter().count(), endpoint.secrets.len())
+    };
+    assert_eq!(
+        counts(&records, NOW),
+        (2, 2),
+        "both during the grace period"
+    );
+    assert_eq!(
+        counts(&records, until - 1),
+        (2, 2),
+        "both until its last millisecond"
+    );
+    assert_eq!(
+        counts(&records, until),
+        (1, 1),
+        "only the current one once it ends"
+    );
+    assert_eq!(records.next_expiry(NOW), Some(until));
+    assert_eq!(records.next_expiry(until), None, "nothing ends after that");
+    // Without an end, the previous secret stays until the next rotation.
+    let forever = rotate(
+        records.get(&shop).unwrap(),
+        "acme-shopify-rotated-0002",
+        &keys,
+        None,
+    )
+    .unwrap();
+    records.0.insert(shop, forever);
+    assert_eq!(counts(&records, until + 365 * 86_400_000).0, 2);
 }
 
 #[test]
@@ -728,7 +798,7 @@ fn an_endpoint_whose_tenant_has_no_record_is_left_out_with_a_warning() {
     };
     endpoint.secret = seal(&vault(), &gone, "secret", "gone-crm-signing-secret-000");
     records.0.insert(gone, orphan);
-    let registry = records.registry(&vault().into()).unwrap();
+    let registry = records.registry(&vault().into(), NOW).unwrap();
     assert!(registry.tenant("gone").is_none());
     assert_eq!(registry.endpoints().len(), 1, "acme's own endpoint stays");
     assert!(
