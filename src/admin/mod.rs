@@ -220,18 +220,25 @@ impl Admin {
     /// `/admin/v1/…`: the API, behind the bearer token; its OpenAPI document to anyone.
     async fn v1(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (method, path) = (request.method().clone(), request.uri().path().to_string());
+        let mut caller = None;
         if path != "/admin/v1/openapi.json" {
-            match &self.token {
-                None => {
-                    return error(
-                        StatusCode::FORBIDDEN,
-                        "the admin API is off: set admin.token",
-                    )
-                }
-                Some(token) if !token_matches(token, request.headers()) => {
-                    return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
-                }
-                Some(_) => {}
+            let Some(token) = &self.token else {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "the admin API is off: set admin.token",
+                );
+            };
+            let presented = bearer(request.headers()).unwrap_or_default();
+            caller = if token.matches(presented) {
+                Some(v1::Caller::Token)
+            } else {
+                self.tenants.authenticate(presented)
+            };
+            if caller.is_none() {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "a valid bearer token or API key is required",
+                );
             }
         }
         let query = request.uri().query().map(str::to_string);
@@ -254,7 +261,7 @@ impl Admin {
             }
         }
         self.tenants
-            .handle(&method, &path, query.as_deref(), &body)
+            .handle(caller.as_ref(), &method, &path, query.as_deref(), &body)
             .await
     }
 
@@ -413,11 +420,15 @@ fn request_key(headers: &http::HeaderMap) -> [u8; 32] {
     sha2::Sha256::digest(presented).into()
 }
 
-/// Whether `headers` present `token` as `Authorization: Bearer …`.
-fn token_matches(token: &Token, headers: &http::HeaderMap) -> bool {
+/// What `headers` present as `Authorization: Bearer …`.
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|presented| token.matches(presented))
+}
+
+/// Whether `headers` present `token` as `Authorization: Bearer …`.
+fn token_matches(token: &Token, headers: &http::HeaderMap) -> bool {
+    bearer(headers).is_some_and(|presented| token.matches(presented))
 }

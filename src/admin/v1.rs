@@ -22,7 +22,10 @@ use crate::topics::registry::{self as topic, Entity, Key, Record};
 
 mod endpoints;
 mod integrations;
+mod keys;
 mod verify;
+
+pub(super) use keys::Caller;
 
 /// The OpenAPI document of the admin port, served at `/admin/v1/openapi.json`.
 pub(super) const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -57,6 +60,8 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
         "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret",
         &[Method::POST],
     ),
+    ("/admin/v1/keys", &[Method::GET, Method::POST]),
+    ("/admin/v1/keys/{key}", &[Method::DELETE]),
 ];
 
 /// How long a write waits for this instance to read it back before answering anyway.
@@ -79,6 +84,8 @@ const MAX_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
 #[derive(Debug)]
 pub(super) enum ApiError {
     BadRequest(String),
+    /// The caller's key does not reach the route (its scopes, or its tenant).
+    Forbidden(String),
     NotFound(String),
     /// The methods the route takes.
     MethodNotAllowed(&'static [Method]),
@@ -97,6 +104,7 @@ impl ApiError {
     pub(super) fn response(&self) -> Response<Full<Bytes>> {
         let (status, message) = match self {
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why.clone()),
+            ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, why.clone()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("no {what}")),
             ApiError::MethodNotAllowed(methods) => {
                 let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
@@ -185,9 +193,11 @@ impl Tenants {
         }
     }
 
-    /// Answers one request to `/admin/v1/…`.
+    /// Answers one request to `/admin/v1/…` from `caller` (`None` for the document, which is
+    /// anyone's).
     pub(super) async fn handle(
         &self,
+        caller: Option<&Caller>,
         method: &Method,
         path: &str,
         query: Option<&str>,
@@ -212,6 +222,15 @@ impl Tenants {
         let id = decoded("id");
         let integration = decoded("integration").unwrap_or_default();
         let endpoint = decoded("endpoint").unwrap_or_default();
+        if route != "/admin/v1/openapi.json" {
+            let allowed = match caller {
+                Some(caller) => caller.allows(route, method, id.as_deref()),
+                None => Err(ApiError::Forbidden("no key".to_string())),
+            };
+            if let Err(refused) = allowed {
+                return refused.response();
+            }
+        }
         let _turn = match *method {
             Method::GET => None,
             _ => Some(self.writing.lock().await),
@@ -220,6 +239,11 @@ impl Tenants {
             ("/admin/v1/openapi.json", _, _) => return json(StatusCode::OK, OPENAPI),
             ("/admin/v1/tenants", &Method::GET, _) => self.list(query),
             ("/admin/v1/tenants", &Method::POST, _) => self.create(body).await,
+            ("/admin/v1/keys", &Method::GET, _) => self.list_keys(),
+            ("/admin/v1/keys", &Method::POST, _) => self.create_key(body).await,
+            ("/admin/v1/keys/{key}", _, _) => {
+                self.delete_key(&decoded("key").unwrap_or_default()).await
+            }
             ("/admin/v1/tenants/{id}/integrations", _, Some(id)) => {
                 self.create_integration(&id, body).await
             }

@@ -175,14 +175,19 @@ impl Records {
         // Tenants come first in key order, then what they own.
         for (key, record) in &self.0 {
             let named = Named::Record(key.to_string());
-            if let Entity::Tenant(t) = &record.entity {
-                tenants.insert(&t.id, tenant_spec(t, named));
-                continue;
-            }
-            let Some(tenant) = tenants.get_mut(key.tenant()) else {
+            let owner = match &record.entity {
+                Entity::Tenant(t) => {
+                    tenants.insert(&t.id, tenant_spec(t, named));
+                    continue;
+                }
+                // The admin API's, not the ingress's or the delivery worker's.
+                Entity::ApiKey(_) => continue,
+                Entity::Integration(i) => &i.tenant,
+                Entity::Endpoint(e) => &e.tenant,
+            };
+            let Some(tenant) = tenants.get_mut(owner.as_str()) else {
                 orphans.push(format!(
-                    "record {key}: left out: its tenant {:?} has no record",
-                    key.tenant()
+                    "record {key}: left out: its tenant {owner:?} has no record"
                 ));
                 continue;
             };
@@ -197,7 +202,7 @@ impl Records {
                     tenant.integration.extend(opener.integration(i, named));
                 }
                 Entity::Endpoint(e) => tenant.endpoint.extend(opener.endpoint(e, named)),
-                Entity::Tenant(_) => {} // read above
+                Entity::Tenant(_) | Entity::ApiKey(_) => {} // read above
             }
         }
         let file = File {
@@ -349,7 +354,9 @@ pub fn rotate(
     let key = record.key();
     let mut rotated = record.clone();
     let (current, previous, expires) = match &mut rotated.entity {
-        Entity::Tenant(_) => return Err(format!("record {key}: a tenant has no secret")),
+        Entity::Tenant(_) | Entity::ApiKey(_) => {
+            return Err(format!("record {key}: has no secret to rotate"))
+        }
         Entity::Integration(topic::Integration {
             secret,
             previous_secret,
@@ -535,14 +542,18 @@ impl Records {
         self.0.iter()
     }
 
-    /// The keys of `tenant`'s records, what it owns before the tenant itself: the order in
-    /// which their tombstones leave no record without its tenant.
+    /// The keys of `tenant`'s records, what it owns (its integrations, endpoints and the API
+    /// keys limited to it) before the tenant itself: the order in which their tombstones leave
+    /// no record without its tenant.
     pub fn keys_of(&self, tenant: &str) -> Vec<Key> {
         self.0
-            .keys()
+            .iter()
             .rev()
-            .filter(|key| key.tenant() == tenant)
-            .cloned()
+            .filter(|(key, record)| match &record.entity {
+                Entity::ApiKey(api_key) => api_key.tenant.as_deref() == Some(tenant),
+                _ => key.tenant() == Some(tenant),
+            })
+            .map(|(key, _)| key.clone())
             .collect()
     }
 
@@ -586,7 +597,7 @@ impl Records {
                 Err(problem) => problems.push(problem),
             };
             match &mut resealed.entity {
-                Entity::Tenant(_) => {}
+                Entity::Tenant(_) | Entity::ApiKey(_) => {}
                 Entity::Integration(topic::Integration {
                     secret,
                     previous_secret,
@@ -638,14 +649,25 @@ enum Action {
 /// The plan that makes `current` into `desired`. Secrets are compared opened, not as sealed
 /// (sealing is randomized): the same file applied twice plans nothing. A current secret that
 /// this vault cannot open counts as changed, to be sealed again; a desired one is a problem.
+/// API keys stay, but for those limited to a tenant `desired` does not have.
 pub fn plan(current: &Records, desired: &Records, keys: &Keyring) -> Result<Plan, Problems> {
     let mut problems = Problems::default();
+    // API keys are made through the admin API, not in a file: a file leaves them as they
+    // are, but for a key limited to a tenant the file removes.
+    let kept = |key: &Key, record: &Record| match &record.entity {
+        Entity::ApiKey(api_key) => api_key.tenant.as_ref().is_none_or(|tenant| {
+            desired.0.contains_key(&Key::Tenant {
+                tenant: tenant.clone(),
+            })
+        }),
+        _ => desired.0.contains_key(key),
+    };
     let mut changes: Vec<Change> = current
         .0
-        .keys()
+        .iter()
         .rev()
-        .filter(|key| !desired.0.contains_key(key))
-        .map(|key| Change {
+        .filter(|(key, record)| !kept(key, record))
+        .map(|(key, _)| Change {
             key: key.clone(),
             action: Action::Delete,
         })

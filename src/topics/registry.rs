@@ -1,5 +1,5 @@
 //! The tenant registry on `<prefix>.tenants.v1` (`schemas/tenants.v1.json`): one record per
-//! tenant, integration and endpoint (API keys will be another kind), on a compacted topic keyed
+//! tenant, integration, endpoint and admin API key, on a compacted topic keyed
 //! by [`Key`], so that the topic keeps the latest record of each and a tombstone (a key without
 //! a value) removes one. `tenants` reads `tenants.toml` into these records and materializes a
 //! registry from them.
@@ -17,13 +17,25 @@ pub const SCHEMA: &str = "cartstream.tenants.v1";
 
 /// What a record is about, and its Kafka key: the JSON array of its kind and its ids
 /// (`["tenant","acme"]`, `["integration","acme","shopify:acme.myshopify.com"]`,
-/// `["endpoint","acme","crm"]`), which no id can make look like another's. Ordered tenants
-/// first, so that a tenant comes before what it owns.
+/// `["endpoint","acme","crm"]`, `["api_key","key_0123456789abcdef"]`), which no id can make
+/// look like another's. Ordered tenants first, so that a tenant comes before what it owns.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
-    Tenant { tenant: String },
-    Integration { tenant: String, id: String },
-    Endpoint { tenant: String, id: String },
+    Tenant {
+        tenant: String,
+    },
+    Integration {
+        tenant: String,
+        id: String,
+    },
+    Endpoint {
+        tenant: String,
+        id: String,
+    },
+    /// A key of the admin API: the deployment's, not a tenant's, even when limited to one.
+    ApiKey {
+        id: String,
+    },
 }
 
 impl Key {
@@ -33,14 +45,16 @@ impl Key {
             Key::Tenant { .. } => "tenant",
             Key::Integration { .. } => "integration",
             Key::Endpoint { .. } => "endpoint",
+            Key::ApiKey { .. } => "api_key",
         }
     }
 
-    /// The tenant the record belongs to (or is).
-    pub fn tenant(&self) -> &str {
+    /// The tenant the record belongs to (or is); `None` for an API key.
+    pub fn tenant(&self) -> Option<&str> {
         match self {
-            Key::Tenant { tenant } => tenant,
-            Key::Integration { tenant, .. } | Key::Endpoint { tenant, .. } => tenant,
+            Key::Tenant { tenant } => Some(tenant),
+            Key::Integration { tenant, .. } | Key::Endpoint { tenant, .. } => Some(tenant),
+            Key::ApiKey { .. } => None,
         }
     }
 
@@ -49,6 +63,7 @@ impl Key {
             Key::Tenant { tenant } => vec!["tenant", tenant],
             Key::Integration { tenant, id } => vec!["integration", tenant, id],
             Key::Endpoint { tenant, id } => vec!["endpoint", tenant, id],
+            Key::ApiKey { id } => vec!["api_key", id],
         }
     }
 
@@ -65,6 +80,7 @@ impl Key {
         let parts: Vec<String> = serde_json::from_slice(bytes).ok()?;
         let key = match <[String; 2]>::try_from(parts) {
             Ok([kind, tenant]) if kind == "tenant" => Key::Tenant { tenant },
+            Ok([kind, id]) if kind == "api_key" => Key::ApiKey { id },
             Ok(_) => return None,
             Err(parts) => match <[String; 3]>::try_from(parts).ok()? {
                 [kind, tenant, id] if kind == "integration" => Key::Integration { tenant, id },
@@ -107,6 +123,7 @@ pub enum Entity {
     Tenant(Tenant),
     Integration(Integration),
     Endpoint(Endpoint),
+    ApiKey(ApiKey),
 }
 
 /// A tenant (`[[tenant]]`).
@@ -196,6 +213,22 @@ pub struct Endpoint {
     pub retry_schedule_ms: Option<Vec<u64>>,
 }
 
+/// A key of the admin API. Only the SHA-256 of the key is kept: the key itself is 32 random
+/// bytes shown once, when it is made, so its digest cannot be searched back to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    /// What it is for, as its maker said.
+    pub name: Option<String>,
+    /// What it may do: `read`, `write`, `keys`.
+    pub scopes: Vec<String>,
+    /// The one tenant it may see and change; `None`: every tenant.
+    pub tenant: Option<String>,
+    /// SHA-256 of the whole key as presented, hex.
+    pub sha256: String,
+    pub created_at_ms: i64,
+}
+
 /// A secret sealed with AES-256-GCM, with the record's [`Key::sealing_context`] for its field as
 /// additional data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +261,7 @@ impl Record {
                 tenant: e.tenant.clone(),
                 id: e.id.clone(),
             },
+            Entity::ApiKey(k) => Key::ApiKey { id: k.id.clone() },
         }
     }
 
@@ -235,7 +269,7 @@ impl Record {
     /// secret, each sealed.
     pub fn secrets(&self) -> Vec<(&'static str, Option<&Sealed>)> {
         match &self.entity {
-            Entity::Tenant(_) => vec![],
+            Entity::Tenant(_) | Entity::ApiKey(_) => vec![],
             Entity::Integration(Integration {
                 secret,
                 previous_secret,
@@ -347,6 +381,22 @@ mod tests {
                 retry_schedule_ms: None,
                 ..endpoint
             })),
+            Record::new(Entity::ApiKey(ApiKey {
+                id: "key_0123456789abcdef".to_string(),
+                name: Some("crm sync".to_string()),
+                scopes: vec!["read".to_string(), "write".to_string()],
+                tenant: Some("acme".to_string()),
+                sha256: "ab".repeat(32),
+                created_at_ms: 1_796_000_000_000,
+            })),
+            Record::new(Entity::ApiKey(ApiKey {
+                id: "key_fedcba9876543210".to_string(),
+                name: None,
+                scopes: vec!["keys".to_string()],
+                tenant: None,
+                sha256: "cd".repeat(32),
+                created_at_ms: 1_796_000_000_000,
+            })),
         ]
     }
 
@@ -372,6 +422,13 @@ mod tests {
         assert!(!validator.is_valid(&value));
         let mut value = serde_json::to_value(&records()[0]).unwrap();
         value["kind"] = "api_key".into();
+        assert!(!validator.is_valid(&value));
+        let mut value = serde_json::to_value(&records()[6]).unwrap();
+        assert!(validator.is_valid(&value));
+        value["sha256"] = "cs_key_0123456789abcdef.the-key-itself".into();
+        assert!(!validator.is_valid(&value), "an API key's digest only");
+        let mut value = serde_json::to_value(&records()[6]).unwrap();
+        value["scopes"] = serde_json::json!(["everything"]);
         assert!(!validator.is_valid(&value));
     }
 
@@ -404,6 +461,9 @@ mod tests {
             Key::Tenant {
                 tenant: "a/b/c".to_string(),
             },
+            Key::ApiKey {
+                id: "a/b/c".to_string(),
+            },
         ];
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(Key::decode(key.encode().as_bytes()).as_ref(), Some(key));
@@ -428,7 +488,8 @@ mod tests {
             br#"["tenant","\u0061cme"]"#,
             br#"["tenant","acme","extra"]"#,
             br#"["integration","acme"]"#,
-            br#"["api_key","k1"]"#,
+            br#"["api_key","k1","extra"]"#,
+            br#"["api_key"]"#,
             br#"{"tenant":"acme"}"#,
             b"acme",
         ] {

@@ -264,6 +264,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     const ENDPOINTS: &str = "/admin/v1/tenants/{id}/endpoints";
     const ENDPOINT: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}";
     const ENDPOINT_SECRET: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret";
+    const KEYS: &str = "/admin/v1/keys";
+    const KEY: &str = "/admin/v1/keys/{key}";
     const ACME_SHOPIFY: &str =
         "/admin/v1/tenants/acme/integrations/shopify:shop_domain=acme.myshopify.com";
     let list = |path| ("GET", TENANTS, path);
@@ -305,6 +307,9 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
             ENDPOINT_SECRET,
             "/admin/v1/tenants/acme/endpoints/crm/secret",
         ),
+        ("GET", KEYS, KEYS),
+        ("POST", KEYS, KEYS),
+        ("DELETE", KEY, "/admin/v1/keys/key_0123456789abcdef"),
     ];
     for call in every_call {
         assert_eq!(api.call(&a, call, None, "{}").await.status, 401, "{call:?}");
@@ -787,6 +792,97 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(globex_keys.len(), 3, "{globex_keys:?}");
     assert!(globex_keys.iter().all(|(_, &tombstone)| tombstone));
 
+    // API keys: made through one instance, in force on the other within its scopes and
+    // tenant, refused once deleted.
+    let made = api
+        .admin(
+            &a,
+            ("POST", KEYS, KEYS),
+            r#"{"name":"dashboard","scopes":["read"],"tenant":"acme"}"#,
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let made = made.json();
+    let (reader, reader_id) = (
+        made["key"].as_str().unwrap().to_string(),
+        made["id"].as_str().unwrap().to_string(),
+    );
+    assert!(reader.starts_with(&format!("cs_{reader_id}.")), "{reader}");
+    let listed = api.admin(&a, ("GET", KEYS, KEYS), Bytes::new()).await;
+    assert_eq!(listed.status, 200);
+    let listed = listed.json();
+    assert_eq!(
+        listed["keys"],
+        json!([{"id": reader_id, "name": "dashboard", "scopes": ["read"], "tenant": "acme",
+                "created_at": made["created_at"]}]),
+        "listed without the key itself"
+    );
+    let acme_on_b = ("GET", TENANT, "/admin/v1/tenants/acme");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api
+        .call(&b, acme_on_b, Some(&reader), Bytes::new())
+        .await
+        .status
+        != 200
+    {
+        assert!(Instant::now() < deadline, "the key never worked on b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (call, why) in [
+        (("PATCH", TENANT, "/admin/v1/tenants/acme"), "write"),
+        (
+            ("GET", TENANT, &*format!("/admin/v1/tenants/{uuid}")),
+            "another tenant",
+        ),
+        (list(TENANTS), "every tenant"),
+        (("GET", KEYS, KEYS), "keys"),
+    ] {
+        let refused = api.call(&b, call, Some(&reader), "{}").await;
+        assert_eq!(refused.status, 403, "{why}: {:?}", refused.body);
+    }
+    for body in [
+        r#"{"scopes":[]}"#,
+        r#"{"scopes":["everything"]}"#,
+        r#"{"scopes":["keys"],"tenant":"acme"}"#,
+        r#"{"name":"no scopes"}"#,
+    ] {
+        let refused = api.admin(&a, ("POST", KEYS, KEYS), body).await;
+        assert_eq!(refused.status, 400, "{body}");
+    }
+    let for_nobody = r#"{"scopes":["read"],"tenant":"nobody"}"#;
+    assert_eq!(
+        api.admin(&a, ("POST", KEYS, KEYS), for_nobody).await.status,
+        404
+    );
+    assert_eq!(
+        api.admin(&a, ("POST", KEYS, KEYS), vec![b' '; 17 * 1024])
+            .await
+            .status,
+        413
+    );
+    let reader_path = format!("/admin/v1/keys/{reader_id}");
+    let delete_reader = ("DELETE", KEY, reader_path.as_str());
+    assert_eq!(api.admin(&a, delete_reader, Bytes::new()).await.status, 204);
+    assert_eq!(api.admin(&a, delete_reader, Bytes::new()).await.status, 404);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api
+        .call(&b, acme_on_b, Some(&reader), Bytes::new())
+        .await
+        .status
+        != 401
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted key still worked on b"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spare = api
+        .admin(&a, ("POST", KEYS, KEYS), r#"{"scopes":["keys"]}"#)
+        .await;
+    assert_eq!(spare.status, 201);
+    let spare_path = format!("/admin/v1/keys/{}", spare.json()["id"].as_str().unwrap());
+
     // Kafka away: a write is answered 503 once its time is up (10 s).
     broker.pause();
     let standard_path = format!(
@@ -799,7 +895,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "/admin/v1/tenants/acme/endpoints/plain/secret",
     );
     let plain_delete = ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/plain");
-    let (endpoint_away, endpoint_secret_away, endpoint_delete_away) = tokio::join!(
+    let (endpoint_away, endpoint_secret_away, endpoint_delete_away, key_away, key_delete_away) = tokio::join!(
         api.admin(
             &a,
             acme_endpoints,
@@ -807,6 +903,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ),
         api.admin(&a, plain_secret, "{}"),
         api.admin(&a, plain_delete, Bytes::new()),
+        api.admin(&a, ("POST", KEYS, KEYS), r#"{"scopes":["read"]}"#),
+        api.admin(&a, ("DELETE", KEY, &spare_path), Bytes::new()),
     );
     let (connect, rotate_away, disconnect_away, post, patch, delete) = tokio::join!(
         api.admin(&a, acme_integrations, r#"{"provider":"standard"}"#),
@@ -835,6 +933,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         endpoint_away,
         endpoint_secret_away,
         endpoint_delete_away,
+        key_away,
+        key_delete_away,
     ] {
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }
@@ -864,6 +964,13 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(api.admin(&a, globex_shop, Bytes::new()).await.status, 422);
     let globex_crm = ("DELETE", ENDPOINT, "/admin/v1/tenants/globex/endpoints/crm");
     assert_eq!(api.admin(&a, globex_crm, Bytes::new()).await.status, 422);
+    let key_refused = api
+        .admin(&a, ("POST", KEYS, KEYS), r#"{"scopes":["read"]}"#)
+        .await;
+    assert_eq!(
+        key_refused.status, 422,
+        "no change while the registry is invalid"
+    );
     assert_eq!(refused.status, 422, "{:?}", refused.body);
     assert!(refused.json()["problems"]
         .to_string()

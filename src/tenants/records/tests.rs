@@ -810,3 +810,60 @@ fn an_endpoint_whose_tenant_has_no_record_is_left_out_with_a_warning() {
         registry.warnings()
     );
 }
+
+#[test]
+fn a_file_applied_leaves_the_api_keys_but_those_limited_to_a_tenant_it_removes() {
+    let mut current = records(EXAMPLE);
+    let api_key = |id: &str, tenant: Option<&str>| {
+        let record = Record::new(Entity::ApiKey(topic::ApiKey {
+            id: id.to_string(),
+            name: None,
+            scopes: vec!["read".to_string()],
+            tenant: tenant.map(str::to_string),
+            sha256: "ab".repeat(32),
+            created_at_ms: NOW,
+        }));
+        (record.key(), record)
+    };
+    for (key, record) in [
+        api_key("key_every", None),
+        api_key("key_acme", Some("acme")),
+        api_key("key_souq", Some("souq")),
+    ] {
+        current.0.insert(key, record);
+    }
+    assert!(
+        plan(&current, &records(EXAMPLE), &vault().into())
+            .unwrap()
+            .is_empty(),
+        "the file's own records, and every key left as it is"
+    );
+    let without_souq = &EXAMPLE[..EXAMPLE.find("[[tenant]]\nid = \"souq\"").unwrap()];
+    let deleted: Vec<String> = plan(&current, &records(without_souq), &vault().into())
+        .unwrap()
+        .messages()
+        .filter(|(_, value)| value.is_none())
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        deleted.contains(&r#"["api_key","key_souq"]"#.to_string()),
+        "{deleted:?}"
+    );
+    assert!(
+        deleted.contains(&r#"["tenant","souq"]"#.to_string()),
+        "{deleted:?}"
+    );
+    assert!(
+        !deleted
+            .iter()
+            .any(|key| key.contains("key_every") || key.contains("key_acme")),
+        "{deleted:?}"
+    );
+    // The registry the ingress and the delivery worker serve has no keys in it, and a key
+    // limited to a tenant goes with the tenant.
+    let registry = current.registry(&vault().into(), NOW).unwrap();
+    assert!(registry.warnings().is_empty(), "{:?}", registry.warnings());
+    assert!(current.keys_of("souq").contains(&Key::ApiKey {
+        id: "key_souq".to_string()
+    }));
+}
