@@ -165,10 +165,13 @@ pub async fn start(
     let admin_addr = listeners.admin.local_addr()?;
 
     let (processor_settled, delivery_settled) = (Settled::default(), Settled::default());
+    let tester = crate::delivery::Tester::from_config(&config.delivery)
+        .context("creating the admin API's HTTP client for test sends")?;
     let wiring = Wiring {
         config: &config,
         registry,
         tenants_topic,
+        tester,
         producer,
         clock,
         shutdown,
@@ -204,6 +207,8 @@ struct Wiring<'c> {
     registry: Live,
     /// With tenants from the topic: what the admin API writes it with.
     tenants_topic: Option<(crate::credentials::Keyring, kafka::registry::Writer)>,
+    /// What the admin API sends an endpoint's test event with.
+    tester: crate::delivery::Tester,
     producer: kafka::Producer,
     clock: Clock,
     shutdown: CancellationToken,
@@ -237,6 +242,7 @@ impl Wiring<'_> {
                 public_url: self.config.ingress.public_url.clone(),
                 writes_per_minute: self.config.admin.writes_per_minute,
                 clock: self.clock.clone(),
+                tester: self.tester.clone(),
             },
         );
 

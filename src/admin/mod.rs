@@ -120,6 +120,8 @@ pub struct Registry {
     pub writes_per_minute: u32,
     /// The clock a credentials test verifies timestamps against, as the ingress does.
     pub clock: crate::clock::Clock,
+    /// Sends an endpoint's test event (`delivery`'s client and signature settings).
+    pub tester: delivery::Tester,
 }
 
 /// A deployment's checks of a registry beyond its own validation.

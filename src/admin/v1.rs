@@ -54,7 +54,11 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
     ("/admin/v1/tenants/{id}/endpoints", &[Method::POST]),
     (
         "/admin/v1/tenants/{id}/endpoints/{endpoint}",
-        &[Method::DELETE],
+        &[Method::PATCH, Method::DELETE],
+    ),
+    (
+        "/admin/v1/tenants/{id}/endpoints/{endpoint}/test",
+        &[Method::POST],
     ),
     (
         "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret",
@@ -163,6 +167,8 @@ pub(super) struct Tenants {
     /// Changes per key and minute (`admin.writes_per_minute`), when limited.
     writes: Option<governor::DefaultKeyedRateLimiter<[u8; 32]>>,
     router: matchit::Router<usize>,
+    /// Sends an endpoint's test event.
+    tester: crate::delivery::Tester,
 }
 
 impl Tenants {
@@ -174,6 +180,7 @@ impl Tenants {
             public_url,
             writes_per_minute,
             clock,
+            tester,
         } = registry;
         let writes = std::num::NonZeroU32::new(writes_per_minute)
             .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
@@ -190,6 +197,7 @@ impl Tenants {
             clock,
             writes,
             router,
+            tester,
         }
     }
 
@@ -231,9 +239,12 @@ impl Tenants {
                 return refused.response();
             }
         }
-        let _turn = match *method {
-            Method::GET => None,
-            _ => Some(self.writing.lock().await),
+        // Changes one at a time; reads, credentials tests and test sends write nothing.
+        let writes =
+            *method != Method::GET && !route.ends_with("/verify") && !route.ends_with("/test");
+        let _turn = match writes {
+            false => None,
+            true => Some(self.writing.lock().await),
         };
         let answer = match (route, method, id) {
             ("/admin/v1/openapi.json", _, _) => return json(StatusCode::OK, OPENAPI),
@@ -259,8 +270,14 @@ impl Tenants {
             ("/admin/v1/tenants/{id}/endpoints", _, Some(id)) => {
                 self.create_endpoint(&id, body).await
             }
+            ("/admin/v1/tenants/{id}/endpoints/{endpoint}", &Method::PATCH, Some(id)) => {
+                self.update_endpoint(&id, &endpoint, body).await
+            }
             ("/admin/v1/tenants/{id}/endpoints/{endpoint}", _, Some(id)) => {
                 self.delete_endpoint(&id, &endpoint).await
+            }
+            ("/admin/v1/tenants/{id}/endpoints/{endpoint}/test", _, Some(id)) => {
+                self.test_endpoint(&id, &endpoint).await
             }
             ("/admin/v1/tenants/{id}/endpoints/{endpoint}/secret", _, Some(id)) => {
                 self.rotate_endpoint(&id, &endpoint, body).await
@@ -519,6 +536,20 @@ struct EndpointView {
     id: String,
     url: String,
     events: Option<Vec<String>>,
+    retry_schedule_ms: Option<Vec<u64>>,
+    enabled: bool,
+}
+
+impl EndpointView {
+    fn of(e: &topic::Endpoint) -> EndpointView {
+        EndpointView {
+            id: e.id.clone(),
+            url: e.url.clone(),
+            events: e.events.clone(),
+            retry_schedule_ms: e.retry_schedule_ms.clone(),
+            enabled: !e.disabled,
+        }
+    }
 }
 
 impl Tenants {
@@ -552,11 +583,7 @@ impl Tenants {
                         webhook_path,
                     })
                 }
-                Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView {
-                    id: e.id.clone(),
-                    url: e.url.clone(),
-                    events: e.events.clone(),
-                }),
+                Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView::of(e)),
                 _ => {}
             }
         }

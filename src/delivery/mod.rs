@@ -26,6 +26,7 @@ mod records;
 pub mod redrive;
 mod signature;
 pub mod store;
+mod test_send;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ use crate::problems::Problems;
 pub use handle::{Error as HandleError, Handle, Listed, Tested};
 pub use redrive::{Report as RedriveReport, Request as RedriveRequest};
 pub use signature::{sign, verify_signature, verify_standard, Secret, Signature};
+pub use test_send::Tester;
 pub use worker::{Delivery, Error};
 
 /// Schema name of a record on `<prefix>.deliveries.dlq.v1`.

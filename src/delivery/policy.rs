@@ -67,7 +67,7 @@ pub(super) enum End {
     Superseded,
     /// Its endpoint is no longer configured (dead-lettered).
     EndpointRemoved,
-    /// Its endpoint was disabled by a 410.
+    /// Its endpoint was disabled, by the operator or by a 410.
     SkippedDisabled,
     /// Older than its event's deadline (dead-lettered).
     Expired,
@@ -99,7 +99,7 @@ impl End {
 pub(super) struct Endpoint {
     /// It is still in the registry.
     pub(super) configured: bool,
-    /// It answered 410 and has not been enabled again.
+    /// The operator disabled it, or it answered 410 and has not been enabled again.
     pub(super) disabled: bool,
 }
 

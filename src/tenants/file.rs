@@ -48,8 +48,15 @@ pub(super) struct EndpointSpec {
     pub(super) events: Option<Vec<String>>,
     #[serde(default)]
     pub(super) retry_schedule: Option<Vec<String>>,
+    /// `false`: nothing is delivered to it until it is enabled again.
+    #[serde(default = "enabled")]
+    pub(super) enabled: bool,
     #[serde(skip)]
     pub(super) named: Named,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// The transition kinds an endpoint can subscribe to.
@@ -513,6 +520,7 @@ fn endpoint(
         secrets,
         events,
         retry_schedule,
+        disabled: !spec.enabled,
     })
 }
 

@@ -180,7 +180,7 @@ pub struct Integration {
 }
 
 /// One of a tenant's outbound webhook destinations (SPEC §3, §6).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     pub tenant: Arc<Tenant>,
     /// Unique within the tenant; names the endpoint in outcomes and operator actions.
@@ -194,6 +194,9 @@ pub struct Endpoint {
     pub events: Vec<crate::topics::event::Bucket>,
     /// The endpoint's own retry schedule, in place of the global one.
     pub retry_schedule: Option<Vec<Duration>>,
+    /// Disabled by the operator (`enabled = false`): its transitions end `skipped_disabled`
+    /// without an attempt until it is enabled again.
+    pub disabled: bool,
 }
 
 /// Every tenant, integration and endpoint, indexed for the ingress's and the delivery worker's

@@ -288,6 +288,7 @@ impl Opener<'_> {
                 .retry_schedule_ms
                 .as_ref()
                 .map(|steps| steps.iter().map(|ms| format!("{ms}ms")).collect()),
+            enabled: !e.disabled,
             named,
         })
     }
@@ -479,6 +480,7 @@ impl Import<'_> {
                     })
                     .collect()
             }),
+            disabled: !spec.enabled,
         }));
     }
 

@@ -211,6 +211,9 @@ pub struct Endpoint {
     pub events: Option<Vec<String>>,
     /// `None`: the global schedule.
     pub retry_schedule_ms: Option<Vec<u64>>,
+    /// Disabled by the operator; absent when enabled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// A key of the admin API. Only the SHA-256 of the key is kept: the key itself is 32 random
@@ -349,6 +352,7 @@ mod tests {
             previous_secret_expires_at_ms: Some(1_796_000_000_000),
             events: Some(vec!["order_completed".to_string()]),
             retry_schedule_ms: Some(vec![0, 60_000]),
+            disabled: true,
         };
         vec![
             Record::new(Entity::Tenant(Tenant {
@@ -379,6 +383,7 @@ mod tests {
                 previous_secret_expires_at_ms: None,
                 events: None,
                 retry_schedule_ms: None,
+                disabled: false,
                 ..endpoint
             })),
             Record::new(Entity::ApiKey(ApiKey {

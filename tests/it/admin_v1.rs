@@ -264,6 +264,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     const ENDPOINTS: &str = "/admin/v1/tenants/{id}/endpoints";
     const ENDPOINT: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}";
     const ENDPOINT_SECRET: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret";
+    const ENDPOINT_TEST: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/test";
     const KEYS: &str = "/admin/v1/keys";
     const KEY: &str = "/admin/v1/keys/{key}";
     const ACME_SHOPIFY: &str =
@@ -302,6 +303,12 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ("POST", VERIFY, &format!("{ACME_SHOPIFY}/verify")),
         ("POST", ENDPOINTS, "/admin/v1/tenants/acme/endpoints"),
         ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm"),
+        ("PATCH", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm"),
+        (
+            "POST",
+            ENDPOINT_TEST,
+            "/admin/v1/tenants/acme/endpoints/crm/test",
+        ),
         (
             "POST",
             ENDPOINT_SECRET,
@@ -662,7 +669,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
             .await
             .json();
         if acme["endpoints"]
-            == json!([{"id":"crm","url":"https://crm.example.com/hooks","events":["abandoned_candidate"]}])
+            == json!([{"id":"crm","url":"https://crm.example.com/hooks","events":["abandoned_candidate"],
+                       "retry_schedule_ms":null,"enabled":true}])
         {
             break;
         }
@@ -741,6 +749,46 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "/admin/v1/tenants/acme/endpoints/none/secret",
     );
     assert_eq!(api.admin(&a, nothing, "{}").await.status, 404);
+    // Changed: its events back to all, its own schedule, disabled; each field checked.
+    let crm_patch = ("PATCH", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm");
+    let patched = api
+        .admin(
+            &a,
+            crm_patch,
+            r#"{"events":null,"retry_schedule_ms":[1000,60000],"enabled":false}"#,
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    assert_eq!(
+        patched.json(),
+        json!({"id":"crm","url":"https://crm.example.com/hooks","events":null,
+               "retry_schedule_ms":[1000,60000],"enabled":false})
+    );
+    for body in [
+        r#"{"url":"ftp://crm.example.com"}"#,
+        r#"{"events":[]}"#,
+        r#"{"retry_schedule_ms":[-1]}"#,
+        r#"{"enabled":null}"#,
+        r#"{"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#,
+    ] {
+        assert_eq!(api.admin(&a, crm_patch, body).await.status, 400, "{body}");
+    }
+    let unknown_event = api
+        .admin(&a, crm_patch, r#"{"events":["order_paid"]}"#)
+        .await;
+    assert_eq!(unknown_event.status, 422, "{:?}", unknown_event.body);
+    assert_eq!(
+        api.admin(&a, crm_patch, vec![b' '; 17 * 1024]).await.status,
+        413
+    );
+    let no_endpoint = ("PATCH", ENDPOINT, "/admin/v1/tenants/acme/endpoints/none");
+    assert_eq!(api.admin(&a, no_endpoint, "{}").await.status, 404);
+    let no_test = (
+        "POST",
+        ENDPOINT_TEST,
+        "/admin/v1/tenants/acme/endpoints/none/test",
+    );
+    assert_eq!(api.admin(&a, no_test, Bytes::new()).await.status, 404);
     let crm_delete = ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm");
     assert_eq!(api.admin(&a, crm_delete, Bytes::new()).await.status, 204);
     assert_eq!(api.admin(&a, crm_delete, Bytes::new()).await.status, 404);
@@ -760,6 +808,20 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         .json();
     assert_eq!(globex["integrations"][0]["provider"], "shopify");
     assert_eq!(globex["endpoints"][0]["id"], "crm");
+    // A test send to an address the delivery guard does not allow: sent nowhere, and said why.
+    let globex_test = (
+        "POST",
+        ENDPOINT_TEST,
+        "/admin/v1/tenants/globex/endpoints/crm/test",
+    );
+    let tested = api.admin(&a, globex_test, Bytes::new()).await;
+    assert_eq!(tested.status, 200, "{:?}", tested.body);
+    let tested = tested.json();
+    assert_eq!(tested["status_code"], Value::Null, "{tested}");
+    assert!(
+        tested["error"].as_str().unwrap().contains("127.0.0.1"),
+        "{tested}"
+    );
     let plain_off = api
         .admin(
             &a,
@@ -906,6 +968,13 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         api.admin(&a, ("POST", KEYS, KEYS), r#"{"scopes":["read"]}"#),
         api.admin(&a, ("DELETE", KEY, &spare_path), Bytes::new()),
     );
+    let endpoint_patch_away = api
+        .admin(
+            &a,
+            ("PATCH", ENDPOINT, "/admin/v1/tenants/acme/endpoints/plain"),
+            r#"{"enabled":false}"#,
+        )
+        .await;
     let (connect, rotate_away, disconnect_away, post, patch, delete) = tokio::join!(
         api.admin(&a, acme_integrations, r#"{"provider":"standard"}"#),
         api.admin(&a, ("POST", SECRET, &standard_rotate), "{}"),
@@ -935,6 +1004,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         endpoint_delete_away,
         key_away,
         key_delete_away,
+        endpoint_patch_away,
     ] {
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }

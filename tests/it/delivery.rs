@@ -1645,8 +1645,9 @@ async fn an_endpoint_added_through_the_admin_api_receives_the_next_transition_an
     assert_eq!(created.status, 201, "{created:?}");
     let first = created.json()["secret"].as_str().unwrap().to_string();
 
-    // A checkout left alone, on a cart of its own: its abandonment, signed with `secrets`.
-    let abandon = |cart: &'static str, n: usize, secrets: Vec<String>| {
+    // A checkout left alone, on a cart of its own (checkout `n`): its abandonment, the
+    // receiver's `received`th request, signed with `secrets`.
+    let abandon = |cart: &'static str, (n, count): (usize, usize), secrets: Vec<String>| {
         let (http, daemon, receiver, clock) = (&http, &daemon, &receiver, &clock);
         async move {
             let body = serde_json::to_vec(&json!({
@@ -1669,8 +1670,8 @@ async fn an_endpoint_added_through_the_admin_api_receives_the_next_transition_an
             if secrets.is_empty() {
                 return;
             }
-            let received = received_eventually(receiver, n).await;
-            let last = &received[n - 1];
+            let received = received_eventually(receiver, count).await;
+            let last = &received[count - 1];
             let webhook: Value = serde_json::from_slice(&last.body).unwrap();
             assert_eq!(
                 webhook["id"],
@@ -1690,22 +1691,61 @@ async fn an_endpoint_added_through_the_admin_api_receives_the_next_transition_an
             );
         }
     };
-    abandon("api-cart-1", 1, vec![first.clone()]).await;
+    abandon("api-cart-1", (1, 1), vec![first.clone()]).await;
 
     // Rotated: the next one carries a signature with each.
     let rotated = api("POST", "/admin/v1/tenants/acme/endpoints/crm/secret", "{}").await;
     assert_eq!(rotated.status, 200);
     let second = rotated.json()["secret"].as_str().unwrap().to_string();
-    abandon("api-cart-2", 2, vec![second, first]).await;
+    abandon("api-cart-2", (2, 2), vec![second.clone(), first.clone()]).await;
+
+    // A test send: the receiver's answer shown, the event signed with both secrets.
+    receiver.answer(299, Vec::new());
+    let tested = api("POST", "/admin/v1/tenants/acme/endpoints/crm/test", "").await;
+    assert_eq!(tested.status, 200, "{tested:?}");
+    assert_eq!(tested.json()["status_code"], 299, "{:?}", tested.json());
+    let received = receiver.received();
+    assert_eq!(received.len(), 3);
+    let test: Value = serde_json::from_slice(&received[2].body).unwrap();
+    assert_eq!(
+        (test["event"].as_str(), test["id"].as_str()),
+        (Some("test"), tested.json()["id"].as_str())
+    );
+    let sent: Vec<&str> = received[2].headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .split(' ')
+        .collect();
+    assert_eq!(sent, standard_signatures(&received[2], &[&second, &first]));
+
+    // Disabled: the next abandonment ends without an attempt; enabled, the one after arrives.
+    let disabled = api(
+        "PATCH",
+        "/admin/v1/tenants/acme/endpoints/crm",
+        r#"{"enabled":false}"#,
+    )
+    .await;
+    assert_eq!(disabled.status, 200, "{disabled:?}");
+    abandon("api-cart-off", (3, 0), Vec::new()).await;
+    daemon.advance(Duration::from_secs(60)).await;
+    assert_eq!(receiver.received().len(), 3, "nothing while disabled");
+    let enabled = api(
+        "PATCH",
+        "/admin/v1/tenants/acme/endpoints/crm",
+        r#"{"enabled":true}"#,
+    )
+    .await;
+    assert_eq!(enabled.json()["enabled"], true);
+    abandon("api-cart-on", (4, 4), vec![second, first]).await;
 
     // Deleted: the next abandonment reaches nobody, once the worker has settled past it.
     let deleted = api("DELETE", "/admin/v1/tenants/acme/endpoints/crm", "").await;
     assert_eq!(deleted.status, 204);
-    abandon("api-cart-3", 3, Vec::new()).await;
+    abandon("api-cart-3", (5, 0), Vec::new()).await;
     daemon.advance(Duration::from_secs(60)).await;
     assert_eq!(
         receiver.received().len(),
-        2,
+        4,
         "nothing after the endpoint was deleted"
     );
     daemon.stop().await;

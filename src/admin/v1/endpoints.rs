@@ -33,6 +33,22 @@ struct NewEndpoint {
     retry_schedule_ms: Option<Vec<serde_json::Number>>,
 }
 
+/// `PATCH …/endpoints/{endpoint}`: absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointChange {
+    #[serde(default, deserialize_with = "present")]
+    url: Option<String>,
+    /// `Some(None)`: every event.
+    #[serde(default, deserialize_with = "present")]
+    events: Option<Option<Vec<String>>>,
+    /// `Some(None)`: the deployment's schedule.
+    #[serde(default, deserialize_with = "present")]
+    retry_schedule_ms: Option<Option<Vec<serde_json::Number>>>,
+    #[serde(default, deserialize_with = "present")]
+    enabled: Option<bool>,
+}
+
 /// `POST …/endpoints/{endpoint}/secret`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,18 +87,10 @@ impl Tenants {
             .map(retry_schedule)
             .transpose()?;
         if !valid_url(&new.url) {
-            return Err(ApiError::BadRequest(format!(
-                "url: https:// (or http:// for a tenant that allows it), a host name of two or more labels, an optional port and a plain path, not {:?}",
-                new.url
-            )));
+            return Err(bad_url(&new.url));
         }
         if let Some(events) = &new.events {
-            let distinct: std::collections::BTreeSet<&String> = events.iter().collect();
-            if events.is_empty() || distinct.len() < events.len() {
-                return Err(ApiError::BadRequest(
-                    "events: one or more event names, each once".to_string(),
-                ));
-            }
+            check_events(events)?;
         }
         let tenant_key = Key::Tenant {
             tenant: tenant.to_string(),
@@ -112,6 +120,7 @@ impl Tenants {
             previous_secret_expires_at_ms: None,
             events: new.events,
             retry_schedule_ms,
+            disabled: false,
         }));
         self.write(&records, vec![(key, Some(record))]).await?;
         let signed = Signed {
@@ -149,6 +158,72 @@ impl Tenants {
         Ok(json(StatusCode::OK, to_json(&signed)))
     }
 
+    /// `PATCH /admin/v1/tenants/{id}/endpoints/{endpoint}`: its URL, events, retry schedule, and
+    /// whether it is enabled; 200 with the endpoint as it now is.
+    pub(super) async fn update_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let change: EndpointChange = parse_body(body)?;
+        let key = endpoint_key(tenant, id);
+        let Some(Entity::Endpoint(current)) = records.get(&key).map(|r| &r.entity) else {
+            return Err(endpoint_not_found(tenant, id));
+        };
+        let mut endpoint = current.clone();
+        if let Some(url) = change.url {
+            if !valid_url(&url) {
+                return Err(bad_url(&url));
+            }
+            endpoint.url = url;
+        }
+        if let Some(events) = change.events {
+            if let Some(events) = &events {
+                check_events(events)?;
+            }
+            endpoint.events = events;
+        }
+        if let Some(steps) = change.retry_schedule_ms {
+            endpoint.retry_schedule_ms = steps.as_deref().map(retry_schedule).transpose()?;
+        }
+        if let Some(enabled) = change.enabled {
+            endpoint.disabled = !enabled;
+        }
+        let view = super::EndpointView::of(&endpoint);
+        let record = Record::new(Entity::Endpoint(endpoint));
+        self.write(&records, vec![(key, Some(record))]).await?;
+        Ok(json(StatusCode::OK, to_json(&view)))
+    }
+
+    /// `POST /admin/v1/tenants/{id}/endpoints/{endpoint}/test`: a signed `test` event sent to
+    /// the endpoint now, from this instance, with its secrets in force here (enabled or not);
+    /// 200 with the receiver's answer, or why there was none.
+    pub(super) async fn test_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        self.records()?;
+        let registry = self.live.current();
+        let endpoint = registry
+            .endpoint(tenant, id)
+            .ok_or_else(|| endpoint_not_found(tenant, id))?;
+        let tested = self.tester.send(endpoint, self.clock.now_millis()).await;
+        Ok(json(
+            StatusCode::OK,
+            serde_json::json!({
+                "id": tested.id,
+                "status_code": tested.status_code,
+                "status_class": tested.status_class,
+                "latency_ms": tested.latency_ms,
+                "error": tested.error,
+            })
+            .to_string(),
+        ))
+    }
+
     /// `DELETE /admin/v1/tenants/{id}/endpoints/{endpoint}`: 204; nothing more is delivered to
     /// it (deliveries already scheduled end as the worker finds no endpoint).
     pub(super) async fn delete_endpoint(
@@ -159,6 +234,23 @@ impl Tenants {
         self.delete_record(endpoint_key(tenant, id), endpoint_not_found(tenant, id))
             .await
     }
+}
+
+fn bad_url(url: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "url: https:// (or http:// for a tenant that allows it), a host name of two or more labels, an optional port and a plain path, not {url:?}"
+    ))
+}
+
+/// One or more event names, each once (which names the registry checks).
+fn check_events(events: &[String]) -> Result<(), ApiError> {
+    let distinct: std::collections::BTreeSet<&String> = events.iter().collect();
+    if events.is_empty() || distinct.len() < events.len() {
+        return Err(ApiError::BadRequest(
+            "events: one or more event names, each once".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// An endpoint's own retry schedule: 1 to 20 delays of whole milliseconds, a week at most each.

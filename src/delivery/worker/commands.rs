@@ -1,16 +1,13 @@
 //! The worker's side of operator actions (`super::super::handle`): each runs on the loop, so
 //! it changes the store like everything else there.
 
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::Worker;
-use crate::clock::rfc3339;
-use crate::delivery::client::Client;
 use crate::delivery::handle::{Command, Tested};
-use crate::delivery::sign;
 use crate::delivery::store;
-use crate::telemetry::{error_chain, metrics};
+use crate::delivery::test_send::Tester;
+use crate::telemetry::error_chain;
 
 impl Worker {
     /// Carries out an operator action; a failure is the operator's answer, not the worker's end.
@@ -75,58 +72,11 @@ impl Worker {
             )));
             return;
         };
-        let mut random = [0u8; 16];
-        let _ = getrandom::fill(&mut random);
-        let id = hex::encode(random);
-        let body = json!({
-            "event": "test",
-            "id": id,
-            "occurred_at": rfc3339(now),
-            "tenant_id": tenant,
-            "data": {},
-        })
-        .to_string();
-        let signature = sign(
-            &self.config.header_prefix,
-            "test",
-            &id,
-            (now / 1000).max(0) as u64,
-            body.as_bytes(),
-            &target.secrets,
-        );
-        let (client, url) = (self.client.clone(), target.url.clone());
+        let tester = Tester::new(self.client.clone(), self.config.header_prefix.clone());
+        let target = target.clone();
         self.tracker.spawn(async move {
-            let tested = attempt(&client, &url, &signature.headers, body, id).await;
+            let tested = tester.send(&target, now).await;
             let _ = reply.send(Ok(tested));
         });
-    }
-}
-
-/// One test request, timed.
-async fn attempt(
-    client: &Client,
-    url: &http::Uri,
-    headers: &[(String, String)],
-    body: String,
-    id: String,
-) -> Tested {
-    let started = tokio::time::Instant::now();
-    let result = client.post(url, headers, body.into_bytes()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match result {
-        Ok(answer) => Tested {
-            id,
-            status_code: Some(answer.status),
-            status_class: metrics::status_class(answer.status),
-            latency_ms,
-            error: None,
-        },
-        Err(e) => Tested {
-            id,
-            status_code: None,
-            status_class: e.class(),
-            latency_ms,
-            error: Some(error_chain(&e)),
-        },
     }
 }

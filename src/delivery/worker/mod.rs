@@ -520,11 +520,14 @@ impl Worker {
 
     /// What the rules need to know of `job`'s endpoint now.
     fn standing(&self, job: &Job) -> policy::Endpoint {
+        let endpoint = self.endpoint(&job.tenant, &job.endpoint);
         policy::Endpoint {
-            configured: self.endpoint(&job.tenant, &job.endpoint).is_some(),
-            disabled: self
-                .disabled
-                .contains(&(job.tenant.clone(), job.endpoint.clone())),
+            configured: endpoint.is_some(),
+            // By the operator (the registry says so), or by the receiver's 410.
+            disabled: endpoint.is_some_and(|e| e.disabled)
+                || self
+                    .disabled
+                    .contains(&(job.tenant.clone(), job.endpoint.clone())),
         }
     }
 
