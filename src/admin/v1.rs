@@ -64,6 +64,7 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
         "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret",
         &[Method::POST],
     ),
+    ("/admin/v1/maintenance", &[Method::GET, Method::PUT]),
     ("/admin/v1/keys", &[Method::GET, Method::POST]),
     ("/admin/v1/keys/{key}", &[Method::DELETE]),
 ];
@@ -250,6 +251,8 @@ impl Tenants {
             ("/admin/v1/openapi.json", _, _) => return json(StatusCode::OK, OPENAPI),
             ("/admin/v1/tenants", &Method::GET, _) => self.list(query),
             ("/admin/v1/tenants", &Method::POST, _) => self.create(body).await,
+            ("/admin/v1/maintenance", &Method::GET, _) => self.maintenance(),
+            ("/admin/v1/maintenance", _, _) => self.set_maintenance(body).await,
             ("/admin/v1/keys", &Method::GET, _) => self.list_keys(),
             ("/admin/v1/keys", &Method::POST, _) => self.create_key(body).await,
             ("/admin/v1/keys/{key}", _, _) => {
@@ -337,6 +340,30 @@ impl Tenants {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
             ApiError::TooMany(wait.as_secs_f64().ceil().max(1.0) as u64)
         })
+    }
+
+    /// `GET /admin/v1/maintenance`: whether the deployment is in maintenance mode, and since when.
+    fn maintenance(&self) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        Ok(json(StatusCode::OK, maintenance_view(&records)))
+    }
+
+    /// `PUT /admin/v1/maintenance` `{"on": bool}`: every ingress reading the topic answers
+    /// webhooks 503 while it is on (each instance as it reads the change).
+    async fn set_maintenance(&self, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let change: MaintenanceChange = parse_body(body)?;
+        if records.maintenance() == change.on {
+            return Ok(json(StatusCode::OK, maintenance_view(&records)));
+        }
+        let record = Record::new(Entity::Maintenance(topic::Maintenance {
+            on: change.on,
+            changed_at_ms: self.clock.now_millis(),
+        }));
+        let after = self
+            .write(&records, vec![(Key::Maintenance, Some(record))])
+            .await?;
+        Ok(json(StatusCode::OK, maintenance_view(&after)))
     }
 
     /// What the tenants topic says now, or why the API cannot say.
@@ -591,6 +618,13 @@ impl Tenants {
     }
 }
 
+/// `PUT /admin/v1/maintenance`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceChange {
+    on: bool,
+}
+
 /// `POST /admin/v1/tenants`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -614,6 +648,15 @@ struct TenantChange {
     /// `null` is refused.
     #[serde(default, deserialize_with = "present")]
     allow_plain_http: Option<bool>,
+}
+
+/// `{"on", "changed_at"}` as `records` say.
+fn maintenance_view(records: &Records) -> String {
+    let changed_at = match records.get(&Key::Maintenance).map(|r| &r.entity) {
+        Some(Entity::Maintenance(m)) => Some(crate::clock::rfc3339(m.changed_at_ms)),
+        _ => None,
+    };
+    serde_json::json!({ "on": records.maintenance(), "changed_at": changed_at }).to_string()
 }
 
 /// A field that is present, `null` or not: absent fields are `None` through `default`.

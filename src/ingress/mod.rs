@@ -214,13 +214,14 @@ impl Ingress {
         Ok(provider.accepted_body())
     }
 
-    /// Admits a request unless in maintenance or past the limits: one of the in-flight
+    /// Admits a request unless in maintenance (this instance's `ingress.maintenance`, or the
+    /// deployment's on the tenants topic) or past the limits: one of the in-flight
     /// permits, and a place in its client address's and its connection's share of requests
     /// not yet authenticated. Its body is charged to the buffer budget as it arrives
     /// ([`limits::read_body`]): bodies being read are held in memory, so their total is
     /// bounded too, not only each one.
     fn admit(&self, headers: &HeaderMap, peer: Option<&Peer>) -> Result<Admitted, Error> {
-        if self.config.maintenance {
+        if self.config.maintenance || self.registry.maintenance() {
             return Err(Error::Maintenance);
         }
         let permit = self

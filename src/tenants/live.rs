@@ -1,6 +1,7 @@
 //! The registry in force, which the tenants topic may replace while the daemon runs.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub struct Live {
 /// The tenants topic as the follower last read it.
 struct Topic {
     records: ArcSwap<Records>,
+    /// Whether the records last read say maintenance mode is on: a deployment setting, in
+    /// force whether or not the registry they make is.
+    maintenance: AtomicBool,
     /// The offset after the last message read.
     read_to: watch::Sender<i64>,
 }
@@ -41,6 +45,7 @@ impl Live {
         Live {
             registry: Arc::new(ArcSwap::from_pointee(registry)),
             topic: Some(Arc::new(Topic {
+                maintenance: AtomicBool::new(records.maintenance()),
                 records: ArcSwap::from_pointee(records),
                 read_to: watch::Sender::new(read_to),
             })),
@@ -57,6 +62,14 @@ impl Live {
         self.registry.store(Arc::new(registry));
     }
 
+    /// Whether the tenants topic puts the deployment in maintenance mode (never with tenants
+    /// from a file: there `ingress.maintenance` does).
+    pub fn maintenance(&self) -> bool {
+        self.topic
+            .as_ref()
+            .is_some_and(|topic| topic.maintenance.load(Ordering::Relaxed))
+    }
+
     /// What the tenants topic says, as last read (whether or not the registry it makes was
     /// put in force); `None` when the tenants come from a file.
     pub fn records(&self) -> Option<Arc<Records>> {
@@ -66,6 +79,9 @@ impl Live {
     /// The follower read the topic up to `read_to`, where it says `records`.
     pub fn read(&self, records: Records, read_to: i64) {
         if let Some(topic) = &self.topic {
+            topic
+                .maintenance
+                .store(records.maintenance(), Ordering::Relaxed);
             topic.records.store(Arc::new(records));
             topic.read_to.send_replace(read_to);
         }

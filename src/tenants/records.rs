@@ -138,6 +138,14 @@ impl Records {
         Ok(())
     }
 
+    /// Whether the deployment's maintenance mode is on.
+    pub fn maintenance(&self) -> bool {
+        matches!(
+            self.0.get(&Key::Maintenance).map(|r| &r.entity),
+            Some(Entity::Maintenance(topic::Maintenance { on: true, .. }))
+        )
+    }
+
     /// The first moment after `now_ms` at which a previous secret's grace period ends, when
     /// one does: the registry changes then without a record changing.
     pub fn next_expiry(&self, now_ms: i64) -> Option<i64> {
@@ -180,8 +188,8 @@ impl Records {
                     tenants.insert(&t.id, tenant_spec(t, named));
                     continue;
                 }
-                // The admin API's, not the ingress's or the delivery worker's.
-                Entity::ApiKey(_) => continue,
+                // The admin API's, or the deployment's (Records::maintenance), not a tenant's.
+                Entity::ApiKey(_) | Entity::Maintenance(_) => continue,
                 Entity::Integration(i) => &i.tenant,
                 Entity::Endpoint(e) => &e.tenant,
             };
@@ -202,7 +210,7 @@ impl Records {
                     tenant.integration.extend(opener.integration(i, named));
                 }
                 Entity::Endpoint(e) => tenant.endpoint.extend(opener.endpoint(e, named)),
-                Entity::Tenant(_) | Entity::ApiKey(_) => {} // read above
+                Entity::Tenant(_) | Entity::ApiKey(_) | Entity::Maintenance(_) => {} // above
             }
         }
         let file = File {
@@ -355,7 +363,7 @@ pub fn rotate(
     let key = record.key();
     let mut rotated = record.clone();
     let (current, previous, expires) = match &mut rotated.entity {
-        Entity::Tenant(_) | Entity::ApiKey(_) => {
+        Entity::Tenant(_) | Entity::ApiKey(_) | Entity::Maintenance(_) => {
             return Err(format!("record {key}: has no secret to rotate"))
         }
         Entity::Integration(topic::Integration {
@@ -599,7 +607,7 @@ impl Records {
                 Err(problem) => problems.push(problem),
             };
             match &mut resealed.entity {
-                Entity::Tenant(_) | Entity::ApiKey(_) => {}
+                Entity::Tenant(_) | Entity::ApiKey(_) | Entity::Maintenance(_) => {}
                 Entity::Integration(topic::Integration {
                     secret,
                     previous_secret,
@@ -651,12 +659,14 @@ enum Action {
 /// The plan that makes `current` into `desired`. Secrets are compared opened, not as sealed
 /// (sealing is randomized): the same file applied twice plans nothing. A current secret that
 /// this vault cannot open counts as changed, to be sealed again; a desired one is a problem.
-/// API keys stay, but for those limited to a tenant `desired` does not have.
+/// API keys stay, but for those limited to a tenant `desired` does not have, and so does
+/// maintenance mode.
 pub fn plan(current: &Records, desired: &Records, keys: &Keyring) -> Result<Plan, Problems> {
     let mut problems = Problems::default();
     // API keys are made through the admin API, not in a file: a file leaves them as they
     // are, but for a key limited to a tenant the file removes.
     let kept = |key: &Key, record: &Record| match &record.entity {
+        Entity::Maintenance(_) => true,
         Entity::ApiKey(api_key) => api_key.tenant.as_ref().is_none_or(|tenant| {
             desired.0.contains_key(&Key::Tenant {
                 tenant: tenant.clone(),

@@ -17,7 +17,7 @@ pub const SCHEMA: &str = "cartstream.tenants.v1";
 
 /// What a record is about, and its Kafka key: the JSON array of its kind and its ids
 /// (`["tenant","acme"]`, `["integration","acme","shopify:acme.myshopify.com"]`,
-/// `["endpoint","acme","crm"]`, `["api_key","key_0123456789abcdef"]`), which no id can make
+/// `["endpoint","acme","crm"]`, `["api_key","key_0123456789abcdef"]`, `["maintenance"]`), which no id can make
 /// look like another's. Ordered tenants first, so that a tenant comes before what it owns.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -36,6 +36,8 @@ pub enum Key {
     ApiKey {
         id: String,
     },
+    /// Whether every ingress answers webhooks 503 (`["maintenance"]`).
+    Maintenance,
 }
 
 impl Key {
@@ -46,6 +48,7 @@ impl Key {
             Key::Integration { .. } => "integration",
             Key::Endpoint { .. } => "endpoint",
             Key::ApiKey { .. } => "api_key",
+            Key::Maintenance => "maintenance",
         }
     }
 
@@ -54,7 +57,7 @@ impl Key {
         match self {
             Key::Tenant { tenant } => Some(tenant),
             Key::Integration { tenant, .. } | Key::Endpoint { tenant, .. } => Some(tenant),
-            Key::ApiKey { .. } => None,
+            Key::ApiKey { .. } | Key::Maintenance => None,
         }
     }
 
@@ -64,6 +67,7 @@ impl Key {
             Key::Integration { tenant, id } => vec!["integration", tenant, id],
             Key::Endpoint { tenant, id } => vec!["endpoint", tenant, id],
             Key::ApiKey { id } => vec!["api_key", id],
+            Key::Maintenance => vec!["maintenance"],
         }
     }
 
@@ -78,6 +82,9 @@ impl Key {
     /// it is refused rather than read as the same key.
     pub fn decode(bytes: &[u8]) -> Option<Key> {
         let parts: Vec<String> = serde_json::from_slice(bytes).ok()?;
+        if parts == ["maintenance"] {
+            return (bytes == br#"["maintenance"]"#).then_some(Key::Maintenance);
+        }
         let key = match <[String; 2]>::try_from(parts) {
             Ok([kind, tenant]) if kind == "tenant" => Key::Tenant { tenant },
             Ok([kind, id]) if kind == "api_key" => Key::ApiKey { id },
@@ -124,6 +131,7 @@ pub enum Entity {
     Integration(Integration),
     Endpoint(Endpoint),
     ApiKey(ApiKey),
+    Maintenance(Maintenance),
 }
 
 /// A tenant (`[[tenant]]`).
@@ -216,6 +224,14 @@ pub struct Endpoint {
     pub disabled: bool,
 }
 
+/// Maintenance mode for the whole deployment: while `on`, every ingress reading the topic
+/// answers webhooks 503 with `Retry-After` (as `ingress.maintenance` does for one instance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maintenance {
+    pub on: bool,
+    pub changed_at_ms: i64,
+}
+
 /// A key of the admin API. Only the SHA-256 of the key is kept: the key itself is 32 random
 /// bytes shown once, when it is made, so its digest cannot be searched back to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +281,7 @@ impl Record {
                 id: e.id.clone(),
             },
             Entity::ApiKey(k) => Key::ApiKey { id: k.id.clone() },
+            Entity::Maintenance(_) => Key::Maintenance,
         }
     }
 
@@ -272,7 +289,7 @@ impl Record {
     /// secret, each sealed.
     pub fn secrets(&self) -> Vec<(&'static str, Option<&Sealed>)> {
         match &self.entity {
-            Entity::Tenant(_) | Entity::ApiKey(_) => vec![],
+            Entity::Tenant(_) | Entity::ApiKey(_) | Entity::Maintenance(_) => vec![],
             Entity::Integration(Integration {
                 secret,
                 previous_secret,
@@ -394,6 +411,10 @@ mod tests {
                 sha256: "ab".repeat(32),
                 created_at_ms: 1_796_000_000_000,
             })),
+            Record::new(Entity::Maintenance(Maintenance {
+                on: true,
+                changed_at_ms: 1_796_000_000_000,
+            })),
             Record::new(Entity::ApiKey(ApiKey {
                 id: "key_fedcba9876543210".to_string(),
                 name: None,
@@ -469,6 +490,7 @@ mod tests {
             Key::ApiKey {
                 id: "a/b/c".to_string(),
             },
+            Key::Maintenance,
         ];
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(Key::decode(key.encode().as_bytes()).as_ref(), Some(key));
@@ -495,6 +517,8 @@ mod tests {
             br#"["integration","acme"]"#,
             br#"["api_key","k1","extra"]"#,
             br#"["api_key"]"#,
+            br#"[ "maintenance" ]"#,
+            br#"["maintenance","on"]"#,
             br#"{"tenant":"acme"}"#,
             b"acme",
         ] {

@@ -266,6 +266,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     const ENDPOINT_SECRET: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret";
     const ENDPOINT_TEST: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/test";
     const KEYS: &str = "/admin/v1/keys";
+    const MAINTENANCE: &str = "/admin/v1/maintenance";
     const KEY: &str = "/admin/v1/keys/{key}";
     const ACME_SHOPIFY: &str =
         "/admin/v1/tenants/acme/integrations/shopify:shop_domain=acme.myshopify.com";
@@ -316,6 +317,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ),
         ("GET", KEYS, KEYS),
         ("POST", KEYS, KEYS),
+        ("GET", MAINTENANCE, MAINTENANCE),
+        ("PUT", MAINTENANCE, MAINTENANCE),
         ("DELETE", KEY, "/admin/v1/keys/key_0123456789abcdef"),
     ];
     for call in every_call {
@@ -945,6 +948,36 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(spare.status, 201);
     let spare_path = format!("/admin/v1/keys/{}", spare.json()["id"].as_str().unwrap());
 
+    // Maintenance mode through one instance: the other answers webhooks 503 until it is off.
+    let maintenance = ("GET", MAINTENANCE, MAINTENANCE);
+    let off = api.admin(&b, maintenance, Bytes::new()).await;
+    assert_eq!(off.status, 200);
+    assert_eq!(off.json(), json!({"on": false, "changed_at": null}));
+    let switch = ("PUT", MAINTENANCE, MAINTENANCE);
+    let on = api.admin(&a, switch, r#"{"on":true}"#).await;
+    assert_eq!(on.status, 200, "{:?}", on.body);
+    assert_eq!(on.json()["on"], true);
+    until_status("a webhook on b in maintenance", 503, || {
+        standard_webhook(&http, &b, &path, &new_secret)
+    })
+    .await;
+    assert_eq!(
+        api.admin(&b, maintenance, Bytes::new()).await.json(),
+        on.json()
+    );
+    for body in ["{}", r#"{"on":"yes"}"#, "[]"] {
+        assert_eq!(api.admin(&a, switch, body).await.status, 400, "{body}");
+    }
+    assert_eq!(
+        api.admin(&a, switch, vec![b' '; 17 * 1024]).await.status,
+        413
+    );
+    assert_eq!(api.admin(&a, switch, r#"{"on":false}"#).await.status, 200);
+    until_status("a webhook on b after maintenance", 200, || {
+        standard_webhook(&http, &b, &path, &new_secret)
+    })
+    .await;
+
     // Kafka away: a write is answered 503 once its time is up (10 s).
     broker.pause();
     let standard_path = format!(
@@ -968,6 +1001,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         api.admin(&a, ("POST", KEYS, KEYS), r#"{"scopes":["read"]}"#),
         api.admin(&a, ("DELETE", KEY, &spare_path), Bytes::new()),
     );
+    let maintenance_away = api.admin(&a, switch, r#"{"on":true}"#).await;
     let endpoint_patch_away = api
         .admin(
             &a,
@@ -1005,6 +1039,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         key_away,
         key_delete_away,
         endpoint_patch_away,
+        maintenance_away,
     ] {
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }
@@ -1034,6 +1069,10 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(api.admin(&a, globex_shop, Bytes::new()).await.status, 422);
     let globex_crm = ("DELETE", ENDPOINT, "/admin/v1/tenants/globex/endpoints/crm");
     assert_eq!(api.admin(&a, globex_crm, Bytes::new()).await.status, 422);
+    // (The change made while Kafka was away may have been written after all: the other way.)
+    let was = api.admin(&a, maintenance, Bytes::new()).await.json()["on"] == true;
+    let switch_refused = api.admin(&a, switch, format!(r#"{{"on":{}}}"#, !was)).await;
+    assert_eq!(switch_refused.status, 422, "{:?}", switch_refused.body);
     let key_refused = api
         .admin(&a, ("POST", KEYS, KEYS), r#"{"scopes":["read"]}"#)
         .await;
