@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Fuzzes the admin API v1 against its OpenAPI document (docs/openapi.json) with schemathesis:
-# a daemon (the debug build the tests use) reading its tenants from the tenants topic, and every
-# check on — no 5xx, every status, header and body as documented, schema-violating requests
-# refused and schema-valid ones accepted, stateful sequences (create, then read, change and
-# delete what was created). Any failure fails the run and prints how to reproduce it.
+# Fuzzes both ports of a daemon (the debug build the tests use, reading its tenants from the
+# tenants topic) with schemathesis, each against its OpenAPI document:
+# - the admin API v1 against docs/openapi.json, with every check on — no 5xx, every status,
+#   header and body as documented, schema-violating requests refused and schema-valid ones
+#   accepted, stateful sequences (create, then read, change and delete what was created);
+# - the ingress port against docs/openapi-ingress.json (read from the file: the public port does
+#   not serve it), with every check on but one for the webhook routes (below). Its webhooks are
+#   unsigned, so each is answered 401 (or 400, 404, 405 before its signature is looked at) and
+#   none may be accepted: the daemon's metrics must show no webhook answered 200.
+# Any failure fails the run and prints how to reproduce it.
 #   scripts/api-fuzz.sh BROKERS [MAX_EXAMPLES]     # 100 examples per operation by default
 # schemathesis comes from PyPI into a virtualenv outside the clone (scripts/install.sh).
 set -euo pipefail
@@ -32,16 +37,46 @@ export CARTSTREAM__ADMIN__TOKEN="$token"
 export CARTSTREAM__ADMIN__WRITES_PER_MINUTE=0
 start_daemon "$bin/cartstream" ingress "$work/daemon.log"
 
-# From the scratch folder, where schemathesis keeps its cache.
-if ! (cd "$work" && "$schemathesis" run "http://127.0.0.1:$admin_port/admin/v1/openapi.json" \
-    --url "http://127.0.0.1:$admin_port" -H "Authorization: Bearer $token" \
-    --checks all --max-examples "$examples" --no-color >"$work/schemathesis.log" 2>&1); then
-    cat "$work/schemathesis.log" >&2
-    echo "scripts/api-fuzz.sh: the admin API does not keep to docs/openapi.json; daemon log:" >&2
-    tail -n 30 "$work/daemon.log" >&2
+# Runs schemathesis from the scratch folder, where it keeps its cache; on a failure prints its
+# report and the daemon's last lines and fails the run, else the counts of cases.
+fuzz() { # what is fuzzed (a word), then schemathesis run's arguments
+    local what=$1 log="$work/schemathesis-$1.log"
+    shift
+    if ! (cd "$work" && "$schemathesis" run "$@" --max-examples "$examples" --no-color >"$log" 2>&1); then
+        cat "$log" >&2
+        echo "scripts/api-fuzz.sh: $what: an answer does not keep to the document; daemon log:" >&2
+        tail -n 30 "$work/daemon.log" >&2
+        exit 1
+    fi
+    echo "$what:"
+    grep -E '^ +[0-9]+ generated|passed' "$log" | tail -n 2
+}
+
+fuzz admin-api "http://127.0.0.1:$admin_port/admin/v1/openapi.json" \
+    --url "http://127.0.0.1:$admin_port" -H "Authorization: Bearer $token" --checks all
+
+ingress="$PWD/docs/openapi-ingress.json"
+fuzz ingress-probes "$ingress" --url "http://127.0.0.1:$ingress_port" \
+    --include-path-regex '^/(healthz|readyz)$' --checks all
+# positive_data_acceptance expects a schema-valid request to be accepted (2xx). A webhook is
+# accepted only when signed with its integration's secret over its exact body, which no
+# generated request is: every one is refused, as it should be, so that check cannot apply.
+# Every other check does, negative_data_rejection and unsupported_method among them.
+fuzz ingress-webhooks "$ingress" --url "http://127.0.0.1:$ingress_port" \
+    --include-path-regex '^/api/webhooks/' --checks all --exclude-checks positive_data_acceptance
+
+# What the ingress answered the fuzzed webhooks, from its own count; none may have been accepted.
+answers=$(curl -fs "http://127.0.0.1:$admin_port/metrics" | grep '^cartstream_ingress_requests_total{' || true)
+if [ -z "$answers" ]; then
+    echo "scripts/api-fuzz.sh: the ingress counted no webhook answered" >&2
     exit 1
 fi
-grep -E '^ +[0-9]+ generated|passed' "$work/schemathesis.log" | tail -n 2
+echo "ingress answers (provider, status, count):"
+echo "$answers" | sed -E 's/.*provider="([^"]*)",status="([0-9]+)"} ([0-9]+)$/  \1 \2 \3/' | sort -k2,2 -k1,1
+if echo "$answers" | grep -q 'status="2'; then
+    echo "scripts/api-fuzz.sh: the ingress accepted an unsigned fuzzed webhook" >&2
+    exit 1
+fi
 if grep -q ' ERROR \| panicked' "$work/daemon.log"; then
     grep ' ERROR \| panicked' "$work/daemon.log" >&2
     echo "scripts/api-fuzz.sh: the daemon logged errors while fuzzed" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against Apache Kafka: installs what is missing, starts a broker on a
 # free port with a throw-away data folder, runs `cargo test`, then the load tool's completeness
-# check against the real daemon (load-tests/ci.sh) and the admin API's fuzzing against its
-# OpenAPI document (scripts/api-fuzz.sh), and stops the broker. Then the failover
+# check against the real daemon (load-tests/ci.sh) and the fuzzing of the admin API and the
+# ingress port against their OpenAPI documents (scripts/api-fuzz.sh), and stops the broker. Then the failover
 # step, on three-node clusters of its own: the tests that kill and freeze a broker under traffic
 # (one at a time), and the completeness check with a broker killed and restarted mid-run.
 #   scripts/test.sh [cargo test arguments]

@@ -12,8 +12,9 @@ use crate::{credentials, kafka, providers};
 pub enum Error {
     #[error("not found")]
     NotFound,
+    /// The route answers only these methods.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static [http::Method]),
     #[error("unknown provider")]
     UnknownProvider,
     #[error("maintenance mode: try again later")]
@@ -66,7 +67,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NotFound | Error::UnknownProvider => StatusCode::NOT_FOUND,
-            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Maintenance | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -121,6 +122,16 @@ impl Error {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(retry_after_seconds),
             _ => None,
         };
+        let allow = match &self {
+            Error::MethodNotAllowed(methods) => Some(
+                methods
+                    .iter()
+                    .map(http::Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            _ => None,
+        };
         let body = serde_json::json!({ "error": self.to_string() }).to_string();
         let mut response = Response::builder()
             .status(status)
@@ -128,8 +139,8 @@ impl Error {
         if let Some(seconds) = retry_after {
             response = response.header(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            response = response.header(header::ALLOW, "POST");
+        if let Some(methods) = allow {
+            response = response.header(header::ALLOW, methods);
         }
         response
             .body(Full::new(Bytes::from(body)))
@@ -180,6 +191,14 @@ mod tests {
         let body = format!("{:?}", response.body());
         assert!(body.contains("internal error"), "{body}");
         assert!(!body.contains("secret detail"), "{body}");
+    }
+
+    #[test]
+    fn a_405_names_the_methods_the_route_answers() {
+        let response =
+            Error::MethodNotAllowed(&[http::Method::GET, http::Method::HEAD]).into_response(7);
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
     }
 
     #[test]

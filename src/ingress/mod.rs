@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -115,17 +115,22 @@ impl Ingress {
         started: Instant,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
-        let (provider, key) = match route::parse(parts.uri.path()) {
-            Route::Healthz => return crate::health::healthz(),
-            Route::Readyz => return crate::health::readyz(&self.health, false).await,
+        let route = route::parse(parts.uri.path());
+        let not_allowed = || Err(Error::MethodNotAllowed(route.methods()));
+        let (provider, key) = match route {
             Route::NotFound => return self.answer("unknown", Err(Error::NotFound), started),
             Route::Webhook { provider, key } => (provider, key),
+            _ if !route.allows(&parts.method) => {
+                return self.answer("unknown", not_allowed(), started)
+            }
+            Route::Healthz => return crate::health::healthz(),
+            Route::Readyz => return crate::health::readyz(&self.health, false).await,
         };
         let Some(provider) = providers::find(provider) else {
             return self.answer("unknown", Err(Error::UnknownProvider), started);
         };
-        if parts.method != Method::POST {
-            return self.answer(provider.slug(), Err(Error::MethodNotAllowed), started);
+        if !route.allows(&parts.method) {
+            return self.answer(provider.slug(), not_allowed(), started);
         }
         let peer = parts.extensions.get::<Peer>();
         let result = self

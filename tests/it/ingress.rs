@@ -354,6 +354,18 @@ async fn bad_requests_get_their_statuses() {
     );
     let get = http.get(&daemon.url("/api/webhooks/shopify")).await;
     assert_eq!(get.status, 405);
+    assert_eq!(get.headers["allow"], "POST");
+    // The health routes answer GET and HEAD, as documented (docs/openapi-ingress.json).
+    for path in ["/healthz", "/readyz"] {
+        for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE"] {
+            let answer = http.send(method, &daemon.url(path), &[], Vec::new()).await;
+            assert_eq!(answer.status, 405, "{method} {path}");
+            assert_eq!(answer.headers["allow"], "GET, HEAD", "{method} {path}");
+            assert!(answer.json()["error"].is_string(), "{method} {path}");
+        }
+        let head = http.send("HEAD", &daemon.url(path), &[], Vec::new()).await;
+        assert_eq!(head.status, 200, "HEAD {path}");
+    }
 
     let big = vec![b' '; 2048];
     let headers = shopify_headers("acme-shopify-secret", "acme.myshopify.com", &big, "big");
