@@ -51,6 +51,10 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
         "/admin/v1/tenants/{id}/integrations/{integration}/verify",
         &[Method::POST],
     ),
+    (
+        "/admin/v1/tenants/{id}/integrations/{integration}/status",
+        &[Method::GET],
+    ),
     ("/admin/v1/tenants/{id}/endpoints", &[Method::POST]),
     (
         "/admin/v1/tenants/{id}/endpoints/{endpoint}",
@@ -270,6 +274,9 @@ impl Tenants {
             ("/admin/v1/tenants/{id}/integrations/{integration}/verify", _, Some(id)) => {
                 self.verify_integration(&id, &integration, body)
             }
+            ("/admin/v1/tenants/{id}/integrations/{integration}/status", _, Some(id)) => {
+                self.integration_status(&id, &integration)
+            }
             ("/admin/v1/tenants/{id}/endpoints", _, Some(id)) => {
                 self.create_endpoint(&id, body).await
             }
@@ -364,6 +371,11 @@ impl Tenants {
             .write(&records, vec![(Key::Maintenance, Some(record))])
             .await?;
         Ok(json(StatusCode::OK, maintenance_view(&after)))
+    }
+
+    /// The keys the topic's secrets are sealed with.
+    fn keys(&self) -> Result<&Keyring, ApiError> {
+        Ok(&self.topic.as_ref().ok_or(ApiError::FromFile)?.0)
     }
 
     /// What the tenants topic says now, or why the API cannot say.

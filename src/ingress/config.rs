@@ -178,6 +178,7 @@ impl Config {
             keys: Keys::new(providers::Key::new(secret.as_bytes()), None),
             scheme: None,
             event: None,
+            status: Default::default(),
         })
     }
 

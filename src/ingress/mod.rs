@@ -318,8 +318,11 @@ impl Ingress {
             Some(scheme) => scheme.verify(request, keys),
             None => provider.verify(request, keys, self.clock.now()),
         };
-        if let Err(providers::Error::Unauthorized(_)) = verdict {
+        if let Err(providers::Error::Unauthorized(why)) = verdict {
             metrics::ingress_signature_failure(provider.slug());
+            if let Some(integration) = integration {
+                integration.status.refused(self.clock.now_millis(), why);
+            }
         }
         verdict?;
         let Some(integration) = integration else {
@@ -333,6 +336,9 @@ impl Ingress {
             Some(scheme) => scheme.inspect(request)?,
             None => seen,
         };
+        integration
+            .status
+            .authentic(self.clock.now_millis(), seen.test || sample);
         Ok(Authenticated {
             integration,
             seen,

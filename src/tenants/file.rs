@@ -315,6 +315,7 @@ impl<'f> Parse<'f> {
                     keys: Keys::new(current, previous.map(|(key, _)| key)),
                     scheme,
                     event: spec.event.clone().filter(|e| !e.trim().is_empty()),
+                    status: Default::default(),
                 },
                 integration_clues,
             );

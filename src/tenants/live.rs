@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use super::status::Statuses;
 use super::{Records, Registry};
 
 /// The registry every role reads, replaced whole when the tenants topic changes. A reader
@@ -17,6 +18,8 @@ use super::{Records, Registry};
 #[derive(Clone)]
 pub struct Live {
     registry: Arc<ArcSwap<Registry>>,
+    /// What the ingress saw of each integration, carried from one registry to the next.
+    statuses: Statuses,
     /// With tenants read from the topic: what it says, and how far it was read.
     topic: Option<Arc<Topic>>,
 }
@@ -33,17 +36,23 @@ struct Topic {
 
 impl Live {
     /// A registry read from a file, in force for good.
-    pub fn new(registry: Registry) -> Live {
+    pub fn new(mut registry: Registry) -> Live {
+        let statuses = Statuses::default();
+        statuses.carry(&mut registry);
         Live {
             registry: Arc::new(ArcSwap::from_pointee(registry)),
+            statuses,
             topic: None,
         }
     }
 
     /// A registry read from the tenants topic up to `read_to`, where it said `records`.
-    pub fn following(registry: Registry, records: Records, read_to: i64) -> Live {
+    pub fn following(mut registry: Registry, records: Records, read_to: i64) -> Live {
+        let statuses = Statuses::default();
+        statuses.carry(&mut registry);
         Live {
             registry: Arc::new(ArcSwap::from_pointee(registry)),
+            statuses,
             topic: Some(Arc::new(Topic {
                 maintenance: AtomicBool::new(records.maintenance()),
                 records: ArcSwap::from_pointee(records),
@@ -58,7 +67,8 @@ impl Live {
     }
 
     /// Puts `registry` in force for every reader that takes the current one from now on.
-    pub fn replace(&self, registry: Registry) {
+    pub fn replace(&self, mut registry: Registry) {
+        self.statuses.carry(&mut registry);
         self.registry.store(Arc::new(registry));
     }
 

@@ -11,6 +11,7 @@ mod file;
 mod live;
 mod records;
 mod secret;
+mod status;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use records::{
     integration_id, plan, rotate, seal_for, secret_of, Plan, Reading, Records, Unreadable,
 };
 pub use secret::Secret;
+pub use status::{Seen, Status};
 
 /// The `[tenants]` section of the daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +179,9 @@ pub struct Integration {
     /// The event type of this integration's deliveries when the delivery names none (a Zid
     /// subscription is per event, and its payloads may not say which).
     pub event: Option<String>,
+    /// What the ingress saw of it lately, on this instance (kept across registries by
+    /// [`Live`]).
+    pub status: Arc<Status>,
 }
 
 /// One of a tenant's outbound webhook destinations (SPEC §3, §6).

@@ -261,6 +261,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     const INTEGRATION: &str = "/admin/v1/tenants/{id}/integrations/{integration}";
     const SECRET: &str = "/admin/v1/tenants/{id}/integrations/{integration}/secret";
     const VERIFY: &str = "/admin/v1/tenants/{id}/integrations/{integration}/verify";
+    const STATUS: &str = "/admin/v1/tenants/{id}/integrations/{integration}/status";
     const ENDPOINTS: &str = "/admin/v1/tenants/{id}/endpoints";
     const ENDPOINT: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}";
     const ENDPOINT_SECRET: &str = "/admin/v1/tenants/{id}/endpoints/{endpoint}/secret";
@@ -302,6 +303,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ("DELETE", INTEGRATION, ACME_SHOPIFY),
         ("POST", SECRET, &format!("{ACME_SHOPIFY}/secret")),
         ("POST", VERIFY, &format!("{ACME_SHOPIFY}/verify")),
+        ("GET", STATUS, &format!("{ACME_SHOPIFY}/status")),
         ("POST", ENDPOINTS, "/admin/v1/tenants/acme/endpoints"),
         ("DELETE", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm"),
         ("PATCH", ENDPOINT, "/admin/v1/tenants/acme/endpoints/crm"),
@@ -648,6 +650,34 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "a credentials test produced"
     );
 
+    // Its status, on each instance as its own ingress saw it: b took acme's deliveries, and
+    // now one forged; a none.
+    let status = ("GET", STATUS, &*format!("{ACME_SHOPIFY}/status"));
+    assert_eq!(
+        shopify_webhook(&http, &b, ("not-the-secret-at-all", shop.1)).await,
+        401
+    );
+    let on_b = api.admin(&b, status, Bytes::new()).await;
+    assert_eq!(on_b.status, 200, "{:?}", on_b.body);
+    let on_b = on_b.json();
+    assert!(on_b["last_authentic_delivery_at"].is_string(), "{on_b}");
+    assert_eq!(
+        on_b["last_signature_failure_reason"], "invalid X-Shopify-Hmac-Sha256",
+        "{on_b}"
+    );
+    assert!(on_b["last_signature_failure_at"].is_string(), "{on_b}");
+    let on_a = api.admin(&a, status, Bytes::new()).await.json();
+    assert_eq!(
+        on_a,
+        json!({"last_authentic_delivery_at": null, "last_platform_test_at": null,
+               "last_signature_failure_at": null, "last_signature_failure_reason": null})
+    );
+    let unknown = (
+        "GET",
+        STATUS,
+        "/admin/v1/tenants/acme/integrations/zid:store_id=1/status",
+    );
+    assert_eq!(api.admin(&a, unknown, Bytes::new()).await.status, 404);
     let disconnect = ("DELETE", INTEGRATION, ACME_SHOPIFY);
     assert_eq!(api.admin(&a, disconnect, Bytes::new()).await.status, 204);
     assert_eq!(api.admin(&a, disconnect, Bytes::new()).await.status, 404);
@@ -1067,6 +1097,13 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "/admin/v1/tenants/globex/integrations/shopify:shop_domain=globex.myshopify.com",
     );
     assert_eq!(api.admin(&a, globex_shop, Bytes::new()).await.status, 422);
+    let globex_status = (
+        "GET",
+        STATUS,
+        "/admin/v1/tenants/globex/integrations/shopify:shop_domain=globex.myshopify.com/status",
+    );
+    let not_in_force = api.admin(&a, globex_status, Bytes::new()).await;
+    assert_eq!(not_in_force.status, 409, "{:?}", not_in_force.body);
     let globex_crm = ("DELETE", ENDPOINT, "/admin/v1/tenants/globex/endpoints/crm");
     assert_eq!(api.admin(&a, globex_crm, Bytes::new()).await.status, 422);
     // (The change made while Kafka was away may have been written after all: the other way.)

@@ -42,6 +42,58 @@ struct Verdict {
 }
 
 impl Tenants {
+    /// `GET …/integrations/{integration}/status`: what this instance's ingress saw of the
+    /// integration lately — its last verified delivery, the platform's last test, and its last
+    /// signature failure with the reason (never told to the platform).
+    pub(super) fn integration_status(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let (keys, registry) = (self.keys()?, self.live.current());
+        let integration = self.integration_in_force(&records, keys, &registry, tenant, id)?;
+        let seen = integration.status.seen();
+        let at = |ms: Option<i64>| ms.map(crate::clock::rfc3339);
+        let (failed_at, reason) = match seen.last_signature_failure {
+            Some((ms, reason)) => (Some(crate::clock::rfc3339(ms)), Some(reason)),
+            None => (None, None),
+        };
+        let status = serde_json::json!({
+            "last_authentic_delivery_at": at(seen.last_authentic_ms),
+            "last_platform_test_at": at(seen.last_test_ms),
+            "last_signature_failure_at": failed_at,
+            "last_signature_failure_reason": reason,
+        });
+        Ok(json(StatusCode::OK, status.to_string()))
+    }
+
+    /// The integration in force on this instance that the record `tenant`/`id` describes.
+    fn integration_in_force<'r>(
+        &self,
+        records: &crate::tenants::Records,
+        keys: &crate::credentials::Keyring,
+        registry: &'r Registry,
+        tenant: &str,
+        id: &str,
+    ) -> Result<&'r Integration, ApiError> {
+        let key = Key::Integration {
+            tenant: tenant.to_string(),
+            id: id.to_string(),
+        };
+        let not_found = || ApiError::NotFound(format!("integration {id:?} of tenant {tenant:?}"));
+        let record = records.get(&key).ok_or_else(not_found)?;
+        let Entity::Integration(wanted) = &record.entity else {
+            return Err(not_found());
+        };
+        let secret = secret_of(record, keys).ok();
+        in_force(registry, wanted, secret.as_deref()).ok_or_else(|| {
+            ApiError::Conflict(
+                "the integration is not in force on this instance: the registry that holds it was refused (see cartstream_tenants_stale)".to_string(),
+            )
+        })
+    }
+
     pub(super) fn verify_integration(
         &self,
         tenant: &str,
@@ -51,26 +103,8 @@ impl Tenants {
         let records = self.records()?;
         let sample: Sample = parse_body(body)?;
         let headers = header_map(&sample.headers)?;
-        let key = Key::Integration {
-            tenant: tenant.to_string(),
-            id: id.to_string(),
-        };
-        let Some(record) = records.get(&key) else {
-            return Err(ApiError::NotFound(format!(
-                "integration {id:?} of tenant {tenant:?}"
-            )));
-        };
-        let Entity::Integration(wanted) = &record.entity else {
-            return Err(ApiError::NotFound(format!("integration {id:?}")));
-        };
-        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
-        let registry = self.live.current();
-        let secret = secret_of(record, keys).ok();
-        let integration = in_force(&registry, wanted, secret.as_deref()).ok_or_else(|| {
-            ApiError::Conflict(
-                "the integration is not in force on this instance: the registry that holds it was refused (see cartstream_tenants_stale)".to_string(),
-            )
-        })?;
+        let (keys, registry) = (self.keys()?, self.live.current());
+        let integration = self.integration_in_force(&records, keys, &registry, tenant, id)?;
         let verdict = judge(
             &registry,
             integration,
