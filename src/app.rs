@@ -243,6 +243,8 @@ impl Wiring<'_> {
                 writes_per_minute: self.config.admin.writes_per_minute,
                 clock: self.clock.clone(),
                 tester: self.tester.clone(),
+                kafka: self.config.kafka.clone(),
+                kafka_timeout: self.config.admin.write_timeout,
             },
         );
 

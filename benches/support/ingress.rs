@@ -132,6 +132,9 @@ pub fn hot_path(registry: &Registry, case: &Case) -> rdkafka::message::OwnedHead
         .unwrap();
     let now = UNIX_EPOCH + Duration::from_secs(TIMESTAMP);
     provider.verify(&request, &integration.keys, now).unwrap();
+    integration
+        .status
+        .authentic(TIMESTAMP as i64 * 1000, seen.test);
     let delivery_id = seen
         .delivery_id
         .unwrap_or_else(|| providers::body_hash_id(&case.body).into());

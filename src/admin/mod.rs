@@ -122,6 +122,10 @@ pub struct Registry {
     pub clock: crate::clock::Clock,
     /// Sends an endpoint's test event (`delivery`'s client and signature settings).
     pub tester: delivery::Tester,
+    /// What delivery searches read the outcomes topic with, and for how long at most
+    /// (`admin.write_timeout`).
+    pub kafka: kafka::Config,
+    pub kafka_timeout: std::time::Duration,
 }
 
 /// A deployment's checks of a registry beyond its own validation.

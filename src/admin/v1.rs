@@ -20,6 +20,7 @@ use crate::problems::Problems;
 use crate::tenants::{Live, Records};
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
+mod deliveries;
 mod endpoints;
 mod integrations;
 mod keys;
@@ -69,6 +70,7 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
         &[Method::POST],
     ),
     ("/admin/v1/maintenance", &[Method::GET, Method::PUT]),
+    ("/admin/v1/deliveries", &[Method::GET]),
     ("/admin/v1/keys", &[Method::GET, Method::POST]),
     ("/admin/v1/keys/{key}", &[Method::DELETE]),
 ];
@@ -174,6 +176,9 @@ pub(super) struct Tenants {
     router: matchit::Router<usize>,
     /// Sends an endpoint's test event.
     tester: crate::delivery::Tester,
+    /// Where delivery searches read the outcomes topic, and how long they may wait for it.
+    kafka: crate::kafka::Config,
+    kafka_timeout: Duration,
 }
 
 impl Tenants {
@@ -186,6 +191,8 @@ impl Tenants {
             writes_per_minute,
             clock,
             tester,
+            kafka,
+            kafka_timeout,
         } = registry;
         let writes = std::num::NonZeroU32::new(writes_per_minute)
             .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
@@ -203,6 +210,8 @@ impl Tenants {
             writes,
             router,
             tester,
+            kafka,
+            kafka_timeout,
         }
     }
 
@@ -236,8 +245,13 @@ impl Tenants {
         let integration = decoded("integration").unwrap_or_default();
         let endpoint = decoded("endpoint").unwrap_or_default();
         if route != "/admin/v1/openapi.json" {
+            // A delivery search names its tenant in the query.
+            let tenant = match route {
+                "/admin/v1/deliveries" => deliveries::tenant_of(query),
+                _ => id.clone(),
+            };
             let allowed = match caller {
-                Some(caller) => caller.allows(route, method, id.as_deref()),
+                Some(caller) => caller.allows(route, method, tenant.as_deref()),
                 None => Err(ApiError::Forbidden("no key".to_string())),
             };
             if let Err(refused) = allowed {
@@ -255,6 +269,7 @@ impl Tenants {
             ("/admin/v1/openapi.json", _, _) => return json(StatusCode::OK, OPENAPI),
             ("/admin/v1/tenants", &Method::GET, _) => self.list(query),
             ("/admin/v1/tenants", &Method::POST, _) => self.create(body).await,
+            ("/admin/v1/deliveries", _, _) => self.search_deliveries(query).await,
             ("/admin/v1/maintenance", &Method::GET, _) => self.maintenance(),
             ("/admin/v1/maintenance", _, _) => self.set_maintenance(body).await,
             ("/admin/v1/keys", &Method::GET, _) => self.list_keys(),

@@ -6,6 +6,7 @@ mod connection;
 pub mod credentials;
 pub mod fencing;
 pub mod group;
+pub mod history;
 pub mod inbound;
 pub mod outbox;
 mod producer;

@@ -20,7 +20,7 @@ pub enum Outcome {
     Superseded,
     /// Older than its event's deadline (also dead-lettered).
     Expired,
-    /// Its endpoint is disabled (it answered 410).
+    /// Its endpoint is disabled (by the operator, or it answered 410).
     SkippedDisabled,
 }
 

@@ -1748,5 +1748,62 @@ async fn an_endpoint_added_through_the_admin_api_receives_the_next_transition_an
         4,
         "nothing after the endpoint was deleted"
     );
+
+    // The deliveries, searched through another instance's API: read from the outcomes topic,
+    // not from the worker's disk.
+    let other = TestDaemon::builder("delivery-api-endpoint-reader")
+        .topic_prefix(&daemon.config.kafka.topic_prefix)
+        .tenants_from_topic("ZGVsaXZlcnktYXBpLWVuZHBvaW50LXNlYWxpbmcta2U=")
+        .config(|config| {
+            config.admin.token = Some(serde_json::from_value(json!(TOKEN)).unwrap());
+        })
+        .start()
+        .await;
+    let search = |query: &str| {
+        let (http, url) = (
+            http.clone(),
+            other.admin_url(&format!("/admin/v1/deliveries?{query}")),
+        );
+        async move {
+            let auth = [("authorization", format!("Bearer {TOKEN}"))];
+            let answer = http.send("GET", &url, &auth, "").await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            answer.json()
+        }
+    };
+    let since = "since=2000-01-01T00:00:00Z";
+    let deadline = std::time::Instant::now() + WAIT;
+    let found = loop {
+        let found = search(&format!("tenant=acme&endpoint=crm&{since}")).await;
+        let outcomes: Vec<&str> = found["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["outcome"].as_str().unwrap())
+            .collect();
+        if outcomes.len() >= 4 {
+            let mut sorted = outcomes.clone();
+            sorted.sort();
+            assert_eq!(
+                sorted,
+                ["delivered", "delivered", "delivered", "skipped_disabled"],
+                "{found}"
+            );
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(found["complete"], true);
+    let skipped = search(&format!("tenant=acme&outcome=skipped_disabled&{since}")).await;
+    assert_eq!(
+        skipped["deliveries"][0]["transition_id"],
+        transition_id("acme", "api-cart-off", "abandoned_candidate", 0)
+    );
+    assert_eq!(skipped["deliveries"][0]["attempt"], 0);
+    assert_eq!(skipped["deliveries"].as_array().unwrap().len(), 1);
+    let elsewhere = search(&format!("tenant=globex&{since}")).await;
+    assert_eq!(elsewhere["deliveries"], json!([]));
+    other.stop().await;
     daemon.stop().await;
 }
