@@ -314,14 +314,19 @@ impl Ingress {
         let keys = integration.map_or(Keys::unknown_tenant(), |i| &i.keys);
         // An integration's own scheme replaces its provider's conventions (Vendera).
         let scheme = integration.and_then(|i| i.scheme.as_ref());
+        // One reading of the clock for the whole check: the signature's window and the
+        // integration's status.
+        let now = self.clock.now();
         let verdict = match scheme {
             Some(scheme) => scheme.verify(request, keys),
-            None => provider.verify(request, keys, self.clock.now()),
+            None => provider.verify(request, keys, now),
         };
         if let Err(providers::Error::Unauthorized(why)) = verdict {
             metrics::ingress_signature_failure(provider.slug());
             if let Some(integration) = integration {
-                integration.status.refused(self.clock.now_millis(), why);
+                integration
+                    .status
+                    .refused(crate::clock::unix_millis(now), why);
             }
         }
         verdict?;
@@ -330,7 +335,7 @@ impl Ingress {
             return Err(providers::Error::Unauthorized("unauthorized").into());
         };
         if sample {
-            warn_of_clue_mismatch(provider.slug(), &integration.tenant.id, self.clock.now());
+            warn_of_clue_mismatch(provider.slug(), &integration.tenant.id, now);
         }
         let seen = match scheme {
             Some(scheme) => scheme.inspect(request)?,
@@ -338,7 +343,7 @@ impl Ingress {
         };
         integration
             .status
-            .authentic(self.clock.now_millis(), seen.test || sample);
+            .authentic(crate::clock::unix_millis(now), seen.test || sample);
         Ok(Authenticated {
             integration,
             seen,

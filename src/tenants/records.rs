@@ -559,10 +559,7 @@ impl Records {
         self.0
             .iter()
             .rev()
-            .filter(|(key, record)| match &record.entity {
-                Entity::ApiKey(api_key) => api_key.tenant.as_deref() == Some(tenant),
-                _ => key.tenant() == Some(tenant),
-            })
+            .filter(|(_, record)| record.owner() == Some(tenant))
             .map(|(key, _)| key.clone())
             .collect()
     }
@@ -667,9 +664,9 @@ pub fn plan(current: &Records, desired: &Records, keys: &Keyring) -> Result<Plan
     // are, but for a key limited to a tenant the file removes.
     let kept = |key: &Key, record: &Record| match &record.entity {
         Entity::Maintenance(_) => true,
-        Entity::ApiKey(api_key) => api_key.tenant.as_ref().is_none_or(|tenant| {
+        Entity::ApiKey(_) => record.owner().is_none_or(|tenant| {
             desired.0.contains_key(&Key::Tenant {
-                tenant: tenant.clone(),
+                tenant: tenant.to_string(),
             })
         }),
         _ => desired.0.contains_key(key),

@@ -266,6 +266,18 @@ impl Record {
         }
     }
 
+    /// The tenant the record belongs to (or is): a tenant's own records, and an API key limited
+    /// to it; `None` for the deployment's (an API key for every tenant, maintenance mode).
+    pub fn owner(&self) -> Option<&str> {
+        match &self.entity {
+            Entity::ApiKey(api_key) => api_key.tenant.as_deref(),
+            Entity::Maintenance(_) => None,
+            Entity::Tenant(t) => Some(&t.id),
+            Entity::Integration(i) => Some(&i.tenant),
+            Entity::Endpoint(e) => Some(&e.tenant),
+        }
+    }
+
     /// The key this record belongs under.
     pub fn key(&self) -> Key {
         match &self.entity {

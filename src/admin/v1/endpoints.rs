@@ -133,7 +133,8 @@ impl Tenants {
 
     /// `POST /admin/v1/tenants/{id}/endpoints/{endpoint}/secret`: the secret given, or a
     /// generated one, replaces the endpoint's; deliveries carry a signature with each until the
-    /// next rotation, so the receiver can switch at any time after.
+    /// replaced one's grace period ends (or the next rotation), so the receiver can switch at
+    /// any time within it.
     pub(super) async fn rotate_endpoint(
         &self,
         tenant: &str,

@@ -151,7 +151,8 @@ impl Tenants {
 
     /// `POST /admin/v1/tenants/{id}/integrations/{integration}/secret`: the secret given (or
     /// generated, for `standard`) replaces the integration's; the one it replaces stays its
-    /// previous secret, so deliveries signed with either verify until the next rotation.
+    /// previous secret, so deliveries signed with either verify until its grace period ends
+    /// (or the next rotation).
     pub(super) async fn rotate_integration(
         &self,
         tenant: &str,
@@ -305,14 +306,14 @@ fn tenant_key(tenant: &str) -> Key {
     }
 }
 
-fn integration_key_of(tenant: &str, id: &str) -> Key {
+pub(super) fn integration_key_of(tenant: &str, id: &str) -> Key {
     Key::Integration {
         tenant: tenant.to_string(),
         id: id.to_string(),
     }
 }
 
-fn integration_not_found(tenant: &str, id: &str) -> ApiError {
+pub(super) fn integration_not_found(tenant: &str, id: &str) -> ApiError {
     ApiError::NotFound(format!("integration {id:?} of tenant {tenant:?}"))
 }
 

@@ -12,10 +12,11 @@ use http_body_util::Full;
 use hyper::Response;
 use serde::{Deserialize, Serialize};
 
+use super::integrations::{integration_key_of, integration_not_found};
 use super::{json, parse_body, to_json, ApiError, Tenants};
 use crate::providers::{self, Request, SECRET_CLUE};
 use crate::tenants::{secret_of, Integration, Registry};
-use crate::topics::registry::{self as topic, Entity, Key};
+use crate::topics::registry::{self as topic, Entity};
 
 /// The request to test, as received.
 #[derive(Debug, Deserialize)]
@@ -77,12 +78,10 @@ impl Tenants {
         tenant: &str,
         id: &str,
     ) -> Result<&'r Integration, ApiError> {
-        let key = Key::Integration {
-            tenant: tenant.to_string(),
-            id: id.to_string(),
-        };
-        let not_found = || ApiError::NotFound(format!("integration {id:?} of tenant {tenant:?}"));
-        let record = records.get(&key).ok_or_else(not_found)?;
+        let not_found = || integration_not_found(tenant, id);
+        let record = records
+            .get(&integration_key_of(tenant, id))
+            .ok_or_else(not_found)?;
         let Entity::Integration(wanted) = &record.entity else {
             return Err(not_found());
         };
