@@ -39,6 +39,7 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
         "/admin/v1/tenants/{id}",
         &[Method::GET, Method::PATCH, Method::DELETE],
     ),
+    ("/admin/v1/tenants/{id}/publishable_key", &[Method::POST]),
     ("/admin/v1/tenants/{id}/integrations", &[Method::POST]),
     (
         "/admin/v1/tenants/{id}/integrations/{integration}",
@@ -277,6 +278,9 @@ impl Tenants {
             ("/admin/v1/keys/{key}", _, _) => {
                 self.delete_key(&decoded("key").unwrap_or_default()).await
             }
+            ("/admin/v1/tenants/{id}/publishable_key", _, Some(id)) => {
+                self.new_publishable_key(&id).await
+            }
             ("/admin/v1/tenants/{id}/integrations", _, Some(id)) => {
                 self.create_integration(&id, body).await
             }
@@ -464,6 +468,8 @@ impl Tenants {
             id: id.clone(),
             inactivity_window_ms: new.inactivity_window_ms.as_ref().map(window).transpose()?,
             allow_plain_http: new.allow_plain_http,
+            publishable_key: Some(publishable_key()),
+            allowed_origins: origins(new.allowed_origins),
         };
         let record = Record::new(Entity::Tenant(tenant));
         let written = self.write(&records, vec![(key, Some(record))]).await?;
@@ -477,8 +483,8 @@ impl Tenants {
         Ok(response)
     }
 
-    /// `PATCH /admin/v1/tenants/{id}`: `inactivity_window` (text, or `null` for the default)
-    /// and `allow_plain_http`, each left as it is when absent.
+    /// `PATCH /admin/v1/tenants/{id}`: `inactivity_window_ms` (`null` for the default),
+    /// `allow_plain_http` and `allowed_origins`, each left as it is when absent.
     async fn update(&self, id: &str, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
         let records = self.records()?;
         let key = Key::Tenant {
@@ -499,6 +505,9 @@ impl Tenants {
         if let Some(allow) = change.allow_plain_http {
             tenant.allow_plain_http = allow;
         }
+        if let Some(origins) = change.allowed_origins {
+            tenant.allowed_origins = self::origins(origins);
+        }
         let written = match &tenant == current {
             true => Records::clone(&records),
             false => {
@@ -506,6 +515,30 @@ impl Tenants {
                 self.write(&records, vec![(key, Some(record))]).await?
             }
         };
+        let view = self.view(&written, id).expect("the tenant is there");
+        Ok(json(StatusCode::OK, to_json(&view)))
+    }
+
+    /// `POST /admin/v1/tenants/{id}/publishable_key`: a new publishable key in place of the
+    /// old one, which names the tenant no more; 200 with the tenant.
+    async fn new_publishable_key(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+        let records = self.records()?;
+        let key = Key::Tenant {
+            tenant: id.to_string(),
+        };
+        let Some(Record {
+            entity: Entity::Tenant(current),
+            ..
+        }) = records.get(&key)
+        else {
+            return Err(not_found(id));
+        };
+        let tenant = topic::Tenant {
+            publishable_key: Some(publishable_key()),
+            ..current.clone()
+        };
+        let record = Record::new(Entity::Tenant(tenant));
+        let written = self.write(&records, vec![(key, Some(record))]).await?;
         let view = self.view(&written, id).expect("the tenant is there");
         Ok(json(StatusCode::OK, to_json(&view)))
     }
@@ -572,6 +605,9 @@ struct TenantView {
     /// `None`: the default window.
     inactivity_window_ms: Option<u64>,
     allow_plain_http: bool,
+    /// What its storefront signals name it by; public.
+    publishable_key: Option<String>,
+    allowed_origins: Vec<String>,
     integrations: Vec<IntegrationView>,
     endpoints: Vec<EndpointView>,
 }
@@ -621,6 +657,8 @@ impl Tenants {
             id: tenant.id.clone(),
             inactivity_window_ms: tenant.inactivity_window_ms,
             allow_plain_http: tenant.allow_plain_http,
+            publishable_key: tenant.publishable_key.clone(),
+            allowed_origins: tenant.allowed_origins.clone(),
             integrations: Vec::new(),
             endpoints: Vec::new(),
         };
@@ -663,6 +701,8 @@ struct NewTenant {
     inactivity_window_ms: Option<serde_json::Number>,
     #[serde(default)]
     allow_plain_http: bool,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 /// `PATCH /admin/v1/tenants/{id}`: absent fields stay as they are.
@@ -675,6 +715,9 @@ struct TenantChange {
     /// `null` is refused.
     #[serde(default, deserialize_with = "present")]
     allow_plain_http: Option<bool>,
+    /// The whole list; `null` is refused (`[]` allows none).
+    #[serde(default, deserialize_with = "present")]
+    allowed_origins: Option<Vec<String>>,
 }
 
 /// `{"on", "changed_at"}` as `records` say.
@@ -727,6 +770,32 @@ fn whole(n: &serde_json::Number, max: u64) -> Option<u64> {
             (f.fract() == 0.0 && (0.0..=max as f64).contains(&f)).then_some(f as u64)
         })
         .filter(|&n| n <= max)
+}
+
+/// Origins as browsers send them (`https://Shop.example/` is `https://shop.example`), each
+/// once; one that is no origin is kept as given, for the registry's check to refuse by name.
+fn origins(given: Vec<String>) -> Vec<String> {
+    let mut origins: Vec<String> = Vec::with_capacity(given.len());
+    for origin in given {
+        let origin = crate::tenants::origin(&origin).unwrap_or(origin);
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    origins
+}
+
+/// A new publishable key: `pk_` and 24 random bytes in URL-safe base64 (32 characters).
+fn publishable_key() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    let key = format!(
+        "pk_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    debug_assert!(crate::tenants::publishable_key(&key).is_ok());
+    key
 }
 
 /// `204 No Content`.

@@ -78,6 +78,40 @@ pub struct Config {
     /// balancer): the admin API builds the webhook URLs it hands out from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Storefront signals, `POST /api/tracking/cart`.
+    pub tracking: Tracking,
+}
+
+/// The `[ingress.tracking]` section: how much storefront signals may send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracking {
+    /// The largest signal body taken (never more than `max_body_bytes`); larger ones are
+    /// answered 413.
+    pub max_body_bytes: usize,
+    /// Signals one publishable key may send a second (0: no limit), and its burst above that
+    /// rate (0: equal to the rate); past it, 429 with `Retry-After`.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// The same for one client address, across keys.
+    pub address_rate_limit_per_second: u32,
+    pub address_rate_limit_burst: u32,
+    /// How long a browser may keep a preflight's answer.
+    #[serde(with = "humantime_serde")]
+    pub preflight_max_age: Duration,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Tracking {
+            max_body_bytes: 4096,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 1000,
+            address_rate_limit_per_second: 5,
+            address_rate_limit_burst: 50,
+            preflight_max_age: Duration::from_secs(600),
+        }
+    }
 }
 
 impl Default for Config {
@@ -108,6 +142,7 @@ impl Default for Config {
             credentials_key: None,
             shopimind_app_secret: None,
             public_url: None,
+            tracking: Tracking::default(),
         }
     }
 }
@@ -171,6 +206,8 @@ impl Config {
                 id: UNCLAIMED.into(),
                 inactivity_window: Duration::from_secs(15 * 60),
                 allow_plain_http: false,
+                publishable_key: None,
+                allowed_origins: Vec::new(),
             }),
             provider: &providers::shopimind::Shopimind,
             clue: None,
@@ -285,6 +322,18 @@ impl Config {
                     "ingress.trusted_proxies: {proxy:?} is not an address or CIDR block"
                 ));
             }
+        }
+        let tracking = &self.tracking;
+        if tracking.max_body_bytes == 0 {
+            problems.push("ingress.tracking.max_body_bytes: must be greater than zero");
+        }
+        if tracking.rate_limit_burst > 0 && tracking.rate_limit_per_second == 0 {
+            problems.push("ingress.tracking.rate_limit_burst: needs rate_limit_per_second");
+        }
+        if tracking.address_rate_limit_burst > 0 && tracking.address_rate_limit_per_second == 0 {
+            problems.push(
+                "ingress.tracking.address_rate_limit_burst: needs address_rate_limit_per_second",
+            );
         }
         if self.tenant_rate_limit_burst > 0 && self.tenant_rate_limit_per_second == 0 {
             problems.push("ingress.tenant_rate_limit_burst: needs tenant_rate_limit_per_second");

@@ -37,6 +37,9 @@ pub enum Error {
     Secrets(#[from] credentials::Refused),
     #[error("rate limit exceeded")]
     RateLimited { retry_after_seconds: u64 },
+    /// Known, but not allowed from where it comes (a storefront signal's origin).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{}", kafka_message(.0))]
     Kafka(#[source] kafka::Error),
     /// A bug: the cause is logged, never sent.
@@ -76,6 +79,7 @@ impl Error {
             Error::Secrets(_) => StatusCode::BAD_REQUEST,
             Error::Provider(providers::Error::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Kafka(kafka::Error::AckTimeout) => StatusCode::GATEWAY_TIMEOUT,
             Error::Kafka(kafka::Error::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -173,6 +177,7 @@ mod tests {
                 },
                 429,
             ),
+            (Error::Forbidden("x"), 403),
             (Error::Kafka(kafka::Error::AckTimeout), 504),
             (Error::Kafka(kafka::Error::QueueFull), 503),
             (Error::Kafka(kafka::Error::TooLarge), 413),

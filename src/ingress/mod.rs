@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod limits;
 pub mod route;
+mod tracking;
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
@@ -52,6 +53,7 @@ pub struct Ingress {
     /// Bytes of request bodies that may be held in memory at once.
     buffered: Arc<Semaphore>,
     rate_limit: Option<DefaultKeyedRateLimiter<Arc<str>>>,
+    tracking_limits: tracking::Limits,
     not_accepted_log: crate::telemetry::LogLimit,
     vault: Option<Vault>,
     /// Requests not yet authenticated, per client address.
@@ -77,6 +79,7 @@ impl Ingress {
         let vault = config.vault();
         let unclaimed = config.unclaimed_installations();
         Arc::new(Ingress {
+            tracking_limits: tracking::Limits::new(&config.tracking),
             vault,
             unclaimed,
             unauthenticated: PerPeer::new(config.max_unauthenticated_per_peer),
@@ -125,6 +128,15 @@ impl Ingress {
             }
             Route::Healthz => return crate::health::healthz(),
             Route::Readyz => return crate::health::readyz(&self.health, false).await,
+            Route::Tracking => {
+                let peer = parts.extensions.get::<Peer>();
+                let response = self
+                    .tracking(&parts.method, &parts.headers, parts.uri.query(), peer, body)
+                    .await;
+                let status = response.status().as_u16();
+                metrics::ingress_request(providers::tracking::SLUG, status, started.elapsed());
+                return response;
+            }
         };
         let Some(provider) = providers::find(provider) else {
             return self.answer("unknown", Err(Error::UnknownProvider), started);
@@ -151,36 +163,39 @@ impl Ingress {
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from_static(body)))
                 .expect("static response parts are valid"),
-            Err(error) => {
-                match error.class() {
-                    Class::Internal => tracing::error!(
-                        provider,
-                        cause = %error.cause(),
-                        "webhook answered 500: internal error"
-                    ),
-                    // A flood of them (an outage, a burst past the limits) would flood the log:
-                    // one line a second, with how many were not logged.
-                    Class::Retryable => {
-                        if let Some(suppressed) = self.not_accepted_log.allow(Instant::now()) {
-                            tracing::warn!(
-                                provider,
-                                error = &error as &dyn std::error::Error,
-                                suppressed,
-                                "webhook not accepted"
-                            )
-                        }
-                    }
-                    Class::Client => tracing::debug!(
-                        provider,
-                        error = &error as &dyn std::error::Error,
-                        "webhook refused"
-                    ),
-                }
-                error.into_response(self.config.retry_after_seconds)
-            }
+            Err(error) => self.refused(provider, error),
         };
         metrics::ingress_request(provider, response.status().as_u16(), started.elapsed());
         response
+    }
+
+    /// The answer to a request that was not accepted, logged as loudly as its class deserves.
+    fn refused(&self, provider: &'static str, error: Error) -> Response<Full<Bytes>> {
+        match error.class() {
+            Class::Internal => tracing::error!(
+                provider,
+                cause = %error.cause(),
+                "webhook answered 500: internal error"
+            ),
+            // A flood of them (an outage, a burst past the limits) would flood the log:
+            // one line a second, with how many were not logged.
+            Class::Retryable => {
+                if let Some(suppressed) = self.not_accepted_log.allow(Instant::now()) {
+                    tracing::warn!(
+                        provider,
+                        error = &error as &dyn std::error::Error,
+                        suppressed,
+                        "webhook not accepted"
+                    )
+                }
+            }
+            Class::Client => tracing::debug!(
+                provider,
+                error = &error as &dyn std::error::Error,
+                "webhook refused"
+            ),
+        }
+        error.into_response(self.config.retry_after_seconds)
     }
 
     /// Takes one webhook in: admitted within the limits, its body read, its sender

@@ -13,6 +13,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ),
     ("/healthz", &[Method::GET, Method::HEAD]),
     ("/readyz", &[Method::GET, Method::HEAD]),
+    ("/api/tracking/cart", &[Method::POST, Method::OPTIONS]),
 ];
 
 /// Where a request goes.
@@ -25,6 +26,8 @@ pub enum Route<'a> {
     },
     Healthz,
     Readyz,
+    /// `/api/tracking/cart`: storefront signals.
+    Tracking,
     NotFound,
 }
 
@@ -36,6 +39,7 @@ impl Route<'_> {
             Route::Webhook { key: Some(_), .. } => 1,
             Route::Healthz => 2,
             Route::Readyz => 3,
+            Route::Tracking => 4,
             Route::NotFound => return None,
         };
         Some(&ROUTES[index])
@@ -58,6 +62,7 @@ pub fn parse(path: &str) -> Route<'_> {
     match path {
         "/healthz" => return Route::Healthz,
         "/readyz" => return Route::Readyz,
+        "/api/tracking/cart" | "/api/tracking/cart/" => return Route::Tracking,
         _ => {}
     }
     let Some(rest) = path.strip_prefix(WEBHOOKS) else {

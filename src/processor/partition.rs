@@ -604,7 +604,7 @@ impl<'m> Delivery<'m> {
     fn read(message: &'m BorrowedMessage<'_>) -> Result<Self, &'static str> {
         let metadata = inbound::Metadata::read(message).map_err(inbound::Invalid::as_str)?;
         Ok(Delivery {
-            provider: providers::find(metadata.provider).ok_or("unknown_provider")?,
+            provider: providers::recorded(metadata.provider).ok_or("unknown_provider")?,
             tenant: metadata.tenant,
             delivery_id: metadata.delivery_id,
             event_type: metadata.event_type,

@@ -18,6 +18,7 @@ pub mod shopify;
 pub mod shopimind;
 pub mod sprusify;
 pub mod standard;
+pub mod tracking;
 pub mod vendera;
 pub mod zid;
 
@@ -230,7 +231,16 @@ pub fn find(slug: &str) -> Option<&'static dyn Provider> {
     PROVIDERS.iter().copied().find(|p| p.slug() == slug)
 }
 
-/// Every provider the daemon knows.
+/// The provider of an inbound record: a webhook provider, or storefront tracking, whose
+/// signals come through `/api/tracking/cart` rather than a webhook route.
+pub fn recorded(slug: &str) -> Option<&'static dyn Provider> {
+    match slug {
+        tracking::SLUG => Some(&tracking::Tracking),
+        _ => find(slug),
+    }
+}
+
+/// Every provider the daemon knows webhooks of.
 pub fn all() -> impl Iterator<Item = &'static dyn Provider> {
     PROVIDERS.iter().copied()
 }
@@ -327,6 +337,10 @@ mod tests {
             assert_eq!(slugs.iter().filter(|s| *s == slug).count(), 1);
         }
         assert!(find("nope").is_none());
+        // Signals come through their own route, never a webhook route, but are read back.
+        assert!(find(tracking::SLUG).is_none());
+        assert_eq!(recorded(tracking::SLUG).map(|p| p.slug()), Some("tracking"));
+        assert_eq!(recorded("shopify").map(|p| p.slug()), Some("shopify"));
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub(super) struct TenantSpec {
     pub(super) inactivity_window: Option<Duration>,
     #[serde(default)]
     pub(super) allow_plain_http: bool,
+    /// The public key of its storefront signals (`pk_` and 16 to 128 letters, digits, `_`
+    /// or `-`).
+    #[serde(default)]
+    pub(super) publishable_key: Option<String>,
+    /// Origins (`https://shop.example`) whose pages may send its storefront signals.
+    #[serde(default)]
+    pub(super) allowed_origins: Vec<String>,
     #[serde(default)]
     pub(super) integration: Vec<IntegrationSpec>,
     #[serde(default)]
@@ -253,10 +260,31 @@ impl<'f> Parse<'f> {
             self.problems
                 .push(format!("{at}: inactivity_window must be positive"));
         }
+        if let Some(key) = &spec.publishable_key {
+            if let Err(why) = super::publishable_key(key) {
+                self.problems.push(format!("{at}: publishable_key: {why}"));
+            } else if self.registry.tenant_by_publishable_key(key).is_some() {
+                self.problems.push(format!(
+                    "{at}: publishable_key: another tenant has the same key"
+                ));
+            }
+        }
+        let mut allowed_origins = Vec::with_capacity(spec.allowed_origins.len());
+        for given in &spec.allowed_origins {
+            match super::origin(given) {
+                Ok(origin) if !allowed_origins.contains(&origin) => allowed_origins.push(origin),
+                Ok(_) => {}
+                Err(why) => self
+                    .problems
+                    .push(format!("{at}: allowed_origins: {given:?}: {why}")),
+            }
+        }
         let tenant = Arc::new(Tenant {
             id: Arc::from(spec.id.as_str()),
             inactivity_window: window,
             allow_plain_http: spec.allow_plain_http,
+            publishable_key: spec.publishable_key.clone(),
+            allowed_origins,
         });
 
         for (i, spec) in spec.integration.iter().enumerate() {

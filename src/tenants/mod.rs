@@ -13,7 +13,7 @@ mod records;
 mod secret;
 mod status;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +143,37 @@ fn read_file<T>(
     parse(&text, base).map_err(|problems| problems.prefixed(&path.display().to_string()))
 }
 
+/// Why `key` cannot be a publishable key: `pk_` and 16 to 128 letters, digits, `_` or `-`.
+pub fn publishable_key(key: &str) -> Result<(), &'static str> {
+    let rest = key.strip_prefix("pk_").ok_or("must start with \"pk_\"")?;
+    let fits = (16..=128).contains(&rest.len())
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    fits.then_some(())
+        .ok_or("must be \"pk_\" and 16 to 128 letters, digits, '_' or '-'")
+}
+
+/// An origin as browsers send it in `Origin` (`https://shop.example`, `http://localhost:3000`):
+/// scheme and host lower-cased, the port only when not the scheme's default; why not, for
+/// anything with a path, query, user or another scheme.
+pub fn origin(given: &str) -> Result<String, &'static str> {
+    const FORM: &str =
+        "must be a scheme, a host and an optional port, such as \"https://shop.example\"";
+    let url = url::Url::parse(given.trim()).map_err(|_| FORM)?;
+    let bare = matches!(url.scheme(), "https" | "http")
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.path() == "/";
+    match bare {
+        true => Ok(url.origin().ascii_serialization()),
+        false => Err(FORM),
+    }
+}
+
 /// The default inactivity window of a tenant's carts.
 pub const DEFAULT_INACTIVITY_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -158,6 +189,10 @@ pub struct Tenant {
     pub inactivity_window: Duration,
     /// Whether its endpoints may be plain `http://` URLs.
     pub allow_plain_http: bool,
+    /// The public key its storefront signals name it by (`pk_…`).
+    pub publishable_key: Option<String>,
+    /// The origins whose pages may send its storefront signals, as [`origin`] writes them.
+    pub allowed_origins: Vec<String>,
 }
 
 /// One tenant's connection to one platform.
@@ -216,6 +251,10 @@ pub struct Registry {
     endpoints_of: HashMap<Arc<str>, std::ops::Range<usize>>,
     by_clue: HashMap<(&'static str, String), usize>,
     by_key: HashMap<String, usize>,
+    /// Tenants by their publishable key.
+    by_publishable_key: HashMap<String, usize>,
+    /// Every origin some tenant allows, for preflights that name no key.
+    origins: HashSet<String>,
     warnings: Vec<String>,
 }
 
@@ -237,6 +276,11 @@ impl Registry {
 
     /// Adds a tenant, whose endpoints are those added since `first_endpoint`.
     fn insert_tenant(&mut self, tenant: Arc<Tenant>, first_endpoint: usize) {
+        if let Some(key) = &tenant.publishable_key {
+            self.by_publishable_key
+                .insert(key.clone(), self.tenants.len());
+        }
+        self.origins.extend(tenant.allowed_origins.iter().cloned());
         self.by_id.insert(tenant.id.clone(), self.tenants.len());
         self.endpoints_of
             .insert(tenant.id.clone(), first_endpoint..self.endpoints.len());
@@ -305,6 +349,18 @@ impl Registry {
     /// The tenant with this id.
     pub fn tenant(&self, id: &str) -> Option<&Tenant> {
         self.by_id.get(id).map(|&index| &*self.tenants[index])
+    }
+
+    /// The tenant whose publishable key this is.
+    pub fn tenant_by_publishable_key(&self, key: &str) -> Option<&Arc<Tenant>> {
+        self.by_publishable_key
+            .get(key)
+            .map(|&index| &self.tenants[index])
+    }
+
+    /// Whether some tenant allows pages of `origin` (as [`origin`] writes it) to send signals.
+    pub fn origin_allowed_by_any(&self, origin: &str) -> bool {
+        self.origins.contains(origin)
     }
 
     pub fn tenants(&self) -> &[Arc<Tenant>] {

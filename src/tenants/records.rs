@@ -236,6 +236,8 @@ fn tenant_spec(t: &topic::Tenant, named: Named) -> TenantSpec {
         id: t.id.clone(),
         inactivity_window: t.inactivity_window_ms.map(Duration::from_millis),
         allow_plain_http: t.allow_plain_http,
+        publishable_key: t.publishable_key.clone(),
+        allowed_origins: t.allowed_origins.clone(),
         integration: Vec::new(),
         endpoint: Vec::new(),
         named,
@@ -414,6 +416,8 @@ impl Import<'_> {
             id: spec.id.clone(),
             inactivity_window_ms: spec.inactivity_window.map(millis),
             allow_plain_http: spec.allow_plain_http,
+            publishable_key: spec.publishable_key.clone(),
+            allowed_origins: spec.allowed_origins.clone(),
         };
         self.insert(Entity::Tenant(tenant));
         for integration in &spec.integration {

@@ -770,3 +770,66 @@ fn previous_sealing_keys_are_checked_and_open_but_never_seal() {
         ]
     );
 }
+
+#[test]
+fn a_publishable_key_names_its_tenant_and_origins_are_kept_as_browsers_send_them() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+publishable_key = "pk_live_0123456789abcdef"
+allowed_origins = ["https://Acme.example/", "http://localhost:3000", "https://acme.example:443"]
+
+[[tenant]]
+id = "globex"
+"#;
+    let registry = parse(text, &[]).unwrap();
+    let acme = registry
+        .tenant_by_publishable_key("pk_live_0123456789abcdef")
+        .unwrap();
+    assert_eq!(&*acme.id, "acme");
+    assert_eq!(
+        acme.allowed_origins,
+        ["https://acme.example", "http://localhost:3000"]
+    );
+    assert!(registry.origin_allowed_by_any("https://acme.example"));
+    assert!(!registry.origin_allowed_by_any("https://globex.example"));
+    assert!(registry
+        .tenant_by_publishable_key("pk_live_0123456789abcdeF")
+        .is_none());
+    assert_eq!(registry.tenant("globex").unwrap().publishable_key, None);
+}
+
+#[test]
+fn bad_publishable_keys_and_origins_are_refused_with_the_reason() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+publishable_key = "sk_0123456789abcdef"
+allowed_origins = ["https://acme.example/cart", "acme.example", "ftp://acme.example", "https://u@acme.example", "*"]
+
+[[tenant]]
+id = "globex"
+publishable_key = "pk_0123456789abcdef"
+
+[[tenant]]
+id = "initech"
+publishable_key = "pk_0123456789abcdef"
+
+[[tenant]]
+id = "umbrella"
+publishable_key = "pk_short"
+"#;
+    let text = parse(text, &[]).unwrap_err().to_string();
+    for expected in [
+        "publishable_key: must start with \"pk_\"",
+        "\"https://acme.example/cart\": must be a scheme, a host and an optional port",
+        "\"acme.example\": must be",
+        "\"ftp://acme.example\": must be",
+        "\"https://u@acme.example\": must be",
+        "\"*\": must be",
+        "publishable_key: another tenant has the same key",
+        "publishable_key: must be \"pk_\" and 16 to 128",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

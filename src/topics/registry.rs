@@ -141,6 +141,13 @@ pub struct Tenant {
     /// `None`: the default window.
     pub inactivity_window_ms: Option<u64>,
     pub allow_plain_http: bool,
+    /// The public key of its storefront signals (`pk_…`, `POST /api/tracking/cart`); `None`:
+    /// it takes none. Public by design: not sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publishable_key: Option<String>,
+    /// The origins (`https://shop.example`) whose pages may send its storefront signals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// One of a tenant's integrations (`[[tenant.integration]]`). Its `id` is unique within the
@@ -388,11 +395,15 @@ mod tests {
                 id: "acme".to_string(),
                 inactivity_window_ms: Some(60_000),
                 allow_plain_http: true,
+                publishable_key: Some("pk_0123456789abcdef0123".to_string()),
+                allowed_origins: vec!["https://acme.example".to_string()],
             })),
             Record::new(Entity::Tenant(Tenant {
                 id: "souq".to_string(),
                 inactivity_window_ms: None,
                 allow_plain_http: false,
+                publishable_key: None,
+                allowed_origins: Vec::new(),
             })),
             Record::new(Entity::Integration(integration.clone())),
             Record::new(Entity::Integration(Integration {

@@ -257,6 +257,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     );
     const TENANTS: &str = "/admin/v1/tenants";
     const TENANT: &str = "/admin/v1/tenants/{id}";
+    const PUBLISHABLE_KEY: &str = "/admin/v1/tenants/{id}/publishable_key";
     const INTEGRATIONS: &str = "/admin/v1/tenants/{id}/integrations";
     const INTEGRATION: &str = "/admin/v1/tenants/{id}/integrations/{integration}";
     const SECRET: &str = "/admin/v1/tenants/{id}/integrations/{integration}/secret";
@@ -300,6 +301,11 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         ("GET", TENANT, "/admin/v1/tenants/acme"),
         ("PATCH", TENANT, "/admin/v1/tenants/acme"),
         ("DELETE", TENANT, "/admin/v1/tenants/acme"),
+        (
+            "POST",
+            PUBLISHABLE_KEY,
+            "/admin/v1/tenants/acme/publishable_key",
+        ),
         ("POST", INTEGRATIONS, "/admin/v1/tenants/acme/integrations"),
         ("DELETE", INTEGRATION, ACME_SHOPIFY),
         ("POST", SECRET, &format!("{ACME_SHOPIFY}/secret")),
@@ -344,9 +350,17 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert_eq!(created.headers["location"], "/admin/v1/tenants/acme");
+    let mut view = created.json();
+    let publishable_key = view["publishable_key"].take();
+    let publishable_key = publishable_key.as_str().unwrap();
+    assert!(
+        publishable_key.starts_with("pk_") && publishable_key.len() == 35,
+        "{publishable_key}"
+    );
     assert_eq!(
-        created.json(),
-        json!({"id":"acme","inactivity_window_ms":1800000,"allow_plain_http":false,"integrations":[],"endpoints":[]})
+        view,
+        json!({"id":"acme","inactivity_window_ms":1800000,"allow_plain_http":false,"publishable_key":null,
+               "allowed_origins":[],"integrations":[],"endpoints":[]})
     );
     let unnamed = api.admin(&a, ("POST", TENANTS, TENANTS), "{}").await;
     assert_eq!(unnamed.status, 201);
@@ -435,6 +449,65 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(api.admin(&b, acme, vec![b' '; 17 * 1024]).await.status, 413);
     let nobody = ("PATCH", TENANT, "/admin/v1/tenants/nobody");
     assert_eq!(api.admin(&b, nobody, "{}").await.status, 404);
+
+    // Storefront signals: the origins allowed (as browsers send them), a bad one refused,
+    // and a new publishable key in place of the old.
+    let origins = api
+        .admin(
+            &b,
+            acme,
+            r#"{"allowed_origins":["https://Acme.example/","http://localhost:3000"]}"#,
+        )
+        .await;
+    assert_eq!(origins.status, 200, "{:?}", origins.body);
+    assert_eq!(
+        origins.json()["allowed_origins"],
+        json!(["https://acme.example", "http://localhost:3000"])
+    );
+    let bad_origin = api
+        .admin(
+            &b,
+            acme,
+            r#"{"allowed_origins":["https://acme.example/cart"]}"#,
+        )
+        .await;
+    assert_eq!(bad_origin.status, 422, "{:?}", bad_origin.body);
+    assert!(bad_origin.json()["problems"]
+        .to_string()
+        .contains("allowed_origins"));
+    assert_eq!(
+        api.admin(&b, acme, r#"{"allowed_origins":null}"#)
+            .await
+            .status,
+        400
+    );
+    let renewed = api
+        .admin(
+            &b,
+            (
+                "POST",
+                PUBLISHABLE_KEY,
+                "/admin/v1/tenants/acme/publishable_key",
+            ),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(renewed.status, 200, "{:?}", renewed.body);
+    let renewed_key = renewed.json()["publishable_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(renewed_key.starts_with("pk_") && renewed_key != publishable_key);
+    assert_eq!(
+        renewed.json()["allowed_origins"],
+        origins.json()["allowed_origins"]
+    );
+    let nobody_key = (
+        "POST",
+        PUBLISHABLE_KEY,
+        "/admin/v1/tenants/nobody/publishable_key",
+    );
+    assert_eq!(api.admin(&b, nobody_key, Bytes::new()).await.status, 404);
     assert_eq!(
         api.admin(
             &b,
@@ -1068,7 +1141,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
             r#"{"enabled":false}"#,
         )
         .await;
-    let (connect, rotate_away, disconnect_away, post, patch, delete) = tokio::join!(
+    let (connect, rotate_away, disconnect_away, post, patch, delete, renew_away) = tokio::join!(
         api.admin(&a, acme_integrations, r#"{"provider":"standard"}"#),
         api.admin(&a, ("POST", SECRET, &standard_rotate), "{}"),
         api.admin(&a, ("DELETE", INTEGRATION, &standard_path), Bytes::new()),
@@ -1083,12 +1156,22 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
             ("DELETE", TENANT, "/admin/v1/tenants/acme"),
             Bytes::new()
         ),
+        api.admin(
+            &a,
+            (
+                "POST",
+                PUBLISHABLE_KEY,
+                "/admin/v1/tenants/acme/publishable_key"
+            ),
+            Bytes::new()
+        ),
     );
     broker.resume();
     for answer in [
         post,
         patch,
         delete,
+        renew_away,
         connect,
         rotate_away,
         disconnect_away,
@@ -1127,6 +1210,12 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         "/admin/v1/tenants/globex/integrations/shopify:shop_domain=globex.myshopify.com",
     );
     assert_eq!(api.admin(&a, globex_shop, Bytes::new()).await.status, 422);
+    let globex_key = (
+        "POST",
+        PUBLISHABLE_KEY,
+        "/admin/v1/tenants/globex/publishable_key",
+    );
+    assert_eq!(api.admin(&a, globex_key, Bytes::new()).await.status, 422);
     let globex_status = (
         "GET",
         STATUS,

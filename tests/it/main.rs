@@ -25,4 +25,5 @@ mod robustness;
 mod security;
 mod support;
 mod tenants_topic;
+mod tracking;
 mod vectors;

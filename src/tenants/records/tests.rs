@@ -582,6 +582,8 @@ fn the_latest_record_of_a_key_counts_and_a_tombstone_removes_it() {
             id: "acme".to_string(),
             inactivity_window_ms: Some(window_ms),
             allow_plain_http: false,
+            publishable_key: None,
+            allowed_origins: Vec::new(),
         }))
         .encode()
     };
