@@ -6,8 +6,10 @@
 #   accepted, stateful sequences (create, then read, change and delete what was created);
 # - the ingress port against docs/openapi-ingress.json (read from the file: the public port does
 #   not serve it), with every check on but one for the webhook routes (below). Its webhooks are
-#   unsigned, so each is answered 401 (or 400, 404, 405 before its signature is looked at) and
-#   none may be accepted: the daemon's metrics must show no webhook answered 200.
+#   unsigned, so each is answered 401 (or 400, 404, 405 before its signature is looked at), and
+#   its storefront signals name no tenant's publishable key (none has one before the admin
+#   API's cases run), so each is answered 401 (or 400, 403, 405, 413 before the key is looked
+#   at): the daemon's metrics must show no webhook and no signal accepted.
 # Any failure fails the run and prints how to reproduce it.
 #   scripts/api-fuzz.sh BROKERS [MAX_EXAMPLES]     # 100 examples per operation by default
 # schemathesis comes from PyPI into a virtualenv outside the clone (scripts/install.sh).
@@ -35,6 +37,9 @@ export CARTSTREAM__TENANTS__SEALING_KEY
 export CARTSTREAM__ADMIN__TOKEN="$token"
 # Thousands of cases a minute: the limit would answer most of them 429 and test nothing else.
 export CARTSTREAM__ADMIN__WRITES_PER_MINUTE=0
+# Likewise the storefront signals' limit per client address (every case comes from one).
+export CARTSTREAM__INGRESS__TRACKING__ADDRESS_RATE_LIMIT_PER_SECOND=0
+export CARTSTREAM__INGRESS__TRACKING__ADDRESS_RATE_LIMIT_BURST=0
 start_daemon "$bin/cartstream" ingress "$work/daemon.log"
 
 # Runs schemathesis from the scratch folder, where it keeps its cache; on a failure prints its
@@ -61,6 +66,9 @@ fuzz ingress-probes "$ingress" --url "http://127.0.0.1:$ingress_port" \
 # Every other check does, negative_data_rejection and unsupported_method among them.
 fuzz ingress-webhooks "$ingress" --url "http://127.0.0.1:$ingress_port" \
     --include-path-regex '^/api/webhooks/' --checks all --exclude-checks positive_data_acceptance
+# The same for storefront signals: accepted only with a tenant's publishable key.
+fuzz ingress-tracking "$ingress" --url "http://127.0.0.1:$ingress_port" \
+    --include-path-regex '^/api/tracking/' --checks all --exclude-checks positive_data_acceptance
 
 # What the ingress answered the fuzzed webhooks, from its own count; none may have been accepted.
 answers=$(curl -fs "http://127.0.0.1:$admin_port/metrics" | grep '^cartstream_ingress_requests_total{' || true)
@@ -71,7 +79,7 @@ fi
 echo "ingress answers (provider, status, count):"
 echo "$answers" | sed -E 's/.*provider="([^"]*)",status="([0-9]+)"} ([0-9]+)$/  \1 \2 \3/' | sort -k2,2 -k1,1
 if echo "$answers" | grep -q 'status="2'; then
-    echo "scripts/api-fuzz.sh: the ingress accepted an unsigned fuzzed webhook" >&2
+    echo "scripts/api-fuzz.sh: the ingress accepted an unsigned fuzzed webhook or a signal without a key" >&2
     exit 1
 fi
 # The admin API last: its cases may turn maintenance mode on (PUT /admin/v1/maintenance), and

@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 . scripts/ccache.sh
+. scripts/browser.env
 
 work=$(mktemp -d)
 . scripts/lib.sh

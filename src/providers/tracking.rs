@@ -92,11 +92,17 @@ impl<'a> Signal<'a> {
 
 /// A storefront's cart token in the form the platform's webhooks name the cart by: a Web
 /// Pixel's cart id (`gid://shopify/Cart/<token>`) loses its prefix, and the part from `?` on
-/// (a key some storefront APIs append to the token) is dropped; surrounding spaces too.
+/// (a key some storefront APIs append to the token), also percent-encoded (`%3F`, as a cookie
+/// may hold it), is dropped; surrounding spaces too.
 pub fn cart_token(token: &str) -> &str {
     let token = token.trim();
     let token = token.strip_prefix("gid://shopify/Cart/").unwrap_or(token);
-    token.split('?').next().unwrap_or(token)
+    let end = [token.find('?'), token.find("%3F"), token.find("%3f")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(token.len());
+    &token[..end]
 }
 
 #[derive(Debug)]
@@ -191,6 +197,8 @@ mod tests {
     fn a_cart_token_takes_the_form_the_webhooks_name_the_cart_by() {
         assert_eq!(cart_token("gid://shopify/Cart/c1-abc?key=123"), "c1-abc");
         assert_eq!(cart_token(" Z2NwLXVz?key=9f "), "Z2NwLXVz");
+        assert_eq!(cart_token("Z2NwLXVz%3Fkey%3D9f"), "Z2NwLXVz");
+        assert_eq!(cart_token("Z2NwLXVz%3fkey%3D9f"), "Z2NwLXVz");
         assert_eq!(cart_token("plain"), "plain");
         let event =
             normalized(r#"{"event":"cart_viewed","cart_token":"gid://shopify/Cart/c1-abc?key=1"}"#);

@@ -833,3 +833,55 @@ publishable_key = "pk_short"
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn origins_are_what_the_documents_pattern_says_and_taken_as_browsers_send_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(root.join(file)).unwrap()).unwrap()
+    };
+    let api = read("docs/openapi.json");
+    let topic = read("schemas/tenants.v1.json");
+    let documented = [
+        &api["components"]["schemas"]["NewTenant"]["properties"]["allowed_origins"]["items"],
+        &api["components"]["schemas"]["TenantChange"]["properties"]["allowed_origins"]["items"],
+        &api["components"]["schemas"]["Tenant"]["properties"]["allowed_origins"]["items"],
+        &topic["$defs"]["tenant"]["properties"]["allowed_origins"]["items"],
+    ];
+    for items in documented {
+        assert_eq!(items["pattern"], ORIGIN_PATTERN);
+    }
+    for (given, taken) in [
+        ("https://shop.example", "https://shop.example"),
+        ("https://Shop.Example/", "https://shop.example"),
+        ("https://shop.example:443", "https://shop.example"),
+        ("http://localhost:3000", "http://localhost:3000"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        (
+            "https://a-b.c1.example:65535",
+            "https://a-b.c1.example:65535",
+        ),
+    ] {
+        assert_eq!(origin(given).as_deref(), Ok(taken), "{given}");
+    }
+    for refused in [
+        "",
+        "*",
+        "null",
+        "shop.example",
+        " https://shop.example",
+        "HTTPS://shop.example",
+        "https://shop.example/cart",
+        "https://shop.example?x",
+        "https://u@shop.example",
+        "ftp://shop.example",
+        "https://1.2.3.4.5",
+        "https://shop.example:65536",
+        "https://xn--zz.example",
+        "https://-shop.example",
+        "http://[::1]:3000",
+        "https://shop.example//",
+    ] {
+        assert!(origin(refused).is_err(), "{refused:?}");
+    }
+}

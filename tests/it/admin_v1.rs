@@ -394,6 +394,13 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         .until(&b, ("GET", TENANT, "/admin/v1/tenants/acme"), 200)
         .await;
     assert_eq!(on_b.json(), created.json());
+    // Written after acme: b may not have read it yet.
+    api.until(
+        &b,
+        ("GET", TENANT, &format!("/admin/v1/tenants/{uuid}")),
+        200,
+    )
+    .await;
     let all = api.admin(&b, list(TENANTS), Bytes::new()).await.json();
     let ids: Vec<&str> = all["tenants"]
         .as_array()

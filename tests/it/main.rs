@@ -6,6 +6,7 @@
 
 mod acknowledged;
 mod admin_v1;
+mod browser;
 mod catalogue;
 mod delivery;
 mod documented;
