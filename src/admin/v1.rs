@@ -470,6 +470,7 @@ impl Tenants {
             allow_plain_http: new.allow_plain_http,
             publishable_key: Some(publishable_key()),
             allowed_origins: origins(new.allowed_origins),
+            disabled: false,
         };
         let record = Record::new(Entity::Tenant(tenant));
         let written = self.write(&records, vec![(key, Some(record))]).await?;
@@ -484,7 +485,7 @@ impl Tenants {
     }
 
     /// `PATCH /admin/v1/tenants/{id}`: `inactivity_window_ms` (`null` for the default),
-    /// `allow_plain_http` and `allowed_origins`, each left as it is when absent.
+    /// `allow_plain_http`, `allowed_origins` and `enabled`, each left as it is when absent.
     async fn update(&self, id: &str, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
         let records = self.records()?;
         let key = Key::Tenant {
@@ -507,6 +508,9 @@ impl Tenants {
         }
         if let Some(origins) = change.allowed_origins {
             tenant.allowed_origins = self::origins(origins);
+        }
+        if let Some(enabled) = change.enabled {
+            tenant.disabled = !enabled;
         }
         let written = match &tenant == current {
             true => Records::clone(&records),
@@ -608,6 +612,7 @@ struct TenantView {
     /// What its storefront signals name it by; public.
     publishable_key: Option<String>,
     allowed_origins: Vec<String>,
+    enabled: bool,
     integrations: Vec<IntegrationView>,
     endpoints: Vec<EndpointView>,
 }
@@ -659,6 +664,7 @@ impl Tenants {
             allow_plain_http: tenant.allow_plain_http,
             publishable_key: tenant.publishable_key.clone(),
             allowed_origins: tenant.allowed_origins.clone(),
+            enabled: !tenant.disabled,
             integrations: Vec::new(),
             endpoints: Vec::new(),
         };
@@ -718,6 +724,9 @@ struct TenantChange {
     /// The whole list; `null` is refused (`[]` allows none).
     #[serde(default, deserialize_with = "present")]
     allowed_origins: Option<Vec<String>>,
+    /// `false`: its deliveries and signals are refused and its endpoints get nothing.
+    #[serde(default, deserialize_with = "present")]
+    enabled: Option<bool>,
 }
 
 /// `{"on", "changed_at"}` as `records` say.

@@ -208,6 +208,7 @@ impl Config {
                 allow_plain_http: false,
                 publishable_key: None,
                 allowed_origins: Vec::new(),
+                disabled: false,
             }),
             provider: &providers::shopimind::Shopimind,
             clue: None,

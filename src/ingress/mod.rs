@@ -324,6 +324,8 @@ impl Ingress {
                 .as_ref()
                 .filter(|unclaimed| unclaimed.provider.slug() == slug);
         }
+        // A disabled tenant's deliveries are refused as an unknown tenant's.
+        let integration = integration.filter(|i| !i.tenant.disabled);
         // Unknown tenants are verified against keys nobody has, so the answer (and its timing)
         // is the one a wrong signature gets.
         let keys = integration.map_or(Keys::unknown_tenant(), |i| &i.keys);

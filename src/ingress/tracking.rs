@@ -242,6 +242,7 @@ impl Ingress {
         let registry = self.registry.current();
         let tenant = registry
             .tenant_by_publishable_key(key)
+            .filter(|tenant| !tenant.disabled)
             .ok_or(providers::Error::Unauthorized("unknown publishable key"))?;
         *cors = allowed_origin(tenant, origin_of(headers)?)?;
         drop(admitted.unauthenticated.take());

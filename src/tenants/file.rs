@@ -34,6 +34,10 @@ pub(super) struct TenantSpec {
     /// Origins (`https://shop.example`) whose pages may send its storefront signals.
     #[serde(default)]
     pub(super) allowed_origins: Vec<String>,
+    /// `false`: its deliveries and signals are refused and its endpoints get nothing until it
+    /// is enabled again.
+    #[serde(default = "enabled")]
+    pub(super) enabled: bool,
     #[serde(default)]
     pub(super) integration: Vec<IntegrationSpec>,
     #[serde(default)]
@@ -285,6 +289,7 @@ impl<'f> Parse<'f> {
             allow_plain_http: spec.allow_plain_http,
             publishable_key: spec.publishable_key.clone(),
             allowed_origins,
+            disabled: !spec.enabled,
         });
 
         for (i, spec) in spec.integration.iter().enumerate() {

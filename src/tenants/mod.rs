@@ -199,6 +199,9 @@ pub struct Tenant {
     pub publishable_key: Option<String>,
     /// The origins whose pages may send its storefront signals, as [`origin`] writes them.
     pub allowed_origins: Vec<String>,
+    /// Disabled by the operator (`enabled = false`): the ingress refuses its deliveries and
+    /// signals as an unknown tenant's (401), and its endpoints get nothing (`skipped_disabled`).
+    pub disabled: bool,
 }
 
 /// One tenant's connection to one platform.

@@ -238,6 +238,7 @@ fn tenant_spec(t: &topic::Tenant, named: Named) -> TenantSpec {
         allow_plain_http: t.allow_plain_http,
         publishable_key: t.publishable_key.clone(),
         allowed_origins: t.allowed_origins.clone(),
+        enabled: !t.disabled,
         integration: Vec::new(),
         endpoint: Vec::new(),
         named,
@@ -418,6 +419,7 @@ impl Import<'_> {
             allow_plain_http: spec.allow_plain_http,
             publishable_key: spec.publishable_key.clone(),
             allowed_origins: spec.allowed_origins.clone(),
+            disabled: !spec.enabled,
         };
         self.insert(Entity::Tenant(tenant));
         for integration in &spec.integration {

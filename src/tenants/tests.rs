@@ -885,3 +885,18 @@ fn origins_are_what_the_documents_pattern_says_and_taken_as_browsers_send_them()
         assert!(origin(refused).is_err(), "{refused:?}");
     }
 }
+
+#[test]
+fn a_tenant_is_enabled_unless_its_file_says_otherwise() {
+    let text = r#"
+[[tenant]]
+id = "acme"
+enabled = false
+
+[[tenant]]
+id = "globex"
+"#;
+    let registry = parse(text, &[]).unwrap();
+    assert!(registry.tenant("acme").unwrap().disabled);
+    assert!(!registry.tenant("globex").unwrap().disabled);
+}

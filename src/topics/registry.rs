@@ -148,6 +148,10 @@ pub struct Tenant {
     /// The origins (`https://shop.example`) whose pages may send its storefront signals.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    /// Disabled by the operator: its deliveries and signals are refused as an unknown
+    /// tenant's, and nothing is sent to its endpoints. Absent when enabled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// One of a tenant's integrations (`[[tenant.integration]]`). Its `id` is unique within the
@@ -397,6 +401,7 @@ mod tests {
                 allow_plain_http: true,
                 publishable_key: Some("pk_0123456789abcdef0123".to_string()),
                 allowed_origins: vec!["https://acme.example".to_string()],
+                disabled: true,
             })),
             Record::new(Entity::Tenant(Tenant {
                 id: "souq".to_string(),
@@ -404,6 +409,7 @@ mod tests {
                 allow_plain_http: false,
                 publishable_key: None,
                 allowed_origins: Vec::new(),
+                disabled: false,
             })),
             Record::new(Entity::Integration(integration.clone())),
             Record::new(Entity::Integration(Integration {

@@ -360,7 +360,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(
         view,
         json!({"id":"acme","inactivity_window_ms":1800000,"allow_plain_http":false,"publishable_key":null,
-               "allowed_origins":[],"integrations":[],"endpoints":[]})
+               "allowed_origins":[],"enabled":true,"integrations":[],"endpoints":[]})
     );
     let unnamed = api.admin(&a, ("POST", TENANTS, TENANTS), "{}").await;
     assert_eq!(unnamed.status, 201);
@@ -541,6 +541,23 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
                "webhook_path":"/api/webhooks/shopify","webhook_url":"https://hooks.example.com/api/webhooks/shopify"})
     );
     until_status("acme's shop on b", 200, || shopify_webhook(&http, &b, shop)).await;
+
+    // Disabled through a: b refuses acme's webhooks as an unknown tenant's, then takes them
+    // again once it is enabled.
+    let disabled = api.admin(&a, acme, r#"{"enabled":false}"#).await;
+    assert_eq!(disabled.status, 200, "{:?}", disabled.body);
+    assert_eq!(disabled.json()["enabled"], false);
+    until_status("acme disabled on b", 401, || {
+        shopify_webhook(&http, &b, shop)
+    })
+    .await;
+    assert_eq!(api.admin(&a, acme, r#"{"enabled":null}"#).await.status, 400);
+    let enabled = api.admin(&a, acme, r#"{"enabled":true}"#).await;
+    assert_eq!(enabled.json()["enabled"], true);
+    until_status("acme enabled on b", 200, || {
+        shopify_webhook(&http, &b, shop)
+    })
+    .await;
     assert_eq!(
         api.admin(&a, acme_integrations, body.clone()).await.status,
         409

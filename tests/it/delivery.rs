@@ -640,6 +640,24 @@ async fn redirects_are_failures_and_gone_disables_the_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_tenants_transitions_are_recorded_and_not_sent() {
+    let clock = Clock::manual(T0);
+    let receiver = Receiver::start(clock.clone()).await;
+    let registry = tenants(&[("crm", &receiver.url(), "")]).replacen(
+        "id = \"acme\"\n",
+        "id = \"acme\"\nenabled = false\n",
+        1,
+    );
+    let bench = Bench::start_with("tenant-disabled", &registry, None, clock, |_| {}).await;
+    bench.send_now("cart-1", "abandoned_candidate").await;
+    let outcomes = bench.outcomes_eventually(1).await;
+    assert_eq!(outcomes[0]["outcome"], "skipped_disabled", "{outcomes:?}");
+    assert_eq!(outcomes[0]["endpoint_id"], "crm");
+    assert!(receiver.received().is_empty());
+    bench.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_past_the_schedule_is_dead_lettered_and_redriven() {
     let clock = Clock::manual(T0);
     // Ports nothing listens on, for now.

@@ -158,6 +158,9 @@ fn judge(
             "the request names no store and this integration has no integration key: the ingress would answer 401"
                 .to_string(),
         ),
+        (Ok(()), true, _) if integration.tenant.disabled => {
+            Some("the tenant is disabled: the ingress would answer 401".to_string())
+        }
         (Ok(()), true, _) => None,
     };
     Verdict {
@@ -231,7 +234,11 @@ id = "acme"
 "#;
 
     fn verdict(shop: &str, secret: &str, body: &[u8]) -> Verdict {
-        let registry = Registry::from_toml(TENANTS, Path::new("."), &HashMap::new()).unwrap();
+        verdict_of(TENANTS, shop, secret, body)
+    }
+
+    fn verdict_of(tenants: &str, shop: &str, secret: &str, body: &[u8]) -> Verdict {
+        let registry = Registry::from_toml(tenants, Path::new("."), &HashMap::new()).unwrap();
         let integration = registry
             .resolve("shopify", None, Some("acme.myshopify.com"))
             .unwrap();
@@ -278,5 +285,17 @@ id = "acme"
             .reason
             .unwrap()
             .contains("\"other.myshopify.com\", which does not lead to this integration"),);
+        let disabled = TENANTS.replacen("id = \"acme\"\n", "id = \"acme\"\nenabled = false\n", 1);
+        let of_disabled = verdict_of(
+            &disabled,
+            "acme.myshopify.com",
+            "acme-shopify-secret-0001",
+            b"{}",
+        );
+        assert!(!of_disabled.verified && of_disabled.names_this_integration);
+        assert_eq!(
+            of_disabled.reason.as_deref(),
+            Some("the tenant is disabled: the ingress would answer 401")
+        );
     }
 }

@@ -523,8 +523,9 @@ impl Worker {
         let endpoint = self.endpoint(&job.tenant, &job.endpoint);
         policy::Endpoint {
             configured: endpoint.is_some(),
-            // By the operator (the registry says so), or by the receiver's 410.
-            disabled: endpoint.is_some_and(|e| e.disabled)
+            // By the operator (the registry says so, of the endpoint or its tenant), or by the
+            // receiver's 410.
+            disabled: endpoint.is_some_and(|e| e.disabled || e.tenant.disabled)
                 || self
                     .disabled
                     .contains(&(job.tenant.clone(), job.endpoint.clone())),

@@ -584,6 +584,7 @@ fn the_latest_record_of_a_key_counts_and_a_tombstone_removes_it() {
             allow_plain_http: false,
             publishable_key: None,
             allowed_origins: Vec::new(),
+            disabled: false,
         }))
         .encode()
     };
