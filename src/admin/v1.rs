@@ -24,6 +24,7 @@ mod deliveries;
 mod endpoints;
 mod integrations;
 mod keys;
+mod tenants;
 mod verify;
 
 pub(super) use keys::Caller;
@@ -78,13 +79,6 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
 
 /// How long a write waits for this instance to read it back before answering anyway.
 const READ_BACK: Duration = Duration::from_secs(5);
-
-/// The longest inactivity window the API sets: a year.
-const MAX_WINDOW_MS: u64 = 365 * 24 * 3600 * 1000;
-
-/// The page size of a list, unless asked for another, and the largest one.
-const PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 /// How long a rotated-out secret still verifies, or signs, when a rotation does not say.
 const DEFAULT_GRACE_MS: u64 = 24 * 3600 * 1000;
@@ -402,163 +396,6 @@ impl Tenants {
         self.live.records().ok_or(ApiError::FromFile)
     }
 
-    /// `GET /admin/v1/tenants[?limit=N][&after=ID]`: tenants in id order, a page at a time.
-    fn list(&self, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let (mut limit, mut after) = (PAGE, None);
-        for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            match &*name {
-                "limit" => {
-                    limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_PAGE).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::BadRequest(format!(
-                                "limit: a number from 1 to {MAX_PAGE}, not {value:?}"
-                            ))
-                        })?;
-                }
-                "after" => after = Some(value.into_owned()),
-                other => {
-                    return Err(ApiError::BadRequest(format!(
-                        "unknown query parameter {other:?} (limit, after)"
-                    )))
-                }
-            }
-        }
-        let mut ids = records.iter().filter_map(|(key, _)| match key {
-            Key::Tenant { tenant } if after.as_deref().is_none_or(|a| tenant.as_str() > a) => {
-                Some(tenant.as_str())
-            }
-            _ => None,
-        });
-        let page: Vec<TenantView> = ids
-            .by_ref()
-            .take(limit)
-            .filter_map(|id| self.view(&records, id))
-            .collect();
-        let next = match ids.next() {
-            Some(_) => page.last().map(|t| t.id.clone()),
-            None => None,
-        };
-        let body = serde_json::json!({ "tenants": page, "next": next });
-        Ok(json(StatusCode::OK, body.to_string()))
-    }
-
-    /// `GET /admin/v1/tenants/{id}`.
-    fn get(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let view = self.view(&records, id).ok_or_else(|| not_found(id))?;
-        Ok(json(StatusCode::OK, to_json(&view)))
-    }
-
-    /// `POST /admin/v1/tenants`: 201 with the tenant; 409 when its id is taken.
-    async fn create(&self, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let new: NewTenant = parse_body(body)?;
-        let id = new
-            .id
-            .unwrap_or_else(|| uuid::Uuid::new_v4().hyphenated().to_string());
-        let key = Key::Tenant { tenant: id.clone() };
-        if records.get(&key).is_some() {
-            return Err(ApiError::Conflict(format!("tenant {id:?} exists")));
-        }
-        let tenant = topic::Tenant {
-            id: id.clone(),
-            inactivity_window_ms: new.inactivity_window_ms.as_ref().map(window).transpose()?,
-            allow_plain_http: new.allow_plain_http,
-            publishable_key: Some(publishable_key()),
-            allowed_origins: origins(new.allowed_origins),
-            disabled: false,
-        };
-        let record = Record::new(Entity::Tenant(tenant));
-        let written = self.write(&records, vec![(key, Some(record))]).await?;
-        let view = self
-            .view(&written, &id)
-            .expect("the tenant was just written");
-        let mut response = json(StatusCode::CREATED, to_json(&view));
-        if let Ok(location) = format!("/admin/v1/tenants/{id}").parse() {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        Ok(response)
-    }
-
-    /// `PATCH /admin/v1/tenants/{id}`: `inactivity_window_ms` (`null` for the default),
-    /// `allow_plain_http`, `allowed_origins` and `enabled`, each left as it is when absent.
-    async fn update(&self, id: &str, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let key = Key::Tenant {
-            tenant: id.to_string(),
-        };
-        let Some(Record {
-            entity: Entity::Tenant(current),
-            ..
-        }) = records.get(&key)
-        else {
-            return Err(not_found(id));
-        };
-        let change: TenantChange = parse_body(body)?;
-        let mut tenant = current.clone();
-        if let Some(window_ms) = change.inactivity_window_ms {
-            tenant.inactivity_window_ms = window_ms.as_ref().map(window).transpose()?;
-        }
-        if let Some(allow) = change.allow_plain_http {
-            tenant.allow_plain_http = allow;
-        }
-        if let Some(origins) = change.allowed_origins {
-            tenant.allowed_origins = self::origins(origins);
-        }
-        if let Some(enabled) = change.enabled {
-            tenant.disabled = !enabled;
-        }
-        let written = match &tenant == current {
-            true => Records::clone(&records),
-            false => {
-                let record = Record::new(Entity::Tenant(tenant));
-                self.write(&records, vec![(key, Some(record))]).await?
-            }
-        };
-        let view = self.view(&written, id).expect("the tenant is there");
-        Ok(json(StatusCode::OK, to_json(&view)))
-    }
-
-    /// `POST /admin/v1/tenants/{id}/publishable_key`: a new publishable key in place of the
-    /// old one, which names the tenant no more; 200 with the tenant.
-    async fn new_publishable_key(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let key = Key::Tenant {
-            tenant: id.to_string(),
-        };
-        let Some(Record {
-            entity: Entity::Tenant(current),
-            ..
-        }) = records.get(&key)
-        else {
-            return Err(not_found(id));
-        };
-        let tenant = topic::Tenant {
-            publishable_key: Some(publishable_key()),
-            ..current.clone()
-        };
-        let record = Record::new(Entity::Tenant(tenant));
-        let written = self.write(&records, vec![(key, Some(record))]).await?;
-        let view = self.view(&written, id).expect("the tenant is there");
-        Ok(json(StatusCode::OK, to_json(&view)))
-    }
-
-    /// `DELETE /admin/v1/tenants/{id}`: the tenant and everything it owns, 204.
-    async fn delete(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-        let records = self.records()?;
-        let keys = records.keys_of(id);
-        if keys.is_empty() {
-            return Err(not_found(id));
-        }
-        self.write(&records, keys.into_iter().map(|key| (key, None)).collect())
-            .await?;
-        Ok(no_content())
-    }
-
     /// The URL platforms post to at `path` on the ingress, with `ingress.public_url`.
     fn webhook_url(&self, path: &str) -> Option<String> {
         let base = self.public_url.as_deref()?.trim_end_matches('/');
@@ -602,131 +439,11 @@ impl Tenants {
     }
 }
 
-/// A tenant as the API shows it: its settings and the ids of what it owns, never a secret.
-#[derive(Debug, Serialize)]
-struct TenantView {
-    id: String,
-    /// `None`: the default window.
-    inactivity_window_ms: Option<u64>,
-    allow_plain_http: bool,
-    /// What its storefront signals name it by; public.
-    publishable_key: Option<String>,
-    allowed_origins: Vec<String>,
-    enabled: bool,
-    integrations: Vec<IntegrationView>,
-    endpoints: Vec<EndpointView>,
-}
-
-#[derive(Debug, Serialize)]
-struct IntegrationView {
-    id: String,
-    provider: String,
-    integration_key: Option<String>,
-    webhook_path: String,
-    webhook_url: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct EndpointView {
-    id: String,
-    url: String,
-    events: Option<Vec<String>>,
-    retry_schedule_ms: Option<Vec<u64>>,
-    enabled: bool,
-}
-
-impl EndpointView {
-    fn of(e: &topic::Endpoint) -> EndpointView {
-        EndpointView {
-            id: e.id.clone(),
-            url: e.url.clone(),
-            events: e.events.clone(),
-            retry_schedule_ms: e.retry_schedule_ms.clone(),
-            enabled: !e.disabled,
-        }
-    }
-}
-
-impl Tenants {
-    /// The tenant `id` as the records say.
-    fn view(&self, records: &Records, id: &str) -> Option<TenantView> {
-        let Entity::Tenant(tenant) = &records
-            .get(&Key::Tenant {
-                tenant: id.to_string(),
-            })?
-            .entity
-        else {
-            return None;
-        };
-        let mut view = TenantView {
-            id: tenant.id.clone(),
-            inactivity_window_ms: tenant.inactivity_window_ms,
-            allow_plain_http: tenant.allow_plain_http,
-            publishable_key: tenant.publishable_key.clone(),
-            allowed_origins: tenant.allowed_origins.clone(),
-            enabled: !tenant.disabled,
-            integrations: Vec::new(),
-            endpoints: Vec::new(),
-        };
-        for (_, record) in records.iter() {
-            match &record.entity {
-                Entity::Integration(i) if i.tenant == id => {
-                    let webhook_path =
-                        integrations::webhook_path(&i.provider, i.integration_key.as_deref());
-                    view.integrations.push(IntegrationView {
-                        id: i.id.clone(),
-                        provider: i.provider.clone(),
-                        integration_key: i.integration_key.clone(),
-                        webhook_url: self.webhook_url(&webhook_path),
-                        webhook_path,
-                    })
-                }
-                Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView::of(e)),
-                _ => {}
-            }
-        }
-        Some(view)
-    }
-}
-
 /// `PUT /admin/v1/maintenance`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MaintenanceChange {
     on: bool,
-}
-
-/// `POST /admin/v1/tenants`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTenant {
-    /// A UUID when absent (`null` is refused).
-    #[serde(default, deserialize_with = "present")]
-    id: Option<String>,
-    #[serde(default)]
-    inactivity_window_ms: Option<serde_json::Number>,
-    #[serde(default)]
-    allow_plain_http: bool,
-    #[serde(default)]
-    allowed_origins: Vec<String>,
-}
-
-/// `PATCH /admin/v1/tenants/{id}`: absent fields stay as they are.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TenantChange {
-    /// `Some(None)`: back to the default window.
-    #[serde(default, deserialize_with = "present")]
-    inactivity_window_ms: Option<Option<serde_json::Number>>,
-    /// `null` is refused.
-    #[serde(default, deserialize_with = "present")]
-    allow_plain_http: Option<bool>,
-    /// The whole list; `null` is refused (`[]` allows none).
-    #[serde(default, deserialize_with = "present")]
-    allowed_origins: Option<Vec<String>>,
-    /// `false`: its deliveries and signals are refused and its endpoints get nothing.
-    #[serde(default, deserialize_with = "present")]
-    enabled: Option<bool>,
 }
 
 /// `{"on", "changed_at"}` as `records` say.
@@ -759,17 +476,6 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     }
 }
 
-/// An inactivity window in whole milliseconds, from one to a year. JSON's integers include
-/// numbers written with a zero fraction (`60000.0`).
-fn window(ms: &serde_json::Number) -> Result<u64, ApiError> {
-    match whole(ms, MAX_WINDOW_MS) {
-        Some(ms @ 1..) => Ok(ms),
-        _ => Err(ApiError::BadRequest(format!(
-            "inactivity_window_ms: whole milliseconds from 1 to {MAX_WINDOW_MS} (a year), not {ms}"
-        ))),
-    }
-}
-
 /// A JSON number that is a whole number from 0 to `max`: JSON's integers include numbers
 /// written with a zero fraction (`60000.0`).
 fn whole(n: &serde_json::Number, max: u64) -> Option<u64> {
@@ -779,32 +485,6 @@ fn whole(n: &serde_json::Number, max: u64) -> Option<u64> {
             (f.fract() == 0.0 && (0.0..=max as f64).contains(&f)).then_some(f as u64)
         })
         .filter(|&n| n <= max)
-}
-
-/// Origins as browsers send them (`https://Shop.example/` is `https://shop.example`), each
-/// once; one that is no origin is kept as given, for the registry's check to refuse by name.
-fn origins(given: Vec<String>) -> Vec<String> {
-    let mut origins: Vec<String> = Vec::with_capacity(given.len());
-    for origin in given {
-        let origin = crate::tenants::origin(&origin).unwrap_or(origin);
-        if !origins.contains(&origin) {
-            origins.push(origin);
-        }
-    }
-    origins
-}
-
-/// A new publishable key: `pk_` and 24 random bytes in URL-safe base64 (32 characters).
-fn publishable_key() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).expect("the operating system's random source");
-    let key = format!(
-        "pk_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
-    debug_assert!(crate::tenants::publishable_key(&key).is_ok());
-    key
 }
 
 /// `204 No Content`.
@@ -905,61 +585,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn a_window_is_from_one_millisecond_to_a_year() {
-        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
-        assert_eq!(window(&number("900000")).unwrap(), 900_000);
-        assert_eq!(window(&number("526.0")).unwrap(), 526);
-        assert_eq!(window(&number("31536000000")).unwrap(), MAX_WINDOW_MS);
-        for bad in [
-            "0",
-            "31536000001",
-            "18446744073709551615",
-            "-5",
-            "1.5",
-            "1e300",
-        ] {
-            assert!(
-                matches!(window(&number(bad)), Err(ApiError::BadRequest(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_change_tells_an_absent_field_from_a_null_one_and_refuses_a_null_flag() {
-        let change: TenantChange = serde_json::from_str("{}").unwrap();
-        assert_eq!(change.inactivity_window_ms, None);
-        let change: TenantChange =
-            serde_json::from_str(r#"{"inactivity_window_ms":null}"#).unwrap();
-        assert_eq!(change.inactivity_window_ms, Some(None));
-        let change: TenantChange =
-            serde_json::from_str(r#"{"inactivity_window_ms":3600000}"#).unwrap();
-        assert_eq!(
-            change.inactivity_window_ms,
-            Some(Some(serde_json::Number::from(3_600_000u64)))
-        );
-        for refused in [
-            r#"{"id":"x"}"#,
-            r#"{"allow_plain_http":null}"#,
-            r#"{"inactivity_window_ms":"1h"}"#,
-        ] {
-            assert!(
-                serde_json::from_str::<TenantChange>(refused).is_err(),
-                "{refused}"
-            );
-        }
-        assert!(serde_json::from_str::<NewTenant>(r#"{"id":null}"#).is_err());
-        assert!(matches!(
-            parse_body::<TenantChange>(b"[]"),
-            Err(ApiError::BadRequest(_))
-        ));
-        assert!(matches!(
-            parse_body::<NewTenant>(b"[null]"),
-            Err(ApiError::BadRequest(_))
-        ));
-        assert!(parse_body::<NewTenant>(b"{}").is_ok());
     }
 }

@@ -192,7 +192,7 @@ impl Tenants {
         if let Some(enabled) = change.enabled {
             endpoint.disabled = !enabled;
         }
-        let view = super::EndpointView::of(&endpoint);
+        let view = super::tenants::EndpointView::of(&endpoint);
         let record = Record::new(Entity::Endpoint(endpoint));
         self.write(&records, vec![(key, Some(record))]).await?;
         Ok(json(StatusCode::OK, to_json(&view)))
