@@ -29,6 +29,13 @@ mod verify;
 
 pub(super) use keys::Caller;
 
+/// The routes of [`ROUTES`] whose POST writes nothing to the registry (the credentials test's
+/// dry run, an endpoint's test send): they do not wait for the change in progress.
+const WRITE_NOTHING: &[&str] = &[
+    "/admin/v1/tenants/{id}/integrations/{integration}/verify",
+    "/admin/v1/tenants/{id}/endpoints/{endpoint}/test",
+];
+
 /// The OpenAPI document of the admin port, served at `/admin/v1/openapi.json`.
 pub(super) const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
@@ -254,8 +261,7 @@ impl Tenants {
             }
         }
         // Changes one at a time; reads, credentials tests and test sends write nothing.
-        let writes =
-            *method != Method::GET && !route.ends_with("/verify") && !route.ends_with("/test");
+        let writes = *method != Method::GET && !WRITE_NOTHING.contains(&route);
         let _turn = match writes {
             false => None,
             true => Some(self.writing.lock().await),
@@ -555,6 +561,18 @@ mod tests {
             })
             .collect();
         assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn the_routes_that_write_nothing_are_routes() {
+        for route in WRITE_NOTHING {
+            let served = ROUTES.iter().find(|(path, _)| path == route);
+            assert_eq!(
+                served.map(|(_, methods)| *methods),
+                Some(&[Method::POST][..]),
+                "{route}"
+            );
+        }
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! page could send one. The rules ([`preflight`], [`origin_of`]) are pure; [`Ingress::signal`]
 //! applies them to a live request.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -28,8 +32,8 @@ const ACCEPTED: &[u8] = br#"{"ok":true}"#;
 
 /// The limits of storefront signals: per publishable key (its tenant) and per client address.
 pub(super) struct Limits {
-    per_key: Option<DefaultKeyedRateLimiter<Arc<str>>>,
-    per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_key: Option<Limiter<Arc<str>>>,
+    per_address: Option<Limiter<IpAddr>>,
 }
 
 impl Limits {
@@ -40,30 +44,68 @@ impl Limits {
         }
         Limits {
             per_key: quota(config.rate_limit_per_second, config.rate_limit_burst)
-                .map(RateLimiter::keyed),
+                .map(|quota| Limiter::new(quota, DefaultClock::default())),
             per_address: quota(
                 config.address_rate_limit_per_second,
                 config.address_rate_limit_burst,
             )
-            .map(RateLimiter::keyed),
+            .map(|quota| Limiter::new(quota, DefaultClock::default())),
         }
     }
 }
 
-/// Refused while `key` is past `limiter`'s rate.
-fn check<K: Clone + std::hash::Hash + Eq>(
-    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+/// Checks between two sweeps of a limiter's keys.
+const SWEEP_EVERY: u64 = 4096;
+
+/// A rate per key whose keys come from outside (addresses, keys): every [`SWEEP_EVERY`] checks
+/// it forgets the keys whose state is back to fresh, so that a sender going through many
+/// addresses grows its memory only by those it used within a burst's refill.
+struct Limiter<K: std::hash::Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<C::Instant>>,
+    checks: AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, C: Clock> Limiter<K, C> {
+    fn new(quota: Quota, clock: C) -> Self {
+        Limiter {
+            limiter: RateLimiter::dashmap_with_clock(quota, clock),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Refused while `key` is past its rate, with the seconds until it may try again.
+    fn check(&self, key: &K) -> Result<(), Error> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            Error::RateLimited {
+                retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+}
+
+/// Refused while `key` is past `limiter`'s rate; always let through without a limiter.
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: Option<&Limiter<K>>,
     key: &K,
 ) -> Result<(), Error> {
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
-    limiter.check_key(key).map_err(|not_until| {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-        Error::RateLimited {
-            retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+    limiter.map_or(Ok(()), |limiter| limiter.check(key))
+}
+
+/// What a client address is limited as: the address, or for IPv6 its /64 — one subscriber's
+/// network, whose addresses one client may hold by the billion.
+fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
         }
-    })
+        v4 => v4,
+    }
 }
 
 /// The origin a request's `Origin` header names, as tenants' `allowed_origins` are written;
@@ -212,7 +254,10 @@ impl Ingress {
         let mut admitted = self.admit(headers, peer)?;
         if let Some(peer) = peer {
             let client = limits::client_address(peer.addr.ip(), headers, &self.trusted_proxies);
-            check(self.tracking_limits.per_address.as_ref(), &client)?;
+            check(
+                self.tracking_limits.per_address.as_ref(),
+                &address_key(client),
+            )?;
         }
         if !acceptable_type(headers) {
             return Err(providers::Error::Malformed(
@@ -377,6 +422,45 @@ allowed_origins = ["https://globex.example"]
         assert!(!typed("application/x-www-form-urlencoded"));
         assert!(!typed("multipart/form-data; boundary=x"));
         assert!(acceptable_type(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_and_an_ipv4_one_by_its_address() {
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            address_key(v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            v6("2001:db8:1:2::")
+        );
+        assert_eq!(
+            address_key(v6("2001:db8:1:2::1")),
+            address_key(v6("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            address_key(v6("2001:db8:1:2::1")),
+            address_key(v6("2001:db8:1:3::1"))
+        );
+        assert_eq!(address_key(v6("203.0.113.7")), v6("203.0.113.7"));
+    }
+
+    #[test]
+    fn keys_back_to_fresh_are_forgotten_every_few_thousand_checks() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let quota = Quota::per_second(NonZeroU32::new(1).unwrap());
+        let limiter = Limiter::new(quota, clock.clone());
+        for n in 0..1000u32 {
+            assert!(limiter.check(&n).is_ok());
+        }
+        assert_eq!(limiter.limiter.len(), 1000);
+        // Each key's one cell is back a second later: nothing of them is worth keeping.
+        clock.advance(std::time::Duration::from_secs(2));
+        let refused = limiter
+            .check(&1_000_000)
+            .and_then(|()| limiter.check(&1_000_000));
+        assert_eq!(refused.unwrap_err().status(), 429);
+        while limiter.checks.load(Ordering::Relaxed) % SWEEP_EVERY != 0 {
+            let _ = limiter.check(&1_000_000);
+        }
+        assert_eq!(limiter.limiter.len(), 1, "only the key in use is kept");
     }
 
     #[test]
