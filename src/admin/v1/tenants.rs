@@ -113,16 +113,7 @@ impl Tenants {
         body: &[u8],
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let records = self.records()?;
-        let key = Key::Tenant {
-            tenant: id.to_string(),
-        };
-        let Some(Record {
-            entity: Entity::Tenant(current),
-            ..
-        }) = records.get(&key)
-        else {
-            return Err(not_found(id));
-        };
+        let (key, current) = tenant_record(&records, id)?;
         let change: TenantChange = parse_body(body)?;
         let mut tenant = current.clone();
         if let Some(window_ms) = change.inactivity_window_ms {
@@ -155,16 +146,7 @@ impl Tenants {
         id: &str,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let records = self.records()?;
-        let key = Key::Tenant {
-            tenant: id.to_string(),
-        };
-        let Some(Record {
-            entity: Entity::Tenant(current),
-            ..
-        }) = records.get(&key)
-        else {
-            return Err(not_found(id));
-        };
+        let (key, current) = tenant_record(&records, id)?;
         let tenant = topic::Tenant {
             publishable_key: Some(publishable_key()),
             ..current.clone()
@@ -185,6 +167,60 @@ impl Tenants {
         self.write(&records, keys.into_iter().map(|key| (key, None)).collect())
             .await?;
         Ok(no_content())
+    }
+
+    /// The tenant `id` as the records say.
+    fn view(&self, records: &Records, id: &str) -> Option<TenantView> {
+        let Entity::Tenant(tenant) = &records
+            .get(&Key::Tenant {
+                tenant: id.to_string(),
+            })?
+            .entity
+        else {
+            return None;
+        };
+        let mut view = TenantView {
+            id: tenant.id.clone(),
+            inactivity_window_ms: tenant.inactivity_window_ms,
+            allow_plain_http: tenant.allow_plain_http,
+            publishable_key: tenant.publishable_key.clone(),
+            allowed_origins: tenant.allowed_origins.clone(),
+            enabled: !tenant.disabled,
+            integrations: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        for (_, record) in records.iter() {
+            match &record.entity {
+                Entity::Integration(i) if i.tenant == id => {
+                    let webhook_path =
+                        integrations::webhook_path(&i.provider, i.integration_key.as_deref());
+                    view.integrations.push(IntegrationView {
+                        id: i.id.clone(),
+                        provider: i.provider.clone(),
+                        integration_key: i.integration_key.clone(),
+                        webhook_url: self.webhook_url(&webhook_path),
+                        webhook_path,
+                    })
+                }
+                Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView::of(e)),
+                _ => {}
+            }
+        }
+        Some(view)
+    }
+}
+
+/// The record of the tenant `id`, and its key; 404 without one.
+fn tenant_record<'r>(records: &'r Records, id: &str) -> Result<(Key, &'r topic::Tenant), ApiError> {
+    let key = Key::Tenant {
+        tenant: id.to_string(),
+    };
+    match records.get(&key) {
+        Some(Record {
+            entity: Entity::Tenant(tenant),
+            ..
+        }) => Ok((key, tenant)),
+        _ => Err(not_found(id)),
     }
 }
 
@@ -230,48 +266,6 @@ impl EndpointView {
             retry_schedule_ms: e.retry_schedule_ms.clone(),
             enabled: !e.disabled,
         }
-    }
-}
-
-impl Tenants {
-    /// The tenant `id` as the records say.
-    fn view(&self, records: &Records, id: &str) -> Option<TenantView> {
-        let Entity::Tenant(tenant) = &records
-            .get(&Key::Tenant {
-                tenant: id.to_string(),
-            })?
-            .entity
-        else {
-            return None;
-        };
-        let mut view = TenantView {
-            id: tenant.id.clone(),
-            inactivity_window_ms: tenant.inactivity_window_ms,
-            allow_plain_http: tenant.allow_plain_http,
-            publishable_key: tenant.publishable_key.clone(),
-            allowed_origins: tenant.allowed_origins.clone(),
-            enabled: !tenant.disabled,
-            integrations: Vec::new(),
-            endpoints: Vec::new(),
-        };
-        for (_, record) in records.iter() {
-            match &record.entity {
-                Entity::Integration(i) if i.tenant == id => {
-                    let webhook_path =
-                        integrations::webhook_path(&i.provider, i.integration_key.as_deref());
-                    view.integrations.push(IntegrationView {
-                        id: i.id.clone(),
-                        provider: i.provider.clone(),
-                        integration_key: i.integration_key.clone(),
-                        webhook_url: self.webhook_url(&webhook_path),
-                        webhook_path,
-                    })
-                }
-                Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView::of(e)),
-                _ => {}
-            }
-        }
-        Some(view)
     }
 }
 
