@@ -108,6 +108,28 @@ def url_guard_seeds():
         write("url_guard", url.encode())
 
 
+def signal_seeds():
+    # Bodies as tests/it/tracking.rs and docs/tracking.md send them.
+    for body in [
+        {"publishable_key": "pk_acme_0123456789abcdef", "event": "add_to_cart", "cart_token": "c1-7a2b",
+         "cart_value": "42.50", "currency": "SAR", "item_count": 2},
+        {"event": "cart_viewed", "cart_token": "gid://shopify/Cart/c1-abc?key=5f2e", "event_id": "evt-1"},
+        {"event": "checkout_started", "cart_token": "Z2NwLXVz%3Fkey%3D9f", "cart_value": 12.5},
+        {"event": "purchase", "cart_token": "c"},
+        {"event": "add_to_cart", "cart_token": "t", "customer": {"email": "a@example.com"},
+         "recovery_url": "https://example.com", "occurred_at": "2020-01-01T00:00:00Z"},
+    ]:
+        write("signal", json.dumps(body).encode())
+    write("signal", b"not json")
+
+
+def origin_seeds():
+    for origin in ["https://shop.example", "https://Shop.Example/", "https://shop.example:443",
+                   "http://localhost:3000", "http://127.0.0.1:8080/", "https://a-b.c1.example:65535",
+                   "https://shop.example/cart", "null", "*", "http://[::1]:3000", "https://u@shop.example"]:
+        write("origin", origin.encode())
+
+
 if __name__ == "__main__":
     provider_seeds()
     route_seeds()
@@ -115,5 +137,7 @@ if __name__ == "__main__":
     config_seeds()
     retry_after_seeds()
     url_guard_seeds()
+    signal_seeds()
+    origin_seeds()
     for target in sorted(os.listdir(OUT)):
         print(target, len(os.listdir(os.path.join(OUT, target))))

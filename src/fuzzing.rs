@@ -26,6 +26,8 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("config", config),
     ("retry_after", retry_after),
     ("url_guard", url_guard),
+    ("signal", signal),
+    ("origin", origin),
 ];
 
 /// One delivery to one provider. The input is a provider index byte, then a header block and
@@ -103,11 +105,19 @@ pub fn provider(data: &[u8]) {
 }
 
 /// A request path. Property: a webhook route is exactly `/api/webhooks/{provider}` or
-/// `/api/webhooks/{provider}/{key}` (one trailing slash allowed), with non-empty segments.
+/// `/api/webhooks/{provider}/{key}` (one trailing slash allowed), with non-empty segments; the
+/// tracking route exactly `/api/tracking/cart`, with or without the slash.
 pub fn route(data: &[u8]) {
     let Ok(path) = std::str::from_utf8(data) else {
         return;
     };
+    if route::parse(path) == Route::Tracking {
+        assert_eq!(
+            path.strip_suffix('/').unwrap_or(path),
+            "/api/tracking/cart",
+            "route of {path:?}"
+        );
+    }
     if let Route::Webhook { provider, key } = route::parse(path) {
         let mut rebuilt = format!("/api/webhooks/{provider}");
         if let Some(key) = key {
@@ -121,6 +131,72 @@ pub fn route(data: &[u8]) {
         );
         let trimmed = path.strip_suffix('/').unwrap_or(path);
         assert_eq!(trimmed, rebuilt, "route of {path:?}");
+    }
+}
+
+/// A storefront signal's body (`POST /api/tracking/cart`). Properties: reading and normalizing
+/// never panic; a body read as a signal is activity on the cart its token names, in the
+/// webhooks' form (no `?`, 1 to 256 characters), and says nothing of a shopper, a link or a time;
+/// a body not read as one tracks no cart. The event survives its topic's encoding unchanged.
+pub fn signal(data: &[u8]) {
+    use crate::providers::tracking::{cart_token, Signal, Tracking, EVENTS};
+    use crate::providers::{Inspection, Provider};
+    use crate::topics::event::Bucket;
+    let read = Signal::read(data);
+    let seen = Inspection {
+        event_type: read.as_ref().ok().map(|signal| signal.event.clone()),
+        ..Default::default()
+    };
+    let event = Tracking.normalize(data, &seen);
+    match &read {
+        Ok(signal) => {
+            assert!(
+                EVENTS.contains(&signal.event.as_ref()),
+                "{:?}",
+                signal.event
+            );
+            let token = cart_token(&signal.cart_token);
+            assert!(
+                !token.is_empty() && token.chars().count() <= 256 && !token.contains('?'),
+                "{token:?}"
+            );
+            assert_eq!(event.event_bucket, Bucket::AbandonedCandidate);
+            assert_eq!(event.cart_token.as_deref(), Some(token));
+            assert_eq!(event.customer, Default::default());
+            assert_eq!((&event.recovery_url, &event.occurred_at), (&None, &None));
+        }
+        Err(_) => {
+            assert_eq!(event.event_bucket, Bucket::Other);
+            assert_eq!(event.cart_token, None);
+        }
+    }
+    let record = Record {
+        tenant_id: "fuzz".to_string(),
+        delivery_id: providers::body_hash_id(data),
+        event,
+    };
+    let decoded = Record::decode(&record.encode()).expect("an encoded event decodes");
+    assert_eq!(decoded, record, "an event changed through its encoding");
+}
+
+/// An allowed origin, as an operator writes it or a browser sends it in `Origin`. Properties:
+/// never a panic; an origin taken is taken again unchanged (it is already as browsers send it)
+/// and has no path, query, user or trailing slash.
+pub fn origin(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(origin) = crate::tenants::origin(text) {
+        assert_eq!(
+            crate::tenants::origin(&origin).as_deref(),
+            Ok(origin.as_str()),
+            "{text:?}"
+        );
+        let rest = origin.split_once("://").map_or("", |(_, rest)| rest);
+        assert!(
+            !rest.contains(['/', '?', '#', '@']),
+            "{text:?} -> {origin:?}"
+        );
     }
 }
 
