@@ -2,13 +2,20 @@
 //! shared buffer budget as they arrive — a declared length costs nothing until the bytes come —
 //! a body must keep a minimum rate after a grace period, and one client address or one
 //! connection may have only so many requests in that state at once. The rules take time and
-//! addresses as arguments; [`read_body`] applies them to a live body.
+//! addresses as arguments; [`read_body`] applies them to a live body. The rates per tenant, per
+//! publishable key and per client address are [`Limiter`]s.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 use http::{header, HeaderMap};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -191,6 +198,58 @@ impl Unauthenticated {
     }
 }
 
+/// Checks between two sweeps of a limiter's keys.
+const SWEEP_EVERY: u64 = 4096;
+
+/// A rate per key (a tenant, a publishable key, a client address): every [`SWEEP_EVERY`] checks
+/// it forgets the keys whose state is back to fresh, so that a sender going through many
+/// addresses or keys grows its memory only by those it used within a burst's refill.
+pub(super) struct Limiter<K: std::hash::Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<C::Instant>>,
+    checks: AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
+    /// `rate` a second per key with bursts of `burst` (0: the rate), on the real clock; `None`
+    /// for a rate of 0, no limit.
+    pub(super) fn per_second(rate: u32, burst: u32) -> Option<Self> {
+        let rate = NonZeroU32::new(rate)?;
+        let quota = Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate));
+        Some(Limiter::new(quota, DefaultClock::default()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, C: Clock> Limiter<K, C> {
+    fn new(quota: Quota, clock: C) -> Self {
+        Limiter {
+            limiter: RateLimiter::dashmap_with_clock(quota, clock),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Refused while `key` is past its rate, with the seconds until it may try again.
+    pub(super) fn check(&self, key: &K) -> Result<(), Error> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            Error::RateLimited {
+                retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+}
+
+/// Refused while `key` is past `limiter`'s rate; always let through without a limiter.
+pub(super) fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: Option<&Limiter<K>>,
+    key: &K,
+) -> Result<(), Error> {
+    limiter.map_or(Ok(()), |limiter| limiter.check(key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +381,26 @@ mod tests {
         );
         drop((a, b, c));
         assert_eq!(per_peer.held(client), 0);
+    }
+
+    #[test]
+    fn keys_back_to_fresh_are_forgotten_every_few_thousand_checks() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let quota = Quota::per_second(NonZeroU32::new(1).unwrap());
+        let limiter = Limiter::new(quota, clock.clone());
+        for n in 0..1000u32 {
+            assert!(limiter.check(&n).is_ok());
+        }
+        assert_eq!(limiter.limiter.len(), 1000);
+        // Each key's one cell is back a second later: nothing of them is worth keeping.
+        clock.advance(Duration::from_secs(2));
+        let refused = limiter
+            .check(&1_000_000)
+            .and_then(|()| limiter.check(&1_000_000));
+        assert_eq!(refused.unwrap_err().status(), 429);
+        while limiter.checks.load(Ordering::Relaxed) % SWEEP_EVERY != 0 {
+            let _ = limiter.check(&1_000_000);
+        }
+        assert_eq!(limiter.limiter.len(), 1, "only the key in use is kept");
     }
 }

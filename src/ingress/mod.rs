@@ -11,14 +11,12 @@ pub mod route;
 mod tracking;
 
 use std::borrow::Cow;
-use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderMap, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -30,7 +28,7 @@ pub use config::Config;
 pub use error::{Class, Error};
 pub use route::Route;
 
-use limits::{BodyLimits, Unauthenticated};
+use limits::{BodyLimits, Limiter, Unauthenticated};
 
 use crate::clock::Clock;
 use crate::credentials::{self, Vault};
@@ -52,7 +50,7 @@ pub struct Ingress {
     permits: Arc<Semaphore>,
     /// Bytes of request bodies that may be held in memory at once.
     buffered: Arc<Semaphore>,
-    rate_limit: Option<DefaultKeyedRateLimiter<Arc<str>>>,
+    rate_limit: Option<Limiter<Arc<str>>>,
     tracking_limits: tracking::Limits,
     not_accepted_log: crate::telemetry::LogLimit,
     vault: Option<Vault>,
@@ -72,10 +70,10 @@ impl Ingress {
         clock: Clock,
         health: Health,
     ) -> Arc<Self> {
-        let rate_limit = NonZeroU32::new(config.tenant_rate_limit_per_second).map(|rate| {
-            let burst = NonZeroU32::new(config.tenant_rate_limit_burst).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
+        let rate_limit = Limiter::per_second(
+            config.tenant_rate_limit_per_second,
+            config.tenant_rate_limit_burst,
+        );
         let vault = config.vault();
         let unclaimed = config.unclaimed_installations();
         Arc::new(Ingress {
@@ -370,15 +368,7 @@ impl Ingress {
 
     /// Refuses the request while its tenant is past the configured rate.
     fn check_rate_limit(&self, tenant: &Arc<str>) -> Result<(), Error> {
-        if let Some(limiter) = &self.rate_limit {
-            if let Err(not_until) = limiter.check_key(tenant) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-                return Err(Error::RateLimited {
-                    retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
-                });
-            }
-        }
-        Ok(())
+        limits::check(self.rate_limit.as_ref(), tenant)
     }
 
     /// Produces the delivery to the inbound topic, its metadata in headers, and waits for

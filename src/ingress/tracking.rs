@@ -6,29 +6,21 @@
 //! applies them to a live request.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::Response;
 
-use super::limits::{self, BodyLimits};
+use super::limits::{self, check, BodyLimits, Limiter};
 use super::{Error, Ingress};
 use crate::kafka::inbound;
-use crate::providers::{self, tracking::Signal};
+use crate::providers::tracking::{Signal, Tracking};
+use crate::providers::{self, Provider};
 use crate::server::Peer;
 use crate::tenants::{Registry, Tenant};
-
-/// The answer to an accepted signal.
-const ACCEPTED: &[u8] = br#"{"ok":true}"#;
 
 /// The limits of storefront signals: per publishable key (its tenant) and per client address.
 pub(super) struct Limits {
@@ -38,62 +30,14 @@ pub(super) struct Limits {
 
 impl Limits {
     pub(super) fn new(config: &super::config::Tracking) -> Limits {
-        fn quota(rate: u32, burst: u32) -> Option<Quota> {
-            let rate = NonZeroU32::new(rate)?;
-            Some(Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate)))
-        }
         Limits {
-            per_key: quota(config.rate_limit_per_second, config.rate_limit_burst)
-                .map(|quota| Limiter::new(quota, DefaultClock::default())),
-            per_address: quota(
+            per_key: Limiter::per_second(config.rate_limit_per_second, config.rate_limit_burst),
+            per_address: Limiter::per_second(
                 config.address_rate_limit_per_second,
                 config.address_rate_limit_burst,
-            )
-            .map(|quota| Limiter::new(quota, DefaultClock::default())),
+            ),
         }
     }
-}
-
-/// Checks between two sweeps of a limiter's keys.
-const SWEEP_EVERY: u64 = 4096;
-
-/// A rate per key whose keys come from outside (addresses, keys): every [`SWEEP_EVERY`] checks
-/// it forgets the keys whose state is back to fresh, so that a sender going through many
-/// addresses grows its memory only by those it used within a burst's refill.
-struct Limiter<K: std::hash::Hash + Eq + Clone, C: Clock = DefaultClock> {
-    limiter: RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<C::Instant>>,
-    checks: AtomicU64,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, C: Clock> Limiter<K, C> {
-    fn new(quota: Quota, clock: C) -> Self {
-        Limiter {
-            limiter: RateLimiter::dashmap_with_clock(quota, clock),
-            checks: AtomicU64::new(0),
-        }
-    }
-
-    /// Refused while `key` is past its rate, with the seconds until it may try again.
-    fn check(&self, key: &K) -> Result<(), Error> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-        }
-        self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.limiter.clock().now());
-            Error::RateLimited {
-                retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
-            }
-        })
-    }
-}
-
-/// Refused while `key` is past `limiter`'s rate; always let through without a limiter.
-fn check<K: std::hash::Hash + Eq + Clone>(
-    limiter: Option<&Limiter<K>>,
-    key: &K,
-) -> Result<(), Error> {
-    limiter.map_or(Ok(()), |limiter| limiter.check(key))
 }
 
 /// What a client address is limited as: the address, or for IPv6 its /64 — one subscriber's
@@ -329,7 +273,7 @@ fn accepted() -> Response<Full<Bytes>> {
     Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from_static(ACCEPTED)))
+        .body(Full::new(Bytes::from_static(Tracking.accepted_body())))
         .expect("static response parts are valid")
 }
 
@@ -440,27 +384,6 @@ allowed_origins = ["https://globex.example"]
             address_key(v6("2001:db8:1:3::1"))
         );
         assert_eq!(address_key(v6("203.0.113.7")), v6("203.0.113.7"));
-    }
-
-    #[test]
-    fn keys_back_to_fresh_are_forgotten_every_few_thousand_checks() {
-        let clock = governor::clock::FakeRelativeClock::default();
-        let quota = Quota::per_second(NonZeroU32::new(1).unwrap());
-        let limiter = Limiter::new(quota, clock.clone());
-        for n in 0..1000u32 {
-            assert!(limiter.check(&n).is_ok());
-        }
-        assert_eq!(limiter.limiter.len(), 1000);
-        // Each key's one cell is back a second later: nothing of them is worth keeping.
-        clock.advance(std::time::Duration::from_secs(2));
-        let refused = limiter
-            .check(&1_000_000)
-            .and_then(|()| limiter.check(&1_000_000));
-        assert_eq!(refused.unwrap_err().status(), 429);
-        while limiter.checks.load(Ordering::Relaxed) % SWEEP_EVERY != 0 {
-            let _ = limiter.check(&1_000_000);
-        }
-        assert_eq!(limiter.limiter.len(), 1, "only the key in use is kept");
     }
 
     #[test]

@@ -274,11 +274,10 @@ impl<'f> Parse<'f> {
             }
         }
         let mut allowed_origins = Vec::with_capacity(spec.allowed_origins.len());
-        for given in &spec.allowed_origins {
-            match super::origin(given) {
-                Ok(origin) if !allowed_origins.contains(&origin) => allowed_origins.push(origin),
-                Ok(_) => {}
-                Err(why) => self
+        for origin in super::origins(&spec.allowed_origins) {
+            match origin {
+                Ok(origin) => allowed_origins.push(origin),
+                Err((given, why)) => self
                     .problems
                     .push(format!("{at}: allowed_origins: {given:?}: {why}")),
             }

@@ -180,6 +180,19 @@ pub fn origin(given: &str) -> Result<String, &'static str> {
     Ok(url.origin().ascii_serialization())
 }
 
+/// A tenant's `allowed_origins` as browsers send them ([`origin`]: `https://Shop.example/` is
+/// `https://shop.example`), each once; one that is no origin is the text given and why.
+pub fn origins(given: &[String]) -> Vec<Result<String, (&str, &'static str)>> {
+    let mut origins = Vec::with_capacity(given.len());
+    for text in given {
+        let origin = origin(text).map_err(|why| (text.as_str(), why));
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    origins
+}
+
 /// The default inactivity window of a tenant's carts.
 pub const DEFAULT_INACTIVITY_WINDOW: Duration = Duration::from_secs(15 * 60);
 

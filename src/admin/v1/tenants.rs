@@ -90,7 +90,7 @@ impl Tenants {
             inactivity_window_ms: new.inactivity_window_ms.as_ref().map(window).transpose()?,
             allow_plain_http: new.allow_plain_http,
             publishable_key: Some(publishable_key()),
-            allowed_origins: origins(new.allowed_origins),
+            allowed_origins: origins(&new.allowed_origins),
             disabled: false,
         };
         let record = Record::new(Entity::Tenant(tenant));
@@ -123,7 +123,7 @@ impl Tenants {
             tenant.allow_plain_http = allow;
         }
         if let Some(origins) = change.allowed_origins {
-            tenant.allowed_origins = self::origins(origins);
+            tenant.allowed_origins = self::origins(&origins);
         }
         if let Some(enabled) = change.enabled {
             tenant.disabled = !enabled;
@@ -313,17 +313,13 @@ fn window(ms: &serde_json::Number) -> Result<u64, ApiError> {
     }
 }
 
-/// Origins as browsers send them (`https://Shop.example/` is `https://shop.example`), each
-/// once; one that is no origin is kept as given, for the registry's check to refuse by name.
-fn origins(given: Vec<String>) -> Vec<String> {
-    let mut origins: Vec<String> = Vec::with_capacity(given.len());
-    for origin in given {
-        let origin = crate::tenants::origin(&origin).unwrap_or(origin);
-        if !origins.contains(&origin) {
-            origins.push(origin);
-        }
-    }
-    origins
+/// Origins as browsers send them, each once ([`crate::tenants::origins`]); one that is no
+/// origin is kept as given, for the registry's check to refuse by name.
+fn origins(given: &[String]) -> Vec<String> {
+    crate::tenants::origins(given)
+        .into_iter()
+        .map(|origin| origin.unwrap_or_else(|(given, _)| given.to_string()))
+        .collect()
 }
 
 /// A new publishable key: `pk_` and 24 random bytes in URL-safe base64 (32 characters).
