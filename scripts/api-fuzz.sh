@@ -40,6 +40,15 @@ export CARTSTREAM__ADMIN__WRITES_PER_MINUTE=0
 # Likewise the storefront signals' limit per client address (every case comes from one).
 export CARTSTREAM__INGRESS__TRACKING__ADDRESS_RATE_LIMIT_PER_SECOND=0
 export CARTSTREAM__INGRESS__TRACKING__ADDRESS_RATE_LIMIT_BURST=0
+# Platform apps, so that a Shopify or Salla store connected without a secret of its own (signed
+# by the app, docs/platforms.md) is accepted as the document says.
+export CARTSTREAM__PLATFORMS__SHOPIFY__CLIENT_ID="apifuzz-shopify"
+CARTSTREAM__PLATFORMS__SHOPIFY__CLIENT_SECRET="shpss_$(openssl rand -hex 16)"
+export CARTSTREAM__PLATFORMS__SHOPIFY__CLIENT_SECRET
+export CARTSTREAM__PLATFORMS__SALLA__CLIENT_ID="apifuzz-salla"
+CARTSTREAM__PLATFORMS__SALLA__CLIENT_SECRET="salla_$(openssl rand -hex 16)"
+CARTSTREAM__PLATFORMS__SALLA__WEBHOOK_SECRET="salla_$(openssl rand -hex 16)"
+export CARTSTREAM__PLATFORMS__SALLA__CLIENT_SECRET CARTSTREAM__PLATFORMS__SALLA__WEBHOOK_SECRET
 start_daemon "$bin/cartstream" ingress "$work/daemon.log"
 
 # Runs schemathesis from the scratch folder, where it keeps its cache; on a failure prints its

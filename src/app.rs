@@ -172,6 +172,7 @@ pub async fn start(
         registry,
         tenants_topic,
         tester,
+        apps: Arc::new(config.platforms.apps()),
         producer,
         clock,
         shutdown,
@@ -209,6 +210,8 @@ struct Wiring<'c> {
     tenants_topic: Option<(crate::credentials::Keyring, kafka::registry::Writer)>,
     /// What the admin API sends an endpoint's test event with.
     tester: crate::delivery::Tester,
+    /// The keys of the deployment's platform apps.
+    apps: Arc<crate::platforms::Apps>,
     producer: kafka::Producer,
     clock: Clock,
     shutdown: CancellationToken,
@@ -240,6 +243,7 @@ impl Wiring<'_> {
                     Box::new(move |registry| problems(&config, registry, Roles::ALL))
                 },
                 public_url: self.config.ingress.public_url.clone(),
+                apps: self.apps.clone(),
                 writes_per_minute: self.config.admin.writes_per_minute,
                 clock: self.clock.clone(),
                 tester: self.tester.clone(),
@@ -304,6 +308,7 @@ impl Wiring<'_> {
             self.producer.clone(),
             self.clock.clone(),
             health.clone(),
+            self.apps.clone(),
         );
         self.tracker.spawn(server::serve(
             listener,
@@ -411,6 +416,7 @@ fn problems(config: &Config, registry: &Registry, roles: Roles) -> Problems {
     }
     if roles.ingress {
         config.ingress.check_credentials(registry, &mut problems);
+        crate::platforms::check_apps(&config.platforms.apps(), registry, &mut problems);
     }
     problems
 }

@@ -36,6 +36,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod ingress;
 pub mod kafka;
+pub mod platforms;
 pub mod problems;
 pub mod processor;
 pub mod providers;

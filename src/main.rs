@@ -417,6 +417,7 @@ fn load(file: Option<&std::path::Path>) -> Result<(Config, app::Tenants), Proble
         Ok(registry) => {
             config.delivery.check_endpoints(&registry, &mut problems);
             config.ingress.check_credentials(&registry, &mut problems);
+            cartstream::platforms::check_apps(&config.platforms.apps(), &registry, &mut problems);
             problems.into_result((config, registry.into()))
         }
         Err(more) => {

@@ -116,6 +116,8 @@ pub struct Registry {
     pub check: Check,
     /// `ingress.public_url`, which the webhook URLs the API hands out are built from.
     pub public_url: Option<String>,
+    /// The keys of the deployment's platform apps, which a credentials test verifies with.
+    pub apps: std::sync::Arc<crate::platforms::Apps>,
     /// `admin.writes_per_minute`.
     pub writes_per_minute: u32,
     /// The clock a credentials test verifies timestamps against, as the ingress does.

@@ -169,6 +169,8 @@ pub(super) struct Tenants {
     check: super::Check,
     /// `ingress.public_url`, which webhook URLs are built from.
     public_url: Option<String>,
+    /// The keys of the deployment's platform apps.
+    apps: std::sync::Arc<crate::platforms::Apps>,
     /// Held by each change from reading the registry to reading its write back, so that this
     /// instance's changes are checked against each other's outcome.
     writing: tokio::sync::Mutex<()>,
@@ -190,6 +192,7 @@ impl Tenants {
             topic,
             check,
             public_url,
+            apps,
             writes_per_minute,
             clock,
             tester,
@@ -207,6 +210,7 @@ impl Tenants {
             topic,
             check,
             public_url,
+            apps,
             writing: tokio::sync::Mutex::new(()),
             clock,
             writes,

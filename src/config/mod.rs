@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::problems::Problems;
 
-use crate::{admin, delivery, ingress, kafka, processor, telemetry, tenants};
+use crate::{admin, delivery, ingress, kafka, platforms, processor, telemetry, tenants};
 
 /// The documented defaults; every key the daemon reads is in this file.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -37,6 +37,8 @@ pub struct Config {
     pub delivery: delivery::Config,
     pub tenants: tenants::Config,
     pub telemetry: telemetry::Config,
+    #[serde(default)]
+    pub platforms: platforms::Config,
 }
 
 const SECTIONS: &[&str] = &[
@@ -47,6 +49,7 @@ const SECTIONS: &[&str] = &[
     "delivery",
     "tenants",
     "telemetry",
+    "platforms",
 ];
 
 impl Config {
@@ -107,6 +110,7 @@ impl Config {
             .ingress
             .resolve_shopimind_app_secret(env, base, &mut problems);
         config.tenants.resolve_sealing_key(env, base, &mut problems);
+        config.platforms.resolve(env, base, &mut problems);
         (config, problems)
     }
 
@@ -156,6 +160,7 @@ impl Config {
             delivery: section(figment, "delivery", &mut problems),
             tenants: section(figment, "tenants", &mut problems),
             telemetry: section(figment, "telemetry", &mut problems),
+            platforms: section(figment, "platforms", &mut problems),
         };
         config.ingress.validate(&mut problems);
         config.admin.validate(&mut problems);

@@ -213,7 +213,7 @@ impl Config {
             provider: &providers::shopimind::Shopimind,
             clue: None,
             key: None,
-            keys: Keys::new(providers::Key::new(secret.as_bytes()), None),
+            keys: Some(Keys::new(providers::Key::new(secret.as_bytes()), None)),
             scheme: None,
             event: None,
             status: Default::default(),

@@ -60,6 +60,8 @@ pub struct Ingress {
     /// ShopiMind installs for installations nobody has claimed ([`UNCLAIMED`]), when the
     /// deployment has the app's secret.
     unclaimed: Option<Integration>,
+    /// The keys of the deployment's platform apps, which sign their shops' deliveries.
+    apps: Arc<crate::platforms::Apps>,
 }
 
 impl Ingress {
@@ -69,6 +71,7 @@ impl Ingress {
         producer: kafka::Producer,
         clock: Clock,
         health: Health,
+        apps: Arc<crate::platforms::Apps>,
     ) -> Arc<Self> {
         let rate_limit = Limiter::per_second(
             config.tenant_rate_limit_per_second,
@@ -80,6 +83,7 @@ impl Ingress {
             tracking_limits: tracking::Limits::new(&config.tracking),
             vault,
             unclaimed,
+            apps,
             unauthenticated: PerPeer::new(config.max_unauthenticated_per_peer),
             trusted_proxies: config.trusted_proxy_nets(),
             permits: Arc::new(Semaphore::new(config.max_in_flight_requests)),
@@ -326,7 +330,10 @@ impl Ingress {
         let integration = integration.filter(|i| !i.tenant.disabled);
         // Unknown tenants are verified against keys nobody has, so the answer (and its timing)
         // is the one a wrong signature gets.
-        let keys = integration.map_or(Keys::unknown_tenant(), |i| &i.keys);
+        // An integration of a platform app the deployment lacks is refused the same way.
+        let keys = integration
+            .and_then(|i| crate::platforms::keys_of(i, &self.apps))
+            .unwrap_or(Keys::unknown_tenant());
         // An integration's own scheme replaces its provider's conventions (Vendera).
         let scheme = integration.and_then(|i| i.scheme.as_ref());
         // One reading of the clock for the whole check: the signature's window and the

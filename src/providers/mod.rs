@@ -148,6 +148,13 @@ pub trait Provider: Sync + Send + std::fmt::Debug {
         Ok(Key::new(secret.as_bytes()))
     }
 
+    /// Whether a platform app signs the webhooks of every store connected through it with the
+    /// app's own secret (Shopify, Salla): such stores' integrations may have no secret of their
+    /// own and verify with the deployment's app ([`crate::platforms`]).
+    fn app_signs_its_stores(&self) -> bool {
+        false
+    }
+
     /// The stores the vendor's documentation uses in its sample payloads (normalized as
     /// [`Provider::normalize_clue`] does): a delivery behind an integration key naming one is
     /// the dashboard's test, not a store of the merchant's.

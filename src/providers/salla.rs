@@ -38,6 +38,10 @@ enum Scalar<'a> {
 }
 
 impl Provider for Salla {
+    fn app_signs_its_stores(&self) -> bool {
+        true
+    }
+
     fn slug(&self) -> &'static str {
         "salla"
     }

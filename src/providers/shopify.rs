@@ -27,6 +27,10 @@ const DELIVERY_ID: &[&str] = &[
 pub struct Shopify;
 
 impl Provider for Shopify {
+    fn app_signs_its_stores(&self) -> bool {
+        true
+    }
+
     fn slug(&self) -> &'static str {
         "shopify"
     }

@@ -94,7 +94,10 @@ pub(super) struct IntegrationSpec {
     pub(super) flexype_store: Option<String>,
     #[serde(default)]
     pub(super) integration_key: Option<String>,
-    pub(super) secret: SecretSpec,
+    /// `None`: the deliveries are signed by the deployment's platform app
+    /// ([`crate::platforms`]), as every shop connected through it.
+    #[serde(default)]
+    pub(super) secret: Option<SecretSpec>,
     #[serde(default)]
     pub(super) previous_secret: Option<SecretSpec>,
     #[serde(default)]
@@ -329,7 +332,10 @@ impl<'f> Parse<'f> {
         self.check_integration_key(at, spec);
         self.check_findable(at, provider, clue.as_deref(), spec);
         let scheme = self.scheme(at, provider, spec);
-        let current = self.key(at, provider, "secret", &spec.secret);
+        let Some(secret) = &spec.secret else {
+            return self.app_integration(at, tenant, provider, clue, spec);
+        };
+        let current = self.key(at, provider, "secret", secret);
         let previous = spec
             .previous_secret
             .as_ref()
@@ -344,7 +350,7 @@ impl<'f> Parse<'f> {
                     provider,
                     clue: integration_clues.first().cloned(),
                     key: spec.integration_key.clone(),
-                    keys: Keys::new(current, previous.map(|(key, _)| key)),
+                    keys: Some(Keys::new(current, previous.map(|(key, _)| key))),
                     scheme,
                     event: spec.event.clone().filter(|e| !e.trim().is_empty()),
                     status: Default::default(),
@@ -352,6 +358,50 @@ impl<'f> Parse<'f> {
                 integration_clues,
             );
         }
+    }
+
+    /// Reads an integration without a secret: its platform's app signs its deliveries, as
+    /// every shop's connected through it, so only its clue (which the ingress checks for every
+    /// delivery, even one that names the integration key) tells it from another shop.
+    fn app_integration(
+        &mut self,
+        at: &str,
+        tenant: &Arc<Tenant>,
+        provider: &'static dyn Provider,
+        clue: Option<String>,
+        spec: &IntegrationSpec,
+    ) {
+        let slug = provider.slug();
+        if !provider.app_signs_its_stores() {
+            return self.problems.push(format!(
+                "{at}: needs `secret` ({slug} has no platform app that signs its shops' deliveries)"
+            ));
+        }
+        if spec.previous_secret.is_some() {
+            self.problems.push(format!(
+                "{at}: `previous_secret` without `secret` (the {slug} app's secrets are rotated in [platforms.{slug}])"
+            ));
+        }
+        let Some(clue) = clue else {
+            let field = provider.clue_field().unwrap_or("a clue");
+            return self.problems.push(format!(
+                "{at}: needs `{field}`: without `secret` it is signed with the {slug} app's secret, which every shop of the app shares"
+            ));
+        };
+        let clues = self.integration_clues(at, provider, Some(clue), std::iter::empty());
+        self.registry.insert(
+            Integration {
+                tenant: tenant.clone(),
+                provider,
+                clue: clues.first().cloned(),
+                key: spec.integration_key.clone(),
+                keys: None,
+                scheme: None,
+                event: spec.event.clone().filter(|e| !e.trim().is_empty()),
+                status: Default::default(),
+            },
+            clues,
+        );
     }
 
     /// The integration's clue, normalized as its provider's `inspect` returns it; a clue field

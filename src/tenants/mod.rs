@@ -228,8 +228,9 @@ pub struct Integration {
     pub clue: Option<String>,
     /// The opaque key of `/api/webhooks/{provider}/{integration_key}`, when configured.
     pub key: Option<String>,
-    /// The current secret, then the previous one during a rotation.
-    pub keys: Keys,
+    /// The current secret, then the previous one during a rotation; `None` when the
+    /// deployment's platform app signs its deliveries ([`crate::platforms::keys_of`]).
+    pub keys: Option<Keys>,
     /// The generic scheme that authenticates and inspects this integration's deliveries in
     /// place of the provider's own conventions (Vendera).
     pub scheme: Option<Scheme>,

@@ -256,7 +256,10 @@ struct Opener<'a> {
 
 impl Opener<'_> {
     fn integration(&mut self, i: &topic::Integration, named: Named) -> Option<IntegrationSpec> {
-        let secret = self.secret("secret", &i.secret);
+        let secret = match &i.secret {
+            Some(sealed) => self.secret("secret", sealed).map(Some),
+            None => Some(None),
+        };
         let previous = self.previous(i.previous_secret.as_ref(), i.previous_secret_expires_at_ms);
         let scheme = i.scheme.as_ref().map(|scheme| {
             serde_json::to_value(scheme)
@@ -365,17 +368,20 @@ pub fn rotate(
 ) -> Result<Record, String> {
     let key = record.key();
     let mut rotated = record.clone();
+    let no_secret = || format!("record {key}: has no secret to rotate");
     let (current, previous, expires) = match &mut rotated.entity {
-        Entity::Tenant(_) | Entity::ApiKey(_) | Entity::Maintenance(_) => {
-            return Err(format!("record {key}: has no secret to rotate"))
-        }
+        Entity::Tenant(_) | Entity::ApiKey(_) | Entity::Maintenance(_) => return Err(no_secret()),
         Entity::Integration(topic::Integration {
             secret,
             previous_secret,
             previous_secret_expires_at_ms,
             ..
-        })
-        | Entity::Endpoint(topic::Endpoint {
+        }) => (
+            secret.as_mut().ok_or_else(no_secret)?,
+            previous_secret,
+            previous_secret_expires_at_ms,
+        ),
+        Entity::Endpoint(topic::Endpoint {
             secret,
             previous_secret,
             previous_secret_expires_at_ms,
@@ -439,12 +445,14 @@ impl Import<'_> {
             |id| self.records.0.contains_key(&integration_key(tenant, id)),
         );
         let key = integration_key(tenant, &id);
-        let (Some(secret), previous_secret) = (
-            self.seal(&key, "secret", Some(&spec.secret)),
-            self.seal(&key, "previous_secret", spec.previous_secret.as_ref()),
-        ) else {
-            return;
+        let secret = match &spec.secret {
+            Some(secret) => match self.seal(&key, "secret", Some(secret)) {
+                Some(sealed) => Some(sealed),
+                None => return,
+            },
+            None => None,
         };
+        let previous_secret = self.seal(&key, "previous_secret", spec.previous_secret.as_ref());
         self.insert(Entity::Integration(topic::Integration {
             tenant: tenant.to_string(),
             id,
@@ -615,8 +623,16 @@ impl Records {
                     secret,
                     previous_secret,
                     ..
-                })
-                | Entity::Endpoint(topic::Endpoint {
+                }) => {
+                    for (field, sealed) in
+                        [("secret", secret), ("previous_secret", previous_secret)]
+                    {
+                        if let Some(sealed) = sealed {
+                            reseal(field, sealed);
+                        }
+                    }
+                }
+                Entity::Endpoint(topic::Endpoint {
                     secret,
                     previous_secret,
                     ..

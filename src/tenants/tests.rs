@@ -46,8 +46,16 @@ fn resolves_by_clue_and_by_key() {
         .unwrap();
     assert_eq!(&*acme.tenant.id, "acme");
     assert_eq!(acme.tenant.inactivity_window, Duration::from_secs(1800));
-    assert!(acme.keys.matches_token(b"acme-shopify-secret"));
-    assert!(acme.keys.matches_token(b"old-acme-shopify-secret"));
+    assert!(acme
+        .keys
+        .as_ref()
+        .unwrap()
+        .matches_token(b"acme-shopify-secret"));
+    assert!(acme
+        .keys
+        .as_ref()
+        .unwrap()
+        .matches_token(b"old-acme-shopify-secret"));
 
     let globex = registry.resolve("salla", None, Some("1234509876")).unwrap();
     assert_eq!(&*globex.tenant.id, "globex");
@@ -167,7 +175,11 @@ id = "acme"
     let acme = registry
         .resolve("shopify", None, Some("acme.myshopify.com"))
         .unwrap();
-    assert!(acme.keys.matches_token(b"secret-from-a-file"));
+    assert!(acme
+        .keys
+        .as_ref()
+        .unwrap()
+        .matches_token(b"secret-from-a-file"));
 }
 
 #[test]
@@ -899,4 +911,71 @@ id = "globex"
     let registry = parse(text, &[]).unwrap();
     assert!(registry.tenant("acme").unwrap().disabled);
     assert!(!registry.tenant("globex").unwrap().disabled);
+}
+
+#[test]
+fn an_integration_without_a_secret_is_signed_by_its_platform_app_and_found_by_its_shop() {
+    let registry = parse(
+        r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "Acme.myshopify.com"
+  integration_key = "int_acme_shopify_app_01"
+"#,
+        &[],
+    )
+    .unwrap();
+    let acme = registry
+        .resolve("shopify", None, Some("acme.myshopify.com"))
+        .unwrap();
+    assert!(acme.keys.is_none());
+    // The shop is checked even when the URL names the integration: the app's secret is every
+    // shop's, so a delivery another shop received must not pass for acme's.
+    let by_key = Some("int_acme_shopify_app_01");
+    assert!(registry
+        .resolve("shopify", by_key, Some("acme.myshopify.com"))
+        .is_some());
+    assert!(registry
+        .resolve("shopify", by_key, Some("globex.myshopify.com"))
+        .is_none());
+}
+
+#[test]
+fn an_integration_without_a_secret_needs_an_app_that_signs_and_a_shop_of_its_own() {
+    let problems = parse(
+        r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  integration_key = "int_acme_shopify_app_01"
+  [[tenant.integration]]
+  provider = "zid"
+  store_id = "12345"
+  [[tenant.integration]]
+  provider = "salla"
+  merchant_id = "1234509876"
+  previous_secret = "the-previous-salla-secret"
+
+[[tenant]]
+id = "globex"
+  [[tenant.integration]]
+  provider = "salla"
+  merchant_id = "1234509876"
+"#,
+        &[],
+    )
+    .unwrap_err();
+    let problems: Vec<&str> = problems.iter().collect();
+    assert_eq!(
+        problems,
+        [
+            "tenant[0] (acme) integration[0] (shopify): needs `shop_domain`: without `secret` it is signed with the shopify app's secret, which every shop of the app shares",
+            "tenant[0] (acme) integration[1] (zid): needs `secret` (zid has no platform app that signs its shops' deliveries)",
+            "tenant[0] (acme) integration[2] (salla): `previous_secret` without `secret` (the salla app's secrets are rotated in [platforms.salla])",
+            "tenant[1] (globex) integration[0] (salla): another integration of salla already has this merchant_id",
+        ]
+    );
 }

@@ -168,7 +168,8 @@ pub struct Integration {
     pub flexype_store: Option<String>,
     /// Not a secret: it routes deliveries, which its secret then authenticates.
     pub integration_key: Option<String>,
-    pub secret: Sealed,
+    /// `None`: signed by the deployment's platform app, as every shop connected through it.
+    pub secret: Option<Sealed>,
     pub previous_secret: Option<Sealed>,
     /// When `previous_secret` stops verifying (Unix milliseconds); `None`: at the next rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,8 +318,11 @@ impl Record {
                 secret,
                 previous_secret,
                 ..
-            })
-            | Entity::Endpoint(Endpoint {
+            }) => vec![
+                ("secret", secret.as_ref()),
+                ("previous_secret", previous_secret.as_ref()),
+            ],
+            Entity::Endpoint(Endpoint {
                 secret,
                 previous_secret,
                 ..
@@ -371,7 +375,7 @@ mod tests {
             installation_id: None,
             flexype_store: None,
             integration_key: Some("int_acme_vendera_0001".to_string()),
-            secret: sealed(1),
+            secret: Some(sealed(1)),
             previous_secret: Some(sealed(2)),
             previous_secret_expires_at_ms: Some(1_796_000_000_000),
             scheme: Some(Scheme {
@@ -417,6 +421,19 @@ mod tests {
                 provider: "shopify".to_string(),
                 shop_domain: Some("acme.myshopify.com".to_string()),
                 integration_key: None,
+                previous_secret: None,
+                previous_secret_expires_at_ms: None,
+                scheme: None,
+                event: None,
+                ..integration.clone()
+            })),
+            // Signed by the deployment's Shopify app: no secret of its own.
+            Record::new(Entity::Integration(Integration {
+                id: "shopify:globex.myshopify.com".to_string(),
+                provider: "shopify".to_string(),
+                shop_domain: Some("globex.myshopify.com".to_string()),
+                integration_key: None,
+                secret: None,
                 previous_secret: None,
                 previous_secret_expires_at_ms: None,
                 scheme: None,

@@ -538,7 +538,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert_eq!(
         connected.json(),
         json!({"id":"shopify:shop_domain=acme.myshopify.com","provider":"shopify","integration_key":null,
-               "webhook_path":"/api/webhooks/shopify","webhook_url":"https://hooks.example.com/api/webhooks/shopify"})
+               "webhook_path":"/api/webhooks/shopify","webhook_url":"https://hooks.example.com/api/webhooks/shopify",
+               "signed_by_app":false})
     );
     until_status("acme's shop on b", 200, || shopify_webhook(&http, &b, shop)).await;
 

@@ -21,6 +21,7 @@ mod hardening;
 mod ingress;
 mod normalize;
 mod outage;
+mod platforms;
 mod processor;
 mod robustness;
 mod security;

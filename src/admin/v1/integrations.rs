@@ -31,6 +31,8 @@ struct NewIntegration {
     #[serde(default, deserialize_with = "present")]
     integration_key: Option<String>,
     /// Generated for `standard`, where the receiver chooses it; the platform's otherwise.
+    /// Absent for a shop connected through the deployment's platform app (Shopify, Salla),
+    /// which signs with the app's secret.
     #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
 }
@@ -70,6 +72,8 @@ struct Connected {
     webhook_path: String,
     /// The same, from `ingress.public_url`; `None` without it.
     webhook_url: Option<String>,
+    /// Signed with the deployment's platform app's secret rather than one of its own.
+    signed_by_app: bool,
     /// A secret cartstream generated, shown this once; absent when it was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -105,8 +109,22 @@ impl Tenants {
         if records.get(&tenant_key(tenant)).is_none() {
             return Err(not_found(tenant));
         }
-        let (secret, generated) =
-            super::chosen_secret(new.secret.clone(), || generated_secret(provider))?;
+        let signed_by_app = new.secret.is_none() && self.apps.signs(provider.slug());
+        if signed_by_app && new.clues().next().is_none() {
+            let field = provider.clue_field().unwrap_or("a clue");
+            return Err(ApiError::BadRequest(format!(
+                "{field}: required without `secret`: the integration is then signed with the {} app's secret, which every shop of the app shares",
+                provider.slug()
+            )));
+        }
+        let (secret, generated) = match signed_by_app {
+            true => (None, None),
+            false => {
+                let (secret, generated) =
+                    super::chosen_secret(new.secret.clone(), || generated_secret(provider))?;
+                (Some(secret), generated)
+            }
+        };
         let integration_key = match (&new.integration_key, new.clues().next()) {
             (Some(key), _) => Some(key.clone()),
             (None, None) if provider.clue_field() != Some(SECRET_CLUE) => {
@@ -138,14 +156,15 @@ impl Tenants {
             installation_id: new.installation_id.clone(),
             flexype_store: new.flexype_store.clone(),
             integration_key: integration_key.clone(),
-            secret: seal_for(keys, &key, "secret", &secret),
+            secret: secret.map(|secret| seal_for(keys, &key, "secret", &secret)),
             previous_secret: None,
             previous_secret_expires_at_ms: None,
             scheme: None,
             event: None,
         }));
         self.write(&records, vec![(key, Some(record))]).await?;
-        let connected = self.connected(provider, id, integration_key, generated);
+        let mut connected = self.connected(provider, id, integration_key, generated);
+        connected.signed_by_app = signed_by_app;
         Ok(json(StatusCode::CREATED, to_json(&connected)))
     }
 
@@ -171,6 +190,12 @@ impl Tenants {
         let provider = providers::find(&integration.provider).ok_or_else(|| {
             ApiError::Conflict(format!("unknown provider {:?}", integration.provider))
         })?;
+        if integration.secret.is_none() {
+            let slug = provider.slug();
+            return Err(ApiError::Conflict(format!(
+                "the integration is signed with the {slug} app's secret: rotate that in [platforms.{slug}] (webhook_secret, previous_webhook_secret)"
+            )));
+        }
         let (secret, generated) = super::chosen_secret(new.secret, || generated_secret(provider))?;
         let (rotated, until) = self.rotated(record, &secret, new.grace_period_ms.as_ref())?;
         let integration_key = integration.integration_key.clone();
@@ -208,6 +233,7 @@ impl Tenants {
             webhook_url: self.webhook_url(&webhook_path),
             webhook_path,
             integration_key,
+            signed_by_app: false,
             secret,
             previous_secret_expires_at: None,
         }
@@ -262,10 +288,15 @@ pub(super) fn webhook_path(provider: &str, integration_key: Option<&str>) -> Str
 /// A secret for a provider whose receiver chooses it (`standard`: 32 random bytes, `whsec_`
 /// and base64); for any other the platform's secret must be given.
 fn generated_secret(provider: &dyn Provider) -> Result<String, ApiError> {
-    if provider.slug() != "standard" {
+    let slug = provider.slug();
+    if provider.app_signs_its_stores() {
         return Err(ApiError::BadRequest(format!(
-            "secret: required for {}: the secret the platform shows for this store's webhooks",
-            provider.slug()
+            "secret: required for {slug}: the secret the platform shows for this store's webhooks, unless the deployment has the {slug} app ([platforms.{slug}]) that signs them"
+        )));
+    }
+    if slug != "standard" {
+        return Err(ApiError::BadRequest(format!(
+            "secret: required for {slug}: the secret the platform shows for this store's webhooks"
         )));
     }
     Ok(whsec())

@@ -200,6 +200,7 @@ impl Tenants {
                         integration_key: i.integration_key.clone(),
                         webhook_url: self.webhook_url(&webhook_path),
                         webhook_path,
+                        signed_by_app: i.secret.is_none(),
                     })
                 }
                 Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView::of(e)),
@@ -246,6 +247,9 @@ struct IntegrationView {
     integration_key: Option<String>,
     webhook_path: String,
     webhook_url: Option<String>,
+    /// Signed with the deployment's platform app's secret (`[platforms.<provider>]`) rather
+    /// than a secret of its own.
+    signed_by_app: bool,
 }
 
 #[derive(Debug, Serialize)]

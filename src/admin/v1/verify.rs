@@ -106,6 +106,7 @@ impl Tenants {
         let integration = self.integration_in_force(&records, keys, &registry, tenant, id)?;
         let verdict = judge(
             &registry,
+            &self.apps,
             integration,
             &Request::new(&headers, sample.body.as_bytes()),
             self.clock.now(),
@@ -117,6 +118,7 @@ impl Tenants {
 /// What the ingress would make of `request` posted to `integration`'s webhook path at `now`.
 fn judge(
     registry: &Registry,
+    apps: &crate::platforms::Apps,
     integration: &Integration,
     request: &Request<'_>,
     now: SystemTime,
@@ -145,12 +147,27 @@ fn judge(
         names.as_deref(),
     );
     let names_this_integration = found.is_some_and(|found| std::ptr::eq(found, integration));
+    let Some(keys) = crate::platforms::keys_of(integration, apps) else {
+        let missing = crate::platforms::missing_app(provider, apps).unwrap_or_default();
+        return Verdict {
+            verified: false,
+            reason: Some(format!(
+                "the integration {missing}: the ingress would answer 401"
+            )),
+            names: names.filter(|_| provider.clue_field() != Some(SECRET_CLUE)),
+            names_this_integration,
+        };
+    };
     let verdict = match scheme {
-        Some(scheme) => scheme.verify(request, &integration.keys),
-        None => provider.verify(request, &integration.keys, now),
+        Some(scheme) => scheme.verify(request, keys),
+        None => provider.verify(request, keys, now),
+    };
+    let whose = match integration.keys {
+        Some(_) => "this integration's secrets".to_string(),
+        None => format!("the {} app's webhook secret", provider.slug()),
     };
     let reason = match (&verdict, names_this_integration, &names) {
-        (Err(e), _, _) => Some(format!("with this integration's secrets: {e}")),
+        (Err(e), _, _) => Some(format!("with {whose}: {e}")),
         (Ok(()), false, Some(store)) => Some(format!(
             "the request names {store:?}, which does not lead to this integration: the ingress would answer 401"
         )),
@@ -238,6 +255,16 @@ id = "acme"
     }
 
     fn verdict_of(tenants: &str, shop: &str, secret: &str, body: &[u8]) -> Verdict {
+        verdict_with(&Default::default(), tenants, shop, secret, body)
+    }
+
+    fn verdict_with(
+        apps: &crate::platforms::Apps,
+        tenants: &str,
+        shop: &str,
+        secret: &str,
+        body: &[u8],
+    ) -> Verdict {
         let registry = Registry::from_toml(tenants, Path::new("."), &HashMap::new()).unwrap();
         let integration = registry
             .resolve("shopify", None, Some("acme.myshopify.com"))
@@ -250,6 +277,7 @@ id = "acme"
         headers.insert("x-shopify-hmac-sha256", signature.parse().unwrap());
         judge(
             &registry,
+            apps,
             integration,
             &Request::new(&headers, body),
             std::time::UNIX_EPOCH,
@@ -264,6 +292,41 @@ id = "acme"
             "{v:?}"
         );
         assert_eq!(v.names.as_deref(), Some("acme.myshopify.com"));
+    }
+
+    #[test]
+    fn a_shop_signed_by_the_platform_app_verifies_with_the_apps_secret_only_when_it_is_configured()
+    {
+        const APP_SIGNED: &str = "[[tenant]]\nid = \"acme\"\n[[tenant.integration]]\nprovider = \"shopify\"\nshop_domain = \"acme.myshopify.com\"\n";
+        let apps = crate::platforms::Config {
+            shopify: Some(crate::platforms::App {
+                client_id: "app-client-id".to_string(),
+                client_secret: crate::kafka::Property::Text("the-app-client-secret".to_string()),
+                webhook_secret: None,
+                previous_webhook_secret: None,
+            }),
+            ..Default::default()
+        }
+        .apps();
+        let shop = "acme.myshopify.com";
+        let signed = verdict_with(&apps, APP_SIGNED, shop, "the-app-client-secret", b"{}");
+        assert!(signed.verified, "{signed:?}");
+        let other = verdict_with(&apps, APP_SIGNED, shop, "acme-shopify-secret-0001", b"{}");
+        assert_eq!(
+            other.reason.as_deref(),
+            Some("with the shopify app's webhook secret: invalid X-Shopify-Hmac-Sha256")
+        );
+        let no_app = verdict_with(
+            &Default::default(),
+            APP_SIGNED,
+            shop,
+            "the-app-client-secret",
+            b"{}",
+        );
+        assert_eq!(
+            no_app.reason.as_deref(),
+            Some("the integration signs with the shopify app's secret, and [platforms.shopify] has no client_secret: the ingress would answer 401")
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn integration_print(integration: &Integration) -> String {
     let keys: Vec<_> = integration
         .keys
         .iter()
+        .flat_map(crate::providers::Keys::iter)
         .map(|key| {
             (
                 hex::encode(key.sign(&[b"a delivery"])),
@@ -227,8 +228,16 @@ fn changing_one_secret_plans_one_update_naming_the_field_but_not_the_value() {
     let vendera = registry
         .resolve("vendera", Some("int_souq_vendera_7d41a0c2"), None)
         .unwrap();
-    assert!(vendera.keys.matches_token(b"souq-vendera-next-secret"));
-    assert!(!vendera.keys.matches_token(b"souq-vendera-dev-secret"));
+    assert!(vendera
+        .keys
+        .as_ref()
+        .unwrap()
+        .matches_token(b"souq-vendera-next-secret"));
+    assert!(!vendera
+        .keys
+        .as_ref()
+        .unwrap()
+        .matches_token(b"souq-vendera-dev-secret"));
 }
 
 #[test]
@@ -345,7 +354,7 @@ fn a_sealed_secret_copied_into_another_records_field_does_not_open() {
     integration_mut(&mut records, &easyorders).secret = stolen;
     // The previous secret put in place of the current one, in its own record.
     let acme = integration_mut(&mut records, &shopify);
-    acme.secret = acme.previous_secret.clone().unwrap();
+    acme.secret = acme.previous_secret.clone();
     let moved = "the sealed value is damaged or was moved from another record";
     assert_eq!(
         records
@@ -404,7 +413,7 @@ fn records_are_held_to_the_validation_of_the_file() {
         installation_id: None,
         flexype_store: None,
         integration_key: None,
-        secret: seal(&vault(), &taken, "secret", "souq-shopify-dev-secret"),
+        secret: Some(seal(&vault(), &taken, "secret", "souq-shopify-dev-secret")),
         previous_secret: None,
         previous_secret_expires_at_ms: None,
         scheme: None,
@@ -500,7 +509,11 @@ id = "acme"
     let acme = registry
         .resolve("shopify", None, Some("acme.myshopify.com"))
         .unwrap();
-    assert!(acme.keys.matches_token(b"acme-shopify-secret-from-env"));
+    assert!(acme
+        .keys
+        .as_ref()
+        .unwrap()
+        .matches_token(b"acme-shopify-secret-from-env"));
     let same = plan(
         &records,
         &import("acme-shopify-secret-from-env"),
@@ -752,7 +765,10 @@ fn a_previous_secret_verifies_and_signs_until_its_grace_period_ends_then_only_th
             .find(|i| i.provider.slug() == "shopify" && &*i.tenant.id == "acme")
             .unwrap();
         let endpoint = registry.endpoint("acme", "crm").unwrap();
-        (integration.keys.iter().count(), endpoint.secrets.len())
+        (
+            integration.keys.as_ref().unwrap().iter().count(),
+            endpoint.secrets.len(),
+        )
     };
     assert_eq!(
         counts(&records, NOW),
@@ -869,4 +885,36 @@ fn a_file_applied_leaves_the_api_keys_but_those_limited_to_a_tenant_it_removes()
     assert!(current.keys_of("souq").contains(&Key::ApiKey {
         id: "key_souq".to_string()
     }));
+}
+
+#[test]
+fn an_integration_signed_by_its_platform_app_goes_through_the_topic_with_no_secret() {
+    const APP_SIGNED: &str = r#"
+[[tenant]]
+id = "acme"
+  [[tenant.integration]]
+  provider = "shopify"
+  shop_domain = "acme.myshopify.com"
+"#;
+    let old =
+        Records::from_toml(APP_SIGNED, Path::new("."), &HashMap::new(), &other_vault()).unwrap();
+    let read = through_the_topic(&old);
+    let key = integration_key("acme", "shopify:shop_domain=acme.myshopify.com");
+    let record = read.get(&key).unwrap();
+    assert_eq!(
+        record.secrets(),
+        [("secret", None), ("previous_secret", None)]
+    );
+    let registry = read.registry(&vault().into(), NOW).unwrap();
+    let acme = registry
+        .resolve("shopify", None, Some("acme.myshopify.com"))
+        .unwrap();
+    assert!(acme.keys.is_none());
+    // Nothing to seal again, and nothing to rotate: the app's secrets are in the configuration.
+    assert!(old.rekey(&vault().into()).unwrap().is_empty());
+    let refused = rotate(record, "a-secret-of-its-own-0001", &vault().into(), None);
+    assert_eq!(
+        refused.unwrap_err(),
+        format!("record {key}: has no secret to rotate")
+    );
 }
