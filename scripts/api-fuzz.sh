@@ -41,7 +41,8 @@ export CARTSTREAM__ADMIN__WRITES_PER_MINUTE=0
 export CARTSTREAM__INGRESS__TRACKING__ADDRESS_RATE_LIMIT_PER_SECOND=0
 export CARTSTREAM__INGRESS__TRACKING__ADDRESS_RATE_LIMIT_BURST=0
 # Platform apps, so that a Shopify or Salla store connected without a secret of its own (signed
-# by the app, docs/platforms.md) is accepted as the document says.
+# by the app, docs/platforms.md), and an OAuth connect of each, are accepted as the document
+# says.
 export CARTSTREAM__PLATFORMS__SHOPIFY__CLIENT_ID="apifuzz-shopify"
 CARTSTREAM__PLATFORMS__SHOPIFY__CLIENT_SECRET="shpss_$(openssl rand -hex 16)"
 export CARTSTREAM__PLATFORMS__SHOPIFY__CLIENT_SECRET
@@ -49,6 +50,9 @@ export CARTSTREAM__PLATFORMS__SALLA__CLIENT_ID="apifuzz-salla"
 CARTSTREAM__PLATFORMS__SALLA__CLIENT_SECRET="salla_$(openssl rand -hex 16)"
 CARTSTREAM__PLATFORMS__SALLA__WEBHOOK_SECRET="salla_$(openssl rand -hex 16)"
 export CARTSTREAM__PLATFORMS__SALLA__CLIENT_SECRET CARTSTREAM__PLATFORMS__SALLA__WEBHOOK_SECRET
+export CARTSTREAM__PLATFORMS__ZID__CLIENT_ID="apifuzz-zid"
+CARTSTREAM__PLATFORMS__ZID__CLIENT_SECRET="zid_$(openssl rand -hex 16)"
+export CARTSTREAM__PLATFORMS__ZID__CLIENT_SECRET
 start_daemon "$bin/cartstream" ingress "$work/daemon.log"
 
 # Runs schemathesis from the scratch folder, where it keeps its cache; on a failure prints its
@@ -78,6 +82,10 @@ fuzz ingress-webhooks "$ingress" --url "http://127.0.0.1:$ingress_port" \
 # The same for storefront signals: accepted only with a tenant's publishable key.
 fuzz ingress-tracking "$ingress" --url "http://127.0.0.1:$ingress_port" \
     --include-path-regex '^/api/tracking/' --checks all --exclude-checks positive_data_acceptance
+# And OAuth connect's steps: only a link or a state this deployment signed goes on, which no
+# generated request holds.
+fuzz ingress-oauth "$ingress" --url "http://127.0.0.1:$ingress_port" \
+    --include-path-regex '^/api/oauth/' --checks all --exclude-checks positive_data_acceptance
 
 # What the ingress answered the fuzzed webhooks, from its own count; none may have been accepted.
 answers=$(curl -fs "http://127.0.0.1:$admin_port/metrics" | grep '^cartstream_ingress_requests_total{' || true)
@@ -87,8 +95,8 @@ if [ -z "$answers" ]; then
 fi
 echo "ingress answers (provider, status, count):"
 echo "$answers" | sed -E 's/.*provider="([^"]*)",status="([0-9]+)"} ([0-9]+)$/  \1 \2 \3/' | sort -k2,2 -k1,1
-if echo "$answers" | grep -q 'status="2'; then
-    echo "scripts/api-fuzz.sh: the ingress accepted an unsigned fuzzed webhook or a signal without a key" >&2
+if echo "$answers" | grep -q 'status="2\|status="302'; then
+    echo "scripts/api-fuzz.sh: the ingress accepted an unsigned fuzzed webhook, a signal without a key or a connect step without a signed link or state" >&2
     exit 1
 fi
 # The admin API last: its cases may turn maintenance mode on (PUT /admin/v1/maintenance), and

@@ -151,7 +151,14 @@ pub async fn start(
         Tenants::Loaded(registry) => (check_tenants(&config, *registry, roles)?, None),
         Tenants::Topic => {
             let live = tenants::follow(&config, roles, &clock, &shutdown).await?;
-            (live, Some(tenants::writer(&config)?))
+            let (keys, writer) = tenants::writer(&config)?;
+            let check = {
+                let config = config.clone();
+                Box::new(move |registry: &Registry| problems(&config, registry, Roles::ALL))
+            };
+            let registrar =
+                crate::tenants::Registrar::new(live.clone(), keys, writer, check, clock.clone());
+            (live, Some(registrar))
         }
     };
     // A start that fails from here on stops the tenants topic's follower.
@@ -167,12 +174,25 @@ pub async fn start(
     let (processor_settled, delivery_settled) = (Settled::default(), Settled::default());
     let tester = crate::delivery::Tester::from_config(&config.delivery)
         .context("creating the admin API's HTTP client for test sends")?;
+    let connect = match &tenants_topic {
+        Some(registrar) => Some(
+            crate::platforms::Connect::new(
+                &config.platforms,
+                config.ingress.public_url.clone(),
+                registrar.clone(),
+                clock.clone(),
+            )
+            .context("creating OAuth connect's HTTP client")?,
+        ),
+        None => None,
+    };
     let wiring = Wiring {
         config: &config,
         registry,
         tenants_topic,
         tester,
         apps: Arc::new(config.platforms.apps()),
+        connect,
         producer,
         clock,
         shutdown,
@@ -207,11 +227,13 @@ struct Wiring<'c> {
     config: &'c Config,
     registry: Live,
     /// With tenants from the topic: what the admin API writes it with.
-    tenants_topic: Option<(crate::credentials::Keyring, kafka::registry::Writer)>,
+    tenants_topic: Option<Arc<crate::tenants::Registrar>>,
     /// What the admin API sends an endpoint's test event with.
     tester: crate::delivery::Tester,
     /// The keys of the deployment's platform apps.
     apps: Arc<crate::platforms::Apps>,
+    /// OAuth connect, with tenants from the topic.
+    connect: Option<Arc<crate::platforms::Connect>>,
     producer: kafka::Producer,
     clock: Clock,
     shutdown: CancellationToken,
@@ -223,7 +245,7 @@ struct Wiring<'c> {
 impl Wiring<'_> {
     /// Starts the roles asked for and the admin port on the tracker; returns what
     /// [`stop_in_order`] stops.
-    fn spawn(mut self, roles: Roles, listeners: Listeners, metrics: PrometheusHandle) -> Tasks {
+    fn spawn(self, roles: Roles, listeners: Listeners, metrics: PrometheusHandle) -> Tasks {
         let stores = Stores::default();
         let health = self.health(roles, &stores);
         let delivery_worker = roles
@@ -237,13 +259,10 @@ impl Wiring<'_> {
             delivery_worker.as_ref().map(Delivery::handle),
             crate::admin::Registry {
                 live: self.registry.clone(),
-                topic: self.tenants_topic.take(),
-                check: {
-                    let config = self.config.clone();
-                    Box::new(move |registry| problems(&config, registry, Roles::ALL))
-                },
+                registrar: self.tenants_topic.clone(),
                 public_url: self.config.ingress.public_url.clone(),
                 apps: self.apps.clone(),
+                connect: self.connect.clone(),
                 writes_per_minute: self.config.admin.writes_per_minute,
                 clock: self.clock.clone(),
                 tester: self.tester.clone(),
@@ -309,6 +328,7 @@ impl Wiring<'_> {
             self.clock.clone(),
             health.clone(),
             self.apps.clone(),
+            self.connect.clone(),
         );
         self.tracker.spawn(server::serve(
             listener,

@@ -41,6 +41,10 @@ const NONCE_BYTES: usize = 12;
 /// ([`Vault::delivery_id`]).
 const DELIVERY_ID_KEY: &[u8] = b"cartstream delivery id";
 
+/// What the key of OAuth connect's signatures is derived from a sealing key with
+/// ([`Vault::state_key`]).
+const STATE_KEY: &[u8] = b"cartstream oauth state";
+
 /// A body with its secret fields redacted, and the values taken out.
 #[derive(Debug)]
 pub struct Redacted<'a> {
@@ -117,6 +121,8 @@ pub struct Vault {
     key_id: String,
     /// HMAC-SHA256 of [`DELIVERY_ID_KEY`] under the credentials key: keys delivery ids.
     id_key: Key,
+    /// HMAC-SHA256 of [`STATE_KEY`] under the key: signs OAuth connect's links and states.
+    state_key: Key,
 }
 
 /// Never shows the key.
@@ -195,7 +201,14 @@ impl Vault {
             // key opens which record.
             key_id: hex::encode(&digest[..8]),
             id_key: Key::new(&Key::new(&key).sign(&[DELIVERY_ID_KEY])),
+            state_key: Key::new(&Key::new(&key).sign(&[STATE_KEY])),
         })
+    }
+
+    /// The key OAuth connect signs its install links and states with, derived from this one
+    /// (`crate::platforms::oauth`): a key of its own, so a signature never opens a seal.
+    pub fn state_key(&self) -> &Key {
+        &self.state_key
     }
 
     pub fn key_id(&self) -> &str {

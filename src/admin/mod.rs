@@ -16,7 +16,6 @@ use hyper::{Request, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::Keyring;
 use crate::health::{json, Health};
 use crate::problems::Problems;
 use crate::telemetry::metrics;
@@ -110,14 +109,14 @@ pub struct Admin {
 pub struct Registry {
     /// The registry in force (and with tenants from the topic, what the topic says).
     pub live: Live,
-    /// With tenants from the topic: the keys its secrets are sealed with, and its producer.
-    pub topic: Option<(Keyring, kafka::registry::Writer)>,
-    /// What makes a registry one the deployment cannot serve (as at start, for every role).
-    pub check: Check,
+    /// With tenants from the topic: what writes it.
+    pub registrar: Option<std::sync::Arc<crate::tenants::Registrar>>,
     /// `ingress.public_url`, which the webhook URLs the API hands out are built from.
     pub public_url: Option<String>,
     /// The keys of the deployment's platform apps, which a credentials test verifies with.
     pub apps: std::sync::Arc<crate::platforms::Apps>,
+    /// OAuth connect (with tenants from the topic), which issues install links.
+    pub connect: Option<std::sync::Arc<crate::platforms::Connect>>,
     /// `admin.writes_per_minute`.
     pub writes_per_minute: u32,
     /// The clock a credentials test verifies timestamps against, as the ingress does.
@@ -129,9 +128,6 @@ pub struct Registry {
     pub kafka: kafka::Config,
     pub kafka_timeout: std::time::Duration,
 }
-
-/// A deployment's checks of a registry beyond its own validation.
-pub type Check = Box<dyn Fn(&crate::tenants::Registry) -> Problems + Send + Sync>;
 
 impl Admin {
     pub fn new(

@@ -15,9 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::credentials::Keyring;
 use crate::health::json;
-use crate::kafka::registry::Writer;
 use crate::problems::Problems;
-use crate::tenants::{Live, Records};
+use crate::tenants::{Live, Records, Refused, Registrar};
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
 mod deliveries;
@@ -32,6 +31,7 @@ pub(super) use keys::Caller;
 /// The routes of [`ROUTES`] whose POST writes nothing to the registry (the credentials test's
 /// dry run, an endpoint's test send): they do not wait for the change in progress.
 const WRITE_NOTHING: &[&str] = &[
+    "/admin/v1/tenants/{id}/connect",
     "/admin/v1/tenants/{id}/integrations/{integration}/verify",
     "/admin/v1/tenants/{id}/endpoints/{endpoint}/test",
 ];
@@ -49,6 +49,7 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
     ),
     ("/admin/v1/tenants/{id}/publishable_key", &[Method::POST]),
     ("/admin/v1/tenants/{id}/integrations", &[Method::POST]),
+    ("/admin/v1/tenants/{id}/connect", &[Method::POST]),
     (
         "/admin/v1/tenants/{id}/integrations/{integration}",
         &[Method::DELETE],
@@ -83,9 +84,6 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
     ("/admin/v1/keys", &[Method::GET, Method::POST]),
     ("/admin/v1/keys/{key}", &[Method::DELETE]),
 ];
-
-/// How long a write waits for this instance to read it back before answering anyway.
-const READ_BACK: Duration = Duration::from_secs(5);
 
 /// How long a rotated-out secret still verifies, or signs, when a rotation does not say.
 const DEFAULT_GRACE_MS: u64 = 24 * 3600 * 1000;
@@ -164,13 +162,14 @@ impl ApiError {
 /// The registry as the API reads and writes it.
 pub(super) struct Tenants {
     live: Live,
-    /// With tenants from the topic: the keys its secrets are sealed with, and its producer.
-    topic: Option<(Keyring, Writer)>,
-    check: super::Check,
+    /// With tenants from the topic: what writes it.
+    registrar: Option<Arc<Registrar>>,
     /// `ingress.public_url`, which webhook URLs are built from.
     public_url: Option<String>,
     /// The keys of the deployment's platform apps.
     apps: std::sync::Arc<crate::platforms::Apps>,
+    /// OAuth connect, which issues install links.
+    connect: Option<Arc<crate::platforms::Connect>>,
     /// Held by each change from reading the registry to reading its write back, so that this
     /// instance's changes are checked against each other's outcome.
     writing: tokio::sync::Mutex<()>,
@@ -189,10 +188,10 @@ impl Tenants {
     pub(super) fn new(registry: super::Registry) -> Tenants {
         let super::Registry {
             live,
-            topic,
-            check,
+            registrar,
             public_url,
             apps,
+            connect,
             writes_per_minute,
             clock,
             tester,
@@ -207,10 +206,10 @@ impl Tenants {
         }
         Tenants {
             live,
-            topic,
-            check,
+            registrar,
             public_url,
             apps,
+            connect,
             writing: tokio::sync::Mutex::new(()),
             clock,
             writes,
@@ -288,6 +287,7 @@ impl Tenants {
             ("/admin/v1/tenants/{id}/integrations", _, Some(id)) => {
                 self.create_integration(&id, body).await
             }
+            ("/admin/v1/tenants/{id}/connect", _, Some(id)) => self.connect_link(&id, body),
             ("/admin/v1/tenants/{id}/integrations/{integration}", _, Some(id)) => {
                 self.delete_integration(&id, &integration).await
             }
@@ -332,7 +332,7 @@ impl Tenants {
         secret: &str,
         grace_period_ms: Option<&serde_json::Number>,
     ) -> Result<(Record, String), ApiError> {
-        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let keys = self.keys()?;
         let grace = match grace_period_ms {
             None => DEFAULT_GRACE_MS,
             Some(n) => whole(n, MAX_GRACE_MS).ok_or_else(|| {
@@ -398,7 +398,7 @@ impl Tenants {
 
     /// The keys the topic's secrets are sealed with.
     fn keys(&self) -> Result<&Keyring, ApiError> {
-        Ok(&self.topic.as_ref().ok_or(ApiError::FromFile)?.0)
+        Ok(self.registrar.as_ref().ok_or(ApiError::FromFile)?.keys())
     }
 
     /// What the tenants topic says now, or why the API cannot say.
@@ -419,33 +419,14 @@ impl Tenants {
         records: &Records,
         changes: Vec<(Key, Option<Record>)>,
     ) -> Result<Records, ApiError> {
-        let (keys, writer) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
-        let mut after = records.clone();
-        let mut messages = Vec::with_capacity(changes.len());
-        for (key, record) in changes {
-            messages.push((key.encode(), record.as_ref().map(Record::encode)));
-            after = after.with(&key, record);
-        }
-        let registry = after
-            .registry(keys, self.clock.now_millis())
-            .map_err(ApiError::Invalid)?;
-        let problems = (self.check)(&registry);
-        if !problems.is_empty() {
-            return Err(ApiError::Invalid(problems));
-        }
-        let offset = writer
-            .write(messages)
+        let registrar = self.registrar.as_ref().ok_or(ApiError::FromFile)?;
+        registrar
+            .write(records, changes)
             .await
-            .map_err(|e| ApiError::Unavailable(format!("{:#}", anyhow::Error::from(e))))?;
-        if let Some(offset) = offset {
-            if !self.live.wait_until_read(offset, READ_BACK).await {
-                tracing::warn!(
-                    offset,
-                    "a registry change was written but not read back within 5 s"
-                );
-            }
-        }
-        Ok(after)
+            .map_err(|refused| match refused {
+                Refused::Invalid(problems) => ApiError::Invalid(problems),
+                Refused::Unavailable(why) => ApiError::Unavailable(why),
+            })
     }
 }
 

@@ -5,7 +5,7 @@ use http::{header, HeaderValue, StatusCode};
 use http_body_util::Full;
 use hyper::Response;
 
-use crate::{credentials, kafka, providers};
+use crate::{credentials, kafka, platforms, providers};
 
 /// Why a webhook was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,9 @@ pub enum Error {
     Forbidden(&'static str),
     #[error("{}", kafka_message(.0))]
     Kafka(#[source] kafka::Error),
+    /// An OAuth connect step that did not connect.
+    #[error(transparent)]
+    Connect(#[from] platforms::Failure),
     /// A bug: the cause is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -84,6 +87,15 @@ impl Error {
             Error::Kafka(kafka::Error::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Connect(failure) => match failure {
+                platforms::Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+                platforms::Failure::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                platforms::Failure::Forbidden(_) => StatusCode::FORBIDDEN,
+                platforms::Failure::NotFound(_) => StatusCode::NOT_FOUND,
+                platforms::Failure::Conflict(_) => StatusCode::CONFLICT,
+                platforms::Failure::Platform(_) => StatusCode::BAD_GATEWAY,
+                platforms::Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
         }
     }
 

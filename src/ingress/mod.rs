@@ -62,6 +62,8 @@ pub struct Ingress {
     unclaimed: Option<Integration>,
     /// The keys of the deployment's platform apps, which sign their shops' deliveries.
     apps: Arc<crate::platforms::Apps>,
+    /// OAuth connect, with tenants from the topic (which it writes).
+    connect: Option<Arc<crate::platforms::Connect>>,
 }
 
 impl Ingress {
@@ -72,6 +74,7 @@ impl Ingress {
         clock: Clock,
         health: Health,
         apps: Arc<crate::platforms::Apps>,
+        connect: Option<Arc<crate::platforms::Connect>>,
     ) -> Arc<Self> {
         let rate_limit = Limiter::per_second(
             config.tenant_rate_limit_per_second,
@@ -84,6 +87,7 @@ impl Ingress {
             vault,
             unclaimed,
             apps,
+            connect,
             unauthenticated: PerPeer::new(config.max_unauthenticated_per_peer),
             trusted_proxies: config.trusted_proxy_nets(),
             permits: Arc::new(Semaphore::new(config.max_in_flight_requests)),
@@ -130,6 +134,25 @@ impl Ingress {
             }
             Route::Healthz => return crate::health::healthz(),
             Route::Readyz => return crate::health::readyz(&self.health, false).await,
+            Route::Oauth { provider, step } => {
+                let cookie = connect_cookie(&parts.headers);
+                let query = parts.uri.query().unwrap_or_default();
+                let answer = match (&self.connect, step) {
+                    (None, _) => Err(crate::platforms::Failure::Unavailable(
+                        "OAuth connect needs tenants.source = \"topic\"".to_string(),
+                    )),
+                    (Some(connect), route::Step::Install) => connect.install(provider, query),
+                    (Some(connect), route::Step::Callback) => {
+                        connect.callback(provider, query, cookie.as_deref()).await
+                    }
+                };
+                let response = match answer {
+                    Ok(answer) => connected(answer),
+                    Err(failure) => self.refused("oauth", Error::Connect(failure)),
+                };
+                metrics::ingress_request("oauth", response.status().as_u16(), started.elapsed());
+                return response;
+            }
             Route::Tracking => {
                 let peer = parts.extensions.get::<Peer>();
                 let response = self
@@ -231,8 +254,13 @@ impl Ingress {
         // Known now: it no longer counts against its address's and connection's share.
         drop(admitted.unauthenticated.take());
         self.check_rate_limit(&sender.integration.tenant.id)?;
+        let uninstalled = uninstalled(&sender);
         self.produce(provider, sender, &request).await?;
         metrics::ingress_body_size(provider.slug(), body.len());
+        // The app's uninstall, once produced: the store it connected is disconnected.
+        if let (Some((tenant, shop)), Some(connect)) = (uninstalled, &self.connect) {
+            connect.uninstalled(&tenant, provider.slug(), &shop).await;
+        }
         Ok(provider.accepted_body())
     }
 
@@ -520,6 +548,58 @@ const SHOPIMIND_INSTALLED: &str = "integration.installed";
 /// Counts an authentic delivery accepted as a platform's test behind an integration key whose
 /// store is not the payload's, and says so at WARN — at most once per 10 s, so that a platform
 /// sending many cannot flood the log: a merchant's second store or a mistyped clue shows here.
+/// The tenant and store of an authentic uninstall of the deployment's app by a store connected
+/// through it: Shopify's `app/uninstalled` (which OAuth connect subscribes), Salla's
+/// `app.uninstalled` (which Salla sends every app).
+fn uninstalled(sender: &Authenticated<'_, '_>) -> Option<(String, String)> {
+    let integration = sender.integration;
+    let uninstall = match integration.provider.slug() {
+        "shopify" => "app/uninstalled",
+        "salla" => "app.uninstalled",
+        _ => return None,
+    };
+    let app_uninstalled = sender.seen.event_type.as_deref() == Some(uninstall)
+        && integration.keys.is_none()
+        && !sender.sample;
+    app_uninstalled.then(|| {
+        let shop = integration.clue.clone().unwrap_or_default();
+        (integration.tenant.id.to_string(), shop)
+    })
+}
+
+/// A connect step's answer: a redirect, or the outcome as JSON; never cached.
+fn connected(answer: crate::platforms::Answer) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("referrer-policy", "no-referrer");
+    if let Some(cookie) = &answer.set_cookie {
+        response = response.header(header::SET_COOKIE, cookie);
+    }
+    let response = match &answer.location {
+        Some(location) => response
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, location)
+            .body(Full::new(Bytes::new())),
+        None => response
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(answer.body.to_string()))),
+    };
+    response.expect("a connect answer's parts are valid")
+}
+
+/// The value of the cookie that ties a consent to its browser ([`crate::platforms::COOKIE`]).
+fn connect_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::platforms::COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
 fn warn_of_clue_mismatch(provider: &'static str, tenant: &str, now: std::time::SystemTime) {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static LAST_WARNED_SECOND: AtomicU64 = AtomicU64::new(0);

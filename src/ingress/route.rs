@@ -14,7 +14,18 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/healthz", &[Method::GET, Method::HEAD]),
     ("/readyz", &[Method::GET, Method::HEAD]),
     ("/api/tracking/cart", &[Method::POST, Method::OPTIONS]),
+    ("/api/oauth/{provider}/install", &[Method::GET]),
+    ("/api/oauth/{provider}/callback", &[Method::GET]),
 ];
+
+/// A step of OAuth connect (`/api/oauth/{provider}/…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// From the admin API's install link to the platform's consent screen.
+    Install,
+    /// Back from the consent screen, with the code.
+    Callback,
+}
 
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +39,11 @@ pub enum Route<'a> {
     Readyz,
     /// `/api/tracking/cart`: storefront signals.
     Tracking,
+    /// `/api/oauth/{provider}/install` or `…/callback`.
+    Oauth {
+        provider: &'a str,
+        step: Step,
+    },
     NotFound,
 }
 
@@ -40,6 +56,14 @@ impl Route<'_> {
             Route::Healthz => 2,
             Route::Readyz => 3,
             Route::Tracking => 4,
+            Route::Oauth {
+                step: Step::Install,
+                ..
+            } => 5,
+            Route::Oauth {
+                step: Step::Callback,
+                ..
+            } => 6,
             Route::NotFound => return None,
         };
         Some(&ROUTES[index])
@@ -56,6 +80,7 @@ impl Route<'_> {
 }
 
 const WEBHOOKS: &str = "/api/webhooks/";
+const OAUTH: &str = "/api/oauth/";
 
 /// Matches a request path (without its query string).
 pub fn parse(path: &str) -> Route<'_> {
@@ -64,6 +89,20 @@ pub fn parse(path: &str) -> Route<'_> {
         "/readyz" => return Route::Readyz,
         "/api/tracking/cart" | "/api/tracking/cart/" => return Route::Tracking,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix(OAUTH) {
+        let step = |name| match name {
+            "install" => Some(Step::Install),
+            "callback" => Some(Step::Callback),
+            _ => None,
+        };
+        return match rest.split_once('/') {
+            Some((provider, name)) if !provider.is_empty() => match step(name) {
+                Some(step) => Route::Oauth { provider, step },
+                None => Route::NotFound,
+            },
+            _ => Route::NotFound,
+        };
     }
     let Some(rest) = path.strip_prefix(WEBHOOKS) else {
         return Route::NotFound;
@@ -164,9 +203,10 @@ mod tests {
     }
 
     #[test]
-    fn the_document_names_every_provider_and_no_other() {
+    fn the_webhook_routes_name_every_provider_and_no_other() {
         let doc = document();
-        for (path, item) in doc["paths"].as_object().unwrap() {
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, item) in paths.iter().filter(|(path, _)| path.starts_with(WEBHOOKS)) {
             for (method, operation) in item.as_object().unwrap() {
                 for parameter in operation["parameters"].as_array().into_iter().flatten() {
                     let parameter = resolve(&doc, parameter);

@@ -4,9 +4,18 @@
 //! secret of its own ([`Apps::keys`]).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+mod connect;
+mod http;
+pub mod oauth;
+mod salla;
+mod shopify;
+mod zid;
+
+pub use connect::{Answer, Connect, COOKIE};
 
 use crate::kafka::Property;
 use crate::problems::Problems;
@@ -22,6 +31,10 @@ pub struct Config {
     pub salla: Option<App>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zid: Option<App>,
+    /// Certificates (PEM) trusted for the platforms' APIs besides the system's roots: a
+    /// private CA in front of them, or a test platform. Relative to the configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One platform app, as the platform's partner dashboard shows it. Each secret is the text, or
@@ -41,6 +54,44 @@ pub struct App {
     /// The webhook secret being rotated out: it verifies too, until it is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_webhook_secret: Option<Property>,
+    /// The access OAuth connect asks for; the platform's documented default when unset
+    /// (Shopify: `read_orders`, `read_customers`, `read_checkouts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// Where the platform's API is, in place of its own (a proxy, or a test platform). For
+    /// Shopify a template of the shop's admin, `https://{shop}` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Where the platform's OAuth server is, in place of its own (Salla:
+    /// `https://accounts.salla.sa`, Zid: `https://oauth.zid.sa`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts_url: Option<String>,
+}
+
+/// Why a connect route did not connect: each becomes its HTTP answer at the ingress.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// A parameter is missing or wrong, the state expired or was used, or the store declined.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The callback is not the platform's.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The consent was started in another browser.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such tenant, or no app or connect for the platform.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store is another tenant's.
+    #[error("{0}")]
+    Conflict(String),
+    /// The platform refused the code or a subscription, or did not answer.
+    #[error("{0}")]
+    Platform(String),
+    /// The registry cannot be written now, or the deployment lacks what connect needs.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// How a platform's app signs webhooks.
@@ -92,6 +143,12 @@ impl Config {
     /// Reads every secret from where it is kept and checks each app: its secrets are not
     /// empty, and a webhook secret is where the platform signs with one.
     pub fn resolve(&mut self, env: &HashMap<String, String>, base: &Path, problems: &mut Problems) {
+        if let Some(path) = &mut self.ca_file {
+            *path = base.join(&*path);
+            if let Err(e) = std::fs::read(&*path) {
+                problems.push(format!("platforms.ca_file: {}: {e}", path.display()));
+            }
+        }
         for (slug, app) in self.apps_mut() {
             let at = format!("platforms.{slug}");
             if app.client_id.trim().is_empty() {

@@ -14,6 +14,9 @@ fn app(client_secret: &str) -> App {
         client_secret: text(client_secret),
         webhook_secret: None,
         previous_webhook_secret: None,
+        scopes: None,
+        api_url: None,
+        accounts_url: None,
     }
 }
 
@@ -129,6 +132,7 @@ fn secrets_are_read_from_the_environment_and_every_problem_is_reported() {
             shopify: None,
             salla: Some(salla),
             zid: Some(zid),
+            ca_file: None,
         },
         &[],
     );
@@ -153,6 +157,7 @@ fn an_integration_without_a_secret_verifies_with_its_apps_keys_and_its_own_other
         shopify: Some(app("shopify-client-secret-0001")),
         salla: Some(salla),
         zid: None,
+        ca_file: None,
     }
     .apps();
     let keys = |provider: &str, shop: &str| {
@@ -197,6 +202,7 @@ fn the_deployment_check_names_each_integration_whose_app_is_missing() {
         shopify: Some(app("shopify-client-secret-0001")),
         salla: Some(salla),
         zid: None,
+        ca_file: None,
     }
     .apps();
     check_apps(&apps, &registry(), &mut problems);

@@ -10,6 +10,7 @@
 mod file;
 mod live;
 mod records;
+mod registrar;
 mod secret;
 mod status;
 
@@ -28,6 +29,7 @@ pub use live::Live;
 pub use records::{
     integration_id, plan, rotate, seal_for, secret_of, Plan, Reading, Records, Unreadable,
 };
+pub use registrar::{Check, Refused, Registrar};
 pub use secret::Secret;
 pub use status::{Seen, Status};
 

@@ -472,6 +472,7 @@ impl Import<'_> {
                     .expect("a scheme table is the record's scheme")
             }),
             event: spec.event.clone(),
+            access_token: None,
         }));
     }
 
@@ -622,11 +623,15 @@ impl Records {
                 Entity::Integration(topic::Integration {
                     secret,
                     previous_secret,
+                    access_token,
                     ..
                 }) => {
-                    for (field, sealed) in
-                        [("secret", secret), ("previous_secret", previous_secret)]
-                    {
+                    let fields = [
+                        ("secret", secret),
+                        ("previous_secret", previous_secret),
+                        ("access_token", access_token),
+                    ];
+                    for (field, sealed) in fields {
                         if let Some(sealed) = sealed {
                             reseal(field, sealed);
                         }

@@ -176,6 +176,10 @@ pub struct Integration {
     pub previous_secret_expires_at_ms: Option<i64>,
     pub scheme: Option<Scheme>,
     pub event: Option<String>,
+    /// The platform's API token for the store, from OAuth connect (docs/platforms.md); absent
+    /// for a store connected otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Sealed>,
 }
 
 /// The clue fields of an integration in the order the registry file reads them, paired with
@@ -317,10 +321,12 @@ impl Record {
             Entity::Integration(Integration {
                 secret,
                 previous_secret,
+                access_token,
                 ..
             }) => vec![
                 ("secret", secret.as_ref()),
                 ("previous_secret", previous_secret.as_ref()),
+                ("access_token", access_token.as_ref()),
             ],
             Entity::Endpoint(Endpoint {
                 secret,
@@ -386,6 +392,7 @@ mod tests {
                 delivery_id_path: Some("id".to_string()),
             }),
             event: Some("order.create".to_string()),
+            access_token: Some(sealed(5)),
         };
         let endpoint = Endpoint {
             tenant: "acme".to_string(),

@@ -141,6 +141,18 @@ async fn daemon(name: &str, brokers: &str, prefix: &str, token: bool) -> TestDae
             c.admin.write_timeout = Duration::from_secs(2);
             // These tests make hundreds of changes a minute; the limit has a test of its own.
             c.admin.writes_per_minute = 0;
+            // The deployment's Shopify app, which OAuth connect's install links are for.
+            c.platforms.shopify = Some(cartstream::platforms::App {
+                client_id: "admin-v1-shopify-app".to_string(),
+                client_secret: cartstream::kafka::Property::Text(
+                    "admin-v1-shopify-app-secret".to_string(),
+                ),
+                webhook_secret: None,
+                previous_webhook_secret: None,
+                scopes: None,
+                api_url: None,
+                accounts_url: None,
+            });
         })
         .start()
         .await
@@ -259,6 +271,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     const TENANT: &str = "/admin/v1/tenants/{id}";
     const PUBLISHABLE_KEY: &str = "/admin/v1/tenants/{id}/publishable_key";
     const INTEGRATIONS: &str = "/admin/v1/tenants/{id}/integrations";
+    const CONNECT: &str = "/admin/v1/tenants/{id}/connect";
     const INTEGRATION: &str = "/admin/v1/tenants/{id}/integrations/{integration}";
     const SECRET: &str = "/admin/v1/tenants/{id}/integrations/{integration}/secret";
     const VERIFY: &str = "/admin/v1/tenants/{id}/integrations/{integration}/verify";
@@ -307,6 +320,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
             "/admin/v1/tenants/acme/publishable_key",
         ),
         ("POST", INTEGRATIONS, "/admin/v1/tenants/acme/integrations"),
+        ("POST", CONNECT, "/admin/v1/tenants/acme/connect"),
         ("DELETE", INTEGRATION, ACME_SHOPIFY),
         ("POST", SECRET, &format!("{ACME_SHOPIFY}/secret")),
         ("POST", VERIFY, &format!("{ACME_SHOPIFY}/verify")),
@@ -587,7 +601,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     .await;
     for body in [
         r#"{"provider":"nope","secret":"0123456789abcdef"}"#,
-        r#"{"provider":"shopify","shop_domain":"x.myshopify.com"}"#,
+        r#"{"provider":"salla","merchant_id":"1234509876"}"#,
         r#"{"provider":"zid","store_id":"","secret":"0123456789abcdef"}"#,
     ] {
         assert_eq!(
@@ -602,6 +616,41 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     assert!(refused.json()["problems"]
         .to_string()
         .contains("does not apply"));
+    // OAuth connect: a link to the store's consent screen, through the ingress.
+    let acme_connect = ("POST", CONNECT, "/admin/v1/tenants/acme/connect");
+    let link = api
+        .admin(
+            &a,
+            acme_connect,
+            r#"{"provider":"shopify","shop":"acme-oauth.myshopify.com"}"#,
+        )
+        .await;
+    assert_eq!(link.status, 200, "{:?}", link.body);
+    let install_url = link.json()["install_url"].as_str().unwrap().to_string();
+    assert!(
+        install_url.starts_with(&format!("{PUBLIC_URL}/api/oauth/shopify/install?link=")),
+        "{install_url}"
+    );
+    for body in [
+        r#"{"provider":"shopify","shop":"acme.example.com"}"#,
+        r#"{"provider":"salla","shop":"acme-oauth.myshopify.com"}"#,
+        r#"{"provider":"shopify"}"#,
+    ] {
+        assert_eq!(
+            api.admin(&a, acme_connect, body).await.status,
+            400,
+            "{body}"
+        );
+    }
+    let nobody_connect = ("POST", CONNECT, "/admin/v1/tenants/nobody/connect");
+    let nobodys = r#"{"provider":"shopify","shop":"nobody.myshopify.com"}"#;
+    assert_eq!(api.admin(&a, nobody_connect, nobodys).await.status, 404);
+    assert_eq!(
+        api.admin(&a, acme_connect, vec![b' '; 17 * 1024])
+            .await
+            .status,
+        413
+    );
     let short = r#"{"provider":"shopify","shop_domain":"short.myshopify.com","secret":"short"}"#;
     assert_eq!(api.admin(&a, acme_integrations, short).await.status, 400);
     assert_eq!(

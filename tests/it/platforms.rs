@@ -34,6 +34,9 @@ fn app(client_secret: &str, webhook_secret: Option<&str>) -> App {
         client_secret: Property::Text(client_secret.to_string()),
         webhook_secret: webhook_secret.map(|s| Property::Text(s.to_string())),
         previous_webhook_secret: None,
+        scopes: None,
+        api_url: None,
+        accounts_url: None,
     }
 }
 

@@ -110,7 +110,7 @@ impl Tenants {
         }
         let (secret, generated) =
             super::chosen_secret(new.secret, || Ok(super::integrations::whsec()))?;
-        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let keys = self.keys()?;
         let record = Record::new(Entity::Endpoint(topic::Endpoint {
             tenant: tenant.to_string(),
             id: id.clone(),

@@ -62,6 +62,16 @@ struct NewSecret {
     grace_period_ms: Option<serde_json::Number>,
 }
 
+/// `POST /admin/v1/tenants/{id}/connect`: the store to connect through OAuth.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConnection {
+    provider: String,
+    /// The store, where the platform's consent screen is the store's (Shopify's shop domain).
+    #[serde(default, deserialize_with = "present")]
+    shop: Option<String>,
+}
+
 /// What a created integration, or a new secret, is answered with.
 #[derive(Debug, Serialize)]
 struct Connected {
@@ -145,7 +155,7 @@ impl Tenants {
             )));
         }
         taken(&records, provider, &new, integration_key.as_deref())?;
-        let (keys, _) = self.topic.as_ref().ok_or(ApiError::FromFile)?;
+        let keys = self.keys()?;
         let record = Record::new(Entity::Integration(topic::Integration {
             tenant: tenant.to_string(),
             id: id.clone(),
@@ -161,6 +171,7 @@ impl Tenants {
             previous_secret_expires_at_ms: None,
             scheme: None,
             event: None,
+            access_token: None,
         }));
         self.write(&records, vec![(key, Some(record))]).await?;
         let mut connected = self.connected(provider, id, integration_key, generated);
@@ -203,6 +214,34 @@ impl Tenants {
         let mut connected = self.connected(provider, id.to_string(), integration_key, generated);
         connected.previous_secret_expires_at = Some(until);
         Ok(json(StatusCode::OK, to_json(&connected)))
+    }
+
+    /// `POST /admin/v1/tenants/{id}/connect`: a link that takes the merchant's browser to the
+    /// platform's consent screen; once the store consents, the integration is made, its
+    /// webhooks subscribed (docs/platforms.md). Writes nothing itself.
+    pub(super) fn connect_link(
+        &self,
+        tenant: &str,
+        body: &[u8],
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        use crate::platforms::Failure;
+        let connect = self.connect.as_ref().ok_or(ApiError::FromFile)?;
+        let new: NewConnection = parse_body(body)?;
+        let expires_at =
+            self.clock.now_millis() + crate::platforms::oauth::GRANT_TTL.as_millis() as i64;
+        let link = connect
+            .link(tenant, &new.provider, new.shop.as_deref())
+            .map_err(|failure| match failure {
+                Failure::NotFound(what) if what.starts_with("tenant ") => ApiError::NotFound(what),
+                Failure::BadRequest(why) | Failure::NotFound(why) => ApiError::BadRequest(why),
+                Failure::Conflict(why) | Failure::Unavailable(why) => ApiError::Conflict(why),
+                other => ApiError::Conflict(other.to_string()),
+            })?;
+        let view = serde_json::json!({
+            "install_url": link,
+            "expires_at": crate::clock::rfc3339(expires_at),
+        });
+        Ok(json(StatusCode::OK, view.to_string()))
     }
 
     /// `DELETE /admin/v1/tenants/{id}/integrations/{integration}`: 204; the platform's

@@ -304,6 +304,9 @@ id = "acme"
                 client_secret: crate::kafka::Property::Text("the-app-client-secret".to_string()),
                 webhook_secret: None,
                 previous_webhook_secret: None,
+                scopes: None,
+                api_url: None,
+                accounts_url: None,
             }),
             ..Default::default()
         }

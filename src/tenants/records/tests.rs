@@ -418,6 +418,7 @@ fn records_are_held_to_the_validation_of_the_file() {
         previous_secret_expires_at_ms: None,
         scheme: None,
         event: None,
+        access_token: None,
     };
     records
         .0
@@ -716,7 +717,7 @@ fn a_rotated_secret_keeps_the_one_it_replaces_as_previous_sealed_for_that_field(
         None,
     )
     .unwrap();
-    let [(_, Some(secret)), (_, Some(previous))] = rotated.secrets()[..] else {
+    let [(_, Some(secret)), (_, Some(previous)), (_, None)] = rotated.secrets()[..] else {
         panic!("both secrets are set: {rotated:?}");
     };
     assert_eq!(
@@ -903,7 +904,11 @@ id = "acme"
     let record = read.get(&key).unwrap();
     assert_eq!(
         record.secrets(),
-        [("secret", None), ("previous_secret", None)]
+        [
+            ("secret", None),
+            ("previous_secret", None),
+            ("access_token", None)
+        ]
     );
     let registry = read.registry(&vault().into(), NOW).unwrap();
     let acme = registry
