@@ -263,6 +263,11 @@ impl Wiring<'_> {
                 public_url: self.config.ingress.public_url.clone(),
                 apps: self.apps.clone(),
                 connect: self.connect.clone(),
+                credentials: self
+                    .config
+                    .ingress
+                    .vault()
+                    .map(|vault| (vault, self.producer.clone())),
                 writes_per_minute: self.config.admin.writes_per_minute,
                 clock: self.clock.clone(),
                 tester: self.tester.clone(),

@@ -170,6 +170,8 @@ pub(super) struct Tenants {
     apps: std::sync::Arc<crate::platforms::Apps>,
     /// OAuth connect, which issues install links.
     connect: Option<Arc<crate::platforms::Connect>>,
+    /// What moves an unclaimed installation's sealed token to the tenant that claims it.
+    credentials: Option<(crate::credentials::Vault, crate::kafka::Producer)>,
     /// Held by each change from reading the registry to reading its write back, so that this
     /// instance's changes are checked against each other's outcome.
     writing: tokio::sync::Mutex<()>,
@@ -192,6 +194,7 @@ impl Tenants {
             public_url,
             apps,
             connect,
+            credentials,
             writes_per_minute,
             clock,
             tester,
@@ -210,6 +213,7 @@ impl Tenants {
             public_url,
             apps,
             connect,
+            credentials,
             writing: tokio::sync::Mutex::new(()),
             clock,
             writes,

@@ -34,6 +34,7 @@ use crate::clock::Clock;
 use crate::credentials::{self, Vault};
 use crate::health::Health;
 use crate::kafka::{self, inbound};
+use crate::platforms::installation::{self, Outcome};
 use crate::providers::{self, Keys, Provider};
 use crate::server::{Peer, PerPeer};
 use crate::telemetry::metrics;
@@ -255,7 +256,29 @@ impl Ingress {
         drop(admitted.unauthenticated.take());
         self.check_rate_limit(&sender.integration.tenant.id)?;
         let uninstalled = uninstalled(&sender);
+        // ShopiMind's lifecycle: an event that changes nothing (a duplicate, one sent before
+        // what is in force, anything after the uninstall) is answered as ShopiMind asks, and
+        // what it carries is not kept.
+        let lifecycle = match self.lifecycle(&sender, headers) {
+            Some((_, Outcome::Unchanged(why))) => {
+                tracing::info!(
+                    tenant = %sender.integration.tenant.id,
+                    installation = sender.integration.clue.as_deref().unwrap_or_default(),
+                    why,
+                    "a ShopiMind lifecycle event that changes nothing: answered, not kept"
+                );
+                return Ok(provider.accepted_body());
+            }
+            Some((installation, Outcome::Applied(next))) => {
+                Some((sender.integration.tenant.id.to_string(), installation, next))
+            }
+            None => None,
+        };
         self.produce(provider, sender, &request).await?;
+        if let Some((tenant, installation, next)) = lifecycle {
+            self.installation_changed(&tenant, &installation, next)
+                .await?;
+        }
         metrics::ingress_body_size(provider.slug(), body.len());
         // The app's uninstall, once produced: the store it connected is disconnected.
         if let (Some((tenant, shop)), Some(connect)) = (uninstalled, &self.connect) {
@@ -399,6 +422,64 @@ impl Ingress {
             seen,
             sample,
         })
+    }
+
+    /// The installation a ShopiMind lifecycle event is for, and what it does to it; `None` for
+    /// anything else, or when the installation is not in the registry (nobody claimed it, or
+    /// the tenants are read from a file).
+    fn lifecycle(
+        &self,
+        sender: &Authenticated<'_, '_>,
+        headers: &HeaderMap,
+    ) -> Option<(String, Outcome)> {
+        let integration = sender.integration;
+        if integration.provider.slug() != "shopimind" || sender.sample {
+            return None;
+        }
+        let event = installation::Event::named(sender.seen.event_type.as_deref()?)?;
+        // Verified to be whole seconds near now.
+        let sent_at: i64 = headers
+            .get("x-shopimind-timestamp")?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()?;
+        let installation = integration.clue.clone()?;
+        let outcome = self.connect.as_ref()?.lifecycle(
+            &integration.tenant.id,
+            &installation,
+            event,
+            sent_at,
+        )?;
+        Some((installation, outcome))
+    }
+
+    /// Records an installation's new lifecycle; at its uninstall, first forgets its sealed
+    /// token and configuration (tombstones on the credentials topic).
+    async fn installation_changed(
+        &self,
+        tenant: &str,
+        installation: &str,
+        next: installation::Installation,
+    ) -> Result<(), Error> {
+        let Some(connect) = &self.connect else {
+            return Ok(());
+        };
+        if next.phase == installation::Phase::Uninstalled {
+            let now = self.clock.now_millis();
+            let provider = "shopimind";
+            for field in providers::shopimind::Shopimind.secret_fields() {
+                let key = credential::record_key(tenant, provider, installation, field);
+                self.producer
+                    .send_credential_tombstone(&key, now, self.config.ack_timeout)
+                    .await
+                    .map_err(Error::Kafka)?;
+            }
+        }
+        if let Err(refused) = connect.record_lifecycle(tenant, installation, next).await {
+            tracing::warn!(%tenant, %installation, ?refused, "a ShopiMind installation's lifecycle could not be recorded");
+        }
+        Ok(())
     }
 
     /// Refuses the request while its tenant is past the configured rate.

@@ -115,6 +115,19 @@ impl Producer {
         self.send_acknowledged(record, ack_timeout).await
     }
 
+    /// Produces the tombstone of the credential `key`: compaction then forgets its value.
+    pub async fn send_credential_tombstone(
+        &self,
+        key: &str,
+        timestamp_ms: i64,
+        ack_timeout: Duration,
+    ) -> Result<(), Error> {
+        let record = FutureRecord::to(&self.topics.credentials)
+            .key(key)
+            .timestamp(timestamp_ms);
+        self.send_acknowledged(record, ack_timeout).await
+    }
+
     /// Sends `record` and waits for the broker's acknowledgement, at most `ack_timeout`;
     /// counted either way.
     async fn send_acknowledged(

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::installation;
 use super::oauth::{self, Grant, Purpose};
 use super::{salla, shopify, zid, Config, Failure};
 use crate::clock::Clock;
-use crate::providers::{self, Key};
+use crate::providers::{self, Key, Provider};
 use crate::tenants::{integration_id, seal_for, Records, Refused, Registrar};
 use crate::topics::registry::{self as topic, Entity, Record};
 
@@ -482,6 +483,7 @@ impl Connect {
             scheme: None,
             event: None,
             access_token: None,
+            installation: None,
         }
     }
 
@@ -553,6 +555,45 @@ impl Connect {
                 tracing::warn!(%tenant, provider, %shop, ?refused, "the app was uninstalled, but the integration could not be removed")
             }
         }
+    }
+
+    /// What the signed ShopiMind lifecycle `event`, sent at `sent_at`, does to the installation
+    /// `installation` of `tenant`; `None` when the registry has no such integration (an
+    /// installation nobody has claimed).
+    pub fn lifecycle(
+        &self,
+        tenant: &str,
+        installation: &str,
+        event: installation::Event,
+        sent_at: i64,
+    ) -> Option<installation::Outcome> {
+        let records = self.registrar.live().records()?;
+        let (_, integration) = shopimind_integration(&records, tenant, installation)?;
+        Some(installation::apply(
+            integration.installation,
+            event,
+            sent_at,
+        ))
+    }
+
+    /// Writes `next` as the lifecycle of the installation `installation` of `tenant`.
+    pub async fn record_lifecycle(
+        &self,
+        tenant: &str,
+        installation: &str,
+        next: installation::Installation,
+    ) -> Result<(), Refused> {
+        let records = self.registrar.live().records().unwrap_or_default();
+        let Some((key, integration)) = shopimind_integration(&records, tenant, installation) else {
+            return Ok(());
+        };
+        let mut integration = integration.clone();
+        integration.installation = Some(next);
+        let record = Record::new(Entity::Integration(integration));
+        self.registrar
+            .write(&records, vec![(key, Some(record))])
+            .await
+            .map(drop)
     }
 
     /// Refused when another tenant has `shop` of `provider`: its deliveries could not be told
@@ -639,6 +680,29 @@ impl Connect {
     }
 }
 
+/// The record of the ShopiMind integration of `tenant` for `installation`, and its key.
+fn shopimind_integration<'r>(
+    records: &'r Records,
+    tenant: &str,
+    installation: &str,
+) -> Option<(topic::Key, &'r topic::Integration)> {
+    records
+        .iter()
+        .find_map(|(key, record)| match &record.entity {
+            Entity::Integration(i)
+                if i.tenant == tenant
+                    && i.provider == "shopimind"
+                    && i.installation_id
+                        .as_deref()
+                        .map(|id| SHOPIMIND.normalize_clue(id))
+                        == Some(installation.to_string()) =>
+            {
+                Some((key.clone(), i))
+            }
+            _ => None,
+        })
+}
+
 /// The store an integration connected through OAuth names in its deliveries.
 fn store_of(integration: &topic::Integration) -> Option<&str> {
     integration
@@ -646,6 +710,8 @@ fn store_of(integration: &topic::Integration) -> Option<&str> {
         .as_deref()
         .or(integration.merchant_id.as_deref())
 }
+
+const SHOPIMIND: crate::providers::shopimind::Shopimind = crate::providers::shopimind::Shopimind;
 
 /// The platforms OAuth connect is built for.
 const PLATFORMS: [&str; 3] = ["shopify", "salla", "zid"];

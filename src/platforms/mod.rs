@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod connect;
 mod http;
+pub mod installation;
 pub mod oauth;
 mod salla;
 mod shopify;

@@ -473,6 +473,7 @@ impl Import<'_> {
             }),
             event: spec.event.clone(),
             access_token: None,
+            installation: None,
         }));
     }
 
@@ -711,9 +712,9 @@ pub fn plan(current: &Records, desired: &Records, keys: &Keyring) -> Result<Plan
     for (key, record) in &desired.0 {
         let action = match current.0.get(key) {
             None => Action::Create(record.clone()),
-            Some(now) => match changed_fields(key, now, record, keys) {
+            Some(now) => match changed_fields(key, now, &inherited(now, record), keys) {
                 Ok(fields) if fields.is_empty() => continue,
-                Ok(fields) => Action::Update(record.clone(), fields),
+                Ok(fields) => Action::Update(inherited(now, record), fields),
                 Err(problem) => {
                     problems.push(problem);
                     continue;
@@ -726,6 +727,19 @@ pub fn plan(current: &Records, desired: &Records, keys: &Keyring) -> Result<Plan
         });
     }
     problems.into_result(Plan { changes })
+}
+
+/// `desired` with what no file says but the platforms gave the integration `current` is: its
+/// OAuth token and its installation's lifecycle.
+fn inherited(current: &Record, desired: &Record) -> Record {
+    let mut record = desired.clone();
+    if let (Entity::Integration(now), Entity::Integration(wanted)) =
+        (&current.entity, &mut record.entity)
+    {
+        wanted.access_token = wanted.access_token.take().or(now.access_token.clone());
+        wanted.installation = wanted.installation.or(now.installation);
+    }
+    record
 }
 
 /// The names of the fields of the record `key` that differ from `current` to `desired`, in

@@ -180,6 +180,33 @@ pub struct Integration {
     /// for a store connected otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<Sealed>,
+    /// A ShopiMind installation's lifecycle, as its signed events set it; absent before the
+    /// first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<Installation>,
+}
+
+/// Where a ShopiMind installation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Installed: its API key is revoked until it is activated.
+    Installed,
+    /// Activated, with its configuration: its API key works.
+    Active,
+    /// Deactivated: its API key is revoked again.
+    Inactive,
+    /// Uninstalled for good: its configuration and key are deleted.
+    Uninstalled,
+}
+
+/// What is known of a ShopiMind installation: its phase, when the event that set it was sent,
+/// and when the configuration in force was (signed times, Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installation {
+    pub phase: Phase,
+    pub changed_at: i64,
+    pub config_at: Option<i64>,
 }
 
 /// The clue fields of an integration in the order the registry file reads them, paired with
@@ -393,6 +420,11 @@ mod tests {
             }),
             event: Some("order.create".to_string()),
             access_token: Some(sealed(5)),
+            installation: Some(Installation {
+                phase: Phase::Active,
+                changed_at: 1_796_000_000,
+                config_at: Some(1_796_000_000),
+            }),
         };
         let endpoint = Endpoint {
             tenant: "acme".to_string(),

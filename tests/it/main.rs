@@ -30,6 +30,7 @@ mod platforms;
 mod processor;
 mod robustness;
 mod security;
+mod shopimind;
 mod support;
 mod tenants_topic;
 mod tracking;

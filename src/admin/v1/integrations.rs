@@ -8,8 +8,9 @@ use hyper::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{json, not_found, parse_body, present, to_json, ApiError, Tenants};
+use crate::kafka::credentials::read_latest;
 use crate::providers::{self, Provider, SECRET_CLUE};
-use crate::tenants::{integration_id, seal_for};
+use crate::tenants::{integration_id, seal_for, UNCLAIMED};
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
 /// `POST /admin/v1/tenants/{id}/integrations`: the fields of a `[[tenant.integration]]`.
@@ -90,6 +91,10 @@ struct Connected {
     /// After a rotation: when the replaced secret stops verifying.
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_secret_expires_at: Option<String>,
+    /// A ShopiMind installation nobody had claimed: the sealed fields it sent (its
+    /// `access_token`), now the tenant's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    claimed: Vec<String>,
 }
 
 impl Tenants {
@@ -172,11 +177,83 @@ impl Tenants {
             scheme: None,
             event: None,
             access_token: None,
+            installation: None,
         }));
         self.write(&records, vec![(key, Some(record))]).await?;
         let mut connected = self.connected(provider, id, integration_key, generated);
         connected.signed_by_app = signed_by_app;
+        if let Some(installation) = &new.installation_id {
+            // The integration is made: a token that cannot be moved now stays held (and
+            // readable with `cartstream credentials --unclaimed`), and the answer says none was.
+            connected.claimed = match self.claim(tenant, provider, installation).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%tenant, %installation, ?error, "an unclaimed installation's credentials could not be moved to its tenant");
+                    Vec::new()
+                }
+            };
+        }
         Ok(json(StatusCode::CREATED, to_json(&connected)))
+    }
+
+    /// Moves what an installation nobody had claimed sent (its sealed `access_token`, kept
+    /// under the owner [`UNCLAIMED`]) to `tenant`, which now has it: sealed again for the
+    /// tenant, the unclaimed record tombstoned. The fields moved.
+    async fn claim(
+        &self,
+        tenant: &str,
+        provider: &dyn Provider,
+        installation: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let Some((vault, producer)) = &self.credentials else {
+            return Ok(Vec::new());
+        };
+        if provider.secret_fields().is_empty() {
+            return Ok(Vec::new());
+        }
+        let (config, timeout) = (self.kafka.clone(), self.kafka_timeout);
+        let read = tokio::task::spawn_blocking(move || read_latest(&config, timeout))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("reading the credentials: {e}")))?;
+        let (held, _) = read.map_err(|e| {
+            ApiError::Unavailable(format!(
+                "reading the credentials: {:#}",
+                anyhow::Error::from(e)
+            ))
+        })?;
+        let installation = provider.normalize_clue(installation);
+        let now = self.clock.now_millis();
+        let mut claimed = Vec::new();
+        for (key, record) in held {
+            let theirs = record.tenant == UNCLAIMED
+                && record.provider == provider.slug()
+                && provider.normalize_clue(&record.installation) == installation;
+            if !theirs {
+                continue;
+            }
+            let value = match vault.open_record(key.as_bytes(), &record) {
+                Ok(value) => value,
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "an unclaimed credential does not open: left where it is");
+                    continue;
+                }
+            };
+            let mut moved = record.clone();
+            moved.tenant = tenant.to_string();
+            vault.seal_record(&mut moved, &value);
+            let bytes = serde_json::to_vec(&moved).expect("a credential always serializes");
+            let unavailable = |e: crate::kafka::Error| ApiError::Unavailable(e.to_string());
+            producer
+                .send_credential(&moved.context(), &bytes, now, timeout)
+                .await
+                .map_err(unavailable)?;
+            producer
+                .send_credential_tombstone(&key, now, timeout)
+                .await
+                .map_err(unavailable)?;
+            claimed.push(record.field);
+        }
+        Ok(claimed)
     }
 
     /// `POST /admin/v1/tenants/{id}/integrations/{integration}/secret`: the secret given (or
@@ -275,6 +352,7 @@ impl Tenants {
             signed_by_app: false,
             secret,
             previous_secret_expires_at: None,
+            claimed: Vec::new(),
         }
     }
 }

@@ -201,6 +201,7 @@ impl Tenants {
                         webhook_url: self.webhook_url(&webhook_path),
                         webhook_path,
                         signed_by_app: i.secret.is_none(),
+                        installation: i.installation,
                     })
                 }
                 Entity::Endpoint(e) if e.tenant == id => view.endpoints.push(EndpointView::of(e)),
@@ -250,6 +251,9 @@ struct IntegrationView {
     /// Signed with the deployment's platform app's secret (`[platforms.<provider>]`) rather
     /// than a secret of its own.
     signed_by_app: bool,
+    /// A ShopiMind installation's lifecycle, once an event set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installation: Option<topic::Installation>,
 }
 
 #[derive(Debug, Serialize)]

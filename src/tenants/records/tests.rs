@@ -419,6 +419,7 @@ fn records_are_held_to_the_validation_of_the_file() {
         scheme: None,
         event: None,
         access_token: None,
+        installation: None,
     };
     records
         .0
@@ -922,4 +923,37 @@ id = "acme"
         refused.unwrap_err(),
         format!("record {key}: has no secret to rotate")
     );
+}
+
+#[test]
+fn applying_the_file_again_keeps_what_the_platforms_gave_an_integration() {
+    let mut current = records(it_tenants());
+    let key = integration_key("globex", "salla:merchant_id=1305146709");
+    let lifecycle = topic::Installation {
+        phase: topic::Phase::Active,
+        changed_at: 1_796_000_000,
+        config_at: Some(1_796_000_000),
+    };
+    let token = seal(&vault(), &key, "access_token", "ory_at_the-stores-token");
+    let given = integration_mut(&mut current, &key);
+    given.access_token = Some(token.clone());
+    given.installation = Some(lifecycle);
+    // The file says nothing of them: applying it changes nothing.
+    let plan = plan(&current, &records(it_tenants()), &vault().into()).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    // A change the file makes keeps them too.
+    let changed = it_tenants().replace("globex-salla-secret", "globex-salla-secret-rotated");
+    let plan = plan_of(&current, &records(&changed));
+    assert!(plan.to_string().contains("secret"), "{plan}");
+    let applied = after(&current, &plan);
+    let kept = match &applied.get(&key).unwrap().entity {
+        Entity::Integration(i) => i.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(kept.access_token, Some(token));
+    assert_eq!(kept.installation, Some(lifecycle));
+}
+
+fn plan_of(current: &Records, desired: &Records) -> Plan {
+    plan(current, desired, &vault().into()).unwrap()
 }
