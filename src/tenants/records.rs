@@ -685,18 +685,27 @@ enum Action {
 /// (sealing is randomized): the same file applied twice plans nothing. A current secret that
 /// this vault cannot open counts as changed, to be sealed again; a desired one is a problem.
 /// API keys stay, but for those limited to a tenant `desired` does not have, and so does
-/// maintenance mode.
+/// maintenance mode; so do the integrations of stores connected through OAuth (those with an
+/// `access_token`), while their tenant stays.
 pub fn plan(current: &Records, desired: &Records, keys: &Keyring) -> Result<Plan, Problems> {
     let mut problems = Problems::default();
     // API keys are made through the admin API, not in a file: a file leaves them as they
     // are, but for a key limited to a tenant the file removes.
-    let kept = |key: &Key, record: &Record| match &record.entity {
-        Entity::Maintenance(_) => true,
-        Entity::ApiKey(_) => record.owner().is_none_or(|tenant| {
+    let tenant_stays = |record: &Record| {
+        record.owner().is_none_or(|tenant| {
             desired.0.contains_key(&Key::Tenant {
                 tenant: tenant.to_string(),
             })
-        }),
+        })
+    };
+    let kept = |key: &Key, record: &Record| match &record.entity {
+        Entity::Maintenance(_) => true,
+        Entity::ApiKey(_) => tenant_stays(record),
+        // A store a merchant connected through OAuth is not the file's to disconnect: it stays
+        // while its tenant does.
+        Entity::Integration(i) if i.access_token.is_some() => {
+            desired.0.contains_key(key) || tenant_stays(record)
+        }
         _ => desired.0.contains_key(key),
     };
     let mut changes: Vec<Change> = current

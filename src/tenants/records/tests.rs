@@ -957,3 +957,27 @@ fn applying_the_file_again_keeps_what_the_platforms_gave_an_integration() {
 fn plan_of(current: &Records, desired: &Records) -> Plan {
     plan(current, desired, &vault().into()).unwrap()
 }
+
+#[test]
+fn applying_a_file_leaves_a_store_connected_through_oauth_while_its_tenant_stays() {
+    let mut current = records(it_tenants());
+    let key = integration_key("globex", "salla:merchant_id=1305146709");
+    let token = seal(&vault(), &key, "access_token", "ory_at_the-stores-token");
+    integration_mut(&mut current, &key).access_token = Some(token);
+    // A file without that integration: it stays, connected by its merchant.
+    let mut without = records(it_tenants());
+    without.0.remove(&key);
+    assert!(!plan_of(&current, &without).to_string().contains("salla"));
+    // A file without its tenant: it goes with it.
+    let tenant = Key::Tenant {
+        tenant: "globex".to_string(),
+    };
+    let mut without_tenant = without.clone();
+    without_tenant.0.retain(|k, _| k.tenant() != Some("globex"));
+    assert!(!without_tenant.0.contains_key(&tenant));
+    let plan = plan_of(&current, &without_tenant).to_string();
+    assert!(
+        plan.contains("delete [\"integration\",\"globex\",\"salla:merchant_id=1305146709\"]"),
+        "{plan}"
+    );
+}
