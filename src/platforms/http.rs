@@ -19,6 +19,25 @@ pub(super) fn form(
         .body(body)
 }
 
+/// The authorization code grant (RFC 6749, 4.1.3): `code` exchanged at `token_url`, the client's
+/// credentials in the form body; the token's JSON.
+pub(super) async fn authorization_code(
+    http: &reqwest::Client,
+    token_url: String,
+    client: (&str, &str),
+    code: &str,
+    redirect_uri: &str,
+) -> Result<serde_json::Value, Failure> {
+    let body = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client.0),
+        ("client_secret", client.1),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+    ];
+    send_json(form(http.post(token_url), &body), "the token exchange").await
+}
+
 /// Sends `request`: its JSON answer when 2xx; else a failure of `what`.
 pub(super) async fn send_json(
     request: reqwest::RequestBuilder,

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{form, get_json, send_json, Failure};
+use super::http::{authorization_code, get_json, send_json, Failure};
 
 /// Salla's OAuth server, unless `platforms.salla.accounts_url` says otherwise.
 pub const ACCOUNTS_URL: &str = "https://accounts.salla.sa";
@@ -64,15 +64,8 @@ pub async fn exchange(
     code: &str,
     redirect_uri: &str,
 ) -> Result<Token, Failure> {
-    let body = [
-        ("grant_type", "authorization_code"),
-        ("client_id", client.0),
-        ("client_secret", client.1),
-        ("code", code),
-        ("redirect_uri", redirect_uri),
-    ];
-    let request = form(http.post(format!("{accounts}/oauth2/token")), &body);
-    let value = send_json(request, "the token exchange").await?;
+    let token_url = format!("{accounts}/oauth2/token");
+    let value = authorization_code(http, token_url, client, code, redirect_uri).await?;
     serde_json::from_value(value)
         .map_err(|_| Failure::Platform("the token exchange answered no token".to_string()))
 }

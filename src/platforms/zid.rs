@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::http::{form, send_json, Failure};
+use super::http::{authorization_code, send_json, Failure};
 
 /// Zid's OAuth server, unless `platforms.zid.accounts_url` says otherwise.
 pub const ACCOUNTS_URL: &str = "https://oauth.zid.sa";
@@ -49,15 +49,8 @@ pub async fn exchange(
     code: &str,
     redirect_uri: &str,
 ) -> Result<Token, Failure> {
-    let body = [
-        ("grant_type", "authorization_code"),
-        ("client_id", client.0),
-        ("client_secret", client.1),
-        ("redirect_uri", redirect_uri),
-        ("code", code),
-    ];
-    let request = form(http.post(format!("{accounts}/oauth/token")), &body);
-    let value = send_json(request, "the token exchange").await?;
+    let token_url = format!("{accounts}/oauth/token");
+    let value = authorization_code(http, token_url, client, code, redirect_uri).await?;
     serde_json::from_value(value)
         .map_err(|_| Failure::Platform("the token exchange answered no token pair".to_string()))
 }
