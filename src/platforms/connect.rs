@@ -365,10 +365,21 @@ impl Connect {
         let merchant = salla::merchant(&self.http, &accounts, &token.access_token).await?;
         self.another_tenants(records, &state.tenant, "salla", &merchant)?;
         let url = format!("{}/api/webhooks/salla", self.public_url()?);
+        // Salla answers a subscription made again with the one in force: a store connected
+        // again keeps its subscriptions whatever happens to this connect.
+        let again = records.iter().any(|(_, record)| match &record.entity {
+            Entity::Integration(i) => {
+                i.tenant == state.tenant
+                    && i.provider == "salla"
+                    && i.merchant_id.as_deref() == Some(merchant.as_str())
+            }
+            _ => false,
+        });
         let mut created = Vec::new();
         for event in salla::EVENTS {
             match salla::subscribe(&self.http, &api, &token.access_token, event, &url).await {
-                Ok(id) => created.push(id),
+                Ok(id) if !again => created.push(id),
+                Ok(_) => {}
                 Err(failure) => {
                     self.undo(Subscribed::Salla(api, token.access_token, created))
                         .await;

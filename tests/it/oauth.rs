@@ -421,6 +421,14 @@ async fn a_salla_store_connects_through_oauth_signed_by_the_app_until_it_uninsta
         .iter()
         .all(|s| s.security_strategy.as_deref() == Some("signature")));
 
+    // Connected again, and a subscription refused this time: those of the store in force stay.
+    fake.fail_registration("order.created");
+    let (location, cookie) = install(&link_for(&daemon, r#"{"provider":"salla"}"#).await).await;
+    let again = callback(&fake.follow_authorize(&location).await, Some(&cookie)).await;
+    assert_eq!(again.status, 502, "{:?}", again.body);
+    assert_eq!(fake.subscriptions(), expected);
+    fake.fail_nothing();
+
     // Salla signs the store's deliveries with the app's webhook secret.
     let cart = fixture("salla/docs_abandoned_cart.json");
     assert_eq!(salla_webhook(&daemon, &cart).await, 200);
