@@ -174,10 +174,12 @@ pub async fn start(
     let (processor_settled, delivery_settled) = (Settled::default(), Settled::default());
     let tester = crate::delivery::Tester::from_config(&config.delivery)
         .context("creating the admin API's HTTP client for test sends")?;
+    let apps = Arc::new(config.platforms.apps());
     let connect = match &tenants_topic {
         Some(registrar) => Some(
             crate::platforms::Connect::new(
                 &config.platforms,
+                apps.clone(),
                 config.ingress.public_url.clone(),
                 registrar.clone(),
                 clock.clone(),
@@ -191,7 +193,7 @@ pub async fn start(
         registry,
         tenants_topic,
         tester,
-        apps: Arc::new(config.platforms.apps()),
+        apps,
         connect,
         producer,
         clock,

@@ -34,7 +34,7 @@ pub struct Answer {
 pub struct Connect {
     platforms: Config,
     /// The keys of its apps: a store is connected only where they verify its deliveries.
-    apps: super::Apps,
+    apps: Arc<super::Apps>,
     public_url: Option<String>,
     registrar: Arc<Registrar>,
     http: reqwest::Client,
@@ -49,6 +49,7 @@ impl Connect {
     /// (an unreadable `platforms.ca_file`).
     pub fn new(
         platforms: &Config,
+        apps: Arc<super::Apps>,
         public_url: Option<String>,
         registrar: Arc<Registrar>,
         clock: Clock,
@@ -69,7 +70,7 @@ impl Connect {
         }
         Ok(Arc::new(Connect {
             platforms: platforms.clone(),
-            apps: platforms.apps(),
+            apps,
             public_url: public_url.map(|url| url.trim_end_matches('/').to_string()),
             registrar,
             http: http.build()?,

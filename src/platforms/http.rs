@@ -19,6 +19,16 @@ pub(super) fn form(
         .body(body)
 }
 
+/// `request` with `value` as its JSON body.
+pub(super) fn with_json(
+    request: reqwest::RequestBuilder,
+    value: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    request
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(value.to_string())
+}
+
 /// The authorization code grant (RFC 6749, 4.1.3): `code` exchanged at `token_url`, the client's
 /// credentials in the form body; the token's JSON.
 pub(super) async fn authorization_code(
@@ -62,16 +72,8 @@ pub(super) async fn send_json(
         .map_err(|_| Failure::Platform(format!("{what} answered no JSON: {}", excerpt(&text))))
 }
 
-/// The same for a request that reads.
-pub(super) async fn get_json(
-    request: reqwest::RequestBuilder,
-    what: &str,
-) -> Result<serde_json::Value, Failure> {
-    send_json(request, what).await
-}
-
 /// Why a request got no answer, without the URL.
-pub(super) fn reason(error: &reqwest::Error) -> String {
+fn reason(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "no answer in time"
     } else if error.is_connect() {

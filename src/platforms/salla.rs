@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{authorization_code, get_json, send_json, Failure};
+use super::http::{authorization_code, send_json, with_json, Failure};
 
 /// Salla's OAuth server, unless `platforms.salla.accounts_url` says otherwise.
 pub const ACCOUNTS_URL: &str = "https://accounts.salla.sa";
@@ -79,7 +79,7 @@ pub async fn merchant(
     let request = http
         .get(format!("{accounts}/oauth2/user/info"))
         .bearer_auth(token);
-    let value = get_json(request, "the store's user info").await?;
+    let value = send_json(request, "the store's user info").await?;
     // Documented with and without the `data` envelope.
     let user = value.get("data").unwrap_or(&value);
     match &user["merchant"]["id"] {
@@ -108,9 +108,8 @@ pub async fn subscribe(
     });
     let request = http
         .post(format!("{api}/admin/v2/webhooks/subscribe"))
-        .bearer_auth(token)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+        .bearer_auth(token);
+    let request = with_json(request, &body);
     let value = send_json(request, &format!("subscribing to {event}")).await?;
     match &value["data"]["id"] {
         serde_json::Value::Number(id) => Ok(id.to_string()),

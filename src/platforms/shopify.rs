@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{excerpt, reason, Failure};
+use super::http::{excerpt, send_json, with_json, Failure};
 
 /// The Admin API version the subscriptions are made with.
 pub const API_VERSION: &str = "2025-10";
@@ -67,54 +67,33 @@ pub async fn exchange(
     code: &str,
 ) -> Result<Token, Failure> {
     let body = json!({ "client_id": client_id, "client_secret": client_secret, "code": code });
-    let response = http
-        .post(format!("{admin}/admin/oauth/access_token"))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| Failure::Platform(format!("the token exchange failed: {}", reason(&e))))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(Failure::Platform(format!(
-            "the token exchange was answered {status}: {}",
-            excerpt(&text)
-        )));
-    }
-    serde_json::from_str(&text).map_err(|_| {
-        Failure::Platform(format!(
-            "the token exchange answered no token: {}",
-            excerpt(&text)
-        ))
-    })
+    let request = with_json(
+        http.post(format!("{admin}/admin/oauth/access_token")),
+        &body,
+    );
+    let value = send_json(request, "the token exchange").await?;
+    serde_json::from_value(value)
+        .map_err(|_| Failure::Platform("the token exchange answered no token".to_string()))
 }
 
-/// One GraphQL call with the shop's token: its `data`, or why not.
+/// One GraphQL call with the shop's token, for `what`: its `data`, or why not.
 async fn graphql(
     http: &reqwest::Client,
-    admin: &str,
-    token: &str,
+    (admin, token): (&str, &str),
+    what: &str,
     query: &str,
     variables: serde_json::Value,
-) -> Result<serde_json::Value, String> {
-    let response = http
+) -> Result<serde_json::Value, Failure> {
+    let request = http
         .post(format!("{admin}/admin/api/{API_VERSION}/graphql.json"))
-        .header("x-shopify-access-token", token)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(json!({ "query": query, "variables": variables }).to_string())
-        .send()
-        .await
-        .map_err(|e| reason(&e))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!("answered {status}: {}", excerpt(&text)));
-    }
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|_| format!("answered no JSON: {}", excerpt(&text)))?;
+        .header("x-shopify-access-token", token);
+    let body = json!({ "query": query, "variables": variables });
+    let value = send_json(with_json(request, &body), what).await?;
     if let Some(errors) = value.get("errors") {
-        return Err(format!("errors: {}", excerpt(&errors.to_string())));
+        return Err(Failure::Platform(format!(
+            "{what}: errors: {}",
+            excerpt(&errors.to_string())
+        )));
     }
     Ok(value["data"].clone())
 }
@@ -132,10 +111,9 @@ pub async fn subscribe(
     uri: &str,
 ) -> Result<String, Failure> {
     let variables = json!({ "topic": topic, "webhookSubscription": { "uri": uri } });
-    let failed = |why: String| Failure::Platform(format!("subscribing to {topic}: {why}"));
-    let data = graphql(http, admin, token, CREATE, variables)
-        .await
-        .map_err(failed)?;
+    let what = format!("subscribing to {topic}");
+    let failed = |why: String| Failure::Platform(format!("{what}: {why}"));
+    let data = graphql(http, (admin, token), &what, CREATE, variables).await?;
     let created = &data["webhookSubscriptionCreate"];
     if let Some(message) = created["userErrors"][0]["message"].as_str() {
         return Err(failed(message.to_string()));
@@ -152,10 +130,11 @@ pub async fn unsubscribe(
     admin: &str,
     token: &str,
     id: &str,
-) -> Result<(), String> {
-    let data = graphql(http, admin, token, DELETE, json!({ "id": id })).await?;
+) -> Result<(), Failure> {
+    let what = "removing a subscription";
+    let data = graphql(http, (admin, token), what, DELETE, json!({ "id": id })).await?;
     match data["webhookSubscriptionDelete"]["userErrors"][0]["message"].as_str() {
-        Some(message) => Err(message.to_string()),
+        Some(message) => Err(Failure::Platform(format!("{what}: {message}"))),
         None => Ok(()),
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::http::{authorization_code, send_json, Failure};
+use super::http::{authorization_code, send_json, with_json, Failure};
 
 /// Zid's OAuth server, unless `platforms.zid.accounts_url` says otherwise.
 pub const ACCOUNTS_URL: &str = "https://oauth.zid.sa";
@@ -79,9 +79,8 @@ pub async fn subscribe(
         "username": credentials.0,
         "password": credentials.1,
     });
-    let request = authorized(http.post(format!("{api}/v1/managers/webhooks")), token)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+    let request = authorized(http.post(format!("{api}/v1/managers/webhooks")), token);
+    let request = with_json(request, &body);
     send_json(request, &format!("subscribing to {event}"))
         .await
         .map(drop)
