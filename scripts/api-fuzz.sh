@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes both ports of a daemon (the debug build the tests use, reading its tenants from the
-# tenants topic) with schemathesis, each against its OpenAPI document:
+# Fuzzes both ports of a daemon running every role (the debug build the tests use, reading its
+# tenants from the tenants topic) with schemathesis, each against its OpenAPI document:
 # - the admin API v1 against docs/openapi.json, with every check on — no 5xx, every status,
 #   header and body as documented, schema-violating requests refused and schema-valid ones
 #   accepted, stateful sequences (create, then read, change and delete what was created);
@@ -53,7 +53,8 @@ export CARTSTREAM__PLATFORMS__SALLA__CLIENT_SECRET CARTSTREAM__PLATFORMS__SALLA_
 export CARTSTREAM__PLATFORMS__ZID__CLIENT_ID="apifuzz-zid"
 CARTSTREAM__PLATFORMS__ZID__CLIENT_SECRET="zid_$(openssl rand -hex 16)"
 export CARTSTREAM__PLATFORMS__ZID__CLIENT_SECRET
-start_daemon "$bin/cartstream" ingress "$work/daemon.log"
+# Every role: retries, redrives and replays are answered by a delivery worker (with none, 503).
+start_daemon "$bin/cartstream" all "$work/daemon.log"
 
 # Runs schemathesis from the scratch folder, where it keeps its cache; on a failure prints its
 # report and the daemon's last lines and fails the run, else the counts of cases.
@@ -104,8 +105,11 @@ fi
 fuzz admin-api "http://127.0.0.1:$admin_port/admin/v1/openapi.json" \
     --url "http://127.0.0.1:$admin_port" -H "Authorization: Bearer $token" --checks all
 
-if grep -q ' ERROR \| panicked' "$work/daemon.log"; then
-    grep ' ERROR \| panicked' "$work/daemon.log" >&2
+# The TLS verifier logs an error of its own for a test send to a fuzzed address whose server
+# shows another name's certificate: that send's answer says so, and it is no error of the daemon.
+errors() { grep ' ERROR \| panicked' "$work/daemon.log" | grep -v ' ERROR rustls_platform_verifier::'; }
+if errors >/dev/null; then
+    errors >&2
     echo "scripts/api-fuzz.sh: the daemon logged errors while fuzzed" >&2
     exit 1
 fi

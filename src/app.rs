@@ -275,6 +275,8 @@ impl Wiring<'_> {
                 tester: self.tester.clone(),
                 kafka: self.config.kafka.clone(),
                 kafka_timeout: self.config.admin.write_timeout,
+                producer: self.producer.clone(),
+                delivery_group: self.config.delivery.group_id.clone(),
             },
         );
 
@@ -361,6 +363,9 @@ impl Wiring<'_> {
     }
 
     fn run_delivery(&self, delivery: Delivery) -> JoinHandle<anyhow::Result<()>> {
+        // Ends with the shutdown; nothing waits on it.
+        self.tracker
+            .spawn(delivery.relay().run(self.shutdown.clone()));
         self.run_role("the delivery worker", |stop| delivery.run(stop))
     }
 
@@ -417,6 +422,9 @@ async fn connect_kafka(config: &Config) -> anyhow::Result<kafka::Producer> {
         )
         .await
         .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
+        kafka::commands::ensure_topic(&config.kafka)
+            .await
+            .with_context(|| format!("creating the commands topic on {}", config.kafka.brokers))?;
     }
     kafka::Producer::from_config(&config.kafka, config.ingress.max_body_bytes)
         .context("creating the Kafka producer")

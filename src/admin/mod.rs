@@ -130,6 +130,11 @@ pub struct Registry {
     /// (`admin.write_timeout`).
     pub kafka: kafka::Config,
     pub kafka_timeout: std::time::Duration,
+    /// What retries, redrives and replays are asked of the delivery workers with, on the
+    /// commands topic.
+    pub producer: kafka::Producer,
+    /// `delivery.group_id`: the workers a retry waits for.
+    pub delivery_group: String,
 }
 
 impl Admin {

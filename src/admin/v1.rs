@@ -25,6 +25,7 @@ mod integrations;
 mod keys;
 mod tenants;
 mod verify;
+mod workers;
 
 pub(super) use keys::Caller;
 
@@ -34,6 +35,9 @@ const WRITE_NOTHING: &[&str] = &[
     "/admin/v1/tenants/{id}/connect",
     "/admin/v1/tenants/{id}/integrations/{integration}/verify",
     "/admin/v1/tenants/{id}/endpoints/{endpoint}/test",
+    "/admin/v1/tenants/{id}/endpoints/{endpoint}/replay",
+    "/admin/v1/deliveries/retry",
+    "/admin/v1/dead-letters/redrive",
 ];
 
 /// The OpenAPI document of the admin port, served at `/admin/v1/openapi.json`.
@@ -81,6 +85,13 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
     ),
     ("/admin/v1/maintenance", &[Method::GET, Method::PUT]),
     ("/admin/v1/deliveries", &[Method::GET]),
+    ("/admin/v1/deliveries/retry", &[Method::POST]),
+    ("/admin/v1/dead-letters", &[Method::GET]),
+    ("/admin/v1/dead-letters/redrive", &[Method::POST]),
+    (
+        "/admin/v1/tenants/{id}/endpoints/{endpoint}/replay",
+        &[Method::POST],
+    ),
     ("/admin/v1/keys", &[Method::GET, Method::POST]),
     ("/admin/v1/keys/{key}", &[Method::DELETE]),
 ];
@@ -184,6 +195,9 @@ pub(super) struct Tenants {
     /// Where delivery searches read the outcomes topic, and how long they may wait for it.
     kafka: crate::kafka::Config,
     kafka_timeout: Duration,
+    /// What operator actions on the delivery workers are asked with, and the workers' group.
+    producer: crate::kafka::Producer,
+    delivery_group: String,
 }
 
 impl Tenants {
@@ -200,6 +214,8 @@ impl Tenants {
             tester,
             kafka,
             kafka_timeout,
+            producer,
+            delivery_group,
         } = registry;
         let writes = std::num::NonZeroU32::new(writes_per_minute)
             .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
@@ -221,6 +237,8 @@ impl Tenants {
             tester,
             kafka,
             kafka_timeout,
+            producer,
+            delivery_group,
         }
     }
 
@@ -254,9 +272,12 @@ impl Tenants {
         let integration = decoded("integration").unwrap_or_default();
         let endpoint = decoded("endpoint").unwrap_or_default();
         if route != "/admin/v1/openapi.json" {
-            // A delivery search names its tenant in the query.
+            // A search names its tenant in the query, a retry or redrive in its body.
             let tenant = match route {
-                "/admin/v1/deliveries" => deliveries::tenant_of(query),
+                "/admin/v1/deliveries" | "/admin/v1/dead-letters" => deliveries::tenant_of(query),
+                "/admin/v1/deliveries/retry" | "/admin/v1/dead-letters/redrive" => {
+                    workers::tenant_in_body(body)
+                }
                 _ => id.clone(),
             };
             let allowed = match caller {
@@ -278,6 +299,12 @@ impl Tenants {
             ("/admin/v1/tenants", &Method::GET, _) => self.list(query),
             ("/admin/v1/tenants", &Method::POST, _) => self.create(body).await,
             ("/admin/v1/deliveries", _, _) => self.search_deliveries(query).await,
+            ("/admin/v1/deliveries/retry", _, _) => self.retry_delivery(body).await,
+            ("/admin/v1/dead-letters", _, _) => self.list_dead_letters(query).await,
+            ("/admin/v1/dead-letters/redrive", _, _) => self.redrive(body).await,
+            ("/admin/v1/tenants/{id}/endpoints/{endpoint}/replay", _, Some(id)) => {
+                self.replay(&id, &endpoint, body).await
+            }
             ("/admin/v1/maintenance", &Method::GET, _) => self.maintenance(),
             ("/admin/v1/maintenance", _, _) => self.set_maintenance(body).await,
             ("/admin/v1/keys", &Method::GET, _) => self.list_keys(),

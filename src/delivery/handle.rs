@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::redrive::{self, Report, Request, Source};
+use super::replay;
 use super::store::{Adopted, DeadLetter, Job};
 use crate::telemetry::error_chain;
 
@@ -23,6 +24,11 @@ pub(super) enum Command {
         endpoint: String,
         transition: String,
         reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// Schedule transitions read back for a replay: how many were, and how many were pending.
+    Replay {
+        jobs: Vec<Job>,
+        reply: oneshot::Sender<Result<(usize, usize), String>>,
     },
     /// Schedule dead letters read back from the dead-letter topic.
     Adopt {
@@ -85,6 +91,8 @@ pub enum Error {
 pub struct Handle {
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) dead_letters: Arc<Source>,
+    /// The worker's clock: what a replay's end defaults to.
+    pub(super) clock: crate::clock::Clock,
 }
 
 /// How long an action may take (a test delivery waits for the endpoint).
@@ -167,6 +175,35 @@ impl Handle {
             .await
             .map_err(|e| Error::Failed(e.to_string()))?
             .map_err(redrive_error)
+    }
+
+    /// Reads the transitions of a time range back from their topic and schedules them for one
+    /// endpoint on this worker, due now with a fresh attempt budget (see [`replay`]).
+    pub async fn replay(&self, request: replay::Request) -> Result<replay::Report, Error> {
+        let (kafka, registry) = (
+            self.dead_letters.kafka.clone(),
+            self.dead_letters.registry.current(),
+        );
+        let now = self.clock.now_millis();
+        let selection = replay::check(&request, now).map_err(Error::Failed)?;
+        if registry
+            .endpoint(&request.tenant_id, &request.endpoint_id)
+            .is_none()
+        {
+            return Err(Error::Failed(format!(
+                "no endpoint {:?} for tenant {:?}",
+                request.endpoint_id, request.tenant_id
+            )));
+        }
+        let (jobs, mut report) =
+            tokio::task::spawn_blocking(move || selection.read(&kafka, &registry, now))
+                .await
+                .map_err(|e| Error::Failed(e.to_string()))?
+                .map_err(Error::Unavailable)?;
+        let (replayed, pending) = self.ask(|reply| Command::Replay { jobs, reply }).await?;
+        report.replayed = replayed;
+        report.already_pending = pending;
+        Ok(report)
     }
 
     /// Enables an endpoint disabled by a 410. Whether it was disabled.

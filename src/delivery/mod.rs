@@ -16,7 +16,10 @@
 //! - [`records`]: the webhook body of a transition, and the outcome and dead-letter records
 //!   the worker writes (their types are `topics::outcome` and `topics::dead_letter`);
 //! - [`handle`]: operator actions (list, retry, redrive, enable, test) from the admin port;
-//! - [`redrive`]: dead letters read back from the dead-letter topic to be delivered again.
+//! - [`redrive`]: dead letters read back from the dead-letter topic to be delivered again;
+//! - [`replay`]: the transitions of a time range read back and sent to one endpoint again;
+//! - [`remote`]: operator actions asked through any instance, carried to the worker they
+//!   concern over `<prefix>.delivery-commands.v1`.
 
 mod breaker;
 pub mod client;
@@ -24,6 +27,8 @@ mod handle;
 mod policy;
 mod records;
 pub mod redrive;
+mod remote;
+pub mod replay;
 mod signature;
 pub mod store;
 mod test_send;
@@ -40,6 +45,7 @@ use crate::problems::Problems;
 
 pub use handle::{Error as HandleError, Handle, Listed, Tested};
 pub use redrive::{Report as RedriveReport, Request as RedriveRequest};
+pub use remote::{ask, Asked, Relay};
 pub use signature::{sign, verify_signature, verify_standard, Secret, Signature};
 pub use test_send::Tester;
 pub use worker::{Delivery, Error};

@@ -41,6 +41,25 @@ pub(super) fn webhook_body(transition: &Transition) -> String {
     .to_string()
 }
 
+/// A new job: `transition` to `endpoint`, with its webhook `body`, due at `now`.
+pub(super) fn job(transition: &Transition, endpoint: &str, body: &str, now: i64) -> Job {
+    Job {
+        transition_id: transition.id.clone(),
+        tenant: transition.tenant_id.clone(),
+        endpoint: endpoint.to_string(),
+        event: transition.bucket.as_str().to_string(),
+        cart: transition.cart.clone(),
+        body: body.to_string(),
+        occurred_ms: crate::clock::parse_rfc3339(&transition.at).unwrap_or(now),
+        created_ms: now,
+        attempts: 0,
+        next_ms: now,
+        last_status: None,
+        last_error: None,
+        superseded: false,
+    }
+}
+
 /// An outcome about to be recorded.
 pub(super) struct Recorded<'a> {
     pub(super) job: &'a Job,

@@ -24,7 +24,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use tokio::time::Instant;
 
@@ -43,34 +43,9 @@ pub const MAX_LIMIT: usize = 100_000;
 /// How long a metadata, watermark, offset or commit request may take.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where a redrive starts reading.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Start {
-    /// After the last dead letter an earlier redrive read (the shared position).
-    #[default]
-    Unredriven,
-    /// At the oldest dead letter the topic still holds.
-    Beginning,
-}
-
-/// What to redrive: the body of `POST /admin/dead-letters/redrive`; every field is optional.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    #[serde(default)]
-    pub from: Start,
-    pub tenant_id: Option<String>,
-    pub endpoint_id: Option<String>,
-    /// `exhausted`, `expired`, `gone` or `endpoint_removed`.
-    pub reason: Option<String>,
-    /// Only dead letters dead-lettered at or after this time (RFC 3339).
-    pub since: Option<String>,
-    /// Only dead letters dead-lettered before this time (RFC 3339).
-    pub until: Option<String>,
-    /// At most this many dead letters are scheduled (default 10,000, at most 100,000).
-    pub limit: Option<usize>,
-}
+/// What to redrive: the body of `POST /admin/dead-letters/redrive`, and of a redrive asked
+/// through the commands topic; every field is optional.
+pub use crate::topics::command::{Redrive as Request, Start};
 
 /// A [`Request`] checked: times parsed, the limit settled.
 struct Selection {
@@ -78,6 +53,12 @@ struct Selection {
     since_ms: Option<i64>,
     until_ms: Option<i64>,
     limit: usize,
+}
+
+/// Checks `request` (its times, their order, its reason, its limit) before it is asked of a
+/// worker.
+pub fn check(request: &Request) -> Result<(), String> {
+    request.clone().select().map(|_| ())
 }
 
 impl Request {
@@ -93,11 +74,6 @@ impl Request {
         };
         let since_ms = time("since", &self.since)?;
         let until_ms = time("until", &self.until)?;
-        if let (Some(since), Some(until)) = (since_ms, until_ms) {
-            if since >= until {
-                return Err("since must be before until".to_string());
-            }
-        }
         if let Some(reason) = &self.reason {
             if Reason::from_wire(reason).is_none() {
                 let words = Reason::ALL.map(Reason::as_str);
@@ -557,10 +533,29 @@ id = "globex"
         assert!(refused(r#"{"limit": 100001}"#).contains("limit"));
         assert!(refused(r#"{"from": "end"}"#).contains("unknown variant"));
         assert!(refused(r#"{"tenant": "acme"}"#).contains("unknown field"));
-        assert!(
-            refused(r#"{"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}"#)
-                .contains("before")
-        );
+        // A range that ends before it begins selects nothing; it is not an error.
+        let empty =
+            request(r#"{"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}"#)
+                .unwrap();
+        let letter = DeadLetter {
+            job: crate::delivery::store::Job {
+                transition_id: "t".into(),
+                tenant: "acme".into(),
+                endpoint: "crm".into(),
+                event: "abandoned_candidate".into(),
+                cart: "c".into(),
+                body: "{}".into(),
+                occurred_ms: 0,
+                created_ms: 0,
+                attempts: 1,
+                next_ms: 0,
+                last_status: None,
+                last_error: None,
+                superseded: false,
+            },
+            dead_ms: parse_rfc3339("2026-11-01T12:00:00Z").unwrap(),
+        };
+        assert!(!empty.admits(&letter, &Reason::Exhausted));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! idempotent producer the ingress hands raw bodies to, and topic creation at start-up.
 
 pub mod admin;
+pub mod commands;
 mod connection;
 pub mod credentials;
 pub mod fencing;
@@ -212,6 +213,7 @@ impl Config {
             dead_letters: name("deliveries.dlq"),
             credentials: name("credentials"),
             tenants: name("tenants"),
+            commands: name("delivery-commands"),
         }
     }
 }
@@ -238,6 +240,10 @@ pub struct Topics {
     /// creates and writes it ([`registry`]); a daemon reading its tenants from it creates it
     /// too.
     pub tenants: String,
+    /// Operator actions on the delivery workers, their claims and answers; one partition, kept
+    /// an hour (`schemas/delivery_command.v1.json`). Not among [`Topics::all`]: created by
+    /// [`commands::ensure_topic`].
+    pub commands: String,
 }
 
 impl Topics {

@@ -115,6 +115,19 @@ impl Producer {
         self.send_acknowledged(record, ack_timeout).await
     }
 
+    /// Produces one record of the delivery workers' commands topic
+    /// ([`crate::topics::command`]) and waits up to `ack_timeout` for its acknowledgement.
+    pub async fn send_command(&self, value: &[u8], ack_timeout: Duration) -> Result<(), Error> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: super::inbound::HEADER_SCHEMA,
+            value: Some(crate::topics::command::SCHEMA),
+        });
+        let record = FutureRecord::to(&self.topics.commands)
+            .payload(value)
+            .headers(headers);
+        self.send_acknowledged(record, ack_timeout).await
+    }
+
     /// Produces the tombstone of the credential `key`: compaction then forgets its value.
     pub async fn send_credential_tombstone(
         &self,

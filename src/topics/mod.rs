@@ -11,6 +11,8 @@
 //! - [`outcome`]: a delivery outcome on `<prefix>.deliveries.v1`;
 //! - [`dead_letter`]: a given-up delivery on `<prefix>.deliveries.dlq.v1`, with its reasons;
 //! - [`credentials`]: a secret a platform sent in a payload, sealed, on `<prefix>.credentials.v1`;
+//! - [`command`]: an operator action on the delivery workers, a worker's claim on it or its
+//!   answer, on `<prefix>.delivery-commands.v1`;
 //! - [`registry`]: a tenant, integration or endpoint, its secrets sealed, on the compacted
 //!   `<prefix>.tenants.v1`.
 //!
@@ -18,6 +20,7 @@
 //! The roles (ingress, processor, delivery) import `topics`, never each other. Metric labels
 //! come from the enums' `as_str()`.
 
+pub mod command;
 pub mod credentials;
 pub mod dead_letter;
 pub mod event;

@@ -18,6 +18,8 @@ use crate::support::{
     fixture, read_topic, shopify_headers, Answer, Http, PrivateBroker, TestDaemon,
 };
 
+mod workers;
+
 const TOKEN: &str = "admin-v1-token-0123456789";
 const PUBLIC_URL: &str = "https://hooks.example.com";
 const SEALING_KEY: &str = "YWRtaW4tdjEtc2VhbGluZy1rZXktZm9yLXRoZS10ZXM=";
@@ -1183,6 +1185,9 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     })
     .await;
 
+    // Retry, replay and redrive through an instance without a delivery worker.
+    workers::exercise(&api, &a, &b, &prefix).await;
+
     // Kafka away: a write is answered 503 once its time is up (10 s).
     broker.pause();
     let standard_path = format!(
@@ -1208,6 +1213,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
     );
     let maintenance_away = api.admin(&a, switch, r#"{"on":true}"#).await;
     let deliveries_away = api.admin(&a, deliveries, Bytes::new()).await;
+    let dead_letters_away = api.admin(&a, workers::CALLS[1], Bytes::new()).await;
     let endpoint_patch_away = api
         .admin(
             &a,
@@ -1257,6 +1263,7 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         endpoint_patch_away,
         maintenance_away,
         deliveries_away,
+        dead_letters_away,
     ] {
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }
@@ -1340,7 +1347,8 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
         .admin(&limited, ("POST", TENANTS, TENANTS), r#"{"id":"acme"}"#)
         .await;
     assert_eq!(first.status, 201);
-    for call in every_call.iter().filter(|(method, _, _)| *method != "GET") {
+    let changes = every_call.iter().chain(&workers::CALLS);
+    for call in changes.filter(|(method, _, _)| *method != "GET") {
         let refused = api.admin(&limited, *call, "{}").await;
         assert_eq!(refused.status, 429, "{call:?}");
         let wait: u64 = refused.headers["retry-after"]

@@ -547,6 +547,25 @@ impl Store {
         Ok(adopted)
     }
 
+    /// Schedules `jobs` again (a replay), due at `now_ms` with a fresh attempt budget, except
+    /// those pending already, in one write: how many were scheduled, and how many were pending.
+    pub fn replay(&mut self, jobs: Vec<Job>, now_ms: i64) -> Result<(usize, usize), Error> {
+        let (mut changes, mut pending) = (Vec::new(), 0);
+        let mut scheduled = std::collections::HashSet::new();
+        for job in jobs {
+            let key = job.key();
+            if scheduled.contains(&key) || self.job(&key)?.is_some() {
+                pending += 1;
+                continue;
+            }
+            scheduled.insert(key);
+            changes.push(Change::Schedule(fresh(job, now_ms)));
+        }
+        let replayed = changes.len();
+        self.write(changes, &[], Vec::new(), now_ms)?;
+        Ok((replayed, pending))
+    }
+
     /// Makes a pending job due at `now_ms` (an operator's "retry now"). Whether it exists.
     pub fn retry_now(&mut self, key: &[u8], now_ms: i64) -> Result<bool, Error> {
         if let Some(mut job) = self.job(key)? {

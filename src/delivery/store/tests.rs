@@ -385,3 +385,28 @@ fn outbox_records_acknowledged_out_of_order_leave_the_rest_in_order() {
     store.write(Vec::new(), &[], vec![record("5")], 0).unwrap();
     assert_eq!(ids(&mut store), ["5"]);
 }
+
+#[test]
+fn a_replay_schedules_fresh_jobs_and_leaves_pending_ones_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut pending = job("pending", "abandoned_candidate", 9_000);
+    pending.attempts = 3;
+    store
+        .write(vec![Change::Schedule(pending.clone())], &[], Vec::new(), 0)
+        .unwrap();
+    let mut delivered = job("delivered", "order_completed", 0);
+    delivered.attempts = 2;
+    delivered.last_status = Some(200);
+    let twice = vec![delivered.clone(), pending.clone(), delivered.clone()];
+    assert_eq!(store.replay(twice, 5_000).unwrap(), (1, 2));
+    let replayed = store.job(&delivered.key()).unwrap().unwrap();
+    assert_eq!((replayed.attempts, replayed.next_ms), (0, 5_000));
+    assert_eq!(replayed.last_status, None);
+    assert_eq!(
+        replayed.occurred_ms, 5_000,
+        "its deadlines count from the replay"
+    );
+    assert_eq!(store.job(&pending.key()).unwrap().unwrap(), pending);
+    assert_eq!(store.pending(), 2);
+}

@@ -31,6 +31,9 @@ impl Worker {
                 let key = store::key(&tenant, &endpoint, &transition);
                 let _ = reply.send(self.store.retry_now(&key, now).map_err(text));
             }
+            Command::Replay { jobs, reply } => {
+                let _ = reply.send(self.store.replay(jobs, now).map_err(text));
+            }
             Command::Adopt { letters, reply } => {
                 let _ = reply.send(self.store.adopt(letters, now).map_err(text));
             }

@@ -3,9 +3,8 @@
 //! its cart.
 
 use super::{Batch, Error, Worker};
-use crate::clock;
 use crate::delivery::policy::{self, End, Supersession};
-use crate::delivery::records::webhook_body;
+use crate::delivery::records::{job, webhook_body};
 use crate::delivery::store::{self, Change, Job};
 use crate::topics::transition::Transition;
 
@@ -40,7 +39,6 @@ impl Worker {
         now: i64,
         seen: &mut Vec<Vec<u8>>,
     ) -> Result<Vec<Job>, Error> {
-        let occurred_ms = clock::parse_rfc3339(&transition.at).unwrap_or(now);
         let body = webhook_body(transition);
         let mut jobs = Vec::new();
         for endpoint in self
@@ -52,21 +50,7 @@ impl Worker {
                 continue;
             }
             seen.push(key);
-            jobs.push(Job {
-                transition_id: transition.id.clone(),
-                tenant: transition.tenant_id.clone(),
-                endpoint: endpoint.id.clone(),
-                event: transition.bucket.as_str().to_string(),
-                cart: transition.cart.clone(),
-                body: body.clone(),
-                occurred_ms,
-                created_ms: now,
-                attempts: 0,
-                next_ms: now,
-                last_status: None,
-                last_error: None,
-                superseded: false,
-            });
+            jobs.push(job(transition, &endpoint.id, &body, now));
         }
         Ok(jobs)
     }

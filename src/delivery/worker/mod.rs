@@ -41,6 +41,7 @@ use super::handle::{Command, Handle};
 use super::policy::{self, End};
 use super::records::{dead_letter, outcome_record, Recorded};
 use super::redrive::Source;
+use super::remote::Relay;
 use super::store::{self, Change, Job, OutboxRecord, Store};
 use super::Config;
 use crate::clock::Clock;
@@ -119,6 +120,7 @@ impl Delivery {
             handle: Handle {
                 commands: sender,
                 dead_letters: Arc::new(dead_letters),
+                clock: clock.clone(),
             },
             config,
             kafka,
@@ -143,6 +145,17 @@ impl Delivery {
     /// Operator actions on this worker, for the admin port.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// What carries out this worker's share of the operator actions asked through any
+    /// instance (`super::remote`); run it beside the worker.
+    pub fn relay(&self) -> Relay {
+        Relay::new(
+            self.handle.clone(),
+            self.kafka.clone(),
+            self.producer.clone(),
+            self.clock.clone(),
+        )
     }
 
     /// Delivers until `shutdown`, then lets in-flight requests finish (at most the request
