@@ -36,6 +36,7 @@ use crate::telemetry::Settled;
 use crate::tenants::{Live, Registry};
 use crate::{kafka, server, telemetry};
 
+mod status;
 mod tenants;
 
 /// Which roles one process runs. They meet only through Kafka topics, so any split works.
@@ -284,6 +285,14 @@ impl Wiring<'_> {
         let ingress = listeners
             .ingress
             .map(|listener| self.serve_ingress(listener, &health, options.clone()));
+        if ingress.is_some() && self.tenants_topic.is_some() {
+            // Ends with the shutdown; nothing waits on it.
+            self.tracker.spawn(status::publish(
+                self.registry.clone(),
+                self.producer.clone(),
+                self.shutdown.clone(),
+            ));
+        }
         let processor = roles
             .processor
             .then(|| self.run_processor(stores, health.stalls()));

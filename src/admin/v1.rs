@@ -329,7 +329,7 @@ impl Tenants {
                 self.verify_integration(&id, &integration, body)
             }
             ("/admin/v1/tenants/{id}/integrations/{integration}/status", _, Some(id)) => {
-                self.integration_status(&id, &integration)
+                self.integration_status(&id, &integration).await
             }
             ("/admin/v1/tenants/{id}/endpoints", _, Some(id)) => {
                 self.create_endpoint(&id, body).await

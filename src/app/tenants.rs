@@ -40,6 +40,10 @@ pub(super) async fn follow(
         crate::kafka::registry::ensure_topic(&config.kafka)
             .await
             .with_context(|| format!("creating {topic}"))?;
+        let status = config.kafka.topics().status;
+        crate::kafka::status::ensure_topic(&config.kafka)
+            .await
+            .with_context(|| format!("creating {status}"))?;
     }
     let (kafka, clock) = (config.kafka.clone(), clock.clone());
     let follower = tokio::task::spawn_blocking(move || {

@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod outbox;
 mod producer;
 pub mod registry;
+pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -214,6 +215,7 @@ impl Config {
             credentials: name("credentials"),
             tenants: name("tenants"),
             commands: name("delivery-commands"),
+            status: name("integration-status"),
         }
     }
 }
@@ -244,6 +246,10 @@ pub struct Topics {
     /// an hour (`schemas/delivery_command.v1.json`). Not among [`Topics::all`]: created by
     /// [`commands::ensure_topic`].
     pub commands: String,
+    /// What each instance's ingress saw of each integration; compacted, one partition
+    /// (`schemas/integration_status.v1.json`). Not among [`Topics::all`]: created by
+    /// [`status::ensure_topic`] with the tenants topic.
+    pub status: String,
 }
 
 impl Topics {

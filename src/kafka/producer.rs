@@ -115,6 +115,25 @@ impl Producer {
         self.send_acknowledged(record, ack_timeout).await
     }
 
+    /// Produces one instance's view of one integration ([`crate::topics::status`]) and waits up
+    /// to `ack_timeout` for its acknowledgement.
+    pub async fn send_status(
+        &self,
+        key: &str,
+        value: &[u8],
+        ack_timeout: Duration,
+    ) -> Result<(), Error> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: super::inbound::HEADER_SCHEMA,
+            value: Some(crate::topics::status::SCHEMA),
+        });
+        let record = FutureRecord::to(&self.topics.status)
+            .key(key)
+            .payload(value)
+            .headers(headers);
+        self.send_acknowledged(record, ack_timeout).await
+    }
+
     /// Produces one record of the delivery workers' commands topic
     /// ([`crate::topics::command`]) and waits up to `ack_timeout` for its acknowledgement.
     pub async fn send_command(&self, value: &[u8], ack_timeout: Duration) -> Result<(), Error> {

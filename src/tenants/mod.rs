@@ -31,7 +31,7 @@ pub use records::{
 };
 pub use registrar::{Check, Refused, Registrar};
 pub use secret::Secret;
-pub use status::{Seen, Status};
+pub use status::{Seen, Status, Written};
 
 /// The `[tenants]` section of the daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,8 @@
 //! - [`credentials`]: a secret a platform sent in a payload, sealed, on `<prefix>.credentials.v1`;
 //! - [`command`]: an operator action on the delivery workers, a worker's claim on it or its
 //!   answer, on `<prefix>.delivery-commands.v1`;
+//! - [`status`]: what one instance's ingress saw of one integration, on the compacted
+//!   `<prefix>.integration-status.v1`;
 //! - [`registry`]: a tenant, integration or endpoint, its secrets sealed, on the compacted
 //!   `<prefix>.tenants.v1`.
 //!
@@ -27,6 +29,7 @@ pub mod event;
 pub mod inbound;
 pub mod outcome;
 pub mod registry;
+pub mod status;
 pub mod transition;
 
 /// A validator for `schemas/{name}`, with every schema of the folder available to its `$ref`s.

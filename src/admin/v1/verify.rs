@@ -43,10 +43,11 @@ struct Verdict {
 }
 
 impl Tenants {
-    /// `GET …/integrations/{integration}/status`: what this instance's ingress saw of the
-    /// integration lately — its last verified delivery, the platform's last test, and its last
-    /// signature failure with the reason (never told to the platform).
-    pub(super) fn integration_status(
+    /// `GET …/integrations/{integration}/status`: what the ingresses saw of the integration
+    /// lately — its last verified delivery, the platform's last test, and its last signature
+    /// failure with the reason (never told to the platform): this instance's view merged with
+    /// every instance's on the status topic (each writes what changed every two seconds).
+    pub(super) async fn integration_status(
         &self,
         tenant: &str,
         id: &str,
@@ -54,17 +55,43 @@ impl Tenants {
         let records = self.records()?;
         let (keys, registry) = (self.keys()?, self.live.current());
         let integration = self.integration_in_force(&records, keys, &registry, tenant, id)?;
-        let seen = integration.status.seen();
+        let local = integration.status.seen().view();
+        let about = (
+            integration.tenant.id.to_string(),
+            integration.provider.slug(),
+            integration.key.clone(),
+            integration.clue.clone(),
+        );
+        let (kafka, budget) = (self.kafka.clone(), self.kafka_timeout);
+        let read = tokio::task::spawn_blocking(move || {
+            let topic = kafka.topics().status;
+            let mut merged = local;
+            let read = crate::kafka::history::read_since(&kafka, &topic, 0, budget, |bytes| {
+                let Ok(record) = crate::topics::status::Record::decode(bytes) else {
+                    return;
+                };
+                let (tenant, provider, key, clue) = &about;
+                if record.is_about(tenant, provider, key.as_deref(), clue.as_deref()) {
+                    merged = std::mem::take(&mut merged).merge(record.view);
+                }
+            });
+            read.map(|read| (read, merged))
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let (read, view) =
+            read.map_err(|e| ApiError::Unavailable(format!("reading the status topic: {e}")))?;
+        if !read.complete {
+            return Err(ApiError::Unavailable(
+                "the status topic was not read to its end in time".to_string(),
+            ));
+        }
         let at = |ms: Option<i64>| ms.map(crate::clock::rfc3339);
-        let (failed_at, reason) = match seen.last_signature_failure {
-            Some((ms, reason)) => (Some(crate::clock::rfc3339(ms)), Some(reason)),
-            None => (None, None),
-        };
         let status = serde_json::json!({
-            "last_authentic_delivery_at": at(seen.last_authentic_ms),
-            "last_platform_test_at": at(seen.last_test_ms),
-            "last_signature_failure_at": failed_at,
-            "last_signature_failure_reason": reason,
+            "last_authentic_delivery_at": at(view.last_authentic_ms),
+            "last_platform_test_at": at(view.last_test_ms),
+            "last_signature_failure_at": at(view.last_failure_ms),
+            "last_signature_failure_reason": view.last_failure_reason,
         });
         Ok(json(StatusCode::OK, status.to_string()))
     }
