@@ -19,6 +19,7 @@ brokers=${1:?usage: scripts/api-fuzz.sh BROKERS [MAX_EXAMPLES]}
 examples=${2:-100}
 . scripts/schemathesis.env
 schemathesis="$SCHEMATHESIS_VENV/bin/schemathesis"
+config="$PWD/scripts/schemathesis.toml"
 [ -x "$schemathesis" ] || scripts/install.sh
 
 cargo build --quiet --workspace --all-targets --features cartstream/fault-injection
@@ -61,7 +62,7 @@ start_daemon "$bin/cartstream" all "$work/daemon.log"
 fuzz() { # what is fuzzed (a word), then schemathesis run's arguments
     local what=$1 log="$work/schemathesis-$1.log"
     shift
-    if ! (cd "$work" && "$schemathesis" run "$@" --max-examples "$examples" --no-color >"$log" 2>&1); then
+    if ! (cd "$work" && "$schemathesis" --config-file "$config" run "$@" --max-examples "$examples" --no-color >"$log" 2>&1); then
         cat "$log" >&2
         echo "scripts/api-fuzz.sh: $what: an answer does not keep to the document; daemon log:" >&2
         tail -n 30 "$work/daemon.log" >&2
