@@ -315,6 +315,8 @@ struct Waiting {
     answered: Vec<String>,
     /// The worker whose claim came first.
     winner: Option<String>,
+    /// A worker that answered a retry with an error, and the error.
+    failed: Option<(String, String)>,
 }
 
 impl Waiting {
@@ -325,6 +327,7 @@ impl Waiting {
             members,
             answered: Vec::new(),
             winner: None,
+            failed: None,
         }
     }
 
@@ -357,26 +360,35 @@ impl Waiting {
                 },
             });
         }
-        if let Some(error) = &answer.error {
-            return Some(Asked::Failed {
-                worker,
-                error: error.clone(),
-            });
-        }
         if answer.held == Some(true) {
             return Some(Asked::Retried { worker });
+        }
+        // A worker that could not look is remembered: another may still hold the delivery.
+        if let Some(error) = &answer.error {
+            self.failed = Some((worker.clone(), error.clone()));
         }
         if !self.answered.contains(&worker) {
             self.answered.push(worker);
         }
         let everyone = self.members.is_some_and(|n| self.answered.len() >= n);
-        everyone.then_some(Asked::NotHeld {
-            answered: self.answered.len(),
-        })
+        everyone.then(|| self.not_held())
+    }
+
+    /// A retry nobody said it holds: not held, unless a worker could not look.
+    fn not_held(&mut self) -> Asked {
+        match self.failed.take() {
+            Some((worker, error)) => Asked::Failed { worker, error },
+            None => Asked::NotHeld {
+                answered: self.answered.len(),
+            },
+        }
     }
 
     /// The end when the wait is over.
-    fn gave_up(self) -> Asked {
+    fn gave_up(mut self) -> Asked {
+        if let Some((worker, error)) = self.failed.take() {
+            return Asked::Failed { worker, error };
+        }
         match (self.retry, self.winner) {
             (false, None) => Asked::Unclaimed,
             _ => Asked::Unanswered {
@@ -560,6 +572,38 @@ mod tests {
         assert_eq!(
             waiting.read(&answer(&command, "w2", Some(false))),
             Some(Asked::NotHeld { answered: 2 })
+        );
+    }
+
+    #[test]
+    fn a_worker_that_could_not_look_does_not_hide_the_one_that_holds_the_delivery() {
+        let command = record(retry());
+        let failed = |worker: &str| {
+            record(Message::Answer(Answer {
+                command: command.id.clone(),
+                worker: worker.into(),
+                held: None,
+                report: None,
+                error: Some("the delivery worker is not running".into()),
+            }))
+        };
+        let mut waiting = Waiting::new(&command, Some(2));
+        assert_eq!(waiting.read(&failed("w1")), None);
+        assert_eq!(
+            waiting.read(&answer(&command, "w2", Some(true))),
+            Some(Asked::Retried {
+                worker: "w2".into()
+            })
+        );
+        let mut nobody = Waiting::new(&command, Some(2));
+        assert_eq!(nobody.read(&failed("w1")), None);
+        assert_eq!(
+            nobody.read(&answer(&command, "w2", Some(false))),
+            Some(Asked::Failed {
+                worker: "w1".into(),
+                error: "the delivery worker is not running".into()
+            }),
+            "not a 404: w1 may hold it"
         );
     }
 

@@ -25,6 +25,20 @@ pub async fn ensure_topics(
     create(config, &new_topics).await
 }
 
+/// Creates `topic` unless it exists, with one partition (so that its records are read in the
+/// order they were written), the configured replication factor and `settings`.
+pub(super) async fn ensure_single_partition(
+    config: &Config,
+    topic: &str,
+    settings: &[(&str, &str)],
+) -> Result<(), Error> {
+    let new_topic = settings.iter().fold(
+        NewTopic::new(topic, 1, TopicReplication::Fixed(config.replication_factor)),
+        |new_topic, (key, value)| new_topic.set(key, value),
+    );
+    create(config, &[new_topic]).await
+}
+
 /// Creates each of `new_topics` that does not exist yet; an existing one is left as it is.
 pub(super) async fn create(config: &Config, new_topics: &[NewTopic<'_>]) -> Result<(), Error> {
     let connection = Connection::default();

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -23,15 +22,7 @@ pub const TOPIC_SETTINGS: &[(&str, &str)] =
 /// [`TOPIC_SETTINGS`]. An existing topic is left as it is.
 pub async fn ensure_topic(config: &Config) -> Result<(), super::Error> {
     let topic = config.topics().commands;
-    let new_topic = TOPIC_SETTINGS.iter().fold(
-        NewTopic::new(
-            &topic,
-            1,
-            TopicReplication::Fixed(config.replication_factor),
-        ),
-        |new_topic, (key, value)| new_topic.set(key, value),
-    );
-    super::admin::create(config, &[new_topic]).await
+    super::admin::ensure_single_partition(config, &topic, TOPIC_SETTINGS).await
 }
 
 /// A reader of the topic from the end it had when the reader began: every record written

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -60,15 +59,7 @@ pub enum Error {
 /// [`TOPIC_SETTINGS`]. An existing topic is left as it is.
 pub async fn ensure_topic(config: &Config) -> Result<(), Error> {
     let topic = config.topics().tenants;
-    let new_topic = TOPIC_SETTINGS.iter().fold(
-        NewTopic::new(
-            &topic,
-            1,
-            TopicReplication::Fixed(config.replication_factor),
-        ),
-        |new_topic, (key, value)| new_topic.set(key, value),
-    );
-    super::admin::create(config, &[new_topic]).await?;
+    super::admin::ensure_single_partition(config, &topic, TOPIC_SETTINGS).await?;
     Ok(())
 }
 

@@ -3,8 +3,6 @@
 //! thirty days, read whole by the admin API. What the records say is the business of
 //! [`crate::tenants`]; this module creates the topic (reads go through [`super::history`]).
 
-use rdkafka::admin::{NewTopic, TopicReplication};
-
 use super::Config;
 
 /// The settings the topic is created with, besides its one partition: the latest view of each
@@ -19,13 +17,5 @@ pub const TOPIC_SETTINGS: &[(&str, &str)] = &[
 /// [`TOPIC_SETTINGS`]. An existing topic is left as it is.
 pub async fn ensure_topic(config: &Config) -> Result<(), super::Error> {
     let topic = config.topics().status;
-    let new_topic = TOPIC_SETTINGS.iter().fold(
-        NewTopic::new(
-            &topic,
-            1,
-            TopicReplication::Fixed(config.replication_factor),
-        ),
-        |new_topic, (key, value)| new_topic.set(key, value),
-    );
-    super::admin::create(config, &[new_topic]).await
+    super::admin::ensure_single_partition(config, &topic, TOPIC_SETTINGS).await
 }

@@ -51,25 +51,8 @@ impl Search {
                         ))
                     })?);
                 }
-                "since" => {
-                    let ms = crate::clock::parse_rfc3339(&value).map_err(|_| {
-                        ApiError::BadRequest(format!(
-                            "since: an RFC 3339 time (2026-12-07T10:00:00Z), not {value:?}"
-                        ))
-                    })?;
-                    search.since_ms = Some(ms);
-                }
-                "limit" => {
-                    search.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::BadRequest(format!(
-                                "limit: a number from 1 to {MAX_LIMIT}, not {value:?}"
-                            ))
-                        })?;
-                }
+                "since" => search.since_ms = Some(since(&value)?),
+                "limit" => search.limit = limit(&value)?,
                 other => {
                     return Err(ApiError::BadRequest(format!(
                         "{other:?}: not a parameter of this route (tenant, endpoint, transition, outcome, since, limit)"
@@ -97,6 +80,28 @@ pub(super) fn tenant_of(query: Option<&str>) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// A `since` parameter: an RFC 3339 time, as Unix milliseconds.
+pub(super) fn since(value: &str) -> Result<i64, ApiError> {
+    crate::clock::parse_rfc3339(value).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "since: an RFC 3339 time (2026-12-07T10:00:00Z), not {value:?}"
+        ))
+    })
+}
+
+/// A `limit` parameter: a number from 1 to [`MAX_LIMIT`].
+pub(super) fn limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "limit: a number from 1 to {MAX_LIMIT}, not {value:?}"
+            ))
+        })
+}
+
 impl Tenants {
     /// `GET /admin/v1/deliveries[?tenant][&endpoint][&transition][&outcome][&since][&limit]`:
     /// the latest `limit` outcome records that match, oldest first, and whether the whole range
@@ -109,32 +114,49 @@ impl Tenants {
         let since = search
             .since_ms
             .unwrap_or_else(|| self.clock.now_millis() - DEFAULT_SINCE_MS);
+        let topic = self.kafka.topics().deliveries;
+        let (complete, found) = self
+            .latest(topic, since, search.limit, move |bytes| {
+                Record::decode(bytes).ok().filter(|r| search.admits(r))
+            })
+            .await?;
+        let body = serde_json::json!({
+            "deliveries": found,
+            "complete": complete,
+        });
+        Ok(json(StatusCode::OK, body.to_string()))
+    }
+}
+
+impl Tenants {
+    /// The last `limit` records of `topic` written from `since_ms` on that `keep` keeps (read
+    /// to the end the topic had, within `admin.write_timeout`), oldest first per partition; and
+    /// whether the whole range was read.
+    pub(super) async fn latest<T: Send + 'static>(
+        &self,
+        topic: String,
+        since_ms: i64,
+        limit: usize,
+        keep: impl Fn(&[u8]) -> Option<T> + Send + 'static,
+    ) -> Result<(bool, Vec<T>), ApiError> {
         let (kafka, budget) = (self.kafka.clone(), self.kafka_timeout);
         let read = tokio::task::spawn_blocking(move || {
-            let topic = kafka.topics().deliveries;
             let mut found = VecDeque::new();
-            let read = crate::kafka::history::read_since(&kafka, &topic, since, budget, |bytes| {
-                let Ok(record) = Record::decode(bytes) else {
-                    return;
-                };
-                if search.admits(&record) {
-                    if found.len() == search.limit {
-                        found.pop_front();
+            let read =
+                crate::kafka::history::read_since(&kafka, &topic, since_ms, budget, |bytes| {
+                    if let Some(record) = keep(bytes) {
+                        if found.len() == limit {
+                            found.pop_front();
+                        }
+                        found.push_back(record);
                     }
-                    found.push_back(record);
-                }
-            });
-            read.map(|read| (read, found))
+                })
+                .map_err(|e| ApiError::Unavailable(format!("reading {topic}: {e}")))?;
+            Ok((read.complete, found.into()))
         })
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let (read, found) =
-            read.map_err(|e| ApiError::Unavailable(format!("reading the outcomes topic: {e}")))?;
-        let body = serde_json::json!({
-            "deliveries": found,
-            "complete": read.complete,
-        });
-        Ok(json(StatusCode::OK, body.to_string()))
+        read
     }
 }
 

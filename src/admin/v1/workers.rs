@@ -2,22 +2,20 @@
 //! concerns (`crate::delivery::remote`): retry one delivery, redrive dead letters, replay a time
 //! range to an endpoint; and the dead letters themselves, read from their topic.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::Full;
 use hyper::Response;
 use serde::Deserialize;
 
+use super::deliveries::{limit as limit_parameter, since};
 use super::{json, parse_body, present, whole, ApiError, Tenants};
 use crate::delivery::{self, Asked};
 use crate::topics::command::{Message, Redrive, Replay, Retry, Start};
 use crate::topics::dead_letter::{self, Reason};
 
-/// The dead letters answered unless `limit` says otherwise, and the most it may say.
+/// The dead letters answered unless `limit` says otherwise.
 const LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
 
 /// How far back a dead-letter listing reads unless `since` says: a week.
 const DEFAULT_SINCE_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -100,25 +98,8 @@ impl Listing {
                         ApiError::BadRequest(format!("reason: one of {words}, not {value:?}"))
                     })?)
                 }
-                "since" => {
-                    listing.since_ms =
-                        Some(crate::clock::parse_rfc3339(&value).map_err(|_| {
-                            ApiError::BadRequest(format!(
-                                "since: an RFC 3339 time (2026-12-07T10:00:00Z), not {value:?}"
-                            ))
-                        })?)
-                }
-                "limit" => {
-                    listing.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::BadRequest(format!(
-                                "limit: a number from 1 to {MAX_LIMIT}, not {value:?}"
-                            ))
-                        })?
-                }
+                "since" => listing.since_ms = Some(since(&value)?),
+                "limit" => listing.limit = limit_parameter(&value)?,
                 other => {
                     return Err(ApiError::BadRequest(format!(
                         "{other:?}: not a parameter of this route (tenant, endpoint, reason, since, limit)"
@@ -246,29 +227,16 @@ impl Tenants {
         let since = listing
             .since_ms
             .unwrap_or_else(|| self.clock.now_millis() - DEFAULT_SINCE_MS);
-        let (kafka, budget) = (self.kafka.clone(), self.kafka_timeout);
-        let read = tokio::task::spawn_blocking(move || {
-            let topic = kafka.topics().dead_letters;
-            let mut found = VecDeque::new();
-            let read = crate::kafka::history::read_since(&kafka, &topic, since, budget, |bytes| {
-                let Ok(record) = dead_letter::Record::decode(bytes) else {
-                    return;
-                };
-                if listing.admits(&record) {
-                    if found.len() == listing.limit {
-                        found.pop_front();
-                    }
-                    found.push_back(record);
-                }
-            });
-            read.map(|read| (read, found))
-        })
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let (read, found) =
-            read.map_err(|e| ApiError::Unavailable(format!("reading the dead-letter topic: {e}")))?;
+        let topic = self.kafka.topics().dead_letters;
+        let (complete, found) = self
+            .latest(topic, since, listing.limit, move |bytes| {
+                dead_letter::Record::decode(bytes)
+                    .ok()
+                    .filter(|r| listing.admits(r))
+            })
+            .await?;
         let letters: Vec<_> = found.into_iter().map(listed).collect();
-        let body = serde_json::json!({ "dead_letters": letters, "complete": read.complete });
+        let body = serde_json::json!({ "dead_letters": letters, "complete": complete });
         Ok(json(StatusCode::OK, body.to_string()))
     }
 
