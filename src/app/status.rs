@@ -20,8 +20,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Writes the views that changed every [`EVERY`] until `shutdown`.
 pub(super) async fn publish(live: Live, producer: Producer, shutdown: CancellationToken) {
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let instance = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let instance = crate::kafka::process_name();
     let mut written = Written::default();
     let mut warned = false;
     loop {

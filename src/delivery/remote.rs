@@ -99,6 +99,7 @@ impl Desk {
 
 /// The worker's side: reads the topic, claims, carries out, answers. Runs beside the worker
 /// and acts on it through its [`Handle`], like the admin port of its own instance.
+#[derive(Clone)]
 pub struct Relay {
     handle: Handle,
     kafka: kafka::Config,
@@ -114,14 +115,12 @@ impl Relay {
         producer: kafka::Producer,
         clock: Clock,
     ) -> Relay {
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        let worker = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         Relay {
             handle,
             kafka,
             producer,
             clock,
-            worker,
+            worker: kafka::process_name(),
         }
     }
 
@@ -176,20 +175,10 @@ impl Relay {
                 }
                 Step::Carry { command, message } => {
                     // Off the loop: a redrive reads for up to 20 s, and retries go on meanwhile.
-                    let relay = self.clone_sender();
+                    let relay = self.clone();
                     tokio::spawn(async move { relay.carry(command, message).await });
                 }
             }
-        }
-    }
-
-    fn clone_sender(&self) -> Relay {
-        Relay {
-            handle: self.handle.clone(),
-            kafka: self.kafka.clone(),
-            producer: self.producer.clone(),
-            clock: self.clock.clone(),
-            worker: self.worker.clone(),
         }
     }
 

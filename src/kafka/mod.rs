@@ -338,6 +338,14 @@ pub fn static_instance_id(role: &str, state_dir: &Path, topic: &str) -> String {
     format!("{host}-{role}-{}", hex::encode(&digest[..4]))
 }
 
+/// This process's name in the records it writes about itself (a delivery worker's claims and
+/// answers, an ingress's views of its integrations): the host name and a random part, new at
+/// each start, so that two processes on one host differ.
+pub fn process_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
 /// Closes a group consumer by dropping it — its revocation callback, its last commits, leaving
 /// the group — on a thread of its own, and waits for that until `deadline` at most. Whether it
 /// closed in time.
