@@ -54,6 +54,12 @@ export CARTSTREAM__PLATFORMS__SALLA__CLIENT_SECRET CARTSTREAM__PLATFORMS__SALLA_
 export CARTSTREAM__PLATFORMS__ZID__CLIENT_ID="apifuzz-zid"
 CARTSTREAM__PLATFORMS__ZID__CLIENT_SECRET="zid_$(openssl rand -hex 16)"
 export CARTSTREAM__PLATFORMS__ZID__CLIENT_SECRET
+# And ShopiMind's OAuth installations, whose consent page needs the app's secret (which needs
+# the key that seals what installations send).
+CARTSTREAM__INGRESS__CREDENTIALS_KEY="$(openssl rand -base64 32)"
+CARTSTREAM__INGRESS__SHOPIMIND_APP_SECRET="spm_$(openssl rand -hex 16)"
+export CARTSTREAM__INGRESS__CREDENTIALS_KEY CARTSTREAM__INGRESS__SHOPIMIND_APP_SECRET
+export CARTSTREAM__PLATFORMS__SHOPIMIND__RETURN_URLS='["https://app.shopimind.example/"]'
 # Every role: retries, redrives and replays are answered by a delivery worker (with none, 503).
 start_daemon "$bin/cartstream" all "$work/daemon.log"
 

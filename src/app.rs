@@ -176,11 +176,19 @@ pub async fn start(
     let tester = crate::delivery::Tester::from_config(&config.delivery)
         .context("creating the admin API's HTTP client for test sends")?;
     let apps = Arc::new(config.platforms.apps());
+    let claims = config.ingress.vault().map(|vault| {
+        let (kafka, timeout) = (config.kafka.clone(), config.admin.write_timeout);
+        crate::tenants::Claims::new(vault, producer.clone(), kafka, timeout)
+    });
     let connect = match &tenants_topic {
         Some(registrar) => Some(
             crate::platforms::Connect::new(
                 &config.platforms,
                 apps.clone(),
+                crate::platforms::Shopimind {
+                    webhook_secret: config.ingress.shopimind_app_secret(),
+                    claims: claims.clone(),
+                },
                 config.ingress.public_url.clone(),
                 registrar.clone(),
                 clock.clone(),
@@ -196,6 +204,7 @@ pub async fn start(
         tester,
         apps,
         connect,
+        claims,
         producer,
         clock,
         shutdown,
@@ -237,6 +246,8 @@ struct Wiring<'c> {
     apps: Arc<crate::platforms::Apps>,
     /// OAuth connect, with tenants from the topic.
     connect: Option<Arc<crate::platforms::Connect>>,
+    /// What moves an unclaimed installation's held credentials to the tenant claiming it.
+    claims: Option<crate::tenants::Claims>,
     producer: kafka::Producer,
     clock: Clock,
     shutdown: CancellationToken,
@@ -266,11 +277,7 @@ impl Wiring<'_> {
                 public_url: self.config.ingress.public_url.clone(),
                 apps: self.apps.clone(),
                 connect: self.connect.clone(),
-                credentials: self
-                    .config
-                    .ingress
-                    .vault()
-                    .map(|vault| (vault, self.producer.clone())),
+                credentials: self.claims.clone(),
                 writes_per_minute: self.config.admin.writes_per_minute,
                 clock: self.clock.clone(),
                 tester: self.tester.clone(),

@@ -119,7 +119,7 @@ pub struct Registry {
     pub connect: Option<std::sync::Arc<crate::platforms::Connect>>,
     /// `ingress.credentials_key` and a producer: what moves the sealed token of an
     /// installation nobody had claimed to the tenant that claims it.
-    pub credentials: Option<(crate::credentials::Vault, kafka::Producer)>,
+    pub credentials: Option<crate::tenants::Claims>,
     /// `admin.writes_per_minute`.
     pub writes_per_minute: u32,
     /// The clock a credentials test verifies timestamps against, as the ingress does.

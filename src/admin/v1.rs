@@ -182,7 +182,7 @@ pub(super) struct Tenants {
     /// OAuth connect, which issues install links.
     connect: Option<Arc<crate::platforms::Connect>>,
     /// What moves an unclaimed installation's sealed token to the tenant that claims it.
-    credentials: Option<(crate::credentials::Vault, crate::kafka::Producer)>,
+    credentials: Option<crate::tenants::Claims>,
     /// Held by each change from reading the registry to reading its write back, so that this
     /// instance's changes are checked against each other's outcome.
     writing: tokio::sync::Mutex<()>,

@@ -111,6 +111,12 @@ impl Config {
             .resolve_shopimind_app_secret(env, base, &mut problems);
         config.tenants.resolve_sealing_key(env, base, &mut problems);
         config.platforms.resolve(env, base, &mut problems);
+        if config.platforms.shopimind.is_some() && config.ingress.shopimind_app_secret.is_none() {
+            problems.push(
+                "platforms.shopimind: needs ingress.shopimind_app_secret, which the installations it ties verify with"
+                    .to_string(),
+            );
+        }
         (config, problems)
     }
 

@@ -197,6 +197,12 @@ impl Config {
         }
     }
 
+    /// The webhook secret of the deployment's ShopiMind app, when set.
+    pub fn shopimind_app_secret(&self) -> Option<String> {
+        let secret = self.shopimind_app_secret.as_ref()?.text()?.trim();
+        (!secret.is_empty()).then(|| secret.to_string())
+    }
+
     /// The integration that takes ShopiMind installs for installations nobody has claimed:
     /// owner [`UNCLAIMED`], verified with the app's webhook secret.
     pub(super) fn unclaimed_installations(&self) -> Option<Integration> {

@@ -146,6 +146,9 @@ impl Ingress {
                     (Some(connect), route::Step::Callback) => {
                         connect.callback(provider, query, cookie.as_deref()).await
                     }
+                    (Some(connect), route::Step::Consent) => {
+                        connect.consent(provider, query, cookie.as_deref()).await
+                    }
                 };
                 let response = match answer {
                     Ok(answer) => connected(answer),

@@ -16,6 +16,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/api/tracking/cart", &[Method::POST, Method::OPTIONS]),
     ("/api/oauth/{provider}/install", &[Method::GET]),
     ("/api/oauth/{provider}/callback", &[Method::GET]),
+    ("/api/oauth/{provider}/consent", &[Method::GET]),
 ];
 
 /// A step of OAuth connect (`/api/oauth/{provider}/…`).
@@ -25,6 +26,8 @@ pub enum Step {
     Install,
     /// Back from the consent screen, with the code.
     Callback,
+    /// The consent page a platform sends the merchant to (ShopiMind's OAuth installations).
+    Consent,
 }
 
 /// Where a request goes.
@@ -39,7 +42,7 @@ pub enum Route<'a> {
     Readyz,
     /// `/api/tracking/cart`: storefront signals.
     Tracking,
-    /// `/api/oauth/{provider}/install` or `…/callback`.
+    /// `/api/oauth/{provider}/install`, `…/callback` or `…/consent`.
     Oauth {
         provider: &'a str,
         step: Step,
@@ -64,6 +67,10 @@ impl Route<'_> {
                 step: Step::Callback,
                 ..
             } => 6,
+            Route::Oauth {
+                step: Step::Consent,
+                ..
+            } => 7,
             Route::NotFound => return None,
         };
         Some(&ROUTES[index])
@@ -94,6 +101,7 @@ pub fn parse(path: &str) -> Route<'_> {
         let step = |name| match name {
             "install" => Some(Step::Install),
             "callback" => Some(Step::Callback),
+            "consent" => Some(Step::Consent),
             _ => None,
         };
         return match rest.split_once('/') {

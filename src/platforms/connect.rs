@@ -11,7 +11,7 @@ use super::oauth::{self, Grant, Purpose};
 use super::{salla, shopify, zid, Config, Failure};
 use crate::clock::Clock;
 use crate::providers::{self, Key, Provider};
-use crate::tenants::{integration_id, seal_for, Records, Refused, Registrar};
+use crate::tenants::{integration_id, seal_for, valid_clue, Records, Refused, Registrar};
 use crate::topics::registry::{self as topic, Entity, Record};
 
 /// The cookie that ties a consent to the browser that started it.
@@ -35,6 +35,8 @@ pub struct Connect {
     platforms: Config,
     /// The keys of its apps: a store is connected only where they verify its deliveries.
     apps: Arc<super::Apps>,
+    /// The ShopiMind app's secret and what claims held tokens, for its OAuth installations.
+    shopimind: super::Shopimind,
     public_url: Option<String>,
     registrar: Arc<Registrar>,
     http: reqwest::Client,
@@ -50,6 +52,7 @@ impl Connect {
     pub fn new(
         platforms: &Config,
         apps: Arc<super::Apps>,
+        shopimind: super::Shopimind,
         public_url: Option<String>,
         registrar: Arc<Registrar>,
         clock: Clock,
@@ -71,6 +74,7 @@ impl Connect {
         Ok(Arc::new(Connect {
             platforms: platforms.clone(),
             apps,
+            shopimind,
             public_url: public_url.map(|url| url.trim_end_matches('/').to_string()),
             registrar,
             http: http.build()?,
@@ -122,7 +126,10 @@ impl Connect {
         provider: &str,
         shop: Option<&str>,
     ) -> Result<String, Failure> {
-        self.app(provider)?;
+        match provider {
+            SHOPIMIND_SLUG => drop(self.shopimind_app()?),
+            _ => drop(self.app(provider)?),
+        }
         let shop = match (provider, shop) {
             ("shopify", shop) => Some(
                 oauth::shopify_shop(shop.unwrap_or_default())
@@ -162,18 +169,13 @@ impl Connect {
     /// `GET /api/oauth/{provider}/install?link=…`: to the platform's consent screen, with a
     /// state for this browser only.
     pub fn install(&self, provider: &str, query: &str) -> Result<Answer, Failure> {
+        if provider == SHOPIMIND_SLUG {
+            return self.install_shopimind(query);
+        }
         let app = self.app(provider)?;
         let query = pairs(query);
-        let link = param(&query, "link")?;
         let now = self.now_ms();
-        let link = Grant::open(self.key(), link, Purpose::Link, now)
-            .map_err(|why| Failure::BadRequest(format!("link: {why}")))?;
-        if link.provider != provider {
-            return Err(Failure::BadRequest(format!(
-                "link: is for {}, not {provider}",
-                link.provider
-            )));
-        }
+        let link = self.open(&query, "link", Purpose::Link, provider, now)?;
         let state = Grant::new(
             Purpose::State,
             &link.tenant,
@@ -214,6 +216,196 @@ impl Connect {
         })
     }
 
+    /// `GET /api/oauth/shopimind/install?link=…`: this browser tied to the link's tenant by a
+    /// cookie holding a signed state, then on to the app's page in ShopiMind, where the
+    /// merchant installs it (else an answer saying so).
+    fn install_shopimind(&self, query: &str) -> Result<Answer, Failure> {
+        let app = self.shopimind_app()?;
+        let query = pairs(query);
+        let now = self.now_ms();
+        let link = self.open(&query, "link", Purpose::Link, SHOPIMIND_SLUG, now)?;
+        let state = Grant::new(Purpose::State, &link.tenant, SHOPIMIND_SLUG, None, now);
+        let expires_at = crate::clock::rfc3339(state.expires_at_ms);
+        Ok(Answer {
+            location: app.install_url.clone(),
+            set_cookie: Some(format!(
+                "{COOKIE}={}; Path=/api/oauth/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+                state.sign(self.key()),
+                oauth::GRANT_TTL.as_secs()
+            )),
+            body: serde_json::json!({
+                "next": "install the app from ShopiMind in this browser: its consent step comes back here and connects the installation",
+                "tenant": link.tenant,
+                "expires_at": expires_at,
+            }),
+        })
+    }
+
+    /// `GET /api/oauth/shopimind/consent?installation_id=…&redirect_uri=…[&state=…]`: the
+    /// consent page ShopiMind sends the merchant's browser to during an OAuth installation.
+    /// The installation is tied to the tenant of the browser's install link (its integration
+    /// written, signed with the app's secret; a token it sent before, held unclaimed, moved to
+    /// the tenant), and the browser sent back to `redirect_uri` with `state` and
+    /// `external_account_id` (the tenant).
+    pub async fn consent(
+        &self,
+        provider: &str,
+        query: &str,
+        cookie: Option<&str>,
+    ) -> Result<Answer, Failure> {
+        if provider != SHOPIMIND_SLUG {
+            return Err(Failure::NotFound(format!(
+                "no consent page for {provider:?}: it is ShopiMind's ({SHOPIMIND_SLUG})"
+            )));
+        }
+        let app = self.shopimind_app()?;
+        let secret = self.shopimind.webhook_secret.clone().unwrap_or_default();
+        let query = pairs(query);
+        if let Ok(error) = param(&query, "error") {
+            return Err(Failure::BadRequest(format!("ShopiMind said: {error}")));
+        }
+        let installation = param(&query, "installation_id")?;
+        if !valid_clue(installation) {
+            return Err(Failure::BadRequest(
+                "installation_id: 1 to 255 of A-Z a-z 0-9 . _ - starting with a letter or a digit"
+                    .to_string(),
+            ));
+        }
+        let back = url::Url::parse(param(&query, "redirect_uri")?)
+            .map_err(|e| Failure::BadRequest(format!("redirect_uri: {e}")))?;
+        if !app.returns_to(&back) {
+            return Err(Failure::BadRequest(
+                "redirect_uri: is not one of platforms.shopimind.return_urls".to_string(),
+            ));
+        }
+        let Some(cookie) = cookie else {
+            return Err(Failure::Forbidden(
+                "this browser has not opened an install link: open the one the admin API issued (POST /admin/v1/tenants/{id}/connect), then install from ShopiMind".to_string(),
+            ));
+        };
+        let now = self.now_ms();
+        let state = Grant::open(self.key(), cookie, Purpose::State, now).map_err(|why| {
+            Failure::Forbidden(format!("the install link this browser opened {why}"))
+        })?;
+        if state.provider != SHOPIMIND_SLUG {
+            return Err(Failure::Forbidden(format!(
+                "this browser's install link is for {}, not {SHOPIMIND_SLUG}",
+                state.provider
+            )));
+        }
+        let tenant = state.tenant.clone();
+        let installation = SHOPIMIND.normalize_clue(installation);
+        let records = self.registrar.live().records().unwrap_or_default();
+        let theirs = records.iter().find_map(|(_, record)| match &record.entity {
+            Entity::Integration(i)
+                if i.provider == SHOPIMIND_SLUG
+                    && i.installation_id
+                        .as_deref()
+                        .map(|id| SHOPIMIND.normalize_clue(id))
+                        == Some(installation.clone()) =>
+            {
+                Some(i.tenant.clone())
+            }
+            _ => None,
+        });
+        match theirs {
+            Some(other) if other != tenant => {
+                return Err(Failure::Conflict(format!(
+                    "the installation {installation} is connected to another tenant"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                self.take(&state, now)?;
+                let mut record = self.integration(
+                    &tenant,
+                    SHOPIMIND_SLUG,
+                    ("installation_id", &installation),
+                    None,
+                );
+                record.installation_id = Some(installation.clone());
+                record.secret = Some(self.seal(&record, "secret", &secret));
+                let key = topic::Key::Integration {
+                    tenant: tenant.clone(),
+                    id: record.id.clone(),
+                };
+                let written = self
+                    .registrar
+                    .write(
+                        &records,
+                        vec![(key, Some(Record::new(Entity::Integration(record))))],
+                    )
+                    .await;
+                written.map_err(|refused| match refused {
+                    Refused::Invalid(problems) => Failure::Unavailable(format!(
+                        "the integration cannot be written: {}",
+                        problems.iter().collect::<Vec<_>>().join("; ")
+                    )),
+                    Refused::Unavailable(why) => Failure::Unavailable(why),
+                })?;
+                tracing::info!(%tenant, %installation, "a ShopiMind installation connected through its consent page");
+            }
+        }
+        // A token the installation sent before it was tied stays held (and readable with
+        // `cartstream credentials --unclaimed`) when it cannot be moved now.
+        if let Some(claims) = &self.shopimind.claims {
+            if let Err(error) = claims.claim(&tenant, &SHOPIMIND, &installation, now).await {
+                tracing::warn!(%tenant, %installation, %error, "an unclaimed installation's credentials could not be moved to its tenant");
+            }
+        }
+        let mut back = back;
+        {
+            let mut pairs = back.query_pairs_mut();
+            if let Ok(state) = param(&query, "state") {
+                pairs.append_pair("state", state);
+            }
+            pairs
+                .append_pair("installation_id", &installation)
+                .append_pair("external_account_id", &tenant)
+                .append_pair("external_account_name", &tenant);
+        }
+        Ok(Answer {
+            location: Some(back.to_string()),
+            set_cookie: Some(format!("{COOKIE}=; Path=/api/oauth/; Max-Age=0")),
+            body: serde_json::json!({}),
+        })
+    }
+
+    /// The grant of `purpose` for `provider` in the parameter `name`: signed by this
+    /// deployment and unexpired at `now`; else a 400 naming the parameter.
+    fn open(
+        &self,
+        query: &[(String, String)],
+        name: &str,
+        purpose: Purpose,
+        provider: &str,
+        now: i64,
+    ) -> Result<Grant, Failure> {
+        let grant = Grant::open(self.key(), param(query, name)?, purpose, now)
+            .map_err(|why| Failure::BadRequest(format!("{name}: {why}")))?;
+        match grant.provider == provider {
+            true => Ok(grant),
+            false => Err(Failure::BadRequest(format!(
+                "{name}: is for {}, not {provider}",
+                grant.provider
+            ))),
+        }
+    }
+
+    /// The ShopiMind app, with the secret its installations verify with.
+    fn shopimind_app(&self) -> Result<&super::ShopimindApp, Failure> {
+        match (&self.platforms.shopimind, &self.shopimind.webhook_secret) {
+            (Some(app), Some(_)) => Ok(app),
+            (None, _) => Err(Failure::NotFound(
+                "the deployment has no shopimind app ([platforms.shopimind])".to_string(),
+            )),
+            (Some(_), None) => Err(Failure::NotFound(
+                "the deployment has no ShopiMind app secret (ingress.shopimind_app_secret)"
+                    .to_string(),
+            )),
+        }
+    }
+
     /// `GET /api/oauth/{provider}/callback?…`: the consent's code exchanged for the store's
     /// token, its webhooks subscribed, and the integration written; on any failure, what was
     /// subscribed is removed and nothing is written.
@@ -232,14 +424,7 @@ impl Connect {
             )));
         }
         let now = self.now_ms();
-        let state = Grant::open(self.key(), param(&query, "state")?, Purpose::State, now)
-            .map_err(|why| Failure::BadRequest(format!("state: {why}")))?;
-        if state.provider != provider {
-            return Err(Failure::BadRequest(format!(
-                "state: is for {}, not {provider}",
-                state.provider
-            )));
-        }
+        let state = self.open(&query, "state", Purpose::State, provider, now)?;
         if cookie != Some(state.nonce.as_str()) {
             return Err(Failure::Forbidden(
                 "this connection was started in another browser: open the install link again"
@@ -724,6 +909,7 @@ fn store_of(integration: &topic::Integration) -> Option<&str> {
 }
 
 const SHOPIMIND: crate::providers::shopimind::Shopimind = crate::providers::shopimind::Shopimind;
+const SHOPIMIND_SLUG: &str = "shopimind";
 
 /// The platforms OAuth connect is built for.
 const PLATFORMS: [&str; 3] = ["shopify", "salla", "zid"];

@@ -32,6 +32,12 @@ pub struct Config {
     pub salla: Option<App>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zid: Option<App>,
+    /// The deployment's ShopiMind app, for its OAuth installations ("Type B"): ShopiMind sends
+    /// the merchant's browser to `/api/oauth/shopimind/consent`, which ties the installation
+    /// to the tenant whose install link the browser opened, and sends it back. Its webhooks
+    /// verify with `ingress.shopimind_app_secret`, which it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shopimind: Option<ShopimindApp>,
     /// Certificates (PEM) trusted for the platforms' APIs besides the system's roots: a
     /// private CA in front of them, or a test platform. Relative to the configuration file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +73,65 @@ pub struct App {
     /// `https://accounts.salla.sa`, Zid: `https://oauth.zid.sa`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts_url: Option<String>,
+}
+
+/// `[platforms.shopimind]`: where ShopiMind's OAuth installations start and end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopimindApp {
+    /// Where the consent page may send the browser back to: each an absolute URL (ShopiMind's
+    /// app, `https://app.shopimind.com/`), which a `redirect_uri` must start with (same scheme,
+    /// host and port, its path under this one's). Any other is refused.
+    pub return_urls: Vec<String>,
+    /// Where the install link sends the merchant's browser once it is tied to the tenant: the
+    /// app's page in ShopiMind, where the merchant installs it. Without it the link answers
+    /// with what to do next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_url: Option<String>,
+}
+
+impl ShopimindApp {
+    /// Whether the consent page may send the browser to `url`.
+    pub fn returns_to(&self, url: &url::Url) -> bool {
+        self.return_urls.iter().any(|allowed| {
+            let Ok(allowed) = url::Url::parse(allowed) else {
+                return false;
+            };
+            let path = allowed.path();
+            let under = url.path() == path
+                || url.path().starts_with(path)
+                    && (path.ends_with('/') || { url.path()[path.len()..].starts_with('/') });
+            url.scheme() == allowed.scheme()
+                && url.host_str() == allowed.host_str()
+                && url.port_or_known_default() == allowed.port_or_known_default()
+                && url.username().is_empty()
+                && under
+        })
+    }
+
+    fn check(&self, problems: &mut Problems) {
+        if self.return_urls.is_empty() {
+            problems.push("platforms.shopimind.return_urls: is empty".to_string());
+        }
+        let urls = self.return_urls.iter().map(|u| ("return_urls", u));
+        for (field, url) in urls.chain(self.install_url.iter().map(|u| ("install_url", u))) {
+            match url::Url::parse(url) {
+                Ok(parsed) if matches!(parsed.scheme(), "https" | "http") && parsed.has_host() => {}
+                _ => problems.push(format!(
+                    "platforms.shopimind.{field}: {url:?} is not an absolute http(s) URL"
+                )),
+            }
+        }
+    }
+}
+
+/// What OAuth connect needs of the deployment's ShopiMind app besides `[platforms.shopimind]`.
+#[derive(Clone, Default)]
+pub struct Shopimind {
+    /// `ingress.shopimind_app_secret`: the installations it ties verify with it.
+    pub webhook_secret: Option<String>,
+    /// What moves the token an installation sent before it was tied to the tenant.
+    pub claims: Option<crate::tenants::Claims>,
 }
 
 /// Why a connect route did not connect: each becomes its HTTP answer at the ingress.
@@ -149,6 +214,9 @@ impl Config {
             if let Err(e) = std::fs::read(&*path) {
                 problems.push(format!("platforms.ca_file: {}: {e}", path.display()));
             }
+        }
+        if let Some(shopimind) = &self.shopimind {
+            shopimind.check(problems);
         }
         for (slug, app) in self.apps_mut() {
             let at = format!("platforms.{slug}");

@@ -132,6 +132,10 @@ fn secrets_are_read_from_the_environment_and_every_problem_is_reported() {
             shopify: None,
             salla: Some(salla),
             zid: Some(zid),
+            shopimind: Some(ShopimindApp {
+                return_urls: vec!["app.shopimind.com/oauth".to_string()],
+                install_url: Some("ftp://shopimind.example/apps".to_string()),
+            }),
             ca_file: None,
         },
         &[],
@@ -139,6 +143,8 @@ fn secrets_are_read_from_the_environment_and_every_problem_is_reported() {
     assert_eq!(
         problems,
         [
+            "platforms.shopimind.return_urls: \"app.shopimind.com/oauth\" is not an absolute http(s) URL",
+            "platforms.shopimind.install_url: \"ftp://shopimind.example/apps\" is not an absolute http(s) URL",
             "platforms.salla.client_id: is empty",
             "platforms.salla.client_secret: is empty",
             "platforms.salla.previous_webhook_secret: set without platforms.salla.webhook_secret",
@@ -157,6 +163,7 @@ fn an_integration_without_a_secret_verifies_with_its_apps_keys_and_its_own_other
         shopify: Some(app("shopify-client-secret-0001")),
         salla: Some(salla),
         zid: None,
+        shopimind: None,
         ca_file: None,
     }
     .apps();
@@ -202,6 +209,7 @@ fn the_deployment_check_names_each_integration_whose_app_is_missing() {
         shopify: Some(app("shopify-client-secret-0001")),
         salla: Some(salla),
         zid: None,
+        shopimind: None,
         ca_file: None,
     }
     .apps();
@@ -223,4 +231,30 @@ fn the_platforms_whose_apps_sign_are_the_providers_that_say_so() {
     for provider in others {
         assert!(!provider.app_signs_its_stores(), "{}", provider.slug());
     }
+}
+
+#[test]
+fn the_shopimind_consent_page_sends_the_browser_back_only_under_a_return_url() {
+    let app = ShopimindApp {
+        return_urls: vec![
+            "https://app.shopimind.com/oauth/return".to_string(),
+            "https://admin.shopimind.example/".to_string(),
+        ],
+        install_url: None,
+    };
+    let back = |url: &str| app.returns_to(&url::Url::parse(url).unwrap());
+    assert!(back("https://app.shopimind.com/oauth/return"));
+    assert!(back("https://app.shopimind.com/oauth/return?id=7"));
+    assert!(back("https://app.shopimind.com/oauth/return/step"));
+    assert!(back("https://admin.shopimind.example/anything"));
+    assert!(back("https://app.shopimind.com:443/oauth/return"));
+    assert!(!back("https://app.shopimind.com/oauth/returned"));
+    assert!(!back("https://app.shopimind.com/oauth"));
+    assert!(!back("http://app.shopimind.com/oauth/return"));
+    assert!(!back("https://app.shopimind.com:8443/oauth/return"));
+    assert!(!back("https://app.shopimind.com.evil.example/oauth/return"));
+    assert!(!back(
+        "https://evil.example/https://app.shopimind.com/oauth/return"
+    ));
+    assert!(!back("https://user@app.shopimind.com/oauth/return"));
 }

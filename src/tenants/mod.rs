@@ -7,6 +7,7 @@
 //! The same registry can be read from records of the tenants topic ([`Records`]), which a file
 //! is also imported into ([`plan`]): both are validated alike.
 
+mod claims;
 mod file;
 mod live;
 mod records;
@@ -25,9 +26,11 @@ use crate::credentials::{Keyring, Vault};
 use crate::problems::Problems;
 use crate::providers::{Keys, Provider, Scheme};
 
+pub use claims::Claims;
 pub use live::Live;
 pub use records::{
-    integration_id, plan, rotate, seal_for, secret_of, Plan, Reading, Records, Unreadable,
+    integration_id, plan, rotate, seal_for, secret_of, valid_clue, Plan, Reading, Records,
+    Unreadable,
 };
 pub use registrar::{Check, Refused, Registrar};
 pub use secret::Secret;

@@ -526,6 +526,19 @@ impl Import<'_> {
     }
 }
 
+/// A store as a clue field names it (a shop, a merchant, an installation): what the admin API's
+/// document allows.
+pub fn valid_clue(value: &str) -> bool {
+    value.len() <= 255
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The id of an integration imported from a file, stable across imports of the file and unique
 /// in its tenant, and of one created through the admin API: `{provider}:{field}={value}` by its
 /// clue, else by its integration key (the file allows one of each per provider), else

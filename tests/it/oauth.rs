@@ -158,7 +158,7 @@ async fn shopify_webhook(daemon: &TestDaemon, topic: &str, id: &str) -> u16 {
         .as_u16()
 }
 
-fn error_of(answer: &Answer) -> String {
+pub(crate) fn error_of(answer: &Answer) -> String {
     answer.json()["error"]
         .as_str()
         .unwrap_or_default()

@@ -8,9 +8,8 @@ use hyper::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{json, not_found, parse_body, present, to_json, ApiError, Tenants};
-use crate::kafka::credentials::read_latest;
 use crate::providers::{self, Provider, SECRET_CLUE};
-use crate::tenants::{integration_id, seal_for, UNCLAIMED};
+use crate::tenants::{integration_id, seal_for, valid_clue};
 use crate::topics::registry::{self as topic, Entity, Key, Record};
 
 /// `POST /admin/v1/tenants/{id}/integrations`: the fields of a `[[tenant.integration]]`.
@@ -196,64 +195,21 @@ impl Tenants {
         Ok(json(StatusCode::CREATED, to_json(&connected)))
     }
 
-    /// Moves what an installation nobody had claimed sent (its sealed `access_token`, kept
-    /// under the owner [`UNCLAIMED`]) to `tenant`, which now has it: sealed again for the
-    /// tenant, the unclaimed record tombstoned. The fields moved.
+    /// Moves what an installation nobody had claimed sent to `tenant` ([`crate::tenants::Claims::claim`]).
     async fn claim(
         &self,
         tenant: &str,
         provider: &dyn Provider,
         installation: &str,
     ) -> Result<Vec<String>, ApiError> {
-        let Some((vault, producer)) = &self.credentials else {
+        let Some(claims) = &self.credentials else {
             return Ok(Vec::new());
         };
-        if provider.secret_fields().is_empty() {
-            return Ok(Vec::new());
-        }
-        let (config, timeout) = (self.kafka.clone(), self.kafka_timeout);
-        let read = tokio::task::spawn_blocking(move || read_latest(&config, timeout))
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("reading the credentials: {e}")))?;
-        let (held, _) = read.map_err(|e| {
-            ApiError::Unavailable(format!(
-                "reading the credentials: {:#}",
-                anyhow::Error::from(e)
-            ))
-        })?;
-        let installation = provider.normalize_clue(installation);
         let now = self.clock.now_millis();
-        let mut claimed = Vec::new();
-        for (key, record) in held {
-            let theirs = record.tenant == UNCLAIMED
-                && record.provider == provider.slug()
-                && provider.normalize_clue(&record.installation) == installation;
-            if !theirs {
-                continue;
-            }
-            let value = match vault.open_record(key.as_bytes(), &record) {
-                Ok(value) => value,
-                Err(e) => {
-                    tracing::warn!(%key, error = %e, "an unclaimed credential does not open: left where it is");
-                    continue;
-                }
-            };
-            let mut moved = record.clone();
-            moved.tenant = tenant.to_string();
-            vault.seal_record(&mut moved, &value);
-            let bytes = serde_json::to_vec(&moved).expect("a credential always serializes");
-            let unavailable = |e: crate::kafka::Error| ApiError::Unavailable(e.to_string());
-            producer
-                .send_credential(&moved.context(), &bytes, now, timeout)
-                .await
-                .map_err(unavailable)?;
-            producer
-                .send_credential_tombstone(&key, now, timeout)
-                .await
-                .map_err(unavailable)?;
-            claimed.push(record.field);
-        }
-        Ok(claimed)
+        claims
+            .claim(tenant, provider, installation, now)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("moving the held credentials: {e}")))
     }
 
     /// `POST /admin/v1/tenants/{id}/integrations/{integration}/secret`: the secret given (or
@@ -428,18 +384,6 @@ pub(super) fn whsec() -> String {
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     )
-}
-
-/// A store as a clue field names it: what the document's pattern allows.
-fn valid_clue(value: &str) -> bool {
-    value.len() <= 255
-        && value
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn random_hex(bytes: usize) -> String {
