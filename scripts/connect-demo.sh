@@ -29,8 +29,12 @@ bin="$CARGO_TARGET_DIR/$profile"
 
 work=$(mktemp -d)
 . scripts/lib.sh
-stop_fake() { if [ -n "${fake_pid:-}" ]; then kill "$fake_pid" 2>/dev/null && wait "$fake_pid" 2>/dev/null; fi; }
-trap 'stop_fake; cleanup' EXIT
+fake_pid=""
+stop_fake() {
+    if [ -n "$fake_pid" ]; then kill "$fake_pid" 2>/dev/null && wait "$fake_pid" 2>/dev/null; fi
+    fake_pid=""
+}
+trap 'stop_fake || true; cleanup' EXIT
 if [ -n "${1:-}" ]; then brokers=$1; else start_broker; fi
 
 shop=demo-store.myshopify.com
