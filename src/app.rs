@@ -261,6 +261,7 @@ impl Wiring<'_> {
     /// [`stop_in_order`] stops.
     fn spawn(self, roles: Roles, listeners: Listeners, metrics: PrometheusHandle) -> Tasks {
         let stores = Stores::default();
+        let inspector = crate::processor::Inspector::default();
         let health = self.health(roles, &stores);
         let delivery_worker = roles
             .delivery
@@ -285,6 +286,8 @@ impl Wiring<'_> {
                 kafka_timeout: self.config.admin.write_timeout,
                 producer: self.producer.clone(),
                 delivery_group: self.config.delivery.group_id.clone(),
+                inspector: inspector.clone(),
+                processor_group: self.config.processor.group_id.clone(),
             },
         );
 
@@ -302,7 +305,7 @@ impl Wiring<'_> {
         }
         let processor = roles
             .processor
-            .then(|| self.run_processor(stores, health.stalls()));
+            .then(|| self.run_processor(stores, health.stalls(), inspector));
         let delivery = delivery_worker.map(|delivery| self.run_delivery(delivery));
         let admin_shutdown = CancellationToken::new();
         let admin = self.serve_admin(listeners.admin, admin, options, &admin_shutdown);
@@ -364,7 +367,12 @@ impl Wiring<'_> {
         ))
     }
 
-    fn run_processor(&self, stores: Stores, stalls: Stalls) -> JoinHandle<anyhow::Result<()>> {
+    fn run_processor(
+        &self,
+        stores: Stores,
+        stalls: Stalls,
+        inspector: crate::processor::Inspector,
+    ) -> JoinHandle<anyhow::Result<()>> {
         let processor = Processor::new(
             self.config.processor.clone(),
             self.config.kafka.clone(),
@@ -374,7 +382,8 @@ impl Wiring<'_> {
             stores,
             stalls,
         )
-        .with_settled(self.processor_settled.clone());
+        .with_settled(self.processor_settled.clone())
+        .with_inspector(inspector);
         self.run_role("the processor", |stop| processor.run(stop))
     }
 

@@ -135,6 +135,10 @@ pub struct Registry {
     pub producer: kafka::Producer,
     /// `delivery.group_id`: the workers a retry waits for.
     pub delivery_group: String,
+    /// What this instance's processor holds, for the state routes, and the processors' group,
+    /// which names the instance that holds the rest.
+    pub inspector: crate::processor::Inspector,
+    pub processor_group: String,
 }
 
 impl Admin {

@@ -23,6 +23,7 @@ mod deliveries;
 mod endpoints;
 mod integrations;
 mod keys;
+mod state;
 mod tenants;
 mod verify;
 mod workers;
@@ -92,6 +93,7 @@ pub(super) const ROUTES: &[(&str, &[Method])] = &[
         "/admin/v1/tenants/{id}/endpoints/{endpoint}/replay",
         &[Method::POST],
     ),
+    ("/admin/v1/state/carts", &[Method::GET]),
     ("/admin/v1/keys", &[Method::GET, Method::POST]),
     ("/admin/v1/keys/{key}", &[Method::DELETE]),
 ];
@@ -120,6 +122,11 @@ pub(super) enum ApiError {
     Unavailable(String),
     /// The key made its changes of the minute: again after this many seconds.
     TooMany(u64),
+    /// What was asked is in a partition another instance processes: the member that has it.
+    Elsewhere {
+        partition: i32,
+        owner: serde_json::Value,
+    },
 }
 
 impl ApiError {
@@ -154,6 +161,14 @@ impl ApiError {
                 return json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string());
             }
             ApiError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why.clone()),
+            ApiError::Elsewhere { partition, owner } => {
+                let body = serde_json::json!({
+                    "error": format!("partition {partition} of the inbound topic is another instance's: ask it"),
+                    "partition": partition,
+                    "owner": owner,
+                });
+                return json(StatusCode::CONFLICT, body.to_string());
+            }
             ApiError::TooMany(seconds) => {
                 let mut response = json(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -198,6 +213,9 @@ pub(super) struct Tenants {
     /// What operator actions on the delivery workers are asked with, and the workers' group.
     producer: crate::kafka::Producer,
     delivery_group: String,
+    /// The carts of the partitions this instance's processor has, and the processors' group.
+    inspector: crate::processor::Inspector,
+    processor_group: String,
 }
 
 impl Tenants {
@@ -216,6 +234,8 @@ impl Tenants {
             kafka_timeout,
             producer,
             delivery_group,
+            inspector,
+            processor_group,
         } = registry;
         let writes = std::num::NonZeroU32::new(writes_per_minute)
             .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
@@ -239,6 +259,8 @@ impl Tenants {
             kafka_timeout,
             producer,
             delivery_group,
+            inspector,
+            processor_group,
         }
     }
 
@@ -274,7 +296,9 @@ impl Tenants {
         if route != "/admin/v1/openapi.json" {
             // A search names its tenant in the query, a retry or redrive in its body.
             let tenant = match route {
-                "/admin/v1/deliveries" | "/admin/v1/dead-letters" => deliveries::tenant_of(query),
+                "/admin/v1/deliveries" | "/admin/v1/dead-letters" | "/admin/v1/state/carts" => {
+                    deliveries::tenant_of(query)
+                }
                 "/admin/v1/deliveries/retry" | "/admin/v1/dead-letters/redrive" => {
                     workers::tenant_in_body(body)
                 }
@@ -301,6 +325,7 @@ impl Tenants {
             ("/admin/v1/deliveries", _, _) => self.search_deliveries(query).await,
             ("/admin/v1/deliveries/retry", _, _) => self.retry_delivery(body).await,
             ("/admin/v1/dead-letters", _, _) => self.list_dead_letters(query).await,
+            ("/admin/v1/state/carts", _, _) => self.inspect_cart(query).await,
             ("/admin/v1/dead-letters/redrive", _, _) => self.redrive(body).await,
             ("/admin/v1/tenants/{id}/endpoints/{endpoint}/replay", _, Some(id)) => {
                 self.replay(&id, &endpoint, body).await
@@ -591,6 +616,8 @@ mod tests {
         }
     }
 
+    /// Each error schema has the `error` string, and some say more (the problems of an invalid
+    /// change, the member that has a partition).
     #[test]
     fn every_documented_error_answer_is_the_error_object() {
         let doc = document();
@@ -609,10 +636,21 @@ mod tests {
                     };
                     if status.starts_with('4') || status.starts_with('5') {
                         let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                        let name = schema.as_str().and_then(|s| s.rsplit('/').next());
+                        let required =
+                            &doc["components"]["schemas"][name.unwrap_or_default()]["required"];
+                        assert!(
+                            required
+                                .as_array()
+                                .is_some_and(|r| r.contains(&"error".into())),
+                            "{method} {path} {status}: {schema}"
+                        );
                         assert!(
                             schema
                                 .as_str()
-                                .is_some_and(|s| s.ends_with("/Error") || s.ends_with("/Invalid")),
+                                .is_some_and(|s| ["/Error", "/Invalid", "/Elsewhere"]
+                                    .iter()
+                                    .any(|error| s.ends_with(error))),
                             "{method} {path} {status}: {response}"
                         );
                     }

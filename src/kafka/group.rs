@@ -87,9 +87,111 @@ pub fn refuse_forced(
     super::refuse_forced(section, properties, &names, setter, problems);
 }
 
+/// A member of a consumer group, as the group coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Owner {
+    pub member_id: String,
+    pub client_id: String,
+    /// Where it connects from (`/10.0.3.7`).
+    pub host: String,
+}
+
+/// The member of `group` that `partition` of `topic` is assigned to now, if any (a classic
+/// consumer group whose members use the consumer protocol, as the roles do).
+pub fn owner(
+    config: &Config,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    timeout: std::time::Duration,
+) -> Result<Option<Owner>, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = config.client_config().create()?;
+    let groups = consumer.fetch_group_list(Some(group), timeout)?;
+    let owner = groups
+        .groups()
+        .iter()
+        .filter(|g| g.name() == group)
+        .flat_map(|g| g.members())
+        .find(|member| {
+            member
+                .assignment()
+                .and_then(|bytes| assigned(bytes, topic))
+                .is_some_and(|partitions| partitions.contains(&partition))
+        })
+        .map(|member| Owner {
+            member_id: member.id().to_string(),
+            client_id: member.client_id().to_string(),
+            host: member.client_host().to_string(),
+        });
+    Ok(owner)
+}
+
+/// The partitions of `topic` in a member's assignment, as the consumer protocol encodes it
+/// (`ConsumerProtocolAssignment`: a version, then each topic's name and partitions, then user
+/// data); `None` when the bytes are not one.
+fn assigned(bytes: &[u8], topic: &str) -> Option<Vec<i32>> {
+    fn take<'b>(bytes: &mut &'b [u8], n: usize) -> Option<&'b [u8]> {
+        let (head, rest) = bytes.split_at_checked(n)?;
+        *bytes = rest;
+        Some(head)
+    }
+    fn int16(bytes: &mut &[u8]) -> Option<i16> {
+        Some(i16::from_be_bytes(take(bytes, 2)?.try_into().ok()?))
+    }
+    fn int32(bytes: &mut &[u8]) -> Option<i32> {
+        Some(i32::from_be_bytes(take(bytes, 4)?.try_into().ok()?))
+    }
+    let mut rest = bytes;
+    let _version = int16(&mut rest)?;
+    let topics = int32(&mut rest)?;
+    let mut found = Vec::new();
+    for _ in 0..topics.max(0) {
+        let length = int16(&mut rest)?;
+        let name = take(&mut rest, usize::try_from(length).ok()?)?;
+        let count = int32(&mut rest)?;
+        let mut partitions = Vec::new();
+        for _ in 0..count.max(0) {
+            partitions.push(int32(&mut rest)?);
+        }
+        if name == topic.as_bytes() {
+            found.extend(partitions);
+        }
+    }
+    Some(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An assignment as the consumer protocol writes it.
+    fn assignment(topics: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut bytes = 1i16.to_be_bytes().to_vec();
+        bytes.extend((topics.len() as i32).to_be_bytes());
+        for (name, partitions) in topics {
+            bytes.extend((name.len() as i16).to_be_bytes());
+            bytes.extend(name.as_bytes());
+            bytes.extend((partitions.len() as i32).to_be_bytes());
+            for partition in *partitions {
+                bytes.extend(partition.to_be_bytes());
+            }
+        }
+        bytes.extend((-1i32).to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_members_assignment_names_its_partitions_of_each_topic() {
+        let bytes = assignment(&[("cs.inbound.v1", &[0, 2, 5]), ("other", &[1])]);
+        assert_eq!(assigned(&bytes, "cs.inbound.v1"), Some(vec![0, 2, 5]));
+        assert_eq!(assigned(&bytes, "other"), Some(vec![1]));
+        assert_eq!(assigned(&bytes, "absent"), Some(vec![]));
+        assert_eq!(assigned(&assignment(&[]), "cs.inbound.v1"), Some(vec![]));
+        for cut in 1..bytes.len() - 4 {
+            assert_eq!(assigned(&bytes[..cut], "other"), None, "cut at {cut}");
+        }
+    }
 
     #[test]
     fn a_member_sets_the_shared_settings_and_keeps_its_forced_ones() {

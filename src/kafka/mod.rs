@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use connection::{Connection, Refusal};
-pub use producer::{max_message_bytes, Producer};
+pub use producer::{max_message_bytes, partition_of, Producer};
 
 use crate::problems::Problems;
 

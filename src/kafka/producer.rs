@@ -37,6 +37,24 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// librdkafka's own default for `message.timeout.ms`.
 const DEFAULT_MESSAGE_TIMEOUT_MS: &str = "300000";
 
+/// The partition of `partitions` the producer writes a record keyed `key` to: librdkafka's
+/// default partitioner (`consistent_random`, and `consistent`) takes the CRC-32 of the key.
+/// Another `partitioner` set in `kafka.producer` is not followed here: the answer says so.
+pub fn partition_of(config: &Config, key: &[u8], partitions: i32) -> Result<i32, String> {
+    let partitioner = config.producer.get("partitioner").map(String::as_str);
+    match partitioner {
+        None | Some("consistent_random" | "consistent") if partitions > 0 && !key.is_empty() => {
+            Ok((crc32fast::hash(key) % partitions as u32) as i32)
+        }
+        None | Some("consistent_random" | "consistent") => {
+            Err(format!("no partition for an empty key among {partitions}"))
+        }
+        Some(other) => Err(format!(
+            "kafka.producer.partitioner is {other:?}: the partition of a key is told for librdkafka's default (consistent_random) only"
+        )),
+    }
+}
+
 /// A cheap-to-clone handle on the producer.
 #[derive(Clone)]
 pub struct Producer {
@@ -321,5 +339,28 @@ impl Producer {
         })
         .await
         .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_goes_to_the_partition_of_its_crc32_as_librdkafka_puts_it() {
+        let config = Config::default();
+        // CRC-32 (IEEE, as zlib computes it) of "acme" is 0x05c4ba3e = 96_779_838.
+        assert_eq!(crc32fast::hash(b"acme"), 0x05c4_ba3e);
+        assert_eq!(partition_of(&config, b"acme", 6), Ok(2));
+        assert_eq!(partition_of(&config, b"acme", 7), Ok(6));
+        assert_eq!(partition_of(&config, b"acme", 1), Ok(0));
+        assert!(partition_of(&config, b"", 6).is_err());
+        let mut murmur = Config::default();
+        murmur
+            .producer
+            .insert("partitioner".into(), "murmur2_random".into());
+        assert!(partition_of(&murmur, b"acme", 6)
+            .unwrap_err()
+            .contains("murmur2_random"));
     }
 }

@@ -18,6 +18,7 @@ mod partition;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -34,6 +35,7 @@ use crate::tenants::Live;
 use crate::{kafka, state};
 
 use consumer::Context;
+pub use partition::Inspected;
 use partition::Partitions;
 
 /// The `[processor]` section.
@@ -170,6 +172,29 @@ pub struct Processor {
     stores: crate::health::Stores,
     stalls: crate::health::Stalls,
     settled: Settled,
+    inspector: Inspector,
+}
+
+/// Where the admin API looks at the carts this instance processes: its processor's partitions,
+/// while it runs. Cheap to clone; every clone sees the same processor.
+#[derive(Clone, Default)]
+pub struct Inspector(Arc<std::sync::Mutex<Option<Partitions>>>);
+
+impl Inspector {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Partitions>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What this instance's processor holds of the cart of `tenant` that `lookup` leads to in
+    /// `partition` of the inbound topic.
+    pub fn inspect(&self, partition: i32, tenant: &str, lookup: state::Lookup<'_>) -> Inspected {
+        match &*self.slot() {
+            None => Inspected::NotRunning,
+            Some(partitions) => partitions.inspect(partition, tenant, lookup),
+        }
+    }
 }
 
 impl Processor {
@@ -191,7 +216,14 @@ impl Processor {
             stores,
             stalls,
             settled: Settled::default(),
+            inspector: Inspector::default(),
         }
+    }
+
+    /// Where the admin API looks at the carts of its partitions.
+    pub fn with_inspector(mut self, inspector: Inspector) -> Self {
+        self.inspector = inspector;
+        self
     }
 
     /// Where the processor reports how far it has settled (its gauge says it too).
@@ -249,6 +281,7 @@ impl Processor {
         );
         let view = partitions.clone();
         self.stores.attach(move || view.states());
+        *self.inspector.slot() = Some(partitions.clone());
         Ok(partitions)
     }
 
@@ -352,6 +385,7 @@ impl Processor {
         );
         runtime.block_on(kafka::close_consumer(consumer, deadline));
         self.stores.detach();
+        self.inspector.slot().take();
         partitions.close_all();
         tracing::info!("processor stopped");
     }

@@ -109,6 +109,20 @@ struct Inner {
     deadline: Option<Instant>,
 }
 
+/// What a processor holds of a cart, as the admin API asks for it.
+pub enum Inspected {
+    /// This instance runs no processor (or it has not started, or it has stopped).
+    NotRunning,
+    /// The partition is not this processor's now.
+    NotOwned,
+    /// The partition is this processor's: where it is in the inbound topic (the next offset to
+    /// apply, `None` before the first), and the cart, if there is one.
+    Owned {
+        next_offset: Option<i64>,
+        found: Result<Option<Box<state::Kept>>, state::Error>,
+    },
+}
+
 /// Cheap to clone; every clone is the same set of partitions.
 #[derive(Clone)]
 pub struct Partitions {
@@ -204,6 +218,18 @@ impl Partitions {
             }
         }
         starts
+    }
+
+    /// What `partition`'s store holds of the cart of `tenant` that `lookup` leads to.
+    pub fn inspect(&self, partition: i32, tenant: &str, lookup: state::Lookup<'_>) -> Inspected {
+        let inner = self.lock();
+        match inner.owned.get(&partition) {
+            None => Inspected::NotOwned,
+            Some(owned) => Inspected::Owned {
+                next_offset: owned.next_offset,
+                found: owned.store.find(tenant, lookup).map(|f| f.map(Box::new)),
+            },
+        }
     }
 
     /// Publishes the outboxes of revoked partitions and closes their stores. Returns their

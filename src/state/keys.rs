@@ -108,6 +108,23 @@ pub enum AliasKind {
 }
 
 impl AliasKind {
+    pub const ALL: [AliasKind; 4] = [
+        AliasKind::CartToken,
+        AliasKind::CheckoutToken,
+        AliasKind::Email,
+        AliasKind::Phone,
+    ];
+
+    /// How the admin API names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AliasKind::CartToken => "cart_token",
+            AliasKind::CheckoutToken => "checkout_token",
+            AliasKind::Email => "email",
+            AliasKind::Phone => "phone",
+        }
+    }
+
     fn tag(self) -> &'static [u8] {
         match self {
             AliasKind::CartToken => b"cart",

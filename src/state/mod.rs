@@ -188,6 +188,20 @@ impl Counts {
     }
 }
 
+/// How a cart is looked for: by its key, or by an alias that leads to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    Cart(&'a str),
+    Alias(AliasKind, &'a str),
+}
+
+/// A cart as the store holds it, with the aliases that lead to it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub cart: Cart,
+    pub aliases: Vec<(AliasKind, String)>,
+}
+
 /// What one garbage collection pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Collected {
@@ -326,6 +340,32 @@ impl Store {
     /// The cart `key` of `tenant`, if tracked (as staged).
     pub fn cart(&self, tenant: &str, key: &str) -> Result<Option<Cart>, Error> {
         self.get_cart(self.pending.as_ref(), tenant, key, &keys::cart(tenant, key))
+    }
+
+    /// The cart of `tenant` that `lookup` leads to (as staged), with the aliases of it that
+    /// still lead to it; `None` when there is none.
+    pub fn find(&self, tenant: &str, lookup: Lookup<'_>) -> Result<Option<Kept>, Error> {
+        let pending = self.pending.as_ref();
+        let key = match lookup {
+            Lookup::Cart(key) => key.to_string(),
+            Lookup::Alias(kind, value) => match self.alias(pending, tenant, kind, value)? {
+                Some((key, _)) => key,
+                None => return Ok(None),
+            },
+        };
+        let Some(cart) = self.get_cart(pending, tenant, &key, &keys::cart(tenant, &key))? else {
+            return Ok(None);
+        };
+        let mut aliases = Vec::new();
+        for (kind, value) in cart.aliases() {
+            let leads_here = self
+                .alias(pending, tenant, kind, value)?
+                .is_some_and(|(to, _)| to == cart.key);
+            if leads_here {
+                aliases.push((kind, value.to_string()));
+            }
+        }
+        Ok(Some(Kept { cart, aliases }))
     }
 
     /// The value of `key` in `family`: what `pending` staged for it, else what is stored.

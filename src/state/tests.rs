@@ -853,3 +853,54 @@ fn records_staged_and_not_committed_leave_nothing_behind_and_are_applied_again()
     assert!(!applied.duplicate, "d2 was never stored");
     assert_eq!(store.next_offset().unwrap(), Some(2));
 }
+
+#[test]
+fn a_cart_is_found_by_its_key_or_any_alias_that_still_leads_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut feed = feed(&dir);
+    feed.send("d1", &checkout("c1"), T0);
+    let find = |store: &Store, lookup| store.find("acme", lookup).unwrap();
+    let by_key = find(&feed.store, Lookup::Cart("c1")).expect("the cart");
+    assert_eq!(by_key.cart.phase, Phase::Active);
+    assert_eq!(by_key.cart.deadline_ms(), T0 + WINDOW);
+    assert_eq!(
+        by_key.aliases,
+        [
+            (AliasKind::CartToken, "c1".to_string()),
+            (AliasKind::CheckoutToken, "co-c1".to_string()),
+            (AliasKind::Email, "bob@example.com".to_string()),
+            (AliasKind::Phone, "+15024592181".to_string()),
+        ]
+    );
+    for (kind, value) in &by_key.aliases {
+        assert_eq!(
+            find(&feed.store, Lookup::Alias(*kind, value)).as_ref(),
+            Some(&by_key)
+        );
+    }
+    // A second cart of the same shopper takes the contact aliases: the first keeps its tokens.
+    feed.send("d2", &checkout("c2"), T0 + MINUTE);
+    let first = find(&feed.store, Lookup::Cart("c1")).unwrap();
+    assert_eq!(
+        first.aliases,
+        [
+            (AliasKind::CartToken, "c1".to_string()),
+            (AliasKind::CheckoutToken, "co-c1".to_string()),
+        ]
+    );
+    let by_email = find(
+        &feed.store,
+        Lookup::Alias(AliasKind::Email, "bob@example.com"),
+    );
+    assert_eq!(by_email.unwrap().cart.key, "c2");
+    assert_eq!(find(&feed.store, Lookup::Cart("c9")), None);
+    assert_eq!(
+        find(&feed.store, Lookup::Alias(AliasKind::CartToken, "c9")),
+        None
+    );
+    assert_eq!(
+        feed.store.find("globex", Lookup::Cart("c1")).unwrap(),
+        None,
+        "another tenant's"
+    );
+}

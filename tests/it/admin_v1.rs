@@ -18,6 +18,7 @@ use crate::support::{
     fixture, read_topic, shopify_headers, Answer, Http, PrivateBroker, TestDaemon,
 };
 
+mod state;
 mod workers;
 
 const TOKEN: &str = "admin-v1-token-0123456789";
@@ -1195,6 +1196,9 @@ async fn the_admin_api_v1_gives_every_answer_its_document_lists_and_no_other() {
 
     // Retry, replay and redrive through an instance without a delivery worker.
     workers::exercise(&api, &a, &b, &prefix).await;
+
+    // A cart's state, from the instance whose processor has it and from any other.
+    state::exercise(&api, &a, &brokers, &prefix).await;
 
     // Kafka away: a write is answered 503 once its time is up (10 s).
     broker.pause();
