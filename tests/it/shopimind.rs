@@ -303,11 +303,14 @@ async fn open_link(daemon: &TestDaemon, tenant: &'static str) -> String {
     cookie.split(';').next().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shopimind_oauth_installation_is_tied_on_the_consent_page_to_the_tenant_whose_link_the_browser_opened(
-) {
+/// A daemon with the deployment's ShopiMind app, on the topics of `prefix` when given.
+async fn type_b_daemon(name: &str, prefix: Option<&str>) -> TestDaemon {
     let port = crate::support::free_port();
-    let daemon = TestDaemon::builder("shopimind-type-b")
+    let mut builder = TestDaemon::builder(name);
+    if let Some(prefix) = prefix {
+        builder = builder.topic_prefix(prefix);
+    }
+    builder
         .tenants_from_topic(SEALING_KEY)
         .config(|c| {
             c.ingress.listen = format!("127.0.0.1:{port}").parse().unwrap();
@@ -321,7 +324,13 @@ async fn a_shopimind_oauth_installation_is_tied_on_the_consent_page_to_the_tenan
             });
         })
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopimind_oauth_installation_is_tied_on_the_consent_page_to_the_tenant_whose_link_the_browser_opened(
+) {
+    let daemon = type_b_daemon("shopimind-type-b", None).await;
     for tenant in [r#"{"id":"acme"}"#, r#"{"id":"globex"}"#] {
         let created = admin(&daemon, "POST", "/admin/v1/tenants", tenant).await;
         assert_eq!(created.status, 201, "{:?}", created.body);
@@ -330,6 +339,10 @@ async fn a_shopimind_oauth_installation_is_tied_on_the_consent_page_to_the_tenan
     let install = signed_by_app(&daemon, br#"{"event":"integration.installed","installation_id":"pg-11","access_token":"int_type_b_token","external_account_id":"acme"}"#).await;
     assert_eq!(install.status, 200, "{:?}", install.body);
     let held = r#"["unclaimed","shopimind","pg-11","access_token"]"#;
+    // The daemon restarts before the merchant comes back: the token is held on Kafka.
+    let prefix = daemon.config.kafka.topic_prefix.clone();
+    daemon.stop().await;
+    let daemon = type_b_daemon("shopimind-type-b-again", Some(&prefix)).await;
 
     let back = format!(
         "installation_id=pg-11&state=spm-state-1&redirect_uri={}",
