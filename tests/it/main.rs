@@ -28,6 +28,7 @@ mod oauth;
 mod outage;
 mod platforms;
 mod processor;
+mod readers;
 mod robustness;
 mod security;
 mod shopimind;

@@ -462,19 +462,24 @@ pub struct Record {
     pub partition: i32,
 }
 
-/// Reads every record of `topic` up to its high watermarks (what is acknowledged now).
+/// Reads every record of `topic` up to the end of each partition as a `read_committed` reader
+/// sees it now: its last stable offset, past which an open transaction's records wait, and
+/// without the records of aborted transactions or the markers transactions leave (which take
+/// offsets no reader is given). A partition is done when the consumer reports reaching its end.
 pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique_prefix("reader"))
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .expect("a consumer can be created");
     let timeout = Duration::from_secs(10);
     // A topic created moments ago may not have its partitions' leaders yet (nothing was
     // produced to it): ask again until every partition answers, as a client would.
     let settle = Instant::now() + Duration::from_secs(20);
-    let (partitions, watermarks) = loop {
+    let partitions = loop {
         let metadata = consumer
             .fetch_metadata(Some(topic), timeout)
             .expect("topic metadata");
@@ -483,36 +488,36 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
             .iter()
             .map(|p| p.id())
             .collect();
-        let watermarks: Result<Vec<(i64, i64)>, _> = partitions
+        let led = partitions
             .iter()
-            .map(|&partition| consumer.fetch_watermarks(topic, partition, timeout))
-            .collect();
-        match watermarks {
-            Ok(watermarks) if !partitions.is_empty() => break (partitions, watermarks),
-            Err(error) if Instant::now() >= settle => panic!("watermarks of {topic}: {error}"),
-            _ if Instant::now() >= settle => panic!("topic {topic} has no partitions"),
+            .all(|&partition| consumer.fetch_watermarks(topic, partition, timeout).is_ok());
+        match (led, partitions.is_empty()) {
+            (true, false) => break partitions,
+            _ if Instant::now() >= settle => panic!("topic {topic} has no partitions that answer"),
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     };
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0i64;
-    for (&partition, (low, high)) in partitions.iter().zip(watermarks) {
-        remaining += high - low;
+    for &partition in &partitions {
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
+    let mut reading: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while (records.len() as i64) < remaining {
+    while !reading.is_empty() {
         assert!(
             Instant::now() < deadline,
-            "read {} of {remaining} records of {topic}",
+            "read {} records of {topic}; partitions {reading:?} never reached their end",
             records.len()
         );
         match consumer.poll(Duration::from_millis(200)) {
             None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                reading.remove(&partition);
+            }
             Some(Err(e)) => panic!("consuming {topic}: {e}"),
             Some(Ok(message)) => {
                 let headers = message
