@@ -207,11 +207,7 @@ impl Connect {
         };
         Ok(Answer {
             location: Some(location),
-            set_cookie: Some(format!(
-                "{COOKIE}={}; Path=/api/oauth/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
-                state.nonce,
-                oauth::GRANT_TTL.as_secs()
-            )),
+            set_cookie: Some(set_cookie(&state.nonce)),
             body: serde_json::json!({}),
         })
     }
@@ -228,11 +224,7 @@ impl Connect {
         let expires_at = crate::clock::rfc3339(state.expires_at_ms);
         Ok(Answer {
             location: app.install_url.clone(),
-            set_cookie: Some(format!(
-                "{COOKIE}={}; Path=/api/oauth/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
-                state.sign(self.key()),
-                oauth::GRANT_TTL.as_secs()
-            )),
+            set_cookie: Some(set_cookie(&state.sign(self.key()))),
             body: serde_json::json!({
                 "next": "install the app from ShopiMind in this browser: its consent step comes back here and connects the installation",
                 "tenant": link.tenant,
@@ -296,20 +288,9 @@ impl Connect {
         let tenant = state.tenant.clone();
         let installation = SHOPIMIND.normalize_clue(installation);
         let records = self.registrar.live().records().unwrap_or_default();
-        let theirs = records.iter().find_map(|(_, record)| match &record.entity {
-            Entity::Integration(i)
-                if i.provider == SHOPIMIND_SLUG
-                    && i.installation_id
-                        .as_deref()
-                        .map(|id| SHOPIMIND.normalize_clue(id))
-                        == Some(installation.clone()) =>
-            {
-                Some(i.tenant.clone())
-            }
-            _ => None,
-        });
-        match theirs {
-            Some(other) if other != tenant => {
+        let mut theirs = shopimind_integrations(&records, &installation).map(|(_, i)| &i.tenant);
+        match theirs.next() {
+            Some(other) if *other != tenant => {
                 return Err(Failure::Conflict(format!(
                     "the installation {installation} is connected to another tenant"
                 )))
@@ -336,13 +317,7 @@ impl Connect {
                         vec![(key, Some(Record::new(Entity::Integration(record))))],
                     )
                     .await;
-                written.map_err(|refused| match refused {
-                    Refused::Invalid(problems) => Failure::Unavailable(format!(
-                        "the integration cannot be written: {}",
-                        problems.iter().collect::<Vec<_>>().join("; ")
-                    )),
-                    Refused::Unavailable(why) => Failure::Unavailable(why),
-                })?;
+                written.map_err(unwritten)?;
                 tracing::info!(%tenant, %installation, "a ShopiMind installation connected through its consent page");
             }
         }
@@ -366,7 +341,7 @@ impl Connect {
         }
         Ok(Answer {
             location: Some(back.to_string()),
-            set_cookie: Some(format!("{COOKIE}=; Path=/api/oauth/; Max-Age=0")),
+            set_cookie: Some(clear_cookie()),
             body: serde_json::json!({}),
         })
     }
@@ -466,18 +441,12 @@ impl Connect {
             .await;
         if let Err(refused) = written {
             self.undo(store.subscribed).await;
-            return Err(match refused {
-                Refused::Invalid(problems) => Failure::Unavailable(format!(
-                    "the integration cannot be written: {}",
-                    problems.iter().collect::<Vec<_>>().join("; ")
-                )),
-                Refused::Unavailable(why) => Failure::Unavailable(why),
-            });
+            return Err(unwritten(refused));
         }
         tracing::info!(tenant = %state.tenant, provider, integration = %id, "a store connected through OAuth");
         Ok(Answer {
             location: None,
-            set_cookie: Some(format!("{COOKIE}=; Path=/api/oauth/; Max-Age=0")),
+            set_cookie: Some(clear_cookie()),
             body: serde_json::json!({
                 "connected": {
                     "tenant": state.tenant,
@@ -883,21 +852,54 @@ fn shopimind_integration<'r>(
     tenant: &str,
     installation: &str,
 ) -> Option<(topic::Key, &'r topic::Integration)> {
+    shopimind_integrations(records, installation).find(|(_, i)| i.tenant == tenant)
+}
+
+/// The ShopiMind integrations, of any tenant, for `installation` (normalized), with their keys.
+fn shopimind_integrations<'r, 'i>(
+    records: &'r Records,
+    installation: &'i str,
+) -> impl Iterator<Item = (topic::Key, &'r topic::Integration)> + use<'r, 'i> {
     records
         .iter()
-        .find_map(|(key, record)| match &record.entity {
+        .filter_map(move |(key, record)| match &record.entity {
             Entity::Integration(i)
-                if i.tenant == tenant
-                    && i.provider == "shopimind"
+                if i.provider == SHOPIMIND_SLUG
                     && i.installation_id
                         .as_deref()
                         .map(|id| SHOPIMIND.normalize_clue(id))
-                        == Some(installation.to_string()) =>
+                        .as_deref()
+                        == Some(installation) =>
             {
                 Some((key.clone(), i))
             }
             _ => None,
         })
+}
+
+/// The cookie that ties a consent to this browser, holding `value`, for as long as the consent
+/// may take.
+fn set_cookie(value: &str) -> String {
+    format!(
+        "{COOKIE}={value}; Path=/api/oauth/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        oauth::GRANT_TTL.as_secs()
+    )
+}
+
+/// The same cookie, removed.
+fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/api/oauth/; Max-Age=0")
+}
+
+/// Why an integration could not be written to the registry, as the connect route answers it.
+fn unwritten(refused: Refused) -> Failure {
+    match refused {
+        Refused::Invalid(problems) => Failure::Unavailable(format!(
+            "the integration cannot be written: {}",
+            problems.iter().collect::<Vec<_>>().join("; ")
+        )),
+        Refused::Unavailable(why) => Failure::Unavailable(why),
+    }
 }
 
 /// The store an integration connected through OAuth names in its deliveries.

@@ -98,9 +98,9 @@ impl ShopimindApp {
                 return false;
             };
             let path = allowed.path();
-            let under = url.path() == path
-                || url.path().starts_with(path)
-                    && (path.ends_with('/') || { url.path()[path.len()..].starts_with('/') });
+            let under = url.path().strip_prefix(path).is_some_and(|rest| {
+                rest.is_empty() || path.ends_with('/') || rest.starts_with('/')
+            });
             url.scheme() == allowed.scheme()
                 && url.host_str() == allowed.host_str()
                 && url.port_or_known_default() == allowed.port_or_known_default()

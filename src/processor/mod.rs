@@ -191,7 +191,7 @@ impl Inspector {
     /// `partition` of the inbound topic.
     pub fn inspect(&self, partition: i32, tenant: &str, lookup: state::Lookup<'_>) -> Inspected {
         match &*self.slot() {
-            None => Inspected::NotRunning,
+            None => Inspected::NotHere,
             Some(partitions) => partitions.inspect(partition, tenant, lookup),
         }
     }

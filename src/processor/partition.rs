@@ -111,10 +111,8 @@ struct Inner {
 
 /// What a processor holds of a cart, as the admin API asks for it.
 pub enum Inspected {
-    /// This instance runs no processor (or it has not started, or it has stopped).
-    NotRunning,
-    /// The partition is not this processor's now.
-    NotOwned,
+    /// This instance's processor does not have the partition now (or none runs here).
+    NotHere,
     /// The partition is this processor's: where it is in the inbound topic (the next offset to
     /// apply, `None` before the first), and the cart, if there is one.
     Owned {
@@ -224,7 +222,7 @@ impl Partitions {
     pub fn inspect(&self, partition: i32, tenant: &str, lookup: state::Lookup<'_>) -> Inspected {
         let inner = self.lock();
         match inner.owned.get(&partition) {
-            None => Inspected::NotOwned,
+            None => Inspected::NotHere,
             Some(owned) => Inspected::Owned {
                 next_offset: owned.next_offset,
                 found: owned.store.find(tenant, lookup).map(|f| f.map(Box::new)),

@@ -32,17 +32,30 @@ async fn lifecycle(daemon: &TestDaemon, event: &str, sent_at: u64, extra: Value)
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     let body = serde_json::to_vec(&body).unwrap();
+    signed(daemon, SECRET, sent_at, body).await
+}
+
+/// Posts `body` to the ShopiMind webhook route, signed with `secret` as sent at `sent_at`.
+async fn signed(daemon: &TestDaemon, secret: &str, sent_at: u64, body: Vec<u8>) -> Answer {
     let headers = vec![
         ("content-type", "application/json".to_string()),
         ("x-shopimind-timestamp", sent_at.to_string()),
         (
             "x-shopimind-signature",
-            providers::shopimind::sign(SECRET.as_bytes(), sent_at, &body),
+            providers::shopimind::sign(secret.as_bytes(), sent_at, &body),
         ),
     ];
     Http::http1()
         .post(&daemon.url("/api/webhooks/shopimind"), &headers, body)
         .await
+}
+
+/// Now, in whole seconds.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// The value of the last record of `key` (empty for a tombstone), if any.
@@ -80,11 +93,7 @@ async fn a_shopimind_installation_moves_in_the_order_its_events_were_sent_and_en
     )
     .await;
     assert_eq!(connected.status, 201, "{:?}", connected.body);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let t0 = now - 250;
+    let t0 = now() - 250;
     let success = |answer: Answer| {
         assert_eq!(answer.status, 200, "{:?}", answer.body);
         assert_eq!(answer.json(), json!({"success": true}));
@@ -185,22 +194,7 @@ async fn an_installation_nobody_claimed_is_held_until_a_tenant_claims_it_with_it
         .start()
         .await;
     // The install of an installation no tenant has, signed with the app's secret.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let body = br#"{"event":"integration.installed","installation_id":"pg-9","access_token":"int_held_token","shop_domain":"demo.shop"}"#.to_vec();
-    let headers = vec![
-        ("content-type", "application/json".to_string()),
-        ("x-shopimind-timestamp", now.to_string()),
-        (
-            "x-shopimind-signature",
-            providers::shopimind::sign(APP_SECRET.as_bytes(), now, &body),
-        ),
-    ];
-    let install = Http::http1()
-        .post(&daemon.url("/api/webhooks/shopimind"), &headers, body)
-        .await;
+    let install = signed_by_app(&daemon, br#"{"event":"integration.installed","installation_id":"pg-9","access_token":"int_held_token","shop_domain":"demo.shop"}"#).await;
     assert_eq!(install.status, 200);
     let held = r#"["unclaimed","shopimind","pg-9","access_token"]"#;
 
@@ -248,25 +242,7 @@ const SHOPIMIND_RETURN: &str = "https://app.shopimind.test/oauth/return";
 
 /// Posts `body` signed with the deployment's ShopiMind app secret.
 async fn signed_by_app(daemon: &TestDaemon, body: &'static [u8]) -> Answer {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let headers = vec![
-        ("content-type", "application/json".to_string()),
-        ("x-shopimind-timestamp", now.to_string()),
-        (
-            "x-shopimind-signature",
-            providers::shopimind::sign(APP_SECRET.as_bytes(), now, body),
-        ),
-    ];
-    Http::http1()
-        .post(
-            &daemon.url("/api/webhooks/shopimind"),
-            &headers,
-            body.to_vec(),
-        )
-        .await
+    signed(daemon, APP_SECRET, now(), body.to_vec()).await
 }
 
 /// The consent page, as ShopiMind sends the browser holding `cookie` to it.

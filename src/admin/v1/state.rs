@@ -1,7 +1,6 @@
 //! `GET /admin/v1/state/carts?tenant=…&by=…&value=…`: a cart as the processor holds it — by its
 //! key, or by a cart or checkout token, an e-mail or a phone that leads to it — read from the
-//! store of the inbound
-//! partition its tenant's records go to. That partition is on one instance at a time: another
+//! store of the inbound partition its tenant's records go to. That partition is on one instance at a time: another
 //! instance's is answered 409 naming the member of the processors' group that has it.
 
 use bytes::Bytes;
@@ -17,9 +16,10 @@ use crate::state::{AliasKind, Kept, Lookup};
 #[derive(Debug, PartialEq, Eq)]
 struct Asked {
     tenant: String,
-    /// `cart`, or the name of an alias kind, and its value (normalized as the processor keeps
-    /// it).
-    by: (&'static str, String),
+    /// The alias `value` is (`by`), or `None` when it is the cart's key (`by=cart`).
+    kind: Option<AliasKind>,
+    /// As the processor keeps it.
+    value: String,
 }
 
 impl Asked {
@@ -48,31 +48,41 @@ impl Asked {
         let tenant = required("tenant", tenant)?;
         let way = required("by", way)?;
         let value = required("value", value)?;
-        let way = std::iter::once("cart")
-            .chain(AliasKind::ALL.map(AliasKind::name))
-            .find(|w| *w == way)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
+        let kind = match AliasKind::ALL.into_iter().find(|k| k.name() == way) {
+            Some(kind) => Some(kind),
+            None if way == "cart" => None,
+            None => {
+                return Err(ApiError::BadRequest(format!(
                     "by: one of cart, cart_token, checkout_token, email, phone, not {way:?}"
-                ))
-            })?;
+                )))
+            }
+        };
         // As the processor keeps them; a value that is not one leads to no cart.
-        let value = match way {
-            "email" => crate::providers::normalize::email_address(Some(&value)).unwrap_or(value),
-            "phone" => crate::providers::normalize::phone(Some(value), None).unwrap_or_default(),
+        let value = match kind {
+            Some(AliasKind::Email) => {
+                crate::providers::normalize::email_address(Some(&value)).unwrap_or(value)
+            }
+            Some(AliasKind::Phone) => {
+                crate::providers::normalize::phone(Some(value), None).unwrap_or_default()
+            }
             _ => value,
         };
         Ok(Asked {
             tenant,
-            by: (way, value),
+            kind,
+            value,
         })
     }
 
+    /// How `by` names the way to the cart.
+    fn by(&self) -> &'static str {
+        self.kind.map_or("cart", AliasKind::name)
+    }
+
     fn lookup(&self) -> Lookup<'_> {
-        let (way, value) = (self.by.0, self.by.1.as_str());
-        match AliasKind::ALL.into_iter().find(|k| k.name() == way) {
-            Some(kind) => Lookup::Alias(kind, value),
-            None => Lookup::Cart(value),
+        match self.kind {
+            Some(kind) => Lookup::Alias(kind, &self.value),
+            None => Lookup::Cart(&self.value),
         }
     }
 }
@@ -90,9 +100,7 @@ impl Tenants {
             .inspect(partition, &asked.tenant, asked.lookup());
         let (next_offset, found) = match inspected {
             Inspected::Owned { next_offset, found } => (next_offset, found),
-            Inspected::NotRunning | Inspected::NotOwned => {
-                return Err(self.elsewhere(partition).await)
-            }
+            Inspected::NotHere => return Err(self.elsewhere(partition).await),
         };
         let found = found.map_err(|e| {
             ApiError::Unavailable(format!(
@@ -103,7 +111,9 @@ impl Tenants {
         let Some(found) = found else {
             return Err(ApiError::NotFound(format!(
                 "cart of tenant {:?} by {} {:?} in partition {partition}",
-                asked.tenant, asked.by.0, asked.by.1
+                asked.tenant,
+                asked.by(),
+                asked.value
             )));
         };
         Ok(json(
@@ -191,7 +201,7 @@ mod tests {
 
     fn asked(query: &str) -> Result<(String, &'static str, String), String> {
         match Asked::parse(Some(query)) {
-            Ok(Asked { tenant, by }) => Ok((tenant, by.0, by.1)),
+            Ok(asked) => Ok((asked.tenant.clone(), asked.by(), asked.value)),
             Err(ApiError::BadRequest(why)) => Err(why),
             Err(other) => panic!("{other:?}"),
         }
